@@ -1,0 +1,86 @@
+//! `kt db start | stop | status`
+
+use kt::instance::Layout;
+use kt::storage::cluster::{Cluster, Started, State, Stopped};
+
+use crate::cli::{DbCommand, DbStatusArgs, GlobalArgs};
+use crate::printer::Printer;
+use crate::{CommandResult, Status};
+
+pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> CommandResult {
+    let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    let cluster = Cluster::for_instance(&instance)?;
+    match command {
+        DbCommand::Start => start(&cluster, printer),
+        DbCommand::Stop => stop(&cluster, printer),
+        DbCommand::Status(args) => status(&cluster, args, printer),
+    }
+}
+
+fn start(cluster: &Cluster, printer: &Printer) -> CommandResult {
+    match cluster.start()? {
+        Started::AlreadyRunning { pid } => {
+            printer.info(format!("kt: the database is already running (pid {pid}, port {})", cluster.port))
+        }
+        Started::Now { pid, removed_stale_pid } => {
+            if let Some(stale) = removed_stale_pid {
+                printer.warn(format!(
+                    "removed a stale postmaster.pid (pid {stale} was not a running PostgreSQL: crash or reboot?)"
+                ));
+            }
+            printer.info(format!("kt: the database is running (pid {pid}, port {})", cluster.port));
+        }
+    }
+    Ok(Status::Success)
+}
+
+fn stop(cluster: &Cluster, printer: &Printer) -> CommandResult {
+    match cluster.stop()? {
+        Stopped::AlreadyStopped { stale_pid: None } => printer.info("kt: the database is already stopped"),
+        Stopped::AlreadyStopped { stale_pid: Some(pid) } => printer.info(format!(
+            "kt: the database is already stopped (stale postmaster.pid names pid {pid}, which is not running)"
+        )),
+        Stopped::Now { pid } => printer.info(format!("kt: the database is stopped (was pid {pid})")),
+    }
+    Ok(Status::Success)
+}
+
+fn status(cluster: &Cluster, args: DbStatusArgs, printer: &Printer) -> CommandResult {
+    let state = cluster.state()?;
+    let (name, pid, note) = match &state {
+        State::Running { pid, .. } => ("running", Some(*pid), None),
+        State::Stopped => ("stopped", None, None),
+        State::Stale { pid } => (
+            "stopped",
+            None,
+            Some(format!("stale postmaster.pid: pid {pid} is not a running PostgreSQL; `kt db start` removes it")),
+        ),
+    };
+    let port = match state {
+        State::Running { port: Some(port), .. } => port,
+        _ => cluster.port,
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "state": name,
+            "pid": pid,
+            "port": port,
+            "data_dir": cluster.data_dir,
+            "log_file": cluster.log_file,
+            "note": note,
+        });
+        printer.data(value.to_string())?;
+    } else {
+        printer.data(format!("state:    {name}"))?;
+        if let Some(pid) = pid {
+            printer.data(format!("pid:      {pid}"))?;
+        }
+        printer.data(format!("port:     {port}"))?;
+        printer.data(format!("data dir: {}", cluster.data_dir.display()))?;
+        printer.data(format!("log:      {}", cluster.log_file.display()))?;
+        if let Some(note) = note {
+            printer.warn(note);
+        }
+    }
+    Ok(if pid.is_some() { Status::Success } else { Status::Problem })
+}

@@ -1,0 +1,42 @@
+//! `kt init`
+
+use kt::init::{init, InitOptions};
+use kt::instance::Layout;
+use kt::pgp::ServerKeyType;
+
+use crate::cli::{GlobalArgs, InitArgs, KeyType};
+use crate::printer::Printer;
+use crate::{CommandResult, Status};
+
+pub fn run(global: &GlobalArgs, args: InitArgs, printer: &Printer) -> CommandResult {
+    let layout = Layout::new(global.confdir.as_deref())?;
+    let hostname = match args.hostname {
+        Some(name) => name,
+        None => kt::hostname::fqdn()?,
+    };
+    let options = InitOptions {
+        layout,
+        hostname,
+        listen: args.listen,
+        db_port: args.database_port,
+        pg_rootdir: args.pg_rootdir,
+        service_user: args.service_user,
+        key_type: match args.key_type {
+            KeyType::Rsa4096 => ServerKeyType::Rsa4096,
+            KeyType::Ed25519 => ServerKeyType::Ed25519,
+        },
+        cert_days: args.cert_days,
+        extra_sans: args.extra_sans,
+    };
+    printer.detail(format!("kt: {options:#?}"));
+    let report = init(&options, printer)?;
+    printer.info(format!(
+        "kt: created the instance in {} (database in {}, run by {}, schema version {})",
+        report.confdir.display(),
+        report.pg_rootdir.display(),
+        report.service_user,
+        report.schema_version
+    ));
+    printer.data(report.fingerprint)?;
+    Ok(Status::Success)
+}

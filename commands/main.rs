@@ -1,0 +1,85 @@
+//! The `kt` binary: parses the command line, runs one command, and turns
+//! its result into output and an exit code (DESIGN.md, "Exit codes"). Only
+//! `main` decides exit codes; commands return their status or an error.
+
+mod cli;
+mod db;
+mod fingerprint;
+mod generate_assets;
+mod init;
+mod printer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use printer::Printer;
+
+/// What a command reports when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Exit 0.
+    Success,
+    /// The check ran and found a problem: exit 1.
+    Problem,
+}
+
+/// The result of a command: a status, a library error, or an I/O error on
+/// stdout (such as a closed pipe).
+pub enum Failure {
+    Kt(kt::Error),
+    Output(std::io::Error),
+}
+
+impl From<kt::Error> for Failure {
+    fn from(e: kt::Error) -> Self {
+        Failure::Kt(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+pub type CommandResult = Result<Status, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.global.quiet, cli.global.verbose, cli.global.no_progress);
+    let result = match cli.command {
+        Command::Init(args) => init::run(&cli.global, args, &printer),
+        Command::Db(command) => db::run(&cli.global, command, &printer),
+        Command::Fingerprint(args) => fingerprint::run(&cli.global, args, &printer),
+        Command::GenerateAssets(args) => generate_assets::run(args, &printer),
+    };
+    match result {
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::Problem) => ExitCode::from(1),
+        // The reader went away (`kt ... | head`): not an error.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => {
+            report(&kt::Error::env("cannot write the output").because_err(&e));
+            ExitCode::from(3)
+        }
+        Err(Failure::Kt(e)) => {
+            report(&e);
+            ExitCode::from(e.kind().exit_code() as u8)
+        }
+    }
+}
+
+/// `kt: error: <what>`, the cause chain, then `hint: <what to do>`.
+fn report(error: &kt::Error) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "kt: error: {}", error.message());
+    for cause in error.causes() {
+        let _ = writeln!(err, "  cause: {cause}");
+    }
+    if let Some(hint) = error.hint() {
+        let _ = writeln!(err, "hint: {hint}");
+    }
+}

@@ -1,0 +1,147 @@
+//! `keytrustee.conf`: a JSON object with the documented upper-case keys.
+//!
+//! The file is kept as an ordered JSON map so that keys kt does not know
+//! (set by an operator or a newer version) survive every rewrite, in their
+//! original order. Every rewrite is atomic.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::account::Account;
+use crate::error::{Context, Error, Result};
+use crate::fsutil;
+
+pub const HOSTNAME: &str = "HOSTNAME";
+pub const LISTEN: &str = "LISTEN";
+pub const DB_PORT: &str = "DB_PORT";
+pub const PG_ROOTDIR: &str = "PG_ROOTDIR";
+pub const SSL_CERTIFICATE: &str = "SSL_CERTIFICATE";
+pub const SSL_PRIVATE_KEY: &str = "SSL_PRIVATE_KEY";
+pub const SSL_CA: &str = "SSL_CA";
+pub const TLS_MIN_VERSION: &str = "TLS_MIN_VERSION";
+pub const CIPHERS: &str = "CIPHERS";
+pub const SERVICE_USER: &str = "SERVICE_USER";
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
+pub const DEFAULT_DB_PORT: u16 = 11381;
+pub const DEFAULT_TLS_MIN_VERSION: &str = "tlsv1.2";
+/// The AEAD suites rustls offers, in OpenSSL's names, strongest first.
+pub const DEFAULT_CIPHERS: &str = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
+ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+
+/// The parsed configuration of one instance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    values: Map<String, Value>,
+}
+
+impl Config {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads and parses `path`. A missing file is an environment failure
+    /// with a hint; a malformed one names the line and column.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let err = Error::env(format!("cannot read {}", path.display())).because_err(&e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                err.with_hint("no instance here: create one with `kt init`, or point -c/--confdir at it")
+            } else {
+                err
+            }
+        })?;
+        Self::parse(&text).map_err(|e| {
+            Error::env(format!("{} is not a valid configuration", path.display())).because(e.message())
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let value: Value = serde_json::from_str(text).usage_context(|| "invalid JSON")?;
+        match value {
+            Value::Object(values) => Ok(Config { values }),
+            _ => Err(Error::usage("the configuration must be a JSON object")),
+        }
+    }
+
+    /// Writes the configuration atomically, mode 0600.
+    pub fn save(&self, path: &Path, owner: Option<&Account>) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(&Value::Object(self.values.clone()))
+            .expect("a JSON map always serializes");
+        text.push('\n');
+        fsutil::write_atomic(path, text.as_bytes(), 0o600, owner)
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    /// A required string value.
+    pub fn string(&self, key: &str) -> Result<&str> {
+        match self.values.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(self.bad(key, "is not a string")),
+            None => Err(self.bad(key, "is missing")),
+        }
+    }
+
+    /// A required path value.
+    pub fn path(&self, key: &str) -> Result<PathBuf> {
+        self.string(key).map(PathBuf::from)
+    }
+
+    /// A required TCP port, given as a number or a numeric string.
+    pub fn port(&self, key: &str) -> Result<u16> {
+        let port = match self.values.get(key) {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+            None => return Err(self.bad(key, "is missing")),
+        };
+        match port {
+            Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(self.bad(key, "is not a port number (1-65535)")),
+        }
+    }
+
+    fn bad(&self, key: &str, what: &str) -> Error {
+        Error::env(format!("configuration key {key} {what}"))
+            .with_hint("fix keytrustee.conf in the confdir")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_survive_in_order() {
+        let text = r#"{"ZZZ": 1, "HOSTNAME": "a", "EXTRA": {"x": [1,2]}}"#;
+        let mut config = Config::parse(text).unwrap();
+        config.set(HOSTNAME, "b");
+        let out = serde_json::to_string(&Value::Object(config.values.clone())).unwrap();
+        assert_eq!(out, r#"{"ZZZ":1,"HOSTNAME":"b","EXTRA":{"x":[1,2]}}"#);
+    }
+
+    #[test]
+    fn ports_are_checked() {
+        let config = Config::parse(r#"{"A": 11381, "B": "5432", "C": 0, "D": "x", "E": 70000}"#).unwrap();
+        assert_eq!(config.port("A").unwrap(), 11381);
+        assert_eq!(config.port("B").unwrap(), 5432);
+        for key in ["C", "D", "E", "F"] {
+            assert!(config.port(key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        assert!(Config::parse("[1]").is_err());
+        assert!(Config::parse("{").is_err());
+    }
+}

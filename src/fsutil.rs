@@ -1,0 +1,109 @@
+//! Small, careful file-system helpers: atomic writes, private modes,
+//! ownership hand-over to the service account.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::account::Account;
+use crate::error::{Context, Result};
+
+/// Writes `contents` to `path` atomically: a temp file beside it (created
+/// with `mode`, so secrets are never readable by others, not even briefly),
+/// fsync, rename over the target, fsync the directory. Readers see either
+/// the old file or the new one, never a torn write.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<&Account>) -> Result<()> {
+    let dir = parent_dir(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.kt-tmp-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .env_context(|| format!("cannot create {}", tmp.display()))?;
+        // The umask may have narrowed the mode further; make it exact.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .env_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        file.write_all(contents)
+            .env_context(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all().env_context(|| format!("cannot fsync {}", tmp.display()))?;
+        if let Some(account) = owner {
+            account.chown(&tmp)?;
+        }
+        fs::rename(&tmp, path)
+            .env_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsyncs a directory so that a rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .env_context(|| format!("cannot fsync directory {}", dir.display()))
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and any missing parents with `mode`, returning the
+/// directories this call created, outermost first, so that a failed run can
+/// remove exactly what it made and nothing else.
+pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(p) = cursor {
+        if p.as_os_str().is_empty() || p.exists() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        cursor = p.parent();
+    }
+    missing.reverse();
+    let mut created = Vec::new();
+    for p in missing {
+        match fs::DirBuilder::new().mode(mode).create(&p) {
+            Ok(()) => {
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                    .env_context(|| format!("cannot set the mode of {}", p.display()))?;
+                created.push(p);
+            }
+            Err(e) => {
+                // Undo our own partial work before reporting.
+                for c in created.iter().rev() {
+                    let _ = fs::remove_dir(c);
+                }
+                return Err(crate::Error::env(format!("cannot create directory {}", p.display()))
+                    .because_err(&e));
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Makes a relative path absolute against the current directory, without
+/// resolving symlinks (the operator's spelling of the path is kept).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).env_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// The permission bits of `path`.
+pub fn mode_of(path: &Path) -> Result<u32> {
+    Ok(fs::metadata(path)
+        .env_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o7777)
+}

@@ -1,0 +1,19 @@
+//! kt: a Key Trustee Server and its operations toolkit, as a library.
+//!
+//! The command-line layer (`commands/`) parses arguments and prints; this
+//! library does the work and reports failures as [`Error`] values that carry
+//! their exit-code class. No printing, no `process::exit` here.
+
+pub mod account;
+pub mod cert;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod hostname;
+pub mod init;
+pub mod instance;
+pub mod pgp;
+pub mod progress;
+pub mod storage;
+
+pub use error::{Error, Kind, Result};

@@ -1,0 +1,15 @@
+//! How library operations report progress without printing: the
+//! command-line layer decides whether and where to show it.
+
+/// Receives human-readable progress from long operations.
+pub trait Progress {
+    /// A step has begun or finished ("generating the server OpenPGP key").
+    fn step(&self, message: &str);
+}
+
+/// Discards progress.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn step(&self, _message: &str) {}
+}
