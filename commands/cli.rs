@@ -1,5 +1,9 @@
 //! The command-line definitions: the single source of `--help`, the man
 //! pages in `man/` and the completions in `completions/`.
+//!
+//! The integration tests include this file (`tests/assets.rs`) to generate
+//! the man pages and completions and fail when the checked-in copies are
+//! stale; `scripts/gen-assets` regenerates them.
 
 use std::path::PathBuf;
 
@@ -53,9 +57,6 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
     Fingerprint(FingerprintArgs),
-    /// Write the man pages and shell completions (used by scripts/gen-assets).
-    #[command(hide = true)]
-    GenerateAssets(GenerateAssetsArgs),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -153,10 +154,3 @@ pub struct DbStatusArgs {
 /// 4096R/4EDC46882386C827E20DEEA2D850ACA33BEDB0D1.
 #[derive(Debug, Args)]
 pub struct FingerprintArgs {}
-
-#[derive(Debug, Args)]
-pub struct GenerateAssetsArgs {
-    /// The directory to write man/ and completions/ into.
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: PathBuf,
-}

@@ -5,7 +5,6 @@
 mod cli;
 mod db;
 mod fingerprint;
-mod generate_assets;
 mod init;
 mod printer;
 
@@ -53,7 +52,6 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&cli.global, args, &printer),
         Command::Db(command) => db::run(&cli.global, command, &printer),
         Command::Fingerprint(args) => fingerprint::run(&cli.global, args, &printer),
-        Command::GenerateAssets(args) => generate_assets::run(args, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

@@ -22,9 +22,6 @@ _kt() {
             kt,fingerprint)
                 cmd="kt__subcmd__fingerprint"
                 ;;
-            kt,generate-assets)
-                cmd="kt__subcmd__generate__subcmd__assets"
-                ;;
             kt,help)
                 cmd="kt__subcmd__help"
                 ;;
@@ -61,9 +58,6 @@ _kt() {
             kt__subcmd__help,fingerprint)
                 cmd="kt__subcmd__help__subcmd__fingerprint"
                 ;;
-            kt__subcmd__help,generate-assets)
-                cmd="kt__subcmd__help__subcmd__generate__subcmd__assets"
-                ;;
             kt__subcmd__help,help)
                 cmd="kt__subcmd__help__subcmd__help"
                 ;;
@@ -86,7 +80,7 @@ _kt() {
 
     case "${cmd}" in
         kt)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint generate-assets help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -287,34 +281,8 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kt__subcmd__generate__subcmd__assets)
-            opts="-c -q -v -h -V --out-dir --confdir --quiet --verbose --no-progress --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --out-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --confdir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -c)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         kt__subcmd__help)
-            opts="init db fingerprint generate-assets help"
+            opts="init db fingerprint help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,20 +352,6 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__fingerprint)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        kt__subcmd__help__subcmd__generate__subcmd__assets)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -1,1 +1,11 @@
+//! kt's integration tests: the real `kt` binary against real PostgreSQL,
+//! with GnuPG, openssl and psql as outside witnesses of what it writes.
+//!
+//! One test binary (fast to build and link); each area has its module.
 
+mod harness;
+
+mod assets;
+mod cli;
+mod db;
+mod init;

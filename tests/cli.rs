@@ -1,0 +1,53 @@
+//! The command-line surface: help and version without an instance, usage
+//! errors, and the documented error format and exit codes.
+
+use crate::harness::*;
+
+#[test]
+fn help_and_version_work_without_an_instance() {
+    let help = run(kt().arg("--help")).expect(0);
+    for sub in ["init", "db", "fingerprint"] {
+        assert!(help.stdout.contains(sub), "{sub} missing from --help:\n{}", help.stdout);
+    }
+    let version = run(kt().arg("--version")).expect(0);
+    assert_eq!(version.stdout.trim(), format!("kt {}", env!("CARGO_PKG_VERSION")));
+    run(kt().args(["db", "--help"])).expect(0);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    run(kt().arg("--no-such-flag")).expect(2);
+    run(kt().arg("no-such-command")).expect(2);
+    run(kt().args(["init", "--database-port", "0"])).expect(2);
+    run(kt().args(["init", "--key-type", "dsa"])).expect(2);
+    run(kt().args(["db", "status", "--quiet", "--verbose"])).expect(2);
+}
+
+#[test]
+fn a_missing_instance_is_an_environment_failure_with_a_hint() {
+    let dir = TestDir::new("missing");
+    let confdir = dir.join("nowhere/.keytrustee");
+    for args in [&["db", "status"][..], &["db", "start"], &["fingerprint"]] {
+        let out = run(kt().arg("-c").arg(&confdir).args(args)).expect(3);
+        assert!(out.stderr.starts_with("kt: error: cannot read "), "{}", out.stderr);
+        assert!(out.stderr.contains("keytrustee.conf"), "{}", out.stderr);
+        assert!(out.stderr.contains("\nhint: "), "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    // The environment variable names the confdir too.
+    let out = run(kt().env("KT_CONFDIR", &confdir).args(["db", "status"])).expect(3);
+    assert!(out.stderr.contains(&confdir.display().to_string()), "{}", out.stderr);
+}
+
+#[test]
+fn a_malformed_configuration_is_reported() {
+    let dir = TestDir::new("badconf");
+    let confdir = dir.join("home/.keytrustee");
+    std::fs::create_dir_all(&confdir).unwrap();
+    std::fs::write(confdir.join("keytrustee.conf"), "{ not json").unwrap();
+    let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(3);
+    assert!(out.stderr.contains("is not a valid configuration"), "{}", out.stderr);
+    std::fs::write(confdir.join("keytrustee.conf"), r#"{"PG_ROOTDIR": "/x"}"#).unwrap();
+    let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(3);
+    assert!(out.stderr.contains("DB_PORT is missing"), "{}", out.stderr);
+}
