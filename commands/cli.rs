@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Key Trustee Server and its operations toolkit.
 ///
-/// kt runs the key server (coming soon as `kt serve`) and does the
-/// operator's jobs around it: creating an instance, controlling its
-/// PostgreSQL database, and, as they arrive, backups, restores,
-/// certificates, high availability and verification.
+/// kt runs the key server (`kt serve`) and does the operator's jobs around
+/// it: creating an instance, controlling its PostgreSQL database and its
+/// server, managing organizations and clients, and, as they arrive,
+/// backups, restores, certificates, high availability and verification.
 ///
 /// Exit codes: 0 success; 1 a check found a problem; 2 usage error or bad
 /// input (nothing changed); 3 environment failure (database down, disk
@@ -27,6 +27,19 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The command-line definition (man pages and completions come from it).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+}
+
+/// Parses the process arguments with [`command`].
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +70,12 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
     Fingerprint(FingerprintArgs),
+    Serve(ServeArgs),
+    #[command(subcommand)]
+    Server(ServerCommand),
+    #[command(subcommand)]
+    Org(OrgCommand),
+    Client(ClientArgs),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -154,3 +173,162 @@ pub struct DbStatusArgs {
 /// 4096R/4EDC46882386C827E20DEEA2D850ACA33BEDB0D1.
 #[derive(Debug, Args)]
 pub struct FingerprintArgs {}
+
+/// Run the key server in the foreground (HTTPS, port 11371 by default).
+///
+/// Serves /?a=fingerprint, /?a=pubkey, /health, client registration and
+/// authenticated deposits (see the README for the wire protocol). As root
+/// it switches to the service account first. SIGHUP reloads the
+/// certificate, key and CA without dropping connections; SIGTERM and
+/// SIGINT stop it gracefully. The database must be running.
+#[derive(Debug, Args)]
+pub struct ServeArgs {}
+
+/// Run the key server in the background, like an init script.
+///
+/// The pid file is <home>/kt-server.pid and the log <home>/logs/kt-server.log.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Start the server and wait until it answers over HTTPS.
+    Start,
+    /// Stop the server gracefully (SIGTERM) and wait until it has exited.
+    Stop,
+    /// Stop the server, then start it again.
+    Restart,
+    /// Reload the certificate, key and CA (SIGHUP) without a restart.
+    Reload,
+    /// Show whether the server runs; exits 1 when it does not.
+    Status,
+}
+
+/// Manage organizations and their clients (the documented keytrustee-orgtool).
+///
+/// Needs the instance's database running (`kt db start`).
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add an organization with a random auth secret, or add contacts to an existing one.
+    Add {
+        /// The organization's name: letters, digits, '.', '_', '-'.
+        #[arg(short, long)]
+        name: String,
+        /// Contact addresses, separated by commas.
+        ///
+        /// -c means contacts here, as in keytrustee-orgtool: give the
+        /// confdir as --confdir (or before `org`: kt -c DIR org add ...).
+        #[arg(short, long, value_name = "ADDRESSES", default_value = "")]
+        contacts: String,
+        /// The instance's configuration directory (long form only here).
+        #[arg(long, env = "KT_CONFDIR", hide_env_values = true, value_name = "DIR")]
+        confdir: Option<PathBuf>,
+    },
+    /// Print every organization as JSON (auth_secret, contacts, creation,
+    /// expiration, key_info, name, state, uuid), keyed by name.
+    List,
+    /// Set an organization's auth secret; an empty secret (-s "") approves
+    /// every new client automatically.
+    SetAuth {
+        #[arg(short, long)]
+        name: String,
+        /// The new secret (visible in the process list: prefer --secret-file).
+        #[arg(short, long, conflicts_with = "secret_file", required_unless_present = "secret_file")]
+        secret: Option<String>,
+        /// Read the secret from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+    },
+    /// Allow a disabled client to act again.
+    EnableClient {
+        #[arg(long, value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
+    /// Refuse every further request of a client.
+    DisableClient {
+        #[arg(long, value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
+    /// Print the clients (of one organization, or all) as JSON.
+    Clients {
+        #[arg(short, long)]
+        name: Option<String>,
+    },
+}
+
+/// A reference client of the key server: register, then store, fetch,
+/// list and delete deposits.
+///
+/// The client's key and settings live in its directory (0700).
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The client's directory.
+    #[arg(long, env = "KT_CLIENT_DIR", hide_env_values = true, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a key and register it with an organization.
+    Register {
+        /// A server URL, https://HOST[:PORT] (repeatable: reads fail over in order).
+        #[arg(long = "server", value_name = "URL", required = true)]
+        servers: Vec<String>,
+        /// The organization to register with.
+        #[arg(long)]
+        org: String,
+        /// A file holding the organization's auth secret (empty for automatic approval).
+        #[arg(long, value_name = "FILE")]
+        auth_secret_file: Option<PathBuf>,
+        /// Trust the server certificates issued by (or equal to) this PEM file.
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure", required_unless_present = "insecure")]
+        ca: Option<PathBuf>,
+        /// Do not check the server certificate (tests and first contact only).
+        #[arg(long)]
+        insecure: bool,
+        /// The kind of client key to generate.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
+    },
+    /// Store a new deposit from FILE (or standard input); prints its UUID.
+    Put {
+        /// The deposit's name.
+        name: String,
+        /// The file to store; standard input when absent or "-".
+        file: Option<PathBuf>,
+    },
+    /// Write a deposit to standard output.
+    Get { uuid: String },
+    /// List this client's deposits as JSON.
+    List,
+    /// Delete a deposit.
+    Delete { uuid: String },
+    /// Show this client's fingerprint, organization, state and servers.
+    Status,
+    /// Send a bounded load of signed requests and report throughput and latency.
+    Bench {
+        /// What to send.
+        #[arg(long, value_enum, default_value_t = BenchOp::Get)]
+        op: BenchOp,
+        /// Parallel keep-alive connections.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        connections: u16,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Stop after this many requests.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        requests: u64,
+        /// Bytes per deposit for --op put.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchOp {
+    /// Fetch random existing deposits.
+    Get,
+    /// Create new deposits.
+    Put,
+}

@@ -2,7 +2,7 @@
 
 use kt::init::{init, InitOptions};
 use kt::instance::Layout;
-use kt::pgp::ServerKeyType;
+use kt::pgp::KeySpec;
 
 use crate::cli::{GlobalArgs, InitArgs, KeyType};
 use crate::printer::Printer;
@@ -22,8 +22,8 @@ pub fn run(global: &GlobalArgs, args: InitArgs, printer: &Printer) -> CommandRes
         pg_rootdir: args.pg_rootdir,
         service_user: args.service_user,
         key_type: match args.key_type {
-            KeyType::Rsa4096 => ServerKeyType::Rsa4096,
-            KeyType::Ed25519 => ServerKeyType::Ed25519,
+            KeyType::Rsa4096 => KeySpec::Rsa4096,
+            KeyType::Ed25519 => KeySpec::Ed25519,
         },
         cert_days: args.cert_days,
         extra_sans: args.extra_sans,

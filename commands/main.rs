@@ -3,16 +3,18 @@
 //! `main` decides exit codes; commands return their status or an error.
 
 mod cli;
+mod client;
 mod db;
 mod fingerprint;
 mod init;
+mod org;
 mod printer;
+mod serve;
+mod server;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 use printer::Printer;
 
 /// What a command reports when it did not fail.
@@ -46,12 +48,16 @@ impl From<std::io::Error> for Failure {
 pub type CommandResult = Result<Status, Failure>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let printer = Printer::new(cli.global.quiet, cli.global.verbose, cli.global.no_progress);
     let result = match cli.command {
         Command::Init(args) => init::run(&cli.global, args, &printer),
         Command::Db(command) => db::run(&cli.global, command, &printer),
         Command::Fingerprint(args) => fingerprint::run(&cli.global, args, &printer),
+        Command::Serve(args) => serve::run(&cli.global, args, &printer),
+        Command::Server(command) => server::run(&cli.global, command, &printer),
+        Command::Org(command) => org::run(&cli.global, command, &printer),
+        Command::Client(args) => client::run(&cli.global, args, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

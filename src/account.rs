@@ -205,3 +205,35 @@ fn supplementary_groups(name: &str, gid: u32) -> Vec<u32> {
     groups.truncate(count.max(0) as usize);
     groups
 }
+
+/// Makes this process run as `account` for good (supplementary groups,
+/// group, then user), as `kt serve` does when started as root: the server
+/// never needs root, so it never keeps it.
+pub fn become_account(account: &Account) -> Result<()> {
+    if !account.is_other_than_current() {
+        return Ok(());
+    }
+    let fail = |what: &str| {
+        Error::env(format!("cannot switch to the service account {} ({what})", account.name))
+            .because(std::io::Error::last_os_error())
+    };
+    // SAFETY: plain syscalls with valid arguments; order matters (groups
+    // and gid while still root, uid last).
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(fail("setgroups"));
+        }
+        if libc::setgid(account.gid) != 0 {
+            return Err(fail("setgid"));
+        }
+        if libc::setuid(account.uid) != 0 {
+            return Err(fail("setuid"));
+        }
+        if libc::setuid(0) == 0 {
+            return Err(Error::env("dropping root privileges did not stick"));
+        }
+    }
+    std::env::set_var("HOME", &account.home);
+    std::env::set_var("USER", &account.name);
+    Ok(())
+}

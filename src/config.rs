@@ -22,6 +22,15 @@ pub const SSL_CA: &str = "SSL_CA";
 pub const TLS_MIN_VERSION: &str = "TLS_MIN_VERSION";
 pub const CIPHERS: &str = "CIPHERS";
 pub const SERVICE_USER: &str = "SERVICE_USER";
+pub const SSL_PRIVATE_KEY_PASSWORD_SCRIPT: &str = "SSL_PRIVATE_KEY_PASSWORD_SCRIPT";
+/// Server limits (optional; defaults below).
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+pub const IDLE_TIMEOUT_SECONDS: &str = "IDLE_TIMEOUT_SECONDS";
+pub const REQUEST_TIMEOUT_SECONDS: &str = "REQUEST_TIMEOUT_SECONDS";
+pub const AUTH_WINDOW_SECONDS: &str = "AUTH_WINDOW_SECONDS";
+pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;
@@ -94,6 +103,30 @@ impl Config {
     /// A required path value.
     pub fn path(&self, key: &str) -> Result<PathBuf> {
         self.string(key).map(PathBuf::from)
+    }
+
+    /// An optional string value (absent or empty: None).
+    pub fn optional_string(&self, key: &str) -> Result<Option<&str>> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.bad(key, "is not a string")),
+        }
+    }
+
+    /// An optional positive integer in `range`, `default` when absent.
+    pub fn number_or(&self, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+        let value = match self.values.get(key) {
+            None | Some(Value::Null) => return Ok(default),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        match value {
+            Some(v) if range.contains(&v) => Ok(v),
+            _ => Err(self.bad(key, &format!("must be a number from {} to {}", range.start(), range.end()))),
+        }
     }
 
     /// A required TCP port, given as a number or a numeric string.

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hostname;
 use crate::instance::{self, Layout, DB_USER};
-use crate::pgp::{self, ServerKeyType};
+use crate::pgp::{self, KeySpec};
 use crate::progress::Progress;
 use crate::storage::cluster::{self, Cluster};
 use crate::storage::pgpass::Password;
@@ -36,7 +36,7 @@ pub struct InitOptions {
     pub pg_rootdir: Option<PathBuf>,
     /// Used when running as root; otherwise the current user runs everything.
     pub service_user: String,
-    pub key_type: ServerKeyType,
+    pub key_type: KeySpec,
     pub cert_days: u32,
     /// Extra DNS names or IP addresses for the certificate.
     pub extra_sans: Vec<String>,
@@ -157,8 +157,8 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     account.chown(&ssl_dir)?;
 
     progress.step(match options.key_type {
-        ServerKeyType::Rsa4096 => "generating the server OpenPGP key (RSA 4096, this takes a while)",
-        ServerKeyType::Ed25519 => "generating the server OpenPGP key (ed25519/cv25519)",
+        KeySpec::Rsa4096 => "generating the server OpenPGP key (RSA 4096, this takes a while)",
+        KeySpec::Ed25519 => "generating the server OpenPGP key (ed25519/cv25519)",
     });
     let key = pgp::generate_server_key(options.key_type, &options.hostname)?;
     write_new(&mut undo, &layout.secring(), &key.secret, owner)?;

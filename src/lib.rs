@@ -5,15 +5,21 @@
 //! their exit-code class. No printing, no `process::exit` here.
 
 pub mod account;
+pub mod auth;
+pub mod client;
 pub mod cert;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fsutil;
 pub mod hostname;
 pub mod init;
 pub mod instance;
+pub mod org;
 pub mod pgp;
 pub mod progress;
+pub mod server;
 pub mod storage;
+pub mod tls;
 
 pub use error::{Error, Kind, Result};

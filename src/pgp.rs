@@ -17,9 +17,10 @@ use rsa::traits::PublicKeyParts;
 
 use crate::error::{Error, Result};
 
-/// The kinds of server key `kt init` can make.
+/// The kinds of key kt generates (the server's at `kt init`, a client's at
+/// `kt client register`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerKeyType {
+pub enum KeySpec {
     /// RSA 4096 primary (certify, sign) with an RSA 4096 encryption subkey:
     /// the documented default.
     Rsa4096,
@@ -28,27 +29,41 @@ pub enum ServerKeyType {
     Ed25519,
 }
 
-/// A freshly generated server key pair, serialized.
-pub struct ServerKey {
+/// A freshly generated key pair, serialized as binary OpenPGP.
+pub struct GeneratedKey {
     pub secret: Vec<u8>,
     pub public: Vec<u8>,
+    /// `<bits><letter>/<FINGERPRINT>`
     pub fingerprint: String,
 }
 
-impl std::fmt::Debug for ServerKey {
+impl GeneratedKey {
+    /// The bare 40-hex fingerprint.
+    pub fn fingerprint_hex(&self) -> String {
+        self.fingerprint.split('/').nth(1).unwrap_or_default().to_string()
+    }
+}
+
+impl std::fmt::Debug for GeneratedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerKey").field("secret", &"***").field("fingerprint", &self.fingerprint).finish()
+        f.debug_struct("GeneratedKey").field("secret", &"***").field("fingerprint", &self.fingerprint).finish()
     }
 }
 
 /// Generates the server key pair with the user ID
 /// `Key Trustee Server <keytrustee@HOSTNAME>`.
-pub fn generate_server_key(kind: ServerKeyType, hostname: &str) -> Result<ServerKey> {
+pub fn generate_server_key(kind: KeySpec, hostname: &str) -> Result<GeneratedKey> {
+    generate_key(kind, &format!("Key Trustee Server <keytrustee@{hostname}>"))
+}
+
+/// Generates a key pair (certify+sign primary, encryption subkey), no
+/// passphrase: the files holding it are 0600 in a 0700 directory.
+pub fn generate_key(kind: KeySpec, user_id: &str) -> Result<GeneratedKey> {
     let (primary, subkey) = match kind {
-        ServerKeyType::Rsa4096 => (KeyType::Rsa(4096), KeyType::Rsa(4096)),
-        ServerKeyType::Ed25519 => (KeyType::Ed25519Legacy, KeyType::ECDH(ECCCurve::Curve25519Legacy)),
+        KeySpec::Rsa4096 => (KeyType::Rsa(4096), KeyType::Rsa(4096)),
+        KeySpec::Ed25519 => (KeyType::Ed25519Legacy, KeyType::ECDH(ECCCurve::Curve25519Legacy)),
     };
-    let failed = |e: &dyn std::fmt::Display| Error::env("cannot generate the server OpenPGP key").because(e);
+    let failed = |e: &dyn std::fmt::Display| Error::env("cannot generate an OpenPGP key").because(e);
     let sub = SubkeyParamsBuilder::default()
         .key_type(subkey)
         .can_encrypt(EncryptionCaps::All)
@@ -58,7 +73,7 @@ pub fn generate_server_key(kind: ServerKeyType, hostname: &str) -> Result<Server
         .key_type(primary)
         .can_certify(true)
         .can_sign(true)
-        .primary_user_id(format!("Key Trustee Server <keytrustee@{hostname}>"))
+        .primary_user_id(user_id.to_string())
         .preferred_symmetric_algorithms(
             [SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES192, SymmetricKeyAlgorithm::AES128]
                 .into_iter()
@@ -75,7 +90,7 @@ pub fn generate_server_key(kind: ServerKeyType, hostname: &str) -> Result<Server
         .map_err(|e| failed(&e))?;
     let secret_key = params.generate(rand::thread_rng()).map_err(|e| failed(&e))?;
     let public_key = secret_key.to_public_key();
-    Ok(ServerKey {
+    Ok(GeneratedKey {
         secret: secret_key.to_bytes().map_err(|e| failed(&e))?,
         public: public_key.to_bytes().map_err(|e| failed(&e))?,
         fingerprint: wire_fingerprint(&public_key),
@@ -96,6 +111,45 @@ pub fn load_secret_key(path: &Path) -> Result<SignedSecretKey> {
         .map_err(|e| Error::env(format!("cannot read the server key {}", path.display())).because_err(&e))?;
     SignedSecretKey::from_bytes(&bytes[..])
         .map_err(|e| Error::env(format!("{} is not an OpenPGP secret key", path.display())).because(e))
+}
+
+/// Parses a public key sent by a client: armored or binary. GnuPG exports
+/// from a keyring may carry trust packets, on which rpgp's parser silently
+/// drops user IDs and subkeys: they are filtered out first.
+pub fn parse_public_key(data: &[u8]) -> Result<SignedPublicKey> {
+    let bad = |e: &dyn std::fmt::Display| Error::usage("not a valid OpenPGP public key").because(e);
+    let binary = if data.trim_ascii_start().starts_with(b"-----BEGIN PGP") {
+        let text = std::str::from_utf8(data).map_err(|e| bad(&e))?;
+        let (key, _) = SignedPublicKey::from_string(text).map_err(|e| bad(&e))?;
+        return check_public(key);
+    } else {
+        data
+    };
+    let packets: Vec<pgp::packet::Packet> = pgp::packet::PacketParser::new(binary)
+        .filter_map(|p| p.ok())
+        .filter(|p| pgp::packet::PacketTrait::tag(p) != pgp::types::Tag::Trust)
+        .collect();
+    let key = SignedPublicKey::from_packets(packets.into_iter().map(Ok).peekable())
+        .next()
+        .ok_or_else(|| Error::usage("not a valid OpenPGP public key").because("no key found"))?
+        .map_err(|e| bad(&e))?;
+    check_public(key)
+}
+
+fn check_public(key: SignedPublicKey) -> Result<SignedPublicKey> {
+    key.verify_bindings()
+        .map_err(|e| Error::usage("the OpenPGP public key's self-signatures do not verify").because(e))?;
+    Ok(key)
+}
+
+/// A public key as binary OpenPGP.
+pub fn serialize_public(key: &SignedPublicKey) -> Result<Vec<u8>> {
+    key.to_bytes().map_err(|e| Error::env("cannot encode an OpenPGP key").because(e))
+}
+
+/// The bare 40-hex fingerprint of a key.
+pub fn fingerprint_hex(key: &impl KeyDetails) -> String {
+    format!("{:X}", key.fingerprint())
 }
 
 /// The key's armored form, as served at `/?a=pubkey`.

@@ -8,20 +8,19 @@ mod cli;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let tmp = crate::harness::TestDir::new("assets");
-    clap_mangen::generate_to(cli::Cli::command(), &tmp.path).unwrap();
+    clap_mangen::generate_to(cli::command(), &tmp.path).unwrap();
     for entry in std::fs::read_dir(&tmp.path).unwrap() {
         let entry = entry.unwrap();
         files.insert(Path::new("man").join(entry.file_name()), std::fs::read(entry.path()).unwrap());
     }
     for (shell, name) in [(Shell::Bash, "kt.bash"), (Shell::Zsh, "_kt"), (Shell::Fish, "kt.fish")] {
         let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cli::Cli::command(), "kt", &mut buf);
+        clap_complete::generate(shell, &mut cli::command(), "kt", &mut buf);
         files.insert(Path::new("completions").join(name), buf);
     }
     files
@@ -61,7 +60,7 @@ fn are_up_to_date() {
 #[test]
 fn every_subcommand_has_a_man_page() {
     let generated = generate();
-    let command = cli::Cli::command();
+    let command = cli::command();
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
         let page = PathBuf::from(format!("man/kt-{}.1", sub.get_name()));
         assert!(generated.contains_key(&page), "no {}", page.display());

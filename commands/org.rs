@@ -1,0 +1,80 @@
+//! `kt org ...` (the documented keytrustee-orgtool)
+
+use kt::instance::{Layout, DB_NAME, DB_USER};
+use kt::org;
+use kt::storage::pgpass::Password;
+use kt::storage::Cluster;
+
+use crate::cli::{GlobalArgs, OrgCommand};
+use crate::printer::Printer;
+use crate::{CommandResult, Status};
+
+pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> CommandResult {
+    // Check the input before touching the database.
+    match &command {
+        OrgCommand::Add { name, contacts, .. } => {
+            org::validate_name(name)?;
+            org::parse_contacts(contacts)?;
+        }
+        OrgCommand::SetAuth { name, .. } => org::validate_name(name)?,
+        OrgCommand::EnableClient { fingerprint } | OrgCommand::DisableClient { fingerprint } => {
+            org::normalize_fingerprint(fingerprint)?;
+        }
+        OrgCommand::Clients { name: Some(name) } => org::validate_name(name)?,
+        _ => {}
+    }
+    let confdir = match &command {
+        OrgCommand::Add { confdir: Some(dir), .. } => Some(dir.as_path()),
+        _ => global.confdir.as_deref(),
+    };
+    let instance = Layout::new(confdir)?.load()?;
+    let cluster = Cluster::for_instance(&instance)?;
+    let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
+    let mut db = cluster.connect(&password, DB_NAME)?;
+    match command {
+        OrgCommand::Add { name, contacts, .. } => {
+            let contacts = org::parse_contacts(&contacts)?;
+            match org::add(&mut db, &name, &contacts)? {
+                org::Added::Created => printer.info(format!("kt: added organization {name}")),
+                org::Added::Updated => printer.info(format!("kt: organization {name} exists: contacts merged")),
+            }
+        }
+        OrgCommand::List => {
+            let list = org::list(&mut db)?;
+            printer.data(serde_json::to_string_pretty(&list).expect("JSON"))?;
+        }
+        OrgCommand::SetAuth { name, secret, secret_file } => {
+            let secret = match (secret, secret_file) {
+                (Some(s), _) => s,
+                (None, Some(file)) => read_secret_file(&file)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            org::set_auth(&mut db, &name, &secret)?;
+            if secret.is_empty() {
+                printer.info(format!("kt: {name} now approves new clients automatically"));
+            } else {
+                printer.info(format!("kt: set the auth secret of {name}"));
+            }
+        }
+        OrgCommand::EnableClient { fingerprint } => {
+            org::set_client_state(&mut db, &fingerprint, "active")?;
+            printer.info("kt: client enabled");
+        }
+        OrgCommand::DisableClient { fingerprint } => {
+            org::set_client_state(&mut db, &fingerprint, "disabled")?;
+            printer.info("kt: client disabled");
+        }
+        OrgCommand::Clients { name } => {
+            let list = org::clients(&mut db, name.as_deref())?;
+            printer.data(serde_json::to_string_pretty(&list).expect("JSON"))?;
+        }
+    }
+    Ok(Status::Success)
+}
+
+/// The first line of a secret file, without its line ending.
+pub fn read_secret_file(path: &std::path::Path) -> kt::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| kt::Error::usage(format!("cannot read the secret file {}", path.display())).because_err(&e))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}

@@ -1,0 +1,134 @@
+//! A bounded load generator (`kt client bench`): N keep-alive connections
+//! from this process, each sending signed requests as fast as the server
+//! answers, until a request count or a time limit is reached, whichever
+//! comes first. Reports throughput and latency percentiles.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth;
+use crate::client::https::{HttpsClient, Url};
+use crate::client::ClientDir;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Fetch random existing deposits of this client.
+    Get,
+    /// Create new deposits.
+    Put,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub operation: Operation,
+    pub connections: usize,
+    pub duration: Duration,
+    pub max_requests: u64,
+    pub deposit_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+pub fn run(dir: &ClientDir, options: &BenchOptions) -> Result<BenchReport> {
+    if options.connections == 0 || options.max_requests == 0 {
+        return Err(Error::usage("connections and requests must be at least 1"));
+    }
+    let mut session = dir.open()?;
+    let settings = session.settings.clone();
+    let url = Url::parse(&settings.servers[0])?;
+    let trust = settings.trust();
+    let uuids: Arc<Vec<String>> = Arc::new(match options.operation {
+        Operation::Get => {
+            let list = session.list()?;
+            let uuids: Vec<String> = list.iter().filter_map(|d| d["uuid"].as_str().map(str::to_string)).collect();
+            if uuids.is_empty() {
+                return Err(Error::usage("this client has no deposits to fetch").with_hint("put some first, or bench put"));
+            }
+            uuids
+        }
+        Operation::Put => Vec::new(),
+    });
+    let key = Arc::new(session.key().clone());
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + options.duration;
+    let mut threads = Vec::new();
+    for t in 0..options.connections {
+        let (key, uuids, issued, errors, stop) = (key.clone(), uuids.clone(), issued.clone(), errors.clone(), stop.clone());
+        let mut client = HttpsClient::new(&url, &trust, Duration::from_secs(30))?;
+        let fingerprint = settings.fingerprint.clone();
+        let options = options.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            let payload = vec![b'x'; options.deposit_size];
+            let mut rng_state = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            loop {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                if issued.fetch_add(1, Ordering::Relaxed) >= options.max_requests {
+                    break;
+                }
+                let (method, path, body): (&str, String, &[u8]) = match options.operation {
+                    Operation::Get => {
+                        rng_state ^= rng_state << 13;
+                        rng_state ^= rng_state >> 7;
+                        rng_state ^= rng_state << 17;
+                        let uuid = &uuids[(rng_state % uuids.len() as u64) as usize];
+                        ("GET", format!("/deposits/{uuid}"), b"")
+                    }
+                    Operation::Put => ("POST", "/deposits?name=bench".to_string(), &payload),
+                };
+                let begin = Instant::now();
+                let ok = match auth::sign_request(&key, &fingerprint, method, &path, body) {
+                    Ok(h) => {
+                        let ts = h.timestamp.to_string();
+                        let headers = [
+                            (auth::HEADER_CLIENT, h.client.as_str()),
+                            (auth::HEADER_TIMESTAMP, ts.as_str()),
+                            (auth::HEADER_NONCE, h.nonce.as_str()),
+                            (auth::HEADER_SIGNATURE, h.signature.as_str()),
+                        ];
+                        matches!(client.request(method, &path, &headers, body), Ok(r) if r.status == 200 || r.status == 201)
+                    }
+                    Err(_) => false,
+                };
+                latencies.push(begin.elapsed());
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::new();
+    for thread in threads {
+        all.extend(thread.join().map_err(|_| Error::env("a load thread panicked"))?);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    all.sort();
+    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    Ok(BenchReport {
+        requests: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: all.last().copied().unwrap_or_default(),
+    })
+}

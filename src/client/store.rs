@@ -1,0 +1,314 @@
+//! A client's directory (0700): `client.json` (servers, organization,
+//! fingerprint, trust) and its key pair `secret.gpg` / `public.gpg` (0600).
+//! A [`Session`] signs every request with that key and fails over across
+//! the configured servers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgp::composed::{Deserializable, SignedSecretKey};
+use serde::{Deserialize, Serialize};
+
+use crate::auth;
+use crate::client::https::{HttpsClient, Response, Trust, Url};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::pgp::{generate_key, KeySpec};
+
+const SETTINGS: &str = "client.json";
+const SECRET: &str = "secret.gpg";
+const PUBLIC: &str = "public.gpg";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `client.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientSettings {
+    pub servers: Vec<String>,
+    pub organization: String,
+    pub fingerprint: String,
+    pub state: String,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl ClientSettings {
+    pub fn trust(&self) -> Trust {
+        match &self.ca {
+            Some(ca) => Trust::Ca(ca.clone()),
+            None => Trust::Insecure,
+        }
+    }
+}
+
+/// What `register` needs.
+pub struct RegisterOptions {
+    pub servers: Vec<String>,
+    pub organization: String,
+    pub auth_secret: String,
+    pub trust: Trust,
+    pub key_spec: KeySpec,
+}
+
+impl std::fmt::Debug for RegisterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterOptions")
+            .field("servers", &self.servers)
+            .field("organization", &self.organization)
+            .field("auth_secret", &"***")
+            .finish()
+    }
+}
+
+/// The client directory.
+#[derive(Debug, Clone)]
+pub struct ClientDir {
+    pub dir: PathBuf,
+}
+
+impl ClientDir {
+    pub fn new(dir: &Path) -> Result<ClientDir> {
+        Ok(ClientDir { dir: fsutil::absolute(dir)? })
+    }
+
+    fn settings_path(&self) -> PathBuf {
+        self.dir.join(SETTINGS)
+    }
+
+    pub fn settings(&self) -> Result<ClientSettings> {
+        let path = self.settings_path();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let err = Error::env(format!("cannot read {}", path.display())).because_err(&e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                err.with_hint("register this client first: kt client --dir DIR register --server URL --org NAME ...")
+            } else {
+                err
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::env(format!("{} is damaged", path.display())).because(e))
+    }
+
+    fn save_settings(&self, settings: &ClientSettings) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(settings).expect("settings serialize");
+        text.push('\n');
+        fsutil::write_atomic(&self.settings_path(), text.as_bytes(), 0o600, None)
+    }
+
+    /// Creates the key, registers it with the first server that answers,
+    /// and saves the settings. On failure, files this call created are
+    /// removed again.
+    pub fn register(&self, options: &RegisterOptions) -> Result<ClientSettings> {
+        if self.settings_path().exists() {
+            return Err(Error::usage(format!("{} already holds a registered client", self.dir.display()))
+                .with_hint("use another --dir for another client"));
+        }
+        if options.servers.is_empty() {
+            return Err(Error::usage("give at least one --server"));
+        }
+        let urls = options.servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<_>>>()?;
+        if let Trust::Ca(ca) = &options.trust {
+            if !ca.is_file() {
+                return Err(Error::usage(format!("the CA file {} does not exist", ca.display())));
+            }
+        }
+        let created = fsutil::create_dirs(&self.dir, 0o700)?;
+        let cleanup = |paths: &[PathBuf]| {
+            for p in paths.iter().rev() {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        };
+        let result = self.register_in(options, &urls);
+        if result.is_err() {
+            let _ = std::fs::remove_file(self.dir.join(SECRET));
+            let _ = std::fs::remove_file(self.dir.join(PUBLIC));
+            cleanup(&created);
+        }
+        result
+    }
+
+    fn register_in(&self, options: &RegisterOptions, urls: &[Url]) -> Result<ClientSettings> {
+        let user_id = format!("kt client <{}@{}>", options.organization, urls[0].host);
+        let key = generate_key(options.key_spec, &user_id)?;
+        fsutil::write_atomic(&self.dir.join(SECRET), &key.secret, 0o600, None)?;
+        fsutil::write_atomic(&self.dir.join(PUBLIC), &key.public, 0o600, None)?;
+        let secret = SignedSecretKey::from_bytes(&key.secret[..])
+            .map_err(|e| Error::env("cannot read back the new key").because(e))?;
+        let public = SignedSecretKey::to_public_key(&secret);
+        let armored = crate::pgp::armored(&public)?;
+        let fingerprint = key.fingerprint_hex();
+        let body = serde_json::json!({
+            "organization": options.organization,
+            "auth_secret": options.auth_secret,
+            "public_key": armored,
+        })
+        .to_string();
+        let mut last_error = None;
+        for url in urls {
+            let mut client = HttpsClient::new(url, &options.trust, TIMEOUT)?;
+            let headers = auth::sign_request(&secret, &fingerprint, "POST", "/register", body.as_bytes())?;
+            match send_signed(&mut client, "POST", "/register", &headers, body.as_bytes()) {
+                Ok(resp) if resp.status == 200 => {
+                    let answer: serde_json::Value = serde_json::from_slice(&resp.body)
+                        .map_err(|e| Error::env("the server's answer is not JSON").because(e))?;
+                    let settings = ClientSettings {
+                        servers: options.servers.clone(),
+                        organization: options.organization.clone(),
+                        fingerprint: fingerprint.clone(),
+                        state: answer["state"].as_str().unwrap_or("unknown").to_string(),
+                        ca: match &options.trust {
+                            Trust::Ca(p) => Some(fsutil::absolute(p)?),
+                            Trust::Insecure => None,
+                        },
+                        insecure: matches!(options.trust, Trust::Insecure),
+                    };
+                    self.save_settings(&settings)?;
+                    return Ok(settings);
+                }
+                Ok(resp) => return Err(refusal("registration", &resp)),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::env("no server answered")))
+    }
+
+    /// Opens a session for signed requests.
+    pub fn open(&self) -> Result<Session> {
+        let settings = self.settings()?;
+        let path = self.dir.join(SECRET);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::env(format!("cannot read the client key {}", path.display())).because_err(&e))?;
+        let key = SignedSecretKey::from_bytes(&bytes[..])
+            .map_err(|e| Error::env(format!("{} is not an OpenPGP secret key", path.display())).because(e))?;
+        let urls = settings.servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<_>>>()?;
+        let trust = settings.trust();
+        let clients = urls.iter().map(|u| HttpsClient::new(u, &trust, TIMEOUT)).collect::<Result<Vec<_>>>()?;
+        Ok(Session { settings, key, clients })
+    }
+}
+
+fn send_signed(
+    client: &mut HttpsClient,
+    method: &str,
+    path: &str,
+    h: &auth::SignedHeaders,
+    body: &[u8],
+) -> Result<Response> {
+    let ts = h.timestamp.to_string();
+    client.request(
+        method,
+        path,
+        &[
+            (auth::HEADER_CLIENT, &h.client),
+            (auth::HEADER_TIMESTAMP, &ts),
+            (auth::HEADER_NONCE, &h.nonce),
+            (auth::HEADER_SIGNATURE, &h.signature),
+        ],
+        body,
+    )
+}
+
+/// Turns a refusal into an error with the exit class an operator expects.
+pub fn refusal(what: &str, resp: &Response) -> Error {
+    let detail: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let code = detail["error"].as_str().unwrap_or("unknown");
+    let message = detail["message"].as_str().unwrap_or("");
+    let text = format!("{what} refused: HTTP {} {code}", resp.status);
+    let err = match resp.status {
+        400 | 404 | 413 => Error::usage(text),
+        _ => Error::env(text),
+    };
+    let err = if message.is_empty() { err } else { err.because(message) };
+    match code {
+        "client_disabled" => err.with_hint("the operator can re-enable it: kt org enable-client --fingerprint FPR"),
+        "stale" => err.with_hint("check this host's clock"),
+        "registration_refused" => err.with_hint("check the organization name and its auth secret"),
+        _ => err,
+    }
+}
+
+/// Signed requests on behalf of one client.
+pub struct Session {
+    pub settings: ClientSettings,
+    key: SignedSecretKey,
+    clients: Vec<HttpsClient>,
+}
+
+impl Session {
+    /// Sends a signed request. Reads go to the next server on any
+    /// transport failure or 5xx; writes only when the server could not be
+    /// reached or answered that it is passive (503), so a write is never
+    /// sent twice.
+    pub fn send(&mut self, method: &str, path: &str, body: &[u8], read: bool) -> Result<Response> {
+        let mut last_error = None;
+        for client in &mut self.clients {
+            let headers = auth::sign_request(&self.key, &self.settings.fingerprint, method, path, body)?;
+            match send_signed(client, method, path, &headers, body) {
+                Ok(resp) if resp.status >= 500 && (read || resp.status == 503) => {
+                    last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    let connect_failed = e.message().starts_with("cannot connect");
+                    if read || connect_failed {
+                        last_error = Some(e);
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::env("no server configured")))
+    }
+
+    fn expect(&self, what: &str, resp: Response, ok: &[u16]) -> Result<Response> {
+        if ok.contains(&resp.status) {
+            Ok(resp)
+        } else {
+            Err(refusal(what, &resp))
+        }
+    }
+
+    /// Stores a new deposit; returns its UUID.
+    pub fn put(&mut self, name: &str, content: &[u8]) -> Result<String> {
+        let path = format!("/deposits?name={}", percent_encode(name));
+        let resp = self.send("POST", &path, content, false)?;
+        let resp = self.expect("storing the deposit", resp, &[201])?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&resp.body).map_err(|e| Error::env("the server's answer is not JSON").because(e))?;
+        answer["uuid"].as_str().map(str::to_string).ok_or_else(|| Error::env("the server's answer has no uuid"))
+    }
+
+    pub fn get(&mut self, uuid: &str) -> Result<Vec<u8>> {
+        let resp = self.send("GET", &format!("/deposits/{uuid}"), b"", true)?;
+        Ok(self.expect("fetching the deposit", resp, &[200])?.body)
+    }
+
+    pub fn list(&mut self) -> Result<Vec<serde_json::Value>> {
+        let resp = self.send("GET", "/deposits", b"", true)?;
+        let resp = self.expect("listing deposits", resp, &[200])?;
+        serde_json::from_slice(&resp.body).map_err(|e| Error::env("the server's answer is not JSON").because(e))
+    }
+
+    pub fn delete(&mut self, uuid: &str) -> Result<()> {
+        let resp = self.send("DELETE", &format!("/deposits/{uuid}"), b"", false)?;
+        self.expect("deleting the deposit", resp, &[204]).map(|_| ())
+    }
+
+    pub fn key(&self) -> &SignedSecretKey {
+        &self.key
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

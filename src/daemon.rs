@@ -1,0 +1,198 @@
+//! `kt server start | stop | restart | reload | status`: the server in the
+//! background, managed the way an init script would: a pid file and a log
+//! file under the instance home, start waits until the server answers over
+//! HTTPS, stop is graceful (SIGTERM, then wait), reload is SIGHUP.
+//! Under systemd use `scripts/systemd/kt-server.service` instead.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client::https::{HttpsClient, Trust, Url};
+use crate::config;
+use crate::error::{Context, Error, Result};
+use crate::fsutil;
+use crate::instance::Instance;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The background server of one instance.
+#[derive(Debug, Clone)]
+pub struct ServerProcess {
+    pub confdir: PathBuf,
+    pub pid_file: PathBuf,
+    pub log_file: PathBuf,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    Running { pid: u32 },
+    Stopped,
+    /// A pid file whose process is gone.
+    Stale { pid: u32 },
+}
+
+impl ServerProcess {
+    pub fn for_instance(instance: &Instance) -> Result<ServerProcess> {
+        let listen_text = instance.config.string(config::LISTEN)?;
+        let listen = listen_text
+            .parse()
+            .map_err(|e| Error::usage(format!("LISTEN {listen_text:?} is not an address and port")).because(e))?;
+        Ok(ServerProcess {
+            confdir: instance.layout.confdir.clone(),
+            pid_file: instance.layout.home.join("kt-server.pid"),
+            log_file: instance.layout.log_dir().join("kt-server.log"),
+            listen,
+        })
+    }
+
+    /// The address to probe: a wildcard listen address is reached on loopback.
+    pub fn probe_url(&self) -> Url {
+        let ip = match self.listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        Url { host: ip.to_string(), port: self.listen.port() }
+    }
+
+    pub fn state(&self) -> Result<ServerState> {
+        let text = match std::fs::read_to_string(&self.pid_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ServerState::Stopped),
+            Err(e) => return Err(Error::env(format!("cannot read {}", self.pid_file.display())).because_err(&e)),
+        };
+        let Some(pid) = text.trim().parse::<u32>().ok().filter(|p| *p > 0) else {
+            return Ok(ServerState::Stale { pid: 0 });
+        };
+        if is_kt_server(pid) {
+            Ok(ServerState::Running { pid })
+        } else {
+            Ok(ServerState::Stale { pid })
+        }
+    }
+
+    /// Starts `exe serve` in the background and waits until it answers
+    /// `/?a=fingerprint` over HTTPS. Returns the pid and whether it was
+    /// already running.
+    pub fn start(&self, exe: &Path) -> Result<(u32, bool)> {
+        match self.state()? {
+            ServerState::Running { pid } => return Ok((pid, true)),
+            ServerState::Stale { .. } => {
+                let _ = std::fs::remove_file(&self.pid_file);
+            }
+            ServerState::Stopped => {}
+        }
+        fsutil::create_dirs(fsutil::parent_dir(&self.log_file), 0o700)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .env_context(|| format!("cannot open the server log {}", self.log_file.display()))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(exe)
+            .arg("--confdir")
+            .arg(&self.confdir)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().env_context(|| "cannot share the log file")?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the operator's shell does
+            // not reach the background server.
+            .process_group(0)
+            .spawn()
+            .env_context(|| format!("cannot run {}", exe.display()))?;
+        let pid = child.id();
+        fsutil::write_atomic(&self.pid_file, format!("{pid}\n").as_bytes(), 0o644, None)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = self.probe_url();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let _ = std::fs::remove_file(&self.pid_file);
+                let mut err = Error::env(format!("the server exited during startup ({status})"));
+                for line in log_since(&self.log_file, log_start) {
+                    err = err.because(line);
+                }
+                return Err(err.with_hint(format!("see {}", self.log_file.display())));
+            }
+            if answers(&url) {
+                return Ok((pid, false));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(&self.pid_file);
+                return Err(Error::env(format!("the server did not answer at {url} within {} s", START_TIMEOUT.as_secs()))
+                    .with_hint(format!("see {}", self.log_file.display())));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits until the server has finished its open
+    /// requests and exited. Returns the pid it stopped, None if it was not running.
+    pub fn stop(&self) -> Result<Option<u32>> {
+        let pid = match self.state()? {
+            ServerState::Running { pid } => pid,
+            ServerState::Stale { .. } => {
+                let _ = std::fs::remove_file(&self.pid_file);
+                return Ok(None);
+            }
+            ServerState::Stopped => return Ok(None),
+        };
+        signal(pid, libc::SIGTERM)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while is_kt_server(pid) {
+            if Instant::now() >= deadline {
+                return Err(Error::env(format!("the server (pid {pid}) did not stop within {} s", STOP_TIMEOUT.as_secs()))
+                    .with_hint(format!("see {}; kill -9 {pid} as a last resort", self.log_file.display())));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
+        Ok(Some(pid))
+    }
+
+    /// Asks the server to reload its certificate, key and CA (SIGHUP).
+    pub fn reload(&self) -> Result<u32> {
+        match self.state()? {
+            ServerState::Running { pid } => {
+                signal(pid, libc::SIGHUP)?;
+                Ok(pid)
+            }
+            _ => Err(Error::env("the server is not running").with_hint("start it with `kt server start`")),
+        }
+    }
+}
+
+fn answers(url: &Url) -> bool {
+    let Ok(mut client) = HttpsClient::new(url, &Trust::Insecure, Duration::from_secs(2)) else { return false };
+    matches!(client.request("GET", "/?a=fingerprint", &[], b""), Ok(r) if r.status == 200)
+}
+
+fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
+    // SAFETY: sending a signal to a pid we checked is our server.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } != 0 {
+        return Err(Error::env(format!("cannot signal the server (pid {pid})")).because(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `pid` is alive and runs `kt ... serve` (a reused pid is not).
+fn is_kt_server(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    // A zombie has an empty command line: it is gone for our purposes.
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.iter().any(|a| *a == b"serve") && !cmdline.is_empty()
+}
+
+fn log_since(path: &Path, offset: u64) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let text = String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or_default()).into_owned();
+    let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("log: {l}")).collect();
+    lines[lines.len().saturating_sub(10)..].to_vec()
+}

@@ -1,0 +1,235 @@
+//! Organizations and their clients (`kt org`, the documented
+//! keytrustee-orgtool): add, list, auth secrets, enabling and disabling
+//! clients. Every change is one statement or one transaction, so a refused
+//! request changes nothing.
+
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Checks an organization name: letters, digits, `.`, `_`, `-`, starting
+/// with a letter or digit, at most 64 characters.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid organization name {name:?}"))
+            .with_hint("use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit"))
+    }
+}
+
+/// Checks one contact address (`local@domain`, no spaces).
+pub fn validate_contact(contact: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::usage(format!("invalid contact {contact:?}")).because(why));
+    if contact.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it contains spaces");
+    }
+    let Some((local, domain)) = contact.split_once('@') else { return bad("it has no '@'") };
+    if local.is_empty() || local.len() > 64 || domain.contains('@') {
+        return bad("it is not of the form name@domain");
+    }
+    if !local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c)) {
+        return bad("the part before '@' has characters an address cannot have");
+    }
+    crate::hostname::validate(domain).map_err(|_| Error::usage(format!("invalid contact {contact:?}")).because("the domain is not a valid host name"))
+}
+
+/// Splits `a@x,b@y` (commas, optional spaces after them) into checked contacts.
+pub fn parse_contacts(list: &str) -> Result<Vec<String>> {
+    let mut contacts = Vec::new();
+    for c in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        validate_contact(c)?;
+        if !contacts.iter().any(|x: &String| x.eq_ignore_ascii_case(c)) {
+            contacts.push(c.to_string());
+        }
+    }
+    Ok(contacts)
+}
+
+fn db_error(what: &str) -> impl Fn(postgres::Error) -> Error + '_ {
+    move |e| Error::env(what.to_string()).because_err(&e)
+}
+
+/// What `add` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    Created,
+    /// The organization existed: its contacts were merged in.
+    Updated,
+}
+
+/// Adds an organization with a random auth secret, or merges contacts
+/// into an existing one (an existing contact is not added twice).
+pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result<Added> {
+    validate_name(name)?;
+    for c in contacts {
+        validate_contact(c)?;
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+    let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
+    let existing = tx
+        .query_opt("SELECT contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
+        .map_err(db_error("cannot read the organization"))?;
+    let added = match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO organizations (name, auth_secret, contacts) VALUES ($1, $2, $3)",
+                &[&name, &secret, &contacts],
+            )
+            .map_err(db_error("cannot add the organization"))?;
+            Added::Created
+        }
+        Some(row) => {
+            let mut merged: Vec<String> = row.get(0);
+            for c in contacts {
+                if !merged.iter().any(|m| m.eq_ignore_ascii_case(c)) {
+                    merged.push(c.clone());
+                }
+            }
+            tx.execute("UPDATE organizations SET contacts = $2 WHERE name = $1", &[&name, &merged])
+                .map_err(db_error("cannot update the organization"))?;
+            Added::Updated
+        }
+    };
+    tx.commit().map_err(db_error("cannot commit"))?;
+    Ok(added)
+}
+
+/// Every organization in the documented keytrustee-orgtool JSON shape,
+/// keyed by name.
+pub fn list(db: &mut postgres::Client) -> Result<Value> {
+    let rows = db
+        .query(
+            "SELECT name, uuid::text, auth_secret, contacts, state, \
+             to_char(creation AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
+             to_char(expiration AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
+             FROM organizations ORDER BY name",
+            &[],
+        )
+        .map_err(db_error("cannot list organizations"))?;
+    let mut out = Map::new();
+    for r in rows {
+        let name: String = r.get(0);
+        out.insert(
+            name.clone(),
+            json!({
+                "auth_secret": r.get::<_, String>(2),
+                "contacts": r.get::<_, Vec<String>>(3),
+                "creation": r.get::<_, Option<String>>(5),
+                "expiration": r.get::<_, Option<String>>(6),
+                "key_info": Value::Null,
+                "name": name,
+                "state": r.get::<_, String>(4),
+                "uuid": r.get::<_, String>(1),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Sets the auth secret ("" for automatic approval of new clients).
+pub fn set_auth(db: &mut postgres::Client, name: &str, secret: &str) -> Result<()> {
+    validate_name(name)?;
+    if secret.chars().any(|c| c.is_control()) || secret.len() > 1024 {
+        return Err(Error::usage("the auth secret must be printable and at most 1024 bytes"));
+    }
+    let n = db
+        .execute("UPDATE organizations SET auth_secret = $2 WHERE name = $1", &[&name, &secret])
+        .map_err(db_error("cannot set the auth secret"))?;
+    if n == 0 {
+        return Err(unknown_org(name));
+    }
+    Ok(())
+}
+
+fn unknown_org(name: &str) -> Error {
+    Error::usage(format!("no organization named {name:?}")).with_hint("see `kt org list`")
+}
+
+/// Sets a client's state (`active` or `disabled`).
+pub fn set_client_state(db: &mut postgres::Client, fingerprint: &str, state: &str) -> Result<()> {
+    let fingerprint = normalize_fingerprint(fingerprint)?;
+    let n = db
+        .execute("UPDATE clients SET state = $2 WHERE fingerprint = $1", &[&fingerprint, &state])
+        .map_err(db_error("cannot change the client"))?;
+    if n == 0 {
+        return Err(Error::usage(format!("no client with fingerprint {fingerprint}"))
+            .with_hint("see `kt org clients`"));
+    }
+    Ok(())
+}
+
+/// Accepts a fingerprint with spaces or lower case, or in the
+/// `<bits><algo>/<FPR>` form; returns the 40 upper-case hex digits.
+pub fn normalize_fingerprint(input: &str) -> Result<String> {
+    let bare = input.rsplit('/').next().unwrap_or(input);
+    let fpr: String = bare.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
+    if crate::auth::valid_fingerprint(&fpr) {
+        Ok(fpr)
+    } else {
+        Err(Error::usage(format!("invalid fingerprint {input:?}")).with_hint("give the 40 hex digits of the client key"))
+    }
+}
+
+/// The clients, of one organization or all, as JSON.
+pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
+    if let Some(name) = org {
+        validate_name(name)?;
+        let exists = db
+            .query_opt("SELECT 1 FROM organizations WHERE name = $1", &[&name])
+            .map_err(db_error("cannot read organizations"))?;
+        if exists.is_none() {
+            return Err(unknown_org(name));
+        }
+    }
+    let rows = db
+        .query(
+            "SELECT c.fingerprint, o.name, c.state, \
+             to_char(c.creation AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
+             (SELECT count(*) FROM deposits d WHERE d.owner = c.fingerprint) \
+             FROM clients c JOIN organizations o ON o.uuid = c.organization \
+             WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, c.creation, c.fingerprint",
+            &[&org],
+        )
+        .map_err(db_error("cannot list clients"))?;
+    Ok(Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "fingerprint": r.get::<_, String>(0),
+                    "organization": r.get::<_, String>(1),
+                    "state": r.get::<_, String>(2),
+                    "creation": r.get::<_, Option<String>>(3),
+                    "deposits": r.get::<_, i64>(4),
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_contacts() {
+        assert!(validate_name("acme-corp.eu_1").is_ok());
+        for bad in ["", "acme corp", "-acme", "acme;drop", "ä", &"a".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_contacts("a@x.com, b@y.org,a@x.com").unwrap(), ["a@x.com", "b@y.org"]);
+        for bad in ["a b@x.com", "nobody", "a@", "@x.com", "a@b@c", "a@bad_domain"] {
+            assert!(parse_contacts(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            normalize_fingerprint("4096R/4edc46882386c827e20deea2d850aca33bedb0d1").unwrap(),
+            "4EDC46882386C827E20DEEA2D850ACA33BEDB0D1"
+        );
+        assert!(normalize_fingerprint("XYZ").is_err());
+    }
+}

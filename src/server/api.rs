@@ -1,0 +1,484 @@
+//! The HTTP endpoints (DESIGN.md, "Wire protocol").
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
+//! | `GET /?a=pubkey` | the server's armored public key |
+//! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
+//! | `POST /register` | JSON `{organization, auth_secret, public_key}`, signed with that key |
+//! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
+//! | `GET /deposits` | JSON list of the client's deposits |
+//! | `GET /deposits/UUID` | the deposit's bytes |
+//! | `PUT /deposits/UUID` | replaces the deposit's bytes |
+//! | `DELETE /deposits/UUID` | 204 |
+//!
+//! Refusals answer JSON `{"error": CODE, "message": TEXT}`:
+//!
+//! | status | code | why |
+//! | --- | --- | --- |
+//! | 400 | `bad_request` | malformed request: query, JSON, auth header format |
+//! | 401 | `unsigned` | no signature headers |
+//! | 403 | `forged` / `unknown_client` | the signature does not verify / no such client |
+//! | 403 | `registration_refused` | wrong auth secret, or unknown or disabled organization |
+//! | 404 | `not_found` | no such path, or no such deposit of this client |
+//! | 405 | `method_not_allowed` | |
+//! | 408 | `request_timeout` | the body did not arrive in time |
+//! | 409 | `replayed` | the nonce was already used |
+//! | 409 | `already_registered` | the key is registered with another organization |
+//! | 412 | `stale` | the timestamp is outside the allowed window |
+//! | 413 | `body_too_large` | |
+//! | 423 | `client_disabled` / `client_pending` | the client may not act now |
+//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server; database down; replay guard full |
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use pgp::composed::SignedPublicKey;
+
+use crate::auth;
+use crate::server::db::{DbError, Pool};
+use crate::server::log::{error, info};
+use crate::server::replay::{ReplayGuard, Seen};
+
+/// Limits of what one request may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub auth_window_seconds: i64,
+    pub request_timeout: Duration,
+}
+
+/// Everything the endpoints share.
+pub struct AppState {
+    pub fingerprint: String,
+    pub pubkey_armored: String,
+    pub pool: Pool,
+    pub replay: ReplayGuard,
+    /// Parsed client keys by fingerprint. A fingerprint names its key
+    /// material, so an entry never goes stale; the client's state is read
+    /// from the database on every request.
+    pub keys: Mutex<HashMap<String, Arc<SignedPublicKey>>>,
+    pub limits: Limits,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// A refusal or failure, answered as JSON.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { status, code, message: message.into() }
+}
+
+impl From<DbError> for Refusal {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::ReadOnly => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read_only",
+                "this is a passive (read-only) server: send writes to the active one",
+            ),
+            DbError::Unavailable(why) => {
+                error!("database unavailable: {why}");
+                refuse(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable")
+            }
+            DbError::Other(why) => {
+                // Internals go to the log, never to the client.
+                error!("database error: {why}");
+                refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text(body: impl Into<Bytes>, content_type: &'static str) -> Resp {
+    let mut resp = Response::new(Full::new(body.into()));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+impl Refusal {
+    fn into_response(self) -> Resp {
+        json(self.status, serde_json::json!({"error": self.code, "message": self.message}))
+    }
+}
+
+/// Entry point for every request: never fails, never panics the connection.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let timeout = state.limits.request_timeout;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let result = match tokio::time::timeout(timeout, route(&state, req)).await {
+        Ok(result) => result,
+        Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long")),
+    };
+    Ok(match result {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            if refusal.status.as_u16() >= 401 && refusal.status.as_u16() != 404 {
+                info!("refused {method} {path}: {} {}", refusal.status.as_u16(), refusal.code);
+            }
+            refusal.into_response()
+        }
+    })
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, []) => public_query(state, req.uri().query().unwrap_or("")),
+        (&Method::GET, ["health"]) => Ok(health(state).await),
+        (&Method::POST, ["register"]) => register(state, req).await,
+        (&Method::GET, ["deposits"]) => {
+            let (client, _) = authenticate(state, req).await?;
+            list_deposits(state, &client).await
+        }
+        (&Method::POST, ["deposits"]) => {
+            let name = query_param(req.uri().query().unwrap_or(""), "name")
+                .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "bad_request", "missing ?name= for the new deposit"))?;
+            if name.is_empty() || name.len() > 255 {
+                return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", "a deposit name has 1 to 255 bytes"));
+            }
+            let (client, body) = authenticate(state, req).await?;
+            let uuid = state.pool.deposit_insert(&client, &name, &body).await?;
+            Ok(json(StatusCode::CREATED, serde_json::json!({"uuid": uuid, "name": name, "size": body.len()})))
+        }
+        (m @ (&Method::GET | &Method::PUT | &Method::DELETE), ["deposits", uuid]) => {
+            let method = m.clone();
+            let uuid = uuid.to_ascii_lowercase();
+            let (client, body) = authenticate(state, req).await?;
+            // Malformed and foreign ids look the same as missing ones.
+            let not_found = || refuse(StatusCode::NOT_FOUND, "not_found", "no such deposit");
+            if !valid_uuid(&uuid) {
+                return Err(not_found());
+            }
+            match method {
+                Method::GET => match state.pool.deposit_get(&uuid, &client).await? {
+                    Some(content) => Ok(text(content, "application/octet-stream")),
+                    None => Err(not_found()),
+                },
+                Method::PUT => {
+                    if state.pool.deposit_update(&uuid, &client, &body).await? {
+                        Ok(json(StatusCode::OK, serde_json::json!({"uuid": uuid, "size": body.len()})))
+                    } else {
+                        Err(not_found())
+                    }
+                }
+                _ => {
+                    if state.pool.deposit_delete(&uuid, &client).await? {
+                        let mut resp = Response::new(Full::new(Bytes::new()));
+                        *resp.status_mut() = StatusCode::NO_CONTENT;
+                        Ok(resp)
+                    } else {
+                        Err(not_found())
+                    }
+                }
+            }
+        }
+        (_, [] | ["health"] | ["register"] | ["deposits"] | ["deposits", _]) => {
+            Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"))
+        }
+        _ => Err(refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
+    }
+}
+
+fn public_query(state: &AppState, query: &str) -> Result<Resp, Refusal> {
+    match query_param(query, "a").as_deref() {
+        Some("fingerprint") => Ok(text(state.fingerprint.clone(), "text/plain; charset=utf-8")),
+        Some("pubkey") => Ok(text(state.pubkey_armored.clone(), "application/pgp-keys")),
+        _ => Err(refuse(StatusCode::BAD_REQUEST, "bad_request", "ask ?a=fingerprint or ?a=pubkey")),
+    }
+}
+
+async fn health(state: &AppState) -> Resp {
+    let version = env!("CARGO_PKG_VERSION");
+    match state.pool.health().await {
+        Ok((in_recovery, schema)) => {
+            let role = if in_recovery { "passive" } else { "active" };
+            let replication: Vec<_> = state
+                .pool
+                .replication()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, st, sync)| serde_json::json!({"standby": name, "state": st, "sync_state": sync}))
+                .collect();
+            let status = if in_recovery { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            json(
+                status,
+                serde_json::json!({
+                    "role": role,
+                    "database": "ok",
+                    "schema_version": schema,
+                    "replication": replication,
+                    "version": version,
+                    "fingerprint": state.fingerprint,
+                }),
+            )
+        }
+        Err(e) => {
+            let refusal: Refusal = e.into();
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"role": "unknown", "database": refusal.code, "version": version}),
+            )
+        }
+    }
+}
+
+/// Reads the body within the size limit.
+async fn read_body(state: &AppState, req: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Refusal> {
+    let max = state.limits.max_body_bytes;
+    let too_large = || refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body exceeds {max} bytes"));
+    if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")),
+    }
+}
+
+fn header<'a>(parts: &'a hyper::http::request::Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verified identity of a request: checks presence, freshness, key,
+/// signature, state and nonce, in an order that lets no unauthenticated
+/// party learn a client's state or burn its nonces.
+async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<(String, Bytes), Refusal> {
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let method = req.method().as_str().to_string();
+    let (parts, body) = read_body(state, req).await?;
+    let signed = SignedParts::from(&parts)?;
+    let fingerprint = signed.client.to_string();
+    check_fresh(state, signed.timestamp)?;
+    let row = state
+        .pool
+        .client(&fingerprint)
+        .await?
+        .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "unknown_client", "no client is registered with this key"))?;
+    let key = cached_key(state, &fingerprint, &row.public_key)?;
+    let text = auth::canonical(&method, &path_and_query, signed.timestamp, signed.nonce, &body);
+    if !auth::verify(&key, &text, signed.signature) {
+        return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
+    }
+    match row.state.as_str() {
+        "active" => {}
+        "pending" => {
+            return Err(refuse(StatusCode::LOCKED, "client_pending", "this client awaits approval"));
+        }
+        _ => return Err(refuse(StatusCode::LOCKED, "client_disabled", "this client is disabled")),
+    }
+    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    Ok((fingerprint, body))
+}
+
+struct SignedParts<'a> {
+    client: &'a str,
+    timestamp: i64,
+    nonce: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> SignedParts<'a> {
+    fn from(parts: &'a hyper::http::request::Parts) -> Result<SignedParts<'a>, Refusal> {
+        let (Some(client), Some(timestamp), Some(nonce), Some(signature)) = (
+            header(parts, auth::HEADER_CLIENT),
+            header(parts, auth::HEADER_TIMESTAMP),
+            header(parts, auth::HEADER_NONCE),
+            header(parts, auth::HEADER_SIGNATURE),
+        ) else {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "unsigned", "the request is not signed"));
+        };
+        let bad = |what: &str| refuse(StatusCode::BAD_REQUEST, "bad_request", format!("malformed {what} header"));
+        if !auth::valid_fingerprint(client) {
+            return Err(bad(auth::HEADER_CLIENT));
+        }
+        let timestamp = timestamp.parse::<i64>().map_err(|_| bad(auth::HEADER_TIMESTAMP))?;
+        if !auth::valid_nonce(nonce) {
+            return Err(bad(auth::HEADER_NONCE));
+        }
+        Ok(SignedParts { client, timestamp, nonce, signature })
+    }
+}
+
+fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
+    let now = auth::unix_now();
+    let window = state.limits.auth_window_seconds;
+    if (timestamp - now).abs() > window {
+        return Err(refuse(
+            StatusCode::PRECONDITION_FAILED,
+            "stale",
+            format!("the request timestamp is more than {window} s away from the server's clock"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<(), Refusal> {
+    let now = auth::unix_now();
+    let expires = timestamp + state.limits.auth_window_seconds + 1;
+    match state.replay.check(client, nonce, now, expires) {
+        Seen::First => Ok(()),
+        Seen::Replayed => Err(refuse(StatusCode::CONFLICT, "replayed", "this request was already received")),
+        Seen::Full => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in the window")),
+    }
+}
+
+fn cached_key(state: &AppState, fingerprint: &str, key_bytes: &[u8]) -> Result<Arc<SignedPublicKey>, Refusal> {
+    if let Some(key) = state.keys.lock().unwrap_or_else(|e| e.into_inner()).get(fingerprint) {
+        return Ok(key.clone());
+    }
+    let key = crate::pgp::parse_public_key(key_bytes).map_err(|e| {
+        error!("stored key of client {fingerprint} does not parse: {e}");
+        refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    })?;
+    let key = Arc::new(key);
+    state.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(fingerprint.to_string(), key.clone());
+    Ok(key)
+}
+
+#[derive(serde::Deserialize)]
+struct RegisterRequest {
+    organization: String,
+    auth_secret: String,
+    public_key: String,
+}
+
+async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal> {
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let (parts, body) = read_body(state, req).await?;
+    let request: RegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_request", format!("invalid registration JSON: {e}")))?;
+    let key = crate::pgp::parse_public_key(request.public_key.as_bytes())
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let fingerprint = crate::pgp::fingerprint_hex(&key);
+    // Proof of possession: the registration is signed with the key it registers.
+    let signed = SignedParts::from(&parts)?;
+    if signed.client != fingerprint {
+        return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request is not signed by the key it registers"));
+    }
+    check_fresh(state, signed.timestamp)?;
+    let text = auth::canonical("POST", &path_and_query, signed.timestamp, signed.nonce, &body);
+    if !auth::verify(&key, &text, signed.signature) {
+        return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
+    }
+    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    let refused = || refuse(StatusCode::FORBIDDEN, "registration_refused", "unknown organization or wrong auth secret");
+    let org = state.pool.organization(&request.organization).await?.ok_or_else(refused)?;
+    // An empty secret means automatic approval; otherwise it must match.
+    if org.state != "active" || !(org.auth_secret.is_empty() || constant_time_eq(&org.auth_secret, &request.auth_secret)) {
+        return Err(refused());
+    }
+    let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
+    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored).await?;
+    if client_org != org.uuid {
+        return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
+    }
+    info!("registered client {fingerprint} with organization {} ({client_state})", request.organization);
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization}),
+    ))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+async fn list_deposits(state: &AppState, client: &str) -> Result<Resp, Refusal> {
+    let deposits = state.pool.deposit_list(client).await?;
+    let items: Vec<_> = deposits
+        .into_iter()
+        .map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "size": d.size, "created": d.created, "updated": d.updated}))
+        .collect();
+    Ok(json(StatusCode::OK, serde_json::Value::Array(items)))
+}
+
+/// The decoded value of `key` in a query string.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            if let Some(decoded) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn valid_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_decode() {
+        assert_eq!(query_param("a=fingerprint", "a").as_deref(), Some("fingerprint"));
+        assert_eq!(query_param("x=1&name=my%20key+2", "name").as_deref(), Some("my key 2"));
+        assert_eq!(query_param("name=%zz%4", "name").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("b=1", "a"), None);
+    }
+
+    #[test]
+    fn uuids_and_secrets() {
+        assert!(valid_uuid("123e4567-e89b-12d3-a456-426614174000"));
+        assert!(!valid_uuid("123e4567e89b12d3a456426614174000"));
+        assert!(!valid_uuid("../../etc/passwd"));
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+        assert!(!constant_time_eq("", "x"));
+    }
+}

@@ -1,0 +1,235 @@
+//! `kt serve`: the key server. tokio + hyper (HTTP/1.1, keep-alive) over
+//! rustls, with the endpoints of [`api`], limits on every resource a client
+//! can hold (connections, header and body size, idle and request time), a
+//! SIGHUP that swaps the certificate without dropping connections, and a
+//! graceful stop on SIGTERM/SIGINT.
+
+pub mod api;
+pub mod db;
+pub mod http_date;
+pub mod log;
+pub mod replay;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config;
+use crate::error::{Context, Error, Result};
+use crate::instance::{Instance, DB_NAME, DB_USER};
+use crate::storage::pgpass::Password;
+use crate::tls::{self, KeyMaterial, ReloadableCert};
+use log::{error, info, warn};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything `serve` needs, read from the instance before any change.
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub key_material: KeyMaterial,
+    pub provider: rustls::crypto::CryptoProvider,
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    pub version_warning: Option<String>,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub limits: api::Limits,
+    pub db_port: u16,
+    pub db_pool_size: usize,
+    pub pgpass: PathBuf,
+    pub fingerprint: String,
+    pub pubkey_armored: String,
+}
+
+impl ServerSettings {
+    /// Reads and checks every setting; any problem stops startup here.
+    pub fn from_instance(instance: &Instance) -> Result<ServerSettings> {
+        let c = &instance.config;
+        let listen_text = c.string(config::LISTEN)?;
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            Error::usage(format!("LISTEN {listen_text:?} is not an address and port")).because(e)
+        })?;
+        let (versions, version_warning) =
+            tls::protocol_versions(c.optional_string(config::TLS_MIN_VERSION)?.unwrap_or("tlsv1.2"))?;
+        let provider = tls::provider(c.optional_string(config::CIPHERS)?.unwrap_or(""), &versions)?;
+        let key_material = KeyMaterial {
+            certificate: c.path(config::SSL_CERTIFICATE)?,
+            private_key: c.path(config::SSL_PRIVATE_KEY)?,
+            ca: c.optional_string(config::SSL_CA)?.map(PathBuf::from),
+            password_script: c.optional_string(config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT)?.map(str::to_string),
+        };
+        let public = crate::pgp::load_public_key(&instance.layout.pubring())?;
+        Ok(ServerSettings {
+            listen,
+            key_material,
+            provider,
+            versions,
+            version_warning,
+            max_header_bytes: c.number_or(config::MAX_HEADER_BYTES, 16 * 1024, 8192..=1024 * 1024)? as usize,
+            max_connections: c.number_or(config::MAX_CONNECTIONS, 1024, 1..=100_000)? as usize,
+            idle_timeout: Duration::from_secs(c.number_or(config::IDLE_TIMEOUT_SECONDS, 30, 1..=3600)?),
+            limits: api::Limits {
+                max_body_bytes: c.number_or(config::MAX_BODY_BYTES, 1024 * 1024, 1..=256 * 1024 * 1024)? as usize,
+                auth_window_seconds: c.number_or(config::AUTH_WINDOW_SECONDS, 300, 1..=86_400)? as i64,
+                request_timeout: Duration::from_secs(c.number_or(config::REQUEST_TIMEOUT_SECONDS, 30, 1..=3600)?),
+            },
+            db_port: instance.db_port()?,
+            db_pool_size: c.number_or(config::DB_POOL_SIZE, 8, 1..=256)? as usize,
+            pgpass: instance.layout.pgpass(),
+            fingerprint: crate::pgp::wire_fingerprint(&public),
+            pubkey_armored: crate::pgp::armored(&public)?,
+        })
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT. `on_ready` runs once the
+/// socket is bound (the pid file is written there).
+pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kt-serve")
+        .build()
+        .env_context(|| "cannot start the async runtime")?;
+    runtime.block_on(run(settings, on_ready))
+}
+
+async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) -> Result<()> {
+    if let Some(warning) = &settings.version_warning {
+        warn!("{warning}");
+    }
+    let certified = settings.key_material.load(&settings.provider)?;
+    let cert = ReloadableCert::new(certified);
+    let tls_config = tls::server_config(settings.provider.clone(), &settings.versions, cert.clone())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    let password = Password::read(&settings.pgpass, DB_USER)?;
+    let state = Arc::new(api::AppState {
+        fingerprint: settings.fingerprint.clone(),
+        pubkey_armored: settings.pubkey_armored.clone(),
+        pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size),
+        replay: replay::ReplayGuard::new(2_000_000),
+        keys: Default::default(),
+        limits: settings.limits.clone(),
+    });
+    if let Err(e) = state.pool.health().await {
+        warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
+    }
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        Error::env(format!("cannot listen on {}", settings.listen))
+            .because_err(&e)
+            .with_hint("is another server running? see `kt server status`, or change LISTEN in keytrustee.conf")
+    })?;
+    on_ready()?;
+    info!(
+        "kt {} serving https://{} (key {}, up to {} connections)",
+        env!("CARGO_PKG_VERSION"),
+        settings.listen,
+        settings.fingerprint,
+        settings.max_connections
+    );
+
+    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut purge = tokio::time::interval(Duration::from_secs(10));
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        error!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    warn!("connection limit ({}) reached: closing the connection from {peer}", settings.max_connections);
+                    drop(tcp);
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let state = state.clone();
+                let mut stop = stop_rx.clone();
+                let idle = settings.idle_timeout;
+                let max_header = settings.max_header_bytes;
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        // Failed handshakes (scanners, wrong versions or ciphers) are routine.
+                        Ok(Err(_)) | Err(_) => return,
+                    };
+                    let service = service_fn(move |req| api::handle(state.clone(), req));
+                    let mut builder = http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .keep_alive(true)
+                        // Also the idle timeout: it runs while a kept-alive
+                        // connection waits for its next request.
+                        .header_read_timeout(idle)
+                        .max_buf_size(max_header)
+                        .max_headers(64);
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    tokio::pin!(conn);
+                    let stopping = tokio::select! {
+                        _ = conn.as_mut() => false,
+                        _ = stop.changed() => true,
+                    };
+                    if stopping {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
+                    }
+                });
+            }
+            _ = sighup.recv() => {
+                match settings.key_material.load(&settings.provider) {
+                    Ok(new) => {
+                        cert.replace(new);
+                        info!("SIGHUP: reloaded the certificate, key and CA");
+                    }
+                    Err(e) => error!("SIGHUP: reload failed, still serving the old certificate: {}", describe(&e)),
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = purge.tick() => state.replay.purge(crate::auth::unix_now()),
+        }
+    }
+    info!("stopping: no new connections, letting open ones finish");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let all = settings.max_connections as u32;
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), connections.acquire_many(all)).await.is_err() {
+        warn!("some connections did not finish in time");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).env_context(|| "cannot install a signal handler")
+}
+
+/// One line for the log: message, causes, hint.
+fn describe(e: &Error) -> String {
+    let mut s = e.to_string();
+    if let Some(hint) = e.hint() {
+        s.push_str(&format!(" (hint: {hint})"));
+    }
+    s
+}

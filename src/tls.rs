@@ -1,0 +1,306 @@
+//! TLS policy and key material for the server (and the trust roots of
+//! clients): the documented settings `TLS_MIN_VERSION`, `CIPHERS`,
+//! `SSL_CERTIFICATE`, `SSL_PRIVATE_KEY`, `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`
+//! and `SSL_CA`, mapped onto rustls.
+//!
+//! rustls speaks TLS 1.2 and 1.3 only and offers nine AEAD suites; settings
+//! asking for anything else are refused with an error naming them, never
+//! silently narrowed (except the documented `tlsv1`/`tlsv1.1` minimums,
+//! accepted with a warning that the effective minimum is TLS 1.2).
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::error::{Error, Result};
+
+/// OpenSSL's names of the suites rustls implements, with rustls' own.
+const SUITE_NAMES: &[(&str, CipherSuite)] = &[
+    ("TLS_AES_256_GCM_SHA384", CipherSuite::TLS13_AES_256_GCM_SHA384),
+    ("TLS_AES_128_GCM_SHA256", CipherSuite::TLS13_AES_128_GCM_SHA256),
+    ("TLS_CHACHA20_POLY1305_SHA256", CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+    ("ECDHE-ECDSA-AES256-GCM-SHA384", CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+    ("ECDHE-ECDSA-AES128-GCM-SHA256", CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    ("ECDHE-ECDSA-CHACHA20-POLY1305", CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+    ("ECDHE-RSA-AES256-GCM-SHA384", CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+    ("ECDHE-RSA-AES128-GCM-SHA256", CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+    ("ECDHE-RSA-CHACHA20-POLY1305", CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+];
+
+/// The protocol versions allowed by a `TLS_MIN_VERSION` value, and a
+/// warning when the setting asks for less than rustls can give.
+pub fn protocol_versions(setting: &str) -> Result<(Vec<&'static SupportedProtocolVersion>, Option<String>)> {
+    let all = vec![&rustls::version::TLS12, &rustls::version::TLS13];
+    match setting.trim().to_ascii_lowercase().as_str() {
+        "tlsv1" | "tlsv1.0" | "tlsv1.1" => Ok((
+            all,
+            Some(format!(
+                "TLS_MIN_VERSION={setting} is accepted for compatibility, but the effective minimum is TLS 1.2 (TLS 1.0 and 1.1 are not offered)"
+            )),
+        )),
+        "" | "tlsv1.2" => Ok((all, None)),
+        "tlsv1.3" => Ok((vec![&rustls::version::TLS13], None)),
+        _ => Err(Error::usage(format!("unknown TLS_MIN_VERSION {setting:?}"))
+            .with_hint("use one of tlsv1, tlsv1.1, tlsv1.2, tlsv1.3")),
+    }
+}
+
+/// The suites named by an OpenSSL-style `CIPHERS` list (separated by
+/// colons, commas or spaces; OpenSSL or IANA names). Empty: all nine.
+pub fn cipher_suites(setting: &str) -> Result<Vec<SupportedCipherSuite>> {
+    let names: Vec<&str> = setting.split([':', ',', ' ']).map(str::trim).filter(|s| !s.is_empty()).collect();
+    if names.is_empty() {
+        return Ok(aws_lc_rs::ALL_CIPHER_SUITES.to_vec());
+    }
+    let mut suites = Vec::new();
+    for name in names {
+        let wanted = SUITE_NAMES
+            .iter()
+            .find(|(openssl, _)| openssl.eq_ignore_ascii_case(name))
+            .map(|(_, suite)| *suite)
+            .or_else(|| {
+                aws_lc_rs::ALL_CIPHER_SUITES
+                    .iter()
+                    .map(|s| s.suite())
+                    .find(|s| iana_name(*s).is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            });
+        let Some(wanted) = wanted else {
+            let why = if name.starts_with(['!', '-', '+', '@']) || name.chars().all(|c| c.is_ascii_uppercase()) {
+                "OpenSSL cipher keywords and operators are not supported: list suite names"
+            } else {
+                "not a cipher suite rustls offers (only the AEAD suites of TLS 1.2 and 1.3)"
+            };
+            return Err(Error::usage(format!("unsupported cipher {name:?} in CIPHERS"))
+                .because(why)
+                .with_hint(format!(
+                    "use names from: {}",
+                    SUITE_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(":")
+                )));
+        };
+        let suite = aws_lc_rs::ALL_CIPHER_SUITES.iter().find(|s| s.suite() == wanted).copied().expect("table matches provider");
+        if !suites.iter().any(|s: &SupportedCipherSuite| s.suite() == wanted) {
+            suites.push(suite);
+        }
+    }
+    Ok(suites)
+}
+
+fn iana_name(suite: CipherSuite) -> Option<&'static str> {
+    suite.as_str()
+}
+
+/// The crypto provider with the configured suites, checked against the
+/// enabled protocol versions.
+pub fn provider(ciphers: &str, versions: &[&'static SupportedProtocolVersion]) -> Result<CryptoProvider> {
+    let suites = cipher_suites(ciphers)?;
+    let usable = suites.iter().any(|s| versions.iter().any(|v| s.version() == *v));
+    if !usable {
+        return Err(Error::usage("CIPHERS leaves no suite for the enabled TLS versions")
+            .with_hint("with TLS_MIN_VERSION=tlsv1.3, list at least one TLS 1.3 suite (TLS_AES_256_GCM_SHA384, ...)"));
+    }
+    Ok(CryptoProvider { cipher_suites: suites, ..aws_lc_rs::default_provider() })
+}
+
+/// Where the server's certificate and key come from.
+#[derive(Debug, Clone)]
+pub struct KeyMaterial {
+    pub certificate: std::path::PathBuf,
+    pub private_key: std::path::PathBuf,
+    pub ca: Option<std::path::PathBuf>,
+    /// A shell command printing the password of an encrypted PKCS#8 key.
+    pub password_script: Option<String>,
+}
+
+impl KeyMaterial {
+    /// Reads, decrypts and checks the certificate chain and key.
+    pub fn load(&self, provider: &CryptoProvider) -> Result<CertifiedKey> {
+        let mut chain = read_certs(&self.certificate)?;
+        if let Some(ca) = &self.ca {
+            if ca.exists() {
+                for cert in read_certs(ca)? {
+                    // A self-signed certificate is its own CA: send it once.
+                    if !chain.contains(&cert) {
+                        chain.push(cert);
+                    }
+                }
+            }
+        }
+        let key = self.read_key()?;
+        CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+            Error::usage(format!(
+                "the private key {} does not belong to the certificate {}",
+                self.private_key.display(),
+                self.certificate.display()
+            ))
+            .because(e)
+        })
+    }
+
+    fn read_key(&self) -> Result<PrivateKeyDer<'static>> {
+        let path = &self.private_key;
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::env(format!("cannot read the TLS key {}", path.display())).because_err(&e))?;
+        let text = String::from_utf8_lossy(&pem);
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(Error::usage(format!("{} is a legacy encrypted PEM key", path.display()))
+                .because("the OpenSSL 1.0 \"Proc-Type: 4,ENCRYPTED\" format is not supported")
+                .with_hint("convert it: openssl pkcs8 -topk8 -in OLD -out NEW (then set SSL_PRIVATE_KEY to NEW)"));
+        }
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            let Some(script) = &self.password_script else {
+                return Err(Error::usage(format!("{} is encrypted", path.display()))
+                    .with_hint("set SSL_PRIVATE_KEY_PASSWORD_SCRIPT to a command that prints its password"));
+            };
+            let password = run_password_script(script)?;
+            let (label, der) = pkcs8::der::pem::decode_vec(&pem)
+                .map_err(|e| Error::usage(format!("{} is not valid PEM", path.display())).because(e))?;
+            debug_assert_eq!(label, "ENCRYPTED PRIVATE KEY");
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+                .map_err(|e| Error::usage(format!("{} is not an encrypted PKCS#8 key", path.display())).because(e))?;
+            let doc = info.decrypt(password.as_bytes()).map_err(|_| {
+                Error::usage(format!("cannot decrypt {}", path.display()))
+                    .because("wrong password from SSL_PRIVATE_KEY_PASSWORD_SCRIPT (or an unsupported cipher)")
+            })?;
+            return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(doc.as_bytes().to_vec())));
+        }
+        PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| Error::usage(format!("{} holds no usable private key", path.display())).because(e))
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::env(format!("cannot read the certificate {}", path.display())).because_err(&e))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::usage(format!("{} is not a PEM certificate file", path.display())).because(e))?;
+    if certs.is_empty() {
+        return Err(Error::usage(format!("{} holds no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// A password that never shows in Debug output or logs.
+struct Secret(String);
+
+impl Secret {
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Best effort: overwrite before the memory is freed.
+        unsafe { self.0.as_bytes_mut().fill(0) };
+    }
+}
+
+/// Runs the password script through /bin/sh; its stdout (without the
+/// final newline) is the password. Its output is never logged.
+fn run_password_script(script: &str) -> Result<Secret> {
+    let output = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| Error::env("cannot run SSL_PRIVATE_KEY_PASSWORD_SCRIPT").because_err(&e))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut err = Error::env(format!("SSL_PRIVATE_KEY_PASSWORD_SCRIPT failed ({})", output.status));
+        if !stderr.trim().is_empty() {
+            err = err.because(stderr.trim().lines().last().unwrap_or_default().to_string());
+        }
+        return Err(err);
+    }
+    let mut text = String::from_utf8(output.stdout)
+        .map_err(|_| Error::usage("SSL_PRIVATE_KEY_PASSWORD_SCRIPT printed a password that is not UTF-8"))?;
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    Ok(Secret(text))
+}
+
+/// The certificate the server presents, replaceable while it runs
+/// (SIGHUP): new handshakes get the new one, open connections keep theirs.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    pub fn new(key: CertifiedKey) -> Arc<ReloadableCert> {
+        Arc::new(ReloadableCert { current: RwLock::new(Arc::new(key)) })
+    }
+
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Builds the server's rustls configuration.
+pub fn server_config(
+    provider: CryptoProvider,
+    versions: &[&'static SupportedProtocolVersion],
+    cert: Arc<ReloadableCert>,
+) -> Result<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::usage("invalid TLS settings").because(e))?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_openssl_and_iana_names() {
+        let suites = cipher_suites("ECDHE-RSA-AES256-GCM-SHA384, TLS_AES_128_GCM_SHA256 TLS13_CHACHA20_POLY1305_SHA256").unwrap();
+        let got: Vec<_> = suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            got,
+            [
+                CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                CipherSuite::TLS13_AES_128_GCM_SHA256,
+                CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+            ]
+        );
+        assert_eq!(cipher_suites("").unwrap().len(), 9);
+        assert_eq!(cipher_suites(crate::config::DEFAULT_CIPHERS).unwrap().len(), 9);
+    }
+
+    #[test]
+    fn refuses_unknown_and_unsupported_names() {
+        for bad in ["AES256-SHA", "HIGH:!aNULL", "ECDHE-RSA-AES256-SHA384", "NOPE"] {
+            let err = cipher_suites(bad).unwrap_err();
+            assert!(err.message().contains("unsupported cipher"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn min_versions() {
+        assert_eq!(protocol_versions("tlsv1.3").unwrap().0.len(), 1);
+        let (v, warn) = protocol_versions("tlsv1").unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(warn.unwrap().contains("effective minimum is TLS 1.2"));
+        assert!(protocol_versions("sslv3").is_err());
+        assert!(provider("ECDHE-RSA-AES256-GCM-SHA384", &[&rustls::version::TLS13]).is_err());
+    }
+}
