@@ -322,6 +322,11 @@ pub enum ClientCommand {
         /// Bytes per deposit for --op put.
         #[arg(long, default_value_t = 1024)]
         size: usize,
+        /// Aim for this many requests per second in total (default: as fast
+        /// as the server answers). Latency is then measured from each
+        /// request's scheduled time.
+        #[arg(long, value_name = "PER_SECOND")]
+        rate: Option<f64>,
     },
 }
 

@@ -73,7 +73,7 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
             };
             printer.data(format!("trust:        {trust}"))?;
         }
-        ClientCommand::Bench { op, connections, seconds, requests, size } => {
+        ClientCommand::Bench { op, connections, seconds, requests, size, rate } => {
             let options = BenchOptions {
                 operation: match op {
                     BenchOp::Get => Operation::Get,
@@ -83,6 +83,7 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 duration: std::time::Duration::from_secs(seconds),
                 max_requests: requests,
                 deposit_size: size,
+                rate: rate.filter(|r| *r > 0.0),
             };
             let r = bench::run(&dir, &options)?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

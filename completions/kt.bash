@@ -332,7 +332,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__client__subcmd__bench)
-            opts="-c -q -v -h -V --op --connections --seconds --requests --size --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --op --connections --seconds --requests --size --rate --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -355,6 +355,10 @@ _kt() {
                     return 0
                     ;;
                 --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

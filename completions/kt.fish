@@ -274,6 +274,7 @@ complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -l seconds -d 'Stop after this many seconds' -r
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -l requests -d 'Stop after this many requests' -r
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -l size -d 'Bytes per deposit for --op put' -r
+complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -l rate -d 'Aim for this many requests per second in total (default: as fast as the server answers). Latency is then measured from each request\'s scheduled time' -r
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from bench" -s v -l verbose -d 'Print more about what kt does'

@@ -55,8 +55,21 @@ pub fn sign_request(
     path_and_query: &str,
     body: &[u8],
 ) -> Result<SignedHeaders> {
-    let timestamp = unix_now();
-    let nonce = random_nonce();
+    sign_request_at(key, fingerprint, method, path_and_query, body, unix_now(), &random_nonce())
+}
+
+/// Signs one request with an explicit timestamp and nonce (tests of the
+/// freshness and replay checks use it to make stale and repeated requests).
+pub fn sign_request_at(
+    key: &SignedSecretKey,
+    fingerprint: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    timestamp: i64,
+    nonce: &str,
+) -> Result<SignedHeaders> {
+    let nonce = nonce.to_string();
     let text = canonical(method, path_and_query, timestamp, &nonce, body);
     let signature = DetachedSignature::sign_binary_data(
         rand::thread_rng(),
@@ -105,7 +118,8 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn random_nonce() -> String {
+/// 32 random hex digits.
+pub fn random_nonce() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);

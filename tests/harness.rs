@@ -94,6 +94,7 @@ pub struct Instance {
     pub confdir: PathBuf,
     pub home: PathBuf,
     pub db_port: u16,
+    pub server_port: u16,
     pub init: Run,
 }
 
@@ -115,7 +116,43 @@ impl Instance {
             .args(["--hostname", "localhost", "--database-port", &db_port.to_string()])
             .args(extra))
         .expect(0);
-        Instance { dir, confdir, home, db_port, init }
+        Instance { dir, confdir, home, db_port, server_port: 11371, init }
+    }
+
+    /// An instance listening on a free loopback port, its database started.
+    pub fn serving(name: &str) -> Instance {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut inst = Instance::with_args(name, &["--key-type", "ed25519", "--listen", &listen]);
+        inst.server_port = port;
+        inst.kt(&["db", "start"]).expect(0);
+        inst
+    }
+
+    /// The server's URL (for instances made with [`Instance::serving`]).
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.server_port)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")
+    }
+
+    /// Changes keytrustee.conf (as an operator would, by hand).
+    pub fn set_config(&self, key: &str, value: serde_json::Value) {
+        let path = self.confdir.join("keytrustee.conf");
+        let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config[key] = value;
+        std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// The server's process id from its pid file.
+    pub fn server_pid(&self) -> u32 {
+        std::fs::read_to_string(self.home.join("kt-server.pid")).unwrap().trim().parse().unwrap()
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.home.join("logs/kt-server.log")).unwrap_or_default()
     }
 
     /// `kt -c CONFDIR ARGS...`
@@ -140,6 +177,7 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        let _ = run(kt().arg("-c").arg(&self.confdir).args(["server", "stop", "--quiet"]));
         let _ = run(kt().arg("-c").arg(&self.confdir).args(["db", "stop", "--quiet"]));
     }
 }
@@ -220,4 +258,11 @@ impl Drop for StopDbOnDrop {
     fn drop(&mut self) {
         let _ = run(kt().arg("-c").arg(&self.0).args(["db", "stop", "--quiet"]));
     }
+}
+
+/// `curl -sk URL`, returning (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = run(Command::new("curl").args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"]).args(args));
+    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }

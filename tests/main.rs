@@ -9,3 +9,5 @@ mod assets;
 mod cli;
 mod db;
 mod init;
+mod org;
+mod server;

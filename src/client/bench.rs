@@ -27,6 +27,12 @@ pub struct BenchOptions {
     pub duration: Duration,
     pub max_requests: u64,
     pub deposit_size: usize,
+    /// Total requests per second to aim for (paced per connection), or
+    /// None to send as fast as the server answers. Under a rate, a request
+    /// sent late because the previous answer came late is timed from its
+    /// scheduled time, so a server that falls behind is charged for the wait
+    /// (no coordinated omission).
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,19 +69,40 @@ pub fn run(dir: &ClientDir, options: &BenchOptions) -> Result<BenchReport> {
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let deadline = start + options.duration;
+    // Every connection does its TLS handshake before the clock starts.
+    let barrier = Arc::new(std::sync::Barrier::new(options.connections + 1));
+    let clock: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
     let mut threads = Vec::new();
     for t in 0..options.connections {
         let (key, uuids, issued, errors, stop) = (key.clone(), uuids.clone(), issued.clone(), errors.clone(), stop.clone());
+        let (barrier, clock) = (barrier.clone(), clock.clone());
         let mut client = HttpsClient::new(&url, &trust, Duration::from_secs(30))?;
         let fingerprint = settings.fingerprint.clone();
         let options = options.clone();
         threads.push(std::thread::spawn(move || {
+            let _ = client.request("GET", "/?a=fingerprint", &[], b"");
+            barrier.wait();
+            let start = *clock.wait();
+            let deadline = start + options.duration;
             let mut latencies = Vec::new();
             let payload = vec![b'x'; options.deposit_size];
             let mut rng_state = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let interval = options.rate.map(|r| Duration::from_secs_f64(options.connections as f64 / r));
+            // Stagger the connections across one interval.
+            let mut scheduled = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(t as f64 / options.connections as f64));
             loop {
+                // Behind schedule (the server was slow): the wait counts.
+                // Ahead of it: sleep, and time from the actual send, so the
+                // client's own wake-up jitter is not charged to the server.
+                let mut behind = false;
+                if interval.is_some() {
+                    let now = Instant::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    } else {
+                        behind = true;
+                    }
+                }
                 if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                     break;
                 }
@@ -92,7 +119,10 @@ pub fn run(dir: &ClientDir, options: &BenchOptions) -> Result<BenchReport> {
                     }
                     Operation::Put => ("POST", "/deposits?name=bench".to_string(), &payload),
                 };
-                let begin = Instant::now();
+                let begin = if behind { scheduled } else { Instant::now() };
+                if let Some(step) = interval {
+                    scheduled += step;
+                }
                 let ok = match auth::sign_request(&key, &fingerprint, method, &path, body) {
                     Ok(h) => {
                         let ts = h.timestamp.to_string();
@@ -114,6 +144,9 @@ pub fn run(dir: &ClientDir, options: &BenchOptions) -> Result<BenchReport> {
             latencies
         }));
     }
+    barrier.wait();
+    let start = Instant::now();
+    let _ = clock.set(start);
     let mut all: Vec<Duration> = Vec::new();
     for thread in threads {
         all.extend(thread.join().map_err(|_| Error::env("a load thread panicked"))?);

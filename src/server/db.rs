@@ -100,8 +100,21 @@ impl Pool {
         Pool { config, slots: (0..size.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(), next: AtomicUsize::new(0) }
     }
 
+    /// Opens every connection now, so the first requests do not pay for
+    /// connection set-up (SCRAM authentication, statement preparation).
+    pub async fn warm_up(&self) -> Result<(), DbError> {
+        for i in 0..self.slots.len() {
+            self.slot_conn(i).await?;
+        }
+        Ok(())
+    }
+
     async fn conn(&self) -> Result<Arc<Conn>, DbError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.slot_conn(i).await
+    }
+
+    async fn slot_conn(&self, i: usize) -> Result<Arc<Conn>, DbError> {
         let mut slot = self.slots[i].lock().await;
         if let Some(conn) = slot.as_ref() {
             if !conn.client.is_closed() {

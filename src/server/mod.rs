@@ -120,7 +120,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         keys: Default::default(),
         limits: settings.limits.clone(),
     });
-    if let Err(e) = state.pool.health().await {
+    if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
     }
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
