@@ -88,7 +88,7 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
             let r = bench::run(&dir, &options)?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
             printer.data(format!(
-                "op={} connections={} requests={} errors={} seconds={:.2} per_second={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+                "op={} connections={} requests={} errors={} seconds={:.2} per_second={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} p99_from_schedule_ms={:.2}",
                 match op { BenchOp::Get => "get", BenchOp::Put => "put" },
                 connections,
                 r.requests,
@@ -97,7 +97,8 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 r.per_second,
                 ms(r.p50),
                 ms(r.p99),
-                ms(r.max)
+                ms(r.max),
+                ms(r.p99_from_schedule)
             ))?;
             if r.errors > 0 {
                 return Ok(Status::Problem);
