@@ -76,6 +76,7 @@ pub enum Command {
     #[command(subcommand)]
     Org(OrgCommand),
     Client(ClientArgs),
+    Backup(BackupArgs),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -336,4 +337,69 @@ pub enum BenchOp {
     Get,
     /// Create new deposits.
     Put,
+}
+
+/// Back up the confdir and the database into one encrypted archive.
+///
+/// The archive is a tar of the confdir and a plain-SQL dump (one consistent
+/// snapshot, taken while the server goes on serving) at their absolute
+/// paths, plus a manifest with the SHA-256 of every member, row counts, the
+/// server fingerprint and versions. It is an OpenPGP message to every
+/// recipient (GnuPG 2.2 decrypts it with `gpg -d`), named
+/// kts_bak_<host>_<YYYY-MM-DD_HH-MM-SS>.tar.gpg, 0600, and appears under
+/// that name only when complete. Cron-safe: one run at a time per output
+/// directory; with --quiet it prints only the backup's path.
+///
+///     kt backup --gpg-recipient='John Doe' --quiet --output=/var/backups/kt --roll=10
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+
+    /// Encrypt to this key, found as `gpg -r` finds it in the GnuPG keyring
+    /// of the account running kt (GNUPGHOME honoured). Repeatable: each
+    /// recipient alone can decrypt.
+    #[arg(long = "gpg-recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to the public key in this (armored) file. Repeatable.
+    #[arg(long = "gpg-recipient-file", value_name = "FILE")]
+    pub recipient_files: Vec<PathBuf>,
+
+    /// Write an unencrypted tarball (only when asked for).
+    #[arg(long)]
+    pub cleartext: bool,
+
+    /// The directory to write the backup to (default: the instance home).
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Keep the N newest backups of this host, the new one included, and
+    /// remove older ones (after the new one is complete).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub roll: Option<u64>,
+
+    /// Wait this long (30s, 10m, 2h) for another backup to finish instead
+    /// of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = kt::backup::lock::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+
+    /// Connect to the database on this port instead of DB_PORT.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub database_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List the backups in a directory, newest first, with size, age,
+    /// encryption and the recipients' key IDs.
+    List {
+        /// The directory (default: the instance home).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -2,6 +2,7 @@
 //! its result into output and an exit code (DESIGN.md, "Exit codes"). Only
 //! `main` decides exit codes; commands return their status or an error.
 
+mod backup;
 mod cli;
 mod client;
 mod db;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Server(command) => server::run(&cli.global, command, &printer),
         Command::Org(command) => org::run(&cli.global, command, &printer),
         Command::Client(args) => client::run(&cli.global, args, &printer),
+        Command::Backup(args) => backup::run(&cli.global, args, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

@@ -11,8 +11,7 @@ pub struct Printer {
     pub quiet: bool,
     pub verbose: bool,
     /// Progress bars allowed: stderr is a terminal and neither --quiet nor
-    /// --no-progress was given. Read by the commands that draw bars.
-    #[allow(dead_code)]
+    /// --no-progress was given.
     pub progress_bars: bool,
 }
 
@@ -53,5 +52,53 @@ impl Printer {
 impl Progress for Printer {
     fn step(&self, message: &str) {
         self.info(format!("kt: {message}"));
+    }
+}
+
+/// Progress on a terminal: a line redrawn in place with bytes, rate and
+/// (when the total is known) percent and ETA. Nothing when progress bars
+/// are off (not a terminal, --quiet, --no-progress).
+pub struct TerminalProgress<'p> {
+    printer: &'p Printer,
+    started: std::cell::Cell<Option<std::time::Instant>>,
+    drawn: std::cell::Cell<bool>,
+}
+
+impl<'p> TerminalProgress<'p> {
+    pub fn new(printer: &'p Printer) -> Self {
+        TerminalProgress { printer, started: Default::default(), drawn: Default::default() }
+    }
+}
+
+impl Progress for TerminalProgress<'_> {
+    fn step(&self, message: &str) {
+        self.finish();
+        self.printer.step(message);
+    }
+
+    fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
+        if !self.printer.progress_bars {
+            return;
+        }
+        let started = self.started.get().unwrap_or_else(std::time::Instant::now);
+        self.started.set(Some(started));
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let mb = |b: f64| b / 1_000_000.0;
+        let mut line = format!("kt: {what}: {:.0} MB, {:.0} MB/s", mb(done as f64), mb(rate));
+        if let Some(total) = total.filter(|t| *t > 0) {
+            let pct = (done as f64 / total as f64 * 100.0).min(100.0);
+            let eta = if rate > 0.0 { (total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+            line.push_str(&format!(" ({pct:.0}% of {:.0} MB, ETA {eta:.0}s)", mb(total as f64)));
+        }
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+        self.drawn.set(true);
+    }
+
+    fn finish(&self) {
+        if self.drawn.replace(false) {
+            let _ = writeln!(std::io::stderr().lock());
+        }
+        self.started.set(None);
     }
 }

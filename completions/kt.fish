@@ -37,6 +37,7 @@ complete -c kt -n "__fish_kt_needs_command" -f -a "serve" -d 'Run the key server
 complete -c kt -n "__fish_kt_needs_command" -f -a "server" -d 'Run the key server in the background, like an init script'
 complete -c kt -n "__fish_kt_needs_command" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
 complete -c kt -n "__fish_kt_needs_command" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
+complete -c kt -n "__fish_kt_needs_command" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
 complete -c kt -n "__fish_kt_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'s host name, in its TLS certificate and configuration' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
@@ -289,14 +290,40 @@ complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show this client\'s fingerprint, organization, state and servers'
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "bench" -d 'Send a bounded load of signed requests and report throughput and latency'
 complete -c kt -n "__fish_kt_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "server" -d 'Run the key server in the background, like an init script'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l gpg-recipient -d 'Encrypt to this key, found as `gpg -r` finds it in the GnuPG keyring of the account running kt (GNUPGHOME honoured). Repeatable: each recipient alone can decrypt' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l gpg-recipient-file -d 'Encrypt to the public key in this (armored) file. Repeatable' -r -F
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l output -d 'The directory to write the backup to (default: the instance home)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l roll -d 'Keep the N newest backups of this host, the new one included, and remove older ones (after the new one is complete)' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l lock-wait -d 'Wait this long (30s, 10m, 2h) for another backup to finish instead of failing at once' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l database-port -d 'Connect to the database on this port instead of DB_PORT' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l cleartext -d 'Write an unencrypted tarball (only when asked for)'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -l output -d 'The directory (default: the instance home)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
+complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "server" -d 'Run the key server in the background, like an init script'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "start" -d 'Start the database in the background and wait until it accepts connections'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
@@ -318,3 +345,4 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "delete" -d 'Delete a deposit'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "status" -d 'Show this client\'s fingerprint, organization, state and servers'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "bench" -d 'Send a bounded load of signed requests and report throughput and latency'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'

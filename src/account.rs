@@ -38,6 +38,11 @@ impl Account {
             .ok_or_else(|| Error::env(format!("the current user id {uid} has no passwd entry")))
     }
 
+    /// Looks an account up by uid.
+    pub fn lookup_uid(uid: u32) -> Option<Account> {
+        lookup_by(Some(uid), None).ok().flatten()
+    }
+
     /// Looks an account up by name.
     pub fn lookup(name: &str) -> Result<Option<Account>> {
         lookup_by(None, Some(name))
@@ -236,4 +241,19 @@ pub fn become_account(account: &Account) -> Result<()> {
     std::env::set_var("HOME", &account.home);
     std::env::set_var("USER", &account.name);
     Ok(())
+}
+
+/// The name of group `gid`, if it has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: as in lookup_by: getgrgid_r fills grp with pointers into buf.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+    }
 }

@@ -1,0 +1,89 @@
+//! `kt backup` and `kt backup list`
+
+use kt::backup::{self, list, BackupOptions};
+use kt::instance::Layout;
+
+use crate::cli::{BackupArgs, BackupCommand, GlobalArgs};
+use crate::printer::{Printer, TerminalProgress};
+use crate::{CommandResult, Status};
+
+pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandResult {
+    if let Some(BackupCommand::List { output, json }) = args.command {
+        return list_backups(global, output, json, printer);
+    }
+    let options = BackupOptions {
+        output: args.output,
+        recipients: args.recipients,
+        recipient_files: args.recipient_files,
+        cleartext: args.cleartext,
+        roll: args.roll.map(|n| n as usize),
+        lock_wait: args.lock_wait,
+        db_port: args.database_port,
+    };
+    // Bad options and unusable recipients are refused before anything else.
+    backup::resolve_recipients(&options)?;
+    let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    let progress = TerminalProgress::new(printer);
+    let report = backup::backup(&instance, &options, &progress)?;
+    for path in &report.stale_temps_removed {
+        printer.info(format!("kt: removed {} left by an interrupted backup", path.display()));
+    }
+    if report.encrypted {
+        let to: Vec<String> = report.recipients.iter().map(|(label, id)| format!("{label} ({id})")).collect();
+        printer.info(format!("kt: encrypted to {}", to.join(", ")));
+    } else {
+        printer.warn("the backup is NOT encrypted (--cleartext): it holds the server's secret keys");
+    }
+    let rows: Vec<String> = report.row_counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    printer.info(format!("kt: backed up {} ({} bytes; rows: {})", report.path.display(), report.size, rows.join(", ")));
+    for path in &report.rolled {
+        printer.info(format!("kt: removed old backup {}", path.display()));
+    }
+    printer.data(report.path.display().to_string())?;
+    Ok(Status::Success)
+}
+
+fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: bool, printer: &Printer) -> CommandResult {
+    let dir = match output {
+        Some(dir) => dir,
+        None => Layout::new(global.confdir.as_deref())?.load()?.layout.home,
+    };
+    let backups = list::list(&dir)?;
+    if json {
+        let items: Vec<_> = backups
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "path": b.name.path, "host": b.name.host, "stamp": b.name.stamp,
+                    "size": b.size, "age_seconds": b.age_seconds,
+                    "encrypted": b.name.encrypted, "recipient_key_ids": b.key_ids,
+                })
+            })
+            .collect();
+        printer.data(serde_json::to_string_pretty(&items).expect("JSON"))?;
+        return Ok(Status::Success);
+    }
+    for b in &backups {
+        let what = if b.name.encrypted { format!("encrypted to {}", b.key_ids.join(",")) } else { "CLEARTEXT".to_string() };
+        printer.data(format!(
+            "{}  {:>12} bytes  {:>8} old  {}",
+            b.name.path.display(),
+            b.size,
+            human_age(b.age_seconds),
+            what
+        ))?;
+    }
+    if backups.is_empty() {
+        printer.info(format!("kt: no backups in {}", dir.display()));
+    }
+    Ok(Status::Success)
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

@@ -1,0 +1,230 @@
+//! `kt backup`: encrypted, cron-safe backups of the confdir and database.
+//!
+//! Order of work, so that nothing is half-written and nothing is lost:
+//! check the input and resolve every recipient (exit 2 before any file is
+//! written); take the output directory's lock; remove temp files an
+//! interrupted run left; check the database; dump it to a private temp file
+//! (hash and row counts on the fly); write the archive to a temp file
+//! (0600), fsync it, rename it to its final name, fsync the directory;
+//! only then roll old backups. Any failure removes this run's temp files
+//! and leaves older backups untouched.
+
+pub mod archive;
+pub mod dump;
+pub mod list;
+pub mod lock;
+pub mod naming;
+pub mod recipients;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::instance::{Instance, DB_NAME, DB_USER};
+use crate::progress::Progress;
+use crate::storage::pgpass::Password;
+use crate::storage::{cluster, schema, Cluster};
+use recipients::Recipient;
+
+/// What `kt backup` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Default: the instance home.
+    pub output: Option<PathBuf>,
+    pub recipients: Vec<String>,
+    pub recipient_files: Vec<PathBuf>,
+    pub cleartext: bool,
+    pub roll: Option<usize>,
+    pub lock_wait: Option<Duration>,
+    pub db_port: Option<u16>,
+}
+
+/// What a backup made.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub size: u64,
+    pub encrypted: bool,
+    pub recipients: Vec<(String, String)>,
+    pub row_counts: BTreeMap<String, u64>,
+    pub rolled: Vec<PathBuf>,
+    pub stale_temps_removed: Vec<PathBuf>,
+}
+
+/// Removes the listed files when dropped (unless disarmed).
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Checks the options and resolves every recipient: no file is touched.
+pub fn resolve_recipients(options: &BackupOptions) -> Result<Vec<Recipient>> {
+    let wants_encryption = !options.recipients.is_empty() || !options.recipient_files.is_empty();
+    if options.cleartext && wants_encryption {
+        return Err(Error::usage("--cleartext and --gpg-recipient exclude each other"));
+    }
+    if !options.cleartext && !wants_encryption {
+        return Err(Error::usage("no recipient: the backup would not be encrypted")
+            .with_hint("give --gpg-recipient=NAME (or --gpg-recipient-file=FILE), or --cleartext for an unencrypted tarball"));
+    }
+    if options.roll == Some(0) {
+        return Err(Error::usage("--roll=0 would remove every backup").with_hint("--roll=N keeps the N newest, N >= 1"));
+    }
+    let mut out = Vec::new();
+    for name in &options.recipients {
+        out.push(recipients::from_keyring(name)?);
+    }
+    for file in &options.recipient_files {
+        out.push(recipients::from_file(file)?);
+    }
+    Ok(out)
+}
+
+pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+    let recipients = resolve_recipients(options)?;
+    let output = match &options.output {
+        Some(dir) => fsutil::absolute(dir)?,
+        None => instance.layout.home.clone(),
+    };
+    if !output.is_dir() {
+        return Err(Error::env(format!("the output directory {} does not exist", output.display()))
+            .with_hint("create it first (mkdir -m 700 DIR)"));
+    }
+    let _lock = lock::acquire(&output, options.lock_wait)?;
+    let stale_temps_removed = naming::remove_stale_temps(&output);
+
+    // The database must answer before anything is written.
+    let mut cluster = Cluster::for_instance(instance)?;
+    if let Some(port) = options.db_port {
+        cluster.port = port;
+    }
+    let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
+    let schema_version = {
+        let mut db = cluster.connect(&password, DB_NAME)?;
+        schema::current_version(&mut db)?
+    };
+    let server_key = crate::pgp::load_public_key(&instance.layout.pubring())?;
+    let hostname = instance.hostname()?.to_string();
+    let host_slug = crate::hostname::slug(&hostname);
+
+    // A unique final name: never overwrite, wait for the next second.
+    let encrypted = !recipients.is_empty();
+    let (stamp, final_path) = loop {
+        let stamp = naming::stamp_now();
+        let path = output.join(naming::file_name(&host_slug, &stamp, encrypted));
+        if !path.exists() {
+            break (stamp, path);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let pid = std::process::id();
+    let base = format!("kts_bak_{host_slug}_{stamp}");
+    let dump_tmp = output.join(format!(".{base}.sql{}{pid}", naming::TEMP_MARK));
+    let archive_tmp = output.join(format!(
+        ".{}{}{pid}",
+        final_path.file_name().and_then(|n| n.to_str()).unwrap_or("backup"),
+        naming::TEMP_MARK
+    ));
+    let mut temps = TempFiles(vec![dump_tmp.clone(), archive_tmp.clone()]);
+
+    progress.step("dumping the database");
+    let bindir = cluster::find_bindir()?;
+    let dump = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp, progress)?;
+    progress.finish();
+
+    let confdir = archive::read_confdir(&instance.layout.confdir)?;
+    let home_member = archive::member_path(&instance.layout.home);
+    let dump_member = format!("{home_member}/{base}.sql");
+    let manifest_member = format!("{home_member}/{base}.manifest.json");
+    let members: Vec<serde_json::Value> = confdir
+        .iter()
+        .map(|e| match e.kind {
+            tar::EntryType::Regular => serde_json::json!({
+                "path": e.member, "type": "file", "mode": format!("{:o}", e.meta_mode),
+                "size": e.data.len(), "sha256": archive::sha256_hex(&e.data),
+            }),
+            tar::EntryType::Symlink => serde_json::json!({
+                "path": e.member, "type": "symlink", "target": e.link.as_ref().map(|l| l.to_string_lossy().into_owned()),
+            }),
+            _ => serde_json::json!({"path": format!("{}/", e.member), "type": "dir", "mode": format!("{:o}", e.meta_mode)}),
+        })
+        .chain(std::iter::once(serde_json::json!({
+            "path": dump_member, "type": "file", "mode": "600", "size": dump.size, "sha256": dump.sha256,
+        })))
+        .collect();
+    let manifest = serde_json::json!({
+        "format": "kt-backup/1",
+        "created": crate::server::http_date::rfc3339_now(),
+        "hostname": hostname,
+        "server_fingerprint": crate::pgp::wire_fingerprint(&server_key),
+        "kt_version": env!("CARGO_PKG_VERSION"),
+        "schema_version": schema_version,
+        "confdir": instance.layout.confdir,
+        "home": instance.layout.home,
+        "dump": dump_member,
+        "row_counts": dump.row_counts,
+        "encrypted_to": recipients.iter().map(|r| r.primary_fingerprint.clone()).collect::<Vec<_>>(),
+        "members": members,
+    });
+    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("JSON");
+    manifest_bytes.push(b'\n');
+    let owner = std::fs::metadata(&instance.layout.confdir)
+        .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
+        .unwrap_or((0, 0));
+    let payload = archive::Payload {
+        confdir: &confdir,
+        dump_file: &dump_tmp,
+        dump_member,
+        dump_size: dump.size,
+        dump_owner: owner,
+        manifest_member,
+        manifest: manifest_bytes,
+    };
+
+    progress.step(if encrypted { "writing the encrypted archive" } else { "writing the archive (cleartext)" });
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&archive_tmp)
+        .map_err(|e| Error::env(format!("cannot create {}", archive_tmp.display())).because_err(&e))?;
+    let estimate = dump.size + confdir.iter().map(|e| e.data.len() as u64 + 512).sum::<u64>();
+    let mut counting = archive::CountingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), estimate, progress);
+    archive::write_archive(&payload, &recipients, &mut counting)?;
+    let size = counting.written;
+    let file = counting
+        .inner
+        .into_inner()
+        .map_err(|e| Error::env("cannot write the backup").because_err(e.error()))?;
+    file.sync_all().map_err(|e| Error::env("cannot fsync the backup").because_err(&e))?;
+    drop(file);
+    progress.finish();
+    std::fs::rename(&archive_tmp, &final_path)
+        .map_err(|e| Error::env(format!("cannot rename the backup to {}", final_path.display())).because_err(&e))?;
+    fsutil::sync_dir(&output)?;
+    temps.0.retain(|p| p != &archive_tmp);
+    drop(temps); // removes the dump temp file
+
+    let rolled = match options.roll {
+        Some(keep) => naming::roll(&output, &host_slug, keep)?,
+        None => Vec::new(),
+    };
+    Ok(BackupReport {
+        path: final_path,
+        size,
+        encrypted,
+        recipients: recipients.iter().map(|r| (r.label.clone(), r.key_id())).collect(),
+        row_counts: dump.row_counts,
+        rolled,
+        stale_temps_removed,
+    })
+}
