@@ -6,6 +6,7 @@
 mod harness;
 
 mod assets;
+mod backup;
 mod cli;
 mod db;
 mod init;

@@ -15,6 +15,7 @@ use pgp::types::KeyDetails;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::backup::dump::{DumpDigest, DumpFacts};
 use crate::backup::recipients::Recipient;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -90,6 +91,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
     crate::auth::hex(&Sha256::digest(data))
 }
 
+/// Builds the manifest once the dump's facts are known.
+pub type ManifestFn<'a> = Box<dyn FnOnce(&DumpFacts) -> Vec<u8> + Send + 'a>;
+
 /// What goes into the archive after the confdir.
 pub struct Payload<'a> {
     pub confdir: &'a [ConfEntry],
@@ -98,7 +102,6 @@ pub struct Payload<'a> {
     pub dump_size: u64,
     pub dump_owner: (u32, u32),
     pub manifest_member: String,
-    pub manifest: Vec<u8>,
 }
 
 /// User and group names for tar headers, so `tar tv` shows them.
@@ -122,51 +125,109 @@ impl Names {
     }
 }
 
-/// Writes the tar stream to `out`.
-pub fn write_tar(payload: &Payload<'_>, out: impl Write) -> std::io::Result<()> {
-    let mut names = Names::default();
-    let mut builder = tar::Builder::new(out);
-    let now = crate::auth::unix_now().max(0) as u64;
-    for e in payload.confdir {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(e.kind);
-        h.set_mode(e.meta_mode);
-        h.set_uid(e.uid as u64);
-        h.set_gid(e.gid as u64);
-        h.set_mtime(e.mtime);
-        let _ = h.set_username(&names.user(e.uid));
-        let _ = h.set_groupname(&names.group(e.gid));
-        match e.kind {
-            EntryType::Directory => {
-                h.set_size(0);
-                builder.append_data(&mut h, format!("{}/", e.member), std::io::empty())?;
-            }
-            EntryType::Symlink => {
-                h.set_size(0);
-                builder.append_link(&mut h, &e.member, e.link.as_deref().unwrap_or(Path::new("")))?;
-            }
-            _ => {
-                h.set_size(e.data.len() as u64);
-                builder.append_data(&mut h, &e.member, &e.data[..])?;
-            }
-        }
-    }
-    let (uid, gid) = payload.dump_owner;
+fn header(kind: EntryType, mode: u32, uid: u32, gid: u32, mtime: u64, size: u64, names: &mut Names) -> Header {
     let mut h = Header::new_gnu();
-    h.set_entry_type(EntryType::Regular);
-    h.set_mode(0o600);
+    h.set_entry_type(kind);
+    h.set_mode(mode);
     h.set_uid(uid as u64);
     h.set_gid(gid as u64);
-    h.set_mtime(now);
+    h.set_mtime(mtime);
+    h.set_size(size);
     let _ = h.set_username(&names.user(uid));
     let _ = h.set_groupname(&names.group(gid));
-    h.set_size(payload.dump_size);
-    let dump = File::open(payload.dump_file)?;
-    // Exactly the bytes that were hashed: a short read is an error.
-    builder.append_data(&mut h, &payload.dump_member, SizeChecked { inner: dump, left: payload.dump_size })?;
-    h.set_size(payload.manifest.len() as u64);
-    builder.append_data(&mut h, &payload.manifest_member, &payload.manifest[..])?;
-    builder.into_inner()?.flush()
+    h
+}
+
+/// The tar stream as one reader: the confdir members and the dump's header
+/// (built in memory), the dump file itself (hashed and counted on the way
+/// through), then its padding, the manifest (made from what the dump turned
+/// out to hold) and the end-of-archive blocks. No thread, no pipe, no
+/// second pass over the dump.
+pub struct TarStream<'a> {
+    prefix: std::io::Cursor<Vec<u8>>,
+    dump: SizeChecked<File>,
+    digest: Option<DumpDigest>,
+    manifest: Option<ManifestFn<'a>>,
+    suffix: Option<std::io::Cursor<Vec<u8>>>,
+    suffix_header: (u32, u32, u64),
+    manifest_member: String,
+    dump_size: u64,
+    /// Set once the dump has been streamed.
+    pub facts: Option<DumpFacts>,
+}
+
+impl<'a> TarStream<'a> {
+    pub fn new(payload: &Payload<'_>, manifest: ManifestFn<'a>) -> std::io::Result<TarStream<'a>> {
+        let mut names = Names::default();
+        let now = crate::auth::unix_now().max(0) as u64;
+        let mut prefix = tar::Builder::new(Vec::new());
+        for e in payload.confdir {
+            match e.kind {
+                EntryType::Directory => {
+                    let mut h = header(e.kind, e.meta_mode, e.uid, e.gid, e.mtime, 0, &mut names);
+                    prefix.append_data(&mut h, format!("{}/", e.member), std::io::empty())?;
+                }
+                EntryType::Symlink => {
+                    let mut h = header(e.kind, e.meta_mode, e.uid, e.gid, e.mtime, 0, &mut names);
+                    prefix.append_link(&mut h, &e.member, e.link.as_deref().unwrap_or(Path::new("")))?;
+                }
+                _ => {
+                    let mut h = header(e.kind, e.meta_mode, e.uid, e.gid, e.mtime, e.data.len() as u64, &mut names);
+                    prefix.append_data(&mut h, &e.member, &e.data[..])?;
+                }
+            }
+        }
+        let (uid, gid) = payload.dump_owner;
+        // The dump's header alone: its data follows from the file.
+        let mut h = header(EntryType::Regular, 0o600, uid, gid, now, payload.dump_size, &mut names);
+        prefix.append_data(&mut h, &payload.dump_member, std::io::empty())?;
+        let prefix_bytes = std::mem::take(prefix.get_mut());
+        drop(prefix);
+        Ok(TarStream {
+            prefix: std::io::Cursor::new(prefix_bytes),
+            dump: SizeChecked { inner: File::open(payload.dump_file)?, left: payload.dump_size },
+            digest: Some(DumpDigest::default()),
+            manifest: Some(manifest),
+            suffix: None,
+            suffix_header: (uid, gid, now),
+            manifest_member: payload.manifest_member.clone(),
+            dump_size: payload.dump_size,
+            facts: None,
+        })
+    }
+
+    fn build_suffix(&mut self) -> std::io::Result<()> {
+        let facts = self.digest.take().expect("built once").finish();
+        let manifest = (self.manifest.take().expect("built once"))(&facts);
+        let padding = (512 - self.dump_size % 512) % 512;
+        let mut suffix = tar::Builder::new(vec![0u8; padding as usize]);
+        let (uid, gid, now) = self.suffix_header;
+        let mut names = Names::default();
+        let mut h = header(EntryType::Regular, 0o600, uid, gid, now, manifest.len() as u64, &mut names);
+        suffix.append_data(&mut h, &self.manifest_member, &manifest[..])?;
+        self.suffix = Some(std::io::Cursor::new(suffix.into_inner()?));
+        self.facts = Some(facts);
+        Ok(())
+    }
+}
+
+impl Read for TarStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if (self.prefix.position() as usize) < self.prefix.get_ref().len() {
+            return self.prefix.read(buf);
+        }
+        if self.dump.left > 0 {
+            let n = self.dump.read(buf)?;
+            if let Some(d) = self.digest.as_mut() {
+                d.update(&buf[..n]);
+            }
+            return Ok(n);
+        }
+        if self.suffix.is_none() {
+            self.build_suffix()?;
+        }
+        self.suffix.as_mut().expect("built above").read(buf)
+    }
 }
 
 /// Fails if the reader ends before `left` bytes.
@@ -220,20 +281,46 @@ impl<W: Write> Write for CountingWriter<'_, W> {
     }
 }
 
-/// Writes the archive, encrypted to `recipients` (none: cleartext), to `out`.
-pub fn write_archive(payload: &Payload<'_>, recipients: &[Recipient], out: impl Write) -> Result<()> {
+/// Writes the archive, encrypted to `recipients` (none: cleartext), to
+/// `out`; returns what the dump held.
+pub fn write_archive<'a>(
+    payload: &Payload<'_>,
+    manifest: ManifestFn<'a>,
+    recipients: &[Recipient],
+    mut out: impl Write,
+) -> Result<DumpFacts> {
     let failed = |e: &dyn std::fmt::Display| Error::env("cannot write the backup").because(e);
+    let mut stream = TarStream::new(payload, manifest).map_err(|e| failed(&e))?;
     if recipients.is_empty() {
-        return write_tar(payload, out).map_err(|e| failed(&e));
+        std::io::copy(&mut stream, &mut out).map_err(|e| failed(&e))?;
+        out.flush().map_err(|e| failed(&e))?;
+        return stream.facts.take().ok_or_else(|| Error::env("the archive ended early"));
     }
-    let (reader, writer) = std::io::pipe().map_err(|e| failed(&e))?;
+    let mut rng = rand::thread_rng();
+    // Reading, hashing and counting run on a second core while this one
+    // encrypts: blocks travel through a small bounded channel.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
     std::thread::scope(|scope| {
-        let tar_thread = scope.spawn(move || {
-            let result = write_tar(payload, std::io::BufWriter::with_capacity(1 << 20, writer));
-            result
+        let reader = scope.spawn(move || -> Option<DumpFacts> {
+            loop {
+                let mut block = vec![0u8; 1 << 20];
+                match read_full(&mut stream, &mut block) {
+                    Ok(0) => return stream.facts.take(),
+                    Ok(n) => {
+                        block.truncate(n);
+                        if tx.send(Ok(block)).is_err() {
+                            return None; // the encryptor gave up
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                }
+            }
         });
-        let mut rng = rand::thread_rng();
-        let mut builder = MessageBuilder::from_reader("", reader).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+        let source = ChannelReader { rx, current: std::io::Cursor::new(Vec::new()) };
+        let mut builder = MessageBuilder::from_reader("", source).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
         for r in recipients {
             let result = match &r.subkey_fingerprint {
                 Some(fpr) => {
@@ -249,10 +336,46 @@ pub fn write_archive(payload: &Payload<'_>, recipients: &[Recipient], out: impl 
             };
             result.map_err(|e| Error::usage(format!("cannot encrypt to {:?}", r.label)).because(e))?;
         }
-        let encrypted = builder.to_writer(&mut rng, out);
-        let tar_result = tar_thread.join().map_err(|_| Error::env("the archive thread panicked"))?;
-        // The tar side's error is the root cause when both failed.
-        tar_result.map_err(|e| failed(&e))?;
-        encrypted.map_err(|e| failed(&e))
+        let written = builder.to_writer(&mut rng, &mut out);
+        let facts = reader.join().map_err(|_| Error::env("the archive reader panicked"))?;
+        written.map_err(|e| failed(&e))?;
+        out.flush().map_err(|e| failed(&e))?;
+        facts.ok_or_else(|| Error::env("the archive ended early"))
     })
+}
+
+/// Fills `buf` as far as the reader goes.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The receiving end of the reader thread, as a `Read`.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(Ok(block)) => self.current = std::io::Cursor::new(block),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the reader is done
+            }
+        }
+    }
 }

@@ -1,12 +1,12 @@
 //! The database dump: `pg_dump` in plain format (SQL with COPY blocks that
 //! `psql -f` loads into an empty database), taken from one snapshot while
-//! the server goes on writing. Streamed to a private temp file while its
-//! SHA-256 and the rows of every table are counted, so each byte is read
-//! once and memory stays flat.
+//! the server goes on writing. pg_dump writes it straight to a private
+//! temp file (a tar member needs its size before its data); its SHA-256 and
+//! the rows of every table are computed while it is streamed into the
+//! archive, so each byte is read once and memory stays flat.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,104 +14,151 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 
-/// What the dump step produced.
+/// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
-pub struct Dump {
+pub struct DumpFacts {
     pub size: u64,
     pub sha256: String,
     pub row_counts: BTreeMap<String, u64>,
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file
-/// and writes its output to `out` (created, 0600).
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<Dump> {
-    let pg_dump = bindir.join("pg_dump");
-    let mut child = Command::new(&pg_dump)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
-        .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
-        .env("PGPASSFILE", pgpass)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e))?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    // Drain stderr on the side so a chatty pg_dump can never block.
-    let err_thread = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        text
-    });
-    let file = OpenOptions::new()
+/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
+/// writing straight into `out` (created here, 0600, before pg_dump opens
+/// it). Returns the dump's size.
+pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(out)
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
-    let copied = copy_counting(BufReader::with_capacity(1 << 20, stdout), file, progress);
-    let status = child.wait();
-    let stderr_text = err_thread.join().unwrap_or_default();
-    let status = status.map_err(|e| Error::env("pg_dump did not finish").because_err(&e))?;
-    if !status.success() {
-        let mut err = Error::env(format!("pg_dump failed ({status})"));
-        for line in stderr_text.lines().filter(|l| !l.trim().is_empty()).take(5) {
+    let pg_dump = bindir.join("pg_dump");
+    let output = Command::new(&pg_dump)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
+        .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
+        .arg("--file")
+        .arg(out)
+        .env("PGPASSFILE", pgpass)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e))?;
+    if !output.status.success() {
+        let mut err = Error::env(format!("pg_dump failed ({})", output.status));
+        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| !l.trim().is_empty()).take(5) {
             err = err.because(line.trim().to_string());
         }
-        return Err(err.with_hint("is the database running? `kt db status`"));
+        return Err(err.with_hint("is the database running, is the disk full? `kt db status`, `df`"));
     }
-    let (size, sha256, row_counts) =
-        copied.map_err(|e| Error::env(format!("cannot write the dump to {}", out.display())).because_err(&e))?;
-    Ok(Dump { size, sha256, row_counts })
+    // No fsync: this temp file is read back at once and then removed; the
+    // archive made from it is what gets fsynced.
+    std::fs::metadata(out)
+        .map(|m| m.len())
+        .map_err(|e| Error::env(format!("cannot read {}", out.display())).because_err(&e))
 }
 
-type Counted = (u64, String, BTreeMap<String, u64>);
+/// Hashes and counts the dump's bytes as they pass on their way into the
+/// archive, so each byte is read once.
+#[derive(Default)]
+pub struct DumpDigest {
+    hasher: Sha256,
+    counter: RowCounter,
+    size: u64,
+}
 
-fn copy_counting(mut input: impl BufRead, file: File, progress: &dyn Progress) -> std::io::Result<Counted> {
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = Sha256::new();
-    let mut counts = BTreeMap::new();
-    let mut table: Option<String> = None;
-    let mut line = Vec::with_capacity(64 * 1024);
-    let mut size = 0u64;
-    let mut reported = 0u64;
-    loop {
-        line.clear();
-        let n = input.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
+impl DumpDigest {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.counter.feed(chunk);
+        self.size += chunk.len() as u64;
+    }
+
+    pub fn finish(self) -> DumpFacts {
+        DumpFacts { size: self.size, sha256: crate::auth::hex(&self.hasher.finalize()), row_counts: self.counter.counts }
+    }
+}
+
+/// Counts the rows of every `COPY ... FROM stdin;` block of a plain dump,
+/// fed in arbitrary chunks. Only line starts matter, so at most a few bytes
+/// of each data row are looked at.
+#[derive(Default)]
+struct RowCounter {
+    table: Option<String>,
+    /// The start of the current line (capped).
+    line: Vec<u8>,
+    line_len: usize,
+    counts: BTreeMap<String, u64>,
+}
+
+/// COPY header lines are short; data rows only need their first bytes.
+const HEADER_CAP: usize = 4096;
+const ROW_CAP: usize = 4;
+
+impl RowCounter {
+    fn feed(&mut self, chunk: &[u8]) {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            self.push(&chunk[start..=nl]);
+            self.end_line();
+            start = nl + 1;
         }
-        hasher.update(&line);
-        out.write_all(&line)?;
-        size += n as u64;
-        match &table {
+        self.push(&chunk[start..]);
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let cap = if self.table.is_some() { ROW_CAP } else { HEADER_CAP };
+        if self.line.len() < cap {
+            let take = part.len().min(cap - self.line.len());
+            self.line.extend_from_slice(&part[..take]);
+        }
+        self.line_len += part.len();
+    }
+
+    fn end_line(&mut self) {
+        let whole = self.line_len == self.line.len();
+        match &self.table {
             Some(name) => {
-                if line == b"\\.\n" {
-                    table = None;
+                if whole && self.line == b"\\.\n" {
+                    self.table = None;
                 } else {
-                    *counts.entry(name.clone()).or_insert(0) += 1;
+                    *self.counts.entry(name.clone()).or_insert(0) += 1;
                 }
             }
             None => {
-                if line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n") {
-                    let text = String::from_utf8_lossy(&line);
+                if whole && self.line.starts_with(b"COPY ") && self.line.ends_with(b" FROM stdin;\n") {
+                    let text = String::from_utf8_lossy(&self.line);
                     let qualified = text.split_whitespace().nth(1).unwrap_or("");
                     let name = qualified.rsplit('.').next().unwrap_or(qualified).trim_matches('"').to_string();
-                    counts.entry(name.clone()).or_insert(0);
-                    table = Some(name);
+                    self.counts.entry(name.clone()).or_insert(0);
+                    self.table = Some(name);
                 }
             }
         }
-        if size - reported >= 8 << 20 {
-            progress.bytes("dumping the database", size, None);
-            reported = size;
+        self.line.clear();
+        self.line_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_rows_across_any_chunking() {
+        let dump = b"SET x = 1;\nCOPY public.deposits (uuid, content) FROM stdin;\na\t\\\\x00\nb\t\\\\x01\n\\.\n\nCOPY public.clients (f) FROM stdin;\n\\.\nCOPY \"public\".\"organizations\" (name) FROM stdin;\nacme\n\\.\n";
+        for chunk in [1, 2, 3, 7, 1000] {
+            let mut c = RowCounter::default();
+            for part in dump.chunks(chunk) {
+                c.feed(part);
+            }
+            assert_eq!(c.counts.get("deposits"), Some(&2), "chunk {chunk}");
+            assert_eq!(c.counts.get("clients"), Some(&0), "chunk {chunk}");
+            assert_eq!(c.counts.get("organizations"), Some(&1), "chunk {chunk}");
+            assert!(c.table.is_none());
         }
     }
-    out.flush()?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok((size, crate::auth::hex(&hasher.finalize()), counts))
 }

@@ -3,8 +3,9 @@
 //! Order of work, so that nothing is half-written and nothing is lost:
 //! check the input and resolve every recipient (exit 2 before any file is
 //! written); take the output directory's lock; remove temp files an
-//! interrupted run left; check the database; dump it to a private temp file
-//! (hash and row counts on the fly); write the archive to a temp file
+//! interrupted run left; check the database; dump it to a private temp file;
+//! stream it into the archive (hash and row counts on the fly, the manifest
+//! last) written to a temp file
 //! (0600), fsync it, rename it to its final name, fsync the directory;
 //! only then roll old backups. Any failure removes this run's temp files
 //! and leaves older backups untouched.
@@ -138,14 +139,13 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
 
     progress.step("dumping the database");
     let bindir = cluster::find_bindir()?;
-    let dump = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp, progress)?;
-    progress.finish();
+    let dump_size = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp)?;
 
     let confdir = archive::read_confdir(&instance.layout.confdir)?;
     let home_member = archive::member_path(&instance.layout.home);
     let dump_member = format!("{home_member}/{base}.sql");
     let manifest_member = format!("{home_member}/{base}.manifest.json");
-    let members: Vec<serde_json::Value> = confdir
+    let conf_members: Vec<serde_json::Value> = confdir
         .iter()
         .map(|e| match e.kind {
             tar::EntryType::Regular => serde_json::json!({
@@ -157,11 +157,8 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
             }),
             _ => serde_json::json!({"path": format!("{}/", e.member), "type": "dir", "mode": format!("{:o}", e.meta_mode)}),
         })
-        .chain(std::iter::once(serde_json::json!({
-            "path": dump_member, "type": "file", "mode": "600", "size": dump.size, "sha256": dump.sha256,
-        })))
         .collect();
-    let manifest = serde_json::json!({
+    let manifest_base = serde_json::json!({
         "format": "kt-backup/1",
         "created": crate::server::http_date::rfc3339_now(),
         "hostname": hostname,
@@ -171,12 +168,23 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
         "confdir": instance.layout.confdir,
         "home": instance.layout.home,
         "dump": dump_member,
-        "row_counts": dump.row_counts,
         "encrypted_to": recipients.iter().map(|r| r.primary_fingerprint.clone()).collect::<Vec<_>>(),
-        "members": members,
     });
-    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("JSON");
-    manifest_bytes.push(b'\n');
+    let dump_member_for_manifest = dump_member.clone();
+    // The manifest is the last member: it is made once the dump has been
+    // streamed, from the hash and row counts taken on the way.
+    let manifest: archive::ManifestFn<'_> = Box::new(move |facts: &dump::DumpFacts| {
+        let mut m = manifest_base;
+        m["row_counts"] = serde_json::json!(facts.row_counts);
+        let mut members = conf_members;
+        members.push(serde_json::json!({
+            "path": dump_member_for_manifest, "type": "file", "mode": "600", "size": facts.size, "sha256": facts.sha256,
+        }));
+        m["members"] = serde_json::Value::Array(members);
+        let mut bytes = serde_json::to_vec_pretty(&m).expect("JSON");
+        bytes.push(b'\n');
+        bytes
+    });
     let owner = std::fs::metadata(&instance.layout.confdir)
         .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
         .unwrap_or((0, 0));
@@ -184,10 +192,9 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
         confdir: &confdir,
         dump_file: &dump_tmp,
         dump_member,
-        dump_size: dump.size,
+        dump_size,
         dump_owner: owner,
         manifest_member,
-        manifest: manifest_bytes,
     };
 
     progress.step(if encrypted { "writing the encrypted archive" } else { "writing the archive (cleartext)" });
@@ -197,17 +204,25 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
         .mode(0o600)
         .open(&archive_tmp)
         .map_err(|e| Error::env(format!("cannot create {}", archive_tmp.display())).because_err(&e))?;
-    let estimate = dump.size + confdir.iter().map(|e| e.data.len() as u64 + 512).sum::<u64>();
-    let mut counting = archive::CountingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), estimate, progress);
-    archive::write_archive(&payload, &recipients, &mut counting)?;
+    let estimate = dump_size + confdir.iter().map(|e| e.data.len() as u64 + 512).sum::<u64>();
+    let mut counting = archive::CountingWriter::new(
+        std::io::BufWriter::with_capacity(1 << 20, fsutil::WritebackFile::new(file)),
+        estimate,
+        progress,
+    );
+    let facts = archive::write_archive(&payload, manifest, &recipients, &mut counting)?;
     let size = counting.written;
     let file = counting
         .inner
         .into_inner()
-        .map_err(|e| Error::env("cannot write the backup").because_err(e.error()))?;
-    file.sync_all().map_err(|e| Error::env("cannot fsync the backup").because_err(&e))?;
+        .map_err(|e| Error::env("cannot write the backup").because_err(e.error()))?
+        .finish()
+        .map_err(|e| Error::env("cannot fsync the backup").because_err(&e))?;
     drop(file);
     progress.finish();
+    if facts.size != dump_size {
+        return Err(Error::env("the dump changed size while it was archived"));
+    }
     std::fs::rename(&archive_tmp, &final_path)
         .map_err(|e| Error::env(format!("cannot rename the backup to {}", final_path.display())).because_err(&e))?;
     fsutil::sync_dir(&output)?;
@@ -223,7 +238,7 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
         size,
         encrypted,
         recipients: recipients.iter().map(|r| (r.label.clone(), r.key_id())).collect(),
-        row_counts: dump.row_counts,
+        row_counts: facts.row_counts,
         rolled,
         stale_temps_removed,
     })

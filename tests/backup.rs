@@ -1,0 +1,370 @@
+//! `kt backup`: GnuPG decrypts it, tar lists it, psql loads its dump; every
+//! refusal writes nothing; --roll, the lock and kill -9 leave no partial
+//! file under a backup's name.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::harness::*;
+
+/// A GnuPG keyring shared by the backup tests (keys are slow to make):
+/// John Doe (RSA 3072 + RSA encryption subkey), Jane (ed25519 + cv25519),
+/// a sign-only key, an expired and a revoked key, and two keys that both
+/// match "example.org". Its agent is stopped once the keys exist.
+struct Keyring {
+    home: PathBuf,
+    john: String,
+    jane: String,
+}
+
+extern "C" fn remove_keyring() {
+    if let Some(k) = KEYRING.get() {
+        let _ = Command::new("gpgconf").arg("--homedir").arg(&k.home).args(["--kill", "all"]).status();
+        let _ = std::fs::remove_dir_all(&k.home);
+    }
+}
+
+static KEYRING: OnceLock<Keyring> = OnceLock::new();
+
+fn gpg_in(home: &Path, args: &[&str]) -> Run {
+    run(Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args))
+}
+
+fn primary_fpr(home: &Path, name: &str) -> String {
+    let out = gpg_in(home, &["--with-colons", "--list-keys", "--", name]).expect(0);
+    out.stdout.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string()
+}
+
+fn keyring() -> &'static Keyring {
+    KEYRING.get_or_init(|| {
+        let home = std::env::temp_dir().join(format!("kt-gpg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(remove_keyring) };
+        let gen = |uid: &str, algo: &str, sub: Option<&str>| {
+            gpg_in(&home, &["--quick-gen-key", uid, algo, "sign", "never"]).expect(0);
+            let fpr = primary_fpr(&home, uid);
+            if let Some(sub) = sub {
+                gpg_in(&home, &["--quick-add-key", &fpr, sub, "encr", "never"]).expect(0);
+            }
+            fpr
+        };
+        let john = gen("John Doe <john@example.com>", "rsa3072", Some("rsa3072"));
+        let jane = gen("Jane Roe <jane@example.net>", "ed25519", Some("cv25519"));
+        gen("Sign Only <signer@example.com>", "ed25519", None);
+        gen("Ann <ann@example.org>", "ed25519", Some("cv25519"));
+        gen("Bob <bob@example.org>", "ed25519", Some("cv25519"));
+        // Expired: made with a clock in the past and a one-day lifetime.
+        gpg_in(&home, &["--faked-system-time", "20200101T000000", "--quick-gen-key", "Old Key <old@example.com>", "ed25519", "sign,cert", "1d"]).expect(0);
+        let old = primary_fpr(&home, "old@example.com");
+        gpg_in(&home, &["--faked-system-time", "20200101T000000", "--quick-add-key", &old, "cv25519", "encr", "1d"]).expect(0);
+        // Revoked: its revocation certificate imported.
+        let revoked = gen("Revoked Key <revoked@example.com>", "ed25519", Some("cv25519"));
+        let rev = std::fs::read_to_string(home.join("openpgp-revocs.d").join(format!("{revoked}.rev"))).unwrap();
+        let rev_file = home.join("revoke.asc");
+        std::fs::write(&rev_file, rev.replace(":-----BEGIN", "-----BEGIN")).unwrap();
+        gpg_in(&home, &["--import", rev_file.to_str().unwrap()]).expect(0);
+        let _ = Command::new("gpgconf").arg("--homedir").arg(&home).args(["--kill", "all"]).status();
+        Keyring { home, john, jane }
+    })
+}
+
+/// A GnuPG home holding only `fpr`'s secret key, to prove that recipient
+/// alone can decrypt.
+fn decrypt_home(fpr: &str) -> GnupgHome {
+    let k = keyring();
+    let secret = Command::new("gpg")
+        .arg("--homedir")
+        .arg(&k.home)
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys", fpr])
+        .output()
+        .unwrap();
+    assert!(!secret.stdout.is_empty());
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&k.home).args(["--kill", "all"]).status();
+    let home = GnupgHome::new();
+    let file = home.dir.join("secret.gpg");
+    std::fs::write(&file, &secret.stdout).unwrap();
+    gpg_in(&home.dir.path, &["--import", file.to_str().unwrap()]).expect(0);
+    home
+}
+
+/// `kt -c CONFDIR backup ARGS...` with the shared keyring as GNUPGHOME.
+fn backup(inst: &Instance, args: &[&str]) -> Run {
+    run(kt().env("GNUPGHOME", &keyring().home).arg("-c").arg(&inst.confdir).arg("backup").args(args))
+}
+
+/// An instance with data: two organizations, three clients, `deposits` deposits.
+fn instance_with_data(name: &str, deposits: u32) -> Instance {
+    let inst = Instance::new(name);
+    inst.kt(&["db", "start"]).expect(0);
+    inst.psql(
+        "keytrustee",
+        &format!(
+            "INSERT INTO organizations (name, auth_secret, contacts) VALUES ('acme', 's', '{{a@acme.com}}'), ('globex', '', '{{}}');
+             INSERT INTO clients (fingerprint, organization, public_key)
+               SELECT upper(md5(g::text) || substr(md5((g+100)::text), 1, 8)), (SELECT uuid FROM organizations WHERE name = 'acme'), '\\x00'
+               FROM generate_series(1, 3) g;
+             INSERT INTO deposits (owner, name, content)
+               SELECT (SELECT fingerprint FROM clients ORDER BY fingerprint LIMIT 1 OFFSET g % 3), 'k' || g,
+                      decode(md5(g::text) || md5((g * 7)::text), 'hex') || '\\x00ff0a5c'::bytea
+               FROM generate_series(1, {deposits}) g;"
+        ),
+    )
+    .expect(0);
+    inst
+}
+
+/// Files in `dir` with a backup's final name.
+fn final_backups(dir: &Path) -> Vec<PathBuf> {
+    kt::backup::naming::list(dir, None).unwrap().into_iter().map(|b| b.path).collect()
+}
+
+fn digest(inst: &Instance, db: &str) -> String {
+    inst.psql(
+        db,
+        "SELECT (SELECT count(*) FROM organizations) || '/' || (SELECT count(*) FROM clients) || '/' || (SELECT count(*) FROM deposits) || '/' ||
+                (SELECT md5(string_agg(uuid::text || name || encode(content, 'hex'), ',' ORDER BY uuid)) FROM deposits) || '/' ||
+                (SELECT md5(string_agg(name || auth_secret || array_to_string(contacts, ';'), ',' ORDER BY name)) FROM organizations)",
+    )
+    .expect(0)
+    .stdout
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn each_recipient_decrypts_and_the_dump_loads() {
+    let k = keyring();
+    let inst = instance_with_data("backup", 500);
+    let out_dir = TestDir::new("out");
+    let out = backup(&inst, &["--gpg-recipient=John Doe", "--gpg-recipient", "jane@example.net", "--output", out_dir.path.to_str().unwrap(), "--quiet"]).expect(0);
+    // --quiet: exactly one line, the path.
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let path = PathBuf::from(out.stdout.trim());
+    assert_eq!(final_backups(&out_dir.path), vec![path.clone()]);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("kts_bak_localhost_") && name.ends_with(".tar.gpg"), "{name}");
+    assert_eq!(mode(&path), 0o600);
+
+    let live = digest(&inst, "keytrustee");
+    for fpr in [&k.john, &k.jane] {
+        let home = decrypt_home(fpr);
+        let tarball = home.dir.join("backup.tar");
+        home.gpg(&["--pinentry-mode", "loopback", "--passphrase", "", "-d", "-o", tarball.to_str().unwrap(), path.to_str().unwrap()]).expect(0);
+        let listing = run(Command::new("tar").arg("tvf").arg(&tarball)).expect(0).stdout;
+        let confdir = inst.confdir.to_str().unwrap().trim_start_matches('/');
+        let home_rel = inst.home.to_str().unwrap().trim_start_matches('/');
+        for member in ["keytrustee.conf", "secring.gpg", "pubring.gpg", ".ssl/ssl-cert-keytrustee.pem", ".ssl/ssl-cert-keytrustee-pk.pem"] {
+            assert!(listing.contains(&format!("{confdir}/{member}")), "{member} missing:\n{listing}");
+        }
+        let stem = name.trim_end_matches(".tar.gpg");
+        assert!(listing.contains(&format!("{home_rel}/{stem}.sql")), "{listing}");
+        assert!(listing.contains(&format!("{home_rel}/{stem}.manifest.json")), "{listing}");
+        assert!(listing.lines().all(|l| !l.contains(" /")), "absolute member paths:\n{listing}");
+        assert!(listing.contains("-rw------- "), "{listing}");
+
+        // The dump loads with psql -f into a fresh database and holds the same rows.
+        let extract = home.dir.join("x");
+        std::fs::create_dir(&extract).unwrap();
+        run(Command::new("tar").arg("xf").arg(&tarball).arg("-C").arg(&extract)).expect(0);
+        let sql = extract.join(format!("{home_rel}/{stem}.sql"));
+        let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(extract.join(format!("{home_rel}/{stem}.manifest.json"))).unwrap()).unwrap();
+        assert_eq!(manifest["row_counts"]["deposits"], 500);
+        assert_eq!(manifest["row_counts"]["organizations"], 2);
+        assert_eq!(manifest["hostname"], "localhost");
+        assert_eq!(manifest["server_fingerprint"], inst.kt(&["fingerprint"]).expect(0).stdout.trim());
+        assert_eq!(manifest["schema_version"], 1);
+        let dump_entry = manifest["members"].as_array().unwrap().iter().find(|m| m["path"].as_str().unwrap().ends_with(".sql")).unwrap();
+        let sha = run(Command::new("sha256sum").arg(&sql)).expect(0).stdout;
+        assert_eq!(sha.split_whitespace().next().unwrap(), dump_entry["sha256"].as_str().unwrap());
+        inst.psql("postgres", "DROP DATABASE IF EXISTS restored").expect(0);
+        inst.psql("postgres", "CREATE DATABASE restored").expect(0);
+        // psql reads the file as the invoking user (root here): make it readable.
+        std::fs::set_permissions(&sql, std::fs::Permissions::from_mode(0o644)).unwrap();
+        run(Command::new("psql")
+            .env("PGPASSFILE", inst.confdir.join(".pgpass"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &inst.db_port.to_string(), "-U", "keytrustee", "-d", "restored", "-f"])
+            .arg(&sql))
+        .expect(0);
+        assert_eq!(digest(&inst, "restored"), live);
+    }
+
+    // list: newest first, with both recipients' key IDs.
+    let list = inst.kt(&["backup", "list", "--output", out_dir.path.to_str().unwrap(), "--json"]).expect(0);
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["encrypted"], true);
+    assert_eq!(list[0]["recipient_key_ids"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let inst = instance_with_data("refuse", 10);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap();
+    for (args, code, needle) in [
+        (vec!["--output", o], 2, "no recipient"),
+        (vec!["--output", o, "--gpg-recipient", "nobody@nowhere.example"], 2, "no key for recipient"),
+        (vec!["--output", o, "--gpg-recipient", "example.org"], 2, "ambiguous"),
+        (vec!["--output", o, "--gpg-recipient", "signer@example.com"], 2, "no encryption subkey"),
+        (vec!["--output", o, "--gpg-recipient", "old@example.com"], 2, "expired"),
+        (vec!["--output", o, "--gpg-recipient", "revoked@example.com"], 2, "revoked"),
+        (vec!["--output", o, "--gpg-recipient", "John Doe", "--cleartext"], 2, "exclude each other"),
+        (vec!["--output", o, "--cleartext", "--roll=0"], 2, "roll"),
+    ] {
+        let out = backup(&inst, &args);
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert_eq!(std::fs::read_dir(&out_dir.path).unwrap().count(), 0, "{args:?} wrote something");
+    }
+    // Both candidates are named when a recipient is ambiguous.
+    let out = backup(&inst, &["--output", o, "--gpg-recipient", "example.org"]);
+    assert!(out.stderr.contains("ann@example.org") && out.stderr.contains("bob@example.org"), "{}", out.stderr);
+
+    // Environment failures: exit 3, no backup file.
+    let missing = out_dir.join("missing");
+    let out = backup(&inst, &["--output", missing.to_str().unwrap(), "--cleartext"]).expect(3);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    inst.kt(&["db", "stop"]).expect(0);
+    let out = backup(&inst, &["--output", o, "--gpg-recipient", "John Doe"]).expect(3);
+    assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
+    assert!(final_backups(&out_dir.path).is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.iter().all(|n| n == ".kt-backup.lock"), "{leftovers:?}");
+}
+
+#[test]
+fn cleartext_and_recipient_files() {
+    let k = keyring();
+    let inst = instance_with_data("clear", 20);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap();
+    let out = backup(&inst, &["--output", o, "--cleartext"]).expect(0);
+    assert!(out.stderr.contains("NOT encrypted"), "{}", out.stderr);
+    let path = PathBuf::from(out.stdout.trim());
+    assert!(path.to_str().unwrap().ends_with(".tar"));
+    run(Command::new("tar").arg("tf").arg(&path)).expect(0);
+
+    let key_file = out_dir.join("jane.asc");
+    let export = Command::new("gpg").arg("--homedir").arg(&k.home).args(["--batch", "--armor", "--export", &k.jane]).output().unwrap();
+    std::fs::write(&key_file, &export.stdout).unwrap();
+    let other = TestDir::new("out2");
+    let out = backup(&inst, &["--output", other.path.to_str().unwrap(), "--gpg-recipient-file", key_file.to_str().unwrap(), "-q"]).expect(0);
+    let path = PathBuf::from(out.stdout.trim());
+    let home = decrypt_home(&k.jane);
+    home.gpg(&["--pinentry-mode", "loopback", "--passphrase", "", "-d", "-o", home.dir.join("b.tar").to_str().unwrap(), path.to_str().unwrap()]).expect(0);
+}
+
+#[test]
+fn roll_keeps_the_newest_of_this_host_only() {
+    let inst = instance_with_data("roll", 5);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap();
+    let old: Vec<PathBuf> = ["2020-01-01_00-00-01", "2020-01-02_00-00-01", "2020-01-03_00-00-01", "2020-01-04_00-00-01"]
+        .iter()
+        .map(|s| out_dir.join(&format!("kts_bak_localhost_{s}.tar.gpg")))
+        .collect();
+    for p in &old {
+        std::fs::write(p, "old").unwrap();
+    }
+    let foreign = out_dir.join("kts_bak_other_host_2019-01-01_00-00-01.tar.gpg");
+    let unrelated = out_dir.join("notes.txt");
+    std::fs::write(&foreign, "x").unwrap();
+    std::fs::write(&unrelated, "x").unwrap();
+    let out = backup(&inst, &["--output", o, "--cleartext", "--roll=3", "-q"]).expect(0);
+    let new = PathBuf::from(out.stdout.trim());
+    assert!(new.exists());
+    assert!(old[3].exists() && old[2].exists(), "the two newest old ones stay");
+    assert!(!old[1].exists() && !old[0].exists(), "older ones go");
+    assert!(foreign.exists() && unrelated.exists(), "other hosts' backups and other files are never touched");
+    let out = backup(&inst, &["--output", o, "--cleartext", "--roll=1", "-q"]).expect(0);
+    let newest = PathBuf::from(out.stdout.trim());
+    let mine: Vec<_> = kt::backup::naming::list(&out_dir.path, Some("localhost")).unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].path, newest);
+    assert!(foreign.exists() && unrelated.exists());
+}
+
+#[test]
+fn one_backup_at_a_time_per_output_directory() {
+    use std::io::Write;
+    let inst = instance_with_data("lock", 5);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap().to_string();
+    let lock_path = out_dir.join(".kt-backup.lock");
+    let mut lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    writeln!(lock, "{}", std::process::id()).unwrap();
+    let out = backup(&inst, &["--output", &o, "--cleartext"]).expect(3);
+    assert!(out.stderr.contains(&format!("pid {}", std::process::id())), "{}", out.stderr);
+    assert!(final_backups(&out_dir.path).is_empty());
+    // With --lock-wait it waits for the holder to finish.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(lock);
+    });
+    backup(&inst, &["--output", &o, "--cleartext", "--lock-wait=20s", "-q"]).expect(0);
+    releaser.join().unwrap();
+    assert_eq!(final_backups(&out_dir.path).len(), 1);
+}
+
+#[test]
+fn kill_9_never_leaves_a_file_under_a_backup_name() {
+    let inst = instance_with_data("kill", 60_000);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap().to_string();
+    for delay_ms in [50u64, 300, 900] {
+        let mut child = kt()
+            .env("GNUPGHOME", &keyring().home)
+            .arg("-c")
+            .arg(&inst.confdir)
+            .args(["backup", "--gpg-recipient", "John Doe", "--output", &o, "-q"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever it left, nothing carries a final backup name unless complete.
+        for b in final_backups(&out_dir.path) {
+            let home = decrypt_home(&keyring().john);
+            home.gpg(&["--pinentry-mode", "loopback", "--passphrase", "", "-d", "-o", "/dev/null", b.to_str().unwrap()]).expect(0);
+            std::fs::remove_file(&b).unwrap();
+        }
+    }
+    // The next run succeeds and removes what the killed runs left.
+    let out = backup(&inst, &["--output", &o, "--gpg-recipient", "John Doe"]).expect(0);
+    let names: Vec<String> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.contains(".kt-tmp-")), "temp files left: {names:?}\n{}", out.stderr);
+    assert_eq!(final_backups(&out_dir.path).len(), 1);
+}
+
+#[test]
+fn the_ktbackup_sh_shim_takes_the_documented_command_line() {
+    let inst = instance_with_data("shim", 5);
+    let out_dir = TestDir::new("out");
+    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ktbackup.sh");
+    let out = run(Command::new(&shim)
+        .env("KT", KT)
+        .env("GNUPGHOME", &keyring().home)
+        .arg("-c")
+        .arg(&inst.confdir)
+        .arg(format!("--database-port={}", inst.db_port))
+        .arg("--gpg-recipient=John Doe")
+        .arg(format!("--output={}", out_dir.path.display()))
+        .arg("--roll=10")
+        .arg("--quiet"))
+    .expect(0);
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert_eq!(final_backups(&out_dir.path).len(), 1);
+}
