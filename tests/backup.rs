@@ -420,3 +420,31 @@ fn a_backup_is_one_snapshot_while_writes_go_on() {
     let loaded: u64 = inst.psql("snapshot", "SELECT count(*) FROM deposits").expect(0).stdout.trim().parse().unwrap();
     assert_eq!(loaded, in_manifest);
 }
+
+#[test]
+fn a_full_disk_fails_cleanly_and_keeps_older_backups() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let inst = instance_with_data("full", 30_000);
+    let out_dir = TestDir::new("out");
+    let mnt = out_dir.join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"]).arg(&mnt)).expect(0);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let older = mnt.join("kts_bak_localhost_2020-01-01_00-00-00.tar.gpg");
+    std::fs::write(&older, "an older backup").unwrap();
+    let out = backup(&inst, &["--output", mnt.to_str().unwrap(), "--gpg-recipient", "John Doe", "--roll=1"]).expect(3);
+    assert!(out.stderr.contains("No space left on device"), "{}", out.stderr);
+    let names: Vec<String> = std::fs::read_dir(&mnt).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.contains(".kt-tmp-")), "temp files left: {names:?}");
+    assert_eq!(std::fs::read_to_string(&older).unwrap(), "an older backup", "--roll must not run after a failure");
+    assert_eq!(final_backups(&mnt), vec![older]);
+}

@@ -565,3 +565,49 @@ fn a_thousand_malformed_requests_leave_the_server_answering() {
     assert!(after < before + 64 * 1024, "memory grew from {before} KiB to {after} KiB");
     assert_eq!(inst.server_pid(), pid);
 }
+
+#[test]
+fn reads_fail_over_to_the_next_server() {
+    let inst = Instance::serving("failover");
+    start(&inst);
+    org_with_secret(&inst, "acme", "");
+    // The first URL points at a port where nothing listens.
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let dir = inst.dir.join("client");
+    client(&dir, &["register", "--server", &dead, "--server", &inst.url(), "--org", "acme", "--ca", inst.ca().to_str().unwrap()]).expect(0);
+    let file = inst.dir.join("data");
+    std::fs::write(&file, "payload").unwrap();
+    let uuid = client(&dir, &["put", "k", file.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    let got = client(&dir, &["get", &uuid]).expect(0);
+    assert_eq!(got.stdout, "payload");
+    client(&dir, &["list"]).expect(0);
+    // With every server down, a clear environment error.
+    inst.kt(&["server", "stop"]).expect(0);
+    let out = client(&dir, &["get", &uuid]).expect(3);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+}
+
+#[test]
+fn the_connection_limit_holds() {
+    let inst = Instance::serving("connlimit");
+    inst.set_config("MAX_CONNECTIONS", serde_json::json!(3));
+    start(&inst);
+    let url = Url::parse(&inst.url()).unwrap();
+    let mut held: Vec<HttpsClient> = (0..3)
+        .map(|_| {
+            let mut c = HttpsClient::new(&url, &Trust::Insecure, Duration::from_secs(5)).unwrap();
+            assert_eq!(c.request("GET", "/?a=fingerprint", &[], b"").unwrap().status, 200);
+            c
+        })
+        .collect();
+    // A fourth connection is closed at once.
+    let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!(code, 0, "a connection over the limit was served");
+    assert!(inst.server_log().contains("connection limit (3) reached"));
+    // The held ones still work; once they go, new clients are served.
+    assert_eq!(held[0].request("GET", "/?a=fingerprint", &[], b"").unwrap().status, 200);
+    held.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!(code, 200);
+}
