@@ -77,6 +77,7 @@ pub enum Command {
     Org(OrgCommand),
     Client(ClientArgs),
     Backup(BackupArgs),
+    Verify(VerifyArgs),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -402,4 +403,90 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Check that the key server and its backups are sound (read-only).
+///
+/// Without --server: the instance on this host, one line per check
+/// (configuration; modes and owner of the confdir; the server key; the TLS
+/// certificate against its key, the host name and --warn-days; the database
+/// and its schema version; the server's /?a=fingerprint against the
+/// confdir's key; HA; backup modes and, with --max-age, freshness). With
+/// --server: the remote form, as a client sees each server. Exit codes are
+/// the verdict: 0 sound, 1 a problem found, 3 could not check.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct VerifyArgs {
+    #[command(subcommand)]
+    pub command: Option<VerifyCommand>,
+
+    /// Print the checks as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// A certificate with fewer days left than this is a problem.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: i64,
+
+    /// The newest backup must be younger than this (30m, 12h, 2d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Where the backups are (default: the instance home).
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Check this server from outside (repeatable: every HA host).
+    #[arg(long = "server", value_name = "URL")]
+    pub servers: Vec<String>,
+
+    /// Trust server certificates issued by (or equal to) this PEM file.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure", requires = "servers")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the server certificate chain and name.
+    #[arg(long, requires = "servers")]
+    pub insecure: bool,
+
+    /// The fingerprint the servers must answer.
+    #[arg(long, value_name = "FINGERPRINT", requires = "servers")]
+    pub expect_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Check that a backup file is whole and restorable.
+    ///
+    /// Without a key: the OpenPGP message is walked to its last byte and its
+    /// recipients listed. With --decrypt (GnuPG keyring) or --secret-key:
+    /// decrypted as a stream, the tar, every member's SHA-256 and the row
+    /// counts are compared with the manifest. --restore-test also loads the
+    /// dump into a scratch database and drops it again.
+    Backup {
+        /// The backup file.
+        file: PathBuf,
+        /// Decrypt with the GnuPG keyring of the account running kt.
+        #[arg(long)]
+        decrypt: bool,
+        /// Decrypt with this OpenPGP secret key (armored or binary).
+        #[arg(long, value_name = "FILE")]
+        secret_key: Option<PathBuf>,
+        /// The secret key's passphrase, from a file.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Load the dump into a scratch database and compare rows.
+        #[arg(long)]
+        restore_test: bool,
+    },
+}
+
+/// `30s`, `10m`, `12h`, `2d`.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| std::time::Duration::from_secs(d * 86_400))
+            .map_err(|_| format!("{text:?} is not a duration such as 30m, 12h or 2d")),
+        None => kt::backup::lock::parse_duration(text),
+    }
 }

@@ -12,6 +12,7 @@ mod org;
 mod printer;
 mod serve;
 mod server;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Command::Org(command) => org::run(&cli.global, command, &printer),
         Command::Client(args) => client::run(&cli.global, args, &printer),
         Command::Backup(args) => backup::run(&cli.global, args, &printer),
+        Command::Verify(args) => verify::run(&cli.global, args, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

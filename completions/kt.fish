@@ -38,6 +38,7 @@ complete -c kt -n "__fish_kt_needs_command" -f -a "server" -d 'Run the key serve
 complete -c kt -n "__fish_kt_needs_command" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
 complete -c kt -n "__fish_kt_needs_command" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
 complete -c kt -n "__fish_kt_needs_command" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
+complete -c kt -n "__fish_kt_needs_command" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
 complete -c kt -n "__fish_kt_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'s host name, in its TLS certificate and configuration' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
@@ -315,15 +316,45 @@ complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
 complete -c kt -n "__fish_kt_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "server" -d 'Run the key server in the background, like an init script'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l warn-days -d 'A certificate with fewer days left than this is a problem' -r
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l max-age -d 'The newest backup must be younger than this (30m, 12h, 2d)' -r
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l backup-dir -d 'Where the backups are (default: the instance home)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l server -d 'Check this server from outside (repeatable: every HA host)' -r
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l ca -d 'Trust server certificates issued by (or equal to) this PEM file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l expect-fingerprint -d 'The fingerprint the servers must answer' -r
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l json -d 'Print the checks as JSON'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l insecure -d 'Do not verify the server certificate chain and name'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -f -a "backup" -d 'Check that a backup file is whole and restorable'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l secret-key -d 'Decrypt with this OpenPGP secret key (armored or binary)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l decrypt -d 'Decrypt with the GnuPG keyring of the account running kt'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l restore-test -d 'Load the dump into a scratch database and compare rows'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l json -d 'Print the checks as JSON'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Check that a backup file is whole and restorable'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "server" -d 'Run the key server in the background, like an init script'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "start" -d 'Start the database in the background and wait until it accepts connections'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
@@ -346,3 +377,4 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "status" -d 'Show this client\'s fingerprint, organization, state and servers'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "bench" -d 'Send a bounded load of signed requests and report throughput and latency'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from verify" -f -a "backup" -d 'Check that a backup file is whole and restorable'

@@ -22,5 +22,6 @@ pub mod progress;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod verify;
 
 pub use error::{Error, Kind, Result};

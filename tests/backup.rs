@@ -13,10 +13,10 @@ use crate::harness::*;
 /// John Doe (RSA 3072 + RSA encryption subkey), Jane (ed25519 + cv25519),
 /// a sign-only key, an expired and a revoked key, and two keys that both
 /// match "example.org". Its agent is stopped once the keys exist.
-struct Keyring {
-    home: PathBuf,
-    john: String,
-    jane: String,
+pub struct Keyring {
+    pub home: PathBuf,
+    pub john: String,
+    pub jane: String,
 }
 
 extern "C" fn remove_keyring() {
@@ -41,7 +41,7 @@ fn primary_fpr(home: &Path, name: &str) -> String {
     out.stdout.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string()
 }
 
-fn keyring() -> &'static Keyring {
+pub fn keyring() -> &'static Keyring {
     KEYRING.get_or_init(|| {
         let home = std::env::temp_dir().join(format!("kt-gpg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
@@ -79,7 +79,7 @@ fn keyring() -> &'static Keyring {
 
 /// A GnuPG home holding only `fpr`'s secret key, to prove that recipient
 /// alone can decrypt.
-fn decrypt_home(fpr: &str) -> GnupgHome {
+pub fn decrypt_home(fpr: &str) -> GnupgHome {
     let k = keyring();
     let secret = Command::new("gpg")
         .arg("--homedir")
@@ -97,7 +97,7 @@ fn decrypt_home(fpr: &str) -> GnupgHome {
 }
 
 /// `kt -c CONFDIR backup ARGS...` with the shared keyring as GNUPGHOME.
-fn backup(inst: &Instance, args: &[&str]) -> Run {
+pub fn backup(inst: &Instance, args: &[&str]) -> Run {
     run(kt().env("GNUPGHOME", &keyring().home).arg("-c").arg(&inst.confdir).arg("backup").args(args))
 }
 

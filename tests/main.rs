@@ -12,3 +12,4 @@ mod db;
 mod init;
 mod org;
 mod server;
+mod verify;

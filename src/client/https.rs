@@ -94,15 +94,21 @@ pub struct HttpsClient {
     url: Url,
     timeout: Duration,
     conn: Option<BufReader<Stream>>,
+    peer_certificate: Option<Vec<u8>>,
 }
 
 impl HttpsClient {
     pub fn new(url: &Url, trust: &Trust, timeout: Duration) -> Result<HttpsClient> {
-        Ok(HttpsClient { config: Arc::new(client_config(trust)?), url: url.clone(), timeout, conn: None })
+        Ok(HttpsClient { config: Arc::new(client_config(trust)?), url: url.clone(), timeout, conn: None, peer_certificate: None })
     }
 
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// The DER of the certificate the server presented on the last connection.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_certificate.as_deref()
     }
 
     fn connect(&self) -> Result<BufReader<Stream>> {
@@ -158,7 +164,9 @@ impl HttpsClient {
 
     fn try_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
         if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
+            let conn = self.connect()?;
+            self.peer_certificate = conn.get_ref().conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+            self.conn = Some(conn);
         }
         let url = self.url.clone();
         let result = (|| -> std::io::Result<Response> {

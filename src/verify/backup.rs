@@ -1,0 +1,411 @@
+//! `kt verify backup FILE`: is this backup whole and restorable?
+//!
+//! Without a key: the OpenPGP message is walked packet by packet to its last
+//! byte (a truncated file is caught) and its recipients are listed. With
+//! `--decrypt` (the GnuPG keyring of the account running kt) or
+//! `--secret-key FILE`, it is decrypted as a stream through GnuPG (whose
+//! MDC check catches flipped bits), the tar is read member by member, every
+//! member's SHA-256 and the dump's row counts are compared with the
+//! manifest. `--restore-test` also loads the dump into a scratch database
+//! of the instance's cluster, compares the rows, and drops it again.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use crate::backup::dump::DumpDigest;
+use crate::error::{Error, Result};
+use crate::instance::{Instance, DB_USER};
+use crate::storage::cluster;
+use crate::verify::Report;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupCheckOptions {
+    pub decrypt: bool,
+    pub secret_key: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Walks an OpenPGP message's packets to the end: `(recipient key IDs,
+/// encrypted bytes)`, or where and how it is damaged.
+pub fn walk_message(path: &Path) -> std::result::Result<(Vec<String>, u64), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut ids = Vec::new();
+    let mut data = 0u64;
+    let mut saw_data = false;
+    let byte = |f: &mut std::fs::File| -> std::result::Result<u8, String> {
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).map_err(|_| "truncated: the file ends inside a packet header".to_string())?;
+        Ok(b[0])
+    };
+    loop {
+        let pos = file.stream_position().map_err(|e| e.to_string())?;
+        if pos == len {
+            break;
+        }
+        let first = byte(&mut file)?;
+        if first & 0x80 == 0 {
+            return Err(format!("not an OpenPGP packet at byte {pos}"));
+        }
+        let new_format = first & 0x40 != 0;
+        let tag = if new_format { first & 0x3f } else { (first >> 2) & 0x0f };
+        // Follow the body, through partial-length chunks when there are any.
+        let mut body = 0u64;
+        loop {
+            let (chunk, more) = if new_format {
+                let o1 = byte(&mut file)? as u64;
+                match o1 {
+                    0..=191 => (o1, false),
+                    192..=223 => (((o1 - 192) << 8) + byte(&mut file)? as u64 + 192, false),
+                    255 => {
+                        let mut b = [0u8; 4];
+                        for x in &mut b {
+                            *x = byte(&mut file)?;
+                        }
+                        (u32::from_be_bytes(b) as u64, false)
+                    }
+                    _ => (1u64 << (o1 & 0x1f), true),
+                }
+            } else {
+                let n = match first & 3 {
+                    0 => 1,
+                    1 => 2,
+                    2 => 4,
+                    _ => return Err("indeterminate-length packets are not supported".into()),
+                };
+                let mut v = 0u64;
+                for _ in 0..n {
+                    v = (v << 8) | byte(&mut file)? as u64;
+                }
+                (v, false)
+            };
+            if tag == 1 && !more && chunk >= 9 && chunk <= 4096 {
+                let mut pkesk = vec![0u8; chunk as usize];
+                file.read_exact(&mut pkesk).map_err(|_| "truncated inside a PKESK packet".to_string())?;
+                if pkesk[0] == 3 {
+                    ids.push(crate::auth::hex(&pkesk[1..9]).to_ascii_uppercase());
+                }
+            } else {
+                let at = file.stream_position().map_err(|e| e.to_string())?;
+                if at + chunk > len {
+                    return Err(format!("truncated: a packet at byte {pos} needs {} more bytes than the file has", at + chunk - len));
+                }
+                file.seek(SeekFrom::Current(chunk as i64)).map_err(|e| e.to_string())?;
+            }
+            body += chunk;
+            if !more {
+                break;
+            }
+        }
+        if matches!(tag, 18 | 9 | 20) {
+            data += body;
+            saw_data = true;
+        }
+    }
+    if !saw_data {
+        return Err("no encrypted data packet".into());
+    }
+    if ids.is_empty() {
+        return Err("no public-key recipient (PKESK) packet".into());
+    }
+    Ok((ids, data))
+}
+
+/// A private scratch directory (0700) removed on drop, with any gpg-agent
+/// started for it.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::env(format!("cannot create {}", dir.display())).because_err(&e))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").arg("--homedir").arg(&self.0).args(["--kill", "all"]).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs every check on `file`; `instance` is needed for `--restore-test`.
+pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&Instance>) -> Result<Report> {
+    let mut report = Report::default();
+    if !file.is_file() {
+        return Err(Error::usage(format!("{} is not a file", file.display())));
+    }
+    let mut head = [0u8; 1];
+    std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| Error::usage(format!("cannot read {}", file.display())).because_err(&e))?;
+    let encrypted = head[0] & 0x80 != 0;
+    if encrypted {
+        if !report.record("message", walk_message(file).map(|(ids, n)| format!("whole to its last byte; {n} bytes of encrypted data for key IDs {}", ids.join(", ")))) {
+            return Ok(report);
+        }
+    } else {
+        report.skip("message", "a cleartext tar (not encrypted)");
+    }
+    let wants_contents = !encrypted || options.decrypt || options.secret_key.is_some() || restore_into.is_some();
+    if !wants_contents {
+        report.skip("contents", "give --decrypt or --secret-key to check the tar, checksums and row counts");
+        return Ok(report);
+    }
+    let scratch = Scratch::new("verify")?;
+    let mut child = None;
+    let source: Box<dyn Read> = if encrypted {
+        let mut cmd = Command::new("gpg");
+        cmd.args(["--batch", "--no-tty", "--quiet"]);
+        if let Some(key) = &options.secret_key {
+            let home = scratch.0.join("gnupg");
+            std::fs::DirBuilder::new().mode(0o700).create(&home).map_err(|e| Error::env("cannot create a GnuPG home").because_err(&e))?;
+            let import = Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--no-tty", "--quiet", "--import"])
+                .arg(key)
+                .output()
+                .map_err(|e| Error::env("cannot run gpg").because_err(&e))?;
+            if !import.status.success() {
+                return Err(Error::usage(format!("cannot import the secret key {}", key.display()))
+                    .because(String::from_utf8_lossy(&import.stderr).trim().to_string()));
+            }
+            cmd.arg("--homedir").arg(&home);
+        }
+        if let Some(pass) = &options.passphrase_file {
+            cmd.args(["--pinentry-mode", "loopback", "--passphrase-file"]).arg(pass);
+        }
+        let mut c = cmd
+            .arg("--decrypt")
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::env("cannot run gpg to decrypt").because_err(&e))?;
+        let out = c.stdout.take().expect("piped");
+        child = Some(c);
+        Box::new(out)
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| Error::usage("cannot open the backup").because_err(&e))?)
+    };
+    let restore_sql = scratch.0.join("dump.sql");
+    let contents = read_contents(source, restore_into.map(|_| restore_sql.as_path()));
+    if let Some(mut c) = child {
+        let mut stderr = String::new();
+        if let Some(mut e) = c.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let status = c.wait().map_err(|e| Error::env("gpg did not finish").because_err(&e))?;
+        if !status.success() {
+            let why = stderr.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("").trim().to_string();
+            report.fail("decryption", format!("gpg could not decrypt the backup ({status}): {why}"));
+            return Ok(report);
+        }
+        report.ok("decryption", "the message decrypts and its integrity check (MDC) holds");
+    }
+    let contents = match contents {
+        Ok(c) => c,
+        Err(why) => {
+            report.fail("tar", why);
+            return Ok(report);
+        }
+    };
+    report.ok("tar", format!("{} members, none escaping its root", contents.hashes.len() + 1));
+    let Some(manifest) = contents.manifest.clone() else {
+        report.fail("manifest", "the archive has no kt manifest (a backup made outside kt?)");
+        return Ok(report);
+    };
+    let mut mismatches = Vec::new();
+    let mut listed = 0;
+    for m in manifest["members"].as_array().into_iter().flatten() {
+        if m["type"] != "file" {
+            continue;
+        }
+        listed += 1;
+        let path = m["path"].as_str().unwrap_or("");
+        match contents.hashes.get(path) {
+            Some((size, sha)) if Some(sha.as_str()) == m["sha256"].as_str() && Some(*size) == m["size"].as_u64() => {}
+            Some(_) => mismatches.push(format!("{path} differs")),
+            None => mismatches.push(format!("{path} is missing")),
+        }
+    }
+    if mismatches.is_empty() {
+        report.ok("checksums", format!("{listed} files match the manifest's SHA-256"));
+    } else {
+        report.fail("checksums", mismatches.join("; "));
+    }
+    let expected: BTreeMap<String, u64> = manifest["row_counts"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
+        .unwrap_or_default();
+    match &contents.dump_rows {
+        Some(rows) if *rows == expected => report.ok("row counts", format_counts(rows)),
+        Some(rows) => report.fail("row counts", format!("dump has {}, manifest says {}", format_counts(rows), format_counts(&expected))),
+        None => report.fail("row counts", "the archive has no SQL dump"),
+    }
+    if let Some(instance) = restore_into {
+        report.record("restore test", restore_test(instance, &restore_sql, &expected, &manifest, &contents));
+    }
+    Ok(report)
+}
+
+fn format_counts(rows: &BTreeMap<String, u64>) -> String {
+    rows.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+struct Contents {
+    /// member path -> (size, sha256)
+    hashes: BTreeMap<String, (u64, String)>,
+    manifest: Option<serde_json::Value>,
+    dump_rows: Option<BTreeMap<String, u64>>,
+    pubring: Option<Vec<u8>>,
+}
+
+/// Reads the tar to its end, refusing members that could escape the
+/// directory they would be extracted to.
+fn read_contents(source: Box<dyn Read>, keep_sql: Option<&Path>) -> std::result::Result<Contents, String> {
+    let mut archive = tar::Archive::new(source);
+    let mut out = Contents { hashes: BTreeMap::new(), manifest: None, dump_rows: None, pubring: None };
+    let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("the tar is damaged: {e}"))?;
+        let path = entry.path().map_err(|e| format!("a member has an unreadable name: {e}"))?.to_string_lossy().into_owned();
+        let p = Path::new(&path);
+        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(format!("member {path:?} would escape the extraction root"));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_hard_link() || kind.is_symlink() {
+            let target = entry.link_name().ok().flatten().map(|t| t.to_path_buf()).unwrap_or_default();
+            if target.is_absolute() || target.components().any(|c| matches!(c, Component::ParentDir)) {
+                return Err(format!("link {path:?} points outside ({})", target.display()));
+            }
+            continue;
+        }
+        if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
+            return Err(format!("member {path:?} is a device or fifo"));
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        if path.ends_with(".manifest.json") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).map_err(|e| format!("cannot read the manifest: {e}"))?;
+            out.manifest = Some(serde_json::from_str(&text).map_err(|e| format!("the manifest is not JSON: {e}"))?);
+            continue;
+        }
+        let is_sql = path.ends_with(".sql");
+        let is_pubring = path.ends_with("/pubring.gpg");
+        let mut sql_file = match (is_sql, keep_sql) {
+            (true, Some(p)) => Some(
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p).map_err(|e| e.to_string())?,
+            ),
+            _ => None,
+        };
+        let mut hasher = Sha256::new();
+        let mut digest = is_sql.then(DumpDigest::default);
+        let mut keep = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            if let Some(d) = digest.as_mut() {
+                d.update(&buf[..n]);
+            }
+            if let Some(f) = sql_file.as_mut() {
+                f.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+            }
+            if is_pubring {
+                keep.extend_from_slice(&buf[..n]);
+            }
+        }
+        if let Some(d) = digest {
+            out.dump_rows = Some(d.finish().row_counts);
+        }
+        if is_pubring {
+            out.pubring = Some(keep);
+        }
+        out.hashes.insert(path, (size, crate::auth::hex(&hasher.finalize())));
+    }
+    Ok(out)
+}
+
+/// Loads the dump into a scratch database of the instance's cluster,
+/// compares the rows with the manifest, and drops the scratch database.
+fn restore_test(
+    instance: &Instance,
+    sql: &Path,
+    expected: &BTreeMap<String, u64>,
+    manifest: &serde_json::Value,
+    contents: &Contents,
+) -> std::result::Result<String, String> {
+    let cl = cluster::Cluster::for_instance(instance).map_err(|e| e.to_string())?;
+    let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
+    let scratch_db = format!("kt_verify_{}", std::process::id());
+    let mut admin = cl.connect(&password, "postgres").map_err(|e| e.to_string())?;
+    // Two statements: CREATE DATABASE cannot run in the implicit transaction
+    // of a multi-statement query.
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch_db}")).map_err(|e| db_text(&e))?;
+    admin.batch_execute(&format!("CREATE DATABASE {scratch_db}")).map_err(|e| db_text(&e))?;
+    let result = (|| {
+        // psql reads the file as this process's user.
+        let _ = std::fs::set_permissions(sql, std::fs::Permissions::from_mode(0o600));
+        let psql = cl.bindir.join("psql");
+        let out = Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &cl.port.to_string(), "-U", DB_USER, "-d", &scratch_db, "-f"])
+            .arg(sql)
+            .env("PGPASSFILE", instance.layout.pgpass())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("psql -f failed: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")));
+        }
+        let mut db = cl.connect(&password, &scratch_db).map_err(|e| e.to_string())?;
+        let mut loaded = BTreeMap::new();
+        for table in expected.keys() {
+            if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("odd table name {table:?} in the manifest"));
+            }
+            let n: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map_err(|e| db_text(&e))?.get(0);
+            loaded.insert(table.clone(), n as u64);
+        }
+        if &loaded != expected {
+            return Err(format!("loaded {}, manifest says {}", format_counts(&loaded), format_counts(expected)));
+        }
+        let fpr = contents
+            .pubring
+            .as_deref()
+            .and_then(|k| crate::pgp::parse_public_key(k).ok())
+            .map(|k| crate::pgp::wire_fingerprint(&k))
+            .ok_or("the archive has no readable pubring.gpg")?;
+        if Some(fpr.as_str()) != manifest["server_fingerprint"].as_str() {
+            return Err(format!("the archived key is {fpr}, the manifest says {}", manifest["server_fingerprint"]));
+        }
+        Ok(format!("the dump loads into a scratch database with the same rows; key {fpr}"))
+    })();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch_db}"));
+    result
+}
+
+/// A database error with its cause (postgres' Display alone says "db error").
+fn db_text(e: &postgres::Error) -> String {
+    Error::env("database").because_err(e).causes().join(": ")
+}

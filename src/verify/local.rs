@@ -1,0 +1,201 @@
+//! The checks of `kt verify` on this host's instance.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::account::{self, Account};
+use crate::client::https::{HttpsClient, Trust};
+use crate::error::{Kind, Result};
+use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
+use crate::storage::pgpass::Password;
+use crate::storage::{schema, Cluster};
+use crate::verify::cert::CertInfo;
+use crate::verify::Report;
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub warn_days: i64,
+    pub max_age: Option<Duration>,
+    pub backup_dir: Option<PathBuf>,
+}
+
+/// Runs every local check. Fails (exit 3) only when there is nothing to
+/// check: no configuration at the confdir.
+pub fn verify(layout: Layout, options: &LocalOptions) -> Result<Report> {
+    let mut report = Report::default();
+    let instance = match layout.clone().load() {
+        Ok(instance) => {
+            report.ok("config", format!("{} parses", instance.layout.config_file().display()));
+            instance
+        }
+        Err(e) if e.kind() == Kind::Environment && !layout.config_file().exists() => return Err(e),
+        Err(e) => {
+            report.fail("config", e.to_string());
+            return Ok(report);
+        }
+    };
+    report.record("permissions", permissions(&instance));
+    let fingerprint = server_key(&instance);
+    let key_ok = report.record("server key", fingerprint.clone());
+    report.record("tls certificate", tls(&instance, options.warn_days));
+    report.record("database", database(&instance));
+    match (key_ok, fingerprint) {
+        (true, Ok(fpr)) => report.record("server", server(&instance, &fpr)),
+        _ => {
+            report.fail("server", "cannot compare: the server key does not load");
+            false
+        }
+    };
+    report.skip("ha", "no HA peer configured");
+    backups(&instance, options, &mut report);
+    Ok(report)
+}
+
+/// The account that must own the instance's files.
+fn expected_owner(instance: &Instance) -> Option<Account> {
+    match instance.service_user() {
+        Some(name) if account::is_root() => Account::lookup(name).ok().flatten(),
+        _ => Account::current().ok(),
+    }
+}
+
+fn permissions(instance: &Instance) -> std::result::Result<String, String> {
+    let owner = expected_owner(instance);
+    let mut problems = Vec::new();
+    let mut count = 0;
+    let mut visit = |path: &Path, is_dir: bool| {
+        count += 1;
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+        if meta.file_type().is_symlink() {
+            return;
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            problems.push(format!("{} is {:o} (want {})", path.display(), mode, if is_dir { "0700" } else { "0600" }));
+        }
+        if let Some(owner) = &owner {
+            if meta.uid() != owner.uid {
+                problems.push(format!("{} belongs to uid {} (want {})", path.display(), meta.uid(), owner.name));
+            }
+        }
+    };
+    walk(&instance.layout.confdir, &mut visit);
+    if problems.is_empty() {
+        Ok(format!("{count} entries under {} are private", instance.layout.confdir.display()))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn walk(path: &Path, visit: &mut impl FnMut(&Path, bool)) {
+    let is_dir = path.is_dir() && !path.is_symlink();
+    visit(path, is_dir);
+    if is_dir {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for e in entries.flatten() {
+                walk(&e.path(), visit);
+            }
+        }
+    }
+}
+
+fn server_key(instance: &Instance) -> std::result::Result<String, String> {
+    let public = crate::pgp::load_public_key(&instance.layout.pubring()).map_err(|e| e.to_string())?;
+    let secret = crate::pgp::load_secret_key(&instance.layout.secring()).map_err(|e| e.to_string())?;
+    let fpr = crate::pgp::wire_fingerprint(&public);
+    let secret_fpr = crate::pgp::wire_fingerprint(&secret.to_public_key());
+    if fpr != secret_fpr {
+        return Err(format!("secring.gpg holds {secret_fpr} but pubring.gpg holds {fpr}"));
+    }
+    Ok(fpr)
+}
+
+fn tls(instance: &Instance, warn_days: i64) -> std::result::Result<String, String> {
+    let settings = crate::server::ServerSettings::from_instance(instance).map_err(|e| e.to_string())?;
+    settings.key_material.load(&settings.provider).map_err(|e| e.to_string())?;
+    let info = CertInfo::from_pem_file(&settings.key_material.certificate)?;
+    let host = instance.hostname().map_err(|e| e.to_string())?;
+    if !info.covers(host) {
+        return Err(format!("the certificate does not name the host {host} (names: {})", info.dns_names.join(", ")));
+    }
+    let days = info.days_left();
+    if days < 0 {
+        return Err(format!("the certificate expired {} days ago", -days));
+    }
+    if days < warn_days {
+        return Err(format!("the certificate expires in {days} days (under --warn-days {warn_days}): replace it"));
+    }
+    Ok(format!("matches its key, names {host}, {days} days left"))
+}
+
+fn database(instance: &Instance) -> std::result::Result<String, String> {
+    let cluster = Cluster::for_instance(instance).map_err(|e| e.to_string())?;
+    let password = Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
+    let mut db = cluster.connect(&password, DB_NAME).map_err(|e| e.to_string())?;
+    let version = schema::current_version(&mut db).map_err(|e| e.to_string())?;
+    if version != schema::latest_version() {
+        return Err(format!("schema version {version}, this kt expects {}", schema::latest_version()));
+    }
+    Ok(format!("answers on 127.0.0.1:{}, schema version {version}", cluster.port))
+}
+
+fn server(instance: &Instance, expected: &str) -> std::result::Result<String, String> {
+    let process = crate::daemon::ServerProcess::for_instance(instance).map_err(|e| e.to_string())?;
+    let url = process.probe_url();
+    // The certificate itself is judged by the tls check: here only the
+    // answer matters.
+    let mut client = HttpsClient::new(&url, &Trust::Insecure, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let resp = client
+        .request("GET", "/?a=fingerprint", &[], b"")
+        .map_err(|e| format!("no answer at {url}: {e}"))?;
+    let got = String::from_utf8_lossy(&resp.body).trim().to_string();
+    if resp.status != 200 {
+        return Err(format!("{url}/?a=fingerprint answered HTTP {}", resp.status));
+    }
+    if got != expected {
+        return Err(format!("{url} serves fingerprint {got}, the confdir holds {expected}"));
+    }
+    Ok(format!("{url} answers {got}"))
+}
+
+fn backups(instance: &Instance, options: &LocalOptions, report: &mut Report) {
+    let dir = options.backup_dir.clone().unwrap_or_else(|| instance.layout.home.clone());
+    let host = instance.hostname().map(crate::hostname::slug).unwrap_or_default();
+    let found = match crate::backup::naming::list(&dir, Some(&host)) {
+        Ok(found) => found,
+        Err(e) => {
+            report.fail("backups", e.to_string());
+            return;
+        }
+    };
+    let loose: Vec<String> = found
+        .iter()
+        .filter(|b| std::fs::metadata(&b.path).map(|m| m.mode() & 0o077 != 0).unwrap_or(false))
+        .map(|b| b.path.display().to_string())
+        .collect();
+    if !loose.is_empty() {
+        report.fail("backup modes", format!("readable by others: {}", loose.join(", ")));
+    } else if !found.is_empty() {
+        report.ok("backup modes", format!("{} backups in {}, all 0600", found.len(), dir.display()));
+    }
+    let Some(max_age) = options.max_age else {
+        report.skip("backup age", "give --max-age to check that backups are recent");
+        return;
+    };
+    let Some(newest) = found.first() else {
+        report.fail("backup age", format!("no backup of {host} in {}", dir.display()));
+        return;
+    };
+    let age = std::fs::metadata(&newest.path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or(Duration::MAX);
+    if age > max_age {
+        report.fail("backup age", format!("the newest backup {} is {} s old (max {} s)", newest.path.display(), age.as_secs(), max_age.as_secs()));
+    } else {
+        report.ok("backup age", format!("the newest backup {} is {} s old", newest.path.display(), age.as_secs()));
+    }
+}
+
