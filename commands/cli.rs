@@ -78,6 +78,7 @@ pub enum Command {
     Client(ClientArgs),
     Backup(BackupArgs),
     Verify(VerifyArgs),
+    Restore(RestoreArgs),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -489,4 +490,42 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
             .map_err(|_| format!("{text:?} is not a duration such as 30m, 12h or 2d")),
         None => kt::backup::lock::parse_duration(text),
     }
+}
+
+/// Restore a backup: the confdir and the database, safely.
+///
+/// Decrypts into a private staging directory and checks everything first
+/// (the message is whole, the tar safe, the manifest's checksums and row
+/// counts match, the host and key are this instance's). Then it shows the
+/// plan and asks for confirmation (--yes for scripts; without a terminal
+/// and without --yes it refuses). It takes a safety copy of the current
+/// confdir and database, stops the server, puts the confdir in place,
+/// drops and re-creates the keytrustee database, loads the dump in one
+/// transaction, checks rows and key, and starts the server again. If any
+/// of that fails, the safety copy is put back: the old state or the new
+/// one, never a mix.
+///
+///     kt restore kts_bak_kts01_example_com_2026-11-27_02-00-00.tar.gpg
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup: .tar.gpg (decrypted through GnuPG) or .tar.
+    pub file: PathBuf,
+    /// Decrypt with this OpenPGP secret key instead of the GnuPG keyring.
+    #[arg(long, value_name = "FILE")]
+    pub secret_key: Option<PathBuf>,
+    /// The secret key's passphrase, from a file.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Accept a backup of another host or key (this host replaces it).
+    #[arg(long)]
+    pub force_foreign: bool,
+    /// Check the backup and show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// The account PostgreSQL runs as when root (default: the backup's SERVICE_USER).
+    #[arg(long, value_name = "USER")]
+    pub service_user: Option<String>,
 }

@@ -10,6 +10,7 @@ mod fingerprint;
 mod init;
 mod org;
 mod printer;
+mod restore;
 mod serve;
 mod server;
 mod verify;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(&cli.global, args, &printer),
         Command::Backup(args) => backup::run(&cli.global, args, &printer),
         Command::Verify(args) => verify::run(&cli.global, args, &printer),
+        Command::Restore(args) => restore::run(&cli.global, args, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

@@ -37,6 +37,9 @@ _kt() {
             kt,org)
                 cmd="kt__subcmd__org"
                 ;;
+            kt,restore)
+                cmd="kt__subcmd__restore"
+                ;;
             kt,serve)
                 cmd="kt__subcmd__serve"
                 ;;
@@ -150,6 +153,9 @@ _kt() {
                 ;;
             kt__subcmd__help,org)
                 cmd="kt__subcmd__help__subcmd__org"
+                ;;
+            kt__subcmd__help,restore)
+                cmd="kt__subcmd__help__subcmd__restore"
                 ;;
             kt__subcmd__help,serve)
                 cmd="kt__subcmd__help__subcmd__serve"
@@ -326,7 +332,7 @@ _kt() {
 
     case "${cmd}" in
         kt)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -992,7 +998,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help)
-            opts="init db fingerprint serve server org client backup verify help"
+            opts="init db fingerprint serve server org client backup verify restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1330,6 +1336,20 @@ _kt() {
         kt__subcmd__help__subcmd__org__subcmd__set__subcmd__auth)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1817,6 +1837,40 @@ _kt() {
                     return 0
                     ;;
                 --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__restore)
+            opts="-c -q -v -h -V --secret-key --passphrase-file --force-foreign --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secret-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service-user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

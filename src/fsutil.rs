@@ -99,6 +99,11 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).env_context(|| format!("cannot resolve {}", path.display()))
 }
 
+/// Sets the permission bits of `path`.
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).env_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
 /// The permission bits of `path`.
 pub fn mode_of(path: &Path) -> Result<u32> {
     Ok(fs::metadata(path)

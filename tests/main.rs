@@ -11,5 +11,6 @@ mod cli;
 mod db;
 mod init;
 mod org;
+mod restore;
 mod server;
 mod verify;

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -116,29 +116,6 @@ pub fn walk_message(path: &Path) -> std::result::Result<(Vec<String>, u64), Stri
     Ok((ids, data))
 }
 
-/// A private scratch directory (0700) removed on drop, with any gpg-agent
-/// started for it.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Result<Scratch> {
-        let dir = std::env::temp_dir().join(format!("kt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::env(format!("cannot create {}", dir.display())).because_err(&e))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf").arg("--homedir").arg(&self.0).args(["--kill", "all"]).stderr(Stdio::null()).status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs every check on `file`; `instance` is needed for `--restore-test`.
 pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&Instance>) -> Result<Report> {
     let mut report = Report::default();
@@ -162,58 +139,22 @@ pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&I
         report.skip("contents", "give --decrypt or --secret-key to check the tar, checksums and row counts");
         return Ok(report);
     }
-    let scratch = Scratch::new("verify")?;
-    let mut child = None;
-    let source: Box<dyn Read> = if encrypted {
-        let mut cmd = Command::new("gpg");
-        cmd.args(["--batch", "--no-tty", "--quiet"]);
-        if let Some(key) = &options.secret_key {
-            let home = scratch.0.join("gnupg");
-            std::fs::DirBuilder::new().mode(0o700).create(&home).map_err(|e| Error::env("cannot create a GnuPG home").because_err(&e))?;
-            let import = Command::new("gpg")
-                .arg("--homedir")
-                .arg(&home)
-                .args(["--batch", "--no-tty", "--quiet", "--import"])
-                .arg(key)
-                .output()
-                .map_err(|e| Error::env("cannot run gpg").because_err(&e))?;
-            if !import.status.success() {
-                return Err(Error::usage(format!("cannot import the secret key {}", key.display()))
-                    .because(String::from_utf8_lossy(&import.stderr).trim().to_string()));
-            }
-            cmd.arg("--homedir").arg(&home);
-        }
-        if let Some(pass) = &options.passphrase_file {
-            cmd.args(["--pinentry-mode", "loopback", "--passphrase-file"]).arg(pass);
-        }
-        let mut c = cmd
-            .arg("--decrypt")
-            .arg(file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::env("cannot run gpg to decrypt").because_err(&e))?;
-        let out = c.stdout.take().expect("piped");
-        child = Some(c);
-        Box::new(out)
-    } else {
-        Box::new(std::fs::File::open(file).map_err(|e| Error::usage("cannot open the backup").because_err(&e))?)
+    let scratch = crate::gnupg::PrivateDir::create(std::env::temp_dir().join(format!("kt-verify-{}", std::process::id())))?;
+    let gnupg_home = match &options.secret_key {
+        Some(key) => Some(scratch.import_secret_key(key)?),
+        None => None,
     };
+    let (source, child) = crate::restore::stage::open(file, gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
     let restore_sql = scratch.0.join("dump.sql");
     let contents = read_contents(source, restore_into.map(|_| restore_sql.as_path()));
-    if let Some(mut c) = child {
-        let mut stderr = String::new();
-        if let Some(mut e) = c.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
+    if encrypted {
+        match crate::restore::stage::finish_decryption(child) {
+            Ok(()) => report.ok("decryption", "the message decrypts and its integrity check (MDC) holds"),
+            Err(e) => {
+                report.fail("decryption", e.to_string());
+                return Ok(report);
+            }
         }
-        let status = c.wait().map_err(|e| Error::env("gpg did not finish").because_err(&e))?;
-        if !status.success() {
-            let why = stderr.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("").trim().to_string();
-            report.fail("decryption", format!("gpg could not decrypt the backup ({status}): {why}"));
-            return Ok(report);
-        }
-        report.ok("decryption", "the message decrypts and its integrity check (MDC) holds");
     }
     let contents = match contents {
         Ok(c) => c,

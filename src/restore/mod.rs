@@ -1,0 +1,450 @@
+//! `kt restore`: disaster recovery that never makes things worse.
+//!
+//! 1. [`prepare`]: decrypt into a private staging directory and check
+//!    everything (message whole, tar safe, manifest checksums and row
+//!    counts, identity of host and key). Nothing live changes.
+//! 2. The caller shows the [`Plan`] and asks for confirmation.
+//! 3. [`execute`]: safety copy of the current confdir (moved aside) and
+//!    database (dumped), server stopped, confdir put in place, database
+//!    dropped, re-created and loaded in one transaction, rows and key
+//!    checked, server started again. Any failure there puts the safety
+//!    copy back: the old state or the new one, never a mix.
+
+pub mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::account::Account;
+use crate::config::{self, Config};
+use crate::daemon::{ServerProcess, ServerState};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
+use crate::progress::Progress;
+use crate::storage::pgpass::Password;
+use crate::storage::{cluster, schema, Cluster};
+use stage::StagingDir;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub file: PathBuf,
+    pub secret_key: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+    /// Restore the confdir here instead of its recorded path.
+    pub confdir: Option<PathBuf>,
+    pub force_foreign: bool,
+    /// The account PostgreSQL runs as when root (created when missing).
+    pub service_user: Option<String>,
+}
+
+/// What a restore would do, for the operator to confirm.
+#[derive(Debug)]
+pub struct Plan {
+    pub target: Layout,
+    pub recorded_confdir: PathBuf,
+    pub hostname: String,
+    pub fingerprint: String,
+    pub created: Option<String>,
+    pub row_counts: BTreeMap<String, u64>,
+    pub replaces_confdir: bool,
+    pub has_manifest: bool,
+    /// Why the backup looks foreign (accepted with --force-foreign).
+    pub foreign: Option<String>,
+    /// Held for its Drop: the staging area goes when the plan does.
+    _staging: StagingDir,
+    staged_confdir: PathBuf,
+    dump: PathBuf,
+}
+
+/// Stages and checks the backup. Refusals here change nothing.
+pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan> {
+    if !options.file.is_file() {
+        return Err(Error::usage(format!("{} is not a file", options.file.display())));
+    }
+    // The staging area sits where the confdir will go, so the final move is
+    // a rename on one file system; it is private and removed on drop.
+    let hinted_home = options.confdir.as_ref().map(|c| fsutil::parent_dir(&fsutil::absolute(c).unwrap_or(c.clone())).to_path_buf());
+    let staging_parent = match &hinted_home {
+        Some(home) if home.is_dir() => home.clone(),
+        _ => std::env::temp_dir(),
+    };
+    let staging = StagingDir::create(staging_parent.join(format!(".kt-restore-{}", std::process::id())))?;
+    let gnupg_home = match &options.secret_key {
+        Some(key) => Some(staging.import_secret_key(key)?),
+        None => None,
+    };
+    progress.step("decrypting and checking the backup");
+    let (source, child) = stage::open(&options.file, gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
+    let root = staging.0.join("root");
+    std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
+    let staged = stage::extract(source, &root);
+    // The decryption verdict first: a wrong key shows up as an empty tar.
+    stage::finish_decryption(child)?;
+    let staged = staged?;
+    stage::check_manifest(&staged)?;
+
+    let conf_members: Vec<&String> = staged.files.keys().filter(|p| p.ends_with("/keytrustee.conf")).collect();
+    let conf_member = match conf_members.as_slice() {
+        [one] => (*one).clone(),
+        [] => return Err(Error::usage("the backup holds no keytrustee.conf")),
+        _ => return Err(Error::usage("the backup holds more than one keytrustee.conf")),
+    };
+    let Some((dump_member, dump_rows)) = &staged.dump else {
+        return Err(Error::usage("the backup holds no .sql database dump"));
+    };
+    let conf_dir_member = conf_member.trim_end_matches("/keytrustee.conf").to_string();
+    let recorded_confdir = PathBuf::from(format!("/{conf_dir_member}"));
+    let staged_confdir = root.join(&conf_dir_member);
+    let staged_config = Config::load(&staged_confdir.join("keytrustee.conf"))?;
+    let hostname = staged_config.string(config::HOSTNAME)?.to_string();
+    let key = crate::pgp::load_public_key(&staged_confdir.join(crate::instance::PUBRING))?;
+    let fingerprint = crate::pgp::wire_fingerprint(&key);
+    if let Some(m) = &staged.manifest {
+        if m["server_fingerprint"].as_str() != Some(fingerprint.as_str()) {
+            return Err(Error::usage("the backup's key does not match its manifest"));
+        }
+    }
+    let target = Layout::new(Some(options.confdir.as_deref().unwrap_or(&recorded_confdir)))?;
+
+    // Identity: the instance being replaced, or this host.
+    let existing = target.clone().load().ok();
+    let foreign = match &existing {
+        Some(inst) => {
+            let here = inst.hostname().unwrap_or("").to_string();
+            let here_key = crate::pgp::load_public_key(&inst.layout.pubring()).map(|k| crate::pgp::wire_fingerprint(&k)).ok();
+            if here != hostname {
+                Some(format!("the backup is of host {hostname}, this instance is {here}"))
+            } else if here_key.as_deref().is_some_and(|k| k != fingerprint) {
+                Some(format!("the backup's key is {fingerprint}, this instance's is {}", here_key.unwrap_or_default()))
+            } else {
+                None
+            }
+        }
+        None => {
+            let fqdn = crate::hostname::fqdn().unwrap_or_default();
+            (fqdn != hostname).then(|| format!("the backup is of host {hostname}, this host is {fqdn}"))
+        }
+    };
+    if let (Some(why), false) = (&foreign, options.force_foreign) {
+        return Err(Error::usage(format!("refusing a foreign backup: {why}"))
+            .with_hint("restore on the host it came from, or pass --force-foreign if this host replaces it"));
+    }
+    let row_counts = match &staged.manifest {
+        Some(m) => serde_json::from_value(m["row_counts"].clone()).unwrap_or_else(|_| dump_rows.clone()),
+        None => dump_rows.clone(),
+    };
+    Ok(Plan {
+        replaces_confdir: target.confdir.exists(),
+        target,
+        recorded_confdir,
+        hostname,
+        fingerprint,
+        created: staged.manifest.as_ref().and_then(|m| m["created"].as_str().map(str::to_string)),
+        row_counts,
+        has_manifest: staged.manifest.is_some(),
+        foreign,
+        dump: root.join(dump_member),
+        staged_confdir,
+        _staging: staging,
+    })
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub confdir: PathBuf,
+    pub safety_dir: Option<PathBuf>,
+    pub restarted_server: bool,
+}
+
+/// The state taken aside before anything changes, to put back on failure.
+struct Safety {
+    dir: PathBuf,
+    /// The previous confdir, moved here.
+    confdir: Option<PathBuf>,
+    /// The previous database, dumped here.
+    db_dump: Option<PathBuf>,
+    old_password: Option<Password>,
+    /// A cluster this run created (removed again on failure).
+    created_data_dir: Option<PathBuf>,
+    server_was_running: bool,
+}
+
+pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
+    let target = plan.target.clone();
+    // Rewrite the recorded paths when the confdir is re-rooted.
+    if target.confdir != plan.recorded_confdir {
+        rewrite_paths(&plan.staged_confdir.join("keytrustee.conf"), &plan.recorded_confdir, &target.confdir)?;
+    }
+    let staged_config = Config::load(&plan.staged_confdir.join("keytrustee.conf"))?;
+    let service_name = options
+        .service_user
+        .clone()
+        .or_else(|| staged_config.string(config::SERVICE_USER).ok().map(str::to_string))
+        .unwrap_or_else(|| "keytrustee".into());
+    let created_home = fsutil::create_dirs(&target.home, 0o755)?;
+    let account = Account::service(&service_name, &target.home)?;
+    if created_home.last() == Some(&target.home) {
+        account.chown(&target.home)?;
+    }
+
+    let safety_dir = target.home.join(format!(".kt-restore-safety-{}", crate::backup::naming::stamp_now()));
+    std::fs::create_dir(&safety_dir).map_err(|e| Error::env(format!("cannot create {}", safety_dir.display())).because_err(&e))?;
+    fsutil::set_mode(&safety_dir, 0o700)?;
+    let mut safety = Safety {
+        dir: safety_dir.clone(),
+        confdir: None,
+        db_dump: None,
+        old_password: None,
+        created_data_dir: None,
+        server_was_running: false,
+    };
+
+    // 1. Safety copy of what is there now.
+    let existing = target.clone().load().ok();
+    if let Some(inst) = &existing {
+        progress.step("taking a safety copy of the current database and confdir");
+        if let Ok(server) = ServerProcess::for_instance(inst) {
+            if let ServerState::Running { .. } = server.state()? {
+                server.stop()?;
+                safety.server_was_running = true;
+            }
+        }
+        if let Ok(cl) = Cluster::for_instance(inst) {
+            if cl.exists() {
+                cl.start()?;
+                let pw = Password::read(&inst.layout.pgpass(), DB_USER)?;
+                let has_db = {
+                    let mut admin = cl.connect(&pw, "postgres")?;
+                    admin
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
+                        .map_err(|e| Error::env("cannot read the database list").because_err(&e))?
+                        .is_some()
+                };
+                if has_db {
+                    let dump = safety_dir.join("database.sql");
+                    crate::backup::dump::dump(&cl.bindir, cl.port, &inst.layout.pgpass(), &dump)?;
+                    safety.db_dump = Some(dump);
+                }
+                safety.old_password = Some(pw);
+            }
+        }
+    }
+    if target.confdir.exists() {
+        let aside = safety_dir.join("confdir");
+        std::fs::rename(&target.confdir, &aside)
+            .map_err(|e| Error::env(format!("cannot move {} aside", target.confdir.display())).because_err(&e))?;
+        safety.confdir = Some(aside);
+    }
+
+    // 2. The new state; any failure puts the old one back.
+    let result = put_in_place(&plan, &target, &account, &mut safety, progress);
+    match result {
+        Ok(()) => {
+            if safety.server_was_running {
+                let inst = target.clone().load()?;
+                ServerProcess::for_instance(&inst)?.start(&std::env::current_exe().map_err(|e| Error::env("cannot find kt").because_err(&e))?)?;
+            }
+            let keep = safety.confdir.is_some() || safety.db_dump.is_some();
+            if !keep {
+                let _ = std::fs::remove_dir_all(&safety_dir);
+            }
+            Ok(Outcome { confdir: target.confdir.clone(), safety_dir: keep.then_some(safety_dir), restarted_server: safety.server_was_running })
+        }
+        Err(e) => {
+            progress.step("the restore failed: putting the previous state back");
+            let rollback = roll_back(&target, &safety);
+            let mut err = Error::env(format!("the restore failed and was rolled back: {}", e.message()));
+            for c in e.causes() {
+                err = err.because(c.clone());
+            }
+            if let Err(r) = rollback {
+                err = err.because(format!("ROLLBACK ALSO FAILED: {r}; the safety copy is in {}", safety.dir.display()));
+            }
+            Err(err.with_hint(format!("the safety copy stays in {}", safety.dir.display())))
+        }
+    }
+}
+
+fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Safety, progress: &dyn Progress) -> Result<()> {
+    progress.step(&format!("putting the confdir in place at {}", target.confdir.display()));
+    chown_tree(&plan.staged_confdir, account)?;
+    std::fs::rename(&plan.staged_confdir, &target.confdir).or_else(|_| copy_tree(&plan.staged_confdir, &target.confdir, account))?;
+    fsutil::sync_dir(&target.home)?;
+    let inst: Instance = target.clone().load()?;
+    let mut cl = Cluster::for_instance(&inst)?;
+    cl.account = account.clone();
+    let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
+    if !cl.exists() {
+        progress.step(&format!("creating the database cluster in {}", cl.data_dir.display()));
+        if cl.data_dir.exists() && std::fs::read_dir(&cl.data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(Error::env(format!("{} exists but holds no cluster: not touching it", cl.data_dir.display())));
+        }
+        for dir in fsutil::create_dirs(&cl.data_dir, 0o700)? {
+            account.chown(&dir)?;
+        }
+        safety.created_data_dir = Some(cl.data_dir.clone());
+        for dir in fsutil::create_dirs(&inst.layout.log_dir(), 0o700)? {
+            account.chown(&dir)?;
+        }
+        cl.initdb(&password, &inst.layout.confdir)?;
+    }
+    cl.start()?;
+    // The cluster's password is the old instance's when the cluster stays:
+    // switch it to the restored one.
+    let mut admin = match cl.connect(&password, "postgres") {
+        Ok(c) => c,
+        Err(e) => match &safety.old_password {
+            Some(old) => {
+                let mut c = cl.connect(old, "postgres")?;
+                set_password(&mut c, &password)?;
+                c
+            }
+            None => return Err(e),
+        },
+    };
+    progress.step("dropping and re-creating the keytrustee database");
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' AND pid <> pg_backend_pid()"
+        ))
+        .map_err(|e| Error::env("cannot disconnect the database's clients").because_err(&e))?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}")).map_err(|e| Error::env("cannot drop the database").because_err(&e))?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
+        .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
+    progress.step("loading the dump");
+    load_sql(&cl, &inst.layout.pgpass(), &plan.dump)?;
+    let mut db = cl.connect(&password, DB_NAME)?;
+    schema::migrate(&mut db)?;
+    for (table, expected) in &plan.row_counts {
+        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let n: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .map_err(|e| Error::env(format!("cannot count {table}")).because_err(&e))?
+            .get(0);
+        if table != "schema_version" && n as u64 != *expected {
+            return Err(Error::env(format!("table {table} has {n} rows after loading, the backup {expected}")));
+        }
+    }
+    let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
+    if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
+        return Err(Error::env("the restored key does not match the backup's"));
+    }
+    Ok(())
+}
+
+/// psql -f in one transaction, stopping at the first error.
+fn load_sql(cl: &Cluster, pgpass: &Path, sql: &Path) -> Result<()> {
+    let output = Command::new(cl.bindir.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", "127.0.0.1", "-p", &cl.port.to_string()])
+        .args(["-U", DB_USER, "-d", DB_NAME, "-f"])
+        .arg(sql)
+        .env("PGPASSFILE", pgpass)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::env("cannot run psql").because_err(&e))?;
+    if !output.status.success() {
+        let mut err = Error::env("loading the dump failed");
+        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| !l.trim().is_empty()).take(3) {
+            err = err.because(line.trim().to_string());
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn set_password(db: &mut postgres::Client, password: &Password) -> Result<()> {
+    // A literal in ALTER ROLE: the password is alphanumeric by construction
+    // (kt generates it); anything else is refused rather than quoted.
+    if !password.expose().chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Error::env("the restored database password has characters kt does not expect"));
+    }
+    db.batch_execute(&format!("ALTER ROLE {DB_USER} PASSWORD '{}'", password.expose()))
+        .map_err(|e| Error::env("cannot set the database password").because_err(&e))
+}
+
+/// Puts the safety copy back.
+fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
+    // The restored confdir came from staging: it is ours to remove.
+    if target.confdir.exists() {
+        let failed = target.home.join(format!("{}.failed-restore", safety.dir.file_name().and_then(|n| n.to_str()).unwrap_or("kt")));
+        std::fs::rename(&target.confdir, &failed).map_err(|e| Error::env("cannot move the restored confdir away").because_err(&e))?;
+        let _ = std::fs::remove_dir_all(&failed);
+    }
+    if let Some(old) = &safety.confdir {
+        std::fs::rename(old, &target.confdir).map_err(|e| Error::env("cannot put the old confdir back").because_err(&e))?;
+    }
+    if let Some(data_dir) = &safety.created_data_dir {
+        if let Ok(inst) = target.clone().load() {
+            let _ = Cluster::for_instance(&inst).map(|c| c.stop());
+        } else {
+            // No instance to name the cluster: stop it directly.
+            let _ = Command::new(cluster::find_bindir()?.join("pg_ctl")).arg("stop").arg("-D").arg(data_dir).args(["-m", "fast"]).status();
+        }
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+    if let Some(dump) = &safety.db_dump {
+        let inst = target.clone().load()?;
+        let cl = Cluster::for_instance(&inst)?;
+        cl.start()?;
+        let pw = Password::read(&inst.layout.pgpass(), DB_USER)?;
+        let mut admin = cl.connect(&pw, "postgres").or_else(|_| -> Result<postgres::Client> {
+            // The role may carry the restored password by now.
+            Err(Error::env("cannot connect with the old password"))
+        })?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}"))
+            .and_then(|_| admin.batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0")))
+            .map_err(|e| Error::env("cannot re-create the database").because_err(&e))?;
+        load_sql(&cl, &inst.layout.pgpass(), dump)?;
+    }
+    if safety.server_was_running {
+        let inst = target.clone().load()?;
+        let exe = std::env::current_exe().map_err(|e| Error::env("cannot find kt").because_err(&e))?;
+        ServerProcess::for_instance(&inst)?.start(&exe)?;
+    }
+    Ok(())
+}
+
+fn rewrite_paths(config_path: &Path, from: &Path, to: &Path) -> Result<()> {
+    let mut config = Config::load(config_path)?;
+    let from_home = fsutil::parent_dir(from).to_path_buf();
+    let to_home = fsutil::parent_dir(to).to_path_buf();
+    for key in [config::SSL_CERTIFICATE, config::SSL_PRIVATE_KEY, config::SSL_CA, config::PG_ROOTDIR] {
+        if let Ok(value) = config.path(key) {
+            let new = if let Ok(rest) = value.strip_prefix(from) {
+                to.join(rest)
+            } else if let Ok(rest) = value.strip_prefix(&from_home) {
+                to_home.join(rest)
+            } else {
+                continue;
+            };
+            config.set(key, new.to_string_lossy().into_owned());
+        }
+    }
+    config.save(config_path, None)
+}
+
+fn chown_tree(path: &Path, account: &Account) -> Result<()> {
+    account.chown(path)?;
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).map_err(|e| Error::env("cannot read the staged confdir").because_err(&e))?.flatten() {
+            chown_tree(&e.path(), account)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fallback when the staging area is on another file system.
+fn copy_tree(from: &Path, to: &Path, account: &Account) -> Result<()> {
+    let out = Command::new("cp").arg("-a").arg(from).arg(to).output().map_err(|e| Error::env("cannot run cp").because_err(&e))?;
+    if !out.status.success() {
+        return Err(Error::env(format!("cannot copy the confdir to {}", to.display())).because(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    chown_tree(to, account)
+}

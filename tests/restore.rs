@@ -1,0 +1,211 @@
+//! `kt restore`: the disaster drill, backups made outside kt, and every
+//! refusal or failure leaving the live instance exactly as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::backup::{backup, keyring};
+use crate::harness::*;
+use crate::server::{client, org_with_secret, register};
+
+/// A digest of every table: equal digests mean equal data.
+fn tables_digest(inst: &Instance) -> String {
+    inst.psql(
+        "keytrustee",
+        "SELECT md5(coalesce((SELECT string_agg(o::text, ',' ORDER BY o.uuid) FROM organizations o), '')) || \
+                md5(coalesce((SELECT string_agg(c::text, ',' ORDER BY c.fingerprint) FROM clients c), '')) || \
+                md5(coalesce((SELECT string_agg(d::text, ',' ORDER BY d.uuid) FROM deposits d), ''))",
+    )
+    .expect(0)
+    .stdout
+    .trim()
+    .to_string()
+}
+
+fn restore(inst: &Instance, args: &[&str]) -> Run {
+    run(kt().env("GNUPGHOME", &keyring().home).arg("-c").arg(&inst.confdir).arg("restore").args(args))
+}
+
+/// A serving instance with one client and three deposits.
+fn with_deposits(name: &str) -> (Instance, PathBuf, Vec<(String, String)>) {
+    let inst = Instance::serving(name);
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let (dir, out) = register(&inst, "alice", "acme", "");
+    out.expect(0);
+    let mut stored = Vec::new();
+    for i in 0..3 {
+        let file = inst.dir.join(&format!("d{i}"));
+        let content = format!("key material {i}");
+        std::fs::write(&file, &content).unwrap();
+        let uuid = client(&dir, &["put", &format!("k{i}"), file.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+        stored.push((uuid, content));
+    }
+    (inst, dir, stored)
+}
+
+#[test]
+fn the_disaster_drill() {
+    let (inst, alice, stored) = with_deposits("drill");
+    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
+    let out_dir = TestDir::new("backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+
+    // Disaster: the server, the database and the whole instance are gone.
+    inst.kt(&["server", "stop"]).expect(0);
+    inst.kt(&["db", "stop"]).expect(0);
+    std::fs::remove_dir_all(&inst.home).unwrap();
+
+    // Without a terminal and without --yes: refused, nothing created.
+    let out = restore(&inst, &[&file, "--force-foreign"]).expect(2);
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    assert!(!inst.home.exists());
+    // This host is not "localhost": the backup is foreign until accepted.
+    if kt::hostname::fqdn().unwrap_or_default() != "localhost" {
+        let out = restore(&inst, &[&file, "--yes"]).expect(2);
+        assert!(out.stderr.contains("foreign"), "{}", out.stderr);
+        assert!(!inst.home.exists());
+    }
+    // --dry-run shows the plan and changes nothing.
+    let plan = restore(&inst, &[&file, "--force-foreign", "--dry-run"]).expect(0);
+    assert!(plan.stdout.contains(&fingerprint), "{}", plan.stdout);
+    assert!(plan.stdout.contains("deposits 3"), "{}", plan.stdout);
+    assert!(!inst.home.exists());
+
+    let out = restore(&inst, &[&file, "--force-foreign", "--yes"]).expect(0);
+    assert!(out.stderr.contains("restored"), "{}", out.stderr);
+    assert_eq!(mode(&inst.confdir), 0o700);
+    assert_eq!(mode(&inst.confdir.join("secring.gpg")), 0o600);
+    inst.kt(&["db", "start"]).expect(0);
+    inst.kt(&["server", "start"]).expect(0);
+    let (code, served) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!((code, served.as_str()), (200, fingerprint.as_str()));
+    for (uuid, content) in &stored {
+        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
+    }
+    inst.kt(&["verify"]).expect(0);
+}
+
+#[test]
+fn refusals_leave_the_live_instance_untouched() {
+    let (inst, _alice, _) = with_deposits("refuse");
+    let out_dir = TestDir::new("backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "jane@example.net", "-q"]).expect(0);
+    let good = PathBuf::from(made.stdout.trim());
+    let before = tables_digest(&inst);
+    let confdir_before = snapshot(&inst.confdir);
+    let bytes = std::fs::read(&good).unwrap();
+    let write = |name: &str, data: &[u8]| -> PathBuf {
+        let p = out_dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+    let truncated = write("truncated.tar.gpg", &bytes[..bytes.len() * 2 / 3]);
+    let mut flipped_bytes = bytes.clone();
+    let mid = flipped_bytes.len() / 2;
+    flipped_bytes[mid] ^= 0x01;
+    let flipped = write("flipped.tar.gpg", &flipped_bytes);
+    // Hostile tars: a `..` member, an absolute member, a symlink escape.
+    let evil = |name: &str, script: &str| -> PathBuf {
+        let p = out_dir.join(name);
+        run(Command::new("python3").arg("-c").arg(script).arg(&p)).expect(0);
+        p
+    };
+    let dotdot = evil("dotdot.tar", "import tarfile,sys,io\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('../../evil');d=b'x';i.size=1;t.addfile(i,io.BytesIO(d))\nt.close()");
+    let absolute = evil("abs.tar", "import tarfile,sys,io\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('/tmp/kt-evil-abs');d=b'x';i.size=1;t.addfile(i,io.BytesIO(d))\nt.close()");
+    let symlink = evil("link.tar", "import tarfile,sys,io\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('a/link');i.type=tarfile.SYMTYPE;i.linkname='/etc';t.addfile(i)\ni=tarfile.TarInfo('a/link/passwd');d=b'x';i.size=1;t.addfile(i,io.BytesIO(d))\nt.close()");
+    let wrong_key_dir = TestDir::new("wrongkey");
+    let no_key = kt().env("GNUPGHOME", &wrong_key_dir.path).arg("-c").arg(&inst.confdir).args(["restore", good.to_str().unwrap(), "--yes"]).output().unwrap();
+    assert_eq!(no_key.status.code(), Some(2), "{}", String::from_utf8_lossy(&no_key.stderr));
+    for (file, needle) in [
+        (&truncated, "damaged"),
+        (&flipped, "cannot be decrypted"),
+        (&dotdot, "escape"),
+        (&absolute, "escape"),
+        (&symlink, "link"),
+    ] {
+        let out = restore(&inst, &[file.to_str().unwrap(), "--yes"]);
+        assert_eq!(out.code, 2, "{}: {}", file.display(), out.stderr);
+        assert!(out.stderr.contains(needle), "{}: {}", file.display(), out.stderr);
+        assert_eq!(tables_digest(&inst), before, "{} changed the database", file.display());
+        assert_eq!(snapshot(&inst.confdir), confdir_before, "{} changed the confdir", file.display());
+    }
+    assert!(!Path::new("/tmp/kt-evil-abs").exists());
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
+}
+
+#[test]
+fn a_failure_after_the_drop_puts_everything_back() {
+    let (inst, alice, stored) = with_deposits("rollback");
+    let before = tables_digest(&inst);
+    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
+    // A backup made outside kt (no manifest) whose SQL breaks half way.
+    let work = TestDir::new("broken");
+    let sql = work.join("kts_bak_localhost_2026-01-01_00-00-00.sql");
+    let pg_dump = run(Command::new("pg_dump")
+        .env("PGPASSFILE", inst.confdir.join(".pgpass"))
+        .args(["-h", "127.0.0.1", "-p", &inst.db_port.to_string(), "-U", "keytrustee", "keytrustee"]))
+    .expect(0);
+    let half = pg_dump.stdout.len() / 2;
+    let cut = pg_dump.stdout[..half].rfind('\n').unwrap();
+    std::fs::write(&sql, format!("{}\nTHIS IS NOT SQL;\n{}", &pg_dump.stdout[..cut], &pg_dump.stdout[cut..])).unwrap();
+    let tarball = work.join("broken.tar");
+    let home_parent = inst.home.parent().unwrap();
+    run(Command::new("tar")
+        .arg("cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg("/")
+        .arg(inst.confdir.strip_prefix("/").unwrap())
+        .arg("-C")
+        .arg(work.path.to_str().unwrap())
+        .arg(sql.file_name().unwrap()))
+    .expect(0);
+    let _ = home_parent;
+    let out = restore(&inst, &[tarball.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    assert!(out.stderr.contains("THIS IS NOT SQL") || out.stderr.contains("syntax error"), "the cause is named: {}", out.stderr);
+    eprintln!("{}", out.stderr);
+    assert_eq!(tables_digest(&inst), before);
+    // The server serves as before.
+    let (code, served) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!((code, served.as_str()), (200, fingerprint.as_str()));
+    for (uuid, content) in &stored {
+        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
+    }
+}
+
+#[test]
+fn a_backup_made_the_documented_way_restores() {
+    let (inst, alice, stored) = with_deposits("outside");
+    let k = keyring();
+    let work = TestDir::new("outside");
+    // pg_dump > file, tar with the confdir, gpg --encrypt: no kt involved.
+    let sql_name = "kts_bak_localhost_2026-01-01_00-00-00.sql";
+    let dump = run(Command::new("pg_dump")
+        .env("PGPASSFILE", inst.confdir.join(".pgpass"))
+        .args(["-h", "127.0.0.1", "-p", &inst.db_port.to_string(), "-U", "keytrustee", "keytrustee"]))
+    .expect(0);
+    std::fs::write(work.join(sql_name), &dump.stdout).unwrap();
+    let tarball = work.join("backup.tar");
+    run(Command::new("tar").arg("cf").arg(&tarball).arg("-C").arg("/").arg(inst.confdir.strip_prefix("/").unwrap()).arg("-C").arg(&work.path).arg(sql_name)).expect(0);
+    let encrypted = work.join("backup.tar.gpg");
+    run(Command::new("gpg")
+        .arg("--homedir")
+        .arg(&k.home)
+        .args(["--batch", "--yes", "--trust-model", "always", "-r", &k.john, "-o"])
+        .arg(&encrypted)
+        .arg("--encrypt")
+        .arg(&tarball))
+    .expect(0);
+    // Lose some data, then restore.
+    inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
+    restore(&inst, &[encrypted.to_str().unwrap(), "--yes"]).expect(0);
+    inst.kt(&["server", "status"]).expect(0);
+    for (uuid, content) in &stored {
+        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
+    }
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&k.home).args(["--kill", "all"]).status();
+}
