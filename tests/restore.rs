@@ -163,6 +163,8 @@ fn a_failure_after_the_drop_puts_everything_back() {
         .arg(sql.file_name().unwrap()))
     .expect(0);
     let _ = home_parent;
+    let tarball_copy = work.join("broken-copy.tar");
+    std::fs::copy(&tarball, &tarball_copy).unwrap();
     let out = restore(&inst, &[tarball.to_str().unwrap(), "--yes"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
@@ -175,6 +177,19 @@ fn a_failure_after_the_drop_puts_everything_back() {
     for (uuid, content) in &stored {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
     }
+    // On a fresh host, the failed restore removes the cluster it created.
+    inst.kt(&["server", "stop"]).expect(0);
+    inst.kt(&["db", "stop"]).expect(0);
+    std::fs::remove_dir_all(&inst.home).unwrap();
+    let out = restore(&inst, &[tarball_copy.to_str().unwrap(), "--yes", "--force-foreign"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!inst.confdir.exists(), "the restored confdir must go");
+    assert!(!inst.pg_rootdir().exists(), "the cluster this run created must go");
+    let data_dir = inst.pg_rootdir().to_string_lossy().into_owned();
+    let still_running = std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&data_dir)).unwrap_or(false)
+    });
+    assert!(!still_running, "a postgres of the failed restore still runs");
 }
 
 #[test]

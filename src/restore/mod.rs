@@ -24,7 +24,7 @@ use crate::fsutil;
 use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
 use crate::progress::Progress;
 use crate::storage::pgpass::Password;
-use crate::storage::{cluster, schema, Cluster};
+use crate::storage::{schema, Cluster};
 use stage::StagingDir;
 
 #[derive(Debug, Clone, Default)]
@@ -164,9 +164,12 @@ struct Safety {
     dir: PathBuf,
     /// The previous confdir, moved here.
     confdir: Option<PathBuf>,
-    /// The previous database, dumped here.
-    db_dump: Option<PathBuf>,
+    /// The previous database, renamed aside inside its cluster (instant,
+    /// and instant to put back).
+    renamed_db: Option<String>,
+    /// The password the cluster had, when it was changed to the restored one.
     old_password: Option<Password>,
+    password_changed: bool,
     /// A cluster this run created (removed again on failure).
     created_data_dir: Option<PathBuf>,
     server_was_running: bool,
@@ -196,8 +199,9 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     let mut safety = Safety {
         dir: safety_dir.clone(),
         confdir: None,
-        db_dump: None,
+        renamed_db: None,
         old_password: None,
+        password_changed: false,
         created_data_dir: None,
         server_was_running: false,
     };
@@ -214,21 +218,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         }
         if let Ok(cl) = Cluster::for_instance(inst) {
             if cl.exists() {
-                cl.start()?;
-                let pw = Password::read(&inst.layout.pgpass(), DB_USER)?;
-                let has_db = {
-                    let mut admin = cl.connect(&pw, "postgres")?;
-                    admin
-                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
-                        .map_err(|e| Error::env("cannot read the database list").because_err(&e))?
-                        .is_some()
-                };
-                if has_db {
-                    let dump = safety_dir.join("database.sql");
-                    crate::backup::dump::dump(&cl.bindir, cl.port, &inst.layout.pgpass(), &dump)?;
-                    safety.db_dump = Some(dump);
-                }
-                safety.old_password = Some(pw);
+                safety.old_password = Some(Password::read(&inst.layout.pgpass(), DB_USER)?);
             }
         }
     }
@@ -247,7 +237,18 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
                 let inst = target.clone().load()?;
                 ServerProcess::for_instance(&inst)?.start(&std::env::current_exe().map_err(|e| Error::env("cannot find kt").because_err(&e))?)?;
             }
-            let keep = safety.confdir.is_some() || safety.db_dump.is_some();
+            // The old database was only kept for a rollback: the backup is
+            // the copy of record now.
+            if let Some(name) = &safety.renamed_db {
+                if let Ok(inst) = target.clone().load() {
+                    if let (Ok(cl), Ok(pw)) = (Cluster::for_instance(&inst), Password::read(&inst.layout.pgpass(), DB_USER)) {
+                        if let Ok(mut admin) = cl.connect(&pw, "postgres") {
+                            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+                        }
+                    }
+                }
+            }
+            let keep = safety.confdir.is_some();
             if !keep {
                 let _ = std::fs::remove_dir_all(&safety_dir);
             }
@@ -300,6 +301,7 @@ fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Sa
             Some(old) => {
                 let mut c = cl.connect(old, "postgres")?;
                 set_password(&mut c, &password)?;
+                safety.password_changed = true;
                 c
             }
             None => return Err(e),
@@ -311,7 +313,18 @@ fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Sa
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' AND pid <> pg_backend_pid()"
         ))
         .map_err(|e| Error::env("cannot disconnect the database's clients").because_err(&e))?;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}")).map_err(|e| Error::env("cannot drop the database").because_err(&e))?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
+        .map_err(|e| Error::env("cannot read the database list").because_err(&e))?
+        .is_some();
+    if exists {
+        let aside = format!("kt_restore_safety_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {aside}; "))
+            .and_then(|_| admin.batch_execute(&format!("ALTER DATABASE {DB_NAME} RENAME TO {aside}")))
+            .map_err(|e| Error::env("cannot set the current database aside").because_err(&e))?;
+        safety.renamed_db = Some(aside);
+    }
     admin
         .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
         .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
@@ -368,8 +381,46 @@ fn set_password(db: &mut postgres::Client, password: &Password) -> Result<()> {
         .map_err(|e| Error::env("cannot set the database password").because_err(&e))
 }
 
-/// Puts the safety copy back.
+/// Puts the safety copy back: the database first (while the restored
+/// confdir still names the cluster's current password), then the confdir,
+/// then the server.
 fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
+    if safety.renamed_db.is_some() || safety.password_changed {
+        let inst = target.clone().load()?;
+        let cl = Cluster::for_instance(&inst)?;
+        cl.start()?;
+        let current = Password::read(&inst.layout.pgpass(), DB_USER)?;
+        let mut admin = cl
+            .connect(&current, "postgres")
+            .or_else(|e| safety.old_password.as_ref().map(|old| cl.connect(old, "postgres")).unwrap_or(Err(e)))?;
+        let _ = admin.batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' AND pid <> pg_backend_pid()"
+        ));
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}"))
+            .map_err(|e| Error::env("cannot drop the half-restored database").because_err(&e))?;
+        if let Some(aside) = &safety.renamed_db {
+            admin
+                .batch_execute(&format!("ALTER DATABASE {aside} RENAME TO {DB_NAME}"))
+                .map_err(|e| Error::env("cannot put the old database back").because_err(&e))?;
+        }
+        if safety.password_changed {
+            if let Some(old) = &safety.old_password {
+                set_password(&mut admin, old)?;
+            }
+        }
+    }
+    if let Some(data_dir) = &safety.created_data_dir {
+        // A cluster this run created on a fresh host: stop it (as its
+        // account, through the restored configuration that names it) and
+        // remove it.
+        if let Ok(inst) = target.clone().load() {
+            if let Ok(cl) = Cluster::for_instance(&inst) {
+                let _ = cl.stop();
+            }
+        }
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
     // The restored confdir came from staging: it is ours to remove.
     if target.confdir.exists() {
         let failed = target.home.join(format!("{}.failed-restore", safety.dir.file_name().and_then(|n| n.to_str()).unwrap_or("kt")));
@@ -378,30 +429,6 @@ fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
     }
     if let Some(old) = &safety.confdir {
         std::fs::rename(old, &target.confdir).map_err(|e| Error::env("cannot put the old confdir back").because_err(&e))?;
-    }
-    if let Some(data_dir) = &safety.created_data_dir {
-        if let Ok(inst) = target.clone().load() {
-            let _ = Cluster::for_instance(&inst).map(|c| c.stop());
-        } else {
-            // No instance to name the cluster: stop it directly.
-            let _ = Command::new(cluster::find_bindir()?.join("pg_ctl")).arg("stop").arg("-D").arg(data_dir).args(["-m", "fast"]).status();
-        }
-        let _ = std::fs::remove_dir_all(data_dir);
-    }
-    if let Some(dump) = &safety.db_dump {
-        let inst = target.clone().load()?;
-        let cl = Cluster::for_instance(&inst)?;
-        cl.start()?;
-        let pw = Password::read(&inst.layout.pgpass(), DB_USER)?;
-        let mut admin = cl.connect(&pw, "postgres").or_else(|_| -> Result<postgres::Client> {
-            // The role may carry the restored password by now.
-            Err(Error::env("cannot connect with the old password"))
-        })?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}"))
-            .and_then(|_| admin.batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0")))
-            .map_err(|e| Error::env("cannot re-create the database").because_err(&e))?;
-        load_sql(&cl, &inst.layout.pgpass(), dump)?;
     }
     if safety.server_was_running {
         let inst = target.clone().load()?;
