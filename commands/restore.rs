@@ -38,7 +38,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         plan.target.confdir.display(),
         if plan.replaces_confdir { " (the current one is moved to a safety copy)" } else { " (new)" }
     ))?;
-    printer.data("database:     keytrustee is dropped, re-created and loaded (the current one is dumped to the safety copy first)")?;
+    printer.data("database:     keytrustee is re-created and loaded (the current one is set aside until the restore succeeded)")?;
     if let Some(why) = &plan.foreign {
         printer.warn(format!("foreign backup accepted with --force-foreign: {why}"));
     }
