@@ -508,8 +508,14 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 ///     kt restore kts_bak_kts01_example_com_2026-11-27_02-00-00.tar.gpg
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup: .tar.gpg (decrypted through GnuPG) or .tar.
-    pub file: PathBuf,
+    /// The backup: a .tar.gpg (decrypted through GnuPG) or .tar; or the two
+    /// zips of the documented manual backup (keytrustee-db.zip and
+    /// keytrustee-conf.zip, ZipCrypto or AES).
+    #[arg(required = true, num_args = 1..=2, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The zips' password, from a file (else asked on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub zip_password_file: Option<PathBuf>,
     /// Decrypt with this OpenPGP secret key instead of the GnuPG keyring.
     #[arg(long, value_name = "FILE")]
     pub secret_key: Option<PathBuf>,

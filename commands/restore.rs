@@ -9,8 +9,15 @@ use crate::printer::{Printer, TerminalProgress};
 use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> CommandResult {
+    let zips = args.files.iter().any(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")));
+    let zip_password = match (&args.zip_password_file, zips) {
+        (Some(file), _) => Some(kt::storage::pgpass::Password::new(crate::org::read_secret_file(file)?)),
+        (None, true) if std::io::stdin().is_terminal() => Some(prompt_password("password of the zip backup: ")?),
+        _ => None,
+    };
     let options = RestoreOptions {
-        file: args.file,
+        files: args.files.clone(),
+        zip_password,
         secret_key: args.secret_key,
         passphrase_file: args.passphrase_file,
         confdir: global.confdir.clone(),
@@ -27,7 +34,8 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     }
     let progress = TerminalProgress::new(printer);
     let plan = restore::prepare(&options, &progress)?;
-    printer.data(format!("backup:       {}", options.file.display()))?;
+    let names: Vec<String> = options.files.iter().map(|f| f.display().to_string()).collect();
+    printer.data(format!("backup:       {}", names.join(" + ")))?;
     printer.data(format!("host:         {}", plan.hostname))?;
     printer.data(format!("server key:   {}", plan.fingerprint))?;
     printer.data(format!("made:         {}", plan.created.as_deref().unwrap_or("unknown (no kt manifest)")))?;
@@ -78,4 +86,30 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         }
     }
     Ok(Status::Success)
+}
+
+/// Reads a password from the terminal without echoing it.
+fn prompt_password(prompt: &str) -> kt::Result<kt::storage::pgpass::Password> {
+    use std::os::fd::AsRawFd;
+    let fd = std::io::stdin().as_raw_fd();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    // SAFETY: termios is plain data; tcgetattr/tcsetattr on stdin's fd.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return Err(kt::Error::env("cannot read the terminal settings"));
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        libc::tcsetattr(fd, libc::TCSANOW, &t);
+        saved
+    };
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: restoring the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    eprintln!();
+    read.map_err(|e| kt::Error::env("cannot read the password").because_err(&e))?;
+    Ok(kt::storage::pgpass::Password::new(line.trim_end_matches(['\n', '\r']).to_string()))
 }

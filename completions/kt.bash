@@ -1856,12 +1856,16 @@ _kt() {
             return 0
             ;;
         kt__subcmd__restore)
-            opts="-c -q -v -h -V --secret-key --passphrase-file --force-foreign --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --zip-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --secret-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

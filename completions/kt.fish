@@ -346,6 +346,7 @@ complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Check that a backup file is whole and restorable'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand restore" -l zip-password-file -d 'The zips\' password, from a file (else asked on the terminal)' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l secret-key -d 'Decrypt with this OpenPGP secret key instead of the GnuPG keyring' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l service-user -d 'The account PostgreSQL runs as when root (default: the backup\'s SERVICE_USER)' -r

@@ -224,3 +224,70 @@ fn a_backup_made_the_documented_way_restores() {
     }
     let _ = Command::new("gpgconf").arg("--homedir").arg(&k.home).args(["--kill", "all"]).status();
 }
+
+#[test]
+fn the_documented_zip_pair_restores() {
+    let (inst, alice, stored) = with_deposits("zips");
+    let work = TestDir::new("zips");
+    let password = work.join("password");
+    std::fs::write(&password, "zip secret\n").unwrap();
+    // keytrustee-db.zip from `pg_dump -c | zip --encrypt`, keytrustee-conf.zip
+    // from `zip -r --encrypt` of the confdir (ZipCrypto, as zip 3.0 writes).
+    let db_zip = work.join("keytrustee-db.zip");
+    let conf_zip = work.join("keytrustee-conf.zip");
+    let port = inst.db_port.to_string();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "pg_dump -c -h 127.0.0.1 -p {port} -U keytrustee keytrustee | zip -q -P 'zip secret' '{}' -",
+            db_zip.display()
+        ))
+        .env("PGPASSFILE", inst.confdir.join(".pgpass")))
+    .expect(0);
+    run(Command::new("zip").current_dir("/").args(["-q", "-r", "-P", "zip secret"]).arg(&conf_zip).arg(inst.confdir.strip_prefix("/").unwrap())).expect(0);
+    // A wrong password changes nothing.
+    let wrong = work.join("wrong");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let before = tables_digest(&inst);
+    let out = restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", wrong.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(tables_digest(&inst), before);
+    // Data lost, then the pair restores it.
+    inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
+    restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes"]).expect(0);
+    for (uuid, content) in &stored {
+        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
+    }
+
+    // The same with AES-256 zips.
+    let aes_db = work.join("aes-db.zip");
+    let aes_conf = work.join("aes-conf.zip");
+    let write_zip = |path: &Path, entries: &[(String, Vec<u8>)]| {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().with_aes_encryption(zip::AesMode::Aes256, "zip secret");
+        for (name, data) in entries {
+            w.start_file(name.as_str(), opts).unwrap();
+            std::io::Write::write_all(&mut w, data).unwrap();
+        }
+        w.finish().unwrap();
+    };
+    let dump = run(Command::new("pg_dump").env("PGPASSFILE", inst.confdir.join(".pgpass")).args(["-c", "-h", "127.0.0.1", "-p", &port, "-U", "keytrustee", "keytrustee"])).expect(0);
+    write_zip(&aes_db, &[("-".to_string(), dump.stdout.into_bytes())]);
+    let mut conf_entries = Vec::new();
+    for entry in std::fs::read_dir(&inst.confdir).unwrap().flatten() {
+        if entry.path().is_file() {
+            let name = entry.path().strip_prefix("/").unwrap().to_string_lossy().into_owned();
+            conf_entries.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    for entry in std::fs::read_dir(inst.confdir.join(".ssl")).unwrap().flatten() {
+        let name = entry.path().strip_prefix("/").unwrap().to_string_lossy().into_owned();
+        conf_entries.push((name, std::fs::read(entry.path()).unwrap()));
+    }
+    write_zip(&aes_conf, &conf_entries);
+    inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
+    restore(&inst, &[aes_conf.to_str().unwrap(), aes_db.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes"]).expect(0);
+    for (uuid, content) in &stored {
+        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
+    }
+}

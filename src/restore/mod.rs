@@ -29,7 +29,10 @@ use stage::StagingDir;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    pub file: PathBuf,
+    /// The backup: one `.tar.gpg`/`.tar`, or the zip pair.
+    pub files: Vec<PathBuf>,
+    /// The zip pair's password.
+    pub zip_password: Option<Password>,
     pub secret_key: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
     /// Restore the confdir here instead of its recorded path.
@@ -60,8 +63,16 @@ pub struct Plan {
 
 /// Stages and checks the backup. Refusals here change nothing.
 pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan> {
-    if !options.file.is_file() {
-        return Err(Error::usage(format!("{} is not a file", options.file.display())));
+    for file in &options.files {
+        if !file.is_file() {
+            return Err(Error::usage(format!("{} is not a file", file.display())));
+        }
+    }
+    let zips = options.files.iter().any(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")));
+    match (zips, options.files.len()) {
+        (false, 1) | (true, 2) => {}
+        (false, _) => return Err(Error::usage("give one backup file (or the two zips of a manual backup)")),
+        (true, _) => return Err(Error::usage("a zip restore needs both keytrustee-db.zip and keytrustee-conf.zip")),
     }
     // The staging area sits where the confdir will go, so the final move is
     // a rename on one file system; it is private and removed on drop.
@@ -76,13 +87,21 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         None => None,
     };
     progress.step("decrypting and checking the backup");
-    let (source, child) = stage::open(&options.file, gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
     let root = staging.0.join("root");
     std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
-    let staged = stage::extract(source, &root);
-    // The decryption verdict first: a wrong key shows up as an empty tar.
-    stage::finish_decryption(child)?;
-    let staged = staged?;
+    let staged = if zips {
+        let password = options
+            .zip_password
+            .as_ref()
+            .ok_or_else(|| Error::usage("the zips are encrypted: give --zip-password-file (or run on a terminal)"))?;
+        stage::extract_zips(&options.files, password.expose(), &root)?
+    } else {
+        let (source, child) = stage::open(&options.files[0], gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
+        let staged = stage::extract(source, &root);
+        // The decryption verdict first: a wrong key shows up as an empty tar.
+        stage::finish_decryption(child)?;
+        staged?
+    };
     stage::check_manifest(&staged)?;
 
     let conf_members: Vec<&String> = staged.files.keys().filter(|p| p.ends_with("/keytrustee.conf")).collect();
@@ -193,8 +212,20 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         account.chown(&target.home)?;
     }
 
-    let safety_dir = target.home.join(format!(".kt-restore-safety-{}", crate::backup::naming::stamp_now()));
-    std::fs::create_dir(&safety_dir).map_err(|e| Error::env(format!("cannot create {}", safety_dir.display())).because_err(&e))?;
+    // A new directory each time (two restores may fall in one second).
+    let stamp = crate::backup::naming::stamp_now();
+    let mut n = 0;
+    let safety_dir = loop {
+        let dir = target.home.join(match n {
+            0 => format!(".kt-restore-safety-{stamp}"),
+            n => format!(".kt-restore-safety-{stamp}.{n}"),
+        });
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(Error::env(format!("cannot create {}", dir.display())).because_err(&e)),
+        }
+    };
     fsutil::set_mode(&safety_dir, 0o700)?;
     let mut safety = Safety {
         dir: safety_dir.clone(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub use crate::gnupg::PrivateDir as StagingDir;
@@ -181,3 +181,130 @@ pub fn check_manifest(staged: &Staged) -> Result<()> {
     }
 }
 
+
+/// The documented manual backup: `keytrustee-conf.zip` (`zip -r --encrypt`
+/// of the confdir) and `keytrustee-db.zip` (`pg_dump -c | zip --encrypt`),
+/// ZipCrypto or AES, one password. Extracted like a tar, with the same
+/// refusals; the dump lands at `<home>/keytrustee-db.sql` beside the confdir.
+pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Staged> {
+    let bad = |why: String| Error::usage("the zip backup is not a safe, whole archive").because(why);
+    let mut conf_zip = None;
+    let mut db_zip = None;
+    for path in zips {
+        let file = std::fs::File::open(path).map_err(|e| Error::usage(format!("cannot open {}", path.display())).because_err(&e))?;
+        let archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let names: Vec<String> = archive.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+        if names.iter().any(|n| n.ends_with("keytrustee.conf")) {
+            conf_zip = Some(archive);
+        } else {
+            db_zip = Some(archive);
+        }
+    }
+    let (Some(mut conf), Some(mut db)) = (conf_zip, db_zip) else {
+        return Err(Error::usage("a zip restore needs both keytrustee-conf.zip (the confdir) and keytrustee-db.zip (the dump)"));
+    };
+    let mut staged = Staged::default();
+    let wrong_password = || Error::usage("cannot decrypt the zip backup: wrong password").with_hint("check --zip-password-file");
+    let mut conf_dir_member: Option<String> = None;
+    for i in 0..conf.len() {
+        let mut entry = conf.by_index_decrypt(i, password.as_bytes()).map_err(|e| match e {
+            zip::result::ZipError::InvalidPassword => wrong_password(),
+            e => bad(e.to_string()),
+        })?;
+        let name = entry.name().map_err(|e| bad(e.to_string()))?.into_owned();
+        let rel = Path::new(&name);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(bad(format!("member {name:?} would escape the extraction root")));
+        }
+        if entry.is_symlink() {
+            return Err(bad(format!("member {name:?} is a link: refused")));
+        }
+        let target = root.join(rel);
+        if entry.is_dir() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&target).map_err(|e| bad(e.to_string()))?;
+            continue;
+        }
+        if name.ends_with("/keytrustee.conf") {
+            conf_dir_member = Some(name.trim_end_matches("/keytrustee.conf").to_string());
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| bad(e.to_string()))?;
+        }
+        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target).map_err(|e| bad(e.to_string()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| bad(format!("{name}: {e} (wrong password or damaged)")))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
+            size += n as u64;
+        }
+        staged.files.insert(name, (size, crate::auth::hex(&hasher.finalize())));
+    }
+    let conf_dir_member = conf_dir_member.ok_or_else(|| Error::usage("keytrustee-conf.zip holds no keytrustee.conf"))?;
+    if db.len() != 1 {
+        return Err(bad(format!("keytrustee-db.zip should hold one dump, it holds {} entries", db.len())));
+    }
+    let home_member = Path::new(&conf_dir_member).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let dump_member = if home_member.is_empty() { "keytrustee-db.sql".to_string() } else { format!("{home_member}/keytrustee-db.sql") };
+    let mut entry = db.by_index_decrypt(0, password.as_bytes()).map_err(|e| match e {
+        zip::result::ZipError::InvalidPassword => wrong_password(),
+        e => bad(e.to_string()),
+    })?;
+    let target = root.join(&dump_member);
+    if let Some(parent) = target.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| bad(e.to_string()))?;
+    }
+    let out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target).map_err(|e| bad(e.to_string()))?;
+    let mut out = std::io::BufWriter::new(out);
+    let mut digest = DumpDigest::default();
+    let mut reader = std::io::BufReader::new(&mut entry);
+    let mut line = Vec::new();
+    let mut in_copy = false;
+    let mut seen_create = false;
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(|e| bad(format!("the dump: {e} (wrong password or damaged)")))?;
+        if n == 0 {
+            break;
+        }
+        let text: &[u8] = &line;
+        let mut owned;
+        let mut piece: &[u8] = text;
+        if in_copy {
+            if text == b"\\.\n" {
+                in_copy = false;
+            }
+        } else if text.starts_with(b"COPY ") && text.ends_with(b" FROM stdin;\n") {
+            in_copy = true;
+        } else if text.starts_with(b"CREATE ") {
+            seen_create = true;
+        } else if !seen_create && is_clean_statement(text) {
+            // `pg_dump -c` drops objects before creating them; the database
+            // is new and empty here, so those statements are kept as comments.
+            owned = b"-- kt restore (fresh database): ".to_vec();
+            owned.extend_from_slice(text);
+            piece = &owned;
+            digest.update(piece);
+            out.write_all(piece).map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
+            continue;
+        }
+        digest.update(piece);
+        out.write_all(piece).map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
+    }
+    out.flush().map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
+    let facts = digest.finish();
+    staged.files.insert(dump_member.clone(), (facts.size, facts.sha256));
+    staged.dump = Some((dump_member, facts.row_counts));
+    Ok(staged)
+}
+
+/// The statements `pg_dump --clean` puts before the first CREATE.
+fn is_clean_statement(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line);
+    text.starts_with("DROP ") || (text.starts_with("ALTER TABLE ") && text.contains(" DROP "))
+}

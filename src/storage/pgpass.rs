@@ -24,6 +24,11 @@ impl Password {
         Password(Alphanumeric.sample_string(&mut rand::thread_rng(), 32))
     }
 
+    /// Wraps a secret read from elsewhere (a password file, a prompt).
+    pub fn new(secret: String) -> Password {
+        Password(secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
