@@ -97,7 +97,10 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         stage::extract_zips(&options.files, password.expose(), &root)?
     } else {
         let (source, child) = stage::open(&options.files[0], gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
+        let total = std::fs::metadata(&options.files[0]).map(|m| m.len()).unwrap_or(0);
+        let source = Box::new(ProgressReader { inner: source, done: 0, total, progress });
         let staged = stage::extract(source, &root);
+        progress.finish();
         // The decryption verdict first: a wrong key shows up as an empty tar.
         stage::finish_decryption(child)?;
         staged?
@@ -360,7 +363,7 @@ fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Sa
         .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
         .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
     progress.step("loading the dump");
-    load_sql(&cl, &inst.layout.pgpass(), &plan.dump)?;
+    load_sql(&cl, &inst.layout.pgpass(), &plan.dump, progress)?;
     let mut db = cl.connect(&password, DB_NAME)?;
     schema::migrate(&mut db)?;
     for (table, expected) in &plan.row_counts {
@@ -382,19 +385,53 @@ fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Sa
     Ok(())
 }
 
-/// psql -f in one transaction, stopping at the first error.
-fn load_sql(cl: &Cluster, pgpass: &Path, sql: &Path) -> Result<()> {
-    let output = Command::new(cl.bindir.join("psql"))
+/// Loads the dump with psql in one transaction, stopping at the first
+/// error. kt feeds psql's standard input itself (as `psql -f -`), so the
+/// load can report its progress; psql still interprets every line,
+/// meta-commands included, exactly as `psql -f` would.
+fn load_sql(cl: &Cluster, pgpass: &Path, sql: &Path, progress: &dyn Progress) -> Result<()> {
+    use std::io::{Read, Write};
+    let total = std::fs::metadata(sql).map(|m| m.len()).unwrap_or(0);
+    let mut input = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
+    let mut child = Command::new(cl.bindir.join("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", "127.0.0.1", "-p", &cl.port.to_string()])
-        .args(["-U", DB_USER, "-d", DB_NAME, "-f"])
-        .arg(sql)
+        .args(["-U", DB_USER, "-d", DB_NAME, "-f", "-"])
         .env("PGPASSFILE", pgpass)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Error::env("cannot run psql").because_err(&e))?;
-    if !output.status.success() {
+    let mut stdin = child.stdin.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    // Drain psql's errors on the side so it can never block on them.
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| Error::env("cannot read the staged dump").because_err(&e))?;
+        if n == 0 {
+            break;
+        }
+        // psql stops reading at the first error (ON_ERROR_STOP): its
+        // message, not the broken pipe, is the cause to report.
+        if stdin.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        done += n as u64;
+        progress.bytes("loading the dump", done, Some(total));
+    }
+    drop(stdin);
+    let status = child.wait().map_err(|e| Error::env("psql did not finish").because_err(&e))?;
+    progress.finish();
+    let stderr = errors.join().unwrap_or_default();
+    if !status.success() {
         let mut err = Error::env("loading the dump failed");
-        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| !l.trim().is_empty()).take(3) {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(3) {
             err = err.because(line.trim().to_string());
         }
         return Err(err);
@@ -505,4 +542,24 @@ fn copy_tree(from: &Path, to: &Path, account: &Account) -> Result<()> {
         return Err(Error::env(format!("cannot copy the confdir to {}", to.display())).because(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
     chown_tree(to, account)
+}
+
+/// Reports the bytes read through it (decryption and extraction).
+struct ProgressReader<'p> {
+    inner: Box<dyn std::io::Read>,
+    done: u64,
+    total: u64,
+    progress: &'p dyn Progress,
+}
+
+impl std::io::Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.done;
+        self.done += n as u64;
+        if self.done >> 23 != before >> 23 {
+            self.progress.bytes("decrypting and unpacking", self.done, Some(self.total));
+        }
+        Ok(n)
+    }
 }

@@ -80,7 +80,7 @@ pub fn finish_decryption(child: Option<Child>) -> Result<()> {
 }
 
 /// Extracts the tar into `root`, refusing unsafe members.
-pub fn extract(source: Box<dyn Read>, root: &Path) -> Result<Staged> {
+pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path) -> Result<Staged> {
     let bad = |why: String| Error::usage("the backup is not a safe, whole archive").because(why);
     let mut archive = tar::Archive::new(source);
     let mut staged = Staged::default();
