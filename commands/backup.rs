@@ -21,10 +21,10 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         db_port: args.database_port,
     };
     // Bad options and unusable recipients are refused before anything else.
-    backup::resolve_recipients(&options)?;
+    let recipients = backup::resolve_recipients(&options)?;
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let progress = TerminalProgress::new(printer);
-    let report = backup::backup(&instance, &options, &progress)?;
+    let report = backup::backup(&instance, &options, &recipients, &progress)?;
     for path in &report.stale_temps_removed {
         printer.info(format!("kt: removed {} left by an interrupted backup", path.display()));
     }

@@ -77,12 +77,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     let options = kt::verify::local::LocalOptions { warn_days: 30, max_age: None, backup_dir: None };
     if let Ok(report) = kt::verify::local::verify(layout, &options) {
         for check in &report.checks {
-            let mark = match check.status {
-                kt::verify::Status::Ok => "ok  ",
-                kt::verify::Status::Fail => "FAIL",
-                kt::verify::Status::Skip => "skip",
-            };
-            printer.info(format!("verify: {mark}  {}: {}", check.name, check.detail));
+            printer.info(format!("verify: {}  {}: {}", check.status.mark(), check.name, check.detail));
         }
     }
     Ok(Status::Success)

@@ -55,12 +55,7 @@ fn print(report: &Report, json: bool, printer: &Printer) -> std::io::Result<()> 
         return printer.data(serde_json::to_string_pretty(&value).expect("JSON"));
     }
     for check in &report.checks {
-        let mark = match check.status {
-            CheckStatus::Ok => "ok  ",
-            CheckStatus::Fail => "FAIL",
-            CheckStatus::Skip => "skip",
-        };
-        printer.data(format!("{mark}  {}: {}", check.name, check.detail))?;
+        printer.data(format!("{}  {}: {}", check.status.mark(), check.name, check.detail))?;
     }
     let failed = report.checks.iter().filter(|c| c.status == CheckStatus::Fail).count();
     if failed == 0 {

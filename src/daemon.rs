@@ -186,8 +186,7 @@ fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
 fn is_kt_server(pid: u32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     // A zombie has an empty command line: it is gone for our purposes.
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.iter().any(|a| *a == b"serve") && !cmdline.is_empty()
+    cmdline.split(|&b| b == 0).any(|arg| arg == b"serve")
 }
 
 fn log_since(path: &Path, offset: u64) -> Vec<String> {

@@ -104,14 +104,6 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).env_context(|| format!("cannot set the mode of {}", path.display()))
 }
 
-/// The permission bits of `path`.
-pub fn mode_of(path: &Path) -> Result<u32> {
-    Ok(fs::metadata(path)
-        .env_context(|| format!("cannot read {}", path.display()))?
-        .permissions()
-        .mode()
-        & 0o7777)
-}
 
 /// A file writer that starts the kernel's writeback of every few MiB as
 /// soon as they are written (`sync_file_range`), so the final fsync only

@@ -174,7 +174,8 @@ impl KeyMaterial {
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+/// Every certificate of a PEM file (at least one).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .map_err(|e| Error::env(format!("cannot read the certificate {}", path.display())).because_err(&e))?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)

@@ -23,7 +23,6 @@ use crate::progress::Progress;
 /// One confdir entry, read and hashed before the archive is written.
 #[derive(Debug, Clone)]
 pub struct ConfEntry {
-    pub source: PathBuf,
     /// The member path: the absolute path without its leading `/`.
     pub member: String,
     pub kind: EntryType,
@@ -60,7 +59,6 @@ pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
             return Ok(()); // sockets, fifos, devices have no place in a backup
         };
         out.push(ConfEntry {
-            source: path.to_path_buf(),
             member: member_path(path),
             kind,
             meta_mode: meta.mode() & 0o7777,

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod dump;
 pub mod list;
 pub mod lock;
+pub mod message;
 pub mod naming;
 pub mod recipients;
 
@@ -90,8 +91,14 @@ pub fn resolve_recipients(options: &BackupOptions) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
-pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
-    let recipients = resolve_recipients(options)?;
+/// Writes one backup to the `recipients` that [`resolve_recipients`]
+/// returned for `options` (none: cleartext).
+pub fn backup(
+    instance: &Instance,
+    options: &BackupOptions,
+    recipients: &[Recipient],
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     let output = match &options.output {
         Some(dir) => fsutil::absolute(dir)?,
         None => instance.layout.home.clone(),
@@ -210,7 +217,7 @@ pub fn backup(instance: &Instance, options: &BackupOptions, progress: &dyn Progr
         estimate,
         progress,
     );
-    let facts = archive::write_archive(&payload, manifest, &recipients, &mut counting)?;
+    let facts = archive::write_archive(&payload, manifest, recipients, &mut counting)?;
     let size = counting.written;
     let file = counting
         .inner

@@ -4,14 +4,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
-use rustls_pki_types::pem::PemObject;
 
 use crate::error::{Error, Result};
 
@@ -254,7 +252,7 @@ fn client_config(trust: &Trust) -> Result<ClientConfig> {
     let mut config = match trust {
         Trust::Ca(path) => {
             let mut roots = RootCertStore::empty();
-            for cert in read_pem_certs(path)? {
+            for cert in crate::tls::read_certs(path)? {
                 roots.add(cert).map_err(|e| Error::usage(format!("{} holds an unusable CA certificate", path.display())).because(e))?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
@@ -266,17 +264,6 @@ fn client_config(trust: &Trust) -> Result<ClientConfig> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| Error::usage(format!("cannot read the CA file {}", path.display())).because_err(&e))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::usage(format!("{} is not a PEM certificate file", path.display())).because(e))?;
-    if certs.is_empty() {
-        return Err(Error::usage(format!("{} holds no certificate", path.display())));
-    }
-    Ok(certs)
 }
 
 /// `--insecure`: accepts any certificate but still checks the handshake

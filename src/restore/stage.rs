@@ -37,7 +37,7 @@ pub fn open(file: &Path, gnupg_home: Option<&Path>, passphrase_file: Option<&Pat
         let f = std::fs::File::open(file).map_err(|e| Error::usage("cannot open the backup").because_err(&e))?;
         return Ok((Box::new(f), None));
     }
-    if let Err(why) = crate::verify::backup::walk_message(file) {
+    if let Err(why) = crate::backup::message::walk(file) {
         return Err(Error::usage(format!("{} is damaged", file.display())).because(why));
     }
     let mut cmd = Command::new("gpg");
@@ -95,47 +95,19 @@ pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path) -> Result<Staged> {
         let kind = entry.header().entry_type();
         let target = root.join(rel);
         if kind.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&target)
-                .map_err(|e| Error::env(format!("cannot create {}", target.display())).because_err(&e))?;
+            private_dirs(&target)?;
             continue;
         }
         if !kind.is_file() {
             return Err(bad(format!("member {path:?} is a link or a device ({:?}): refused", kind)));
         }
-        if let Some(parent) = target.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| Error::env(format!("cannot create {}", parent.display())).because_err(&e))?;
-        }
-        let mode = entry.header().mode().unwrap_or(0o600) & 0o700;
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode.max(0o600))
-            .open(&target)
-            .map_err(|e| bad(format!("member {path:?} appears twice or cannot be written: {e}")))?;
-        let is_sql = path.ends_with(".sql");
-        let mut digest = is_sql.then(DumpDigest::default);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| bad(format!("{path}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
+        let mode = (entry.header().mode().unwrap_or(0o600) & 0o700).max(0o600);
+        let mut digest = path.ends_with(".sql").then(DumpDigest::default);
+        let (size, sha) = copy_member(&mut entry, &target, mode, &bad, |chunk| {
             if let Some(d) = digest.as_mut() {
-                d.update(&buf[..n]);
+                d.update(chunk);
             }
-            out.write_all(&buf[..n]).map_err(|e| Error::env(format!("cannot write {}", target.display())).because_err(&e))?;
-            size += n as u64;
-        }
+        })?;
         if path.ends_with(".manifest.json") {
             let text = std::fs::read_to_string(&target).map_err(|e| bad(e.to_string()))?;
             staged.manifest = Some(serde_json::from_str(&text).map_err(|e| bad(format!("the manifest is not JSON: {e}")))?);
@@ -147,7 +119,7 @@ pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path) -> Result<Staged> {
             }
             staged.dump = Some((path.clone(), d.finish().row_counts));
         }
-        staged.files.insert(path, (size, crate::auth::hex(&hasher.finalize())));
+        staged.files.insert(path, (size, sha));
     }
     Ok(staged)
 }
@@ -221,29 +193,14 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
         }
         let target = root.join(rel);
         if entry.is_dir() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&target).map_err(|e| bad(e.to_string()))?;
+            private_dirs(&target)?;
             continue;
         }
         if name.ends_with("/keytrustee.conf") {
             conf_dir_member = Some(name.trim_end_matches("/keytrustee.conf").to_string());
         }
-        if let Some(parent) = target.parent() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| bad(e.to_string()))?;
-        }
-        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target).map_err(|e| bad(e.to_string()))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut size = 0u64;
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| bad(format!("{name}: {e} (wrong password or damaged)")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
-            size += n as u64;
-        }
-        staged.files.insert(name, (size, crate::auth::hex(&hasher.finalize())));
+        let (size, sha) = copy_member(&mut entry, &target, 0o600, &bad, |_| {})?;
+        staged.files.insert(name, (size, sha));
     }
     let conf_dir_member = conf_dir_member.ok_or_else(|| Error::usage("keytrustee-conf.zip holds no keytrustee.conf"))?;
     if db.len() != 1 {
@@ -257,7 +214,7 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
     })?;
     let target = root.join(&dump_member);
     if let Some(parent) = target.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| bad(e.to_string()))?;
+        private_dirs(parent)?;
     }
     let out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target).map_err(|e| bad(e.to_string()))?;
     let mut out = std::io::BufWriter::new(out);
@@ -307,4 +264,48 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
 fn is_clean_statement(line: &[u8]) -> bool {
     let text = String::from_utf8_lossy(line);
     text.starts_with("DROP ") || (text.starts_with("ALTER TABLE ") && text.contains(" DROP "))
+}
+
+/// Creates `dir` and its missing parents, private (0700).
+fn private_dirs(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::env(format!("cannot create {}", dir.display())).because_err(&e))
+}
+
+/// Copies one member into a new private file under its (private) parent,
+/// hashing it and handing every chunk to `each` on the way. Read errors
+/// are the archive's fault (`bad`), write errors the environment's.
+fn copy_member(
+    mut from: impl Read,
+    target: &Path,
+    mode: u32,
+    bad: impl Fn(String) -> Error,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(u64, String)> {
+    if let Some(parent) = target.parent() {
+        private_dirs(parent)?;
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(target)
+        .map_err(|e| bad(format!("{} appears twice or cannot be written: {e}", target.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(|e| bad(format!("{}: {e}", target.display())))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        each(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| Error::env(format!("cannot write {}", target.display())).because_err(&e))?;
+        size += n as u64;
+    }
+    Ok((size, crate::auth::hex(&hasher.finalize())))
 }

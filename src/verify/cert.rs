@@ -43,13 +43,8 @@ impl CertInfo {
 
     /// Reads the first certificate of a PEM file.
     pub fn from_pem_file(path: &std::path::Path) -> Result<CertInfo, String> {
-        use rustls_pki_types::pem::PemObject;
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let der = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-            .next()
-            .ok_or_else(|| format!("{} holds no certificate", path.display()))?
-            .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
-        CertInfo::parse(&der)
+        let certs = crate::tls::read_certs(path).map_err(|e| e.to_string())?;
+        CertInfo::parse(&certs[0])
     }
 
     /// Whether the certificate names `host` (exact, or one `*.` wildcard label).

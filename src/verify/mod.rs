@@ -20,6 +20,17 @@ pub enum Status {
     Skip,
 }
 
+impl Status {
+    /// The mark of a checklist line, four characters wide.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Status::Ok => "ok  ",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: String,
