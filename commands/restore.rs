@@ -23,6 +23,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         confdir: global.confdir.clone(),
         force_foreign: args.force_foreign,
         service_user: args.service_user,
+        preload: !args.dry_run,
     };
     // Decide up front whether we may ask: a refusal to proceed must come
     // before any work, not after the backup was decrypted.
@@ -46,7 +47,11 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         plan.target.confdir.display(),
         if plan.replaces_confdir { " (the current one is moved to a safety copy)" } else { " (new)" }
     ))?;
-    printer.data("database:     keytrustee is re-created and loaded (the current one is set aside until the restore succeeded)")?;
+    printer.data(if plan.preloaded() {
+        "database:     keytrustee is replaced by the copy loaded from this backup (the current one is set aside until the restore succeeded)"
+    } else {
+        "database:     keytrustee is re-created and loaded (the current one is set aside until the restore succeeded)"
+    })?;
     if let Some(why) = &plan.foreign {
         printer.warn(format!("foreign backup accepted with --force-foreign: {why}"));
     }

@@ -266,3 +266,19 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// A backup made the documented way (ktbackup.sh's layout, no kt
+/// involved): the confdir under its own path and the dump `sql` at the top,
+/// in a plain tar at `tarball`.
+pub fn documented_tar(inst: &Instance, sql: &Path, tarball: &Path) {
+    run(Command::new("tar")
+        .arg("cf")
+        .arg(tarball)
+        .arg("-C")
+        .arg("/")
+        .arg(inst.confdir.strip_prefix("/").unwrap())
+        .arg("-C")
+        .arg(sql.parent().unwrap())
+        .arg(sql.file_name().unwrap()))
+    .expect(0);
+}

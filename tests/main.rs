@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod db;
 mod init;
+mod load;
 mod org;
 mod restore;
 mod server;

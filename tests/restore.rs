@@ -135,6 +135,12 @@ fn refusals_leave_the_live_instance_untouched() {
     let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
 }
 
+/// Databases a restore made for itself and should have removed.
+fn scratch_databases(inst: &Instance) -> Vec<String> {
+    let out = inst.psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_%' ORDER BY 1").expect(0);
+    out.stdout.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
 #[test]
 fn a_failure_after_the_drop_puts_everything_back() {
     let (inst, alice, stored) = with_deposits("rollback");
@@ -151,32 +157,58 @@ fn a_failure_after_the_drop_puts_everything_back() {
     let cut = pg_dump.stdout[..half].rfind('\n').unwrap();
     std::fs::write(&sql, format!("{}\nTHIS IS NOT SQL;\n{}", &pg_dump.stdout[..cut], &pg_dump.stdout[cut..])).unwrap();
     let tarball = work.join("broken.tar");
-    let home_parent = inst.home.parent().unwrap();
-    run(Command::new("tar")
-        .arg("cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg("/")
-        .arg(inst.confdir.strip_prefix("/").unwrap())
-        .arg("-C")
-        .arg(work.path.to_str().unwrap())
-        .arg(sql.file_name().unwrap()))
-    .expect(0);
-    let _ = home_parent;
+    documented_tar(&inst, &sql, &tarball);
     let tarball_copy = work.join("broken-copy.tar");
     std::fs::copy(&tarball, &tarball_copy).unwrap();
+    let serves_as_before = |what: &str| {
+        assert_eq!(tables_digest(&inst), before, "{what}: the database changed");
+        let (code, served) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+        assert_eq!((code, served.as_str()), (200, fingerprint.as_str()), "{what}");
+        for (uuid, content) in &stored {
+            assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content, "{what}");
+        }
+    };
+    // On the live instance the dump is loaded into a scratch database while
+    // it is decrypted: a dump that breaks is refused before anything changes.
     let out = restore(&inst, &[tarball.to_str().unwrap(), "--yes"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("does not load") && out.stderr.contains("nothing was changed"), "{}", out.stderr);
+    // The line lands inside COPY data: the server's complaint is named.
+    assert!(out.stderr.contains("missing data for column"), "the cause is named: {}", out.stderr);
+    serves_as_before("a dump that does not load");
+    assert_eq!(scratch_databases(&inst), Vec::<String>::new(), "the scratch database must go");
+
+    // A failure after the swap: the restored confdir's certificate is
+    // garbage, so the server does not start again. Everything goes back.
+    let good_sql = work.join("kts_bak_localhost_2026-01-01_00-00-01.sql");
+    std::fs::write(&good_sql, &pg_dump.stdout).unwrap();
+    let good_tar = work.join("good.tar");
+    documented_tar(&inst, &good_sql, &good_tar);
+    let bad_cert = work.join("bad-cert.tar");
+    let cert_member = inst.confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(concat!(
+            "import tarfile,sys,io\n",
+            "src=tarfile.open(sys.argv[1]); dst=tarfile.open(sys.argv[2],'w')\n",
+            "for m in src.getmembers():\n",
+            "  d=src.extractfile(m).read() if m.isfile() else None\n",
+            "  if m.name==sys.argv[3]:\n",
+            "    d=b'not a certificate\\n'; m.size=len(d)\n",
+            "  dst.addfile(m, io.BytesIO(d) if d is not None else None)\n",
+            "dst.close()\n"
+        ))
+        .arg(&good_tar)
+        .arg(&bad_cert)
+        .arg(cert_member.strip_prefix("/").unwrap()))
+    .expect(0);
+    let out = restore(&inst, &[bad_cert.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
-    assert!(out.stderr.contains("THIS IS NOT SQL") || out.stderr.contains("syntax error"), "the cause is named: {}", out.stderr);
-    eprintln!("{}", out.stderr);
-    assert_eq!(tables_digest(&inst), before);
-    // The server serves as before.
-    let (code, served) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
-    assert_eq!((code, served.as_str()), (200, fingerprint.as_str()));
-    for (uuid, content) in &stored {
-        assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
-    }
+    assert!(out.stderr.contains("server"), "the cause is named: {}", out.stderr);
+    serves_as_before("a server that does not start after the swap");
+    assert_eq!(scratch_databases(&inst), Vec::<String>::new(), "no scratch or safety database may stay");
+
     // On a fresh host, the failed restore removes the cluster it created.
     inst.kt(&["server", "stop"]).expect(0);
     inst.kt(&["db", "stop"]).expect(0);
@@ -205,7 +237,7 @@ fn a_backup_made_the_documented_way_restores() {
     .expect(0);
     std::fs::write(work.join(sql_name), &dump.stdout).unwrap();
     let tarball = work.join("backup.tar");
-    run(Command::new("tar").arg("cf").arg(&tarball).arg("-C").arg("/").arg(inst.confdir.strip_prefix("/").unwrap()).arg("-C").arg(&work.path).arg(sql_name)).expect(0);
+    documented_tar(&inst, &work.join(sql_name), &tarball);
     let encrypted = work.join("backup.tar.gpg");
     run(Command::new("gpg")
         .arg("--homedir")

@@ -21,6 +21,18 @@ pub struct DumpFacts {
     pub size: u64,
     pub sha256: String,
     pub row_counts: BTreeMap<String, u64>,
+    /// The psql meta-commands outside COPY data (`\restrict KEY`), each
+    /// once, and the client encoding the dump sets: what decides whether
+    /// kt's loader or psql loads it (`storage::load::needs_psql`).
+    pub meta_commands: Vec<String>,
+    pub client_encoding: Option<String>,
+}
+
+impl DumpFacts {
+    /// Why psql, not kt's loader, must load this dump into `database`.
+    pub fn needs_psql(&self, database: &str) -> Option<String> {
+        crate::storage::load::needs_psql(&self.meta_commands, self.client_encoding.as_deref(), database)
+    }
 }
 
 /// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
@@ -78,7 +90,13 @@ impl DumpDigest {
     }
 
     pub fn finish(self) -> DumpFacts {
-        DumpFacts { size: self.size, sha256: crate::auth::hex(&self.hasher.finalize()), row_counts: self.counter.counts }
+        DumpFacts {
+            size: self.size,
+            sha256: crate::auth::hex(&self.hasher.finalize()),
+            row_counts: self.counter.counts,
+            meta_commands: self.counter.meta_commands,
+            client_encoding: self.counter.client_encoding,
+        }
     }
 }
 
@@ -92,6 +110,8 @@ struct RowCounter {
     line: Vec<u8>,
     line_len: usize,
     counts: BTreeMap<String, u64>,
+    meta_commands: Vec<String>,
+    client_encoding: Option<String>,
 }
 
 /// COPY header lines are short; data rows only need their first bytes.
@@ -128,6 +148,22 @@ impl RowCounter {
                     *self.counts.entry(name.clone()).or_insert(0) += 1;
                 }
             }
+            None if whole && self.line.starts_with(b"\\") => {
+                let meta = String::from_utf8_lossy(self.line.trim_ascii()).into_owned();
+                // A bound on what a hostile dump can make kt remember; past
+                // it, a marker that no loader understands (so psql loads).
+                if !self.meta_commands.contains(&meta) {
+                    match self.meta_commands.len() {
+                        0..64 => self.meta_commands.push(meta),
+                        64 => self.meta_commands.push("\\... (more meta-commands)".into()),
+                        _ => {}
+                    }
+                }
+            }
+            None if whole && self.line.starts_with(b"SET client_encoding = '") => {
+                let text = String::from_utf8_lossy(&self.line);
+                self.client_encoding = text.split('\'').nth(1).map(str::to_string);
+            }
             None => {
                 if whole && self.line.starts_with(b"COPY ") && self.line.ends_with(b" FROM stdin;\n") {
                     let text = String::from_utf8_lossy(&self.line);
@@ -148,6 +184,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn notes_meta_commands_and_encoding() {
+        let mut c = RowCounter::default();
+        c.feed(b"\\restrict k1\nSET client_encoding = 'LATIN1';\nCOPY t (a) FROM stdin;\n\\N\n\\.\n\\unrestrict k1\n\\restrict k1\n");
+        assert_eq!(c.meta_commands, vec!["\\restrict k1".to_string(), "\\unrestrict k1".to_string()]);
+        assert_eq!(c.client_encoding.as_deref(), Some("LATIN1"));
+        assert_eq!(c.counts.get("t"), Some(&1));
+    }
+
+    #[test]
     fn counts_rows_across_any_chunking() {
         let dump = b"SET x = 1;\nCOPY public.deposits (uuid, content) FROM stdin;\na\t\\\\x00\nb\t\\\\x01\n\\.\n\nCOPY public.clients (f) FROM stdin;\n\\.\nCOPY \"public\".\"organizations\" (name) FROM stdin;\nacme\n\\.\n";
         for chunk in [1, 2, 3, 7, 1000] {
@@ -159,6 +204,7 @@ mod tests {
             assert_eq!(c.counts.get("clients"), Some(&0), "chunk {chunk}");
             assert_eq!(c.counts.get("organizations"), Some(&1), "chunk {chunk}");
             assert!(c.table.is_none());
+            assert!(c.meta_commands.is_empty() && c.client_encoding.is_none());
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn walk(path: &Path) -> std::result::Result<(Vec<String>, u64), String> {
                 }
                 (v, false)
             };
-            if tag == 1 && !more && chunk >= 9 && chunk <= 4096 {
+            if tag == 1 && !more && (9..=4096).contains(&chunk) {
                 let mut pkesk = vec![0u8; chunk as usize];
                 file.read_exact(&mut pkesk).map_err(|_| "truncated inside a PKESK packet".to_string())?;
                 if pkesk[0] == 3 {

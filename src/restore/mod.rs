@@ -10,11 +10,13 @@
 //!    checked, server started again. Any failure there puts the safety
 //!    copy back: the old state or the new one, never a mix.
 
+pub mod stream;
+pub mod preload;
 pub mod stage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::account::Account;
 use crate::config::{self, Config};
@@ -24,7 +26,7 @@ use crate::fsutil;
 use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
 use crate::progress::Progress;
 use crate::storage::pgpass::Password;
-use crate::storage::{schema, Cluster};
+use crate::storage::{load, schema, Cluster};
 use stage::StagingDir;
 
 #[derive(Debug, Clone, Default)]
@@ -40,6 +42,10 @@ pub struct RestoreOptions {
     pub force_foreign: bool,
     /// The account PostgreSQL runs as when root (created when missing).
     pub service_user: Option<String>,
+    /// Load the dump into a scratch database while staging, when the
+    /// instance being replaced has a running cluster ([`preload`]). Off for
+    /// a dry run, which must not touch the cluster.
+    pub preload: bool,
 }
 
 /// What a restore would do, for the operator to confirm.
@@ -55,6 +61,10 @@ pub struct Plan {
     pub has_manifest: bool,
     /// Why the backup looks foreign (accepted with --force-foreign).
     pub foreign: Option<String>,
+    /// Why psql rather than kt's loader loads this dump (`None`: kt's).
+    pub load_by_psql: Option<String>,
+    /// The dump, already loaded into a scratch database and checked.
+    preloaded: Option<(preload::Preload, load::LoadReport)>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
     staged_confdir: PathBuf,
@@ -88,32 +98,20 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     };
     progress.step("decrypting and checking the backup");
     let root = staging.0.join("root");
-    std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
-    let staged = if zips {
+    let (staged, preloading) = if zips {
         let password = options
             .zip_password
             .as_ref()
             .ok_or_else(|| Error::usage("the zips are encrypted: give --zip-password-file (or run on a terminal)"))?;
-        stage::extract_zips(&options.files, password.expose(), &root)?
+        std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
+        (stage::extract_zips(&options.files, password.expose(), &root)?, None)
     } else {
-        let (source, child) = stage::open(&options.files[0], gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
-        let total = std::fs::metadata(&options.files[0]).map(|m| m.len()).unwrap_or(0);
-        let source = Box::new(ProgressReader { inner: source, done: 0, total, progress });
-        let staged = stage::extract(source, &root);
-        progress.finish();
-        // The decryption verdict first: a wrong key shows up as an empty tar.
-        stage::finish_decryption(child)?;
-        staged?
+        stage_backup(options, gnupg_home.as_deref(), &root, options.preload, progress)?
     };
     stage::check_manifest(&staged)?;
 
-    let conf_members: Vec<&String> = staged.files.keys().filter(|p| p.ends_with("/keytrustee.conf")).collect();
-    let conf_member = match conf_members.as_slice() {
-        [one] => (*one).clone(),
-        [] => return Err(Error::usage("the backup holds no keytrustee.conf")),
-        _ => return Err(Error::usage("the backup holds more than one keytrustee.conf")),
-    };
-    let Some((dump_member, dump_rows)) = &staged.dump else {
+    let conf_member = conf_member(&staged)?;
+    let Some((dump_member, dump_facts)) = &staged.dump else {
         return Err(Error::usage("the backup holds no .sql database dump"));
     };
     let conf_dir_member = conf_member.trim_end_matches("/keytrustee.conf").to_string();
@@ -128,7 +126,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
             return Err(Error::usage("the backup's key does not match its manifest"));
         }
     }
-    let target = Layout::new(Some(options.confdir.as_deref().unwrap_or(&recorded_confdir)))?;
+    let target = target_layout(options, &conf_member)?;
 
     // Identity: the instance being replaced, or this host.
     let existing = target.clone().load().ok();
@@ -154,8 +152,40 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
             .with_hint("restore on the host it came from, or pass --force-foreign if this host replaces it"));
     }
     let row_counts = match &staged.manifest {
-        Some(m) => serde_json::from_value(m["row_counts"].clone()).unwrap_or_else(|_| dump_rows.clone()),
-        None => dump_rows.clone(),
+        Some(m) => serde_json::from_value(m["row_counts"].clone()).unwrap_or_else(|_| dump_facts.row_counts.clone()),
+        None => dump_facts.row_counts.clone(),
+    };
+    let load_by_psql = dump_facts.needs_psql(DB_NAME);
+    let mut dump = root.join(dump_member);
+    let preloaded = match preloading {
+        None => None,
+        Some(mut p) => {
+            progress.step("finishing the load into a scratch database");
+            match p.wait() {
+                Ok(report) => Some((p, report)),
+                // The dump uses psql features: psql loads it after all, from
+                // a staged file (the first pass streamed it to kt's loader).
+                Err(_) if load_by_psql.is_some() => {
+                    drop(p);
+                    progress.step("decrypting the backup again, for psql");
+                    let again = staging.0.join("root-psql");
+                    let (restaged, _) = stage_backup(options, gnupg_home.as_deref(), &again, false, progress)?;
+                    stage::check_manifest(&restaged)?;
+                    match &restaged.dump {
+                        Some((member, facts)) if facts.sha256 == dump_facts.sha256 => dump = again.join(member),
+                        _ => return Err(Error::usage("the backup changed while it was being restored")),
+                    }
+                    None
+                }
+                Err(e) => {
+                    let mut err = Error::env("the dump does not load (tried in a scratch database): nothing was changed");
+                    for c in e.causes() {
+                        err = err.because(c.clone());
+                    }
+                    return Err(err);
+                }
+            }
+        }
     };
     Ok(Plan {
         replaces_confdir: target.confdir.exists(),
@@ -166,11 +196,81 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         created: staged.manifest.as_ref().and_then(|m| m["created"].as_str().map(str::to_string)),
         row_counts,
         has_manifest: staged.manifest.is_some(),
+        load_by_psql,
+        preloaded,
         foreign,
-        dump: root.join(dump_member),
+        dump,
         staged_confdir,
         _staging: staging,
     })
+}
+
+/// Decrypts (when encrypted) and extracts one backup file into `root`.
+/// With `preload`, the dump goes straight into a scratch database as it is
+/// decrypted (when the instance it replaces has its cluster running; see
+/// [`preload`]) instead of into a staging file.
+fn stage_backup(
+    options: &RestoreOptions,
+    gnupg_home: Option<&Path>,
+    root: &Path,
+    preload: bool,
+    progress: &dyn Progress,
+) -> Result<(stage::Staged, Option<preload::Preload>)> {
+    std::fs::create_dir(root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
+    let (source, child) = stage::open(&options.files[0], gnupg_home, options.passphrase_file.as_deref())?;
+    let total = std::fs::metadata(&options.files[0]).map(|m| m.len()).unwrap_or(0);
+    let source = Box::new(ProgressReader { inner: source, done: 0, total, progress });
+    let mut preloading = None;
+    // The confdir comes before the dump in kt's archives: by the time the
+    // dump starts, the instance it replaces (and its cluster) is known.
+    let mut on_dump = |so_far: &stage::Staged| {
+        if !preload {
+            return None;
+        }
+        let member = conf_member(so_far).ok()?;
+        let target = target_layout(options, &member).ok()?;
+        if options.confdir.as_ref().is_some_and(|c| fsutil::absolute(c).ok().as_deref() != Some(recorded_confdir(&member).as_path())) {
+            // A re-rooted confdir has its paths rewritten later: load after.
+            return None;
+        }
+        let staged_confdir = root.join(member.trim_end_matches("/keytrustee.conf"));
+        let (p, tap) = preload::Preload::start(&target, &staged_confdir)?;
+        preloading = Some(p);
+        Some(tap)
+    };
+    let staged = stage::extract(source, root, Some(&mut on_dump));
+    progress.finish();
+    // The decryption verdict first: a wrong key shows up as an empty tar.
+    stage::finish_decryption(child)?;
+    Ok((staged?, preloading))
+}
+
+fn recorded_confdir(conf_member: &str) -> PathBuf {
+    PathBuf::from(format!("/{}", conf_member.trim_end_matches("/keytrustee.conf")))
+}
+
+/// The one `keytrustee.conf` of a staged backup (its directory is the
+/// confdir's recorded path).
+fn conf_member(staged: &stage::Staged) -> Result<String> {
+    let conf_members: Vec<&String> = staged.files.keys().filter(|p| p.ends_with("/keytrustee.conf")).collect();
+    match conf_members.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::usage("the backup holds no keytrustee.conf")),
+        _ => Err(Error::usage("the backup holds more than one keytrustee.conf")),
+    }
+}
+
+/// Where the confdir goes: `--confdir`, else its recorded path.
+fn target_layout(options: &RestoreOptions, conf_member: &str) -> Result<Layout> {
+    Layout::new(Some(options.confdir.as_deref().unwrap_or(&recorded_confdir(conf_member))))
+}
+
+impl Plan {
+    /// Whether the dump is loaded already (into a scratch database that
+    /// the restore renames into place).
+    pub fn preloaded(&self) -> bool {
+        self.preloaded.is_some()
+    }
 }
 
 /// What a restore did.
@@ -192,12 +292,15 @@ struct Safety {
     /// The password the cluster had, when it was changed to the restored one.
     old_password: Option<Password>,
     password_changed: bool,
+    /// The keytrustee database is this run's (dropped again on failure).
+    created_db: bool,
     /// A cluster this run created (removed again on failure).
     created_data_dir: Option<PathBuf>,
     server_was_running: bool,
 }
 
-pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
+pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
+    let preloaded = plan.preloaded.take();
     let target = plan.target.clone();
     // Rewrite the recorded paths when the confdir is re-rooted.
     if target.confdir != plan.recorded_confdir {
@@ -236,6 +339,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         renamed_db: None,
         old_password: None,
         password_changed: false,
+        created_db: false,
         created_data_dir: None,
         server_was_running: false,
     };
@@ -264,20 +368,26 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     }
 
     // 2. The new state; any failure puts the old one back.
-    let result = put_in_place(&plan, &target, &account, &mut safety, progress);
+    // The server's restart is part of it: a restored instance whose server
+    // does not start is a failed restore, not a success with a footnote.
+    let result = put_in_place(&plan, preloaded, &target, &account, &mut safety, progress).and_then(|()| {
+        if safety.server_was_running {
+            progress.step("starting the server again");
+            let inst = target.clone().load()?;
+            let exe = std::env::current_exe().map_err(|e| Error::env("cannot find kt").because_err(&e))?;
+            ServerProcess::for_instance(&inst)?.start(&exe)?;
+        }
+        Ok(())
+    });
     match result {
         Ok(()) => {
-            if safety.server_was_running {
-                let inst = target.clone().load()?;
-                ServerProcess::for_instance(&inst)?.start(&std::env::current_exe().map_err(|e| Error::env("cannot find kt").because_err(&e))?)?;
-            }
             // The old database was only kept for a rollback: the backup is
             // the copy of record now.
             if let Some(name) = &safety.renamed_db {
                 if let Ok(inst) = target.clone().load() {
                     if let (Ok(cl), Ok(pw)) = (Cluster::for_instance(&inst), Password::read(&inst.layout.pgpass(), DB_USER)) {
                         if let Ok(mut admin) = cl.connect(&pw, "postgres") {
-                            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+                            let _ = preload::drop_when_free(&mut admin, name);
                         }
                     }
                 }
@@ -303,7 +413,14 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     }
 }
 
-fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Safety, progress: &dyn Progress) -> Result<()> {
+fn put_in_place(
+    plan: &Plan,
+    preloaded: Option<(preload::Preload, load::LoadReport)>,
+    target: &Layout,
+    account: &Account,
+    safety: &mut Safety,
+    progress: &dyn Progress,
+) -> Result<()> {
     progress.step(&format!("putting the confdir in place at {}", target.confdir.display()));
     chown_tree(&plan.staged_confdir, account)?;
     std::fs::rename(&plan.staged_confdir, &target.confdir).or_else(|_| copy_tree(&plan.staged_confdir, &target.confdir, account))?;
@@ -341,100 +458,71 @@ fn put_in_place(plan: &Plan, target: &Layout, account: &Account, safety: &mut Sa
             None => return Err(e),
         },
     };
-    progress.step("dropping and re-creating the keytrustee database");
-    admin
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' AND pid <> pg_backend_pid()"
-        ))
-        .map_err(|e| Error::env("cannot disconnect the database's clients").because_err(&e))?;
+    // The preload checked that the restored configuration names this
+    // cluster; should that have changed since, there is no dump to load.
+    if preloaded.as_ref().is_some_and(|(p, _)| p.cluster.data_dir != cl.data_dir || p.cluster.port != cl.port) {
+        return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
+    }
+    progress.step(if preloaded.is_some() {
+        "putting the loaded database in place of the keytrustee database"
+    } else {
+        "dropping and re-creating the keytrustee database"
+    });
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
         .map_err(|e| Error::env("cannot read the database list").because_err(&e))?
         .is_some();
     if exists {
         let aside = format!("kt_restore_safety_{}", std::process::id());
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {aside}; "))
-            .and_then(|_| admin.batch_execute(&format!("ALTER DATABASE {DB_NAME} RENAME TO {aside}")))
-            .map_err(|e| Error::env("cannot set the current database aside").because_err(&e))?;
+        preload::drop_when_free(&mut admin, &aside)
+            .and_then(|_| preload::rename_when_free(&mut admin, DB_NAME, &aside))
+            .map_err(|e| Error::env("cannot set the current database aside").because(e.to_string()))?;
         safety.renamed_db = Some(aside);
     }
-    admin
-        .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
-        .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
-    progress.step("loading the dump");
-    load_sql(&cl, &inst.layout.pgpass(), &plan.dump, progress)?;
-    let mut db = cl.connect(&password, DB_NAME)?;
-    schema::migrate(&mut db)?;
-    for (table, expected) in &plan.row_counts {
-        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
+    let report = match preloaded {
+        Some((p, report)) => {
+            p.rename_into(&mut admin, DB_NAME)?;
+            safety.created_db = true;
+            report
         }
-        let n: i64 = db
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .map_err(|e| Error::env(format!("cannot count {table}")).because_err(&e))?
-            .get(0);
-        if table != "schema_version" && n as u64 != *expected {
+        None => {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
+                .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
+            safety.created_db = true;
+            progress.step(match &plan.load_by_psql {
+                None => "loading the dump".to_string(),
+                Some(why) => format!("loading the dump with psql ({why})"),
+            }
+            .as_str());
+            load::load(&cl, &password, &inst.layout.pgpass(), DB_NAME, &plan.dump, plan.load_by_psql.as_deref(), progress)?
+        }
+    };
+    let mut db = cl.connect(&password, DB_NAME)?;
+    // Rows as the server counted them while loading; psql does not tell,
+    // so after a psql load they are counted (the migration below may add
+    // schema_version rows, hence that table is left out there).
+    for (table, expected) in &plan.row_counts {
+        let n = if report.by_psql {
+            if table == "schema_version" || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let n: i64 = db
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .map_err(|e| Error::env(format!("cannot count {table}")).because_err(&e))?
+                .get(0);
+            n as u64
+        } else {
+            report.rows.get(table).copied().unwrap_or(0)
+        };
+        if n != *expected {
             return Err(Error::env(format!("table {table} has {n} rows after loading, the backup {expected}")));
         }
     }
+    schema::migrate(&mut db)?;
     let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
     if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
         return Err(Error::env("the restored key does not match the backup's"));
-    }
-    Ok(())
-}
-
-/// Loads the dump with psql in one transaction, stopping at the first
-/// error. kt feeds psql's standard input itself (as `psql -f -`), so the
-/// load can report its progress; psql still interprets every line,
-/// meta-commands included, exactly as `psql -f` would.
-fn load_sql(cl: &Cluster, pgpass: &Path, sql: &Path, progress: &dyn Progress) -> Result<()> {
-    use std::io::{Read, Write};
-    let total = std::fs::metadata(sql).map(|m| m.len()).unwrap_or(0);
-    let mut input = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
-    let mut child = Command::new(cl.bindir.join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", "127.0.0.1", "-p", &cl.port.to_string()])
-        .args(["-U", DB_USER, "-d", DB_NAME, "-f", "-"])
-        .env("PGPASSFILE", pgpass)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::env("cannot run psql").because_err(&e))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    // Drain psql's errors on the side so it can never block on them.
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
-        text
-    });
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let n = input.read(&mut buf).map_err(|e| Error::env("cannot read the staged dump").because_err(&e))?;
-        if n == 0 {
-            break;
-        }
-        // psql stops reading at the first error (ON_ERROR_STOP): its
-        // message, not the broken pipe, is the cause to report.
-        if stdin.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        done += n as u64;
-        progress.bytes("loading the dump", done, Some(total));
-    }
-    drop(stdin);
-    let status = child.wait().map_err(|e| Error::env("psql did not finish").because_err(&e))?;
-    progress.finish();
-    let stderr = errors.join().unwrap_or_default();
-    if !status.success() {
-        let mut err = Error::env("loading the dump failed");
-        for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(3) {
-            err = err.because(line.trim().to_string());
-        }
-        return Err(err);
     }
     Ok(())
 }
@@ -453,7 +541,7 @@ fn set_password(db: &mut postgres::Client, password: &Password) -> Result<()> {
 /// confdir still names the cluster's current password), then the confdir,
 /// then the server.
 fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
-    if safety.renamed_db.is_some() || safety.password_changed {
+    if safety.created_db || safety.renamed_db.is_some() || safety.password_changed {
         let inst = target.clone().load()?;
         let cl = Cluster::for_instance(&inst)?;
         cl.start()?;
@@ -461,16 +549,14 @@ fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
         let mut admin = cl
             .connect(&current, "postgres")
             .or_else(|e| safety.old_password.as_ref().map(|old| cl.connect(old, "postgres")).unwrap_or(Err(e)))?;
-        let _ = admin.batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' AND pid <> pg_backend_pid()"
-        ));
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME}"))
-            .map_err(|e| Error::env("cannot drop the half-restored database").because_err(&e))?;
+        // A scratch database left by a preload that could not drop it
+        // itself (the password had been switched under it).
+        let _ = preload::drop_when_free(&mut admin, &preload::scratch_name());
+        if safety.created_db {
+            preload::drop_when_free(&mut admin, DB_NAME).map_err(|e| Error::env("cannot drop the half-restored database").because(e.to_string()))?;
+        }
         if let Some(aside) = &safety.renamed_db {
-            admin
-                .batch_execute(&format!("ALTER DATABASE {aside} RENAME TO {DB_NAME}"))
-                .map_err(|e| Error::env("cannot put the old database back").because_err(&e))?;
+            preload::rename_when_free(&mut admin, aside, DB_NAME).map_err(|e| Error::env("cannot put the old database back").because(e.to_string()))?;
         }
         if safety.password_changed {
             if let Some(old) = &safety.old_password {

@@ -13,8 +13,9 @@ pub use crate::gnupg::PrivateDir as StagingDir;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::dump::DumpDigest;
+use crate::backup::dump::{DumpDigest, DumpFacts};
 use crate::error::{Error, Result};
+use super::stream::Tap;
 
 /// What was extracted.
 #[derive(Debug, Default)]
@@ -22,8 +23,11 @@ pub struct Staged {
     /// member path -> (size, sha256)
     pub files: BTreeMap<String, (u64, String)>,
     pub manifest: Option<serde_json::Value>,
-    /// The `.sql` member and its row counts.
-    pub dump: Option<(String, BTreeMap<String, u64>)>,
+    /// The `.sql` member and what its scan found (row counts, psql
+    /// meta-commands).
+    pub dump: Option<(String, DumpFacts)>,
+    /// The dump went to a [`Tap`], not to a file.
+    pub dump_streamed: bool,
 }
 
 /// Opens the backup's plaintext: the file itself for a tar, else a gpg
@@ -79,8 +83,14 @@ pub fn finish_decryption(child: Option<Child>) -> Result<()> {
     Ok(())
 }
 
+/// Called when the dump member starts, with what was staged before it: a
+/// returned [`Tap`] gets the dump's bytes instead of a staging file (a
+/// loader takes them as they are decrypted; the dump is still hashed and
+/// scanned here, and [`Staged::dump_streamed`] says it has no file).
+pub type OnDump<'h> = &'h mut dyn FnMut(&Staged) -> Option<Tap>;
+
 /// Extracts the tar into `root`, refusing unsafe members.
-pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path) -> Result<Staged> {
+pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, mut on_dump: Option<OnDump<'_>>) -> Result<Staged> {
     let bad = |why: String| Error::usage("the backup is not a safe, whole archive").because(why);
     let mut archive = tar::Archive::new(source);
     let mut staged = Staged::default();
@@ -102,22 +112,41 @@ pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path) -> Result<Staged> {
             return Err(bad(format!("member {path:?} is a link or a device ({:?}): refused", kind)));
         }
         let mode = (entry.header().mode().unwrap_or(0o600) & 0o700).max(0o600);
-        let mut digest = path.ends_with(".sql").then(DumpDigest::default);
-        let (size, sha) = copy_member(&mut entry, &target, mode, &bad, |chunk| {
-            if let Some(d) = digest.as_mut() {
-                d.update(chunk);
+        // A dump is hashed by its DumpDigest (which also counts rows), any
+        // other member by a plain SHA-256: each byte is hashed once.
+        let mut dump_digest = path.ends_with(".sql").then(DumpDigest::default);
+        let tap = match (&dump_digest, on_dump.as_mut()) {
+            (Some(_), Some(hook)) if staged.dump.is_none() => hook(&staged),
+            _ => None,
+        };
+        let mut plain = Sha256::new();
+        let mut each = |chunk: &[u8]| match dump_digest.as_mut() {
+            Some(d) => d.update(chunk),
+            None => plain.update(chunk),
+        };
+        let size = match tap {
+            Some(tap) => {
+                let size = stream_member(&mut entry, bad, &tap, each)?;
+                tap.finish();
+                staged.dump_streamed = true;
+                size
             }
-        })?;
+            None => copy_member(&mut entry, &target, mode, bad, &mut each)?,
+        };
+        let (sha, digest) = match dump_digest.map(DumpDigest::finish) {
+            Some(facts) => (facts.sha256.clone(), Some(facts)),
+            None => (crate::auth::hex(&plain.finalize()), None),
+        };
         if path.ends_with(".manifest.json") {
             let text = std::fs::read_to_string(&target).map_err(|e| bad(e.to_string()))?;
             staged.manifest = Some(serde_json::from_str(&text).map_err(|e| bad(format!("the manifest is not JSON: {e}")))?);
             continue;
         }
-        if let Some(d) = digest {
+        if let Some(facts) = digest {
             if staged.dump.is_some() {
                 return Err(bad("the archive holds more than one .sql dump".into()));
             }
-            staged.dump = Some((path.clone(), d.finish().row_counts));
+            staged.dump = Some((path.clone(), facts));
         }
         staged.files.insert(path, (size, sha));
     }
@@ -139,7 +168,8 @@ pub fn check_manifest(staged: &Staged) -> Result<()> {
             None => problems.push(format!("{path} is missing")),
         }
     }
-    if let (Some((_, rows)), Some(expected)) = (&staged.dump, manifest["row_counts"].as_object()) {
+    if let (Some((_, facts)), Some(expected)) = (&staged.dump, manifest["row_counts"].as_object()) {
+        let rows = &facts.row_counts;
         for (table, n) in expected {
             if rows.get(table).copied() != n.as_u64() {
                 problems.push(format!("table {table}: the dump has {:?} rows, the manifest {n}", rows.get(table)));
@@ -199,7 +229,9 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
         if name.ends_with("/keytrustee.conf") {
             conf_dir_member = Some(name.trim_end_matches("/keytrustee.conf").to_string());
         }
-        let (size, sha) = copy_member(&mut entry, &target, 0o600, &bad, |_| {})?;
+        let mut hasher = Sha256::new();
+        let size = copy_member(&mut entry, &target, 0o600, bad, |chunk| hasher.update(chunk))?;
+        let sha = crate::auth::hex(&hasher.finalize());
         staged.files.insert(name, (size, sha));
     }
     let conf_dir_member = conf_dir_member.ok_or_else(|| Error::usage("keytrustee-conf.zip holds no keytrustee.conf"))?;
@@ -255,8 +287,8 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
     }
     out.flush().map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
     let facts = digest.finish();
-    staged.files.insert(dump_member.clone(), (facts.size, facts.sha256));
-    staged.dump = Some((dump_member, facts.row_counts));
+    staged.files.insert(dump_member.clone(), (facts.size, facts.sha256.clone()));
+    staged.dump = Some((dump_member, facts));
     Ok(staged)
 }
 
@@ -276,7 +308,7 @@ fn private_dirs(dir: &Path) -> Result<()> {
 }
 
 /// Copies one member into a new private file under its (private) parent,
-/// hashing it and handing every chunk to `each` on the way. Read errors
+/// handing every chunk to `each` (which hashes it) on the way. Read errors
 /// are the archive's fault (`bad`), write errors the environment's.
 fn copy_member(
     mut from: impl Read,
@@ -284,7 +316,7 @@ fn copy_member(
     mode: u32,
     bad: impl Fn(String) -> Error,
     mut each: impl FnMut(&[u8]),
-) -> Result<(u64, String)> {
+) -> Result<u64> {
     if let Some(parent) = target.parent() {
         private_dirs(parent)?;
     }
@@ -294,7 +326,6 @@ fn copy_member(
         .mode(mode)
         .open(target)
         .map_err(|e| bad(format!("{} appears twice or cannot be written: {e}", target.display())))?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -302,10 +333,34 @@ fn copy_member(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
         each(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| Error::env(format!("cannot write {}", target.display())).because_err(&e))?;
         size += n as u64;
     }
-    Ok((size, crate::auth::hex(&hasher.finalize())))
+    Ok(size)
+}
+
+/// Hands one member to `tap` in chunks, giving each to `each` (which
+/// hashes it) first. Read errors are the archive's fault (`bad`).
+fn stream_member(mut from: impl Read, bad: impl Fn(String) -> Error, tap: &Tap, mut each: impl FnMut(&[u8])) -> Result<u64> {
+    let mut size = 0u64;
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        // Whole chunks: fewer, larger hand-overs.
+        while filled < chunk.len() {
+            let n = from.read(&mut chunk[filled..]).map_err(|e| bad(format!("the dump: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(size);
+        }
+        chunk.truncate(filled);
+        each(&chunk);
+        size += filled as u64;
+        tap.send(chunk);
+    }
 }

@@ -2,6 +2,7 @@
 //! status), the connection, and the schema with its embedded migrations.
 
 pub mod cluster;
+pub mod load;
 pub mod pgpass;
 pub mod schema;
 

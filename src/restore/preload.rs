@@ -1,0 +1,144 @@
+//! Loading the dump while the backup is still being decrypted.
+//!
+//! When the instance being replaced has a running cluster, the dump is
+//! loaded into a scratch database of that cluster (`kt_restore_load_<pid>`)
+//! as it is staged: decryption and loading overlap, and a dump that does
+//! not load is refused before anything live has changed. After the plan is
+//! confirmed, the restore swaps databases by renaming (the live one aside,
+//! the scratch one in), so the server is down for seconds, not for the
+//! load. Whatever is not swapped in is dropped: a scratch database is
+//! never left behind by a refusal, a `no` at the prompt, or a failure.
+//!
+//! The dump goes from decryption straight to the loader (it is never
+//! written to disk on this path). Without a running cluster (a fresh host,
+//! a database that is down), or when the restored configuration names
+//! another cluster, there is nothing to load into yet: the restore stages
+//! the dump and loads it afterwards. A dump that needs psql (see
+//! `storage::load::needs_psql`) is decrypted a second time for that.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::instance::{Layout, DB_USER};
+use crate::progress::Silent;
+use crate::storage::load::{self, LoadReport};
+use crate::storage::pgpass::Password;
+use crate::storage::{Cluster, State};
+
+use super::stream::{Canceller, Tap};
+
+pub struct Preload {
+    pub cluster: Cluster,
+    password: Password,
+    pub database: String,
+    thread: Option<JoinHandle<Result<LoadReport>>>,
+    canceller: Canceller,
+    /// Renamed into place: no longer ours to drop.
+    taken: bool,
+}
+
+impl std::fmt::Debug for Preload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Preload({} on port {})", self.database, self.cluster.port)
+    }
+}
+
+impl Preload {
+    /// Starts loading into a scratch database of the cluster of the
+    /// instance at `target`, when that cluster is up and is the one the
+    /// restored configuration (staged in `staged_confdir`) names. The dump
+    /// comes through the returned [`Tap`]. `None` (never an error): the
+    /// restore then stages the dump and loads it afterwards.
+    pub fn start(target: &Layout, staged_confdir: &Path) -> Option<(Preload, Tap)> {
+        let inst = target.clone().load().ok()?;
+        let cluster = Cluster::for_instance(&inst).ok()?;
+        let restored = Config::load(&staged_confdir.join("keytrustee.conf")).ok()?;
+        let restored_dir = restored.path(config::PG_ROOTDIR).ok()?;
+        let restored_dir = if restored_dir.is_absolute() { restored_dir } else { target.home.join(restored_dir) };
+        if restored_dir != cluster.data_dir || restored.port(config::DB_PORT).ok()? != cluster.port {
+            return None;
+        }
+        if !matches!(cluster.state().ok()?, State::Running { .. }) {
+            return None;
+        }
+        let password = Password::read(&inst.layout.pgpass(), DB_USER).ok()?;
+        let database = scratch_name();
+        let mut admin = cluster.connect(&password, "postgres").ok()?;
+        // Two statements: CREATE DATABASE cannot share a transaction.
+        drop_when_free(&mut admin, &database).ok()?;
+        admin.batch_execute(&format!("CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0")).ok()?;
+        let (tap, follower) = Tap::new();
+        let canceller = tap.canceller();
+        let (cl, pw, db) = (cluster.clone(), password.clone(), database.clone());
+        let thread = std::thread::Builder::new()
+            .name("kt-preload".into())
+            .spawn(move || load::load_from(&cl, &pw, &db, follower, None, &Silent))
+            .ok()?;
+        Some((Preload { cluster, password, database, thread: Some(thread), canceller, taken: false }, tap))
+    }
+
+    /// Waits for the load to end (the dump is whole by now).
+    pub fn wait(&mut self) -> Result<LoadReport> {
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(Error::env("the load thread failed"))),
+            None => Err(Error::env("the load was already waited for")),
+        }
+    }
+
+    /// Renames the loaded database to `name` through `admin` (a connection
+    /// to the same cluster, as whoever may rename it).
+    pub fn rename_into(mut self, admin: &mut postgres::Client, name: &str) -> Result<()> {
+        rename_when_free(admin, &self.database, name)?;
+        self.taken = true;
+        Ok(())
+    }
+}
+
+impl Drop for Preload {
+    fn drop(&mut self) {
+        self.canceller.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if !self.taken {
+            if let Ok(mut admin) = self.cluster.connect(&self.password, "postgres") {
+                let _ = drop_when_free(&mut admin, &self.database);
+            }
+        }
+    }
+}
+
+/// The scratch database of this run.
+pub fn scratch_name() -> String {
+    format!("kt_restore_load_{}", std::process::id())
+}
+
+/// A database's last sessions take a moment to end after their clients
+/// hung up: end them, and retry for a few seconds.
+fn when_free(admin: &mut postgres::Client, database: &str, sql: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database],
+        );
+        match admin.batch_execute(sql) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline && e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(Error::env(format!("cannot {sql}")).because_err(&e)),
+        }
+    }
+}
+
+pub fn rename_when_free(admin: &mut postgres::Client, from: &str, to: &str) -> Result<()> {
+    when_free(admin, from, &format!("ALTER DATABASE {from} RENAME TO {to}"))
+}
+
+pub fn drop_when_free(admin: &mut postgres::Client, database: &str) -> Result<()> {
+    when_free(admin, database, &format!("DROP DATABASE IF EXISTS {database}"))
+}

@@ -1,0 +1,321 @@
+//! Loads a plain-format SQL dump into a new, empty database: kt's own
+//! loader, faster than `psql -f` and with the same meaning.
+//!
+//! Statements and meta-commands are read as psql reads them
+//! ([`script`]) and run one by one on one connection. The data of a
+//! `COPY ... FROM stdin` block whose column types [`binary`] knows is
+//! re-encoded into binary COPY and spread over several connections
+//! ([`workers`]); any other block goes to the server as text, exactly as
+//! psql sends it. When a row turns out not to convert (an old bytea escape
+//! format, say), the rows before it are committed as sent and the rest of
+//! the block goes as text: the dump is read once, front to back, so it can
+//! come straight from decryption.
+//!
+//! Not one transaction: loading over several connections cannot be. The
+//! caller loads into a database that nothing else uses and drops it when
+//! the load fails, which gives the same all-or-nothing.
+//!
+//! Dumps that use psql features this loader does not run (meta-commands
+//! other than `\restrict`, `\unrestrict` and `\connect` to the same
+//! database, or a client encoding other than UTF-8) are loaded by psql
+//! itself ([`psql`]): [`needs_psql`] says when, from a scan of the dump's
+//! line starts that the restore's staging already makes.
+
+pub mod binary;
+pub mod psql;
+pub mod script;
+mod workers;
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::storage::pgpass::Password;
+use crate::storage::Cluster;
+use binary::{Kind, RowEncoder};
+use script::{Item, Script};
+
+/// Rows go to the load connections in batches of about this size.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// What the load did, table by table.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Rows the server took in per table (from its COPY replies).
+    pub rows: BTreeMap<String, u64>,
+    /// Tables loaded through binary COPY.
+    pub binary: Vec<String>,
+    /// Whether psql loaded the dump (see [`needs_psql`]).
+    pub by_psql: bool,
+}
+
+/// Why a dump must be loaded by psql rather than by kt, from the dump's
+/// lines outside COPY data (`None`: kt's loader runs it). `\connect` to
+/// `database` is understood; a line starting with a backslash inside a
+/// multi-line string would only make this say psql, which is safe.
+pub fn needs_psql(meta_commands: &[String], client_encoding: Option<&str>, database: &str) -> Option<String> {
+    if let Some(enc) = client_encoding {
+        if !enc.eq_ignore_ascii_case("UTF8") && !enc.eq_ignore_ascii_case("UTF-8") {
+            return Some(format!("the dump's client encoding is {enc}"));
+        }
+    }
+    meta_commands.iter().find(|m| !understood_meta(m, database)).map(|m| format!("the dump uses the psql meta-command {m}"))
+}
+
+fn understood_meta(line: &str, database: &str) -> bool {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some("\\restrict" | "\\unrestrict") => true,
+        Some("\\connect" | "\\c") => words.next().map(|w| w.trim_matches('"')) == Some(database) && words.next().is_none(),
+        _ => false,
+    }
+}
+
+/// Loads `sql` into `database` (new and empty), by kt's loader or, when
+/// `psql_reason` says so, by psql. `pgpass` is the password file psql uses.
+pub fn load(
+    cl: &Cluster,
+    password: &Password,
+    pgpass: &Path,
+    database: &str,
+    sql: &Path,
+    psql_reason: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<LoadReport> {
+    if psql_reason.is_some() {
+        psql::load(cl, pgpass, database, sql, progress)?;
+        return Ok(LoadReport { by_psql: true, ..LoadReport::default() });
+    }
+    let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    load_from(cl, password, database, file, total, progress)
+}
+
+/// kt's loader over any dump source (a file, or the dump as it is being
+/// decrypted); `total` is its size when known, for progress.
+pub fn load_from<R: Read>(
+    cl: &Cluster,
+    password: &Password,
+    database: &str,
+    source: R,
+    total: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<LoadReport> {
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let mut main = cl.connect(password, database)?;
+    // Index builds after the data are most of the rest of a load.
+    main.batch_execute("SET maintenance_work_mem = '256MB'").map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
+    let loader = Loader {
+        cl,
+        password,
+        database,
+        main,
+        script: Script::new(BufReader::with_capacity(1 << 20, source)),
+        total,
+        parallel,
+        pool: None,
+        settings: Vec::new(),
+        report: LoadReport::default(),
+    };
+    let result = loader.run(progress);
+    progress.finish();
+    result.map_err(|why| Error::env("loading the dump failed").because(why))
+}
+
+struct Loader<'a, R> {
+    cl: &'a Cluster,
+    password: &'a Password,
+    database: &'a str,
+    main: postgres::Client,
+    script: Script<BufReader<R>>,
+    total: Option<u64>,
+    parallel: usize,
+    pool: Option<workers::Pool>,
+    /// Session settings the dump made (`SET ...`), replayed on the load
+    /// connections before their COPY.
+    settings: Vec<String>,
+    report: LoadReport,
+}
+
+impl<R: Read> Loader<'_, R> {
+    fn run(mut self, progress: &dyn Progress) -> std::result::Result<LoadReport, String> {
+        let mut statements = 0usize;
+        while let Some(item) = self.script.next_item()? {
+            match item {
+                Item::Statement(sql) => {
+                    statements += 1;
+                    self.main.batch_execute(&sql).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error(&e)))?;
+                    if is_setting(&sql) {
+                        self.settings.push(sql);
+                    }
+                }
+                Item::Meta(line) => {
+                    if !understood_meta(&line, self.database) {
+                        return Err(format!("the psql meta-command {line} is not something kt runs; load this dump with psql -f"));
+                    }
+                }
+                Item::Copy(statement) => {
+                    let (table, rows) = self.copy(&statement, progress)?;
+                    *self.report.rows.entry(table).or_insert(0) += rows;
+                }
+            }
+            progress.bytes("loading the dump", self.script.offset(), self.total);
+        }
+        Ok(self.report)
+    }
+
+    /// One COPY block: binary over the pool when every column converts,
+    /// else (or from the first row that does not) text on the main
+    /// connection. Returns the table's short name and the rows the server
+    /// took.
+    fn copy(&mut self, statement: &str, progress: &dyn Progress) -> std::result::Result<(String, u64), String> {
+        let (table, columns) = script::copy_target(statement).ok_or_else(|| format!("cannot read {statement}"))?;
+        let name = table.rsplit('.').next().unwrap_or(&table).trim_matches('"').to_string();
+        let mut pending = None;
+        let mut rows = 0;
+        if let Some(columns) = &columns {
+            if let Some(kinds) = self.binary_kinds(&table, columns)? {
+                let (sent, rest) = self.copy_binary(&table, columns, kinds, progress)?;
+                rows += sent;
+                match rest {
+                    None => {
+                        self.report.binary.push(name.clone());
+                        return Ok((name, rows));
+                    }
+                    Some(line) => pending = Some(line),
+                }
+            }
+        }
+        rows += self.copy_text(statement, pending, progress)?;
+        Ok((name, rows))
+    }
+
+    /// The columns' kinds, when every one has a binary encoding here.
+    fn binary_kinds(&mut self, table: &str, columns: &str) -> std::result::Result<Option<Vec<Kind>>, String> {
+        let probe = format!("SELECT {columns} FROM {table} LIMIT 0");
+        let stmt = self.main.prepare(&probe).map_err(|e| format!("cannot read the columns of {table}: {}", db_error(&e)))?;
+        Ok(stmt.columns().iter().map(|c| Kind::of(c.type_())).collect())
+    }
+
+    /// The rows the server took, and the first row that did not convert
+    /// (`None`: the whole block went through).
+    fn copy_binary(
+        &mut self,
+        table: &str,
+        columns: &str,
+        kinds: Vec<Kind>,
+        progress: &dyn Progress,
+    ) -> std::result::Result<(u64, Option<Vec<u8>>), String> {
+        if self.pool.is_none() {
+            let mut clients = Vec::new();
+            for _ in 0..self.parallel {
+                clients.push(self.cl.connect(self.password, self.database).map_err(|e| e.to_string())?);
+            }
+            self.pool = Some(workers::Pool::new(clients));
+        }
+        let pool = self.pool.as_mut().expect("made above");
+        pool.begin(&self.settings, &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        let mut encoder = RowEncoder::new(kinds);
+        let mut line = Vec::with_capacity(4096);
+        let mut batch = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
+        let mut rows = 0u64;
+        let mut since_progress = 0usize;
+        let mut rest = None;
+        loop {
+            let more = match self.script.copy_line(&mut line) {
+                Ok(more) => more,
+                Err(e) => {
+                    let _ = pool.abort();
+                    return Err(e);
+                }
+            };
+            if !more {
+                break;
+            }
+            if encoder.encode(&line, &mut batch).is_err() {
+                rest = Some(line);
+                break;
+            }
+            rows += 1;
+            if batch.len() >= BATCH_BYTES {
+                since_progress += batch.len();
+                pool.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_BYTES + 64 * 1024)))?;
+                if since_progress >= 4 << 20 {
+                    since_progress = 0;
+                    progress.bytes("loading the dump", self.script.offset(), self.total);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            pool.send(batch)?;
+        }
+        let taken = pool.finish().map_err(|e| format!("COPY {table}: {e}"))?;
+        if taken != rows {
+            return Err(format!("COPY {table}: the server took {taken} rows of {rows}"));
+        }
+        Ok((rows, rest))
+    }
+
+    /// The block's rows (from `first`, when given) as text, as psql sends
+    /// them.
+    fn copy_text(&mut self, statement: &str, first: Option<Vec<u8>>, progress: &dyn Progress) -> std::result::Result<u64, String> {
+        let mut writer = self.main.copy_in(statement).map_err(|e| format!("{}: {}", first_line(statement), db_error(&e)))?;
+        if let Some(line) = &first {
+            let _ = writer.write_all(line);
+        }
+        let mut line = Vec::with_capacity(4096);
+        let mut n = 0u64;
+        while self.script.copy_line(&mut line)? {
+            if writer.write_all(&line).is_err() {
+                break;
+            }
+            n += 1;
+            if n.is_multiple_of(16384) {
+                progress.bytes("loading the dump", self.script.offset(), self.total);
+            }
+        }
+        writer.finish().map_err(|e| format!("{}: {}", first_line(statement), db_error(&e)))
+    }
+}
+
+/// `SET ...` and `SELECT pg_catalog.set_config(...)`: what pg_dump uses
+/// to set up the session.
+fn is_setting(sql: &str) -> bool {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    (lower.starts_with("set ") && !lower.starts_with("set constraints")) || lower.starts_with("select pg_catalog.set_config(")
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or("");
+    match line.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+fn db_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_dumps_need_psql() {
+        let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(needs_psql(&m(&["\\restrict abc", "\\unrestrict abc", "\\connect keytrustee"]), Some("UTF8"), "keytrustee"), None);
+        assert!(needs_psql(&m(&["\\connect other"]), None, "keytrustee").is_some());
+        assert!(needs_psql(&m(&["\\set ON_ERROR_STOP on"]), None, "keytrustee").is_some());
+        assert!(needs_psql(&[], Some("LATIN1"), "keytrustee").is_some());
+        assert!(is_setting("SET client_encoding = 'UTF8'"));
+        assert!(is_setting("SELECT pg_catalog.set_config('search_path', '', false)"));
+        assert!(!is_setting("SELECT pg_catalog.setval('s', 1, true)"));
+    }
+}
+
