@@ -9,7 +9,7 @@
 //! the backup is still being decrypted and checked, without writing the
 //! dump to disk and reading it back.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -72,15 +72,14 @@ pub struct Follower {
     ended: bool,
 }
 
-impl Read for Follower {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl BufRead for Follower {
+    /// The rest of the current chunk, without copying it (the loader's
+    /// line reader works on it directly).
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.cancelled.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("the load was cancelled"));
         }
-        while self.at == self.current.len() {
-            if self.ended {
-                return Ok(0);
-            }
+        while self.at == self.current.len() && !self.ended {
             match self.chunks.recv() {
                 Ok(Message::Chunk(chunk)) => {
                     self.current = chunk;
@@ -90,9 +89,20 @@ impl Read for Follower {
                 Err(_) => return Err(std::io::Error::other("staging the dump stopped before its end")),
             }
         }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
+        Ok(&self.current[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.current.len());
+    }
+}
+
+impl Read for Follower {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

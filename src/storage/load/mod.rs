@@ -27,7 +27,7 @@ pub mod script;
 mod workers;
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -36,6 +36,12 @@ use crate::storage::pgpass::Password;
 use crate::storage::Cluster;
 use binary::{Kind, RowEncoder};
 use script::{Item, Script};
+
+/// Every load connection: have the kernel start writing the table files
+/// while the load goes on (as kt backup does for its archive), instead of
+/// leaving gigabytes of dirty pages for the next checkpoint's fsync to
+/// wait for at the end.
+const SESSION: &str = "SET backend_flush_after = '2MB'";
 
 /// Rows go to the load connections in batches of about this size.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -90,12 +96,12 @@ pub fn load(
     }
     let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let total = file.metadata().map(|m| m.len()).ok();
-    load_from(cl, password, database, file, total, progress)
+    load_from(cl, password, database, BufReader::with_capacity(1 << 20, file), total, progress)
 }
 
-/// kt's loader over any dump source (a file, or the dump as it is being
-/// decrypted); `total` is its size when known, for progress.
-pub fn load_from<R: Read>(
+/// kt's loader over any buffered dump source (a file, or the dump as it
+/// is being decrypted); `total` is its size when known, for progress.
+pub fn load_from<R: BufRead>(
     cl: &Cluster,
     password: &Password,
     database: &str,
@@ -106,13 +112,13 @@ pub fn load_from<R: Read>(
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
     let mut main = cl.connect(password, database)?;
     // Index builds after the data are most of the rest of a load.
-    main.batch_execute("SET maintenance_work_mem = '256MB'").map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
+    main.batch_execute(&format!("SET maintenance_work_mem = '256MB'; {SESSION}")).map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
     let loader = Loader {
         cl,
         password,
         database,
         main,
-        script: Script::new(BufReader::with_capacity(1 << 20, source)),
+        script: Script::new(source),
         total,
         parallel,
         pool: None,
@@ -129,7 +135,7 @@ struct Loader<'a, R> {
     password: &'a Password,
     database: &'a str,
     main: postgres::Client,
-    script: Script<BufReader<R>>,
+    script: Script<R>,
     total: Option<u64>,
     parallel: usize,
     pool: Option<workers::Pool>,
@@ -139,7 +145,7 @@ struct Loader<'a, R> {
     report: LoadReport,
 }
 
-impl<R: Read> Loader<'_, R> {
+impl<R: BufRead> Loader<'_, R> {
     fn run(mut self, progress: &dyn Progress) -> std::result::Result<LoadReport, String> {
         let mut statements = 0usize;
         while let Some(item) = self.script.next_item()? {
@@ -211,7 +217,9 @@ impl<R: Read> Loader<'_, R> {
         if self.pool.is_none() {
             let mut clients = Vec::new();
             for _ in 0..self.parallel {
-                clients.push(self.cl.connect(self.password, self.database).map_err(|e| e.to_string())?);
+                let mut client = self.cl.connect(self.password, self.database).map_err(|e| e.to_string())?;
+                client.batch_execute(SESSION).map_err(|e| db_error(&e))?;
+                clients.push(client);
             }
             self.pool = Some(workers::Pool::new(clients));
         }
