@@ -130,6 +130,7 @@ fn refusals_leave_the_live_instance_untouched() {
         assert!(out.stderr.contains(needle), "{}: {}", file.display(), out.stderr);
         assert_eq!(tables_digest(&inst), before, "{} changed the database", file.display());
         assert_eq!(snapshot(&inst.confdir), confdir_before, "{} changed the confdir", file.display());
+        assert_eq!(scratch_databases(&inst), Vec::<String>::new(), "{} left a scratch database", file.display());
     }
     assert!(!Path::new("/tmp/kt-evil-abs").exists());
     let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
