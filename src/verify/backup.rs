@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::dump::DumpDigest;
+use crate::backup::dump::{DumpDigest, DumpFacts};
 use crate::error::{Error, Result};
 use crate::instance::{Instance, DB_USER};
 use crate::storage::cluster;
@@ -105,7 +104,7 @@ pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&I
         .as_object()
         .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
         .unwrap_or_default();
-    match &contents.dump_rows {
+    match contents.dump.as_ref().map(|d| &d.row_counts) {
         Some(rows) if *rows == expected => report.ok("row counts", format_counts(rows)),
         Some(rows) => report.fail("row counts", format!("dump has {}, manifest says {}", format_counts(rows), format_counts(&expected))),
         None => report.fail("row counts", "the archive has no SQL dump"),
@@ -124,7 +123,8 @@ struct Contents {
     /// member path -> (size, sha256)
     hashes: BTreeMap<String, (u64, String)>,
     manifest: Option<serde_json::Value>,
-    dump_rows: Option<BTreeMap<String, u64>>,
+    /// What the scan of the SQL dump found (rows, psql meta-commands).
+    dump: Option<DumpFacts>,
     pubring: Option<Vec<u8>>,
 }
 
@@ -132,7 +132,7 @@ struct Contents {
 /// directory they would be extracted to.
 fn read_contents(source: Box<dyn Read>, keep_sql: Option<&Path>) -> std::result::Result<Contents, String> {
     let mut archive = tar::Archive::new(source);
-    let mut out = Contents { hashes: BTreeMap::new(), manifest: None, dump_rows: None, pubring: None };
+    let mut out = Contents { hashes: BTreeMap::new(), manifest: None, dump: None, pubring: None };
     let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("the tar is damaged: {e}"))?;
@@ -192,7 +192,7 @@ fn read_contents(source: Box<dyn Read>, keep_sql: Option<&Path>) -> std::result:
             }
         }
         if let Some(d) = digest {
-            out.dump_rows = Some(d.finish().row_counts);
+            out.dump = Some(d.finish());
         }
         if is_pubring {
             out.pubring = Some(keep);
@@ -220,19 +220,17 @@ fn restore_test(
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch_db}")).map_err(|e| db_text(&e))?;
     admin.batch_execute(&format!("CREATE DATABASE {scratch_db}")).map_err(|e| db_text(&e))?;
     let result = (|| {
-        // psql reads the file as this process's user.
+        // The loader kt restore uses (psql for dumps that need it), so the
+        // test proves what a restore would do.
         let _ = std::fs::set_permissions(sql, std::fs::Permissions::from_mode(0o600));
-        let psql = cl.bindir.join("psql");
-        let out = Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &cl.port.to_string(), "-U", DB_USER, "-d", &scratch_db, "-f"])
-            .arg(sql)
-            .env("PGPASSFILE", instance.layout.pgpass())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run psql: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("psql -f failed: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")));
+        let facts = contents.dump.as_ref().ok_or("the archive has no SQL dump")?;
+        // A dump that switches databases would leave the scratch one.
+        if let Some(c) = facts.meta_commands.iter().find(|m| m.starts_with("\\c ") || m.starts_with("\\connect")) {
+            return Err(format!("the dump switches databases ({c}): not loaded into a scratch database"));
         }
+        let needs_psql = facts.needs_psql(&scratch_db);
+        crate::storage::load::load(&cl, &password, &instance.layout.pgpass(), &scratch_db, sql, needs_psql.as_deref(), &crate::progress::Silent)
+            .map_err(|e| std::iter::once(e.message().to_string()).chain(e.causes().iter().cloned()).collect::<Vec<_>>().join(": "))?;
         let mut db = cl.connect(&password, &scratch_db).map_err(|e| e.to_string())?;
         let mut loaded = BTreeMap::new();
         for table in expected.keys() {
