@@ -9,7 +9,7 @@
 //! travel only inside TLS, which makes such a capture impractical.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 const SHARDS: usize = 16;
@@ -42,9 +42,7 @@ impl ReplayGuard {
     pub fn check(&self, client: &str, nonce: &str, now: i64, expires: i64) -> Seen {
         // A keyed 64-bit hash of the pair: collisions need ~2^32 pairs in one
         // window, and the random key keeps them out of an attacker's hands.
-        let mut h = self.hasher.build_hasher();
-        (client, nonce).hash(&mut h);
-        let key = h.finish();
+        let key = self.hasher.hash_one((client, nonce));
         let mut shard = self.shards[(key as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= self.cap_per_shard {
             shard.retain(|_, exp| *exp >= now);

@@ -25,7 +25,7 @@ pub fn verify(options: &RemoteOptions) -> (Report, Vec<(String, String)>) {
         let url = match Url::parse(server) {
             Ok(url) => url,
             Err(e) => {
-                report.fail(&format!("{server}"), e.to_string());
+                report.fail(&server.to_string(), e.to_string());
                 continue;
             }
         };
