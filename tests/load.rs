@@ -94,10 +94,20 @@ fn kt_loads_what_psql_loads() {
     let sql = dump_with(&inst, ESCAPED_BYTEA);
     reference(&inst, &work, &sql, "reference");
 
+    // Leftovers of a restore that was killed: its scratch database is
+    // dropped, a database it had set aside is not (it may be the only copy).
+    let dead_pid = (4_000_000..).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap();
+    for kind in ["load", "safety"] {
+        inst.psql("postgres", &format!("CREATE DATABASE kt_restore_{kind}_{dead_pid}")).expect(0);
+    }
+
     // The live instance: kt loads into a scratch database while staging.
     let tarball = tar_with(&inst, &work, &sql, "odd");
     let out = inst.kt(&["restore", tarball.to_str().unwrap(), "--yes"]).expect(0);
     assert!(out.stderr.contains("scratch database"), "{}", out.stderr);
+    let left = inst.psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_%'").expect(0);
+    assert_eq!(left.stdout.trim(), format!("kt_restore_safety_{dead_pid}"));
+    inst.psql("postgres", &format!("DROP DATABASE kt_restore_safety_{dead_pid}")).expect(0);
     for table in TABLES {
         assert_eq!(digest(&inst, "keytrustee", table), digest(&inst, "reference", table), "table {table}");
     }

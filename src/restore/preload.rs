@@ -67,6 +67,7 @@ impl Preload {
         let password = Password::read(&inst.layout.pgpass(), DB_USER).ok()?;
         let database = scratch_name();
         let mut admin = cluster.connect(&password, "postgres").ok()?;
+        drop_abandoned(&mut admin);
         // Two statements: CREATE DATABASE cannot share a transaction.
         drop_when_free(&mut admin, &database).ok()?;
         admin.batch_execute(&format!("CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0")).ok()?;
@@ -107,6 +108,22 @@ impl Drop for Preload {
             if let Ok(mut admin) = self.cluster.connect(&self.password, "postgres") {
                 let _ = drop_when_free(&mut admin, &self.database);
             }
+        }
+    }
+}
+
+/// Drops the scratch databases of earlier restores whose process is gone
+/// (killed half way): kt made them, nothing else uses them, and each holds
+/// a whole copy of the data. Only `kt_restore_load_<pid>`: a
+/// `kt_restore_safety_<pid>` may hold the only copy of the old database
+/// after a crash and is left for the operator.
+fn drop_abandoned(admin: &mut postgres::Client) {
+    let Ok(rows) = admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_load\\_%'", &[]) else { return };
+    for row in rows {
+        let name: String = row.get(0);
+        let Some(pid) = name.strip_prefix("kt_restore_load_").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = drop_when_free(admin, &name);
         }
     }
 }
