@@ -107,6 +107,10 @@ fn kt_loads_what_psql_loads() {
     assert!(out.stderr.contains("scratch database"), "{}", out.stderr);
     let left = inst.psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_%'").expect(0);
     assert_eq!(left.stdout.trim(), format!("kt_restore_safety_{dead_pid}"));
+    // kt verify points the operator at it.
+    let verify = inst.kt(&["verify"]);
+    assert_eq!(verify.code, 1);
+    assert!(verify.stdout.contains(&format!("kt_restore_safety_{dead_pid} set aside")), "{}", verify.stdout);
     inst.psql("postgres", &format!("DROP DATABASE kt_restore_safety_{dead_pid}")).expect(0);
     for table in TABLES {
         assert_eq!(digest(&inst, "keytrustee", table), digest(&inst, "reference", table), "table {table}");

@@ -137,6 +137,20 @@ fn database(instance: &Instance) -> std::result::Result<String, String> {
     if version != schema::latest_version() {
         return Err(format!("schema version {version}, this kt expects {}", schema::latest_version()));
     }
+    // A restore killed after it set the previous database aside leaves it
+    // under this name: it may hold data the operator wants back.
+    let aside: Vec<String> = db
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_safety\\_%' ORDER BY 1", &[])
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !aside.is_empty() {
+        return Err(format!(
+            "{} set aside by a restore that did not finish: check it, then drop it (DROP DATABASE) once keytrustee is right",
+            aside.join(", ")
+        ));
+    }
     Ok(format!("answers on 127.0.0.1:{}, schema version {version}", cluster.port))
 }
 
