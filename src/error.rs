@@ -80,6 +80,16 @@ impl Error {
         self
     }
 
+    /// The same failure told at a higher level: a new class and message,
+    /// the causes kept, the hint dropped (the new message's caller gives
+    /// its own).
+    pub fn restate(mut self, kind: Kind, message: impl Into<String>) -> Self {
+        self.kind = kind;
+        self.message = message.into();
+        self.hint = None;
+        self
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

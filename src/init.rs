@@ -201,7 +201,7 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     undo.started = Some(cluster.clone());
     progress.step("creating the keytrustee database and its schema");
     let mut admin = cluster.connect(&password, "postgres")?;
-    schema::create_database(&mut admin)?;
+    crate::storage::databases::create(&mut admin, crate::instance::DB_NAME)?;
     drop(admin);
     let mut client = cluster.connect(&password, instance::DB_NAME)?;
     schema::migrate(&mut client)?;

@@ -21,12 +21,12 @@ use std::process::Command;
 use crate::account::Account;
 use crate::config::{self, Config};
 use crate::daemon::{ServerProcess, ServerState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::fsutil;
 use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
 use crate::progress::Progress;
 use crate::storage::pgpass::Password;
-use crate::storage::{load, schema, Cluster};
+use crate::storage::{databases, load, schema, Cluster};
 use stage::StagingDir;
 
 #[derive(Debug, Clone, Default)]
@@ -114,9 +114,8 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let Some((dump_member, dump_facts)) = &staged.dump else {
         return Err(Error::usage("the backup holds no .sql database dump"));
     };
-    let conf_dir_member = conf_member.trim_end_matches("/keytrustee.conf").to_string();
-    let recorded_confdir = PathBuf::from(format!("/{conf_dir_member}"));
-    let staged_confdir = root.join(&conf_dir_member);
+    let recorded_confdir = recorded_confdir(&conf_member);
+    let staged_confdir = root.join(conf_dir_member(&conf_member));
     let staged_config = Config::load(&staged_confdir.join("keytrustee.conf"))?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
     let key = crate::pgp::load_public_key(&staged_confdir.join(crate::instance::PUBRING))?;
@@ -177,13 +176,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
                     }
                     None
                 }
-                Err(e) => {
-                    let mut err = Error::env("the dump does not load (tried in a scratch database): nothing was changed");
-                    for c in e.causes() {
-                        err = err.because(c.clone());
-                    }
-                    return Err(err);
-                }
+                Err(e) => return Err(e.restate(Kind::Environment, "the dump does not load (tried in a scratch database): nothing was changed")),
             }
         }
     };
@@ -229,24 +222,30 @@ fn stage_backup(
         }
         let member = conf_member(so_far).ok()?;
         let target = target_layout(options, &member).ok()?;
-        if options.confdir.as_ref().is_some_and(|c| fsutil::absolute(c).ok().as_deref() != Some(recorded_confdir(&member).as_path())) {
+        if target.confdir != recorded_confdir(&member) {
             // A re-rooted confdir has its paths rewritten later: load after.
             return None;
         }
-        let staged_confdir = root.join(member.trim_end_matches("/keytrustee.conf"));
+        let staged_confdir = root.join(conf_dir_member(&member));
         let (p, tap) = preload::Preload::start(&target, &staged_confdir)?;
         preloading = Some(p);
         Some(tap)
     };
-    let staged = stage::extract(source, root, Some(&mut on_dump));
+    let staged = stage::extract(source, root, &mut on_dump);
     progress.finish();
     // The decryption verdict first: a wrong key shows up as an empty tar.
     stage::finish_decryption(child)?;
     Ok((staged?, preloading))
 }
 
+/// The confdir's path inside the archive (`home/x/.keytrustee`).
+fn conf_dir_member(conf_member: &str) -> &str {
+    conf_member.trim_end_matches("/keytrustee.conf")
+}
+
+/// The confdir's path on the host it was backed up from.
 fn recorded_confdir(conf_member: &str) -> PathBuf {
-    PathBuf::from(format!("/{}", conf_member.trim_end_matches("/keytrustee.conf")))
+    PathBuf::from(format!("/{}", conf_dir_member(conf_member)))
 }
 
 /// The one `keytrustee.conf` of a staged backup (its directory is the
@@ -387,7 +386,7 @@ pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress
                 if let Ok(inst) = target.clone().load() {
                     if let (Ok(cl), Ok(pw)) = (Cluster::for_instance(&inst), Password::read(&inst.layout.pgpass(), DB_USER)) {
                         if let Ok(mut admin) = cl.connect(&pw, "postgres") {
-                            let _ = preload::drop_when_free(&mut admin, name);
+                            let _ = databases::drop(&mut admin, name);
                         }
                     }
                 }
@@ -401,10 +400,8 @@ pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress
         Err(e) => {
             progress.step("the restore failed: putting the previous state back");
             let rollback = roll_back(&target, &safety);
-            let mut err = Error::env(format!("the restore failed and was rolled back: {}", e.message()));
-            for c in e.causes() {
-                err = err.because(c.clone());
-            }
+            let message = format!("the restore failed and was rolled back: {}", e.message());
+            let mut err = e.restate(Kind::Environment, message);
             if let Err(r) = rollback {
                 err = err.because(format!("ROLLBACK ALSO FAILED: {r}; the safety copy is in {}", safety.dir.display()));
             }
@@ -474,8 +471,8 @@ fn put_in_place(
         .is_some();
     if exists {
         let aside = format!("kt_restore_safety_{}", std::process::id());
-        preload::drop_when_free(&mut admin, &aside)
-            .and_then(|_| preload::rename_when_free(&mut admin, DB_NAME, &aside))
+        databases::drop(&mut admin, &aside)
+            .and_then(|_| databases::rename(&mut admin, DB_NAME, &aside))
             .map_err(|e| Error::env("cannot set the current database aside").because(e.to_string()))?;
         safety.renamed_db = Some(aside);
     }
@@ -486,9 +483,7 @@ fn put_in_place(
             report
         }
         None => {
-            admin
-                .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
-                .map_err(|e| Error::env("cannot create the database").because_err(&e))?;
+            databases::create(&mut admin, DB_NAME)?;
             safety.created_db = true;
             progress.step(match &plan.load_by_psql {
                 None => "loading the dump".to_string(),
@@ -551,12 +546,12 @@ fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
             .or_else(|e| safety.old_password.as_ref().map(|old| cl.connect(old, "postgres")).unwrap_or(Err(e)))?;
         // A scratch database left by a preload that could not drop it
         // itself (the password had been switched under it).
-        let _ = preload::drop_when_free(&mut admin, &preload::scratch_name());
+        let _ = databases::drop(&mut admin, &preload::scratch_name());
         if safety.created_db {
-            preload::drop_when_free(&mut admin, DB_NAME).map_err(|e| Error::env("cannot drop the half-restored database").because(e.to_string()))?;
+            databases::drop(&mut admin, DB_NAME).map_err(|e| Error::env("cannot drop the half-restored database").because(e.to_string()))?;
         }
         if let Some(aside) = &safety.renamed_db {
-            preload::rename_when_free(&mut admin, aside, DB_NAME).map_err(|e| Error::env("cannot put the old database back").because(e.to_string()))?;
+            databases::rename(&mut admin, aside, DB_NAME).map_err(|e| Error::env("cannot put the old database back").because(e.to_string()))?;
         }
         if safety.password_changed {
             if let Some(old) = &safety.old_password {

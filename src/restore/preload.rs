@@ -18,15 +18,14 @@
 
 use std::path::Path;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::instance::{Layout, DB_USER};
+use crate::instance::{Instance, Layout, DB_USER};
 use crate::progress::Silent;
 use crate::storage::load::{self, LoadReport};
 use crate::storage::pgpass::Password;
-use crate::storage::{Cluster, State};
+use crate::storage::{databases, Cluster, State};
 
 use super::stream::{Canceller, Tap};
 
@@ -55,10 +54,9 @@ impl Preload {
     pub fn start(target: &Layout, staged_confdir: &Path) -> Option<(Preload, Tap)> {
         let inst = target.clone().load().ok()?;
         let cluster = Cluster::for_instance(&inst).ok()?;
-        let restored = Config::load(&staged_confdir.join("keytrustee.conf")).ok()?;
-        let restored_dir = restored.path(config::PG_ROOTDIR).ok()?;
-        let restored_dir = if restored_dir.is_absolute() { restored_dir } else { target.home.join(restored_dir) };
-        if restored_dir != cluster.data_dir || restored.port(config::DB_PORT).ok()? != cluster.port {
+        // The restored configuration, as it will be at `target`.
+        let restored = Instance { layout: target.clone(), config: Config::load(&staged_confdir.join("keytrustee.conf")).ok()? };
+        if restored.pg_rootdir().ok()? != cluster.data_dir || restored.db_port().ok()? != cluster.port {
             return None;
         }
         if !matches!(cluster.state().ok()?, State::Running { .. }) {
@@ -68,9 +66,8 @@ impl Preload {
         let database = scratch_name();
         let mut admin = cluster.connect(&password, "postgres").ok()?;
         drop_abandoned(&mut admin);
-        // Two statements: CREATE DATABASE cannot share a transaction.
-        drop_when_free(&mut admin, &database).ok()?;
-        admin.batch_execute(&format!("CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0")).ok()?;
+        databases::drop(&mut admin, &database).ok()?;
+        databases::create(&mut admin, &database).ok()?;
         let (tap, follower) = Tap::new();
         let canceller = tap.canceller();
         let (cl, pw, db) = (cluster.clone(), password.clone(), database.clone());
@@ -92,7 +89,7 @@ impl Preload {
     /// Renames the loaded database to `name` through `admin` (a connection
     /// to the same cluster, as whoever may rename it).
     pub fn rename_into(mut self, admin: &mut postgres::Client, name: &str) -> Result<()> {
-        rename_when_free(admin, &self.database, name)?;
+        databases::rename(admin, &self.database, name)?;
         self.taken = true;
         Ok(())
     }
@@ -106,7 +103,7 @@ impl Drop for Preload {
         }
         if !self.taken {
             if let Ok(mut admin) = self.cluster.connect(&self.password, "postgres") {
-                let _ = drop_when_free(&mut admin, &self.database);
+                let _ = databases::drop(&mut admin, &self.database);
             }
         }
     }
@@ -123,7 +120,7 @@ fn drop_abandoned(admin: &mut postgres::Client) {
         let name: String = row.get(0);
         let Some(pid) = name.strip_prefix("kt_restore_load_").and_then(|p| p.parse::<u32>().ok()) else { continue };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = drop_when_free(admin, &name);
+            let _ = databases::drop(admin, &name);
         }
     }
 }
@@ -131,31 +128,4 @@ fn drop_abandoned(admin: &mut postgres::Client) {
 /// The scratch database of this run.
 pub fn scratch_name() -> String {
     format!("kt_restore_load_{}", std::process::id())
-}
-
-/// A database's last sessions take a moment to end after their clients
-/// hung up: end them, and retry for a few seconds.
-fn when_free(admin: &mut postgres::Client, database: &str, sql: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&database],
-        );
-        match admin.batch_execute(sql) {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() < deadline && e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(Error::env(format!("cannot {sql}")).because_err(&e)),
-        }
-    }
-}
-
-pub fn rename_when_free(admin: &mut postgres::Client, from: &str, to: &str) -> Result<()> {
-    when_free(admin, from, &format!("ALTER DATABASE {from} RENAME TO {to}"))
-}
-
-pub fn drop_when_free(admin: &mut postgres::Client, database: &str) -> Result<()> {
-    when_free(admin, database, &format!("DROP DATABASE IF EXISTS {database}"))
 }

@@ -97,7 +97,7 @@ pub fn finish_decryption(child: Option<Child>) -> Result<()> {
 pub type OnDump<'h> = &'h mut dyn FnMut(&Staged) -> Option<Tap>;
 
 /// Extracts the tar into `root`, refusing unsafe members.
-pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, mut on_dump: Option<OnDump<'_>>) -> Result<Staged> {
+pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, on_dump: OnDump<'_>) -> Result<Staged> {
     let bad = |why: String| Error::usage("the backup is not a safe, whole archive").because(why);
     let mut archive = tar::Archive::new(source);
     let mut staged = Staged::default();
@@ -122,8 +122,8 @@ pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, mut on_dump: Option<
         // A dump is hashed by its DumpDigest (which also counts rows), any
         // other member by a plain SHA-256: each byte is hashed once.
         let mut dump_digest = path.ends_with(".sql").then(DumpDigest::default);
-        let tap = match (&dump_digest, on_dump.as_mut()) {
-            (Some(_), Some(hook)) if staged.dump.is_none() => hook(&staged),
+        let tap = match &dump_digest {
+            Some(_) if staged.dump.is_none() => on_dump(&staged),
             _ => None,
         };
         let mut plain = Sha256::new();

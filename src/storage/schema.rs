@@ -5,7 +5,6 @@
 //! version: a failed migration leaves it at the previous one.
 
 use crate::error::{Error, Result};
-use crate::instance::DB_NAME;
 
 /// A schema change: its version, a one-line description, and its SQL.
 pub struct Migration {
@@ -28,13 +27,6 @@ pub fn latest_version() -> i32 {
 
 /// The tables whose rows make up the instance's data, in dependency order.
 pub const DATA_TABLES: &[&str] = &["organizations", "clients", "deposits"];
-
-/// Creates the `keytrustee` database (connected to the `postgres` one).
-pub fn create_database(admin: &mut postgres::Client) -> Result<()> {
-    admin
-        .batch_execute(&format!("CREATE DATABASE {DB_NAME} ENCODING 'UTF8' TEMPLATE template0"))
-        .map_err(|e| Error::env(format!("cannot create the database {DB_NAME}")).because_err(&e))
-}
 
 /// The version the database is at (0: no schema yet).
 pub fn current_version(client: &mut postgres::Client) -> Result<i32> {

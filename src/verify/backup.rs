@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::backup::dump::{DumpDigest, DumpFacts};
 use crate::error::{Error, Result};
 use crate::instance::{Instance, DB_USER};
-use crate::storage::cluster;
+use crate::storage::{cluster, databases, db_error_text};
 use crate::verify::Report;
 
 #[derive(Debug, Clone, Default)]
@@ -215,10 +215,8 @@ fn restore_test(
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
     let scratch_db = format!("kt_verify_{}", std::process::id());
     let mut admin = cl.connect(&password, "postgres").map_err(|e| e.to_string())?;
-    // Two statements: CREATE DATABASE cannot run in the implicit transaction
-    // of a multi-statement query.
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch_db}")).map_err(|e| db_text(&e))?;
-    admin.batch_execute(&format!("CREATE DATABASE {scratch_db}")).map_err(|e| db_text(&e))?;
+    databases::drop(&mut admin, &scratch_db).map_err(|e| e.to_string())?;
+    databases::create(&mut admin, &scratch_db).map_err(|e| e.to_string())?;
     let result = (|| {
         // The loader kt restore uses (psql for dumps that need it), so the
         // test proves what a restore would do.
@@ -230,14 +228,14 @@ fn restore_test(
         }
         let needs_psql = facts.needs_psql(&scratch_db);
         crate::storage::load::load(&cl, &password, &instance.layout.pgpass(), &scratch_db, sql, needs_psql.as_deref(), &crate::progress::Silent)
-            .map_err(|e| std::iter::once(e.message().to_string()).chain(e.causes().iter().cloned()).collect::<Vec<_>>().join(": "))?;
+            .map_err(|e| e.to_string())?;
         let mut db = cl.connect(&password, &scratch_db).map_err(|e| e.to_string())?;
         let mut loaded = BTreeMap::new();
         for table in expected.keys() {
             if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("odd table name {table:?} in the manifest"));
             }
-            let n: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map_err(|e| db_text(&e))?.get(0);
+            let n: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map_err(|e| db_error_text(&e))?.get(0);
             loaded.insert(table.clone(), n as u64);
         }
         if &loaded != expected {
@@ -254,11 +252,7 @@ fn restore_test(
         }
         Ok(format!("the dump loads into a scratch database with the same rows; key {fpr}"))
     })();
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch_db}"));
+    let _ = databases::drop(&mut admin, &scratch_db);
     result
 }
 
-/// A database error with its cause (postgres' Display alone says "db error").
-fn db_text(e: &postgres::Error) -> String {
-    Error::env("database").because_err(e).causes().join(": ")
-}

@@ -33,7 +33,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::storage::pgpass::Password;
-use crate::storage::Cluster;
+use crate::storage::{db_error_text, Cluster};
 use binary::{Kind, RowEncoder};
 use script::{Item, Script};
 
@@ -152,7 +152,7 @@ impl<R: BufRead> Loader<'_, R> {
             match item {
                 Item::Statement(sql) => {
                     statements += 1;
-                    self.main.batch_execute(&sql).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error(&e)))?;
+                    self.main.batch_execute(&sql).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error_text(&e)))?;
                     if is_setting(&sql) {
                         self.settings.push(sql);
                     }
@@ -201,7 +201,7 @@ impl<R: BufRead> Loader<'_, R> {
     /// The columns' kinds, when every one has a binary encoding here.
     fn binary_kinds(&mut self, table: &str, columns: &str) -> std::result::Result<Option<Vec<Kind>>, String> {
         let probe = format!("SELECT {columns} FROM {table} LIMIT 0");
-        let stmt = self.main.prepare(&probe).map_err(|e| format!("cannot read the columns of {table}: {}", db_error(&e)))?;
+        let stmt = self.main.prepare(&probe).map_err(|e| format!("cannot read the columns of {table}: {}", db_error_text(&e)))?;
         Ok(stmt.columns().iter().map(|c| Kind::of(c.type_())).collect())
     }
 
@@ -218,7 +218,7 @@ impl<R: BufRead> Loader<'_, R> {
             let mut clients = Vec::new();
             for _ in 0..self.parallel {
                 let mut client = self.cl.connect(self.password, self.database).map_err(|e| e.to_string())?;
-                client.batch_execute(SESSION).map_err(|e| db_error(&e))?;
+                client.batch_execute(SESSION).map_err(|e| db_error_text(&e))?;
                 clients.push(client);
             }
             self.pool = Some(workers::Pool::new(clients));
@@ -269,7 +269,7 @@ impl<R: BufRead> Loader<'_, R> {
     /// The block's rows (from `first`, when given) as text, as psql sends
     /// them.
     fn copy_text(&mut self, statement: &str, first: Option<Vec<u8>>, progress: &dyn Progress) -> std::result::Result<u64, String> {
-        let mut writer = self.main.copy_in(statement).map_err(|e| format!("{}: {}", first_line(statement), db_error(&e)))?;
+        let mut writer = self.main.copy_in(statement).map_err(|e| format!("{}: {}", first_line(statement), db_error_text(&e)))?;
         if let Some(line) = &first {
             let _ = writer.write_all(line);
         }
@@ -284,7 +284,7 @@ impl<R: BufRead> Loader<'_, R> {
                 progress.bytes("loading the dump", self.script.offset(), self.total);
             }
         }
-        writer.finish().map_err(|e| format!("{}: {}", first_line(statement), db_error(&e)))
+        writer.finish().map_err(|e| format!("{}: {}", first_line(statement), db_error_text(&e)))
     }
 }
 
@@ -300,13 +300,6 @@ fn first_line(sql: &str) -> String {
     match line.char_indices().nth(80) {
         Some((cut, _)) => format!("{}...", &line[..cut]),
         None => line.to_string(),
-    }
-}
-
-fn db_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
     }
 }
 

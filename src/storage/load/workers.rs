@@ -8,6 +8,8 @@ use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
+use crate::storage::db_error_text;
+
 enum Job {
     /// Apply these session settings, then start `COPY ... (FORMAT binary)`.
     Begin { settings: Vec<String>, copy: String },
@@ -123,13 +125,6 @@ impl Drop for Pool {
     }
 }
 
-fn db_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
-}
-
 /// One connection's loop: COPY after COPY until the pool goes away. After
 /// an error it keeps draining jobs (so the reader never blocks on it) and
 /// reports the error when the COPY ends.
@@ -143,7 +138,7 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
         let mut error: Option<String> = None;
         for s in &settings {
             if let Err(e) = client.batch_execute(s) {
-                error.get_or_insert_with(|| db_error(&e));
+                error.get_or_insert_with(|| db_error_text(&e));
             }
         }
         let mut writer = match error {
@@ -157,7 +152,7 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
                     }
                 },
                 Err(e) => {
-                    error = Some(db_error(&e));
+                    error = Some(db_error_text(&e));
                     None
                 }
             },
@@ -176,7 +171,7 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
                     let result = match (writer.take(), error.take()) {
                         (_, Some(e)) => Err(e),
                         (Some(mut w), None) => match w.write_all(super::binary::TRAILER) {
-                            Ok(()) => w.finish().map_err(|e| db_error(&e)),
+                            Ok(()) => w.finish().map_err(|e| db_error_text(&e)),
                             Err(e) => Err(e.to_string()),
                         },
                         (None, None) => Err("the COPY did not start".into()),
