@@ -1,16 +1,23 @@
 //! `kt restore`: disaster recovery that never makes things worse.
 //!
-//! 1. [`prepare`]: decrypt into a private staging directory and check
-//!    everything (message whole, tar safe, manifest checksums and row
-//!    counts, identity of host and key). Nothing live changes.
+//! 1. [`prepare`]: decrypt into a private staging directory next to the
+//!    instance home and check everything: GnuPG's integrity verdict (MDC),
+//!    the tar (one reader and one policy with `kt verify backup`:
+//!    `backup::read`), the manifest against every member, its signature by
+//!    the server key, and the identity (host name and server key against
+//!    the instance being replaced, or `--expect-fingerprint`; see
+//!    `backup::trust`). Nothing from the backup is executed or put in
+//!    place here, and nothing live changes.
 //! 2. The caller shows the [`Plan`] and asks for confirmation.
-//! 3. [`execute`]: safety copy of the current confdir (moved aside) and
-//!    database (dumped), server stopped, confdir put in place, database
-//!    dropped, re-created and loaded in one transaction, rows and key
-//!    checked, server started again. Any failure there puts the safety
-//!    copy back: the old state or the new one, never a mix.
+//! 3. [`execute`]: load the dump into a scratch database as a role that is
+//!    no superuser, through the statement filter ([`preload`]); only when
+//!    it loaded: stop the server, move the current confdir aside into a
+//!    safety directory, put the restored confdir in place, rename the
+//!    current database aside and the loaded one into its place, check rows
+//!    and key, start the server again. On a fresh host the cluster is
+//!    created first and the dump loaded the same way. Any failure puts the
+//!    previous state back: the old state or the new one, never a mix.
 
-pub mod stream;
 pub mod preload;
 pub mod stage;
 
@@ -19,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::account::Account;
+use crate::backup::read::Contents;
+use crate::backup::trust::{self, Identity};
 use crate::config::{self, Config};
 use crate::daemon::{ServerProcess, ServerState};
 use crate::error::{Error, Kind, Result};
@@ -40,12 +49,13 @@ pub struct RestoreOptions {
     /// Restore the confdir here instead of its recorded path.
     pub confdir: Option<PathBuf>,
     pub force_foreign: bool,
+    /// The server key the backup must carry (on a fresh host, where there
+    /// is no instance key to compare with).
+    pub expect_fingerprint: Option<String>,
+    /// Accept a backup without kt's signature.
+    pub allow_unsigned: bool,
     /// The account PostgreSQL runs as when root (created when missing).
     pub service_user: Option<String>,
-    /// Load the dump into a scratch database while staging, when the
-    /// instance being replaced has a running cluster ([`preload`]). Off for
-    /// a dry run, which must not touch the cluster.
-    pub preload: bool,
 }
 
 /// What a restore would do, for the operator to confirm.
@@ -59,16 +69,37 @@ pub struct Plan {
     pub row_counts: BTreeMap<String, u64>,
     pub replaces_confdir: bool,
     pub has_manifest: bool,
+    /// The manifest's signature verified with the archived server key.
+    pub signed: bool,
+    /// How that key relates to the keys this host trusts.
+    pub identity: Identity,
     /// Why the backup looks foreign (accepted with --force-foreign).
     pub foreign: Option<String>,
     /// Why psql rather than kt's loader loads this dump (`None`: kt's).
     pub load_by_psql: Option<String>,
-    /// The dump, already loaded into a scratch database and checked.
-    preloaded: Option<(preload::Preload, load::LoadReport)>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
     staged_confdir: PathBuf,
     dump: PathBuf,
+}
+
+impl Plan {
+    /// Whether the backup is tied, by its signature, to a key this host
+    /// trusted before reading it (the instance's, or the expected one).
+    pub fn anchored(&self) -> bool {
+        self.signed && self.key_known()
+    }
+
+    /// Whether the backup's server key is one this host trusted before:
+    /// the instance's, or the one `--expect-fingerprint` named.
+    pub fn key_known(&self) -> bool {
+        matches!(self.identity, Identity::Instance | Identity::Expected)
+    }
+
+    /// Private to this run (0700), removed with the plan.
+    fn private_dir(&self) -> &Path {
+        &self._staging.0
+    }
 }
 
 /// Stages and checks the backup. Refusals here change nothing.
@@ -98,50 +129,47 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     };
     progress.step("decrypting and checking the backup");
     let root = staging.0.join("root");
-    let (staged, preloading) = if zips {
+    std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
+    let contents = if zips {
         let password = options
             .zip_password
             .as_ref()
             .ok_or_else(|| Error::usage("the zips are encrypted: give --zip-password-file (or run on a terminal)"))?;
-        std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
-        (stage::extract_zips(&options.files, password.expose(), &root)?, None)
+        stage::extract_zips(&options.files, password.expose(), &root)?
     } else {
-        stage_backup(options, gnupg_home.as_deref(), &root, options.preload, progress)?
+        stage_backup(options, gnupg_home.as_deref(), &root, progress)?
     };
-    stage::check_manifest(&staged)?;
 
-    let conf_member = conf_member(&staged)?;
-    let Some((dump_member, dump_facts)) = &staged.dump else {
+    let conf_member = contents.confdir()?.to_string();
+    let Some((dump_member, dump_facts)) = &contents.dump else {
         return Err(Error::usage("the backup holds no .sql database dump"));
     };
+    let target = target_layout(options, &conf_member)?;
+    let existing = target.clone().load().ok();
+    let instance_key = existing.as_ref().and_then(|inst| crate::pgp::load_public_key(&inst.layout.pubring()).ok());
+    let assessment = trust::assess(
+        &contents,
+        &trust::Expected {
+            fingerprint: options.expect_fingerprint.as_deref(),
+            instance_key: instance_key.as_ref(),
+            allow_unsigned: options.allow_unsigned,
+        },
+    )?;
+    load::check_meta_commands(&dump_facts.meta_commands, DB_NAME)?;
+
     let recorded_confdir = recorded_confdir(&conf_member);
-    let staged_confdir = root.join(conf_dir_member(&conf_member));
+    let staged_confdir = root.join(&conf_member);
     let staged_config = Config::load(&staged_confdir.join("keytrustee.conf"))?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
-    let key = crate::pgp::load_public_key(&staged_confdir.join(crate::instance::PUBRING))?;
-    let fingerprint = crate::pgp::wire_fingerprint(&key);
-    if let Some(m) = &staged.manifest {
-        if m["server_fingerprint"].as_str() != Some(fingerprint.as_str()) {
-            return Err(Error::usage("the backup's key does not match its manifest"));
-        }
-    }
-    let target = target_layout(options, &conf_member)?;
 
     // Identity: the instance being replaced, or this host.
-    let existing = target.clone().load().ok();
-    let foreign = match &existing {
-        Some(inst) => {
+    let foreign = match (&assessment.identity, &existing) {
+        (Identity::Foreign(why), _) => Some(why.clone()),
+        (_, Some(inst)) => {
             let here = inst.hostname().unwrap_or("").to_string();
-            let here_key = crate::pgp::load_public_key(&inst.layout.pubring()).map(|k| crate::pgp::wire_fingerprint(&k)).ok();
-            if here != hostname {
-                Some(format!("the backup is of host {hostname}, this instance is {here}"))
-            } else if here_key.as_deref().is_some_and(|k| k != fingerprint) {
-                Some(format!("the backup's key is {fingerprint}, this instance's is {}", here_key.unwrap_or_default()))
-            } else {
-                None
-            }
+            (here != hostname).then(|| format!("the backup is of host {hostname}, this instance is {here}"))
         }
-        None => {
+        (_, None) => {
             let fqdn = crate::hostname::fqdn().unwrap_or_default();
             (fqdn != hostname).then(|| format!("the backup is of host {hostname}, this host is {fqdn}"))
         }
@@ -150,126 +178,51 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         return Err(Error::usage(format!("refusing a foreign backup: {why}"))
             .with_hint("restore on the host it came from, or pass --force-foreign if this host replaces it"));
     }
-    let row_counts = match &staged.manifest {
-        Some(m) => serde_json::from_value(m["row_counts"].clone()).unwrap_or_else(|_| dump_facts.row_counts.clone()),
+    let row_counts = match &assessment.manifest {
+        Some(m) => m.row_counts.clone(),
         None => dump_facts.row_counts.clone(),
-    };
-    let load_by_psql = dump_facts.needs_psql(DB_NAME);
-    let mut dump = root.join(dump_member);
-    let preloaded = match preloading {
-        None => None,
-        Some(mut p) => {
-            progress.step("finishing the load into a scratch database");
-            match p.wait() {
-                Ok(report) => Some((p, report)),
-                // The dump uses psql features: psql loads it after all, from
-                // a staged file (the first pass streamed it to kt's loader).
-                Err(_) if load_by_psql.is_some() => {
-                    drop(p);
-                    progress.step("decrypting the backup again, for psql");
-                    let again = staging.0.join("root-psql");
-                    let (restaged, _) = stage_backup(options, gnupg_home.as_deref(), &again, false, progress)?;
-                    stage::check_manifest(&restaged)?;
-                    match &restaged.dump {
-                        Some((member, facts)) if facts.sha256 == dump_facts.sha256 => dump = again.join(member),
-                        _ => return Err(Error::usage("the backup changed while it was being restored")),
-                    }
-                    None
-                }
-                Err(e) => return Err(e.restate(Kind::Environment, "the dump does not load (tried in a scratch database): nothing was changed")),
-            }
-        }
     };
     Ok(Plan {
         replaces_confdir: target.confdir.exists(),
         target,
         recorded_confdir,
         hostname,
-        fingerprint,
-        created: staged.manifest.as_ref().and_then(|m| m["created"].as_str().map(str::to_string)),
+        fingerprint: assessment.fingerprint.clone(),
+        created: assessment.manifest.as_ref().map(|m| m.created.clone()),
         row_counts,
-        has_manifest: staged.manifest.is_some(),
-        load_by_psql,
-        preloaded,
+        has_manifest: assessment.manifest.is_some(),
+        signed: assessment.signed,
+        identity: assessment.identity,
+        load_by_psql: dump_facts.needs_psql(DB_NAME),
         foreign,
-        dump,
+        dump: root.join(dump_member),
         staged_confdir,
         _staging: staging,
     })
 }
 
 /// Decrypts (when encrypted) and extracts one backup file into `root`.
-/// With `preload`, the dump goes straight into a scratch database as it is
-/// decrypted (when the instance it replaces has its cluster running; see
-/// [`preload`]) instead of into a staging file.
-fn stage_backup(
-    options: &RestoreOptions,
-    gnupg_home: Option<&Path>,
-    root: &Path,
-    preload: bool,
-    progress: &dyn Progress,
-) -> Result<(stage::Staged, Option<preload::Preload>)> {
-    std::fs::create_dir(root).map_err(|e| Error::env("cannot create the staging root").because_err(&e))?;
+/// GnuPG's verdict (wrong key, failed integrity check) comes before the
+/// archive's: a message that does not decrypt whole reads as a damaged tar.
+fn stage_backup(options: &RestoreOptions, gnupg_home: Option<&Path>, root: &Path, progress: &dyn Progress) -> Result<Contents> {
     let (source, child) = stage::open(&options.files[0], gnupg_home, options.passphrase_file.as_deref())?;
     let total = std::fs::metadata(&options.files[0]).map(|m| m.len()).unwrap_or(0);
-    let source = Box::new(ProgressReader { inner: source, done: 0, total, progress });
-    let mut preloading = None;
-    // The confdir comes before the dump in kt's archives: by the time the
-    // dump starts, the instance it replaces (and its cluster) is known.
-    let mut on_dump = |so_far: &stage::Staged| {
-        if !preload {
-            return None;
-        }
-        let member = conf_member(so_far).ok()?;
-        let target = target_layout(options, &member).ok()?;
-        if target.confdir != recorded_confdir(&member) {
-            // A re-rooted confdir has its paths rewritten later: load after.
-            return None;
-        }
-        let staged_confdir = root.join(conf_dir_member(&member));
-        let (p, tap) = preload::Preload::start(&target, &staged_confdir)?;
-        preloading = Some(p);
-        Some(tap)
-    };
-    let staged = stage::extract(source, root, &mut on_dump);
+    let source = ProgressReader { inner: source, done: 0, total, progress };
+    let contents = crate::backup::read::read(source, Some(root));
     progress.finish();
-    // The decryption verdict first: a wrong key shows up as an empty tar.
     stage::finish_decryption(child)?;
-    Ok((staged?, preloading))
+    contents
 }
 
-/// The confdir's path inside the archive (`home/x/.keytrustee`).
-fn conf_dir_member(conf_member: &str) -> &str {
-    conf_member.trim_end_matches("/keytrustee.conf")
-}
-
-/// The confdir's path on the host it was backed up from.
+/// The confdir's path on the host it was backed up from, from its member
+/// path (`var/lib/keytrustee/.keytrustee`).
 fn recorded_confdir(conf_member: &str) -> PathBuf {
-    PathBuf::from(format!("/{}", conf_dir_member(conf_member)))
-}
-
-/// The one `keytrustee.conf` of a staged backup (its directory is the
-/// confdir's recorded path).
-fn conf_member(staged: &stage::Staged) -> Result<String> {
-    let conf_members: Vec<&String> = staged.files.keys().filter(|p| p.ends_with("/keytrustee.conf")).collect();
-    match conf_members.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Error::usage("the backup holds no keytrustee.conf")),
-        _ => Err(Error::usage("the backup holds more than one keytrustee.conf")),
-    }
+    PathBuf::from(format!("/{conf_member}"))
 }
 
 /// Where the confdir goes: `--confdir`, else its recorded path.
 fn target_layout(options: &RestoreOptions, conf_member: &str) -> Result<Layout> {
     Layout::new(Some(options.confdir.as_deref().unwrap_or(&recorded_confdir(conf_member))))
-}
-
-impl Plan {
-    /// Whether the dump is loaded already (into a scratch database that
-    /// the restore renames into place).
-    pub fn preloaded(&self) -> bool {
-        self.preloaded.is_some()
-    }
 }
 
 /// What a restore did.
@@ -298,13 +251,30 @@ struct Safety {
     server_was_running: bool,
 }
 
-pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
-    let preloaded = plan.preloaded.take();
+pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
     let target = plan.target.clone();
     // Rewrite the recorded paths when the confdir is re-rooted.
     if target.confdir != plan.recorded_confdir {
         rewrite_paths(&plan.staged_confdir.join("keytrustee.conf"), &plan.recorded_confdir, &target.confdir)?;
     }
+    // The load first, into a scratch database, while the live instance
+    // goes on serving: a dump that does not load changes nothing.
+    let preloaded = match preload::live_cluster(&target, &plan.staged_confdir) {
+        Some((cluster, password)) => {
+            progress.step(&match &plan.load_by_psql {
+                None => "loading the dump into a scratch database".to_string(),
+                Some(why) => format!("loading the dump into a scratch database with psql ({why})"),
+            });
+            let loaded = preload::load(&cluster, &password, &plan.dump, plan.load_by_psql.as_deref(), plan.private_dir(), progress)
+                .map_err(|e| {
+                    let kind = e.kind();
+                    e.restate(kind, "the dump does not load (tried in a scratch database): nothing was changed")
+                })?;
+            check_rows(&plan, &loaded.report, &cluster, &password, &loaded.scratch.name)?;
+            Some(loaded)
+        }
+        None => None,
+    };
     let staged_config = Config::load(&plan.staged_confdir.join("keytrustee.conf"))?;
     let service_name = options
         .service_user
@@ -412,7 +382,7 @@ pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress
 
 fn put_in_place(
     plan: &Plan,
-    preloaded: Option<(preload::Preload, load::LoadReport)>,
+    preloaded: Option<preload::Preloaded>,
     target: &Layout,
     account: &Account,
     safety: &mut Safety,
@@ -457,14 +427,22 @@ fn put_in_place(
     };
     // The preload checked that the restored configuration names this
     // cluster; should that have changed since, there is no dump to load.
-    if preloaded.as_ref().is_some_and(|(p, _)| p.cluster.data_dir != cl.data_dir || p.cluster.port != cl.port) {
+    if preloaded.as_ref().is_some_and(|p| p.scratch.cluster().data_dir != cl.data_dir || p.scratch.cluster().port != cl.port) {
         return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
     }
-    progress.step(if preloaded.is_some() {
-        "putting the loaded database in place of the keytrustee database"
-    } else {
-        "dropping and re-creating the keytrustee database"
-    });
+    let preloaded = match preloaded {
+        Some(p) => p,
+        None => {
+            progress.step(&match &plan.load_by_psql {
+                None => "loading the dump".to_string(),
+                Some(why) => format!("loading the dump with psql ({why})"),
+            });
+            let p = preload::load(&cl, &password, &plan.dump, plan.load_by_psql.as_deref(), plan.private_dir(), progress)?;
+            check_rows(plan, &p.report, &cl, &password, &p.scratch.name)?;
+            p
+        }
+    };
+    progress.step("putting the loaded database in place of the keytrustee database");
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
         .map_err(|e| Error::env("cannot read the database list").because_err(&e))?
@@ -476,34 +454,33 @@ fn put_in_place(
             .map_err(|e| Error::env("cannot set the current database aside").because(e.to_string()))?;
         safety.renamed_db = Some(aside);
     }
-    let report = match preloaded {
-        Some((p, report)) => {
-            p.rename_into(&mut admin, DB_NAME)?;
-            safety.created_db = true;
-            report
-        }
-        None => {
-            databases::create(&mut admin, DB_NAME)?;
-            safety.created_db = true;
-            progress.step(match &plan.load_by_psql {
-                None => "loading the dump".to_string(),
-                Some(why) => format!("loading the dump with psql ({why})"),
-            }
-            .as_str());
-            load::load(&cl, &password, &inst.layout.pgpass(), DB_NAME, &plan.dump, plan.load_by_psql.as_deref(), progress)?
-        }
-    };
+    preloaded.scratch.adopt_as(&mut admin, DB_NAME)?;
+    safety.created_db = true;
     let mut db = cl.connect(&password, DB_NAME)?;
-    // Rows as the server counted them while loading; psql does not tell,
-    // so after a psql load they are counted (the migration below may add
-    // schema_version rows, hence that table is left out there).
+    schema::migrate(&mut db)?;
+    let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
+    if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
+        return Err(Error::env("the restored key does not match the backup's"));
+    }
+    Ok(())
+}
+
+/// The rows the load put into `database`, table by table, against the
+/// backup's: as the server counted them while loading, or (after a psql
+/// load, which does not tell) counted now.
+fn check_rows(plan: &Plan, report: &load::LoadReport, cl: &Cluster, password: &Password, database: &str) -> Result<()> {
+    let mut db = None;
     for (table, expected) in &plan.row_counts {
         let n = if report.by_psql {
-            if table == "schema_version" || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                continue;
+            if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::usage(format!("odd table name {table:?} in the backup")));
             }
+            let db = match &mut db {
+                Some(db) => db,
+                None => db.insert(cl.connect(password, database)?),
+            };
             let n: i64 = db
-                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .query_one(&format!("SELECT count(*) FROM public.{table}"), &[])
                 .map_err(|e| Error::env(format!("cannot count {table}")).because_err(&e))?
                 .get(0);
             n as u64
@@ -513,11 +490,6 @@ fn put_in_place(
         if n != *expected {
             return Err(Error::env(format!("table {table} has {n} rows after loading, the backup {expected}")));
         }
-    }
-    schema::migrate(&mut db)?;
-    let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
-    if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
-        return Err(Error::env("the restored key does not match the backup's"));
     }
     Ok(())
 }
@@ -547,6 +519,7 @@ fn roll_back(target: &Layout, safety: &Safety) -> Result<()> {
         // A scratch database left by a preload that could not drop it
         // itself (the password had been switched under it).
         let _ = databases::drop(&mut admin, &preload::scratch_name());
+        let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}_loader", preload::scratch_name()));
         if safety.created_db {
             databases::drop(&mut admin, DB_NAME).map_err(|e| Error::env("cannot drop the half-restored database").because(e.to_string()))?;
         }

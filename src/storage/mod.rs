@@ -6,6 +6,7 @@ pub mod databases;
 pub mod load;
 pub mod pgpass;
 pub mod schema;
+pub mod scratch;
 
 pub use cluster::{Cluster, State};
 
