@@ -267,8 +267,14 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
             });
             let loaded = preload::load(&cluster, &password, &plan.dump, plan.load_by_psql.as_deref(), plan.private_dir(), progress)
                 .map_err(|e| {
-                    let kind = e.kind();
-                    e.restate(kind, "the dump does not load (tried in a scratch database): nothing was changed")
+                    let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
+                    for cause in e.causes() {
+                        told = told.because(cause);
+                    }
+                    match e.hint() {
+                        Some(hint) => told.with_hint(hint),
+                        None => told,
+                    }
                 })?;
             check_rows(&plan, &loaded.report, &cluster, &password, &loaded.scratch.name)?;
             Some(loaded)
