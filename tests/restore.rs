@@ -336,3 +336,28 @@ fn the_documented_zip_pair_restores() {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
     }
 }
+
+#[test]
+fn confdir_links_back_up_verify_and_restore() {
+    let inst = Instance::new("links");
+    inst.kt(&["db", "start"]).expect(0);
+    // A link inside the confdir (kept as a link) and one leaving it, as an
+    // operator's link into a certificate store (archived as its file).
+    let outside = TestDir::new("links-outside");
+    let outside_file = outside.join("extra.pem");
+    std::fs::write(&outside_file, "outside content\n").unwrap();
+    std::os::unix::fs::symlink("ssl-cert-keytrustee.pem", inst.confdir.join(".ssl/current.pem")).unwrap();
+    std::os::unix::fs::symlink(&outside_file, inst.confdir.join("extra.pem")).unwrap();
+    let out_dir = TestDir::new("links-backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+    let out = run(kt().env("GNUPGHOME", &keyring().home).arg("-c").arg(&inst.confdir).args(["verify", "backup", "--decrypt", &file]));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    restore(&inst, &[&file, "--yes"]).expect(0);
+    let link = inst.confdir.join(".ssl/current.pem");
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("ssl-cert-keytrustee.pem"));
+    let extra = inst.confdir.join("extra.pem");
+    assert!(std::fs::symlink_metadata(&extra).unwrap().file_type().is_file());
+    assert_eq!(std::fs::read_to_string(&extra).unwrap(), "outside content\n");
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
+}
