@@ -414,7 +414,8 @@ pub enum BackupCommand {
 /// and its schema version; the server's /?a=fingerprint against the
 /// confdir's key; HA; backup modes and, with --max-age, freshness). With
 /// --server: the remote form, as a client sees each server. Exit codes are
-/// the verdict: 0 sound, 1 a problem found, 3 could not check.
+/// the verdict: 0 sound, 1 a problem found, 2 bad input (a malformed
+/// --server URL or --ca file), 3 could not check.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct VerifyArgs {

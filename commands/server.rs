@@ -3,6 +3,7 @@
 use kt::daemon::{ServerProcess, ServerState};
 use kt::error::Context;
 use kt::instance::Layout;
+use kt::server::ServerSettings;
 
 use crate::cli::{GlobalArgs, ServerCommand};
 use crate::printer::Printer;
@@ -13,12 +14,18 @@ pub fn run(global: &GlobalArgs, command: ServerCommand, printer: &Printer) -> Co
     let server = ServerProcess::for_instance(&instance)?;
     let exe = std::env::current_exe().env_context(|| "cannot find the kt executable")?;
     match command {
-        ServerCommand::Start => start(&server, &exe, printer),
+        ServerCommand::Start => {
+            ServerSettings::from_instance(&instance)?;
+            start(&server, &exe, printer)
+        }
         ServerCommand::Stop => {
             stop(&server, printer)?;
             Ok(Status::Success)
         }
         ServerCommand::Restart => {
+            // A configuration the new server would refuse stops here, with
+            // the old server still serving.
+            ServerSettings::from_instance(&instance)?;
             stop(&server, printer)?;
             start(&server, &exe, printer)
         }

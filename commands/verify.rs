@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> CommandR
                 expect_fingerprint: args.expect_fingerprint,
                 warn_days: args.warn_days,
             };
-            let (report, answers) = verify::remote::verify(&options);
+            let (report, answers) = verify::remote::verify(&options)?;
             if !args.json {
                 // The fingerprints exactly as the servers gave them.
                 for (_, fingerprint) in &answers {

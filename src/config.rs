@@ -62,8 +62,12 @@ impl Config {
                 err
             }
         })?;
+        // Bad configuration is bad input (exit 2): the operator fixes it
+        // by editing the file (src/error.rs).
         Self::parse(&text).map_err(|e| {
-            Error::env(format!("{} is not a valid configuration", path.display())).because(e.message())
+            Error::usage(format!("{} is not a valid configuration", path.display()))
+                .because(e)
+                .with_hint("fix keytrustee.conf in the confdir")
         })
     }
 
@@ -143,8 +147,9 @@ impl Config {
         }
     }
 
+    /// A malformed, out-of-range or missing value: bad input (exit 2).
     fn bad(&self, key: &str, what: &str) -> Error {
-        Error::env(format!("configuration key {key} {what}"))
+        Error::usage(format!("configuration key {key} {what}"))
             .with_hint("fix keytrustee.conf in the confdir")
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::https::{HttpsClient, Trust, Url};
 use crate::config;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::fsutil;
 use crate::instance::Instance;
 
@@ -113,7 +113,11 @@ impl ServerProcess {
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let _ = std::fs::remove_file(&self.pid_file);
-                let mut err = Error::env(format!("the server exited during startup ({status})"));
+                // `kt serve` exits 2 on bad configuration and 3 when the
+                // world is not as needed: pass its class on, so that the
+                // same bad setting gives the same code here as there.
+                let kind = Kind::from_exit_code(status.code());
+                let mut err = Error::new(kind, format!("the server exited during startup ({status})"));
                 for line in log_since(&self.log_file, log_start) {
                     err = err.because(line);
                 }

@@ -4,6 +4,24 @@
 //! (DESIGN.md, "Exit codes"), a message saying what failed, the chain of
 //! causes, and optionally a hint telling the operator what to do. Only the
 //! command-line layer turns it into text and an exit status.
+//!
+//! Which class a failure gets is one rule, the same in every command, so
+//! that the same bad input always gives the same exit code:
+//!
+//! - bad input that the operator can fix by editing what they gave us is
+//!   [`Kind::Usage`] (2): a command-line argument, a `keytrustee.conf`
+//!   value that is malformed, out of range or missing (a bad `CIPHERS`, a
+//!   `LISTEN` that is no address, a `DB_PORT` of 0), a file they named
+//!   whose content is wrong (a certificate that is not PEM, a key that
+//!   does not match its certificate), a malformed `--server` URL;
+//! - the world is not as needed is [`Kind::Environment`] (3): a file that
+//!   a well-formed setting names is absent or unreadable, the database is
+//!   down, the disk is full, an account or a lock is missing, a helper
+//!   program failed;
+//! - a check that ran and found something wrong is [`Kind::Problem`] (1).
+//!
+//! A command that runs another kt command (`kt server start` runs
+//! `kt serve`) passes the child's class on ([`Kind::from_exit_code`]).
 
 use std::fmt;
 
@@ -25,6 +43,16 @@ impl Kind {
             Kind::Problem => 1,
             Kind::Usage => 2,
             Kind::Environment => 3,
+        }
+    }
+
+    /// The kind a kt child process reported through its exit code; any
+    /// code that is not kt's own (a signal, a crash) is the environment.
+    pub fn from_exit_code(code: Option<i32>) -> Kind {
+        match code {
+            Some(1) => Kind::Problem,
+            Some(2) => Kind::Usage,
+            _ => Kind::Environment,
         }
     }
 }

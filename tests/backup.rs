@@ -423,10 +423,8 @@ fn a_backup_is_one_snapshot_while_writes_go_on() {
 
 #[test]
 fn a_full_disk_fails_cleanly_and_keeps_older_backups() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
-        return;
-    }
+    // Fails loudly rather than passing unchecked (CI runs as root).
+    assert!(is_root(), "this test mounts a small tmpfs and must run as root");
     let inst = instance_with_data("full", 30_000);
     let out_dir = TestDir::new("out");
     let mnt = out_dir.join("small");

@@ -44,10 +44,42 @@ fn a_malformed_configuration_is_reported() {
     let dir = TestDir::new("badconf");
     let confdir = dir.join("home/.keytrustee");
     std::fs::create_dir_all(&confdir).unwrap();
+    // Bad configuration is bad input: exit 2, the same in every command.
     std::fs::write(confdir.join("keytrustee.conf"), "{ not json").unwrap();
-    let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(3);
-    assert!(out.stderr.contains("is not a valid configuration"), "{}", out.stderr);
+    for args in [&["db", "status"][..], &["server", "status"], &["serve"], &["org", "list"]] {
+        let out = run(kt().arg("-c").arg(&confdir).args(args)).expect(2);
+        assert!(out.stderr.contains("is not a valid configuration"), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("line 1"), "{args:?}: the JSON error names its place: {}", out.stderr);
+    }
     std::fs::write(confdir.join("keytrustee.conf"), r#"{"PG_ROOTDIR": "/x"}"#).unwrap();
-    let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(3);
+    let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(2);
     assert!(out.stderr.contains("DB_PORT is missing"), "{}", out.stderr);
+}
+
+#[test]
+fn a_bad_configuration_value_exits_2_in_every_command() {
+    let dir = TestDir::new("badvalue");
+    let confdir = dir.join("home/.keytrustee");
+    std::fs::create_dir_all(&confdir).unwrap();
+    let conf = confdir.join("keytrustee.conf");
+    let kt_c = |args: &[&str]| run(kt().arg("-c").arg(&confdir).args(args));
+    // A port out of range: every command that needs the database says so.
+    std::fs::write(&conf, r#"{"HOSTNAME": "localhost", "LISTEN": "127.0.0.1:1", "PG_ROOTDIR": "/x", "DB_PORT": 70000}"#).unwrap();
+    for args in [&["db", "status"][..], &["db", "start"], &["org", "list"]] {
+        let out = kt_c(args).expect(2);
+        assert!(out.stderr.contains("DB_PORT"), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("\nhint: "), "{args:?}: {}", out.stderr);
+    }
+    // A listen address that is none: the server commands say so.
+    std::fs::write(&conf, r#"{"HOSTNAME": "localhost", "LISTEN": "nowhere", "PG_ROOTDIR": "/x", "DB_PORT": 1}"#).unwrap();
+    for args in [&["serve"][..], &["server", "start"], &["server", "status"], &["server", "restart"]] {
+        let out = kt_c(args).expect(2);
+        assert!(out.stderr.contains("LISTEN \"nowhere\""), "{args:?}: {}", out.stderr);
+    }
+    // A value of the wrong type.
+    std::fs::write(&conf, r#"{"HOSTNAME": "localhost", "LISTEN": 11371, "PG_ROOTDIR": "/x", "DB_PORT": 1}"#).unwrap();
+    for args in [&["serve"][..], &["server", "start"]] {
+        let out = kt_c(args).expect(2);
+        assert!(out.stderr.contains("LISTEN is not a string"), "{args:?}: {}", out.stderr);
+    }
 }

@@ -104,16 +104,20 @@ impl Instance {
         Instance::with_args(name, &["--key-type", "ed25519"])
     }
 
+    /// `kt init` with `extra` arguments; host name localhost unless
+    /// `extra` gives `--hostname`.
     pub fn with_args(name: &str, extra: &[&str]) -> Instance {
         let dir = TestDir::new(name);
         let home = dir.join("home");
         let confdir = home.join(".keytrustee");
         let db_port = free_port();
+        let hostname: &[&str] = if extra.contains(&"--hostname") { &[] } else { &["--hostname", "localhost"] };
         let init = run(kt()
             .arg("init")
             .arg("--confdir")
             .arg(&confdir)
-            .args(["--hostname", "localhost", "--database-port", &db_port.to_string()])
+            .args(hostname)
+            .args(["--database-port", &db_port.to_string()])
             .args(extra))
         .expect(0);
         Instance { dir, confdir, home, db_port, server_port: 11371, init }
@@ -121,9 +125,19 @@ impl Instance {
 
     /// An instance listening on a free loopback port, its database started.
     pub fn serving(name: &str) -> Instance {
+        Instance::serving_as(name, "localhost")
+    }
+
+    /// [`Instance::serving`] for the host name `hostname` (its certificate
+    /// also names 127.0.0.1, so clients reach it on loopback): an instance
+    /// whose backups are foreign to this host whatever this host is called.
+    pub fn serving_as(name: &str, hostname: &str) -> Instance {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut inst = Instance::with_args(name, &["--key-type", "ed25519", "--listen", &listen]);
+        let mut inst = Instance::with_args(
+            name,
+            &["--key-type", "ed25519", "--listen", &listen, "--hostname", hostname, "--san", "127.0.0.1"],
+        );
         inst.server_port = port;
         inst.kt(&["db", "start"]).expect(0);
         inst

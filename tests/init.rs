@@ -181,14 +181,28 @@ fn an_unwritable_path_is_refused_before_anything_is_created() {
         3,
     );
     assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
-    if !is_root() {
-        // Root may write anywhere; an ordinary user meets a read-only directory.
-        let ro = dir.join("read-only");
-        std::fs::create_dir(&ro).unwrap();
-        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
-        let confdir = ro.join("home/.keytrustee");
-        init_fails(&dir, &["-c", confdir.to_str().unwrap(), "--hostname", "localhost", "--key-type", "ed25519"], 3);
+    // A read-only directory: mode 0555 stops an ordinary user; root writes
+    // anywhere except on a read-only file system, so it gets one.
+    let ro = dir.join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    struct Unmount(Option<std::path::PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if let Some(path) = &self.0 {
+                let _ = std::process::Command::new("umount").arg(path).status();
+            }
+        }
     }
+    let _unmount = if is_root() {
+        run(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=64k,mode=0755", "tmpfs"]).arg(&ro)).expect(0);
+        Unmount(Some(ro.clone()))
+    } else {
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        Unmount(None)
+    };
+    let confdir = ro.join("home/.keytrustee");
+    let out = init_fails(&dir, &["-c", confdir.to_str().unwrap(), "--hostname", "localhost", "--key-type", "ed25519"], 3);
+    assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
 }
 
 /// A PostgreSQL bin directory whose initdb fails after kt has created the

@@ -367,11 +367,23 @@ fn tls_policy_is_enforced() {
     inst.set_config("CIPHERS", serde_json::json!("TLS_AES_256_GCM_SHA384:RC4-MD5"));
     let out = inst.kt(&["serve"]).expect(2);
     assert!(out.stderr.contains("unsupported cipher \"RC4-MD5\""), "{}", out.stderr);
-    let out = inst.kt(&["server", "start"]).expect(3);
-    assert!(out.stderr.contains("RC4-MD5"), "{}", out.stderr);
+    // The same bad setting gives the same exit code in the background.
+    let out = inst.kt(&["server", "start"]).expect(2);
+    assert!(out.stderr.contains("unsupported cipher \"RC4-MD5\""), "{}", out.stderr);
+    inst.kt(&["server", "status"]).expect(1);
     inst.set_config("CIPHERS", serde_json::json!(""));
     inst.set_config("TLS_MIN_VERSION", serde_json::json!("sslv3"));
     inst.kt(&["serve"]).expect(2);
+    inst.kt(&["server", "start"]).expect(2);
+    // A restart with a bad setting leaves the running server serving.
+    inst.set_config("TLS_MIN_VERSION", serde_json::json!("tlsv1.2"));
+    start(&inst);
+    let pid = inst.server_pid();
+    inst.set_config("CIPHERS", serde_json::json!("RC4-MD5"));
+    inst.kt(&["server", "restart"]).expect(2);
+    assert_eq!(inst.server_pid(), pid);
+    let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!(code, 200, "the old server must still serve");
 }
 
 #[test]
@@ -386,8 +398,11 @@ fn encrypted_keys_need_their_password_script() {
     std::fs::write(&pw, "correct horse\n").unwrap();
     inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(encrypted.to_str().unwrap()));
 
-    // No script: a clear error.
+    // No script: a clear error, found by the server itself, with the same
+    // exit code whether it runs in the foreground or the background.
     let out = inst.kt(&["serve"]).expect(2);
+    assert!(out.stderr.contains("SSL_PRIVATE_KEY_PASSWORD_SCRIPT"), "{}", out.stderr);
+    let out = inst.kt(&["server", "start"]).expect(2);
     assert!(out.stderr.contains("SSL_PRIVATE_KEY_PASSWORD_SCRIPT"), "{}", out.stderr);
     // A failing script.
     inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!("echo nope >&2; exit 4"));
@@ -412,6 +427,13 @@ fn encrypted_keys_need_their_password_script() {
     inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(legacy.to_str().unwrap()));
     let out = inst.kt(&["serve"]).expect(2);
     assert!(out.stderr.contains("legacy encrypted PEM"), "{}", out.stderr);
+    let out = inst.kt(&["server", "start"]).expect(2);
+    assert!(out.stderr.contains("legacy encrypted PEM"), "{}", out.stderr);
+    // A key file that is not there: the world is not as needed (3), also
+    // in the background.
+    inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(inst.dir.join("no-such-key.pem").to_str().unwrap()));
+    inst.kt(&["serve"]).expect(3);
+    inst.kt(&["server", "start"]).expect(3);
 }
 
 /// Files an operator adds as root must belong to the account the server runs as.

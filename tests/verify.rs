@@ -141,6 +141,19 @@ fn remote_checks() {
     inst.kt(&["verify", "--server", &url, "--ca", other_ca.to_str().unwrap()]).expect(1);
     inst.kt(&["verify", "--server", &url, "--insecure"]).expect(0);
     inst.kt(&["verify", "--server", &url]).expect(2);
+    // A malformed URL is bad input (2), not a finding about a server (1),
+    // even beside a good one; nothing is asked.
+    for bad in ["http://localhost", "https://localhost:port", "localhost:11371", "https://"] {
+        let out = inst.kt(&["verify", "--server", &url, "--server", bad, "--insecure"]).expect(2);
+        assert!(out.stderr.contains("invalid server URL"), "{bad}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{bad}: {}", out.stdout);
+    }
+    // A --ca file that is not a certificate is bad input too; one that is
+    // not there is the environment.
+    let not_pem = other.join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    inst.kt(&["verify", "--server", &url, "--ca", not_pem.to_str().unwrap()]).expect(2);
+    inst.kt(&["verify", "--server", &url, "--ca", other.join("absent.pem").to_str().unwrap()]).expect(3);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::client::https::{HttpsClient, Trust, Url};
+use crate::error::Result;
 use crate::verify::cert::CertInfo;
 use crate::verify::Report;
 
@@ -18,17 +19,18 @@ pub struct RemoteOptions {
 
 /// Checks every server; returns the report and the fingerprints exactly
 /// as the servers gave them.
-pub fn verify(options: &RemoteOptions) -> (Report, Vec<(String, String)>) {
+///
+/// What the operator gave is checked before any server is asked: a
+/// malformed URL or an unreadable `--ca` file is bad input (exit 2) or a
+/// missing file (exit 3), never a finding about a server (exit 1).
+pub fn verify(options: &RemoteOptions) -> Result<(Report, Vec<(String, String)>)> {
+    let urls = options.servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<Url>>>()?;
+    if let Trust::Ca(ca) = &options.trust {
+        crate::tls::read_certs(ca)?;
+    }
     let mut report = Report::default();
     let mut answers = Vec::new();
-    for server in &options.servers {
-        let url = match Url::parse(server) {
-            Ok(url) => url,
-            Err(e) => {
-                report.fail(&server.to_string(), e.to_string());
-                continue;
-            }
-        };
+    for url in urls {
         let mut client = match HttpsClient::new(&url, &options.trust, Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
@@ -83,5 +85,5 @@ pub fn verify(options: &RemoteOptions) -> (Report, Vec<(String, String)>) {
     if answers.len() > 1 && answers.iter().any(|(_, f)| *f != answers[0].1) {
         report.fail("same key everywhere", answers.iter().map(|(u, f)| format!("{u} {f}")).collect::<Vec<_>>().join("; "));
     }
-    (report, answers)
+    Ok((report, answers))
 }
