@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod databases;
 pub mod load;
 pub mod pgpass;
+pub mod roles;
 pub mod schema;
 pub mod scratch;
 

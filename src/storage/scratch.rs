@@ -36,6 +36,11 @@ pub struct Login {
 /// The role names of loads: `<database>_loader`.
 const ROLE_SUFFIX: &str = "_loader";
 
+/// The loading role of the scratch database `database`.
+pub fn role_of(database: &str) -> String {
+    format!("{database}{ROLE_SUFFIX}")
+}
+
 pub struct ScratchDb {
     cluster: Cluster,
     admin_password: Password,
@@ -50,13 +55,6 @@ impl std::fmt::Debug for ScratchDb {
     }
 }
 
-/// The SCRAM-SHA-256 verifier of `password`, for `ALTER/CREATE ROLE ...
-/// PASSWORD '<verifier>'`: the server stores it as is, and the plaintext
-/// never appears in SQL text (which `log_statement` would log).
-pub fn scram_verifier(password: &Password) -> String {
-    postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
-}
-
 impl ScratchDb {
     /// Creates the database `name` (which must not exist: a name of this
     /// run's) and its loading role, through `admin` (a superuser
@@ -65,7 +63,7 @@ impl ScratchDb {
         if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(Error::env(format!("{name:?} is not a scratch database name kt makes")));
         }
-        let login = Login { user: format!("{name}{ROLE_SUFFIX}"), password: Password::generate() };
+        let login = Login { user: role_of(name), password: Password::generate() };
         let role = login.user.clone();
         let exists = admin
             .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1 UNION ALL SELECT 1 FROM pg_database WHERE datname = $2", &[&role, &name])
@@ -77,7 +75,7 @@ impl ScratchDb {
             .batch_execute(&format!(
                 "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
                  CONNECTION LIMIT 16 PASSWORD '{}'",
-                scram_verifier(&login.password)
+                super::roles::scram_verifier(&login.password)
             ))
             .map_err(|e| Error::env(format!("cannot create the loading role {role}")).because_err(&e))?;
         let scratch = ScratchDb { cluster: cluster.clone(), admin_password: admin_password.clone(), name: name.to_string(), login, adopted: false };
