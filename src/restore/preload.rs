@@ -55,7 +55,7 @@ impl Preload {
         let inst = target.clone().load().ok()?;
         let cluster = Cluster::for_instance(&inst).ok()?;
         // The restored configuration, as it will be at `target`.
-        let restored = Instance { layout: target.clone(), config: Config::load(&staged_confdir.join("keytrustee.conf")).ok()? };
+        let restored = Instance::new(target.clone(), Config::load(&staged_confdir.join("keytrustee.conf")).ok()?).ok()?;
         if restored.pg_rootdir().ok()? != cluster.data_dir || restored.db_port().ok()? != cluster.port {
             return None;
         }
