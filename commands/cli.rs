@@ -457,13 +457,16 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VerifyCommand {
-    /// Check that a backup file is whole and restorable.
+    /// Check that a backup file is whole, signed by the server and restorable.
     ///
     /// Without a key: the OpenPGP message is walked to its last byte and its
     /// recipients listed. With --decrypt (GnuPG keyring) or --secret-key:
-    /// decrypted as a stream, the tar, every member's SHA-256 and the row
-    /// counts are compared with the manifest. --restore-test also loads the
-    /// dump into a scratch database and drops it again.
+    /// decrypted as a stream; the tar is read under kt restore's rules;
+    /// every member is compared with the manifest (SHA-256, links,
+    /// directories, none unlisted); the manifest's signature is checked with
+    /// the archived server key, and that key against this instance's (or
+    /// --expect-fingerprint). --restore-test also loads the dump into a
+    /// scratch database, as kt restore would, and drops it again.
     Backup {
         /// The backup file.
         file: PathBuf,
@@ -476,9 +479,19 @@ pub enum VerifyCommand {
         /// The secret key's passphrase, from a file.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
-        /// Load the dump into a scratch database and compare rows.
+        /// Load the dump into a scratch database and compare rows (as a role
+        /// without superuser rights; only a backup whose server key is this
+        /// instance's or the expected one).
         #[arg(long)]
         restore_test: bool,
+        /// The server key the backup must carry (`4096R/4EDC...` or the bare
+        /// fingerprint); default: this instance's key, when there is one.
+        #[arg(long, value_name = "FINGERPRINT")]
+        expect_fingerprint: Option<String>,
+        /// Accept a backup without kt's signature (made the documented way,
+        /// or by kt before backups were signed).
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -495,16 +508,21 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 
 /// Restore a backup: the confdir and the database, safely.
 ///
-/// Decrypts into a private staging directory and checks everything first
-/// (the message is whole, the tar safe, the manifest's checksums and row
-/// counts match, the host and key are this instance's). Then it shows the
-/// plan and asks for confirmation (--yes for scripts; without a terminal
-/// and without --yes it refuses). It takes a safety copy of the current
-/// confdir and database, stops the server, puts the confdir in place,
-/// drops and re-creates the keytrustee database, loads the dump in one
-/// transaction, checks rows and key, and starts the server again. If any
-/// of that fails, the safety copy is put back: the old state or the new
-/// one, never a mix.
+/// Decrypts into a private staging directory next to the instance and checks
+/// everything first: GnuPG's integrity check, the tar (no escaping paths, no
+/// links out of the confdir, no devices), every member against the manifest,
+/// the manifest's signature by the server key, and the identity (the host
+/// name and server key are this instance's, or --expect-fingerprint's on a
+/// fresh host). Nothing from the backup runs before that. Then it shows the
+/// plan and asks for confirmation (--yes for scripts; without a terminal and
+/// without --yes it refuses). Only then is the dump loaded, into a scratch
+/// database, by a database role without superuser rights that runs only the
+/// statements pg_dump writes for kt's schema. When it loaded and its rows
+/// match, kt stops the server, moves the current confdir into a safety
+/// directory, puts the restored one in place, renames the current database
+/// aside and the loaded one into its place, checks rows and key, and starts
+/// the server again. If any of that fails, every step is undone in reverse:
+/// the old state or the new one, never a mix.
 ///
 ///     kt restore kts_bak_kts01_example_com_2026-11-27_02-00-00.tar.gpg
 #[derive(Debug, Args)]
@@ -526,6 +544,15 @@ pub struct RestoreArgs {
     /// Accept a backup of another host or key (this host replaces it).
     #[arg(long)]
     pub force_foreign: bool,
+    /// The server key the backup must carry (`4096R/4EDC...` or the bare
+    /// fingerprint). Needed with --yes where there is no instance key to
+    /// compare with (a fresh host, or --force-foreign).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub expect_fingerprint: Option<String>,
+    /// Accept a backup without kt's signature (made the documented way, or
+    /// by kt before backups were signed).
+    #[arg(long)]
+    pub allow_unsigned: bool,
     /// Check the backup and show the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,

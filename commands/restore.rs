@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use kt::backup::trust::Identity;
 use kt::restore::{self, RestoreOptions};
 
 use crate::cli::{GlobalArgs, RestoreArgs};
@@ -22,8 +23,9 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         passphrase_file: args.passphrase_file,
         confdir: global.confdir.clone(),
         force_foreign: args.force_foreign,
+        expect_fingerprint: args.expect_fingerprint.clone(),
+        allow_unsigned: args.allow_unsigned,
         service_user: args.service_user,
-        preload: !args.dry_run,
     };
     // Decide up front whether we may ask: a refusal to proceed must come
     // before any work, not after the backup was decrypted.
@@ -47,17 +49,42 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         plan.target.confdir.display(),
         if plan.replaces_confdir { " (the current one is moved to a safety copy)" } else { " (new)" }
     ))?;
-    printer.data(if plan.preloaded() {
-        "database:     keytrustee is replaced by the copy loaded from this backup (the current one is set aside until the restore succeeded)"
-    } else {
-        "database:     keytrustee is re-created and loaded (the current one is set aside until the restore succeeded)"
-    })?;
+    printer.data(
+        "database:     keytrustee is replaced by a copy loaded from this backup into a scratch database \
+         (the current one is set aside until the restore succeeded)",
+    )?;
+    printer.data(format!(
+        "signature:    {}",
+        match (plan.signed, &plan.identity) {
+            (true, Identity::Instance) => "signed by this instance's server key".to_string(),
+            (true, Identity::Expected) => "signed by the expected server key".to_string(),
+            (true, _) => format!("signed by the server key {} in the backup itself (NOT a key this host knows)", plan.fingerprint),
+            (false, _) => "NOT SIGNED: nothing proves who made this backup (accepted with --allow-unsigned)".to_string(),
+        }
+    ))?;
     if let Some(why) = &plan.foreign {
         printer.warn(format!("foreign backup accepted with --force-foreign: {why}"));
+    }
+    if !plan.key_known() {
+        printer.warn(format!(
+            "the backup's server key {} could not be checked against a key this host trusts: \
+             compare it with your records (or the old server's /?a=fingerprint) before you go on",
+            plan.fingerprint
+        ));
     }
     if args.dry_run {
         printer.info("kt: --dry-run: nothing changed");
         return Ok(Status::Success);
+    }
+    // Only a person can vouch for a key this host has never seen: without
+    // one at the prompt, the operator names the key up front.
+    if args.yes && !plan.key_known() {
+        return Err(kt::Error::usage("--yes needs a backup of a server key this host knows")
+            .with_hint(format!(
+                "check the key and give --expect-fingerprint {} (or confirm on a terminal, without --yes)",
+                plan.fingerprint
+            ))
+            .into());
     }
     if !args.yes {
         eprint!("Restore this backup? Type 'yes' to go on: ");

@@ -10,9 +10,12 @@ use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> CommandResult {
     let report = match args.command {
-        Some(VerifyCommand::Backup { file, decrypt, secret_key, passphrase_file, restore_test }) => {
-            let instance = if restore_test { Some(Layout::new(global.confdir.as_deref())?.load()?) } else { None };
-            let options = BackupCheckOptions { decrypt, secret_key, passphrase_file };
+        Some(VerifyCommand::Backup { file, decrypt, secret_key, passphrase_file, restore_test, expect_fingerprint, allow_unsigned }) => {
+            // The instance's key is what the backup is compared with, when
+            // there is an instance here; --restore-test needs one.
+            let layout = Layout::new(global.confdir.as_deref())?;
+            let instance = if restore_test { Some(layout.load()?) } else { layout.load().ok() };
+            let options = BackupCheckOptions { decrypt, secret_key, passphrase_file, expect_fingerprint, allow_unsigned, restore_test };
             verify::backup::verify(&file, &options, instance.as_ref())?
         }
         None if !args.servers.is_empty() => {

@@ -1856,7 +1856,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__restore)
-            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --expect-fingerprint --allow-unsigned --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1871,6 +1871,10 @@ _kt() {
                     return 0
                     ;;
                 --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2192,7 +2196,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__verify__subcmd__backup)
-            opts="-c -q -v -h -V --decrypt --secret-key --passphrase-file --restore-test --json --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --decrypt --secret-key --passphrase-file --restore-test --expect-fingerprint --allow-unsigned --json --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2203,6 +2207,10 @@ _kt() {
                     return 0
                     ;;
                 --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

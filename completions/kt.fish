@@ -331,27 +331,31 @@ complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcom
 complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -f -a "backup" -d 'Check that a backup file is whole and restorable'
+complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -f -a "backup" -d 'Check that a backup file is whole, signed by the server and restorable'
 complete -c kt -n "__fish_kt_using_subcommand verify; and not __fish_seen_subcommand_from backup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l secret-key -d 'Decrypt with this OpenPGP secret key (armored or binary)' -r -F
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l expect-fingerprint -d 'The server key the backup must carry (`4096R/4EDC...` or the bare fingerprint); default: this instance\'s key, when there is one' -r
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l decrypt -d 'Decrypt with the GnuPG keyring of the account running kt'
-complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l restore-test -d 'Load the dump into a scratch database and compare rows'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l restore-test -d 'Load the dump into a scratch database and compare rows (as a role without superuser rights; only a backup whose server key is this instance\'s or the expected one)'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l allow-unsigned -d 'Accept a backup without kt\'s signature (made the documented way, or by kt before backups were signed)'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l json -d 'Print the checks as JSON'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from backup" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Check that a backup file is whole and restorable'
+complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Check that a backup file is whole, signed by the server and restorable'
 complete -c kt -n "__fish_kt_using_subcommand verify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand restore" -l zip-password-file -d 'The zips\' password, from a file (else asked on the terminal)' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l secret-key -d 'Decrypt with this OpenPGP secret key instead of the GnuPG keyring' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand restore" -l expect-fingerprint -d 'The server key the backup must carry (`4096R/4EDC...` or the bare fingerprint). Needed with --yes where there is no instance key to compare with (a fresh host, or --force-foreign)' -r
 complete -c kt -n "__fish_kt_using_subcommand restore" -l service-user -d 'The account PostgreSQL runs as when root (default: the backup\'s SERVICE_USER)' -r
 complete -c kt -n "__fish_kt_using_subcommand restore" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l force-foreign -d 'Accept a backup of another host or key (this host replaces it)'
+complete -c kt -n "__fish_kt_using_subcommand restore" -l allow-unsigned -d 'Accept a backup without kt\'s signature (made the documented way, or by kt before backups were signed)'
 complete -c kt -n "__fish_kt_using_subcommand restore" -l dry-run -d 'Check the backup and show the plan; change nothing'
 complete -c kt -n "__fish_kt_using_subcommand restore" -l yes -d 'Do not ask for confirmation'
 complete -c kt -n "__fish_kt_using_subcommand restore" -s q -l quiet -d 'Print nothing but data and errors'
@@ -392,4 +396,4 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "status" -d 'Show this client\'s fingerprint, organization, state and servers'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "bench" -d 'Send a bounded load of signed requests and report throughput and latency'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
-complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from verify" -f -a "backup" -d 'Check that a backup file is whole and restorable'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from verify" -f -a "backup" -d 'Check that a backup file is whole, signed by the server and restorable'

@@ -3,9 +3,10 @@
 //! Everything that can be checked is checked before the first change
 //! (host name, addresses, existing instance, free port, PostgreSQL tools,
 //! writable and reachable directories). After that, every path this run
-//! creates is recorded, and a failure removes exactly those paths (and
-//! stops the database it started), so a failed init leaves the machine as
-//! it found it. The one exception is the service account: when kt creates
+//! creates (and the database it starts) is recorded in an undo journal
+//! ([`crate::journal`]), and a failure removes exactly those paths (and
+//! stops that database), so a failed init leaves the machine as it found
+//! it, or names what it could not remove. The one exception is the service account: when kt creates
 //! it, it stays, as accounts are shared infrastructure that other files may
 //! already name.
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hostname;
 use crate::instance::{self, Layout, DB_USER};
+use crate::journal::Journal;
 use crate::pgp::{self, KeySpec};
 use crate::progress::Progress;
 use crate::storage::cluster::{self, Cluster};
@@ -52,37 +54,18 @@ pub struct InitReport {
     pub schema_version: i32,
 }
 
-/// Paths created by this run and a database it started, undone on drop
-/// unless the run completed.
-struct Undo {
-    created: Vec<PathBuf>,
-    started: Option<Cluster>,
-    done: bool,
-}
-
-impl Undo {
-    fn record(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
-        self.created.extend(paths);
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Some(cluster) = self.started.take() {
-            let _ = cluster.stop();
-        }
-        for path in self.created.iter().rev() {
-            // Only paths this run created: new directories hold only what
-            // this run put there.
-            let _ = match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-                Ok(_) => std::fs::remove_file(path),
+/// Records a path this run created, removed on undo. Only paths this run
+/// created: new directories hold only what this run put there.
+fn record_created(journal: &mut Journal, paths: impl IntoIterator<Item = PathBuf>) {
+    for path in paths {
+        journal.record(format!("created {}", path.display()), move || {
+            let removed = match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
                 Err(_) => Ok(()),
             };
-        }
+            removed.map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e))
+        });
     }
 }
 
@@ -137,23 +120,51 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
         }
     }
 
-    // -- Changes, each recorded for undo.
-    let mut undo = Undo { created: Vec::new(), started: None, done: false };
+    // -- Changes, each recorded in an undo journal: a failure undoes them
+    // all, and names whatever it could not undo.
+    let mut journal = Journal::new();
+    match create(options, &pg_rootdir, bindir, account, &mut journal, progress) {
+        Ok(report) => {
+            journal.commit();
+            Ok(report)
+        }
+        Err(e) => {
+            let report = journal.roll_back();
+            if report.is_complete() {
+                Err(e)
+            } else {
+                Err(report.explain(e).with_hint("remove what is marked NOT UNDONE by hand before running kt init again"))
+            }
+        }
+    }
+}
+
+/// The changes of [`init`], after every check passed.
+fn create(
+    options: &InitOptions,
+    pg_rootdir: &Path,
+    bindir: PathBuf,
+    account: Account,
+    journal: &mut Journal,
+    progress: &dyn Progress,
+) -> Result<InitReport> {
+    let layout = &options.layout;
+    let pg_rootdir = pg_rootdir.to_path_buf();
     let owner = Some(&account);
 
     progress.step(&format!("creating {}", layout.confdir.display()));
     // The home must stay enterable by the service account; only the
     // confdir and the data inside are private.
     let home_created = fsutil::create_dirs(&layout.home, 0o755)?;
-    undo.record(home_created.iter().cloned());
+    record_created(journal, home_created.iter().cloned());
     if home_created.last() == Some(&layout.home) {
         account.chown(&layout.home)?;
     }
     let made = fsutil::create_dirs(&layout.confdir, 0o700)?;
-    undo.record(made);
+    record_created(journal, made);
     account.chown(&layout.confdir)?;
     let ssl_dir = layout.ssl_dir();
-    undo.record(fsutil::create_dirs(&ssl_dir, 0o700)?);
+    record_created(journal, fsutil::create_dirs(&ssl_dir, 0o700)?);
     account.chown(&ssl_dir)?;
 
     progress.step(match options.key_type {
@@ -161,30 +172,30 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
         KeySpec::Ed25519 => "generating the server OpenPGP key (ed25519/cv25519)",
     });
     let key = pgp::generate_server_key(options.key_type, &options.hostname)?;
-    write_new(&mut undo, &layout.secring(), &key.secret, owner)?;
-    write_new(&mut undo, &layout.pubring(), &key.public, owner)?;
+    write_new(journal, &layout.secring(), &key.secret, owner)?;
+    write_new(journal, &layout.pubring(), &key.public, owner)?;
 
     progress.step(&format!("creating a self-signed TLS certificate for {}", options.hostname));
     let tls = cert::self_signed(&options.hostname, &options.extra_sans, options.cert_days)?;
     let cert_path = ssl_dir.join(instance::CERT_FILE);
     let key_path = ssl_dir.join(instance::KEY_FILE);
     let ca_path = ssl_dir.join(instance::CA_FILE);
-    write_new(&mut undo, &cert_path, tls.cert_pem.as_bytes(), owner)?;
-    write_new(&mut undo, &key_path, tls.key_pem.as_bytes(), owner)?;
+    write_new(journal, &cert_path, tls.cert_pem.as_bytes(), owner)?;
+    write_new(journal, &key_path, tls.key_pem.as_bytes(), owner)?;
     // Self-signed: the certificate is its own CA, which clients can pin.
-    write_new(&mut undo, &ca_path, tls.cert_pem.as_bytes(), owner)?;
+    write_new(journal, &ca_path, tls.cert_pem.as_bytes(), owner)?;
 
     let password = Password::generate();
-    write_new(&mut undo, &layout.pgpass(), password.pgpass_line(DB_USER).as_bytes(), owner)?;
+    write_new(journal, &layout.pgpass(), password.pgpass_line(DB_USER).as_bytes(), owner)?;
 
     progress.step(&format!("creating the database cluster in {}", pg_rootdir.display()));
     let data_created = fsutil::create_dirs(&pg_rootdir, 0o700)?;
-    undo.record(data_created.iter().cloned());
+    record_created(journal, data_created.iter().cloned());
     for dir in &data_created {
         account.chown(dir)?;
     }
     let log_created = fsutil::create_dirs(&layout.log_dir(), 0o700)?;
-    undo.record(log_created.iter().cloned());
+    record_created(journal, log_created.iter().cloned());
     for dir in &log_created {
         account.chown(dir)?;
     }
@@ -198,7 +209,10 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     cluster.initdb(&password, &layout.confdir)?;
     progress.step(&format!("starting the database on 127.0.0.1:{}", options.db_port));
     cluster.start()?;
-    undo.started = Some(cluster.clone());
+    {
+        let cluster = cluster.clone();
+        journal.record(format!("started the database on port {}", cluster.port), move || cluster.stop().map(|_| ()));
+    }
     progress.step("creating the keytrustee database and its schema");
     let mut admin = cluster.connect(&password, "postgres")?;
     crate::storage::databases::create(&mut admin, crate::instance::DB_NAME)?;
@@ -221,13 +235,11 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     config.set(config::CIPHERS, config::DEFAULT_CIPHERS);
     config.set(config::SERVICE_USER, account.name.clone());
     let config_path = layout.config_file();
-    undo.record([config_path.clone()]);
+    record_created(journal, [config_path.clone()]);
     config.save(&config_path, owner)?;
 
     progress.step("stopping the database (start it with `kt db start`)");
     cluster.stop()?;
-    undo.started = None;
-    undo.done = true;
     Ok(InitReport {
         confdir: layout.confdir.clone(),
         pg_rootdir,
@@ -299,10 +311,12 @@ fn check_creatable(dir: &Path) -> Result<()> {
 }
 
 /// Writes a file that must not exist yet (0600), recording it for undo.
-fn write_new(undo: &mut Undo, path: &Path, contents: &[u8], owner: Option<&Account>) -> Result<()> {
+fn write_new(journal: &mut Journal, path: &Path, contents: &[u8], owner: Option<&Account>) -> Result<()> {
     if path.exists() {
         return Err(Error::env(format!("{} appeared while kt init was running", path.display())));
     }
-    undo.record([path.to_path_buf()]);
+    // Recorded before the write: a failed atomic write removes its own
+    // temp file, and a path that is not there is not an undo failure.
+    record_created(journal, [path.to_path_buf()]);
     fsutil::write_atomic(path, contents, 0o600, owner)
 }

@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod gnupg;
 pub mod hostname;
 pub mod init;
+pub mod journal;
 pub mod instance;
 pub mod org;
 pub mod pgp;

@@ -172,3 +172,35 @@ pub fn wire_fingerprint(key: &impl KeyDetails) -> String {
     };
     format!("{bits}{letter}/{:X}", key.fingerprint())
 }
+
+/// A detached binary signature (a bare OpenPGP signature packet, what
+/// `gpg --detach-sign` writes) of `data` by the key's primary key: kt signs
+/// each backup's manifest with the server key this way, so `gpg --verify
+/// SIG MANIFEST` checks it once the server's public key is imported, while
+/// the encrypted message itself stays unsigned (GnuPG exits 2 on a signed
+/// message whose signer it does not know, which breaks `gpg -d ... && tar`).
+pub fn sign_detached(key: &SignedSecretKey, data: &[u8]) -> Result<Vec<u8>> {
+    let signature = pgp::composed::DetachedSignature::sign_binary_data(
+        rand::thread_rng(),
+        &key.primary_key,
+        &pgp::types::Password::empty(),
+        HashAlgorithm::Sha256,
+        data,
+    )
+    .map_err(|e| Error::env("cannot sign with the server key").because(e))?;
+    signature.to_bytes().map_err(|e| Error::env("cannot encode a signature").because(e))
+}
+
+/// Checks a detached signature made by [`sign_detached`] (or by GnuPG) of
+/// `data` against the primary key of `key`. Any failure is bad input.
+pub fn verify_detached(key: &SignedPublicKey, data: &[u8], signature: &[u8]) -> Result<()> {
+    let bad = |e: &dyn std::fmt::Display| Error::usage("the signature does not verify").because(e);
+    let mut signatures = pgp::composed::DetachedSignature::from_bytes_many(signature).map_err(|e| bad(&e))?;
+    let sig = match (signatures.next(), signatures.next()) {
+        (Some(Ok(sig)), None) => sig,
+        (Some(Err(e)), _) => return Err(bad(&e)),
+        (None, _) => return Err(bad(&"no signature packet")),
+        (Some(_), Some(_)) => return Err(bad(&"more than one signature")),
+    };
+    sig.verify(&key.primary_key, data).map_err(|e| bad(&e))
+}

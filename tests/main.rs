@@ -9,6 +9,7 @@ mod assets;
 mod backup;
 mod cli;
 mod db;
+mod forged;
 mod init;
 mod load;
 mod org;

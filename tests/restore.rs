@@ -78,7 +78,16 @@ fn the_disaster_drill() {
     assert!(plan.stdout.contains("deposits 3"), "{}", plan.stdout);
     assert!(!inst.home.exists());
 
-    let out = restore(&inst, &[&file, "--force-foreign", "--yes"]).expect(0);
+    // A fresh host knows no server key: --yes needs the operator to name it.
+    let out = restore(&inst, &[&file, "--force-foreign", "--yes"]).expect(2);
+    assert!(out.stderr.contains("--expect-fingerprint"), "{}", out.stderr);
+    assert!(!inst.home.exists());
+    let other = "255E/0000000000000000000000000000000000000000";
+    let out = restore(&inst, &[&file, "--force-foreign", "--yes", "--expect-fingerprint", other]).expect(2);
+    assert!(out.stderr.contains("not the expected"), "{}", out.stderr);
+    assert!(!inst.home.exists());
+
+    let out = restore(&inst, &[&file, "--force-foreign", "--yes", "--expect-fingerprint", &fingerprint]).expect(0);
     assert!(out.stderr.contains("restored"), "{}", out.stderr);
     assert_eq!(mode(&inst.confdir), 0o700);
     assert_eq!(mode(&inst.confdir.join("secring.gpg")), 0o600);
@@ -176,7 +185,7 @@ fn a_failure_after_the_drop_puts_everything_back() {
     };
     // On the live instance the dump is loaded into a scratch database while
     // it is decrypted: a dump that breaks is refused before anything changes.
-    let out = restore(&inst, &[tarball.to_str().unwrap(), "--yes"]);
+    let out = restore(&inst, &[tarball.to_str().unwrap(), "--yes", "--allow-unsigned"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("does not load") && out.stderr.contains("nothing was changed"), "{}", out.stderr);
     // The line lands inside COPY data: the server's complaint is named.
@@ -208,7 +217,7 @@ fn a_failure_after_the_drop_puts_everything_back() {
         .arg(&bad_cert)
         .arg(cert_member.strip_prefix("/").unwrap()))
     .expect(0);
-    let out = restore(&inst, &[bad_cert.to_str().unwrap(), "--yes"]);
+    let out = restore(&inst, &[bad_cert.to_str().unwrap(), "--yes", "--allow-unsigned"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
     assert!(out.stderr.contains("server"), "the cause is named: {}", out.stderr);
@@ -219,7 +228,7 @@ fn a_failure_after_the_drop_puts_everything_back() {
     inst.kt(&["server", "stop"]).expect(0);
     inst.kt(&["db", "stop"]).expect(0);
     std::fs::remove_dir_all(&inst.home).unwrap();
-    let out = restore(&inst, &[tarball_copy.to_str().unwrap(), "--yes", "--force-foreign"]);
+    let out = restore(&inst, &[tarball_copy.to_str().unwrap(), "--yes", "--force-foreign", "--allow-unsigned", "--expect-fingerprint", &fingerprint]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(!inst.confdir.exists(), "the restored confdir must go");
     assert!(!inst.pg_rootdir().exists(), "the cluster this run created must go");
@@ -253,9 +262,12 @@ fn a_backup_made_the_documented_way_restores() {
         .arg("--encrypt")
         .arg(&tarball))
     .expect(0);
-    // Lose some data, then restore.
+    // Lose some data, then restore. Nothing proves who made such a backup:
+    // refused until the operator says they know where it comes from.
     inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
-    restore(&inst, &[encrypted.to_str().unwrap(), "--yes"]).expect(0);
+    let out = restore(&inst, &[encrypted.to_str().unwrap(), "--yes"]).expect(2);
+    assert!(out.stderr.contains("not signed") && out.stderr.contains("--allow-unsigned"), "{}", out.stderr);
+    restore(&inst, &[encrypted.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
     inst.kt(&["server", "status"]).expect(0);
     for (uuid, content) in &stored {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
@@ -287,12 +299,12 @@ fn the_documented_zip_pair_restores() {
     let wrong = work.join("wrong");
     std::fs::write(&wrong, "not it\n").unwrap();
     let before = tables_digest(&inst);
-    let out = restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", wrong.to_str().unwrap(), "--yes"]);
+    let out = restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", wrong.to_str().unwrap(), "--yes", "--allow-unsigned"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(tables_digest(&inst), before);
     // Data lost, then the pair restores it.
     inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
-    restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes"]).expect(0);
+    restore(&inst, &[db_zip.to_str().unwrap(), conf_zip.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
     for (uuid, content) in &stored {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
     }
@@ -324,8 +336,33 @@ fn the_documented_zip_pair_restores() {
     }
     write_zip(&aes_conf, &conf_entries);
     inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
-    restore(&inst, &[aes_conf.to_str().unwrap(), aes_db.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes"]).expect(0);
+    restore(&inst, &[aes_conf.to_str().unwrap(), aes_db.to_str().unwrap(), "--zip-password-file", password.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
     for (uuid, content) in &stored {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);
     }
+}
+
+#[test]
+fn confdir_links_back_up_verify_and_restore() {
+    let inst = Instance::new("links");
+    inst.kt(&["db", "start"]).expect(0);
+    // A link inside the confdir (kept as a link) and one leaving it, as an
+    // operator's link into a certificate store (archived as its file).
+    let outside = TestDir::new("links-outside");
+    let outside_file = outside.join("extra.pem");
+    std::fs::write(&outside_file, "outside content\n").unwrap();
+    std::os::unix::fs::symlink("ssl-cert-keytrustee.pem", inst.confdir.join(".ssl/current.pem")).unwrap();
+    std::os::unix::fs::symlink(&outside_file, inst.confdir.join("extra.pem")).unwrap();
+    let out_dir = TestDir::new("links-backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+    let out = run(kt().env("GNUPGHOME", &keyring().home).arg("-c").arg(&inst.confdir).args(["verify", "backup", "--decrypt", &file]));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    restore(&inst, &[&file, "--yes"]).expect(0);
+    let link = inst.confdir.join(".ssl/current.pem");
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("ssl-cert-keytrustee.pem"));
+    let extra = inst.confdir.join("extra.pem");
+    assert!(std::fs::symlink_metadata(&extra).unwrap().file_type().is_file());
+    assert_eq!(std::fs::read_to_string(&extra).unwrap(), "outside content\n");
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
 }

@@ -41,20 +41,43 @@ pub fn member_path(path: &Path) -> String {
 }
 
 /// Reads the whole confdir (directories, files, symlinks), sorted.
+///
+/// A symbolic link whose target stays inside the confdir is archived as a
+/// link; one that leaves it (an operator's link into /etc/letsencrypt, say)
+/// is archived as the file it points to, since a restore only recreates
+/// links inside the confdir (see [`super::read`]).
 pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
     let mut out = Vec::new();
-    fn walk(path: &Path, out: &mut Vec<ConfEntry>) -> Result<()> {
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|e| Error::env(format!("cannot read {}", path.display())).because_err(&e))?;
-        let ft = meta.file_type();
-        let (kind, data, link) = if ft.is_dir() {
-            (EntryType::Directory, Vec::new(), None)
+    fn walk(confdir: &Path, path: &Path, out: &mut Vec<ConfEntry>) -> Result<()> {
+        let unreadable = |e: std::io::Error| Error::env(format!("cannot read {}", path.display())).because_err(&e);
+        let mut meta = std::fs::symlink_metadata(path).map_err(unreadable)?;
+        let mut ft = meta.file_type();
+        let mut link = None;
+        if ft.is_symlink() {
+            let target = std::fs::read_link(path).map_err(unreadable)?;
+            let inside = path.strip_prefix(confdir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            if super::read::link_stays_inside(&inside, &target.to_string_lossy()) {
+                link = Some(target);
+            } else {
+                meta = std::fs::metadata(path).map_err(|e| {
+                    Error::env(format!("{} is a link to {}, which cannot be read", path.display(), target.display())).because_err(&e)
+                })?;
+                ft = meta.file_type();
+                if !ft.is_file() {
+                    return Err(Error::env(format!(
+                        "{} is a link out of the confdir to {}, which is not a file: kt cannot back it up",
+                        path.display(),
+                        target.display()
+                    )));
+                }
+            }
+        }
+        let (kind, data) = if link.is_some() {
+            (EntryType::Symlink, Vec::new())
+        } else if ft.is_dir() {
+            (EntryType::Directory, Vec::new())
         } else if ft.is_file() {
-            let data = std::fs::read(path).map_err(|e| Error::env(format!("cannot read {}", path.display())).because_err(&e))?;
-            (EntryType::Regular, data, None)
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(path).map_err(|e| Error::env(format!("cannot read {}", path.display())).because_err(&e))?;
-            (EntryType::Symlink, Vec::new(), Some(target))
+            (EntryType::Regular, std::fs::read(path).map_err(unreadable)?)
         } else {
             return Ok(()); // sockets, fifos, devices have no place in a backup
         };
@@ -68,7 +91,7 @@ pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
             data,
             link,
         });
-        if ft.is_dir() {
+        if kind == EntryType::Directory {
             let mut children: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| Error::env(format!("cannot read {}", path.display())).because_err(&e))?
                 .flatten()
@@ -76,12 +99,12 @@ pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
                 .collect();
             children.sort();
             for child in children {
-                walk(&child, out)?;
+                walk(confdir, &child, out)?;
             }
         }
         Ok(())
     }
-    walk(confdir, &mut out)?;
+    walk(confdir, confdir, &mut out)?;
     Ok(out)
 }
 
@@ -89,8 +112,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
     crate::auth::hex(&Sha256::digest(data))
 }
 
-/// Builds the manifest once the dump's facts are known.
-pub type ManifestFn<'a> = Box<dyn FnOnce(&DumpFacts) -> Vec<u8> + Send + 'a>;
+/// Builds the manifest once the dump's facts are known: its bytes and
+/// their detached signature by the server key (see [`super::manifest`]).
+pub type ManifestFn<'a> = Box<dyn FnOnce(&DumpFacts) -> Result<SignedManifest> + Send + 'a>;
+
+/// The last two members of the archive.
+pub struct SignedManifest {
+    pub manifest: Vec<u8>,
+    pub signature: Vec<u8>,
+}
 
 /// What goes into the archive after the confdir.
 pub struct Payload<'a> {
@@ -196,13 +226,16 @@ impl<'a> TarStream<'a> {
 
     fn build_suffix(&mut self) -> std::io::Result<()> {
         let facts = self.digest.take().expect("built once").finish();
-        let manifest = (self.manifest.take().expect("built once"))(&facts);
+        let signed = (self.manifest.take().expect("built once"))(&facts).map_err(std::io::Error::other)?;
         let padding = (512 - self.dump_size % 512) % 512;
         let mut suffix = tar::Builder::new(vec![0u8; padding as usize]);
         let (uid, gid, now) = self.suffix_header;
         let mut names = Names::default();
-        let mut h = header(EntryType::Regular, 0o600, uid, gid, now, manifest.len() as u64, &mut names);
-        suffix.append_data(&mut h, &self.manifest_member, &manifest[..])?;
+        let signature_member = format!("{}{}", self.manifest_member, super::manifest::SIG_SUFFIX);
+        for (member, bytes) in [(&self.manifest_member, &signed.manifest), (&signature_member, &signed.signature)] {
+            let mut h = header(EntryType::Regular, 0o600, uid, gid, now, bytes.len() as u64, &mut names);
+            suffix.append_data(&mut h, member, &bytes[..])?;
+        }
         self.suffix = Some(std::io::Cursor::new(suffix.into_inner()?));
         self.facts = Some(facts);
         Ok(())

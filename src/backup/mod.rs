@@ -14,9 +14,12 @@ pub mod archive;
 pub mod dump;
 pub mod list;
 pub mod lock;
+pub mod manifest;
 pub mod message;
 pub mod naming;
+pub mod read;
 pub mod recipients;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -121,6 +124,9 @@ pub fn backup(
         schema::current_version(&mut db)?
     };
     let server_key = crate::pgp::load_public_key(&instance.layout.pubring())?;
+    // Every backup is signed (its manifest, see `manifest`): a server key
+    // that cannot sign stops the backup before anything is written.
+    let server_secret = crate::pgp::load_secret_key(&instance.layout.secring())?;
     let hostname = instance.hostname()?.to_string();
     let host_slug = crate::hostname::slug(&hostname);
 
@@ -152,45 +158,50 @@ pub fn backup(
     let home_member = archive::member_path(&instance.layout.home);
     let dump_member = format!("{home_member}/{base}.sql");
     let manifest_member = format!("{home_member}/{base}.manifest.json");
-    let conf_members: Vec<serde_json::Value> = confdir
+    let conf_members: Vec<manifest::Member> = confdir
         .iter()
         .map(|e| match e.kind {
-            tar::EntryType::Regular => serde_json::json!({
-                "path": e.member, "type": "file", "mode": format!("{:o}", e.meta_mode),
-                "size": e.data.len(), "sha256": archive::sha256_hex(&e.data),
-            }),
-            tar::EntryType::Symlink => serde_json::json!({
-                "path": e.member, "type": "symlink", "target": e.link.as_ref().map(|l| l.to_string_lossy().into_owned()),
-            }),
-            _ => serde_json::json!({"path": format!("{}/", e.member), "type": "dir", "mode": format!("{:o}", e.meta_mode)}),
+            tar::EntryType::Regular => manifest::Member::File {
+                path: e.member.clone(),
+                mode: format!("{:o}", e.meta_mode),
+                size: e.data.len() as u64,
+                sha256: archive::sha256_hex(&e.data),
+            },
+            tar::EntryType::Symlink => manifest::Member::Symlink {
+                path: e.member.clone(),
+                target: e.link.as_ref().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default(),
+            },
+            _ => manifest::Member::Dir { path: format!("{}/", e.member), mode: format!("{:o}", e.meta_mode) },
         })
         .collect();
-    let manifest_base = serde_json::json!({
-        "format": "kt-backup/1",
-        "created": crate::server::http_date::rfc3339_now(),
-        "hostname": hostname,
-        "server_fingerprint": crate::pgp::wire_fingerprint(&server_key),
-        "kt_version": env!("CARGO_PKG_VERSION"),
-        "schema_version": schema_version,
-        "confdir": instance.layout.confdir,
-        "home": instance.layout.home,
-        "dump": dump_member,
-        "encrypted_to": recipients.iter().map(|r| r.primary_fingerprint.clone()).collect::<Vec<_>>(),
-    });
-    let dump_member_for_manifest = dump_member.clone();
-    // The manifest is the last member: it is made once the dump has been
-    // streamed, from the hash and row counts taken on the way.
+    let manifest_base = manifest::Manifest {
+        format: manifest::FORMAT.to_string(),
+        created: crate::server::http_date::rfc3339_now(),
+        hostname: hostname.clone(),
+        server_fingerprint: crate::pgp::wire_fingerprint(&server_key),
+        kt_version: env!("CARGO_PKG_VERSION").to_string(),
+        schema_version: schema_version as i64,
+        confdir: instance.layout.confdir.clone(),
+        home: instance.layout.home.clone(),
+        dump: dump_member.clone(),
+        encrypted_to: recipients.iter().map(|r| r.primary_fingerprint.clone()).collect(),
+        row_counts: BTreeMap::new(),
+        members: conf_members,
+    };
+    // The manifest and its signature are the last members: made once the
+    // dump has been streamed, from the hash and row counts taken on the way.
     let manifest: archive::ManifestFn<'_> = Box::new(move |facts: &dump::DumpFacts| {
         let mut m = manifest_base;
-        m["row_counts"] = serde_json::json!(facts.row_counts);
-        let mut members = conf_members;
-        members.push(serde_json::json!({
-            "path": dump_member_for_manifest, "type": "file", "mode": "600", "size": facts.size, "sha256": facts.sha256,
-        }));
-        m["members"] = serde_json::Value::Array(members);
-        let mut bytes = serde_json::to_vec_pretty(&m).expect("JSON");
-        bytes.push(b'\n');
-        bytes
+        m.row_counts = facts.row_counts.clone();
+        m.members.push(manifest::Member::File {
+            path: m.dump.clone(),
+            mode: "600".into(),
+            size: facts.size,
+            sha256: facts.sha256.clone(),
+        });
+        let bytes = m.to_bytes();
+        let signature = crate::pgp::sign_detached(&server_secret, &bytes)?;
+        Ok(archive::SignedManifest { manifest: bytes, signature })
     });
     let owner = std::fs::metadata(&instance.layout.confdir)
         .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))

@@ -1,9 +1,9 @@
-//! Staging: decrypt (through GnuPG) and extract a backup into a private
-//! directory, checking every member before it is written: relative paths
-//! only, no `..`, no links, no devices. Nothing outside the staging
-//! directory is touched here.
+//! Staging: decrypt a backup through GnuPG (its integrity verdict read
+//! from GnuPG's status lines), or open the documented zip pair, into a
+//! private directory. Tars are read by `backup::read`, under the policy
+//! `kt verify backup` uses too. Nothing outside the staging directory is
+//! touched here.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -13,22 +13,9 @@ pub use crate::gnupg::PrivateDir as StagingDir;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::dump::{DumpDigest, DumpFacts};
+use crate::backup::dump::DumpDigest;
+use crate::backup::read::{Contents, Found};
 use crate::error::{Error, Result};
-use super::stream::Tap;
-
-/// What was extracted.
-#[derive(Debug, Default)]
-pub struct Staged {
-    /// member path -> (size, sha256)
-    pub files: BTreeMap<String, (u64, String)>,
-    pub manifest: Option<serde_json::Value>,
-    /// The `.sql` member and what its scan found (row counts, psql
-    /// meta-commands).
-    pub dump: Option<(String, DumpFacts)>,
-    /// The dump went to a [`Tap`], not to a file.
-    pub dump_streamed: bool,
-}
 
 /// Opens the backup's plaintext: the file itself for a tar, else a gpg
 /// child decrypting it (with `gnupg_home` when a secret key file is used).
@@ -45,7 +32,8 @@ pub fn open(file: &Path, gnupg_home: Option<&Path>, passphrase_file: Option<&Pat
         return Err(Error::usage(format!("{} is damaged", file.display())).because(why));
     }
     let mut cmd = Command::new("gpg");
-    cmd.args(["--batch", "--no-tty", "--quiet"]);
+    // Status lines on stderr: the integrity verdict is read from them.
+    cmd.args(["--batch", "--no-tty", "--quiet", "--status-fd", "2"]);
     if let Some(home) = gnupg_home {
         cmd.arg("--homedir").arg(home);
     }
@@ -71,8 +59,10 @@ pub fn open(file: &Path, gnupg_home: Option<&Path>, passphrase_file: Option<&Pat
     Ok((Box::new(out), Some(child)))
 }
 
-/// Waits for the decrypting gpg: a failure (wrong or missing key, bad
-/// passphrase, failed integrity check) is bad input, exit 2.
+/// Waits for the decrypting gpg and reads its verdict: exit 0 and the
+/// status lines `DECRYPTION_OKAY` and `GOODMDC` (the message's integrity
+/// check held). Anything else (wrong or missing key, bad passphrase, a
+/// failed or missing integrity check) is bad input, exit 2.
 pub fn finish_decryption(child: Option<Child>) -> Result<()> {
     let Some(mut child) = child else { return Ok(()) };
     let mut stderr = String::new();
@@ -80,9 +70,14 @@ pub fn finish_decryption(child: Option<Child>) -> Result<()> {
         let _ = e.read_to_string(&mut stderr);
     }
     let status = child.wait().map_err(|e| Error::env("gpg did not finish").because_err(&e))?;
-    if !status.success() {
+    let said = |what: &str| stderr.lines().any(|l| l.trim_end() == format!("[GNUPG:] {what}"));
+    if !status.success() || !said("DECRYPTION_OKAY") || !said("GOODMDC") {
         let mut err = Error::usage("the backup cannot be decrypted (wrong or missing key, bad passphrase, or damaged data)");
-        for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(4) {
+        if status.success() {
+            err = err.because("GnuPG did not confirm the message's integrity check (MDC)");
+        }
+        let messages = stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("[GNUPG:]"));
+        for line in messages.take(4) {
             err = err.because(line.trim().trim_start_matches("gpg: ").to_string());
         }
         return Err(err.with_hint("give the recipient's key with --secret-key FILE (and --passphrase-file), or import it into GnuPG"));
@@ -90,112 +85,11 @@ pub fn finish_decryption(child: Option<Child>) -> Result<()> {
     Ok(())
 }
 
-/// Called when the dump member starts, with what was staged before it: a
-/// returned [`Tap`] gets the dump's bytes instead of a staging file (a
-/// loader takes them as they are decrypted; the dump is still hashed and
-/// scanned here, and [`Staged::dump_streamed`] says it has no file).
-pub type OnDump<'h> = &'h mut dyn FnMut(&Staged) -> Option<Tap>;
-
-/// Extracts the tar into `root`, refusing unsafe members.
-pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, on_dump: OnDump<'_>) -> Result<Staged> {
-    let bad = |why: String| Error::usage("the backup is not a safe, whole archive").because(why);
-    let mut archive = tar::Archive::new(source);
-    let mut staged = Staged::default();
-    let entries = archive.entries().map_err(|e| bad(format!("not a tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("the tar is damaged: {e}")))?;
-        let path = entry.path().map_err(|e| bad(format!("unreadable member name: {e}")))?.to_string_lossy().into_owned();
-        let rel = Path::new(&path);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(bad(format!("member {path:?} would escape the extraction root")));
-        }
-        let kind = entry.header().entry_type();
-        let target = root.join(rel);
-        if kind.is_dir() {
-            private_dirs(&target)?;
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(bad(format!("member {path:?} is a link or a device ({:?}): refused", kind)));
-        }
-        let mode = (entry.header().mode().unwrap_or(0o600) & 0o700).max(0o600);
-        // A dump is hashed by its DumpDigest (which also counts rows), any
-        // other member by a plain SHA-256: each byte is hashed once.
-        let mut dump_digest = path.ends_with(".sql").then(DumpDigest::default);
-        let tap = match &dump_digest {
-            Some(_) if staged.dump.is_none() => on_dump(&staged),
-            _ => None,
-        };
-        let mut plain = Sha256::new();
-        let mut each = |chunk: &[u8]| match dump_digest.as_mut() {
-            Some(d) => d.update(chunk),
-            None => plain.update(chunk),
-        };
-        let size = match tap {
-            Some(tap) => {
-                let size = stream_member(&mut entry, bad, &tap, each)?;
-                tap.finish();
-                staged.dump_streamed = true;
-                size
-            }
-            None => copy_member(&mut entry, &target, mode, bad, &mut each)?,
-        };
-        let (sha, digest) = match dump_digest.map(DumpDigest::finish) {
-            Some(facts) => (facts.sha256.clone(), Some(facts)),
-            None => (crate::auth::hex(&plain.finalize()), None),
-        };
-        if path.ends_with(".manifest.json") {
-            let text = std::fs::read_to_string(&target).map_err(|e| bad(e.to_string()))?;
-            staged.manifest = Some(serde_json::from_str(&text).map_err(|e| bad(format!("the manifest is not JSON: {e}")))?);
-            continue;
-        }
-        if let Some(facts) = digest {
-            if staged.dump.is_some() {
-                return Err(bad("the archive holds more than one .sql dump".into()));
-            }
-            staged.dump = Some((path.clone(), facts));
-        }
-        staged.files.insert(path, (size, sha));
-    }
-    Ok(staged)
-}
-
-/// Compares the staged files with the manifest (when there is one).
-pub fn check_manifest(staged: &Staged) -> Result<()> {
-    let Some(manifest) = &staged.manifest else { return Ok(()) };
-    let mut problems = Vec::new();
-    for m in manifest["members"].as_array().into_iter().flatten() {
-        if m["type"] != "file" {
-            continue;
-        }
-        let path = m["path"].as_str().unwrap_or("");
-        match staged.files.get(path) {
-            Some((size, sha)) if Some(sha.as_str()) == m["sha256"].as_str() && Some(*size) == m["size"].as_u64() => {}
-            Some(_) => problems.push(format!("{path} does not match its checksum")),
-            None => problems.push(format!("{path} is missing")),
-        }
-    }
-    if let (Some((_, facts)), Some(expected)) = (&staged.dump, manifest["row_counts"].as_object()) {
-        let rows = &facts.row_counts;
-        for (table, n) in expected {
-            if rows.get(table).copied() != n.as_u64() {
-                problems.push(format!("table {table}: the dump has {:?} rows, the manifest {n}", rows.get(table)));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::usage("the backup does not match its manifest").because(problems.join("; ")))
-    }
-}
-
-
 /// The documented manual backup: `keytrustee-conf.zip` (`zip -r --encrypt`
 /// of the confdir) and `keytrustee-db.zip` (`pg_dump -c | zip --encrypt`),
 /// ZipCrypto or AES, one password. Extracted like a tar, with the same
 /// refusals; the dump lands at `<home>/keytrustee-db.sql` beside the confdir.
-pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Staged> {
+pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Contents> {
     let bad = |why: String| Error::usage("the zip backup is not a safe, whole archive").because(why);
     let mut conf_zip = None;
     let mut db_zip = None;
@@ -212,9 +106,10 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
     let (Some(mut conf), Some(mut db)) = (conf_zip, db_zip) else {
         return Err(Error::usage("a zip restore needs both keytrustee-conf.zip (the confdir) and keytrustee-db.zip (the dump)"));
     };
-    let mut staged = Staged::default();
+    let mut staged = Contents::default();
     let wrong_password = || Error::usage("cannot decrypt the zip backup: wrong password").with_hint("check --zip-password-file");
     let mut conf_dir_member: Option<String> = None;
+    let mut pubrings = Vec::new();
     for i in 0..conf.len() {
         let mut entry = conf.by_index_decrypt(i, password.as_bytes()).map_err(|e| match e {
             zip::result::ZipError::InvalidPassword => wrong_password(),
@@ -237,11 +132,24 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
             conf_dir_member = Some(name.trim_end_matches("/keytrustee.conf").to_string());
         }
         let mut hasher = Sha256::new();
-        let size = copy_member(&mut entry, &target, 0o600, bad, |chunk| hasher.update(chunk))?;
-        let sha = crate::auth::hex(&hasher.finalize());
-        staged.files.insert(name, (size, sha));
+        let mut pubring = name.ends_with("/pubring.gpg").then(Vec::new);
+        let size = copy_member(&mut entry, &target, 0o600, bad, |chunk| {
+            hasher.update(chunk);
+            if let Some(p) = pubring.as_mut() {
+                p.extend_from_slice(chunk);
+            }
+        })?;
+        let sha256 = crate::auth::hex(&hasher.finalize());
+        if let Some(bytes) = pubring {
+            pubrings.push((name.clone(), bytes));
+        }
+        if staged.members.insert(name.clone(), Found::File { size, sha256, mode: 0o600 }).is_some() {
+            return Err(bad(format!("member {name:?} appears twice")));
+        }
     }
     let conf_dir_member = conf_dir_member.ok_or_else(|| Error::usage("keytrustee-conf.zip holds no keytrustee.conf"))?;
+    staged.pubring = pubrings.into_iter().find(|(p, _)| *p == format!("{conf_dir_member}/pubring.gpg")).map(|(_, b)| b);
+    staged.confdir = Some(conf_dir_member.clone());
     if db.len() != 1 {
         return Err(bad(format!("keytrustee-db.zip should hold one dump, it holds {} entries", db.len())));
     }
@@ -294,7 +202,7 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
     }
     out.flush().map_err(|e| Error::env("cannot write the staging area").because_err(&e))?;
     let facts = digest.finish();
-    staged.files.insert(dump_member.clone(), (facts.size, facts.sha256.clone()));
+    staged.members.insert(dump_member.clone(), Found::File { size: facts.size, sha256: facts.sha256.clone(), mode: 0o600 });
     staged.dump = Some((dump_member, facts));
     Ok(staged)
 }
@@ -345,29 +253,4 @@ fn copy_member(
         size += n as u64;
     }
     Ok(size)
-}
-
-/// Hands one member to `tap` in chunks, giving each to `each` (which
-/// hashes it) first. Read errors are the archive's fault (`bad`).
-fn stream_member(mut from: impl Read, bad: impl Fn(String) -> Error, tap: &Tap, mut each: impl FnMut(&[u8])) -> Result<u64> {
-    let mut size = 0u64;
-    loop {
-        let mut chunk = vec![0u8; 1 << 20];
-        let mut filled = 0;
-        // Whole chunks: fewer, larger hand-overs.
-        while filled < chunk.len() {
-            let n = from.read(&mut chunk[filled..]).map_err(|e| bad(format!("the dump: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            return Ok(size);
-        }
-        chunk.truncate(filled);
-        each(&chunk);
-        size += filled as u64;
-        tap.send(chunk);
-    }
 }

@@ -245,11 +245,16 @@ impl Cluster {
 
     /// Connects to `database` as the instance's database user.
     pub fn connect(&self, password: &Password, database: &str) -> Result<postgres::Client> {
+        self.connect_as(DB_USER, password, database)
+    }
+
+    /// Connects to `database` as `user` (a loading role, say).
+    pub fn connect_as(&self, user: &str, password: &Password, database: &str) -> Result<postgres::Client> {
         let mut config = postgres::Config::new();
         config
             .host("127.0.0.1")
             .port(self.port)
-            .user(DB_USER)
+            .user(user)
             .password(password.expose())
             .dbname(database)
             .application_name("kt")

@@ -14,6 +14,13 @@ pub fn create(admin: &mut postgres::Client, name: &str) -> Result<()> {
         .map_err(|e| Error::env(format!("cannot create the database {name}")).because_err(&e))
 }
 
+/// Creates `name` like [`create`], owned by `owner`.
+pub fn create_owned(admin: &mut postgres::Client, name: &str, owner: &str) -> Result<()> {
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0"))
+        .map_err(|e| Error::env(format!("cannot create the database {name}")).because_err(&e))
+}
+
 /// Drops `name` if it exists.
 pub fn drop(admin: &mut postgres::Client, name: &str) -> Result<()> {
     when_free(admin, name, &format!("DROP DATABASE IF EXISTS {name}"))

@@ -5,7 +5,9 @@ pub mod cluster;
 pub mod databases;
 pub mod load;
 pub mod pgpass;
+pub mod roles;
 pub mod schema;
+pub mod scratch;
 
 pub use cluster::{Cluster, State};
 

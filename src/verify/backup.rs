@@ -4,22 +4,25 @@
 //! byte (a truncated file is caught) and its recipients are listed. With
 //! `--decrypt` (the GnuPG keyring of the account running kt) or
 //! `--secret-key FILE`, it is decrypted as a stream through GnuPG (whose
-//! MDC check catches flipped bits), the tar is read member by member, every
-//! member's SHA-256 and the dump's row counts are compared with the
-//! manifest. `--restore-test` also loads the dump into a scratch database
-//! of the instance's cluster, compares the rows, and drops it again.
+//! MDC check catches flipped bits) and read by the reader `kt restore`
+//! uses (`backup::read`, one policy for both), and judged as `kt restore`
+//! judges it (`backup::trust`): every member against the manifest, the
+//! manifest's signature, the server key against this instance's or
+//! `--expect-fingerprint`. `--restore-test` then loads the dump into a
+//! scratch database of the instance's cluster as a role without superuser
+//! rights, through the statement filter, compares the rows, and drops it
+//! again; only a backup whose key this host trusts is loaded at all.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::backup::dump::{DumpDigest, DumpFacts};
+use crate::backup::read::{self, Contents};
+use crate::backup::trust::{self, Assessment, Identity};
 use crate::error::{Error, Result};
 use crate::instance::{Instance, DB_USER};
-use crate::storage::{cluster, databases, db_error_text};
+use crate::storage::scratch::ScratchDb;
+use crate::storage::{cluster, db_error_text, load};
 use crate::verify::Report;
 
 #[derive(Debug, Clone, Default)]
@@ -27,13 +30,26 @@ pub struct BackupCheckOptions {
     pub decrypt: bool,
     pub secret_key: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
+    /// The server key the backup must carry.
+    pub expect_fingerprint: Option<String>,
+    /// Accept a backup without kt's signature (reported, not failed).
+    pub allow_unsigned: bool,
+    /// Load the dump into a scratch database of `instance`'s cluster.
+    pub restore_test: bool,
 }
 
-/// Runs every check on `file`; `instance` is needed for `--restore-test`.
-pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&Instance>) -> Result<Report> {
+/// The scratch databases of restore tests: `kt_verify_<pid>`.
+const SCRATCH_PREFIX: &str = "kt_verify_";
+
+/// Runs every check on `file`. `instance` (when there is one) is the key
+/// the backup is compared with, and the cluster of `--restore-test`.
+pub fn verify(file: &Path, options: &BackupCheckOptions, instance: Option<&Instance>) -> Result<Report> {
     let mut report = Report::default();
     if !file.is_file() {
         return Err(Error::usage(format!("{} is not a file", file.display())));
+    }
+    if options.restore_test && instance.is_none() {
+        return Err(Error::usage("--restore-test needs an instance to load into (-c CONFDIR)"));
     }
     let mut head = [0u8; 1];
     std::fs::File::open(file)
@@ -47,19 +63,24 @@ pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&I
     } else {
         report.skip("message", "a cleartext tar (not encrypted)");
     }
-    let wants_contents = !encrypted || options.decrypt || options.secret_key.is_some() || restore_into.is_some();
+    let wants_contents = !encrypted || options.decrypt || options.secret_key.is_some() || options.restore_test;
     if !wants_contents {
-        report.skip("contents", "give --decrypt or --secret-key to check the tar, checksums and row counts");
+        report.skip("contents", "give --decrypt or --secret-key to check the tar, signature, checksums and row counts");
         return Ok(report);
     }
+    // Private (0700) and removed on drop; next to nothing else.
     let scratch = crate::gnupg::PrivateDir::create(std::env::temp_dir().join(format!("kt-verify-{}", std::process::id())))?;
     let gnupg_home = match &options.secret_key {
         Some(key) => Some(scratch.import_secret_key(key)?),
         None => None,
     };
     let (source, child) = crate::restore::stage::open(file, gnupg_home.as_deref(), options.passphrase_file.as_deref())?;
-    let restore_sql = scratch.0.join("dump.sql");
-    let contents = read_contents(source, restore_into.map(|_| restore_sql.as_path()));
+    // The restore test needs the dump on disk; otherwise nothing is written.
+    let root = scratch.0.join("root");
+    if options.restore_test {
+        std::fs::create_dir(&root).map_err(|e| Error::env("cannot create the scratch directory").because_err(&e))?;
+    }
+    let contents = read::read(source, options.restore_test.then_some(root.as_path()));
     if encrypted {
         match crate::restore::stage::finish_decryption(child) {
             Ok(()) => report.ok("decryption", "the message decrypts and its integrity check (MDC) holds"),
@@ -71,46 +92,47 @@ pub fn verify(file: &Path, options: &BackupCheckOptions, restore_into: Option<&I
     }
     let contents = match contents {
         Ok(c) => c,
-        Err(why) => {
-            report.fail("tar", why);
+        Err(e) => {
+            report.fail("tar", e.to_string());
             return Ok(report);
         }
     };
-    report.ok("tar", format!("{} members, none escaping its root", contents.hashes.len() + 1));
-    let Some(manifest) = contents.manifest.clone() else {
-        report.fail("manifest", "the archive has no kt manifest (a backup made outside kt?)");
-        return Ok(report);
+    report.ok("tar", format!("{} members, none escaping its root, links only inside the confdir", contents.members.len()));
+    let instance_key = instance.and_then(|i| crate::pgp::load_public_key(&i.layout.pubring()).ok());
+    let expected = trust::Expected {
+        fingerprint: options.expect_fingerprint.as_deref(),
+        instance_key: instance_key.as_ref(),
+        allow_unsigned: options.allow_unsigned,
     };
-    let mut mismatches = Vec::new();
-    let mut listed = 0;
-    for m in manifest["members"].as_array().into_iter().flatten() {
-        if m["type"] != "file" {
-            continue;
+    let assessment = match trust::assess(&contents, &expected) {
+        Ok(a) => a,
+        Err(e) => {
+            report.fail("manifest", e.to_string());
+            return Ok(report);
         }
-        listed += 1;
-        let path = m["path"].as_str().unwrap_or("");
-        match contents.hashes.get(path) {
-            Some((size, sha)) if Some(sha.as_str()) == m["sha256"].as_str() && Some(*size) == m["size"].as_u64() => {}
-            Some(_) => mismatches.push(format!("{path} differs")),
-            None => mismatches.push(format!("{path} is missing")),
-        }
+    };
+    match &assessment.manifest {
+        Some(m) => report.ok("checksums", format!("{} members match the manifest (SHA-256, links, directories), none unlisted", m.members.len())),
+        None => report.skip("checksums", "no kt manifest (a backup made outside kt), allowed by --allow-unsigned"),
     }
-    if mismatches.is_empty() {
-        report.ok("checksums", format!("{listed} files match the manifest's SHA-256"));
-    } else {
-        report.fail("checksums", mismatches.join("; "));
-    }
-    let expected: BTreeMap<String, u64> = manifest["row_counts"]
-        .as_object()
-        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
-        .unwrap_or_default();
-    match contents.dump.as_ref().map(|d| &d.row_counts) {
-        Some(rows) if *rows == expected => report.ok("row counts", format_counts(rows)),
-        Some(rows) => report.fail("row counts", format!("dump has {}, manifest says {}", format_counts(rows), format_counts(&expected))),
+    match &contents.dump {
+        Some((_, facts)) => report.ok("row counts", format_counts(&facts.row_counts)),
         None => report.fail("row counts", "the archive has no SQL dump"),
     }
-    if let Some(instance) = restore_into {
-        report.record("restore test", restore_test(instance, &restore_sql, &expected, &manifest, &contents));
+    if assessment.signed {
+        report.ok("signature", format!("the manifest is signed by the server key {}", assessment.fingerprint));
+    } else {
+        report.skip("signature", "not signed (allowed by --allow-unsigned)");
+    }
+    match &assessment.identity {
+        Identity::Instance => report.ok("identity", "the server key is this instance's"),
+        Identity::Expected => report.ok("identity", "the server key is the expected one"),
+        Identity::Foreign(why) => report.fail("identity", why.clone()),
+        Identity::Unanchored => report.skip("identity", format!("no key to compare with: check {} against your records, or give --expect-fingerprint", assessment.fingerprint)),
+    }
+    if options.restore_test {
+        let instance = instance.expect("checked above");
+        report.record("restore test", restore_test(instance, &root, &contents, &assessment, &scratch.0));
     }
     Ok(report)
 }
@@ -119,140 +141,48 @@ fn format_counts(rows: &BTreeMap<String, u64>) -> String {
     rows.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
 }
 
-struct Contents {
-    /// member path -> (size, sha256)
-    hashes: BTreeMap<String, (u64, String)>,
-    manifest: Option<serde_json::Value>,
-    /// What the scan of the SQL dump found (rows, psql meta-commands).
-    dump: Option<DumpFacts>,
-    pubring: Option<Vec<u8>>,
-}
-
-/// Reads the tar to its end, refusing members that could escape the
-/// directory they would be extracted to.
-fn read_contents(source: Box<dyn Read>, keep_sql: Option<&Path>) -> std::result::Result<Contents, String> {
-    let mut archive = tar::Archive::new(source);
-    let mut out = Contents { hashes: BTreeMap::new(), manifest: None, dump: None, pubring: None };
-    let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("the tar is damaged: {e}"))?;
-        let path = entry.path().map_err(|e| format!("a member has an unreadable name: {e}"))?.to_string_lossy().into_owned();
-        let p = Path::new(&path);
-        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(format!("member {path:?} would escape the extraction root"));
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_hard_link() || kind.is_symlink() {
-            let target = entry.link_name().ok().flatten().map(|t| t.to_path_buf()).unwrap_or_default();
-            if target.is_absolute() || target.components().any(|c| matches!(c, Component::ParentDir)) {
-                return Err(format!("link {path:?} points outside ({})", target.display()));
-            }
-            continue;
-        }
-        if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
-            return Err(format!("member {path:?} is a device or fifo"));
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        if path.ends_with(".manifest.json") {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(|e| format!("cannot read the manifest: {e}"))?;
-            out.manifest = Some(serde_json::from_str(&text).map_err(|e| format!("the manifest is not JSON: {e}"))?);
-            continue;
-        }
-        let is_sql = path.ends_with(".sql");
-        let is_pubring = path.ends_with("/pubring.gpg");
-        let mut sql_file = match (is_sql, keep_sql) {
-            (true, Some(p)) => Some(
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p).map_err(|e| e.to_string())?,
-            ),
-            _ => None,
-        };
-        let mut hasher = Sha256::new();
-        let mut digest = is_sql.then(DumpDigest::default);
-        let mut keep = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-            if let Some(d) = digest.as_mut() {
-                d.update(&buf[..n]);
-            }
-            if let Some(f) = sql_file.as_mut() {
-                f.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-            }
-            if is_pubring {
-                keep.extend_from_slice(&buf[..n]);
-            }
-        }
-        if let Some(d) = digest {
-            out.dump = Some(d.finish());
-        }
-        if is_pubring {
-            out.pubring = Some(keep);
-        }
-        out.hashes.insert(path, (size, crate::auth::hex(&hasher.finalize())));
-    }
-    Ok(out)
-}
-
-/// Loads the dump into a scratch database of the instance's cluster,
-/// compares the rows with the manifest, and drops the scratch database.
+/// Loads the dump into a scratch database of the instance's cluster, as a
+/// role that is no superuser and through the statement filter (what
+/// `kt restore` does), compares the rows with the backup's, and drops the
+/// scratch database. Only a backup whose key this host already trusts is
+/// loaded at all.
 fn restore_test(
     instance: &Instance,
-    sql: &Path,
-    expected: &BTreeMap<String, u64>,
-    manifest: &serde_json::Value,
+    root: &Path,
     contents: &Contents,
+    assessment: &Assessment,
+    private_dir: &Path,
 ) -> std::result::Result<String, String> {
+    if !matches!(assessment.identity, Identity::Instance | Identity::Expected) {
+        return Err("not loaded: the backup's server key is not one this host trusts (this instance's, or --expect-fingerprint)".into());
+    }
+    let (dump_member, facts) = contents.dump.as_ref().ok_or("the archive has no SQL dump")?;
+    load::check_meta_commands(&facts.meta_commands, "").map_err(|e| e.to_string())?;
     let cl = cluster::Cluster::for_instance(instance).map_err(|e| e.to_string())?;
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
-    let scratch_db = format!("kt_verify_{}", std::process::id());
     let mut admin = cl.connect(&password, "postgres").map_err(|e| e.to_string())?;
-    databases::drop(&mut admin, &scratch_db).map_err(|e| e.to_string())?;
-    databases::create(&mut admin, &scratch_db).map_err(|e| e.to_string())?;
-    let result = (|| {
-        // The loader kt restore uses (psql for dumps that need it), so the
-        // test proves what a restore would do.
-        let _ = std::fs::set_permissions(sql, std::fs::Permissions::from_mode(0o600));
-        let facts = contents.dump.as_ref().ok_or("the archive has no SQL dump")?;
-        // A dump that switches databases would leave the scratch one.
-        if let Some(c) = facts.meta_commands.iter().find(|m| m.starts_with("\\c ") || m.starts_with("\\connect")) {
-            return Err(format!("the dump switches databases ({c}): not loaded into a scratch database"));
+    crate::storage::scratch::drop_abandoned(&mut admin, SCRATCH_PREFIX);
+    let name = format!("{SCRATCH_PREFIX}{}", std::process::id());
+    let scratch = ScratchDb::create(&cl, &password, &mut admin, &name).map_err(|e| e.to_string())?;
+    let psql_reason = facts.needs_psql(&name);
+    let loaded = scratch.load(&root.join(dump_member), psql_reason.as_deref(), private_dir, &crate::progress::Silent).map_err(|e| e.to_string())?;
+    let expected = match &assessment.manifest {
+        Some(m) => m.row_counts.clone(),
+        None => facts.row_counts.clone(),
+    };
+    let mut db = cl.connect(&password, &name).map_err(|e| e.to_string())?;
+    let mut counted = BTreeMap::new();
+    for table in expected.keys() {
+        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("odd table name {table:?} in the backup"));
         }
-        let needs_psql = facts.needs_psql(&scratch_db);
-        crate::storage::load::load(&cl, &password, &instance.layout.pgpass(), &scratch_db, sql, needs_psql.as_deref(), &crate::progress::Silent)
-            .map_err(|e| e.to_string())?;
-        let mut db = cl.connect(&password, &scratch_db).map_err(|e| e.to_string())?;
-        let mut loaded = BTreeMap::new();
-        for table in expected.keys() {
-            if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("odd table name {table:?} in the manifest"));
-            }
-            let n: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map_err(|e| db_error_text(&e))?.get(0);
-            loaded.insert(table.clone(), n as u64);
-        }
-        if &loaded != expected {
-            return Err(format!("loaded {}, manifest says {}", format_counts(&loaded), format_counts(expected)));
-        }
-        let fpr = contents
-            .pubring
-            .as_deref()
-            .and_then(|k| crate::pgp::parse_public_key(k).ok())
-            .map(|k| crate::pgp::wire_fingerprint(&k))
-            .ok_or("the archive has no readable pubring.gpg")?;
-        if Some(fpr.as_str()) != manifest["server_fingerprint"].as_str() {
-            return Err(format!("the archived key is {fpr}, the manifest says {}", manifest["server_fingerprint"]));
-        }
-        Ok(format!("the dump loads into a scratch database with the same rows; key {fpr}"))
-    })();
-    let _ = databases::drop(&mut admin, &scratch_db);
-    result
+        let n: i64 = db.query_one(&format!("SELECT count(*) FROM public.{table}"), &[]).map_err(|e| db_error_text(&e))?.get(0);
+        counted.insert(table.clone(), n as u64);
+    }
+    drop(db);
+    if counted != expected {
+        return Err(format!("loaded {}, the backup says {}", format_counts(&counted), format_counts(&expected)));
+    }
+    let how = if loaded.by_psql { "psql" } else { "kt's loader" };
+    Ok(format!("the dump loads ({how}, as a role without superuser rights) into a scratch database with the same rows"))
 }
-

@@ -22,6 +22,7 @@
 //! line starts that the restore's staging already makes.
 
 pub mod binary;
+pub mod filter;
 pub mod psql;
 pub mod script;
 mod workers;
@@ -32,7 +33,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::storage::pgpass::Password;
+use crate::instance::DB_USER;
+use crate::storage::scratch::Login;
 use crate::storage::{db_error_text, Cluster};
 use binary::{Kind, RowEncoder};
 use script::{Item, Script};
@@ -70,6 +72,19 @@ pub fn needs_psql(meta_commands: &[String], client_encoding: Option<&str>, datab
     meta_commands.iter().find(|m| !understood_meta(m, database)).map(|m| format!("the dump uses the psql meta-command {m}"))
 }
 
+/// Refuses a dump with psql meta-commands other than those pg_dump writes
+/// for one database (`\restrict`, `\unrestrict`, `\connect` to
+/// `database`): psql would run them (`\!` starts a shell command as kt's
+/// own user, `\copy` reads and writes client files), so no loader may see
+/// such a dump. Bad input.
+pub fn check_meta_commands(meta_commands: &[String], database: &str) -> Result<()> {
+    match meta_commands.iter().find(|m| !understood_meta(m, database)) {
+        None => Ok(()),
+        Some(m) => Err(Error::usage(format!("the dump holds the psql meta-command {}: refused", first_line(m)))
+            .with_hint("kt loads dumps as pg_dump writes them for one database; a backup with anything else was not made by kt")),
+    }
+}
+
 fn understood_meta(line: &str, database: &str) -> bool {
     let mut words = line.split_whitespace();
     match words.next() {
@@ -79,43 +94,73 @@ fn understood_meta(line: &str, database: &str) -> bool {
     }
 }
 
-/// Loads `sql` into `database` (new and empty), by kt's loader or, when
-/// `psql_reason` says so, by psql. `pgpass` is the password file psql uses.
+/// Loads `sql` into `database` (new and empty) as `login`, by kt's loader
+/// or, when `psql_reason` says so, by psql (whose password file for
+/// `login` goes into `private_dir`, a private directory of this run).
 pub fn load(
     cl: &Cluster,
-    password: &Password,
-    pgpass: &Path,
+    login: &Login,
+    private_dir: &Path,
     database: &str,
     sql: &Path,
     psql_reason: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
     if psql_reason.is_some() {
-        psql::load(cl, pgpass, database, sql, progress)?;
+        // psql runs every statement it reads: the filter sees them first.
+        check_statements(sql)?;
+        psql::load(cl, login, private_dir, database, sql, progress)?;
         return Ok(LoadReport { by_psql: true, ..LoadReport::default() });
     }
     let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let total = file.metadata().map(|m| m.len()).ok();
-    load_from(cl, password, database, BufReader::with_capacity(1 << 20, file), total, progress)
+    load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, progress)
+}
+
+/// Runs the statement filter over a whole staged dump without loading it,
+/// for a load by psql. Refusals are bad input.
+pub fn check_statements(sql: &Path) -> Result<()> {
+    let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
+    let mut script = Script::new(BufReader::with_capacity(1 << 20, file));
+    let mut line = Vec::new();
+    let mut n = 0usize;
+    while let Some(item) = script.next_item().map_err(|why| Error::usage("the dump cannot be read").because(why))? {
+        match item {
+            Item::Statement(sql) => {
+                n += 1;
+                if let filter::Verdict::Refuse(what) = filter::judge(&sql, DB_USER) {
+                    return Err(refused(n, &what));
+                }
+            }
+            Item::Copy(_) => while script.copy_line(&mut line).map_err(|why| Error::usage("the dump cannot be read").because(why))? {},
+            Item::Meta(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn refused(n: usize, what: &str) -> Error {
+    Error::usage(format!("the dump holds a statement kt does not load: {what} (statement {n})"))
+        .with_hint("kt loads only what pg_dump writes for kt's schema; a backup with anything else was not made by kt")
 }
 
 /// kt's loader over any buffered dump source (a file, or the dump as it
 /// is being decrypted); `total` is its size when known, for progress.
 pub fn load_from<R: BufRead>(
     cl: &Cluster,
-    password: &Password,
+    login: &Login,
     database: &str,
     source: R,
     total: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
-    let mut main = cl.connect(password, database)?;
+    let mut main = cl.connect_as(&login.user, &login.password, database)?;
     // Index builds after the data are most of the rest of a load.
     main.batch_execute(&format!("SET maintenance_work_mem = '256MB'; {SESSION}")).map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
     let loader = Loader {
         cl,
-        password,
+        login,
         database,
         main,
         script: Script::new(source),
@@ -127,12 +172,28 @@ pub fn load_from<R: BufRead>(
     };
     let result = loader.run(progress);
     progress.finish();
-    result.map_err(|why| Error::env("loading the dump failed").because(why))
+    result.map_err(|e| match e {
+        Failure::Refused(n, what) => refused(n, &what),
+        Failure::Other(why) => Error::env("loading the dump failed").because(why),
+    })
+}
+
+/// Why a load stopped: a statement the filter refused (bad input), or
+/// anything else.
+enum Failure {
+    Refused(usize, String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure::Other(why)
+    }
 }
 
 struct Loader<'a, R> {
     cl: &'a Cluster,
-    password: &'a Password,
+    login: &'a Login,
     database: &'a str,
     main: postgres::Client,
     script: Script<R>,
@@ -146,12 +207,17 @@ struct Loader<'a, R> {
 }
 
 impl<R: BufRead> Loader<'_, R> {
-    fn run(mut self, progress: &dyn Progress) -> std::result::Result<LoadReport, String> {
+    fn run(mut self, progress: &dyn Progress) -> std::result::Result<LoadReport, Failure> {
         let mut statements = 0usize;
         while let Some(item) = self.script.next_item()? {
             match item {
                 Item::Statement(sql) => {
                     statements += 1;
+                    match filter::judge(&sql, DB_USER) {
+                        filter::Verdict::Run => {}
+                        filter::Verdict::SkipOwnership => continue,
+                        filter::Verdict::Refuse(what) => return Err(Failure::Refused(statements, what)),
+                    }
                     self.main.batch_execute(&sql).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error_text(&e)))?;
                     if is_setting(&sql) {
                         self.settings.push(sql);
@@ -159,7 +225,7 @@ impl<R: BufRead> Loader<'_, R> {
                 }
                 Item::Meta(line) => {
                     if !understood_meta(&line, self.database) {
-                        return Err(format!("the psql meta-command {line} is not something kt runs; load this dump with psql -f"));
+                        return Err(Failure::Other(format!("the psql meta-command {line} is not something kt runs")));
                     }
                 }
                 Item::Copy(statement) => {
@@ -217,7 +283,7 @@ impl<R: BufRead> Loader<'_, R> {
         if self.pool.is_none() {
             let mut clients = Vec::new();
             for _ in 0..self.parallel {
-                let mut client = self.cl.connect(self.password, self.database).map_err(|e| e.to_string())?;
+                let mut client = self.cl.connect_as(&self.login.user, &self.login.password, self.database).map_err(|e| e.to_string())?;
                 client.batch_execute(SESSION).map_err(|e| db_error_text(&e))?;
                 clients.push(client);
             }

@@ -1,25 +1,38 @@
-//! The load by psql itself, for dumps that use psql features kt's loader
-//! does not run: `psql -f -` in one transaction, stopping at the first
-//! error. kt feeds psql's standard input itself so it can report progress;
-//! psql still interprets every line, meta-commands included, exactly as
-//! `psql -f` would.
+//! The load by psql itself, for dumps in a client encoding other than
+//! UTF-8 (which kt's loader does not convert): `psql -f -` in one
+//! transaction, stopping at the first error, as the loading role (never
+//! the cluster's superuser). kt feeds psql's standard input itself so it
+//! can report progress. Before psql sees a dump, the restore has refused
+//! every psql meta-command other than `\restrict`, `\unrestrict` and
+//! `\connect` to the same database (`super::check_meta_commands`: psql's
+//! `\!` would run a shell command as kt's own user) and the statement
+//! filter has read every statement (`super::check_statements`).
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::instance::DB_USER;
 use crate::progress::Progress;
+use crate::storage::scratch::Login;
 use crate::storage::Cluster;
 
-pub fn load(cl: &Cluster, pgpass: &Path, database: &str, sql: &Path, progress: &dyn Progress) -> Result<()> {
+pub fn load(cl: &Cluster, login: &Login, private_dir: &Path, database: &str, sql: &Path, progress: &dyn Progress) -> Result<()> {
+    let pgpass = private_dir.join("loader.pgpass");
+    let _ = std::fs::remove_file(&pgpass);
+    crate::fsutil::write_atomic(
+        &pgpass,
+        format!("127.0.0.1:{}:{database}:{}", cl.port, login.password.pgpass_line(&login.user).trim_start_matches("*:*:*:")).as_bytes(),
+        0o600,
+        None,
+    )?;
     let total = std::fs::metadata(sql).map(|m| m.len()).unwrap_or(0);
     let mut input = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let mut child = Command::new(cl.bindir.join("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", "127.0.0.1", "-p", &cl.port.to_string()])
-        .args(["-U", DB_USER, "-d", database, "-f", "-"])
-        .env("PGPASSFILE", pgpass)
+        .args(["-U", &login.user, "-d", database, "-f", "-"])
+        .env("PGPASSFILE", &pgpass)
+        .env_remove("PGPASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

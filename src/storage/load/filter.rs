@@ -1,0 +1,301 @@
+//! The statement filter: the second wall around an untrusted dump (the
+//! first is the loading role, which is no superuser: see
+//! `storage::scratch`). kt's loader runs only the statement kinds pg_dump
+//! writes for kt's schema and refuses anything else by name, before it
+//! reaches the server:
+//!
+//! - session settings: `SET name ...` (not `SET ROLE` or `SET SESSION
+//!   AUTHORIZATION`), `SELECT pg_catalog.set_config('..', '..', bool)` and
+//!   `SELECT pg_catalog.setval('..', n[, bool])`, literals only;
+//! - `CREATE TABLE name (...)` (not `AS`), `CREATE SEQUENCE`, `CREATE
+//!   [UNIQUE] INDEX`, `CREATE [OR REPLACE] FUNCTION` in `plpgsql` or `sql`;
+//! - `ALTER TABLE [ONLY] name ADD CONSTRAINT | ALTER COLUMN`, `ALTER
+//!   SEQUENCE`, and ownership (`... OWNER TO` the instance's database user,
+//!   which the loader skips: the loaded database is handed over to that
+//!   user as a whole afterwards; any other owner is refused);
+//! - `COMMENT ON`; and `COPY ... FROM stdin` (the script reader hands those
+//!   to the loader separately).
+//!
+//! Words are read outside quotes and comments, so a keyword inside a
+//! string or a function body neither allows nor refuses anything.
+
+/// What the loader does with one statement.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Run,
+    /// `OWNER TO` the instance's database user: ownership is reassigned
+    /// after the load.
+    SkipOwnership,
+    /// Not a statement kt loads; the text names it.
+    Refuse(String),
+}
+
+/// Judges one statement (without its `;`). `owner` is the instance's
+/// database user, the only owner a dump may name.
+pub fn judge(sql: &str, owner: &str) -> Verdict {
+    let tokens = tokenize(sql);
+    let words: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let refuse = || Verdict::Refuse(describe(&words));
+    let owner_upper = owner.to_ascii_uppercase();
+    // Ownership, on any object kind pg_dump sets it for.
+    if let Some(i) = words.windows(2).position(|w| w == ["OWNER", "TO"]) {
+        let is_alter = words.first() == Some(&"ALTER")
+            && matches!(words.get(1), Some(&("TABLE" | "SEQUENCE" | "FUNCTION" | "VIEW" | "INDEX" | "SCHEMA")));
+        return match words.get(i + 2) {
+            Some(who) if is_alter && i + 3 == words.len() && *who == owner_upper => Verdict::SkipOwnership,
+            _ => refuse(),
+        };
+    }
+    match words.as_slice() {
+        ["SET", "ROLE", ..] | ["SET", "SESSION", ..] | ["SET", "LOCAL", "ROLE", ..] | ["SET", "LOCAL", "SESSION", ..] => refuse(),
+        ["SET", name, ..] if is_name(name) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SET_CONFIG", "(", "'", ",", "'", ",", b, ")"] if is_bool(b) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", "'", ",", n, ")"] if is_number(n) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", "'", ",", n, ",", b, ")"] if is_number(n) && is_bool(b) => Verdict::Run,
+        ["CREATE", "TABLE", rest @ ..] | ["CREATE", "UNLOGGED", "TABLE", rest @ ..] => {
+            // A qualified name, then the column list: never `AS query`.
+            match after_name(rest) {
+                Some(["(", ..]) if !top_level_as(rest) => Verdict::Run,
+                _ => refuse(),
+            }
+        }
+        ["CREATE", "SEQUENCE", ..] | ["ALTER", "SEQUENCE", ..] => Verdict::Run,
+        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX", ..] => Verdict::Run,
+        ["ALTER", "TABLE", rest @ ..] => {
+            let rest = rest.strip_prefix(&["ONLY"]).unwrap_or(rest);
+            match after_name(rest) {
+                Some(["ADD", "CONSTRAINT", ..]) | Some(["ALTER", "COLUMN", ..]) => Verdict::Run,
+                _ => refuse(),
+            }
+        }
+        ["CREATE", "FUNCTION", ..] | ["CREATE", "OR", "REPLACE", "FUNCTION", ..] => {
+            let languages: Vec<&str> =
+                words.windows(2).filter(|w| w[0] == "LANGUAGE").map(|w| w[1]).collect();
+            match languages.as_slice() {
+                ["PLPGSQL" | "SQL"] => Verdict::Run,
+                _ => refuse(),
+            }
+        }
+        ["COMMENT", "ON", ..] => Verdict::Run,
+        _ => refuse(),
+    }
+}
+
+/// The tokens after a (possibly schema-qualified, possibly quoted) name.
+fn after_name<'a, 'b>(tokens: &'a [&'b str]) -> Option<&'a [&'b str]> {
+    let mut i = 0;
+    loop {
+        if !tokens.get(i).is_some_and(|t| is_name(t)) {
+            return None;
+        }
+        i += 1;
+        if tokens.get(i) == Some(&".") {
+            i += 1;
+        } else {
+            return Some(&tokens[i..]);
+        }
+    }
+}
+
+/// Whether `AS` appears outside parentheses (`CREATE TABLE x AS ...`).
+fn top_level_as(tokens: &[&str]) -> bool {
+    let mut depth = 0i32;
+    for t in tokens {
+        match *t {
+            "(" => depth += 1,
+            ")" => depth -= 1,
+            "AS" if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn is_name(t: &str) -> bool {
+    t.starts_with('"') || t.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+}
+
+fn is_bool(t: &str) -> bool {
+    t == "TRUE" || t == "FALSE"
+}
+
+fn is_number(t: &str) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+/// The first words of a refused statement, for the message.
+fn describe(words: &[&str]) -> String {
+    let head: Vec<&str> = words.iter().take(6).copied().collect();
+    if head.is_empty() {
+        "an empty statement".into()
+    } else {
+        head.join(" ")
+    }
+}
+
+/// Upper-cased words, numbers and single-character punctuation, outside
+/// comments; every string literal becomes `'`, a quoted identifier keeps
+/// its quotes (and case), a dollar-quoted body becomes `$`.
+fn tokenize(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == b'\'' || ((c == b'E' || c == b'e') && b.get(i + 1) == Some(&b'\'')) {
+            let escapes = c != b'\'';
+            i += if escapes { 2 } else { 1 };
+            while i < b.len() {
+                if escapes && b[i] == b'\\' {
+                    i += 2;
+                } else if b[i] == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push("'".to_string());
+        } else if c == b'"' {
+            let start = i;
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            out.push(sql[start..i.min(b.len())].to_string());
+        } else if c == b'$' {
+            // $tag$ ... $tag$ (a bare $1 parameter cannot appear in a dump).
+            let tag_end = b[i + 1..].iter().position(|&x| x == b'$').map(|p| i + 1 + p);
+            match tag_end {
+                Some(end) if b[i + 1..end].iter().all(|x| x.is_ascii_alphanumeric() || *x == b'_') => {
+                    let tag = &sql[i..=end];
+                    match sql[end + 1..].find(tag) {
+                        Some(p) => i = end + 1 + p + tag.len(),
+                        None => i = b.len(),
+                    }
+                    out.push("$".to_string());
+                }
+                _ => {
+                    out.push("$".to_string());
+                    i += 1;
+                }
+            }
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+                i += 1;
+            }
+            out.push(sql[start..i].to_ascii_uppercase());
+        } else if c == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit) && out.last().is_some_and(|t| t == ",") {
+            let start = i;
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(sql[start..i].to_string());
+        } else {
+            // Multi-byte characters never start here (>= 0x80 is a word).
+            out.push((c as char).to_string());
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PG_DUMP: &str = include_str!("testdata/pg_dump_statements.sql");
+
+    #[test]
+    fn runs_every_statement_pg_dump_writes_for_kt() {
+        let mut script = super::super::script::Script::new(PG_DUMP.as_bytes());
+        let mut n = 0;
+        while let Some(item) = script.next_item().unwrap() {
+            if let super::super::script::Item::Statement(sql) = item {
+                let verdict = judge(&sql, "keytrustee");
+                assert!(matches!(verdict, Verdict::Run | Verdict::SkipOwnership), "{sql}: {verdict:?}");
+                n += 1;
+            }
+        }
+        assert!(n >= 28, "only {n} statements read");
+        assert_eq!(judge("ALTER TABLE public.clients OWNER TO keytrustee", "keytrustee"), Verdict::SkipOwnership);
+    }
+
+    #[test]
+    fn refuses_what_pg_dump_does_not_write_for_kt() {
+        for sql in [
+            "COPY (SELECT 1) TO PROGRAM 'touch /tmp/x'",
+            "copy public.deposits to '/tmp/x'",
+            "SELECT lo_export(1, '/tmp/x')",
+            "SELECT pg_catalog.set_config('a', (SELECT pg_read_file('/etc/passwd')), false)",
+            "SELECT pg_catalog.setval('s', 1, true), pg_sleep(10)",
+            "ALTER SYSTEM SET archive_command = 'touch /tmp/x'",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE c AS '/tmp/x.so', 'f'",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS $$ import os $$",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$ LANGUAGE c",
+            "CREATE TABLE x AS SELECT pg_read_file('/etc/passwd')",
+            "CREATE TABLE public.x AS SELECT 1",
+            "ALTER TABLE public.clients OWNER TO postgres",
+            "ALTER TABLE public.clients OWNER TO keytrustee, ENABLE TRIGGER ALL",
+            "SET ROLE postgres",
+            "SET SESSION AUTHORIZATION postgres",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "CREATE TRIGGER t BEFORE INSERT ON public.deposits FOR EACH ROW EXECUTE FUNCTION f()",
+            "GRANT pg_execute_server_program TO keytrustee",
+            "CREATE EXTENSION plpython3u",
+            "ALTER TABLE public.deposits ENABLE TRIGGER ALL",
+            "DROP DATABASE keytrustee",
+            "",
+        ] {
+            assert!(matches!(judge(sql, "keytrustee"), Verdict::Refuse(_)), "{sql:?} was not refused");
+        }
+    }
+
+    #[test]
+    fn words_in_strings_and_comments_do_not_count() {
+        assert_eq!(judge("SET search_path = 'COPY TO PROGRAM'", "keytrustee"), Verdict::Run);
+        assert_eq!(
+            judge("CREATE FUNCTION public.f() RETURNS int LANGUAGE plpgsql AS $x$ BEGIN /* LANGUAGE c */ RETURN 1; END $x$", "keytrustee"),
+            Verdict::Run
+        );
+        assert!(matches!(judge("/* SET x = 1; */ COPY (SELECT 1) TO PROGRAM 'x'", "keytrustee"), Verdict::Refuse(_)));
+        assert!(matches!(judge("-- SET x\nCOPY (SELECT 1) TO PROGRAM 'x'", "keytrustee"), Verdict::Refuse(_)));
+    }
+}
