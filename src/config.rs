@@ -3,6 +3,9 @@
 //! The file is kept as an ordered JSON map so that keys kt does not know
 //! (set by an operator or a newer version) survive every rewrite, in their
 //! original order. Every rewrite is atomic.
+//!
+//! This is the storage layer; code reads the typed, checked
+//! [`crate::settings::Settings`] made from it once per command.
 
 use std::path::{Path, PathBuf};
 
@@ -85,6 +88,25 @@ impl Config {
             .expect("a JSON map always serializes");
         text.push('\n');
         fsutil::write_atomic(path, text.as_bytes(), 0o600, owner)
+    }
+
+    /// A configuration holding exactly `values`.
+    pub fn from_map(values: Map<String, Value>) -> Config {
+        Config { values }
+    }
+
+    /// Every key and value, in the file's order.
+    pub fn values(&self) -> &Map<String, Value> {
+        &self.values
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.values
+    }
+
+    /// Removes `key`, keeping the order of the others.
+    pub fn remove(&mut self, key: &str) {
+        self.values.shift_remove(key);
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {

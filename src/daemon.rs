@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::https::{HttpsClient, Trust, Url};
-use crate::config;
 use crate::error::{Context, Error, Kind, Result};
 use crate::fsutil;
 use crate::instance::Instance;
@@ -37,10 +36,7 @@ pub enum ServerState {
 
 impl ServerProcess {
     pub fn for_instance(instance: &Instance) -> Result<ServerProcess> {
-        let listen_text = instance.config.string(config::LISTEN)?;
-        let listen = listen_text
-            .parse()
-            .map_err(|e| Error::usage(format!("LISTEN {listen_text:?} is not an address and port")).because(e))?;
+        let listen = instance.settings.listen;
         Ok(ServerProcess {
             confdir: instance.layout.confdir.clone(),
             pid_file: instance.layout.home.join("kt-server.pid"),

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::settings::Settings;
 use crate::error::Result;
 use crate::fsutil;
 
@@ -65,36 +66,63 @@ impl Layout {
         self.log_dir().join("postgresql.log")
     }
 
-    /// Loads the configuration of an existing instance.
+    /// Loads the configuration of an existing instance and checks its
+    /// settings (a bad value: exit 2, naming the key).
     pub fn load(self) -> Result<Instance> {
         let config = Config::load(&self.config_file())?;
-        Ok(Instance { layout: self, config })
+        Instance::new(self, config)
     }
 }
 
-/// An existing instance: its layout and its configuration.
+/// An existing instance: its layout, its configuration as stored, and the
+/// settings read from it once, which the code passes down.
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub layout: Layout,
+    /// The file as stored (for rewrites that keep unknown keys).
     pub config: Config,
+    /// The checked, typed view of `config`.
+    pub settings: Settings,
 }
 
 impl Instance {
+    /// The instance at `layout` with `config`, its settings checked.
+    pub fn new(layout: Layout, config: Config) -> Result<Instance> {
+        let settings = Settings::from_config(&config)?;
+        Ok(Instance { layout, config, settings })
+    }
+
+    /// `PG_ROOTDIR`, relative to the home, default `<home>/db`.
     pub fn pg_rootdir(&self) -> Result<PathBuf> {
-        let dir = self.config.path(config::PG_ROOTDIR)?;
-        Ok(if dir.is_absolute() { dir } else { self.layout.home.join(dir) })
+        Ok(match &self.settings.pg_rootdir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => self.layout.home.join(dir),
+            None => self.layout.default_pg_rootdir(),
+        })
     }
 
     pub fn db_port(&self) -> Result<u16> {
-        self.config.port(config::DB_PORT)
+        Ok(self.settings.db_port)
     }
 
     pub fn hostname(&self) -> Result<&str> {
-        self.config.string(config::HOSTNAME)
+        Ok(&self.settings.hostname)
     }
 
     /// The service account name recorded at init (None: the current user).
     pub fn service_user(&self) -> Option<&str> {
-        self.config.get(config::SERVICE_USER).and_then(|v| v.as_str())
+        self.settings.service_user.as_deref()
+    }
+
+    /// Where the server's certificate, key and CA are (`SSL_CERTIFICATE`,
+    /// `SSL_PRIVATE_KEY`, `SSL_CA`; the documented `.ssl` files by default).
+    pub fn tls_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let ssl = self.layout.ssl_dir();
+        let s = &self.settings;
+        (
+            s.ssl_certificate.clone().unwrap_or_else(|| ssl.join(CERT_FILE)),
+            s.ssl_private_key.clone().unwrap_or_else(|| ssl.join(KEY_FILE)),
+            s.ssl_ca.clone().unwrap_or_else(|| ssl.join(CA_FILE)),
+        )
     }
 }

@@ -23,6 +23,7 @@ pub mod pgp;
 pub mod progress;
 pub mod restore;
 pub mod server;
+pub mod settings;
 pub mod storage;
 pub mod tls;
 pub mod verify;

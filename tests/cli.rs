@@ -53,7 +53,7 @@ fn a_malformed_configuration_is_reported() {
     }
     std::fs::write(confdir.join("keytrustee.conf"), r#"{"PG_ROOTDIR": "/x"}"#).unwrap();
     let out = run(kt().arg("-c").arg(&confdir).args(["db", "status"])).expect(2);
-    assert!(out.stderr.contains("DB_PORT is missing"), "{}", out.stderr);
+    assert!(out.stderr.contains("HOSTNAME is missing"), "{}", out.stderr);
 }
 
 #[test]
@@ -76,10 +76,19 @@ fn a_bad_configuration_value_exits_2_in_every_command() {
         let out = kt_c(args).expect(2);
         assert!(out.stderr.contains("LISTEN \"nowhere\""), "{args:?}: {}", out.stderr);
     }
-    // A value of the wrong type.
+    // A value of the wrong type, or a limit out of its range: the settings
+    // are checked once, when the instance is loaded, for every command.
     std::fs::write(&conf, r#"{"HOSTNAME": "localhost", "LISTEN": 11371, "PG_ROOTDIR": "/x", "DB_PORT": 1}"#).unwrap();
-    for args in [&["serve"][..], &["server", "start"]] {
+    for args in [&["serve"][..], &["server", "start"], &["db", "status"], &["backup", "--cleartext"]] {
         let out = kt_c(args).expect(2);
         assert!(out.stderr.contains("LISTEN is not a string"), "{args:?}: {}", out.stderr);
     }
+    std::fs::write(&conf, r#"{"HOSTNAME": "localhost", "PG_ROOTDIR": "/x", "DB_PORT": 1, "MAX_CONNECTIONS": 0}"#).unwrap();
+    for args in [&["serve"][..], &["server", "status"], &["db", "stop"], &["fingerprint"]] {
+        let out = kt_c(args).expect(2);
+        assert!(out.stderr.contains("MAX_CONNECTIONS must be a number from 1 to 100000"), "{args:?}: {}", out.stderr);
+    }
+    // `kt verify` reports the same as a failed check.
+    let out = kt_c(&["verify"]).expect(1);
+    assert!(out.stdout.contains("MAX_CONNECTIONS"), "{}", out.stdout);
 }

@@ -40,7 +40,7 @@ pub struct Preloaded {
 pub fn live_cluster(target: &Layout, staged_confdir: &Path) -> Option<(Cluster, Password)> {
     let inst = target.clone().load().ok()?;
     let cluster = Cluster::for_instance(&inst).ok()?;
-    let restored = Instance { layout: target.clone(), config: Config::load(&staged_confdir.join("keytrustee.conf")).ok()? };
+    let restored = Instance::new(target.clone(), Config::load(&staged_confdir.join("keytrustee.conf")).ok()?).ok()?;
     if restored.pg_rootdir().ok()? != cluster.data_dir || restored.db_port().ok()? != cluster.port {
         return None;
     }

@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::config;
 use crate::error::{Context, Error, Result};
 use crate::instance::{Instance, DB_NAME, DB_USER};
 use crate::storage::pgpass::Password;
@@ -53,38 +52,37 @@ pub struct ServerSettings {
 
 impl ServerSettings {
     /// Reads and checks every setting; any problem stops startup here.
+    /// Types and ranges were checked when the instance was loaded
+    /// (src/settings.rs); here what TLS makes of them.
     pub fn from_instance(instance: &Instance) -> Result<ServerSettings> {
-        let c = &instance.config;
-        let listen_text = c.string(config::LISTEN)?;
-        let listen: SocketAddr = listen_text.parse().map_err(|e| {
-            Error::usage(format!("LISTEN {listen_text:?} is not an address and port")).because(e)
-        })?;
-        let (versions, version_warning) =
-            tls::protocol_versions(c.optional_string(config::TLS_MIN_VERSION)?.unwrap_or("tlsv1.2"))?;
-        let provider = tls::provider(c.optional_string(config::CIPHERS)?.unwrap_or(""), &versions)?;
+        let s = &instance.settings;
+        let (versions, version_warning) = tls::protocol_versions(&s.tls_min_version)?;
+        let provider = tls::provider(&s.ciphers, &versions)?;
+        let (certificate, private_key, ca) = instance.tls_files();
         let key_material = KeyMaterial {
-            certificate: c.path(config::SSL_CERTIFICATE)?,
-            private_key: c.path(config::SSL_PRIVATE_KEY)?,
-            ca: c.optional_string(config::SSL_CA)?.map(PathBuf::from),
-            password_script: c.optional_string(config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT)?.map(str::to_string),
+            certificate,
+            private_key,
+            ca: Some(ca),
+            password_script: s.ssl_private_key_password_script.clone(),
         };
         let public = crate::pgp::load_public_key(&instance.layout.pubring())?;
+        let limits = &s.limits;
         Ok(ServerSettings {
-            listen,
+            listen: s.listen,
             key_material,
             provider,
             versions,
             version_warning,
-            max_header_bytes: c.number_or(config::MAX_HEADER_BYTES, 16 * 1024, 8192..=1024 * 1024)? as usize,
-            max_connections: c.number_or(config::MAX_CONNECTIONS, 1024, 1..=100_000)? as usize,
-            idle_timeout: Duration::from_secs(c.number_or(config::IDLE_TIMEOUT_SECONDS, 30, 1..=3600)?),
+            max_header_bytes: limits.max_header_bytes as usize,
+            max_connections: limits.max_connections as usize,
+            idle_timeout: limits.idle_timeout(),
             limits: api::Limits {
-                max_body_bytes: c.number_or(config::MAX_BODY_BYTES, 1024 * 1024, 1..=256 * 1024 * 1024)? as usize,
-                auth_window_seconds: c.number_or(config::AUTH_WINDOW_SECONDS, 300, 1..=86_400)? as i64,
-                request_timeout: Duration::from_secs(c.number_or(config::REQUEST_TIMEOUT_SECONDS, 30, 1..=3600)?),
+                max_body_bytes: limits.max_body_bytes as usize,
+                auth_window_seconds: limits.auth_window_seconds as i64,
+                request_timeout: limits.request_timeout(),
             },
-            db_port: instance.db_port()?,
-            db_pool_size: c.number_or(config::DB_POOL_SIZE, 4, 1..=256)? as usize,
+            db_port: s.db_port,
+            db_pool_size: limits.db_pool_size as usize,
             pgpass: instance.layout.pgpass(),
             fingerprint: crate::pgp::wire_fingerprint(&public),
             pubkey_armored: crate::pgp::armored(&public)?,

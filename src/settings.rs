@@ -1,0 +1,377 @@
+//! The typed settings of one instance: every documented key of
+//! `keytrustee.conf`, its default and its allowed range, in one place.
+//!
+//! [`Config`] stays the storage layer (the raw JSON object, kept in its
+//! order, rewritten atomically); `Settings` is what the code reads. It is
+//! built once per command, when the instance is loaded
+//! ([`crate::instance::Layout::load`]), and passed down: code asks
+//! `instance.settings.db_port`, never `config.get("DB_PORT")`. Keys kt does
+//! not know are kept in [`Settings::extra`] and survive every rewrite.
+//!
+//! Checking is of two kinds. Here: each value's type and range, so that a
+//! malformed value stops every command with exit 2 naming the key (bad
+//! configuration is bad input, src/error.rs). What a well-formed value
+//! means to another part (which cipher suites `CIPHERS` names, whether
+//! the certificate file exists) is checked by that part (src/tls.rs) when
+//! it is used: by `kt serve`, `kt server start|restart` and `kt verify`.
+//!
+//! New keys (certificates, HA, mail, metrics) belong here too: a field,
+//! its default and range in [`Settings::from_config`], and its line in
+//! [`Settings::store`].
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+
+/// The default `LISTEN`: every address, the documented port.
+pub const DEFAULT_LISTEN: &str = config::DEFAULT_LISTEN;
+pub const DEFAULT_DB_PORT: u16 = config::DEFAULT_DB_PORT;
+pub const DEFAULT_TLS_MIN_VERSION: &str = config::DEFAULT_TLS_MIN_VERSION;
+
+/// A numeric setting: its key, its default and the values it may take.
+#[derive(Debug, Clone)]
+pub struct Bounded {
+    pub key: &'static str,
+    pub default: u64,
+    pub range: RangeInclusive<u64>,
+}
+
+/// The server's limits, with the defaults an untuned server runs with.
+pub const MAX_BODY_BYTES: Bounded =
+    Bounded { key: config::MAX_BODY_BYTES, default: 1024 * 1024, range: 1..=256 * 1024 * 1024 };
+pub const MAX_HEADER_BYTES: Bounded =
+    Bounded { key: config::MAX_HEADER_BYTES, default: 16 * 1024, range: 8192..=1024 * 1024 };
+pub const MAX_CONNECTIONS: Bounded = Bounded { key: config::MAX_CONNECTIONS, default: 1024, range: 1..=100_000 };
+pub const IDLE_TIMEOUT_SECONDS: Bounded = Bounded { key: config::IDLE_TIMEOUT_SECONDS, default: 30, range: 1..=3600 };
+pub const REQUEST_TIMEOUT_SECONDS: Bounded =
+    Bounded { key: config::REQUEST_TIMEOUT_SECONDS, default: 30, range: 1..=3600 };
+pub const AUTH_WINDOW_SECONDS: Bounded = Bounded { key: config::AUTH_WINDOW_SECONDS, default: 300, range: 1..=86_400 };
+pub const DB_POOL_SIZE: Bounded = Bounded { key: config::DB_POOL_SIZE, default: 4, range: 1..=256 };
+
+/// Every limit, in the order they are written.
+const LIMITS: [&Bounded; 7] = [
+    &MAX_BODY_BYTES,
+    &MAX_HEADER_BYTES,
+    &MAX_CONNECTIONS,
+    &IDLE_TIMEOUT_SECONDS,
+    &REQUEST_TIMEOUT_SECONDS,
+    &AUTH_WINDOW_SECONDS,
+    &DB_POOL_SIZE,
+];
+
+/// The settings of `keytrustee.conf`, checked and with defaults filled in.
+///
+/// Paths are as written: relative ones are resolved by
+/// [`crate::instance::Instance`], which knows the home and the confdir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Map<String, Value>", into = "Map<String, Value>")]
+pub struct Settings {
+    /// `HOSTNAME` (required): the name in the certificate and the backup names.
+    pub hostname: String,
+    /// `LISTEN`: where `kt serve` listens (default 0.0.0.0:11371).
+    pub listen: SocketAddr,
+    /// `DB_PORT`: the instance's PostgreSQL port on 127.0.0.1 (default 11381).
+    pub db_port: u16,
+    /// `PG_ROOTDIR`: the PostgreSQL data directory (default `<home>/db`).
+    pub pg_rootdir: Option<PathBuf>,
+    /// `SSL_CERTIFICATE` (default `<confdir>/.ssl/ssl-cert-keytrustee.pem`).
+    pub ssl_certificate: Option<PathBuf>,
+    /// `SSL_PRIVATE_KEY` (default `<confdir>/.ssl/ssl-cert-keytrustee-pk.pem`).
+    pub ssl_private_key: Option<PathBuf>,
+    /// `SSL_CA` (default `<confdir>/.ssl/ssl-cert-keytrustee-ca.pem`, used when present).
+    pub ssl_ca: Option<PathBuf>,
+    /// `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`: prints the password of an encrypted key.
+    pub ssl_private_key_password_script: Option<String>,
+    /// `TLS_MIN_VERSION` (default tlsv1.2; its values are checked by src/tls.rs).
+    pub tls_min_version: String,
+    /// `CIPHERS` (default: empty, every suite; names checked by src/tls.rs).
+    pub ciphers: String,
+    /// `SERVICE_USER`: the account the database and server run as under root.
+    pub service_user: Option<String>,
+    /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
+    pub limits: Limits,
+    /// Keys kt does not know, kept as they were for every rewrite.
+    pub extra: Map<String, Value>,
+}
+
+/// The server's resource limits (each a [`Bounded`] setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_header_bytes: u64,
+    pub max_connections: u64,
+    pub idle_timeout_seconds: u64,
+    pub request_timeout_seconds: u64,
+    pub auth_window_seconds: u64,
+    pub db_pool_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: MAX_BODY_BYTES.default,
+            max_header_bytes: MAX_HEADER_BYTES.default,
+            max_connections: MAX_CONNECTIONS.default,
+            idle_timeout_seconds: IDLE_TIMEOUT_SECONDS.default,
+            request_timeout_seconds: REQUEST_TIMEOUT_SECONDS.default,
+            auth_window_seconds: AUTH_WINDOW_SECONDS.default,
+            db_pool_size: DB_POOL_SIZE.default,
+        }
+    }
+}
+
+impl Limits {
+    fn values(&self) -> [u64; 7] {
+        [
+            self.max_body_bytes,
+            self.max_header_bytes,
+            self.max_connections,
+            self.idle_timeout_seconds,
+            self.request_timeout_seconds,
+            self.auth_window_seconds,
+            self.db_pool_size,
+        ]
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+}
+
+impl Settings {
+    /// Reads and checks every known key of `config`. The first bad value
+    /// stops it: exit 2, naming the key, with a hint to fix the file.
+    pub fn from_config(config: &Config) -> Result<Settings> {
+        let c = config;
+        let path = |key: &str| -> Result<Option<PathBuf>> { Ok(c.optional_string(key)?.map(PathBuf::from)) };
+        let text = |key: &str| -> Result<Option<String>> { Ok(c.optional_string(key)?.map(str::to_string)) };
+        let number = |b: &Bounded| c.number_or(b.key, b.default, b.range.clone());
+
+        let hostname = c.string(config::HOSTNAME)?.to_string();
+        crate::hostname::validate(&hostname).map_err(|e| bad(config::HOSTNAME, "is not a valid host name").because(e))?;
+        let listen_text = c.optional_string(config::LISTEN)?.unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text
+            .parse()
+            .map_err(|e| bad(config::LISTEN, &format!("{listen_text:?} is not an address and port")).because(e))?;
+        let db_port = match c.get(config::DB_PORT) {
+            None | Some(Value::Null) => DEFAULT_DB_PORT,
+            Some(_) => c.port(config::DB_PORT)?,
+        };
+        let known = known_keys();
+        let extra = c.values().iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Settings {
+            hostname,
+            listen,
+            db_port,
+            pg_rootdir: path(config::PG_ROOTDIR)?,
+            ssl_certificate: path(config::SSL_CERTIFICATE)?,
+            ssl_private_key: path(config::SSL_PRIVATE_KEY)?,
+            ssl_ca: path(config::SSL_CA)?,
+            ssl_private_key_password_script: text(config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT)?,
+            tls_min_version: text(config::TLS_MIN_VERSION)?.unwrap_or_else(|| DEFAULT_TLS_MIN_VERSION.to_string()),
+            ciphers: text(config::CIPHERS)?.unwrap_or_default(),
+            service_user: text(config::SERVICE_USER)?,
+            limits: Limits {
+                max_body_bytes: number(&MAX_BODY_BYTES)?,
+                max_header_bytes: number(&MAX_HEADER_BYTES)?,
+                max_connections: number(&MAX_CONNECTIONS)?,
+                idle_timeout_seconds: number(&IDLE_TIMEOUT_SECONDS)?,
+                request_timeout_seconds: number(&REQUEST_TIMEOUT_SECONDS)?,
+                auth_window_seconds: number(&AUTH_WINDOW_SECONDS)?,
+                db_pool_size: number(&DB_POOL_SIZE)?,
+            },
+            extra,
+        })
+    }
+
+    /// Writes these settings into `config`: known keys set (or removed when
+    /// unset), unknown keys and the file's order left as they are. Limits
+    /// at their default are not added to a file that lacks them.
+    pub fn store(&self, config: &mut Config) {
+        for (key, value) in self.known_values() {
+            match value {
+                Some(value) => config.set(key, value),
+                None => config.remove(key),
+            }
+        }
+        for (bounded, value) in LIMITS.iter().zip(self.limits.values()) {
+            if value != bounded.default || config.get(bounded.key).is_some() {
+                config.set(bounded.key, value);
+            }
+        }
+        for (key, value) in &self.extra {
+            config.set(key, value.clone());
+        }
+    }
+
+    /// Every known key but the limits with its value to write (None:
+    /// leave it out).
+    fn known_values(&self) -> Vec<(&'static str, Option<Value>)> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| Value::from(p.to_string_lossy().into_owned()));
+        let text = |s: &Option<String>| s.clone().map(Value::from);
+        vec![
+            (config::HOSTNAME, Some(Value::from(self.hostname.clone()))),
+            (config::LISTEN, Some(Value::from(self.listen.to_string()))),
+            (config::DB_PORT, Some(Value::from(self.db_port))),
+            (config::PG_ROOTDIR, path(&self.pg_rootdir)),
+            (config::SSL_CERTIFICATE, path(&self.ssl_certificate)),
+            (config::SSL_PRIVATE_KEY, path(&self.ssl_private_key)),
+            (config::SSL_CA, path(&self.ssl_ca)),
+            (config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT, text(&self.ssl_private_key_password_script)),
+            (config::TLS_MIN_VERSION, Some(Value::from(self.tls_min_version.clone()))),
+            (config::CIPHERS, (!self.ciphers.is_empty()).then(|| Value::from(self.ciphers.clone()))),
+            (config::SERVICE_USER, text(&self.service_user)),
+        ]
+    }
+}
+
+/// The keys [`Settings`] reads: everything else is kept in `extra`.
+fn known_keys() -> Vec<&'static str> {
+    let mut keys = vec![
+        config::HOSTNAME,
+        config::LISTEN,
+        config::DB_PORT,
+        config::PG_ROOTDIR,
+        config::SSL_CERTIFICATE,
+        config::SSL_PRIVATE_KEY,
+        config::SSL_CA,
+        config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT,
+        config::TLS_MIN_VERSION,
+        config::CIPHERS,
+        config::SERVICE_USER,
+    ];
+    keys.extend(LIMITS.iter().map(|b| b.key));
+    keys
+}
+
+fn bad(key: &str, what: &str) -> Error {
+    Error::usage(format!("configuration key {key} {what}")).with_hint("fix keytrustee.conf in the confdir")
+}
+
+impl TryFrom<Map<String, Value>> for Settings {
+    type Error = Error;
+
+    fn try_from(values: Map<String, Value>) -> Result<Settings> {
+        Settings::from_config(&Config::from_map(values))
+    }
+}
+
+impl From<Settings> for Map<String, Value> {
+    fn from(settings: Settings) -> Map<String, Value> {
+        let mut config = Config::new();
+        settings.store(&mut config);
+        config.into_map()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings> {
+        Settings::from_config(&Config::parse(text).unwrap())
+    }
+
+    #[test]
+    fn defaults_fill_what_is_absent() {
+        let s = parse(r#"{"HOSTNAME": "kts01.example.com"}"#).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:11371".parse().unwrap());
+        assert_eq!(s.db_port, 11381);
+        assert_eq!(s.tls_min_version, "tlsv1.2");
+        assert_eq!(s.ciphers, "");
+        assert_eq!((s.pg_rootdir, s.ssl_certificate, s.service_user), (None, None, None));
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.limits.idle_timeout(), Duration::from_secs(30));
+        // Empty and null optional values are absent.
+        let s = parse(r#"{"HOSTNAME": "h", "SSL_CA": "", "SSL_PRIVATE_KEY_PASSWORD_SCRIPT": null}"#).unwrap();
+        assert_eq!((s.ssl_ca, s.ssl_private_key_password_script), (None, None));
+    }
+
+    #[test]
+    fn values_are_read_as_numbers_or_numeric_strings() {
+        let s = parse(r#"{"HOSTNAME": "h", "DB_PORT": "5432", "MAX_CONNECTIONS": 10, "DB_POOL_SIZE": " 8 "}"#).unwrap();
+        assert_eq!((s.db_port, s.limits.max_connections, s.limits.db_pool_size), (5432, 10, 8));
+    }
+
+    #[test]
+    fn ranges_and_types_are_checked_naming_the_key() {
+        for (text, key) in [
+            (r#"{}"#, "HOSTNAME is missing"),
+            (r#"{"HOSTNAME": 7}"#, "HOSTNAME is not a string"),
+            (r#"{"HOSTNAME": "bad host"}"#, "HOSTNAME is not a valid host name"),
+            (r#"{"HOSTNAME": "h", "LISTEN": "nowhere"}"#, "LISTEN \"nowhere\""),
+            (r#"{"HOSTNAME": "h", "DB_PORT": 0}"#, "DB_PORT is not a port"),
+            (r#"{"HOSTNAME": "h", "DB_PORT": 70000}"#, "DB_PORT is not a port"),
+            (r#"{"HOSTNAME": "h", "SSL_CERTIFICATE": ["x"]}"#, "SSL_CERTIFICATE is not a string"),
+            (r#"{"HOSTNAME": "h", "MAX_HEADER_BYTES": 100}"#, "MAX_HEADER_BYTES must be a number from 8192 to 1048576"),
+            (r#"{"HOSTNAME": "h", "MAX_CONNECTIONS": 0}"#, "MAX_CONNECTIONS must be"),
+            (r#"{"HOSTNAME": "h", "IDLE_TIMEOUT_SECONDS": 3601}"#, "IDLE_TIMEOUT_SECONDS must be"),
+            (r#"{"HOSTNAME": "h", "DB_POOL_SIZE": "many"}"#, "DB_POOL_SIZE must be"),
+            (r#"{"HOSTNAME": "h", "SERVICE_USER": false}"#, "SERVICE_USER is not a string"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.kind(), crate::Kind::Usage, "{text}");
+            assert!(err.to_string().contains(key), "{text}: {err}");
+            assert!(err.hint().is_some_and(|h| h.contains("keytrustee.conf")), "{text}");
+        }
+        // The bounds themselves are allowed.
+        let s = parse(r#"{"HOSTNAME": "h", "MAX_HEADER_BYTES": 8192, "AUTH_WINDOW_SECONDS": 86400}"#).unwrap();
+        assert_eq!((s.limits.max_header_bytes, s.limits.auth_window_seconds), (8192, 86_400));
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_on_rewrite() {
+        let text = r#"{"ZZZ": 1, "HOSTNAME": "a", "MAX_CONNECTIONS": 1024, "EXTRA": {"x": [1, 2]}, "DB_PORT": 11381}"#;
+        let mut config = Config::parse(text).unwrap();
+        let mut settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.extra.keys().collect::<Vec<_>>(), ["ZZZ", "EXTRA"]);
+        settings.hostname = "b".into();
+        settings.db_port = 5432;
+        settings.store(&mut config);
+        // Through the storage layer: the order of the file, the unknown
+        // keys as they were, an explicit default kept.
+        let out = serde_json::to_string(&Value::Object(config.values().clone())).unwrap();
+        assert_eq!(
+            out,
+            r#"{"ZZZ":1,"HOSTNAME":"b","MAX_CONNECTIONS":1024,"EXTRA":{"x":[1,2]},"DB_PORT":5432,"LISTEN":"0.0.0.0:11371","TLS_MIN_VERSION":"tlsv1.2"}"#
+        );
+        assert_eq!(Settings::from_config(&config).unwrap(), settings);
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_unknown_keys_and_checks_values() {
+        let text = r#"{"HOSTNAME": "a", "NEWER_KEY": "kept", "MAX_BODY_BYTES": 2048, "SSL_CA": "/ca.pem"}"#;
+        let settings: Settings = serde_json::from_str(text).unwrap();
+        assert_eq!(settings.limits.max_body_bytes, 2048);
+        let value = serde_json::to_value(&settings).unwrap();
+        assert_eq!(value["NEWER_KEY"], "kept");
+        assert_eq!(value["MAX_BODY_BYTES"], 2048);
+        assert_eq!(value["SSL_CA"], "/ca.pem");
+        assert!(value.get("MAX_CONNECTIONS").is_none(), "a default is not written where it was absent");
+        let again: Settings = serde_json::from_value(value).unwrap();
+        assert_eq!(again, settings);
+        let err = serde_json::from_str::<Settings>(r#"{"HOSTNAME": "a", "DB_PORT": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("DB_PORT"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_optional_key_is_removed_on_store() {
+        let mut config = Config::parse(r#"{"HOSTNAME": "a", "SSL_PRIVATE_KEY_PASSWORD_SCRIPT": "cat /pw"}"#).unwrap();
+        let mut settings = Settings::from_config(&config).unwrap();
+        settings.ssl_private_key_password_script = None;
+        settings.store(&mut config);
+        assert!(config.get(config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT).is_none());
+    }
+}
