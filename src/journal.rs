@@ -186,6 +186,7 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    #[allow(clippy::type_complexity)]
     fn recorder() -> (Rc<RefCell<Vec<String>>>, impl Fn(&str, bool) -> Box<dyn FnOnce() -> Result<()>>) {
         let log = Rc::new(RefCell::new(Vec::new()));
         let l = log.clone();

@@ -336,7 +336,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     let created_home = fsutil::create_dirs(&target.home, 0o755)?;
     // Outermost first, so undone innermost first. Only while empty: logs of
     // a failed start (evidence) may have landed there.
-    for dir in created_home.iter().cloned() {
+    for dir in created_home.clone() {
         journal.record(format!("created {}", dir.display()), move || remove_dir_if_empty(&dir));
     }
     let safety_dir = match new_safety_dir(&target) {
@@ -639,7 +639,7 @@ fn put_in_place(
         databases::rename(&mut admin, DB_NAME, &aside).map_err(|e| Error::env("cannot set the current database aside").because(e.to_string()))?;
         journal.record(
             format!("set the database {DB_NAME} aside as {aside}"),
-            undo_db(|c, from, to| databases::rename(c, from, to), aside.clone(), DB_NAME.to_string()),
+            undo_db(databases::rename, aside.clone(), DB_NAME.to_string()),
         );
         renamed_db = Some((cl.clone(), password.clone(), aside));
     }

@@ -152,10 +152,8 @@ pub fn drop_abandoned(admin: &mut postgres::Client, prefix: &str) {
     for row in rows {
         let name: String = row.get(0);
         let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            if databases::drop(admin, &name).is_ok() {
-                let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {name}{ROLE_SUFFIX}"));
-            }
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && databases::drop(admin, &name).is_ok() {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", role_of(&name)));
         }
     }
     // A role whose database is gone (killed between the two).
