@@ -79,7 +79,7 @@ impl ServerSettings {
             max_connections: c.number_or(config::MAX_CONNECTIONS, 1024, 1..=100_000)? as usize,
             idle_timeout: Duration::from_secs(c.number_or(config::IDLE_TIMEOUT_SECONDS, 30, 1..=3600)?),
             limits: api::Limits {
-                max_body_bytes: c.number_or(config::MAX_BODY_BYTES, 1024 * 1024, 1..=256 * 1024 * 1024)? as usize,
+                max_body_bytes: c.number_or(config::MAX_BODY_BYTES, 1024 * 1024, 1..=config::MAX_BODY_BYTES_CEILING)? as usize,
                 auth_window_seconds: c.number_or(config::AUTH_WINDOW_SECONDS, 300, 1..=86_400)? as i64,
                 request_timeout: Duration::from_secs(c.number_or(config::REQUEST_TIMEOUT_SECONDS, 30, 1..=3600)?),
             },
