@@ -238,7 +238,7 @@ fn every_refusal_has_its_own_status() {
     let (dir, out) = register(&inst, "alice", "acme", "");
     out.expect(0);
     let mut raw = Raw::new(&inst, &dir);
-    let now = kt::auth::unix_now();
+    let now = kt::clock::unix_now();
 
     // Unsigned.
     let (code, body) = curl(&["-k", &format!("{}/deposits", inst.url())]);
@@ -273,7 +273,7 @@ fn every_refusal_has_its_own_status() {
     let h = raw.signed("GET", "/deposits", b"", now, &kt::auth::random_nonce());
     assert_eq!(raw.send("GET", "/deposits", b"", &h), (423, "client_disabled".into()));
     inst.kt(&["org", "enable-client", "--fingerprint", &raw.fpr]).expect(0);
-    let h = raw.signed("GET", "/deposits", b"", kt::auth::unix_now(), &kt::auth::random_nonce());
+    let h = raw.signed("GET", "/deposits", b"", kt::clock::unix_now(), &kt::auth::random_nonce());
     assert_eq!(raw.send("GET", "/deposits", b"", &h).0, 200);
     // Wrong method and unknown path.
     let (code, _) = curl(&["-k", "-X", "PATCH", &format!("{}/deposits", inst.url())]);

@@ -167,7 +167,7 @@ pub fn backup(
         .collect();
     let manifest_base = serde_json::json!({
         "format": "kt-backup/1",
-        "created": crate::server::http_date::rfc3339_now(),
+        "created": crate::clock::rfc3339_now(),
         "hostname": hostname,
         "server_fingerprint": crate::pgp::wire_fingerprint(&server_key),
         "kt_version": env!("CARGO_PKG_VERSION"),

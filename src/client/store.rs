@@ -329,15 +329,19 @@ impl Session {
     }
 }
 
-/// Percent-encodes everything but unreserved characters.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes everything but unreserved characters (upper-case hex).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_escaped_for_a_query() {
+        assert_eq!(super::percent_encode("disk-key_1.x~"), "disk-key_1.x~");
+        assert_eq!(super::percent_encode("a b+c/\u{e9}&="), "a%20b%2Bc%2F%C3%A9%26%3D");
     }
-    out
 }
