@@ -86,7 +86,7 @@ pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// Builds the manifest once the dump's facts are known.

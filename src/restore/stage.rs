@@ -142,7 +142,7 @@ pub fn extract<'a>(source: Box<dyn Read + 'a>, root: &Path, on_dump: OnDump<'_>)
         };
         let (sha, digest) = match dump_digest.map(DumpDigest::finish) {
             Some(facts) => (facts.sha256.clone(), Some(facts)),
-            None => (hex::encode(&plain.finalize()), None),
+            None => (hex::encode(plain.finalize()), None),
         };
         if path.ends_with(".manifest.json") {
             let text = std::fs::read_to_string(&target).map_err(|e| bad(e.to_string()))?;
@@ -238,7 +238,7 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Sta
         }
         let mut hasher = Sha256::new();
         let size = copy_member(&mut entry, &target, 0o600, bad, |chunk| hasher.update(chunk))?;
-        let sha = hex::encode(&hasher.finalize());
+        let sha = hex::encode(hasher.finalize());
         staged.files.insert(name, (size, sha));
     }
     let conf_dir_member = conf_dir_member.ok_or_else(|| Error::usage("keytrustee-conf.zip holds no keytrustee.conf"))?;

@@ -197,7 +197,7 @@ fn read_contents(source: Box<dyn Read>, keep_sql: Option<&Path>) -> std::result:
         if is_pubring {
             out.pubring = Some(keep);
         }
-        out.hashes.insert(path, (size, hex::encode(&hasher.finalize())));
+        out.hashes.insert(path, (size, hex::encode(hasher.finalize())));
     }
     Ok(out)
 }
