@@ -384,7 +384,7 @@ pub struct BackupArgs {
 
     /// Wait this long (30s, 10m, 2h) for another backup to finish instead
     /// of failing at once.
-    #[arg(long, value_name = "DURATION", value_parser = kt::backup::lock::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = kt::duration::parse)]
     pub lock_wait: Option<std::time::Duration>,
 
     /// Connect to the database on this port instead of DB_PORT.
@@ -431,7 +431,7 @@ pub struct VerifyArgs {
     pub warn_days: i64,
 
     /// The newest backup must be younger than this (30m, 12h, 2d).
-    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    #[arg(long, value_name = "DURATION", value_parser = kt::duration::parse)]
     pub max_age: Option<std::time::Duration>,
 
     /// Where the backups are (default: the instance home).
@@ -493,17 +493,6 @@ pub enum VerifyCommand {
         #[arg(long)]
         allow_unsigned: bool,
     },
-}
-
-/// `30s`, `10m`, `12h`, `2d`.
-fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    match text.strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|d| std::time::Duration::from_secs(d * 86_400))
-            .map_err(|_| format!("{text:?} is not a duration such as 30m, 12h or 2d")),
-        None => kt::backup::lock::parse_duration(text),
-    }
 }
 
 /// Restore a backup: the confdir and the database, safely.

@@ -10,6 +10,7 @@ mod fingerprint;
 mod init;
 mod org;
 mod printer;
+mod prompt;
 mod restore;
 mod serve;
 mod server;

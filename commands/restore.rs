@@ -13,7 +13,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     let zips = args.files.iter().any(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")));
     let zip_password = match (&args.zip_password_file, zips) {
         (Some(file), _) => Some(kt::storage::pgpass::Password::new(crate::org::read_secret_file(file)?)),
-        (None, true) if std::io::stdin().is_terminal() => Some(prompt_password("password of the zip backup: ")?),
+        (None, true) if std::io::stdin().is_terminal() => Some(crate::prompt::password("password of the zip backup: ")?),
         _ => None,
     };
     let options = RestoreOptions {
@@ -113,30 +113,4 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         }
     }
     Ok(Status::Success)
-}
-
-/// Reads a password from the terminal without echoing it.
-fn prompt_password(prompt: &str) -> kt::Result<kt::storage::pgpass::Password> {
-    use std::os::fd::AsRawFd;
-    let fd = std::io::stdin().as_raw_fd();
-    eprint!("{prompt}");
-    let _ = std::io::stderr().flush();
-    // SAFETY: termios is plain data; tcgetattr/tcsetattr on stdin's fd.
-    let saved = unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(fd, &mut t) != 0 {
-            return Err(kt::Error::env("cannot read the terminal settings"));
-        }
-        let saved = t;
-        t.c_lflag &= !libc::ECHO;
-        libc::tcsetattr(fd, libc::TCSANOW, &t);
-        saved
-    };
-    let mut line = String::new();
-    let read = std::io::stdin().lock().read_line(&mut line);
-    // SAFETY: restoring the settings read above.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    eprintln!();
-    read.map_err(|e| kt::Error::env("cannot read the password").because_err(&e))?;
-    Ok(kt::storage::pgpass::Password::new(line.trim_end_matches(['\n', '\r']).to_string()))
 }

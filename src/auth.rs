@@ -34,7 +34,7 @@ const VERSION_LINE: &str = "KT-AUTH-1";
 
 /// The text a client signs for one request.
 pub fn canonical(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &[u8]) -> String {
-    let body_hash = hex(&Sha256::digest(body));
+    let body_hash = hex::encode(Sha256::digest(body));
     format!("{VERSION_LINE}\n{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_hash}\n")
 }
 
@@ -55,7 +55,7 @@ pub fn sign_request(
     path_and_query: &str,
     body: &[u8],
 ) -> Result<SignedHeaders> {
-    sign_request_at(key, fingerprint, method, path_and_query, body, unix_now(), &random_nonce())
+    sign_request_at(key, fingerprint, method, path_and_query, body, crate::clock::unix_now(), &random_nonce())
 }
 
 /// Signs one request with an explicit timestamp and nonce (tests of the
@@ -111,29 +111,12 @@ pub fn valid_fingerprint(fpr: &str) -> bool {
     fpr.len() == 40 && fpr.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// 32 random hex digits.
 pub fn random_nonce() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub const SERVICE_USER: &str = "SERVICE_USER";
 pub const SSL_PRIVATE_KEY_PASSWORD_SCRIPT: &str = "SSL_PRIVATE_KEY_PASSWORD_SCRIPT";
 /// Server limits (optional; defaults below).
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+/// The highest MAX_BODY_BYTES a server accepts: no deposit is larger, so
+/// clients size their answer cap from it.
+pub const MAX_BODY_BYTES_CEILING: u64 = 256 * 1024 * 1024;
 pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const IDLE_TIMEOUT_SECONDS: &str = "IDLE_TIMEOUT_SECONDS";

@@ -45,7 +45,7 @@ pub struct Bounded {
 
 /// The server's limits, with the defaults an untuned server runs with.
 pub const MAX_BODY_BYTES: Bounded =
-    Bounded { key: config::MAX_BODY_BYTES, default: 1024 * 1024, range: 1..=256 * 1024 * 1024 };
+    Bounded { key: config::MAX_BODY_BYTES, default: 1024 * 1024, range: 1..=config::MAX_BODY_BYTES_CEILING };
 pub const MAX_HEADER_BYTES: Bounded =
     Bounded { key: config::MAX_HEADER_BYTES, default: 16 * 1024, range: 8192..=1024 * 1024 };
 pub const MAX_CONNECTIONS: Bounded = Bounded { key: config::MAX_CONNECTIONS, default: 1024, range: 1..=100_000 };

@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -187,19 +188,13 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// A password that never shows in Debug output or logs.
-struct Secret(String);
+/// A password that never shows in Debug output or logs, wiped from memory
+/// when dropped (zeroize: a write the optimiser may not remove).
+struct Secret(Zeroizing<String>);
 
 impl Secret {
     fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort: overwrite before the memory is freed.
-        unsafe { self.0.as_bytes_mut().fill(0) };
     }
 }
 
@@ -221,12 +216,10 @@ fn run_password_script(script: &str) -> Result<Secret> {
         }
         return Err(err);
     }
-    let mut text = String::from_utf8(output.stdout)
+    let printed = Zeroizing::new(output.stdout);
+    let text = std::str::from_utf8(&printed)
         .map_err(|_| Error::usage("SSL_PRIVATE_KEY_PASSWORD_SCRIPT printed a password that is not UTF-8"))?;
-    while text.ends_with('\n') || text.ends_with('\r') {
-        text.pop();
-    }
-    Ok(Secret(text))
+    Ok(Secret(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string())))
 }
 
 /// The certificate the server presents, replaceable while it runs

@@ -92,3 +92,59 @@ fn a_bad_configuration_value_exits_2_in_every_command() {
     let out = kt_c(&["verify"]).expect(1);
     assert!(out.stdout.contains("MAX_CONNECTIONS"), "{}", out.stdout);
 }
+
+/// Ctrl-C at a password prompt ends kt and leaves the terminal as it was
+/// (echo on), with a real pseudo-terminal as kt's controlling terminal.
+#[test]
+fn ctrl_c_at_the_password_prompt_leaves_echo_on() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    let (mut master_fd, mut slave_fd) = (-1, -1);
+    // SAFETY: openpty fills in two new descriptors, owned below.
+    let opened = unsafe { libc::openpty(&mut master_fd, &mut slave_fd, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master_fd), OwnedFd::from_raw_fd(slave_fd)) };
+    let echo_on = |fd: i32| {
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+        t.c_lflag & libc::ECHO != 0
+    };
+    assert!(echo_on(slave_fd), "a new terminal echoes");
+
+    let dir = TestDir::new("prompt");
+    let mut cmd = kt();
+    cmd.args(["restore", dir.join("backup.zip").to_str().unwrap()])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut terminal = std::fs::File::from(master);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("password of the zip backup:") {
+        assert!(std::time::Instant::now() < deadline, "no prompt: {}", String::from_utf8_lossy(&seen));
+        let mut buf = [0u8; 256];
+        let n = terminal.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The prompt has turned echo off; wait for that before typing.
+    while echo_on(slave_fd) {
+        assert!(std::time::Instant::now() < deadline, "echo never went off");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    terminal.write_all(b"secret\x03").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    assert!(echo_on(slave_fd), "Ctrl-C at the prompt left the terminal without echo");
+}

@@ -238,7 +238,7 @@ fn every_refusal_has_its_own_status() {
     let (dir, out) = register(&inst, "alice", "acme", "");
     out.expect(0);
     let mut raw = Raw::new(&inst, &dir);
-    let now = kt::auth::unix_now();
+    let now = kt::clock::unix_now();
 
     // Unsigned.
     let (code, body) = curl(&["-k", &format!("{}/deposits", inst.url())]);
@@ -273,7 +273,7 @@ fn every_refusal_has_its_own_status() {
     let h = raw.signed("GET", "/deposits", b"", now, &kt::auth::random_nonce());
     assert_eq!(raw.send("GET", "/deposits", b"", &h), (423, "client_disabled".into()));
     inst.kt(&["org", "enable-client", "--fingerprint", &raw.fpr]).expect(0);
-    let h = raw.signed("GET", "/deposits", b"", kt::auth::unix_now(), &kt::auth::random_nonce());
+    let h = raw.signed("GET", "/deposits", b"", kt::clock::unix_now(), &kt::auth::random_nonce());
     assert_eq!(raw.send("GET", "/deposits", b"", &h).0, 200);
     // Wrong method and unknown path.
     let (code, _) = curl(&["-k", "-X", "PATCH", &format!("{}/deposits", inst.url())]);
@@ -632,4 +632,104 @@ fn the_connection_limit_holds() {
     std::thread::sleep(Duration::from_millis(300));
     let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
     assert_eq!(code, 200);
+}
+
+#[test]
+fn a_stale_keep_alive_connection_neither_loses_nor_replays_a_deposit() {
+    let inst = Instance::serving("stale");
+    inst.set_config("IDLE_TIMEOUT_SECONDS", serde_json::json!(1));
+    start(&inst);
+    org_with_secret(&inst, "acme", "");
+    let (dir, out) = register(&inst, "alice", "acme", "");
+    out.expect(0);
+    // One client process, two deposits with the server's idle timeout in
+    // between: the second goes out after the server closed the connection.
+    let mut session = kt::client::ClientDir::new(&dir).unwrap().open().unwrap();
+    let first = session.put("first", b"one").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = session.put("second", b"two").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(session.get(&second).unwrap(), b"two");
+    let names: Vec<String> = session.list().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!inst.server_log().contains("replayed"), "{}", inst.server_log());
+}
+
+/// A TCP relay in front of the server that, once armed, swallows the next
+/// answer from the server and cuts the client's connection: the server has
+/// carried the request out, the client never hears of it.
+struct AnswerCutter {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnswerCutter {
+    fn new(server_port: u16) -> AnswerCutter {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = armed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(Shutdown::Write);
+                });
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (server, client);
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if flag.swap(false, Ordering::SeqCst) {
+                            let _ = client.shutdown(Shutdown::Both);
+                            let _ = server.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        AnswerCutter { port, armed }
+    }
+}
+
+#[test]
+fn a_lost_answer_to_a_deposit_is_reported_and_never_replayed() {
+    let inst = Instance::serving("lostanswer");
+    start(&inst);
+    org_with_secret(&inst, "acme", "");
+    let relay = AnswerCutter::new(inst.server_port);
+    let dir = inst.dir.join("alice");
+    let relay_url = format!("https://127.0.0.1:{}", relay.port);
+    client(&dir, &["register", "--server", &relay_url, "--org", "acme", "--ca", inst.ca().to_str().unwrap()]).expect(0);
+    let mut session = kt::client::ClientDir::new(&dir).unwrap().open().unwrap();
+    session.put("first", b"one").unwrap();
+
+    // The server stores the second deposit; its answer is lost on the way.
+    relay.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = session.put("second", b"two").unwrap_err();
+    let text = format!("{err} {:?}", err.hint());
+    assert!(!text.contains("409") && !text.contains("replayed"), "a stored deposit came back as a replay: {text}");
+    assert!(text.contains("may or may not have carried it out") && text.contains("list"), "{text}");
+    assert_eq!(err.kind(), kt::error::Kind::Environment);
+
+    // Nothing was lost or doubled, and the session goes on working.
+    let names: Vec<String> = session.list().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.iter().filter(|n| *n == "second").count(), 1, "{names:?}");
+    assert_eq!(names.len(), 2, "{names:?}");
+    session.put("third", b"three").unwrap();
+    assert!(!inst.server_log().contains("replayed"), "{}", inst.server_log());
 }

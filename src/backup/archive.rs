@@ -109,7 +109,7 @@ pub fn read_confdir(confdir: &Path) -> Result<Vec<ConfEntry>> {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    crate::auth::hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// Builds the manifest once the dump's facts are known: its bytes and
@@ -187,7 +187,7 @@ pub struct TarStream<'a> {
 impl<'a> TarStream<'a> {
     pub fn new(payload: &Payload<'_>, manifest: ManifestFn<'a>) -> std::io::Result<TarStream<'a>> {
         let mut names = Names::default();
-        let now = crate::auth::unix_now().max(0) as u64;
+        let now = crate::clock::unix_now().max(0) as u64;
         let mut prefix = tar::Builder::new(Vec::new());
         for e in payload.confdir {
             match e.kind {

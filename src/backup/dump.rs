@@ -92,7 +92,7 @@ impl DumpDigest {
     pub fn finish(self) -> DumpFacts {
         DumpFacts {
             size: self.size,
-            sha256: crate::auth::hex(&self.hasher.finalize()),
+            sha256: hex::encode(self.hasher.finalize()),
             row_counts: self.counter.counts,
             meta_commands: self.counter.meta_commands,
             client_encoding: self.counter.client_encoding,

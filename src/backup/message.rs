@@ -65,7 +65,7 @@ pub fn walk(path: &Path) -> std::result::Result<(Vec<String>, u64), String> {
                 let mut pkesk = vec![0u8; chunk as usize];
                 file.read_exact(&mut pkesk).map_err(|_| "truncated inside a PKESK packet".to_string())?;
                 if pkesk[0] == 3 {
-                    ids.push(crate::auth::hex(&pkesk[1..9]).to_ascii_uppercase());
+                    ids.push(hex::encode(&pkesk[1..9]).to_ascii_uppercase());
                 }
             } else {
                 let at = file.stream_position().map_err(|e| e.to_string())?;

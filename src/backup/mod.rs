@@ -176,7 +176,7 @@ pub fn backup(
         .collect();
     let manifest_base = manifest::Manifest {
         format: manifest::FORMAT.to_string(),
-        created: crate::server::http_date::rfc3339_now(),
+        created: crate::clock::rfc3339_now(),
         hostname: hostname.clone(),
         server_fingerprint: crate::pgp::wire_fingerprint(&server_key),
         kt_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -23,7 +23,7 @@ pub struct BackupName {
 
 /// The local time as `YYYY-MM-DD_HH-MM-SS`.
 pub fn stamp_now() -> String {
-    let now = crate::auth::unix_now() as libc::time_t;
+    let now = crate::clock::unix_now() as libc::time_t;
     // SAFETY: localtime_r fills the zeroed tm from a valid time_t.
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();

@@ -146,7 +146,7 @@ pub fn read(source: impl Read, dest: Option<&Path>) -> Result<Contents> {
                 out.dump = Some((path.clone(), facts));
                 sha
             }
-            None => crate::auth::hex(&plain.finalize()),
+            None => hex::encode(plain.finalize()),
         };
         if let Some(bytes) = small {
             pubrings.insert(path.clone(), bytes);

@@ -80,7 +80,7 @@ pub fn run(dir: &ClientDir, options: &BenchOptions) -> Result<BenchReport> {
     for t in 0..options.connections {
         let (key, uuids, issued, errors, stop) = (key.clone(), uuids.clone(), issued.clone(), errors.clone(), stop.clone());
         let (barrier, clock) = (barrier.clone(), clock.clone());
-        let mut client = HttpsClient::new(&url, &trust, Duration::from_secs(30))?;
+        let mut client = HttpsClient::new(&url, &trust, Duration::from_secs(30))?.with_max_body(crate::client::store::MAX_ANSWER);
         let fingerprint = settings.fingerprint.clone();
         let options = options.clone();
         threads.push(std::thread::spawn(move || {

@@ -10,7 +10,7 @@ use pgp::composed::{Deserializable, SignedSecretKey};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::client::https::{HttpsClient, Response, Trust, Url};
+use crate::client::https::{Failure, HttpsClient, Response, Trust, Url};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::pgp::{generate_key, KeySpec};
@@ -19,6 +19,9 @@ const SETTINGS: &str = "client.json";
 const SECRET: &str = "secret.gpg";
 const PUBLIC: &str = "public.gpg";
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer a session reads: the largest deposit a server can
+/// hold, with room for the JSON of a long listing.
+pub(crate) const MAX_ANSWER: usize = crate::config::MAX_BODY_BYTES_CEILING as usize + 16 * 1024 * 1024;
 
 /// What `client.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,7 +169,10 @@ impl ClientDir {
                     return Ok(settings);
                 }
                 Ok(resp) => return Err(refusal("registration", &resp)),
-                Err(e) => last_error = Some(e),
+                // Registering is idempotent (the same key with the same
+                // organization answers its state again), so the next server
+                // may be asked, with a new signature, whatever happened here.
+                Err(e) => last_error = Some(e.into()),
             }
         }
         Err(last_error.unwrap_or_else(|| Error::env("no server answered")))
@@ -182,7 +188,10 @@ impl ClientDir {
             .map_err(|e| Error::env(format!("{} is not an OpenPGP secret key", path.display())).because(e))?;
         let urls = settings.servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<_>>>()?;
         let trust = settings.trust();
-        let clients = urls.iter().map(|u| HttpsClient::new(u, &trust, TIMEOUT)).collect::<Result<Vec<_>>>()?;
+        let clients = urls
+            .iter()
+            .map(|u| HttpsClient::new(u, &trust, TIMEOUT).map(|c| c.with_max_body(MAX_ANSWER)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Session { settings, key, clients })
     }
 }
@@ -193,9 +202,9 @@ fn send_signed(
     path: &str,
     h: &auth::SignedHeaders,
     body: &[u8],
-) -> Result<Response> {
+) -> std::result::Result<Response, Failure> {
     let ts = h.timestamp.to_string();
-    client.request(
+    client.send(
         method,
         path,
         &[
@@ -235,27 +244,47 @@ pub struct Session {
 }
 
 impl Session {
-    /// Sends a signed request. Reads go to the next server on any
-    /// transport failure or 5xx; writes only when the server could not be
-    /// reached or answered that it is passive (503), so a write is never
-    /// sent twice.
+    /// Sends a signed request, signing it afresh (new nonce) every time it
+    /// is sent, so that no attempt is refused as a replay of another.
+    ///
+    /// - No connection ([`Failure::Unreachable`]): any request goes to the
+    ///   next server.
+    /// - Nothing reached the server ([`Failure::NotSent`]): any request
+    ///   goes again, to the same server once on a new connection (a
+    ///   kept-alive one it had closed), then to the next.
+    /// - No answer ([`Failure::NoAnswer`]): reads go to the next server;
+    ///   writes are not repeated, since the first may have been carried
+    ///   out: the error says the outcome is unknown.
+    /// - Answered 5xx: reads go to the next server; writes only on 503
+    ///   (passive server), which has changed nothing.
     pub fn send(&mut self, method: &str, path: &str, body: &[u8], read: bool) -> Result<Response> {
         let mut last_error = None;
         for client in &mut self.clients {
-            let headers = auth::sign_request(&self.key, &self.settings.fingerprint, method, path, body)?;
-            match send_signed(client, method, path, &headers, body) {
-                Ok(resp) if resp.status >= 500 && (read || resp.status == 503) => {
-                    last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
-                }
-                Ok(resp) => return Ok(resp),
-                Err(e) => {
-                    let connect_failed = e.message().starts_with("cannot connect");
-                    if read || connect_failed {
+            for attempt in 0..2 {
+                let headers = auth::sign_request(&self.key, &self.settings.fingerprint, method, path, body)?;
+                match send_signed(client, method, path, &headers, body) {
+                    Ok(resp) if resp.status >= 500 && (read || resp.status == 503) => {
+                        last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
+                    }
+                    Ok(resp) => return Ok(resp),
+                    Err(Failure::Unreachable(e)) => last_error = Some(e),
+                    Err(Failure::NotSent(e)) => {
                         last_error = Some(e);
-                    } else {
-                        return Err(e);
+                        if attempt == 0 {
+                            continue;
+                        }
+                    }
+                    Err(Failure::NoAnswer(e)) if read => last_error = Some(e),
+                    Err(Failure::NoAnswer(e)) => {
+                        return Err(e
+                            .restate(
+                                crate::error::Kind::Environment,
+                                format!("no answer from {} to {method} {path}: the server may or may not have carried it out", client.url()),
+                            )
+                            .with_hint("look before repeating it: kt client --dir DIR list"))
                     }
                 }
+                break;
             }
         }
         Err(last_error.unwrap_or_else(|| Error::env("no server configured")))
@@ -300,15 +329,19 @@ impl Session {
     }
 }
 
-/// Percent-encodes everything but unreserved characters.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes everything but unreserved characters (upper-case hex).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_escaped_for_a_query() {
+        assert_eq!(super::percent_encode("disk-key_1.x~"), "disk-key_1.x~");
+        assert_eq!(super::percent_encode("a b+c/\u{e9}&="), "a%20b%2Bc%2F%C3%A9%26%3D");
     }
-    out
 }

@@ -139,7 +139,7 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Con
                 p.extend_from_slice(chunk);
             }
         })?;
-        let sha256 = crate::auth::hex(&hasher.finalize());
+        let sha256 = hex::encode(hasher.finalize());
         if let Some(bytes) = pubring {
             pubrings.push((name.clone(), bytes));
         }

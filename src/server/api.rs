@@ -327,7 +327,7 @@ impl<'a> SignedParts<'a> {
 }
 
 fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
-    let now = auth::unix_now();
+    let now = crate::clock::unix_now();
     let window = state.limits.auth_window_seconds;
     if (timestamp - now).abs() > window {
         return Err(refuse(
@@ -340,7 +340,7 @@ fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
 }
 
 fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<(), Refusal> {
-    let now = auth::unix_now();
+    let now = crate::clock::unix_now();
     let expires = timestamp + state.limits.auth_window_seconds + 1;
     match state.replay.check(client, nonce, now, expires) {
         Seen::First => Ok(()),
@@ -406,13 +406,12 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     ))
 }
 
+/// Compares secrets in constant time. Both sides are hashed first so that
+/// not even the secret's length shows in the timing.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
 }
 
 async fn list_deposits(state: &AppState, client: &str) -> Result<Resp, Refusal> {
@@ -432,23 +431,10 @@ fn query_param(query: &str, key: &str) -> Option<String> {
     })
 }
 
+/// Form-style decoding of a query value: `+` is a space, `%XX` a byte,
+/// a malformed escape stays as written.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let Some(decoded) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(decoded);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 fn valid_uuid(s: &str) -> bool {
@@ -468,6 +454,7 @@ mod tests {
         assert_eq!(query_param("a=fingerprint", "a").as_deref(), Some("fingerprint"));
         assert_eq!(query_param("x=1&name=my%20key+2", "name").as_deref(), Some("my key 2"));
         assert_eq!(query_param("name=%zz%4", "name").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("name=a%2Bb%2fc%C3%A9", "name").as_deref(), Some("a+b/c\u{e9}"));
         assert_eq!(query_param("b=1", "a"), None);
     }
 

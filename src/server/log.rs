@@ -5,7 +5,7 @@
 use std::io::Write;
 
 pub fn line(level: &str, message: std::fmt::Arguments<'_>) {
-    let now = crate::server::http_date::rfc3339_now();
+    let now = crate::clock::rfc3339_now();
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{now} {level} {message}");
 }

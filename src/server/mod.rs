@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod db;
-pub mod http_date;
 pub mod log;
 pub mod replay;
 
@@ -211,7 +210,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = purge.tick() => state.replay.purge(crate::auth::unix_now()),
+            _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
         }
     }
     info!("stopping: no new connections, letting open ones finish");

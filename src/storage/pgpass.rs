@@ -5,12 +5,20 @@
 use std::path::Path;
 
 use rand::distributions::{Alphanumeric, DistString};
+use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
 
-/// A database password; never shown by Debug.
+/// A database password (or another secret read the same ways); never
+/// shown by Debug, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

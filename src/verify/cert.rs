@@ -60,6 +60,6 @@ impl CertInfo {
     }
 
     pub fn days_left(&self) -> i64 {
-        (self.not_after - crate::auth::unix_now()).div_euclid(86_400)
+        (self.not_after - crate::clock::unix_now()).div_euclid(86_400)
     }
 }
