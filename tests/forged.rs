@@ -16,14 +16,18 @@ use crate::harness::*;
 /// replaces the manifest's signature.
 const FORGE: &str = r#"
 import hashlib, io, json, sys, tarfile
-src, dst, marker, manifest_out, sig_in = sys.argv[1:6]
+src, dst, marker, manifest_out, sig_in, payload = sys.argv[1:7]
 tin = tarfile.open(src)
 members = [(m, tin.extractfile(m).read() if m.isfile() else None) for m in tin.getmembers()]
 dump_name = None
 for i, (m, d) in enumerate(members):
     if m.name.endswith('.sql'):
-        evil = ("COPY (SELECT 1) TO PROGRAM 'touch %s';\n" % marker).encode()
-        at = d.index(b'CREATE TABLE')
+        if payload == '-':
+            evil = ("COPY (SELECT 1) TO PROGRAM 'touch %s';\n" % marker).encode()
+            at = d.index(b'CREATE TABLE')
+        else:
+            evil = payload.encode()
+            at = d.index(b'ALTER TABLE ONLY')
         d = d[:at] + evil + d[at:]
         members[i] = (m, d)
         dump_name = m.name
@@ -48,7 +52,9 @@ for m, d in members:
 out.close()
 "#;
 
-fn forge(src: &Path, dst: &Path, marker: &Path, manifest_out: Option<&Path>, sig_in: Option<&Path>) {
+/// `payload`: SQL put before the dump's constraints instead of the
+/// `COPY ... TO PROGRAM` put before its tables.
+fn forge_with(src: &Path, dst: &Path, marker: &Path, manifest_out: Option<&Path>, sig_in: Option<&Path>, payload: &str) {
     let arg = |p: Option<&Path>| p.map(|p| p.to_str().unwrap().to_string()).unwrap_or_else(|| "-".into());
     run(Command::new("python3")
         .arg("-c")
@@ -57,8 +63,13 @@ fn forge(src: &Path, dst: &Path, marker: &Path, manifest_out: Option<&Path>, sig
         .arg(dst)
         .arg(marker)
         .arg(arg(manifest_out))
-        .arg(arg(sig_in)))
+        .arg(arg(sig_in))
+        .arg(payload))
     .expect(0);
+}
+
+fn forge(src: &Path, dst: &Path, marker: &Path, manifest_out: Option<&Path>, sig_in: Option<&Path>) {
+    forge_with(src, dst, marker, manifest_out, sig_in, "-")
 }
 
 fn gpg(home: &Path, args: &[&str]) -> Run {
@@ -111,6 +122,21 @@ fn forged_backups_never_run_their_sql() {
     forge(&plain, &server_signed, &marker, Some(&work.join("manifest4b.json")), Some(&sig4));
     // gpg --verify, as an outside witness, accepts that signature.
     gpg(&server_gpg.path, &["--verify", sig4.to_str().unwrap(), manifest4.to_str().unwrap()]).expect(0);
+    // 5. Signed by the server's key, with statements the filter lets
+    //    through whose expressions would run later, as the database's
+    //    owner: a function and a column default calling it. The shape check
+    //    refuses what kt's migrations do not make.
+    let payload = format!(
+        "CREATE FUNCTION public.evil() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;\n\
+         ALTER TABLE ONLY public.deposits ALTER COLUMN name SET DEFAULT public.evil();\n-- {}\n",
+        marker.display()
+    );
+    let manifest5 = work.join("manifest5.json");
+    let sig5 = work.join("manifest5.sig");
+    forge_with(&plain, &work.join("tmp5.tar"), &marker, Some(&manifest5), None, &payload);
+    gpg(&server_gpg.path, &["-o", sig5.to_str().unwrap(), "--detach-sign", manifest5.to_str().unwrap()]).expect(0);
+    let planted = work.join("planted.tar");
+    forge_with(&plain, &planted, &marker, Some(&work.join("manifest5b.json")), Some(&sig5), &payload);
 
     let before = inst.psql("keytrustee", "SELECT count(*) FROM organizations").expect(0).stdout;
     let restore = |file: &Path, extra: &[&str], stdin: &str| -> Run {
@@ -135,12 +161,14 @@ fn forged_backups_never_run_their_sql() {
         (&changed_manifest, "signature does not verify"),
         (&other_signer, "signature does not verify"),
         (&server_signed, "COPY"),
+        (&planted, "not kt's schema"),
     ] {
         let encrypted = encrypt(tar);
         for (extra, stdin) in [(&["--dry-run"][..], ""), (&["--yes"][..], ""), (&[][..], "no\n")] {
             let out = restore(&encrypted, extra, stdin);
             let what = format!("{} {extra:?}", tar.display());
-            if extra == ["--dry-run"] && needle == "COPY" {
+            let judged_at_load = needle == "COPY" || needle == "not kt's schema";
+            if extra == ["--dry-run"] && judged_at_load {
                 // The plan holds nothing to refuse yet: nothing runs in a dry run.
                 assert_eq!(out.code, 0, "{what}: {}", out.stderr);
             } else {

@@ -23,15 +23,15 @@ pub struct DumpFacts {
     pub row_counts: BTreeMap<String, u64>,
     /// The psql meta-commands outside COPY data (`\restrict KEY`), each
     /// once, and the client encoding the dump sets: what decides whether
-    /// kt's loader or psql loads it (`storage::load::needs_psql`).
+    /// kt loads it at all (`storage::load::check_dump`).
     pub meta_commands: Vec<String>,
     pub client_encoding: Option<String>,
 }
 
 impl DumpFacts {
-    /// Why psql, not kt's loader, must load this dump into `database`.
-    pub fn needs_psql(&self, database: &str) -> Option<String> {
-        crate::storage::load::needs_psql(&self.meta_commands, self.client_encoding.as_deref(), database)
+    /// Refuses a dump kt does not load (see `storage::load::check_dump`).
+    pub fn check_loadable(&self) -> crate::error::Result<()> {
+        crate::storage::load::check_dump(&self.meta_commands, self.client_encoding.as_deref())
     }
 }
 

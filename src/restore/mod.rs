@@ -78,8 +78,6 @@ pub struct Plan {
     pub identity: Identity,
     /// Why the backup looks foreign (accepted with --force-foreign).
     pub foreign: Option<String>,
-    /// Why psql rather than kt's loader loads this dump (`None`: kt's).
-    pub load_by_psql: Option<String>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
     staged_confdir: PathBuf,
@@ -97,11 +95,6 @@ impl Plan {
     /// the instance's, or the one `--expect-fingerprint` named.
     pub fn key_known(&self) -> bool {
         matches!(self.identity, Identity::Instance | Identity::Expected)
-    }
-
-    /// Private to this run (0700), removed with the plan.
-    fn private_dir(&self) -> &Path {
-        &self._staging.0
     }
 }
 
@@ -157,7 +150,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
             allow_unsigned: options.allow_unsigned,
         },
     )?;
-    load::check_meta_commands(&dump_facts.meta_commands, DB_NAME)?;
+    dump_facts.check_loadable()?;
 
     let recorded_confdir = recorded_confdir(&conf_member);
     let staged_confdir = root.join(&conf_member);
@@ -195,7 +188,6 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         has_manifest: assessment.manifest.is_some(),
         signed: assessment.signed,
         identity: assessment.identity,
-        load_by_psql: dump_facts.needs_psql(DB_NAME),
         foreign,
         dump: root.join(dump_member),
         staged_confdir,
@@ -305,11 +297,8 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     // goes on serving: a dump that does not load changes nothing.
     let preloaded = match preload::live_cluster(&target, &plan.staged_confdir) {
         Some((cluster, password)) => {
-            progress.step(&match &plan.load_by_psql {
-                None => "loading the dump into a scratch database".to_string(),
-                Some(why) => format!("loading the dump into a scratch database with psql ({why})"),
-            });
-            let loaded = preload::load(&cluster, &password, &plan.dump, plan.load_by_psql.as_deref(), plan.private_dir(), progress)
+            progress.step("loading the dump into a scratch database");
+            let loaded = preload::load(&cluster, &password, &plan.dump, progress)
                 .map_err(|e| {
                     let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
                     for cause in e.causes() {
@@ -320,7 +309,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
                         None => told,
                     }
                 })?;
-            check_rows(&plan, &loaded.report, &cluster, &password, &loaded.scratch.name)?;
+            check_rows(&plan, &loaded.report)?;
             Some(loaded)
         }
         None => None,
@@ -622,12 +611,9 @@ fn put_in_place(
     let preloaded = match preloaded {
         Some(p) => p,
         None => {
-            progress.step(&match &plan.load_by_psql {
-                None => "loading the dump".to_string(),
-                Some(why) => format!("loading the dump with psql ({why})"),
-            });
-            let p = preload::load(&cl, &password, &plan.dump, plan.load_by_psql.as_deref(), plan.private_dir(), progress)?;
-            check_rows(plan, &p.report, &cl, &password, &p.scratch.name)?;
+            progress.step("loading the dump");
+            let p = preload::load(&cl, &password, &plan.dump, progress)?;
+            check_rows(plan, &p.report)?;
             p
         }
     };
@@ -656,28 +642,11 @@ fn put_in_place(
     Ok(renamed_db)
 }
 
-/// The rows the load put into `database`, table by table, against the
-/// backup's: as the server counted them while loading, or (after a psql
-/// load, which does not tell) counted now.
-fn check_rows(plan: &Plan, report: &load::LoadReport, cl: &Cluster, password: &Password, database: &str) -> Result<()> {
-    let mut db = None;
+/// The rows the load put into each table, as the server counted them
+/// while loading, against the backup's.
+fn check_rows(plan: &Plan, report: &load::LoadReport) -> Result<()> {
     for (table, expected) in &plan.row_counts {
-        let n = if report.by_psql {
-            if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(Error::usage(format!("odd table name {table:?} in the backup")));
-            }
-            let db = match &mut db {
-                Some(db) => db,
-                None => db.insert(cl.connect(password, database)?),
-            };
-            let n: i64 = db
-                .query_one(&format!("SELECT count(*) FROM public.{table}"), &[])
-                .map_err(|e| Error::env(format!("cannot count {table}")).because_err(&e))?
-                .get(0);
-            n as u64
-        } else {
-            report.rows.get(table).copied().unwrap_or(0)
-        };
+        let n = report.rows.get(table).copied().unwrap_or(0);
         if n != *expected {
             return Err(Error::env(format!("table {table} has {n} rows after loading, the backup {expected}")));
         }

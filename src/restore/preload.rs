@@ -57,15 +57,13 @@ pub fn load(
     cluster: &Cluster,
     password: &Password,
     dump: &Path,
-    psql_reason: Option<&str>,
-    private_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Preloaded> {
     let mut admin = cluster.connect(password, "postgres")?;
     scratch::drop_abandoned(&mut admin, SCRATCH_PREFIX);
     let scratch = ScratchDb::create(cluster, password, &mut admin, &scratch_name())?;
     drop(admin);
-    let report = scratch.load(dump, psql_reason, private_dir, progress)?;
+    let report = scratch.load(dump, progress)?;
     Ok(Preloaded { scratch, report })
 }
 

@@ -7,6 +7,7 @@ pub mod load;
 pub mod pgpass;
 pub mod roles;
 pub mod schema;
+pub mod shape;
 pub mod scratch;
 
 pub use cluster::{Cluster, State};

@@ -47,6 +47,12 @@ pub fn current_version(client: &mut postgres::Client) -> Result<i32> {
 /// Brings the schema up to [`latest_version`]; returns the versions applied.
 /// A database newer than this kt is refused rather than touched.
 pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
+    migrate_to(client, latest_version())
+}
+
+/// Brings the schema up to `target` (at most [`latest_version`]): the
+/// reference a restored database is compared with (`storage::shape`).
+pub fn migrate_to(client: &mut postgres::Client, target: i32) -> Result<Vec<i32>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (
@@ -65,7 +71,7 @@ pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
         .with_hint("run a kt at least as new as the one that last wrote this database"));
     }
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= target) {
         let failed = |e: postgres::Error| {
             Error::env(format!("schema migration {} ({}) failed", migration.version, migration.description))
                 .because_err(&e)

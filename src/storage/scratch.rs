@@ -95,11 +95,15 @@ impl ScratchDb {
         &self.cluster
     }
 
-    /// Loads the staged dump `sql` as the loading role: kt's loader with
-    /// its statement filter, or psql when `psql_reason` says so (psql gets
-    /// a password file of the loading role in `private_dir`).
-    pub fn load(&self, sql: &Path, psql_reason: Option<&str>, private_dir: &Path, progress: &dyn Progress) -> Result<LoadReport> {
-        load::load(&self.cluster, &self.login, private_dir, &self.name, sql, psql_reason, progress)
+    /// Loads the staged dump `sql` as the loading role, through kt's
+    /// loader and its statement filter, then checks that the database holds
+    /// exactly kt's schema (`super::shape`): nothing of the dump's may
+    /// outlive the load unless it is what kt's own migrations make.
+    pub fn load(&self, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
+        let report = load::load(&self.cluster, &self.login, &self.name, sql, progress)?;
+        progress.step("checking that the loaded database holds kt's schema and nothing else");
+        super::shape::check(&self.cluster, &self.admin_password, &self.login, &self.name)?;
+        Ok(report)
     }
 
     /// Hands the loaded database to the instance's database user (every

@@ -4,9 +4,12 @@
 //! writes for kt's schema and refuses anything else by name, before it
 //! reaches the server:
 //!
-//! - session settings: `SET name ...` (not `SET ROLE` or `SET SESSION
-//!   AUTHORIZATION`), `SELECT pg_catalog.set_config('..', '..', bool)` and
-//!   `SELECT pg_catalog.setval('..', n[, bool])`, literals only;
+//! - session settings: `SET name = value` for the settings pg_dump writes
+//!   (timeouts, `client_encoding = 'UTF8'`, `standard_conforming_strings =
+//!   on`, ...; never `role`, `session_authorization`, `search_path` or a
+//!   library to preload), `SELECT pg_catalog.set_config('search_path',
+//!   '..', false)` and `SELECT pg_catalog.setval('..', n[, bool])`,
+//!   literals only;
 //! - `CREATE TABLE name (...)` (not `AS`), `CREATE SEQUENCE`, `CREATE
 //!   [UNIQUE] INDEX`, `CREATE [OR REPLACE] FUNCTION` in `plpgsql` or `sql`;
 //! - `ALTER TABLE [ONLY] name ADD CONSTRAINT | ALTER COLUMN`, `ALTER
@@ -17,7 +20,14 @@
 //!   to the loader separately).
 //!
 //! Words are read outside quotes and comments, so a keyword inside a
-//! string or a function body neither allows nor refuses anything.
+//! string or a function body neither allows nor refuses anything. Strings
+//! are read with `standard_conforming_strings` on (the only value the
+//! filter lets a dump set), as the server reads them.
+//!
+//! What the filter cannot judge (a function's body, the expression of a
+//! default, a check or an index) is judged after the load by the shape
+//! check (`storage::shape`), which refuses any object kt's own migrations
+//! do not make.
 
 /// What the loader does with one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,11 +57,10 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
         };
     }
     match words.as_slice() {
-        ["SET", "ROLE", ..] | ["SET", "SESSION", ..] | ["SET", "LOCAL", "ROLE", ..] | ["SET", "LOCAL", "SESSION", ..] => refuse(),
-        ["SET", name, ..] if is_name(name) => Verdict::Run,
-        ["SELECT", "PG_CATALOG", ".", "SET_CONFIG", "(", "'", ",", "'", ",", b, ")"] if is_bool(b) => Verdict::Run,
-        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", "'", ",", n, ")"] if is_number(n) => Verdict::Run,
-        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", "'", ",", n, ",", b, ")"] if is_number(n) && is_bool(b) => Verdict::Run,
+        ["SET", name, "=" | "TO", value] if setting_allowed(name, value) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SET_CONFIG", "(", "'search_path", ",", v, ",", "FALSE", ")"] if is_string(v) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", s, ",", n, ")"] if is_string(s) && is_number(n) => Verdict::Run,
+        ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", s, ",", n, ",", b, ")"] if is_string(s) && is_number(n) && is_bool(b) => Verdict::Run,
         ["CREATE", "TABLE", rest @ ..] | ["CREATE", "UNLOGGED", "TABLE", rest @ ..] => {
             // A qualified name, then the column list: never `AS query`.
             match after_name(rest) {
@@ -111,6 +120,26 @@ fn top_level_as(tokens: &[&str]) -> bool {
     false
 }
 
+/// The `SET` statements pg_dump writes at the top of a dump, with the
+/// values it writes where the value matters.
+fn setting_allowed(name: &str, value: &str) -> bool {
+    match name {
+        "STATEMENT_TIMEOUT" | "LOCK_TIMEOUT" | "IDLE_IN_TRANSACTION_SESSION_TIMEOUT" | "TRANSACTION_TIMEOUT" => is_number(value) || is_string(value),
+        "CLIENT_ENCODING" => value.eq_ignore_ascii_case("'UTF8") || value.eq_ignore_ascii_case("'UTF-8"),
+        "STANDARD_CONFORMING_STRINGS" => value == "ON",
+        "CHECK_FUNCTION_BODIES" | "ROW_SECURITY" | "DEFAULT_WITH_OIDS" => value == "FALSE" || value == "OFF",
+        "XMLOPTION" => value == "CONTENT",
+        "CLIENT_MIN_MESSAGES" => value == "WARNING",
+        "DEFAULT_TABLESPACE" => value == "'",
+        "DEFAULT_TABLE_ACCESS_METHOD" => value == "HEAP",
+        _ => false,
+    }
+}
+
+fn is_string(t: &str) -> bool {
+    t.starts_with('\'')
+}
+
 fn is_name(t: &str) -> bool {
     t.starts_with('"') || t.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
 }
@@ -135,8 +164,9 @@ fn describe(words: &[&str]) -> String {
 }
 
 /// Upper-cased words, numbers and single-character punctuation, outside
-/// comments; every string literal becomes `'`, a quoted identifier keeps
-/// its quotes (and case), a dollar-quoted body becomes `$`.
+/// comments; a string literal becomes `'` followed by its text as written,
+/// a quoted identifier keeps its quotes (and case), a dollar-quoted body
+/// becomes `$`.
 fn tokenize(sql: &str) -> Vec<String> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
@@ -168,6 +198,7 @@ fn tokenize(sql: &str) -> Vec<String> {
         } else if c == b'\'' || ((c == b'E' || c == b'e') && b.get(i + 1) == Some(&b'\'')) {
             let escapes = c != b'\'';
             i += if escapes { 2 } else { 1 };
+            let start = i;
             while i < b.len() {
                 if escapes && b[i] == b'\\' {
                     i += 2;
@@ -182,7 +213,8 @@ fn tokenize(sql: &str) -> Vec<String> {
                     i += 1;
                 }
             }
-            out.push("'".to_string());
+            let end = i.saturating_sub(1).max(start).min(b.len());
+            out.push(format!("'{}", String::from_utf8_lossy(&b[start..end])));
         } else if c == b'"' {
             let start = i;
             i += 1;
@@ -289,8 +321,32 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_those_pg_dump_writes() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET search_path = public",
+            "SET \"role\" = postgres",
+            "SET session_authorization = postgres",
+            "SET ROLE postgres",
+            "SET LOCAL statement_timeout = 0",
+            "SET client_encoding = 'LATIN1'",
+            "SET session_preload_libraries = 'x'",
+            "SET local_preload_libraries = 'x'",
+            "SELECT pg_catalog.set_config('role', 'postgres', false)",
+            "SELECT pg_catalog.set_config('search_path', 'x', true)",
+            // With standard_conforming_strings off the server would read
+            // '\', ' as one string: the filter never lets it be off.
+            "SELECT pg_catalog.set_config('\\', ', (SELECT 1), false) --', false)",
+        ] {
+            assert!(matches!(judge(sql, "keytrustee"), Verdict::Refuse(_)), "{sql:?} was not refused");
+        }
+        assert_eq!(judge("SET client_encoding = 'UTF8'", "keytrustee"), Verdict::Run);
+        assert_eq!(judge("SELECT pg_catalog.set_config('search_path', '', false)", "keytrustee"), Verdict::Run);
+    }
+
+    #[test]
     fn words_in_strings_and_comments_do_not_count() {
-        assert_eq!(judge("SET search_path = 'COPY TO PROGRAM'", "keytrustee"), Verdict::Run);
+        assert_eq!(judge("COMMENT ON TABLE public.deposits IS 'COPY TO PROGRAM'", "keytrustee"), Verdict::Run);
         assert_eq!(
             judge("CREATE FUNCTION public.f() RETURNS int LANGUAGE plpgsql AS $x$ BEGIN /* LANGUAGE c */ RETURN 1; END $x$", "keytrustee"),
             Verdict::Run

@@ -15,15 +15,15 @@
 //! caller loads into a database that nothing else uses and drops it when
 //! the load fails, which gives the same all-or-nothing.
 //!
-//! Dumps that use psql features this loader does not run (meta-commands
-//! other than `\restrict`, `\unrestrict` and `\connect` to the same
-//! database, or a client encoding other than UTF-8) are loaded by psql
-//! itself ([`psql`]): [`needs_psql`] says when, from a scan of the dump's
-//! line starts that the restore's staging already makes.
+//! kt loads dumps only the way pg_dump writes them for one UTF-8 database:
+//! [`check_dump`] refuses psql meta-commands other than `\restrict` and
+//! `\unrestrict` and client encodings other than UTF-8, from the scan of
+//! the dump's line starts that staging already makes. psql itself never
+//! loads a backup: it would run every meta-command (`\!` is a shell
+//! command as kt's own user), and two readers of one script can disagree.
 
 pub mod binary;
 pub mod filter;
-pub mod psql;
 pub mod script;
 mod workers;
 
@@ -55,88 +55,35 @@ pub struct LoadReport {
     pub rows: BTreeMap<String, u64>,
     /// Tables loaded through binary COPY.
     pub binary: Vec<String>,
-    /// Whether psql loaded the dump (see [`needs_psql`]).
-    pub by_psql: bool,
 }
 
-/// Why a dump must be loaded by psql rather than by kt, from the dump's
-/// lines outside COPY data (`None`: kt's loader runs it). `\connect` to
-/// `database` is understood; a line starting with a backslash inside a
-/// multi-line string would only make this say psql, which is safe.
-pub fn needs_psql(meta_commands: &[String], client_encoding: Option<&str>, database: &str) -> Option<String> {
+/// Refuses a dump kt does not load: psql meta-commands other than those
+/// pg_dump writes (`\restrict`, `\unrestrict`), or a client encoding
+/// other than UTF-8 (kt's own dumps and the documented `pg_dump` of a kt
+/// database are UTF-8). Bad input.
+pub fn check_dump(meta_commands: &[String], client_encoding: Option<&str>) -> Result<()> {
     if let Some(enc) = client_encoding {
         if !enc.eq_ignore_ascii_case("UTF8") && !enc.eq_ignore_ascii_case("UTF-8") {
-            return Some(format!("the dump's client encoding is {enc}"));
+            return Err(Error::usage(format!("the dump's client encoding is {enc}: kt loads UTF-8 dumps only"))
+                .with_hint("dump with pg_dump --encoding UTF8"));
         }
     }
-    meta_commands.iter().find(|m| !understood_meta(m, database)).map(|m| format!("the dump uses the psql meta-command {m}"))
-}
-
-/// Refuses a dump with psql meta-commands other than those pg_dump writes
-/// for one database (`\restrict`, `\unrestrict`, `\connect` to
-/// `database`): psql would run them (`\!` starts a shell command as kt's
-/// own user, `\copy` reads and writes client files), so no loader may see
-/// such a dump. Bad input.
-pub fn check_meta_commands(meta_commands: &[String], database: &str) -> Result<()> {
-    match meta_commands.iter().find(|m| !understood_meta(m, database)) {
+    match meta_commands.iter().find(|m| !understood_meta(m)) {
         None => Ok(()),
         Some(m) => Err(Error::usage(format!("the dump holds the psql meta-command {}: refused", first_line(m)))
             .with_hint("kt loads dumps as pg_dump writes them for one database; a backup with anything else was not made by kt")),
     }
 }
 
-fn understood_meta(line: &str, database: &str) -> bool {
-    let mut words = line.split_whitespace();
-    match words.next() {
-        Some("\\restrict" | "\\unrestrict") => true,
-        Some("\\connect" | "\\c") => words.next().map(|w| w.trim_matches('"')) == Some(database) && words.next().is_none(),
-        _ => false,
-    }
+fn understood_meta(line: &str) -> bool {
+    matches!(line.split_whitespace().next(), Some("\\restrict" | "\\unrestrict"))
 }
 
-/// Loads `sql` into `database` (new and empty) as `login`, by kt's loader
-/// or, when `psql_reason` says so, by psql (whose password file for
-/// `login` goes into `private_dir`, a private directory of this run).
-pub fn load(
-    cl: &Cluster,
-    login: &Login,
-    private_dir: &Path,
-    database: &str,
-    sql: &Path,
-    psql_reason: Option<&str>,
-    progress: &dyn Progress,
-) -> Result<LoadReport> {
-    if psql_reason.is_some() {
-        // psql runs every statement it reads: the filter sees them first.
-        check_statements(sql)?;
-        psql::load(cl, login, private_dir, database, sql, progress)?;
-        return Ok(LoadReport { by_psql: true, ..LoadReport::default() });
-    }
+/// Loads the staged dump `sql` into `database` (new and empty) as `login`.
+pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
     let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let total = file.metadata().map(|m| m.len()).ok();
     load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, progress)
-}
-
-/// Runs the statement filter over a whole staged dump without loading it,
-/// for a load by psql. Refusals are bad input.
-pub fn check_statements(sql: &Path) -> Result<()> {
-    let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
-    let mut script = Script::new(BufReader::with_capacity(1 << 20, file));
-    let mut line = Vec::new();
-    let mut n = 0usize;
-    while let Some(item) = script.next_item().map_err(|why| Error::usage("the dump cannot be read").because(why))? {
-        match item {
-            Item::Statement(sql) => {
-                n += 1;
-                if let filter::Verdict::Refuse(what) = filter::judge(&sql, DB_USER) {
-                    return Err(refused(n, &what));
-                }
-            }
-            Item::Copy(_) => while script.copy_line(&mut line).map_err(|why| Error::usage("the dump cannot be read").because(why))? {},
-            Item::Meta(_) => {}
-        }
-    }
-    Ok(())
 }
 
 fn refused(n: usize, what: &str) -> Error {
@@ -224,7 +171,7 @@ impl<R: BufRead> Loader<'_, R> {
                     }
                 }
                 Item::Meta(line) => {
-                    if !understood_meta(&line, self.database) {
+                    if !understood_meta(&line) {
                         return Err(Failure::Other(format!("the psql meta-command {line} is not something kt runs")));
                     }
                 }
@@ -374,12 +321,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn which_dumps_need_psql() {
+    fn which_dumps_kt_loads() {
         let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(needs_psql(&m(&["\\restrict abc", "\\unrestrict abc", "\\connect keytrustee"]), Some("UTF8"), "keytrustee"), None);
-        assert!(needs_psql(&m(&["\\connect other"]), None, "keytrustee").is_some());
-        assert!(needs_psql(&m(&["\\set ON_ERROR_STOP on"]), None, "keytrustee").is_some());
-        assert!(needs_psql(&[], Some("LATIN1"), "keytrustee").is_some());
+        assert!(check_dump(&m(&["\\restrict abc", "\\unrestrict abc"]), Some("UTF8")).is_ok());
+        assert!(check_dump(&m(&["\\connect keytrustee"]), None).is_err());
+        assert!(check_dump(&m(&["\\set ON_ERROR_STOP on"]), None).is_err());
+        assert!(check_dump(&m(&["\\! touch /tmp/x"]), None).is_err());
+        assert!(check_dump(&[], Some("LATIN1")).is_err());
         assert!(is_setting("SET client_encoding = 'UTF8'"));
         assert!(is_setting("SELECT pg_catalog.set_config('search_path', '', false)"));
         assert!(!is_setting("SELECT pg_catalog.setval('s', 1, true)"));
