@@ -10,8 +10,9 @@
 //!    place here, and nothing live changes.
 //! 2. The caller shows the [`Plan`] and asks for confirmation.
 //! 3. [`execute`]: load the dump into a scratch database as a role that is
-//!    no superuser, through the statement filter ([`preload`]); only when
-//!    it loaded: stop the server, move the current confdir aside into a
+//!    no superuser, through the statement filter, and check that it holds
+//!    exactly kt's schema ([`preload`], `storage::scratch`,
+//!    `storage::shape`); only when it did: stop the server, move the current confdir aside into a
 //!    safety directory, put the restored confdir in place, rename the
 //!    current database aside and the loaded one into its place, check rows
 //!    and key, start the server again. On a fresh host the cluster is

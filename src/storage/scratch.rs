@@ -10,12 +10,17 @@
 //! set as a SCRAM verifier (no plaintext in any SQL text or server log).
 //! Such a role can create tables in its own database and load rows, but
 //! cannot run programs, read or write server files, create functions in
-//! untrusted languages, or change the cluster. A dump that needs more
-//! fails to load.
+//! untrusted languages, or change the cluster's configuration: whatever a
+//! dump runs while it loads runs with no more than that. A dump that needs
+//! more fails to load.
 //!
-//! Once loaded and checked, [`ScratchDb::adopt_as`] hands every object to
-//! the instance's database user, drops the role and renames the database
-//! into place. Dropped before that, the database and the role go.
+//! What the dump leaves behind could still run later, as whoever owns the
+//! database then (a function called by a column default, say): so
+//! [`ScratchDb::load`] ends with the shape check (`super::shape`), and
+//! only a database holding exactly kt's schema is ever handed on.
+//! [`ScratchDb::adopt_as`] then gives every object to the instance's
+//! database user, drops the role and renames the database into place.
+//! Dropped before that, the database and the role go.
 
 use std::path::Path;
 
