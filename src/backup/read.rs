@@ -257,7 +257,7 @@ fn read_small(entry: &mut impl Read, path: &str, limit: u64) -> Result<Vec<u8>> 
 }
 
 /// Creates `dir` and its missing parents, private (0700).
-fn private_dirs(dir: &Path) -> Result<()> {
+pub(crate) fn private_dirs(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -268,7 +268,7 @@ fn private_dirs(dir: &Path) -> Result<()> {
 /// Copies one member into a new private file, handing every chunk to
 /// `each` on the way. Read errors are the archive's fault, write errors the
 /// environment's.
-fn copy_member(from: &mut impl Read, target: &Path, mode: u32, each: &mut impl FnMut(&[u8])) -> Result<u64> {
+pub(crate) fn copy_member(from: &mut impl Read, target: &Path, mode: u32, each: &mut impl FnMut(&[u8])) -> Result<u64> {
     if let Some(parent) = target.parent() {
         private_dirs(parent)?;
     }

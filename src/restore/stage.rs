@@ -5,7 +5,7 @@
 //! touched here.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -14,7 +14,7 @@ pub use crate::gnupg::PrivateDir as StagingDir;
 use sha2::{Digest, Sha256};
 
 use crate::backup::dump::DumpDigest;
-use crate::backup::read::{Contents, Found};
+use crate::backup::read::{copy_member, private_dirs, Contents, Found};
 use crate::error::{Error, Result};
 
 /// Opens the backup's plaintext: the file itself for a tar, else a gpg
@@ -133,7 +133,7 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Con
         }
         let mut hasher = Sha256::new();
         let mut pubring = name.ends_with("/pubring.gpg").then(Vec::new);
-        let size = copy_member(&mut entry, &target, 0o600, bad, |chunk| {
+        let size = copy_member(&mut entry, &target, 0o600, &mut |chunk: &[u8]| {
             hasher.update(chunk);
             if let Some(p) = pubring.as_mut() {
                 p.extend_from_slice(chunk);
@@ -211,46 +211,4 @@ pub fn extract_zips(zips: &[PathBuf], password: &str, root: &Path) -> Result<Con
 fn is_clean_statement(line: &[u8]) -> bool {
     let text = String::from_utf8_lossy(line);
     text.starts_with("DROP ") || (text.starts_with("ALTER TABLE ") && text.contains(" DROP "))
-}
-
-/// Creates `dir` and its missing parents, private (0700).
-fn private_dirs(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::env(format!("cannot create {}", dir.display())).because_err(&e))
-}
-
-/// Copies one member into a new private file under its (private) parent,
-/// handing every chunk to `each` (which hashes it) on the way. Read errors
-/// are the archive's fault (`bad`), write errors the environment's.
-fn copy_member(
-    mut from: impl Read,
-    target: &Path,
-    mode: u32,
-    bad: impl Fn(String) -> Error,
-    mut each: impl FnMut(&[u8]),
-) -> Result<u64> {
-    if let Some(parent) = target.parent() {
-        private_dirs(parent)?;
-    }
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(target)
-        .map_err(|e| bad(format!("{} appears twice or cannot be written: {e}", target.display())))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = from.read(&mut buf).map_err(|e| bad(format!("{}: {e}", target.display())))?;
-        if n == 0 {
-            break;
-        }
-        each(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::env(format!("cannot write {}", target.display())).because_err(&e))?;
-        size += n as u64;
-    }
-    Ok(size)
 }
