@@ -46,6 +46,11 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
     let tokens = tokenize(sql);
     let words: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let refuse = || Verdict::Refuse(describe(&words));
+    // One statement at a time: a `;` the script reader did not split at is
+    // refused, whatever comes before it.
+    if words.contains(&";") {
+        return refuse();
+    }
     let owner_upper = owner.to_ascii_uppercase();
     // Ownership, on any object kind pg_dump sets it for.
     if let Some(i) = words.windows(2).position(|w| w == ["OWNER", "TO"]) {
@@ -314,6 +319,8 @@ mod tests {
             "CREATE EXTENSION plpython3u",
             "ALTER TABLE public.deposits ENABLE TRIGGER ALL",
             "DROP DATABASE keytrustee",
+            "SET statement_timeout = 0; COPY (SELECT 1) TO PROGRAM 'x'",
+            "COMMENT ON TABLE public.deposits IS 'x'; ALTER SYSTEM SET x = 1",
             "",
         ] {
             assert!(matches!(judge(sql, "keytrustee"), Verdict::Refuse(_)), "{sql:?} was not refused");

@@ -165,7 +165,10 @@ impl<R: BufRead> Loader<'_, R> {
                         filter::Verdict::SkipOwnership => continue,
                         filter::Verdict::Refuse(what) => return Err(Failure::Refused(statements, what)),
                     }
-                    self.main.batch_execute(&sql).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error_text(&e)))?;
+                    // The extended protocol runs exactly one statement:
+                    // nothing can ride along after a `;` that the script
+                    // reader and the server might read differently.
+                    self.main.execute(sql.as_str(), &[]).map(|_| ()).map_err(|e| format!("statement {statements} ({}): {}", first_line(&sql), db_error_text(&e)))?;
                     if is_setting(&sql) {
                         self.settings.push(sql);
                     }
