@@ -52,14 +52,6 @@ pub struct Assessment {
     pub identity: Identity,
 }
 
-impl Assessment {
-    /// Whether the signature ties the backup to a key the reader trusted
-    /// before reading it: only then is the backup known to be the server's.
-    pub fn anchored(&self) -> bool {
-        self.signed && matches!(self.identity, Identity::Instance | Identity::Expected)
-    }
-}
-
 /// Runs every check. Errors are refusals (exit 2); a foreign or unanchored
 /// identity is reported, for the caller's policy to decide.
 pub fn assess(contents: &Contents, expected: &Expected<'_>) -> Result<Assessment> {

@@ -72,7 +72,6 @@ pub struct Plan {
     pub created: Option<String>,
     pub row_counts: BTreeMap<String, u64>,
     pub replaces_confdir: bool,
-    pub has_manifest: bool,
     /// The manifest's signature verified with the archived server key.
     pub signed: bool,
     /// How that key relates to the keys this host trusts.
@@ -86,12 +85,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the backup is tied, by its signature, to a key this host
-    /// trusted before reading it (the instance's, or the expected one).
-    pub fn anchored(&self) -> bool {
-        self.signed && self.key_known()
-    }
-
     /// Whether the backup's server key is one this host trusted before:
     /// the instance's, or the one `--expect-fingerprint` named.
     pub fn key_known(&self) -> bool {
@@ -186,7 +179,6 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         fingerprint: assessment.fingerprint.clone(),
         created: assessment.manifest.as_ref().map(|m| m.created.clone()),
         row_counts,
-        has_manifest: assessment.manifest.is_some(),
         signed: assessment.signed,
         identity: assessment.identity,
         foreign,
