@@ -123,8 +123,17 @@ impl ScratchDb {
             db.batch_execute(&format!("REASSIGN OWNED BY {role} TO {DB_USER}; DROP OWNED BY {role}"))
                 .map_err(|e| failed("hand the loaded tables to the database user", &e))?;
         }
+        // The database's own attributes, which its owner (the loading
+        // role) could have changed and the shape check does not compare:
+        // back to what a new database has.
+        let db = &self.name;
         admin
-            .batch_execute(&format!("ALTER DATABASE {} OWNER TO {DB_USER}; GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC", self.name, self.name))
+            .batch_execute(&format!(
+                "ALTER DATABASE {db} OWNER TO {DB_USER}; REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+                 GRANT CONNECT, TEMPORARY ON DATABASE {db} TO PUBLIC; \
+                 ALTER DATABASE {db} CONNECTION LIMIT -1; ALTER DATABASE {db} ALLOW_CONNECTIONS true; \
+                 ALTER DATABASE {db} RESET ALL; COMMENT ON DATABASE {db} IS NULL"
+            ))
             .map_err(|e| failed("hand the loaded database to the database user", &e))?;
         terminate(admin, &role);
         admin.batch_execute(&format!("DROP ROLE {role}")).map_err(|e| failed(&format!("drop the loading role {role}"), &e))?;

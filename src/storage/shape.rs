@@ -9,7 +9,8 @@
 //! and once the database is adopted such an object would run as its new
 //! owner (the cluster's superuser) whenever the server inserts a row. So
 //! the loaded catalog is described object by object (schemas, relations
-//! and their privileges, columns with types and defaults, constraints,
+//! and their privileges, persistence, replica identity and tablespace,
+//! columns with types, defaults, storage and collation, constraints,
 //! indexes, functions, triggers, rules, policies, types, operators,
 //! extensions, per-database settings, large objects, publications) and
 //! compared with the same description of a reference database that kt
@@ -39,6 +40,8 @@ fn queries() -> Vec<String> {
         format!(
             "SELECT 'relation ' || c.oid::pg_catalog.regclass::pg_catalog.text || ' kind ' || c.relkind::pg_catalog.text \
              || ' acl ' || COALESCE(c.relacl::pg_catalog.text, '') || ' rls ' || c.relrowsecurity::pg_catalog.text \
+             || ' forcerls ' || c.relforcerowsecurity::pg_catalog.text || ' persistence ' || c.relpersistence::pg_catalog.text \
+             || ' replident ' || c.relreplident::pg_catalog.text || ' tablespace ' || c.reltablespace::pg_catalog.text \
              || ' options ' || COALESCE(c.reloptions::pg_catalog.text, '') \
              FROM pg_catalog.pg_class c WHERE c.relnamespace IN ({user})"
         ),
@@ -47,7 +50,8 @@ fn queries() -> Vec<String> {
              || pg_catalog.format_type(a.atttypid, a.atttypmod) || ' notnull ' || a.attnotnull::pg_catalog.text \
              || ' generated ' || a.attgenerated::pg_catalog.text || ' identity ' || a.attidentity::pg_catalog.text \
              || ' default ' || COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') \
-             || ' acl ' || COALESCE(a.attacl::pg_catalog.text, '') \
+             || ' acl ' || COALESCE(a.attacl::pg_catalog.text, '') || ' storage ' || a.attstorage::pg_catalog.text \
+             || ' compression ' || a.attcompression::pg_catalog.text || ' collation ' || a.attcollation::pg_catalog.text \
              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
              WHERE c.relnamespace IN ({user}) AND a.attnum > 0 AND NOT a.attisdropped"

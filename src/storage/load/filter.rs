@@ -12,12 +12,16 @@
 //!   literals only;
 //! - `CREATE TABLE name (...)` (not `AS`), `CREATE SEQUENCE`, `CREATE
 //!   [UNIQUE] INDEX`, `CREATE [OR REPLACE] FUNCTION` in `plpgsql` or `sql`;
-//! - `ALTER TABLE [ONLY] name ADD CONSTRAINT | ALTER COLUMN`, `ALTER
+//! - `ALTER TABLE [ONLY] name ADD CONSTRAINT | ALTER COLUMN` (one
+//!   subcommand), `ALTER
 //!   SEQUENCE`, and ownership (`... OWNER TO` the instance's database user,
 //!   which the loader skips: the loaded database is handed over to that
 //!   user as a whole afterwards; any other owner is refused);
 //! - `COMMENT ON`; and `COPY ... FROM stdin` (the script reader hands those
 //!   to the loader separately).
+//!
+//! Every qualified name is in `public` or `pg_catalog` (never `pg_temp`,
+//! whose objects would vanish before the shape check sees them).
 //!
 //! Words are read outside quotes and comments, so a keyword inside a
 //! string or a function body neither allows nor refuses anything. Strings
@@ -48,7 +52,7 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
     let refuse = || Verdict::Refuse(describe(&words));
     // One statement at a time: a `;` the script reader did not split at is
     // refused, whatever comes before it.
-    if words.contains(&";") {
+    if words.contains(&";") || !schemas_allowed(&words) {
         return refuse();
     }
     let owner_upper = owner.to_ascii_uppercase();
@@ -66,7 +70,7 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
         ["SELECT", "PG_CATALOG", ".", "SET_CONFIG", "(", "'search_path", ",", v, ",", "FALSE", ")"] if is_string(v) => Verdict::Run,
         ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", s, ",", n, ")"] if is_string(s) && is_number(n) => Verdict::Run,
         ["SELECT", "PG_CATALOG", ".", "SETVAL", "(", s, ",", n, ",", b, ")"] if is_string(s) && is_number(n) && is_bool(b) => Verdict::Run,
-        ["CREATE", "TABLE", rest @ ..] | ["CREATE", "UNLOGGED", "TABLE", rest @ ..] => {
+        ["CREATE", "TABLE", rest @ ..] => {
             // A qualified name, then the column list: never `AS query`.
             match after_name(rest) {
                 Some(["(", ..]) if !top_level_as(rest) => Verdict::Run,
@@ -77,6 +81,10 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
         ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX", ..] => Verdict::Run,
         ["ALTER", "TABLE", rest @ ..] => {
             let rest = rest.strip_prefix(&["ONLY"]).unwrap_or(rest);
+            // One subcommand: after a top-level `,` anything could follow.
+            if top_level(rest, ",") {
+                return refuse();
+            }
             match after_name(rest) {
                 Some(["ADD", "CONSTRAINT", ..]) | Some(["ALTER", "COLUMN", ..]) => Verdict::Run,
                 _ => refuse(),
@@ -113,16 +121,32 @@ fn after_name<'a, 'b>(tokens: &'a [&'b str]) -> Option<&'a [&'b str]> {
 
 /// Whether `AS` appears outside parentheses (`CREATE TABLE x AS ...`).
 fn top_level_as(tokens: &[&str]) -> bool {
+    top_level(tokens, "AS")
+}
+
+/// Whether `word` appears outside parentheses.
+fn top_level(tokens: &[&str], word: &str) -> bool {
     let mut depth = 0i32;
     for t in tokens {
         match *t {
             "(" => depth += 1,
             ")" => depth -= 1,
-            "AS" if depth == 0 => return true,
+            w if w == word && depth == 0 => return true,
             _ => {}
         }
     }
     false
+}
+
+/// Whether every schema-qualified name is in `public` or `pg_catalog`:
+/// a dump of kt's schema names nothing else, and `pg_temp` objects would
+/// vanish with the session before the shape check could see them.
+fn schemas_allowed(tokens: &[&str]) -> bool {
+    tokens.iter().enumerate().all(|(i, t)| {
+        // The first part of a dotted name (`schema.table.column`).
+        let qualifier = tokens.get(i + 1) == Some(&".") && is_name(t) && (i == 0 || tokens[i - 1] != ".");
+        (!qualifier || matches!(*t, "PUBLIC" | "PG_CATALOG")) && *t != "PG_TEMP" && !t.eq_ignore_ascii_case("\"pg_temp\"")
+    })
 }
 
 /// The `SET` statements pg_dump writes at the top of a dump, with the
@@ -237,9 +261,14 @@ fn tokenize(sql: &str) -> Vec<String> {
             out.push(sql[start..i.min(b.len())].to_string());
         } else if c == b'$' {
             // $tag$ ... $tag$ (a bare $1 parameter cannot appear in a dump).
-            let tag_end = b[i + 1..].iter().position(|&x| x == b'$').map(|p| i + 1 + p);
+            // The tag as the server (and the script reader) takes it:
+            // letters, digits, `_` and non-ASCII bytes, not starting with a
+            // digit.
+            let tag_len = b[i + 1..].iter().take_while(|&&x| x.is_ascii_alphanumeric() || x == b'_' || x >= 0x80).count();
+            let starts_ok = tag_len == 0 || !b[i + 1].is_ascii_digit();
+            let tag_end = (starts_ok && b.get(i + 1 + tag_len) == Some(&b'$')).then_some(i + 1 + tag_len);
             match tag_end {
-                Some(end) if b[i + 1..end].iter().all(|x| x.is_ascii_alphanumeric() || *x == b'_') => {
+                Some(end) => {
                     let tag = &sql[i..=end];
                     match sql[end + 1..].find(tag) {
                         Some(p) => i = end + 1 + p + tag.len(),
@@ -318,6 +347,13 @@ mod tests {
             "GRANT pg_execute_server_program TO keytrustee",
             "CREATE EXTENSION plpython3u",
             "ALTER TABLE public.deposits ENABLE TRIGGER ALL",
+            "CREATE UNLOGGED TABLE public.x (a int)",
+            "CREATE TABLE pg_temp.t (a int)",
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+            "ALTER TABLE ONLY public.deposits ADD CONSTRAINT c CHECK (pg_temp.f())",
+            "CREATE TABLE other.t (a int)",
+            "ALTER TABLE public.deposits ALTER COLUMN name SET NOT NULL, SET UNLOGGED",
+            "CREATE FUNCTION public.f() RETURNS int AS $é$ LANGUAGE sql $1$ $é$ LANGUAGE plpython3u",
             "DROP DATABASE keytrustee",
             "SET statement_timeout = 0; COPY (SELECT 1) TO PROGRAM 'x'",
             "COMMENT ON TABLE public.deposits IS 'x'; ALTER SYSTEM SET x = 1",

@@ -179,6 +179,11 @@ impl<R: BufRead> Loader<'_, R> {
                     }
                 }
                 Item::Copy(statement) => {
+                    // Only the target is taken from the dump: kt writes the
+                    // COPY itself (no options, no WHERE clause).
+                    let statement = plain_copy(&statement).ok_or_else(|| {
+                        Failure::Refused(statements + 1, format!("{} (kt loads COPY into public tables with plain column names)", first_line(&statement)))
+                    })?;
                     let (table, rows) = self.copy(&statement, progress)?;
                     *self.report.rows.entry(table).or_insert(0) += rows;
                 }
@@ -304,6 +309,28 @@ impl<R: BufRead> Loader<'_, R> {
     }
 }
 
+/// `COPY public.table (col, ...) FROM stdin` rebuilt from a dump's COPY
+/// statement, when its table is in `public` and its columns are plain
+/// (or double-quoted plain) names; `None` otherwise.
+fn plain_copy(statement: &str) -> Option<String> {
+    let (table, columns) = script::copy_target(statement)?;
+    let plain = |name: &str| {
+        let bare = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
+        bare.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && bare.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let name = table.strip_prefix("public.")?;
+    if !plain(name) {
+        return None;
+    }
+    let columns = columns?;
+    let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+    if columns.iter().any(|c| !plain(c)) {
+        return None;
+    }
+    Some(format!("COPY public.{name} ({}) FROM stdin", columns.join(", ")))
+}
+
 /// `SET ...` and `SELECT pg_catalog.set_config(...)`: what pg_dump uses
 /// to set up the session.
 fn is_setting(sql: &str) -> bool {
@@ -332,6 +359,12 @@ mod tests {
         assert!(check_dump(&m(&["\\! touch /tmp/x"]), None).is_err());
         assert!(check_dump(&[], Some("LATIN1")).is_err());
         assert!(is_setting("SET client_encoding = 'UTF8'"));
+        assert_eq!(plain_copy("COPY public.deposits (uuid, \"by\") FROM stdin").as_deref(), Some("COPY public.deposits (uuid, \"by\") FROM stdin"));
+        assert_eq!(plain_copy("COPY pg_temp.clients (a) FROM stdin"), None);
+        assert_eq!(plain_copy("COPY public.t FROM stdin"), None);
+        // Only the target is taken: whatever else the text holds is not.
+        assert_eq!(plain_copy("COPY public.t (a) FROM stdin WHERE (f())").as_deref(), Some("COPY public.t (a) FROM stdin"));
+        assert_eq!(plain_copy("COPY public.t (a, \"b\"\"c\") FROM stdin"), None);
         assert!(is_setting("SELECT pg_catalog.set_config('search_path', '', false)"));
         assert!(!is_setting("SELECT pg_catalog.setval('s', 1, true)"));
     }
