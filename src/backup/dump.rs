@@ -151,7 +151,7 @@ impl RowCounter {
             None if whole && self.line.starts_with(b"\\") => {
                 let meta = String::from_utf8_lossy(self.line.trim_ascii()).into_owned();
                 // A bound on what a hostile dump can make kt remember; past
-                // it, a marker that no loader understands (so psql loads).
+                // it, a marker no loader understands (so the dump is refused).
                 if !self.meta_commands.contains(&meta) {
                     match self.meta_commands.len() {
                         0..64 => self.meta_commands.push(meta),

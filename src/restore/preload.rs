@@ -21,7 +21,7 @@ use crate::instance::{Instance, Layout, DB_USER};
 use crate::progress::Progress;
 use crate::storage::load::LoadReport;
 use crate::storage::pgpass::Password;
-use crate::storage::scratch::{self, ScratchDb};
+use crate::storage::scratch::ScratchDb;
 use crate::storage::{Cluster, State};
 
 /// The scratch databases of restores: `kt_restore_load_<pid>`.
@@ -59,11 +59,7 @@ pub fn load(
     dump: &Path,
     progress: &dyn Progress,
 ) -> Result<Preloaded> {
-    let mut admin = cluster.connect(password, "postgres")?;
-    scratch::drop_abandoned(&mut admin, SCRATCH_PREFIX);
-    let scratch = ScratchDb::create(cluster, password, &mut admin, &scratch_name())?;
-    drop(admin);
-    let report = scratch.load(dump, progress)?;
+    let (scratch, report) = ScratchDb::load_new(cluster, password, SCRATCH_PREFIX, dump, progress)?;
     Ok(Preloaded { scratch, report })
 }
 

@@ -61,6 +61,18 @@ impl std::fmt::Debug for ScratchDb {
 }
 
 impl ScratchDb {
+    /// A new scratch database `<prefix><pid>` of `cluster` (after dropping
+    /// those of killed runs with the same prefix), loaded with the staged
+    /// dump `sql` and checked ([`ScratchDb::load`]).
+    pub fn load_new(cluster: &Cluster, admin_password: &Password, prefix: &str, sql: &Path, progress: &dyn Progress) -> Result<(ScratchDb, LoadReport)> {
+        let mut admin = cluster.connect(admin_password, "postgres")?;
+        drop_abandoned(&mut admin, prefix);
+        let scratch = ScratchDb::create(cluster, admin_password, &mut admin, &format!("{prefix}{}", std::process::id()))?;
+        drop(admin);
+        let report = scratch.load(sql, progress)?;
+        Ok((scratch, report))
+    }
+
     /// Creates the database `name` (which must not exist: a name of this
     /// run's) and its loading role, through `admin` (a superuser
     /// connection to the same cluster).

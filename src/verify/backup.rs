@@ -159,12 +159,9 @@ fn restore_test(
     facts.check_loadable().map_err(|e| e.to_string())?;
     let cl = cluster::Cluster::for_instance(instance).map_err(|e| e.to_string())?;
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
-    let mut admin = cl.connect(&password, "postgres").map_err(|e| e.to_string())?;
-    crate::storage::scratch::drop_abandoned(&mut admin, SCRATCH_PREFIX);
-    let name = format!("{SCRATCH_PREFIX}{}", std::process::id());
-    let scratch = ScratchDb::create(&cl, &password, &mut admin, &name).map_err(|e| e.to_string())?;
-    drop(admin);
-    let loaded = scratch.load(&root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
+    // Dropped (with its loading role) when `_scratch` goes.
+    let (_scratch, loaded) =
+        ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
     let expected = match &assessment.manifest {
         Some(m) => m.row_counts.clone(),
         None => facts.row_counts.clone(),
