@@ -101,25 +101,25 @@ fn forged_backups_never_run_their_sql() {
     let changed_manifest = work.join("changed-manifest.tar");
     let manifest2 = work.join("manifest2.json");
     forge(&plain, &changed_manifest, &marker, Some(&manifest2), None);
+    // A forgery whose re-made manifest is signed with the key in `signer`.
+    let signed_forgery = |name: &str, signer: &Path, payload: &str| -> (PathBuf, PathBuf, PathBuf) {
+        let manifest = work.join(&format!("{name}.manifest.json"));
+        let sig = work.join(&format!("{name}.manifest.json.sig"));
+        forge_with(&plain, &work.join(&format!("{name}-unsigned.tar")), &marker, Some(&manifest), None, payload);
+        gpg(signer, &["-o", sig.to_str().unwrap(), "--detach-sign", manifest.to_str().unwrap()]).expect(0);
+        let tar = work.join(&format!("{name}.tar"));
+        forge_with(&plain, &tar, &marker, Some(&work.join(&format!("{name}.again.json"))), Some(&sig), payload);
+        (tar, manifest, sig)
+    };
     // 3. The manifest re-made and validly signed by another key.
     let forger = TestDir::new("forger-gpg");
     gpg(&forger.path, &["--quick-gen-key", "Forger <forger@example.net>", "ed25519", "sign", "never"]).expect(0);
-    let manifest3 = work.join("manifest3.json");
-    let sig3 = work.join("manifest3.sig");
-    forge(&plain, &work.join("tmp3.tar"), &marker, Some(&manifest3), None);
-    gpg(&forger.path, &["-o", sig3.to_str().unwrap(), "--detach-sign", manifest3.to_str().unwrap()]).expect(0);
-    let other_signer = work.join("other-signer.tar");
-    forge(&plain, &other_signer, &marker, Some(&work.join("manifest3b.json")), Some(&sig3));
+    let (other_signer, _, _) = signed_forgery("other-signer", &forger.path, "-");
     // 4. Signed by the server's own key (its secret key stolen, or a backup
     //    of a compromised server): the role and the statement filter hold.
     let server_gpg = TestDir::new("server-gpg");
     gpg(&server_gpg.path, &["--import", inst.confdir.join("secring.gpg").to_str().unwrap()]).expect(0);
-    let manifest4 = work.join("manifest4.json");
-    let sig4 = work.join("manifest4.sig");
-    forge(&plain, &work.join("tmp4.tar"), &marker, Some(&manifest4), None);
-    gpg(&server_gpg.path, &["-o", sig4.to_str().unwrap(), "--detach-sign", manifest4.to_str().unwrap()]).expect(0);
-    let server_signed = work.join("server-signed.tar");
-    forge(&plain, &server_signed, &marker, Some(&work.join("manifest4b.json")), Some(&sig4));
+    let (server_signed, manifest4, sig4) = signed_forgery("server-signed", &server_gpg.path, "-");
     // gpg --verify, as an outside witness, accepts that signature.
     gpg(&server_gpg.path, &["--verify", sig4.to_str().unwrap(), manifest4.to_str().unwrap()]).expect(0);
     // 5. Signed by the server's key, with statements the filter lets
@@ -131,12 +131,7 @@ fn forged_backups_never_run_their_sql() {
          ALTER TABLE ONLY public.deposits ALTER COLUMN name SET DEFAULT public.evil();\n-- {}\n",
         marker.display()
     );
-    let manifest5 = work.join("manifest5.json");
-    let sig5 = work.join("manifest5.sig");
-    forge_with(&plain, &work.join("tmp5.tar"), &marker, Some(&manifest5), None, &payload);
-    gpg(&server_gpg.path, &["-o", sig5.to_str().unwrap(), "--detach-sign", manifest5.to_str().unwrap()]).expect(0);
-    let planted = work.join("planted.tar");
-    forge_with(&plain, &planted, &marker, Some(&work.join("manifest5b.json")), Some(&sig5), &payload);
+    let (planted, _, _) = signed_forgery("planted", &server_gpg.path, &payload);
 
     let before = inst.psql("keytrustee", "SELECT count(*) FROM organizations").expect(0).stdout;
     let restore = |file: &Path, extra: &[&str], stdin: &str| -> Run {
