@@ -79,6 +79,8 @@ pub enum Command {
     Backup(BackupArgs),
     Verify(VerifyArgs),
     Restore(RestoreArgs),
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -551,4 +553,207 @@ pub struct RestoreArgs {
     /// The account PostgreSQL runs as when root (default: the backup's SERVICE_USER).
     #[arg(long, value_name = "USER")]
     pub service_user: Option<String>,
+}
+
+/// Generate, replace, show and check the server's TLS certificate.
+///
+/// The documented certificate procedures (openssl req, openssl x509, cp,
+/// chown, chmod, an edit of keytrustee.conf and a restart) as checked,
+/// reversible commands. Each HA host keeps its own certificate: run
+/// `kt cert replace` on the active and on the passive host.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    Generate(CertGenerateArgs),
+    Replace(CertReplaceArgs),
+    Rollback(CertRollbackArgs),
+    Show(CertShowArgs),
+    Check(CertCheckArgs),
+}
+
+/// Where the password of an encrypted PKCS#8 key comes from.
+#[derive(Debug, Args)]
+pub struct KeyPasswordArgs {
+    /// A file whose first line is the key's password.
+    #[arg(long, value_name = "FILE", conflicts_with = "key_password_script")]
+    pub key_password_file: Option<PathBuf>,
+
+    /// A command whose output is the key's password (the contract of
+    /// SSL_PRIVATE_KEY_PASSWORD_SCRIPT).
+    #[arg(long, value_name = "CMD")]
+    pub key_password_script: Option<String>,
+}
+
+/// Make a key, a certificate signing request or a certificate.
+///
+/// The documented `openssl req -new` and `openssl x509 -req` in one
+/// command. The key is the instance's current one unless --key or
+/// --new-key says otherwise. Give exactly one of --csr, --self-signed or
+/// --ca-cert. Nothing is ever written over an existing file.
+///
+///     kt cert generate --new-key ec-p256 --key-out new-pk.pem --csr new.csr
+///
+///     kt cert generate --self-signed --days 365 --out cert.pem
+#[derive(Debug, Args)]
+pub struct CertGenerateArgs {
+    /// The private key to use (PKCS#8, PKCS#1 or SEC1 PEM, or encrypted PKCS#8).
+    ///
+    /// Defaults to the instance's current key (SSL_PRIVATE_KEY).
+    #[arg(long, value_name = "FILE", conflicts_with = "new_key")]
+    pub key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub password: KeyPasswordArgs,
+
+    /// Make a new key of this kind (written to --key-out, mode 0600).
+    #[arg(long, value_enum, value_name = "KIND", requires = "key_out")]
+    pub new_key: Option<NewKeyKind>,
+
+    /// Where the new key goes; never over an existing file.
+    #[arg(long, value_name = "FILE", requires = "new_key")]
+    pub key_out: Option<PathBuf>,
+
+    /// Write a certificate signing request for a CA to sign.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["self_signed", "ca_cert"])]
+    pub csr: Option<PathBuf>,
+
+    /// Write a self-signed certificate to --out.
+    #[arg(long, requires = "out", conflicts_with = "ca_cert")]
+    pub self_signed: bool,
+
+    /// Sign the certificate with this CA certificate (labs and tests).
+    #[arg(long, value_name = "FILE", requires_all = ["ca_key", "out"])]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The CA's private key (unencrypted PEM).
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Where the certificate goes; never over an existing file.
+    #[arg(long, value_name = "CERT")]
+    pub out: Option<PathBuf>,
+
+    /// Days the certificate is valid.
+    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+
+    /// The host name (CN and first SAN). Defaults to the instance's HOSTNAME.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// An extra DNS name or IP address for the SANs (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub san: Vec<String>,
+
+    /// Other subject fields, as openssl's -subj ("/C=US/O=Example/OU=Ops")
+    /// or comma-separated ("C=US,O=Example"). CN is always the host name.
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewKeyKind {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcP256,
+    EcP384,
+}
+
+/// Put a new certificate in place in a running server, with no downtime.
+///
+/// Checks everything first (the certificate and key parse and match; the
+/// certificate is valid now and names the host; with --ca the chain
+/// verifies; an encrypted key really decrypts); any refusal exits 2 with
+/// every file and the configuration unchanged. Then: .ssl is copied to
+/// .ssl.bak (an older .ssl.bak is kept under a timestamped name), the new
+/// files are installed (mode 0600, owned by the service account),
+/// keytrustee.conf is updated, and a running server is reloaded and
+/// checked to serve the new certificate. If the reload or that check
+/// fails, everything is put back and the server reloaded again (exit 3).
+/// A stopped server stays stopped.
+#[derive(Debug, Args)]
+pub struct CertReplaceArgs {
+    /// The new certificate (PEM or DER; may carry its chain after it).
+    #[arg(long, value_name = "FILE", required_unless_present = "pkcs12", conflicts_with = "pkcs12")]
+    pub cert: Option<PathBuf>,
+
+    /// Its private key. Defaults to the instance's current key.
+    #[arg(long, value_name = "FILE", conflicts_with = "pkcs12")]
+    pub key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub password: KeyPasswordArgs,
+
+    /// The CA chain: root and intermediates in one PEM file, any order.
+    /// Installed as ssl-cert-keytrustee-ca.pem.
+    #[arg(long, value_name = "CHAIN")]
+    pub ca: Option<PathBuf>,
+
+    /// A PKCS#12 bundle holding the key and certificate (and chain).
+    #[arg(long, value_name = "FILE", requires = "pkcs12_password_file")]
+    pub pkcs12: Option<PathBuf>,
+
+    /// A file whose first line is the PKCS#12 bundle's password.
+    #[arg(long, value_name = "FILE", requires = "pkcs12")]
+    pub pkcs12_password_file: Option<PathBuf>,
+
+    /// Warn when the certificate has fewer days left than this.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: i64,
+
+    /// Install a certificate that does not name the instance's host name.
+    #[arg(long)]
+    pub allow_hostname_mismatch: bool,
+
+    /// Print the plan and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// Put the certificate saved in .ssl.bak back in place, the same checked
+/// way as `kt cert replace` (the current one goes to .ssl.bak in turn).
+#[derive(Debug, Args)]
+pub struct CertRollbackArgs {
+    /// Print the plan and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Put back a certificate that does not name the host name.
+    #[arg(long)]
+    pub allow_hostname_mismatch: bool,
+}
+
+/// Show a certificate: subject, names, issuer, validity, fingerprint, key, chain.
+///
+/// The instance's certificate by default, or a file, or what a live server
+/// presents.
+#[derive(Debug, Args)]
+pub struct CertShowArgs {
+    /// A certificate file (PEM or DER, with or without its chain).
+    #[arg(value_name = "FILE", conflicts_with = "server")]
+    pub file: Option<PathBuf>,
+
+    /// Show what the server at HOST:PORT presents.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Check the instance's certificate, for monitoring and cron.
+///
+/// Exits 0 when fine; 1 when it expires within --warn-days, has expired,
+/// does not match its key or the host name, or the running server serves a
+/// different certificate than the configured one.
+#[derive(Debug, Args)]
+pub struct CertCheckArgs {
+    /// A certificate with fewer days left than this is a problem.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: i64,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -4,6 +4,7 @@
 
 mod backup;
 mod cli;
+mod cert;
 mod client;
 mod db;
 mod fingerprint;
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(&cli.global, args, &printer),
         Command::Verify(args) => verify::run(&cli.global, args, &printer),
         Command::Restore(args) => restore::run(&cli.global, args, &printer),
+        Command::Cert(command) => cert::run(&cli.global, command, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ pub mod org;
 pub mod pgp;
 pub mod progress;
 pub mod restore;
+pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod storage;

@@ -16,10 +16,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use zeroize::Zeroizing;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::cert::key::PrivateKey;
 use crate::error::{Error, Result};
+use crate::secret::PasswordSource;
 
 /// OpenSSL's names of the suites rustls implements, with rustls' own.
 const SUITE_NAMES: &[(&str, CipherSuite)] = &[
@@ -144,34 +145,15 @@ impl KeyMaterial {
     }
 
     fn read_key(&self) -> Result<PrivateKeyDer<'static>> {
+        let script = self.password_script.clone().map(PasswordSource::Script);
+        // A configured key that cannot be read is the environment's fault
+        // (exit 3), unlike a key file named on the command line.
         let path = &self.private_key;
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::env(format!("cannot read the TLS key {}", path.display())).because_err(&e))?;
-        let text = String::from_utf8_lossy(&pem);
-        if text.contains("Proc-Type: 4,ENCRYPTED") {
-            return Err(Error::usage(format!("{} is a legacy encrypted PEM key", path.display()))
-                .because("the OpenSSL 1.0 \"Proc-Type: 4,ENCRYPTED\" format is not supported")
-                .with_hint("convert it: openssl pkcs8 -topk8 -in OLD -out NEW (then set SSL_PRIVATE_KEY to NEW)"));
-        }
-        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            let Some(script) = &self.password_script else {
-                return Err(Error::usage(format!("{} is encrypted", path.display()))
-                    .with_hint("set SSL_PRIVATE_KEY_PASSWORD_SCRIPT to a command that prints its password"));
-            };
-            let password = run_password_script(script)?;
-            let (label, der) = pkcs8::der::pem::decode_vec(&pem)
-                .map_err(|e| Error::usage(format!("{} is not valid PEM", path.display())).because(e))?;
-            debug_assert_eq!(label, "ENCRYPTED PRIVATE KEY");
-            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
-                .map_err(|e| Error::usage(format!("{} is not an encrypted PKCS#8 key", path.display())).because(e))?;
-            let doc = info.decrypt(password.as_bytes()).map_err(|_| {
-                Error::usage(format!("cannot decrypt {}", path.display()))
-                    .because("wrong password from SSL_PRIVATE_KEY_PASSWORD_SCRIPT (or an unsupported cipher)")
-            })?;
-            return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(doc.as_bytes().to_vec())));
-        }
-        PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|e| Error::usage(format!("{} holds no usable private key", path.display())).because(e))
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| Error::env(format!("cannot read the TLS key {}", path.display())).because_err(&e))?,
+        );
+        let key = PrivateKey::parse(&bytes, &path.display().to_string(), script.as_ref(), "SSL_PRIVATE_KEY_PASSWORD_SCRIPT")?;
+        Ok(key.rustls_der())
     }
 }
 
@@ -186,40 +168,6 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         return Err(Error::usage(format!("{} holds no certificate", path.display())));
     }
     Ok(certs)
-}
-
-/// A password that never shows in Debug output or logs, wiped from memory
-/// when dropped (zeroize: a write the optimiser may not remove).
-struct Secret(Zeroizing<String>);
-
-impl Secret {
-    fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-/// Runs the password script through /bin/sh; its stdout (without the
-/// final newline) is the password. Its output is never logged.
-fn run_password_script(script: &str) -> Result<Secret> {
-    let output = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(|e| Error::env("cannot run SSL_PRIVATE_KEY_PASSWORD_SCRIPT").because_err(&e))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let mut err = Error::env(format!("SSL_PRIVATE_KEY_PASSWORD_SCRIPT failed ({})", output.status));
-        if !stderr.trim().is_empty() {
-            err = err.because(stderr.trim().lines().last().unwrap_or_default().to_string());
-        }
-        return Err(err);
-    }
-    let printed = Zeroizing::new(output.stdout);
-    let text = std::str::from_utf8(&printed)
-        .map_err(|_| Error::usage("SSL_PRIVATE_KEY_PASSWORD_SCRIPT printed a password that is not UTF-8"))?;
-    Ok(Secret(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string())))
 }
 
 /// The certificate the server presents, replaceable while it runs

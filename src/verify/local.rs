@@ -10,7 +10,7 @@ use crate::error::{Kind, Result};
 use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
 use crate::storage::pgpass::Password;
 use crate::storage::{schema, Cluster};
-use crate::verify::cert::CertInfo;
+use crate::cert::info::CertInfo;
 use crate::verify::Report;
 
 #[derive(Debug, Clone)]

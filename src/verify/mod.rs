@@ -3,7 +3,7 @@
 //! (0 sound, 1 a problem found, 3 could not check).
 
 pub mod backup;
-pub mod cert;
+
 pub mod local;
 pub mod remote;
 

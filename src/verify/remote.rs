@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::client::https::{HttpsClient, Trust, Url};
 use crate::error::Result;
-use crate::verify::cert::CertInfo;
+use crate::cert::info::CertInfo;
 use crate::verify::Report;
 
 #[derive(Debug, Clone)]

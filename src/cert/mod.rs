@@ -1,0 +1,15 @@
+//! The server's TLS certificate: keys (`key`), what a certificate says
+//! (`info`), certificate files, PKCS#12 bundles and chains (`chain`), and
+//! making certificates and requests (`issue`). `kt init` makes the first
+//! self-signed one; `kt cert` generates, replaces, shows and checks them.
+//!
+//! Nothing here knows the server or its process: putting a certificate in
+//! place under the undo journal is `cert::replace`'s job, which talks to a
+//! running server only through `daemon`.
+
+pub mod chain;
+pub mod info;
+pub mod key;
+mod self_signed;
+
+pub use self_signed::{self_signed, SelfSigned};
