@@ -31,6 +31,27 @@ pub fn rfc3339_now() -> String {
     rfc3339(unix_now())
 }
 
+/// The local time as `YYYY-MM-DD_HH-MM-SS`: the stamp of backup names and
+/// of set-aside copies (`.ssl.bak.<stamp>`), sortable and shell-safe.
+pub fn local_stamp_now() -> String {
+    let now = unix_now() as libc::time_t;
+    // SAFETY: localtime_r fills the zeroed tm from a valid time_t.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02}_{:02}-{:02}-{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -159,14 +159,76 @@ impl ServerProcess {
 
     /// Asks the server to reload its certificate, key and CA (SIGHUP).
     pub fn reload(&self) -> Result<u32> {
-        match self.state()? {
-            ServerState::Running { pid } => {
+        match self.running_pid()? {
+            Some(pid) => {
                 signal(pid, libc::SIGHUP)?;
                 Ok(pid)
             }
-            _ => Err(Error::env("the server is not running").with_hint("start it with `kt server start`")),
+            None => Err(Error::env("the server is not running").with_hint("start it with `kt server start`")),
         }
     }
+
+    /// The pid of this instance's server however it was started: the pid
+    /// file of `kt server start`, else a `kt serve` process serving this
+    /// confdir (systemd's kt-server.service runs it in the foreground,
+    /// with no pid file). None when no server runs.
+    pub fn running_pid(&self) -> Result<Option<u32>> {
+        if let ServerState::Running { pid } = self.state()? {
+            return Ok(Some(pid));
+        }
+        Ok(find_foreground_server(&self.confdir))
+    }
+
+    /// The current length of the server log: where a later
+    /// [`ServerProcess::log_lines_since`] starts reading.
+    pub fn log_offset(&self) -> u64 {
+        std::fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The last lines the server logged after `offset` (at most ten).
+    pub fn log_lines_since(&self, offset: u64) -> Vec<String> {
+        log_since(&self.log_file, offset)
+    }
+}
+
+/// A `kt serve` process (no pid file) whose confdir is `confdir`.
+fn find_foreground_server(confdir: &Path) -> Option<u32> {
+    let wanted = std::fs::canonicalize(confdir).ok()?;
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && is_kt_server(*pid))
+        .find(|pid| served_confdir(*pid).is_some_and(|dir| dir == wanted))
+}
+
+/// The confdir a `kt serve` process was given: `-c`/`--confdir` in its
+/// arguments, else `KT_CONFDIR` in its environment, else the default;
+/// relative to its working directory.
+fn served_confdir(pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let mut given: Option<PathBuf> = None;
+    for (i, arg) in args.iter().enumerate() {
+        use std::os::unix::ffi::OsStrExt;
+        let os = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+        if *arg == b"-c" || *arg == b"--confdir" {
+            given = args.get(i + 1).map(|v| os(v));
+        } else if let Some(v) = arg.strip_prefix(b"--confdir=") {
+            given = Some(os(v));
+        } else if *arg == b"serve" {
+            break;
+        }
+    }
+    if given.is_none() {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        given = environ.split(|&b| b == 0).find_map(|kv| {
+            use std::os::unix::ffi::OsStrExt;
+            kv.strip_prefix(b"KT_CONFDIR=").map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)))
+        });
+    }
+    let dir = given.unwrap_or_else(|| PathBuf::from(crate::instance::DEFAULT_CONFDIR));
+    let dir = if dir.is_relative() { std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?.join(dir) } else { dir };
+    std::fs::canonicalize(dir).ok()
 }
 
 fn answers(url: &Url) -> bool {

@@ -296,3 +296,18 @@ pub fn documented_tar(inst: &Instance, sql: &Path, tarball: &Path) {
         .arg(sql.file_name().unwrap()))
     .expect(0);
 }
+
+/// The SHA-256 fingerprint (as openssl prints it) of the certificate the
+/// instance's server presents, read by openssl s_client.
+pub fn served_cert(inst: &Instance) -> String {
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl s_client -connect 127.0.0.1:{} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+        inst.server_port
+    )));
+    out.stdout.trim().to_string()
+}
+
+/// The SHA-256 fingerprint (as openssl prints it) of a certificate file.
+pub fn file_cert(path: &Path) -> String {
+    openssl(&["x509", "-noout", "-fingerprint", "-sha256", "-in", path.to_str().unwrap()]).expect(0).stdout.trim().to_string()
+}

@@ -444,18 +444,6 @@ fn give_to_service_account(inst: &Instance, path: &Path) {
 }
 
 /// The SHA-256 fingerprint of the certificate the server presents now.
-fn served_cert(inst: &Instance) -> String {
-    let out = run(std::process::Command::new("sh").arg("-c").arg(format!(
-        "openssl s_client -connect 127.0.0.1:{} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
-        inst.server_port
-    )));
-    out.stdout.trim().to_string()
-}
-
-fn file_cert(path: &Path) -> String {
-    openssl(&["x509", "-noout", "-fingerprint", "-sha256", "-in", path.to_str().unwrap()]).expect(0).stdout.trim().to_string()
-}
-
 #[test]
 fn sighup_swaps_the_certificate_without_dropping_connections() {
     let inst = Instance::serving("reload");

@@ -1,13 +1,123 @@
-//! `kt cert replace` and `kt cert rollback` (being built: see issue 11).
+//! `kt cert replace` and `kt cert rollback`: print the plan, then make the
+//! change (src/cert/replace.rs does both halves).
+
+use kt::cert::info::CertInfo;
+use kt::cert::replace::{self, Options, Plan, Source};
+use kt::instance::Layout;
 
 use crate::cli::{CertReplaceArgs, CertRollbackArgs, GlobalArgs};
 use crate::printer::Printer;
-use crate::CommandResult;
+use crate::{CommandResult, Status};
 
-pub fn run(_global: &GlobalArgs, _args: CertReplaceArgs, _printer: &Printer) -> CommandResult {
-    Err(kt::Error::usage("kt cert replace is not built yet").into())
+pub fn run(global: &GlobalArgs, args: CertReplaceArgs, printer: &Printer) -> CommandResult {
+    let source = match (&args.pkcs12, &args.cert) {
+        (Some(bundle), _) => Source::Pkcs12 {
+            bundle: bundle.clone(),
+            password_file: args.pkcs12_password_file.clone().expect("clap requires it with --pkcs12"),
+        },
+        (None, Some(cert)) => Source::Files {
+            cert: cert.clone(),
+            key: args.key.clone(),
+            password: args.password.source(),
+            password_what: args.password.what().to_string(),
+        },
+        (None, None) => unreachable!("clap requires --cert or --pkcs12"),
+    };
+    let options = Options {
+        source,
+        ca: args.ca.clone(),
+        warn_days: args.warn_days,
+        allow_hostname_mismatch: args.allow_hostname_mismatch,
+    };
+    change(global, options, args.dry_run, "replace", printer)
 }
 
-pub fn rollback(_global: &GlobalArgs, _args: CertRollbackArgs, _printer: &Printer) -> CommandResult {
-    Err(kt::Error::usage("kt cert rollback is not built yet").into())
+pub fn rollback(global: &GlobalArgs, args: CertRollbackArgs, printer: &Printer) -> CommandResult {
+    let options = Options {
+        source: Source::Backup,
+        ca: None,
+        warn_days: 0,
+        allow_hostname_mismatch: args.allow_hostname_mismatch,
+    };
+    change(global, options, args.dry_run, "rollback", printer)
+}
+
+fn change(global: &GlobalArgs, options: Options, dry_run: bool, verb: &str, printer: &Printer) -> CommandResult {
+    let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    let plan = replace::plan(&instance, &options, kt::clock::unix_now())?;
+    print_plan(&plan, dry_run, printer)?;
+    for warning in &plan.warnings {
+        printer.warn(warning);
+    }
+    if dry_run {
+        printer.info(format!("kt: dry run: nothing changed (kt cert {verb} without --dry-run does the above)"));
+        return Ok(Status::Success);
+    }
+    let new = plan.new.clone();
+    let outcome = replace::apply(&instance, plan, printer)?;
+    match outcome.reloaded {
+        Some(pid) => printer.info(format!("kt: the server (pid {pid}) now serves {}", new.sha256)),
+        None => printer.info("kt: the server is not running; it will serve the new certificate when it starts"),
+    }
+    printer.info(format!("kt: the previous certificate is in {} (kt cert rollback puts it back)", outcome.backup_dir.display()));
+    Ok(Status::Success)
+}
+
+/// The plan, as data with --dry-run, as information otherwise.
+fn print_plan(plan: &Plan, dry_run: bool, printer: &Printer) -> std::io::Result<()> {
+    let mut lines = Vec::new();
+    let describe = |info: &CertInfo| {
+        format!(
+            "{} (names {}; issued by {}; valid until {}, {} days left; {}; SHA-256 {})",
+            info.subject,
+            info.names().join(", "),
+            if info.self_issued { "itself".to_string() } else { info.issuer.clone() },
+            kt::clock::rfc3339(info.not_after),
+            info.days_left(),
+            info.key,
+            info.sha256
+        )
+    };
+    lines.push(format!("current:      {}", plan.old.as_ref().map(describe).unwrap_or_else(|| "unreadable".into())));
+    lines.push(format!("new:          {}", describe(&plan.new)));
+    lines.push(format!(
+        "chain:        {}",
+        match (plan.chain.as_slice(), plan.chain_verified) {
+            ([], _) => "none".to_string(),
+            ([only], true) if only.sha256 == plan.new.sha256 => "self-signed (the certificate is its own CA)".to_string(),
+            (chain, verified) => format!(
+                "{} ({})",
+                chain.iter().map(|c| c.subject.clone()).collect::<Vec<_>>().join(" <- "),
+                if verified { "verified to the root" } else { "NOT verified" }
+            ),
+        }
+    ));
+    lines.push(format!(
+        "backup:       .ssl is copied to {}{}",
+        plan.backup_dir.display(),
+        plan.set_aside.as_ref().map(|p| format!(" (the older one is kept as {})", p.display())).unwrap_or_default()
+    ));
+    for (key, value) in &plan.settings {
+        // The script may carry a password inline: never shown.
+        let shown = match (*key, value) {
+            ("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", v) if !v.is_empty() => "(the given password script)".to_string(),
+            (_, v) => format!("{v:?}"),
+        };
+        lines.push(format!("config:       {key} = {shown}"));
+    }
+    lines.push(format!(
+        "server:       {}",
+        match plan.server_pid {
+            Some(pid) => format!("running (pid {pid}): reloaded, then checked to serve the new certificate"),
+            None => "not running: it uses the new certificate when it starts".to_string(),
+        }
+    ));
+    for line in lines {
+        if dry_run {
+            printer.data(line)?;
+        } else {
+            printer.info(line);
+        }
+    }
+    Ok(())
 }

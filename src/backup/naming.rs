@@ -23,22 +23,7 @@ pub struct BackupName {
 
 /// The local time as `YYYY-MM-DD_HH-MM-SS`.
 pub fn stamp_now() -> String {
-    let now = crate::clock::unix_now() as libc::time_t;
-    // SAFETY: localtime_r fills the zeroed tm from a valid time_t.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02}_{:02}-{:02}-{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    crate::clock::local_stamp_now()
 }
 
 /// `kts_bak_<host>_<stamp>.tar` or `.tar.gpg`.

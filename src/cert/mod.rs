@@ -10,6 +10,7 @@
 pub mod chain;
 pub mod info;
 pub mod key;
+pub mod replace;
 mod self_signed;
 
 pub use self_signed::{self_signed, SelfSigned};
