@@ -262,7 +262,6 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
             contents: (!chain_ders.is_empty()).then(|| Zeroizing::new(pem(&chain_ders).into_bytes())),
         },
     ];
-    let had_script_setting = instance.config.get(config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT).is_some();
     let mut settings = vec![
         (config::SSL_CERTIFICATE, cert_path.display().to_string()),
         (config::SSL_PRIVATE_KEY, key_path.display().to_string()),
