@@ -114,6 +114,21 @@ impl Instance {
         self.settings.service_user.as_deref()
     }
 
+    /// The account the instance's files belong to and its scripts run as,
+    /// when kt runs as root (`SERVICE_USER`, default `keytrustee`); None
+    /// for an ordinary user, who is the service account.
+    pub fn service_account(&self) -> Result<Option<crate::account::Account>> {
+        if !crate::account::is_root() {
+            return Ok(None);
+        }
+        let name = self.service_user().unwrap_or("keytrustee");
+        let account = crate::account::Account::lookup(name)?.ok_or_else(|| {
+            crate::error::Error::env(format!("the service account {name} does not exist"))
+                .with_hint("create it, or fix SERVICE_USER in keytrustee.conf")
+        })?;
+        Ok(Some(account))
+    }
+
     /// Where the server's certificate, key and CA are (`SSL_CERTIFICATE`,
     /// `SSL_PRIVATE_KEY`, `SSL_CA`; the documented `.ssl` files by default).
     pub fn tls_files(&self) -> (PathBuf, PathBuf, PathBuf) {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
+use crate::account::Account;
 use crate::error::{Error, Result};
 
 /// A password that never shows in Debug output or logs, wiped from memory
@@ -41,6 +42,10 @@ pub enum PasswordSource {
     File(PathBuf),
     /// A command run by /bin/sh whose stdout is the password.
     Script(String),
+    /// A script that came from a file the service account can write
+    /// (keytrustee.conf, `.ssl.bak`): run as that account, never as root,
+    /// which is also how the server itself runs it.
+    ScriptAs { command: String, account: Account },
 }
 
 impl PasswordSource {
@@ -57,7 +62,8 @@ impl PasswordSource {
                 let first = text.split(['\n', '\r']).next().unwrap_or_default();
                 Ok(Secret::new(first.to_string()))
             }
-            PasswordSource::Script(script) => run_script(script, what),
+            PasswordSource::Script(script) => run_script(script, what, None),
+            PasswordSource::ScriptAs { command, account } => run_script(command, what, Some(account)),
         }
     }
 
@@ -65,19 +71,32 @@ impl PasswordSource {
     /// into `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`; a file's path does not).
     pub fn script(&self) -> Option<&str> {
         match self {
-            PasswordSource::Script(s) => Some(s),
+            PasswordSource::Script(s) | PasswordSource::ScriptAs { command: s, .. } => Some(s),
             PasswordSource::File(_) => None,
+        }
+    }
+
+    /// A script run as `account` when there is one (kt runs as root and
+    /// the script will run in the server, or came from a file that account
+    /// can write); a file stays a file.
+    pub fn run_by(self, account: Option<&Account>) -> PasswordSource {
+        match (self, account) {
+            (PasswordSource::Script(command), Some(account)) => PasswordSource::ScriptAs { command, account: account.clone() },
+            (other, _) => other,
         }
     }
 }
 
-/// Runs `script` through /bin/sh; its stdout (without the final newline) is
-/// the password. Its output is never logged; its stderr's last line is
-/// quoted when it fails.
-pub fn run_script(script: &str, what: &str) -> Result<Secret> {
-    let output = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
+/// Runs `script` through /bin/sh, as `account` when given; its stdout
+/// (without the final newline) is the password. Its output is never
+/// logged; its stderr's last line is quoted when it fails.
+pub fn run_script(script: &str, what: &str, account: Option<&Account>) -> Result<Secret> {
+    let mut command = std::process::Command::new("/bin/sh");
+    command.arg("-c").arg(script);
+    if let Some(account) = account {
+        account.apply(&mut command);
+    }
+    let output = command
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .output()

@@ -117,6 +117,9 @@ pub struct KeyMaterial {
     pub ca: Option<std::path::PathBuf>,
     /// A shell command printing the password of an encrypted PKCS#8 key.
     pub password_script: Option<String>,
+    /// Who runs the script: the service account when kt runs as root (the
+    /// script comes from keytrustee.conf, which that account can write).
+    pub script_runs_as: Option<crate::account::Account>,
 }
 
 impl KeyMaterial {
@@ -145,7 +148,7 @@ impl KeyMaterial {
     }
 
     fn read_key(&self) -> Result<PrivateKeyDer<'static>> {
-        let script = self.password_script.clone().map(PasswordSource::Script);
+        let script = self.password_script.clone().map(|s| PasswordSource::Script(s).run_by(self.script_runs_as.as_ref()));
         // A configured key that cannot be read is the environment's fault
         // (exit 3), unlike a key file named on the command line.
         let path = &self.private_key;

@@ -297,16 +297,22 @@ fn a_reload_that_fails_in_the_server_puts_everything_back() {
     let before = snapshot(&inst.confdir);
     let conf_before = std::fs::read(inst.confdir.join("keytrustee.conf")).unwrap();
 
-    // An encrypted key whose password script works for root (the check in
-    // kt cert replace) but fails in the server (the service account).
+    // An encrypted key whose password script works once (the check in kt
+    // cert replace) and fails after (in the server's reload).
     let encrypted = dir.join("encrypted.pem");
     openssl(&["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:right", "-in", ssl(&inst, "ssl-cert-keytrustee-pk.pem").to_str().unwrap(), "-out", encrypted.to_str().unwrap()]).expect(0);
-    let script = "[ \"$(id -u)\" = 0 ] && echo right || { echo 'no password for you' >&2; exit 1; }";
+    let marks = dir.join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = format!(
+        "if [ -e {m}/used ]; then echo 'no password for you' >&2; exit 1; fi; touch {m}/used; [ \"$(id -un)\" = keytrustee ] && echo right",
+        m = marks.display()
+    );
     let (root, root_key) = make_ca(dir, "root", None);
     let leaf = sign(dir, "leaf", &ssl(&inst, "ssl-cert-keytrustee-pk.pem"), &["localhost", "127.0.0.1"], (&root, &root_key));
 
     let out = inst
-        .kt(&["cert", "replace", "--cert", leaf.to_str().unwrap(), "--key", encrypted.to_str().unwrap(), "--ca", root.to_str().unwrap(), "--key-password-script", script])
+        .kt(&["cert", "replace", "--cert", leaf.to_str().unwrap(), "--key", encrypted.to_str().unwrap(), "--ca", root.to_str().unwrap(), "--key-password-script", &script])
         .expect(3);
     assert!(out.stderr.contains("everything was put back"), "{}", out.stderr);
     assert!(out.stderr.contains("reload failed"), "{}", out.stderr);

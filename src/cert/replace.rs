@@ -137,6 +137,10 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
     let (current_cert, current_key, _) = instance.tls_files();
     let current_script = instance.settings.ssl_private_key_password_script.clone();
     let backup_dir = layout.confdir.join(BACKUP_DIR);
+    // Every password script runs as the server will run it: as the service
+    // account (also because a script read from the confdir is that
+    // account's to write, and root must never run it).
+    let runs_as = instance.service_account()?;
 
     // The certificate(s), the key, and the password script the server will run.
     let (certs, key, script, ca_file): (Vec<CertificateDer<'static>>, PrivateKey, Option<String>, Option<PathBuf>) =
@@ -145,13 +149,17 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
                 let certs = chain::read_cert_file(cert)?;
                 let (key, script) = match key {
                     Some(path) => {
+                        let password = password.clone().map(|p| p.run_by(runs_as.as_ref()));
                         let key = PrivateKey::read(path, password.as_ref(), password_what)?;
                         (key, password.as_ref().and_then(|p| p.script()).map(str::to_string))
                     }
                     None => {
                         // The current key, with the current script unless
                         // another password source was given.
-                        let source = password.clone().or_else(|| current_script.clone().map(PasswordSource::Script));
+                        let source = password
+                            .clone()
+                            .or_else(|| current_script.clone().map(PasswordSource::Script))
+                            .map(|p| p.run_by(runs_as.as_ref()));
                         let what = if password.is_some() { password_what.as_str() } else { "SSL_PRIVATE_KEY_PASSWORD_SCRIPT" };
                         let key = PrivateKey::read(&current_key, source.as_ref(), what)?;
                         (key, source.as_ref().and_then(|p| p.script()).map(str::to_string))
@@ -173,7 +181,7 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
                 let key_path = previous.file(config::SSL_PRIVATE_KEY, instance::KEY_FILE);
                 let ca = previous.file(config::SSL_CA, instance::CA_FILE);
                 let script = previous.script.clone();
-                let source = script.clone().map(PasswordSource::Script);
+                let source = script.clone().map(|s| PasswordSource::Script(s).run_by(runs_as.as_ref()));
                 let certs = chain::read_cert_file(&cert)?;
                 let key = PrivateKey::read(&key_path, source.as_ref(), "SSL_PRIVATE_KEY_PASSWORD_SCRIPT (as it was)")?;
                 (certs, key, script, ca.exists().then_some(ca))
@@ -307,7 +315,7 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
 pub fn apply(instance: &Instance, plan: Plan, progress: &dyn Progress) -> Result<Outcome> {
     let layout = &instance.layout;
     let _lock = lock(&layout.confdir)?;
-    let owner = service_owner(instance)?;
+    let owner = instance.service_account()?;
     let ssl = layout.ssl_dir();
     let config_path = layout.config_file();
     let process = ServerProcess::for_instance(instance)?;
@@ -463,19 +471,6 @@ fn read_previous(backup_dir: &Path, ssl: &Path) -> Result<Previous> {
         _ => None,
     };
     Ok(Previous { backup_dir: backup_dir.to_path_buf(), ssl: ssl.to_path_buf(), values, script })
-}
-
-/// The service account that owns the instance's files, when kt runs as
-/// root; None otherwise (files stay the running user's).
-fn service_owner(instance: &Instance) -> Result<Option<Account>> {
-    if !crate::account::is_root() {
-        return Ok(None);
-    }
-    let name = instance.service_user().unwrap_or("keytrustee");
-    let account = Account::lookup(name)?.ok_or_else(|| {
-        Error::env(format!("the service account {name} does not exist")).with_hint("fix SERVICE_USER in keytrustee.conf")
-    })?;
-    Ok(Some(account))
 }
 
 /// One change of the confdir's certificate at a time: a lock on the

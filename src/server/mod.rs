@@ -63,6 +63,7 @@ impl ServerSettings {
             private_key,
             ca: Some(ca),
             password_script: s.ssl_private_key_password_script.clone(),
+            script_runs_as: instance.service_account()?,
         };
         let public = crate::pgp::load_public_key(&instance.layout.pubring())?;
         let limits = &s.limits;
