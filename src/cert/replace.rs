@@ -294,6 +294,12 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
     if !ssl.is_dir() {
         return Err(Error::env(format!("{} is missing", ssl.display())).with_hint("is this an instance? (kt init makes it)"));
     }
+    for file in &files {
+        if file.path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+            return Err(Error::usage(format!("{} is not a regular file", file.path.display()))
+                .with_hint("kt replaces only regular files there (a link could point anywhere); move it away first"));
+        }
+    }
     let server_pid = ServerProcess::for_instance(instance)?.running_pid()?;
     Ok(Plan {
         new,
