@@ -9,7 +9,7 @@
 
 pub mod chain;
 pub mod info;
+pub mod issue;
 pub mod key;
-mod self_signed;
 
-pub use self_signed::{self_signed, SelfSigned};
+pub use issue::{self_signed, SelfSigned};
