@@ -144,6 +144,7 @@ impl Subject {
                 }
                 _ => {}
             }
+            let value = if field == Field::Country { value.to_ascii_uppercase() } else { value };
             if fields.iter().any(|(f, _)| *f == field) {
                 return Err(bad(format!("{short} is given twice (kt writes one value per field)")));
             }
@@ -295,6 +296,21 @@ impl Request {
         &self.hostname
     }
 
+    /// The subject as `C=US, O=Example, CN=host` (as certificates show it).
+    pub fn subject_line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .subject
+            .fields
+            .iter()
+            .map(|(field, value)| {
+                let short = FIELDS.iter().find(|f| f.0 == *field).map_or("?", |f| f.1);
+                format!("{short}={value}")
+            })
+            .collect();
+        parts.push(format!("CN={}", self.hostname));
+        parts.join(", ")
+    }
+
     /// The SANs, host name first.
     pub fn names(&self) -> &[Name] {
         &self.names
@@ -355,14 +371,22 @@ fn parse_san(san: &str) -> Result<Name> {
     if let Ok(ip) = san.parse::<IpAddr>() {
         return Ok(Name::Ip(ip));
     }
+    let hint = "a --san is a DNS name (kts01.example.com, *.example.com) or an IP address (192.0.2.10, 2001:db8::1)";
     let dns = san.strip_prefix("*.").unwrap_or(san);
     crate::hostname::validate(dns).map_err(|e| {
         let mut err = Error::usage(format!("invalid --san {san:?}"));
         for cause in e.causes() {
             err = err.because(cause);
         }
-        err.with_hint("a --san is a DNS name (kts01.example.com, *.example.com) or an IP address (192.0.2.10, 2001:db8::1)")
+        err.with_hint(hint)
     })?;
+    // No top-level domain is all digits (RFC 3696): such a name is a
+    // mistyped IP address, which would end up as a DNS name nobody uses.
+    if dns.rsplit('.').next().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        return Err(Error::usage(format!("invalid --san {san:?}"))
+            .because("it looks like an IP address, but is not a valid one")
+            .with_hint(hint));
+    }
     Ok(Name::Dns(san.to_ascii_lowercase()))
 }
 
@@ -639,7 +663,7 @@ mod tests {
         let r = Request::new("localhost", &["127.0.0.1".into(), "Kt.Example.com".into(), "*.example.com".into()], None).unwrap();
         let names: Vec<String> = r.names().iter().map(|n| n.to_string()).collect();
         assert_eq!(names, ["localhost", "127.0.0.1", "::1", "kt.example.com", "*.example.com"]);
-        for bad in ["bad_name", "", "a..b", "-x.example.com", "*.*.example.com"] {
+        for bad in ["bad_name", "", "a..b", "-x.example.com", "*.*.example.com", "300.1.2.3", "10.0.0.1.5"] {
             let err = Request::new("kts01.example.com", &[bad.to_string()], None).unwrap_err();
             assert_eq!(err.kind(), crate::error::Kind::Usage, "{bad}");
             assert!(err.message().contains("--san"), "{err}");
