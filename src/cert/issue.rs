@@ -110,7 +110,7 @@ impl Subject {
                 return Err(bad("an empty field".into()));
             }
             let (name, value) = match part.raw.split_once('=') {
-                Some((n, _)) => (n.trim(), part.value_after_equals()),
+                Some((n, _)) => (n.trim(), part.value.as_str()),
                 None => return Err(bad(format!("{:?} is not NAME=VALUE", part.raw.trim()))),
             };
             let Some((field, short, max)) = Field::lookup(name) else {
@@ -190,12 +190,6 @@ struct RawPart {
     raw: String,
     /// The unescaped value after the first unescaped `=`.
     value: String,
-}
-
-impl RawPart {
-    fn value_after_equals(&self) -> &str {
-        &self.value
-    }
 }
 
 /// Splits `text` at each `separator` not preceded by a backslash, and
