@@ -43,6 +43,47 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<&Acco
     result
 }
 
+/// Writes `contents` to a new file at `path`, never over an existing one:
+/// a temp file beside it (created with `mode`), fsync, then link(2) to the
+/// final name, which fails when the name exists, so a file created there
+/// meanwhile (by the operator, by another run) is never clobbered, then
+/// the directory is fsynced. Readers never see a partial file. An existing
+/// `path` is a usage error (exit 2); other failures are environment errors.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<&Account>) -> Result<()> {
+    let dir = parent_dir(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.kt-new-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    let result = (|| -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .env_context(|| format!("cannot create {}", tmp.display()))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .env_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        file.write_all(contents).env_context(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all().env_context(|| format!("cannot fsync {}", tmp.display()))?;
+        if let Some(account) = owner {
+            account.chown(&tmp)?;
+        }
+        fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                crate::Error::usage(format!("{} exists", path.display()))
+                    .with_hint("kt never writes over a file: remove it or give another name")
+            } else {
+                crate::Error::env(format!("cannot create {}", path.display())).because_err(&e)
+            }
+        })?;
+        Ok(())
+    })();
+    // The temp name goes in every case: after the link it is a second name
+    // of the new file, before it a file nobody else knows.
+    let _ = fs::remove_file(&tmp);
+    result?;
+    sync_dir(dir)
+}
+
 /// fsyncs a directory so that a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -151,5 +192,27 @@ impl Write for WritebackFile {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_never_replaces_and_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("kt-fsutil-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("key.pem");
+        write_new(&path, b"one", 0o600, None).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        let err = write_new(&path, b"two", 0o600, None).unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Usage, "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("key.pem")]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@ mod harness;
 
 mod assets;
 mod backup;
+mod cert_generate;
 mod cert_replace;
 mod cli;
 mod db;

@@ -9,8 +9,8 @@
 
 pub mod chain;
 pub mod info;
+pub mod issue;
 pub mod key;
 pub mod replace;
-mod self_signed;
 
-pub use self_signed::{self_signed, SelfSigned};
+pub use issue::{self_signed, SelfSigned};
