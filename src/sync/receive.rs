@@ -758,8 +758,15 @@ impl<'a> Receiver<'a> {
     fn set_attrs(&mut self, e: &Entry, path: &Path, new: bool, mode: bool) -> Result<()> {
         let (uid, gid) = self.ids(e);
         if uid.is_some() || gid.is_some() {
-            std::os::unix::fs::lchown(path, uid, gid)
-                .env_context(|| format!("cannot change the owner of {}", path.display()))?;
+            match std::os::unix::fs::lchown(path, uid, gid) {
+                Ok(()) => {}
+                // Not root: -g sets only groups this user is in; rsync too
+                // leaves the others alone.
+                Err(e) if !self.root && e.raw_os_error() == Some(libc::EPERM) => {}
+                Err(e) => {
+                    return Err(Error::env(format!("cannot change the owner of {}", path.display())).because_err(&e))
+                }
+            }
         }
         if mode {
             let bits = if self.opts.perms {
@@ -828,18 +835,23 @@ impl<'a> Receiver<'a> {
         tx: &mpsc::Sender<GenCmd>,
         itemize: &mut dyn FnMut(&Item),
     ) -> Result<()> {
-        let mut queue: std::collections::VecDeque<u32> = wanted.iter().map(|(i, _)| *i).collect();
+        // (index, whether a basis signature may have been sent), in the
+        // order the sender must answer.
+        let mut queue: std::collections::VecDeque<(u32, bool)> =
+            wanted.iter().map(|(i, b)| (*i, b.is_some())).collect();
         let mut redo: Vec<u32> = Vec::new();
         let mut phase = 1;
         loop {
             match reader.read()? {
                 Msg::FileStart { index } => {
-                    if queue.front() != Some(&index) {
-                        return Err(Error::usage("sync protocol violation")
-                            .because(format!("the sender sent file number {index}, which was not asked for next")));
-                    }
+                    let use_basis = match queue.front() {
+                        Some(&(next, basis)) if next == index => basis && phase == 1,
+                        _ => {
+                            return Err(Error::usage("sync protocol violation")
+                                .because(format!("the sender sent file number {index}, which was not asked for next")))
+                        }
+                    };
                     queue.pop_front();
-                    let use_basis = phase == 1 && wanted.iter().any(|(i, b)| *i == index && b.is_some());
                     match self.receive_file(reader, index as usize, use_basis)? {
                         Landed::Ok => {
                             let e = &self.entries[index as usize];
@@ -862,7 +874,7 @@ impl<'a> Receiver<'a> {
                     }
                 }
                 Msg::EndOfPhase => {
-                    if let Some(index) = queue.front() {
+                    if let Some((index, _)) = queue.front() {
                         return Err(Error::usage("sync protocol violation").because(format!(
                             "the sender ended the phase without sending {}",
                             self.entries[*index as usize].display()
@@ -872,7 +884,7 @@ impl<'a> Receiver<'a> {
                         return Ok(());
                     }
                     phase = 2;
-                    queue.extend(redo.iter().copied());
+                    queue.extend(redo.iter().map(|&i| (i, false)));
                     let _ = tx.send(GenCmd::Redo(std::mem::take(&mut redo)));
                 }
                 other => return Err(unexpected(&other, "file data")),

@@ -152,13 +152,12 @@ fn answer<W: Write>(
             if delta.len() < buf.len() {
                 stats.delta_bytes += delta.len() as u64;
                 stats.delta_covered += buf.len() as u64;
-                writer.send(&Msg::Delta { len: buf.len() as u32, delta: std::mem::take(delta) })?;
+                writer.send_delta(buf.len() as u32, delta)?;
                 continue;
             }
         }
         stats.literal_bytes += buf.len() as u64;
-        writer.send(&Msg::Literal(std::mem::take(buf)))?;
-        *buf = Vec::with_capacity(wire::SEGMENT);
+        writer.send_literal(buf)?;
     }
     stats.files_sent += 1;
     writer.send(&Msg::FileEnd { index, sha256: hasher.finalize().into() })

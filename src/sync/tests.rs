@@ -428,3 +428,78 @@ fn a_short_file_a_delta_without_basis_and_a_wrong_file_are_refused() {
         assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old");
     }
 }
+
+// ---- a hostile receiver ----
+
+/// Runs the real sender for `src` against a receiver that asks `request`.
+fn against_sender(src: &Path, request: Msg) -> Result<super::send::SendStats> {
+    let (list_opts, _) = archive();
+    let list = super::list::build(&[src.to_path_buf()], &list_opts, &super::filter::Filter::new()).unwrap();
+    let (from_sender, to_receiver) = std::io::pipe().unwrap();
+    let (from_receiver, to_sender) = std::io::pipe().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || -> Result<()> {
+            let mut r = Reader::new(from_sender);
+            let mut w = Writer::new(to_sender);
+            w.send(&Msg::Hello { version: VERSION })?;
+            w.flush()?;
+            while !matches!(r.read()?, Msg::EndOfList) {}
+            w.send(&request)?;
+            w.flush()?;
+            while !matches!(r.read()?, Msg::Error { .. }) {}
+            Ok(())
+        });
+        super::send::send(&list, from_receiver, to_receiver)
+    })
+}
+
+#[test]
+fn a_receiver_may_only_ask_for_files_of_the_list_with_sane_signatures() {
+    let s = Scratch::new("hostile-recv");
+    write(&s.join("src/f"), &noise(5000, 1));
+    let err = against_sender(&s.join("src"), Msg::Request { index: 0, signature: vec![] }).unwrap_err();
+    assert!(format!("{err}").contains("no file of the list"), "{err}");
+    let err = against_sender(&s.join("src"), Msg::Request { index: 99, signature: vec![] }).unwrap_err();
+    assert!(format!("{err}").contains("no file of the list"), "{err}");
+    // A block size of 0 would make fast_rsync's diff loop for ever.
+    let mut sig = fast_rsync::Signature::calculate(b"abc", fast_rsync::SignatureOptions { block_size: 8, crypto_hash_size: 8 })
+        .into_serialized();
+    sig[4..8].copy_from_slice(&0u32.to_be_bytes());
+    let err = against_sender(&s.join("src"), Msg::Request { index: 1, signature: sig }).unwrap_err();
+    assert!(format!("{err}").contains("bad block signature"), "{err}");
+}
+
+#[test]
+fn dry_run_into_a_missing_dest_creates_nothing() {
+    let s = Scratch::new("sess-n-missing");
+    tree(&s, false);
+    let (list, mut recv) = archive();
+    recv.dry_run = true;
+    let (_, lines) = run(&[s.join("src")], &s.join("dest"), &list, &recv);
+    assert!(!s.join("dest").exists());
+    assert!(lines.contains(&"cd+++++++++ src/".to_string()) && lines.contains(&">f+++++++++ src/keytrustee.conf".to_string()), "{lines:?}");
+}
+
+#[test]
+fn an_interrupted_transfer_leaves_no_temp_file_and_a_rerun_completes() {
+    let s = Scratch::new("sess-cut");
+    let dest = hostile_dest(&s);
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
+    // The sender dies after one byte of the file.
+    let result = hostile(&dest, entries, |r, w| {
+        r.read()?;
+        w.send(&Msg::FileStart { index: 1 })?;
+        w.send(&Msg::Literal(b"n".to_vec()))?;
+        w.flush()
+    });
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), crate::error::Kind::Environment, "{err}");
+    assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old");
+    assert!(!fs::read_dir(dest.join("d")).unwrap().any(|e| e.unwrap().file_name().as_bytes().starts_with(TMP_PREFIX)));
+    write(&s.join("src/d/f"), b"new");
+    // Same size as the old file: a different mtime is what the quick check sees.
+    set_mtime(&s.join("src/d/f"), 1_650_000_000);
+    let (list, recv) = archive();
+    run(&[PathBuf::from(format!("{}/", s.join("src").display()))], &dest, &list, &recv);
+    assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"new");
+}

@@ -113,7 +113,8 @@ fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
 impl Msg {
     /// The frame: tag, length, payload.
     pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        // The header's 5 bytes first, filled in at the end: one copy.
+        let mut p = vec![0u8; 5];
         let tag = match self {
             Msg::Hello { version } => {
                 p.extend_from_slice(MAGIC);
@@ -178,11 +179,10 @@ impl Msg {
             }
             Msg::Done => T_DONE,
         };
-        let mut frame = Vec::with_capacity(5 + p.len());
-        frame.push(tag);
-        frame.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&p);
-        frame
+        let len = (p.len() - 5) as u32;
+        p[0] = tag;
+        p[1..5].copy_from_slice(&len.to_be_bytes());
+        p
     }
 
     /// Parses one payload; strict: bounds, known codes, nothing left over.
@@ -367,6 +367,30 @@ impl<W: Write> Writer<W> {
         self.inner.write_all(&frame).map_err(broken)
     }
 
+    /// Sends `Literal(data)` without copying the data into a message.
+    pub fn send_literal(&mut self, data: &[u8]) -> Result<()> {
+        self.send_raw(T_LITERAL, &[], data)
+    }
+
+    /// Sends `Delta { len, delta }` without copying the delta.
+    pub fn send_delta(&mut self, len: u32, delta: &[u8]) -> Result<()> {
+        self.send_raw(T_DELTA, &len.to_be_bytes(), delta)
+    }
+
+    fn send_raw(&mut self, tag: u8, head: &[u8], data: &[u8]) -> Result<()> {
+        let len = head.len() + data.len();
+        if len > MAX_FRAME {
+            return Err(Error::problem("internal error: sync message larger than a frame"));
+        }
+        let mut header = [0u8; 5];
+        header[0] = tag;
+        header[1..].copy_from_slice(&(len as u32).to_be_bytes());
+        self.bytes += 5 + len as u64;
+        self.inner.write_all(&header).map_err(broken)?;
+        self.inner.write_all(head).map_err(broken)?;
+        self.inner.write_all(data).map_err(broken)
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.inner.flush().map_err(broken)
     }
@@ -425,6 +449,14 @@ mod tests {
         roundtrip(Msg::FileError { index: 1, message: "gone".into() });
         roundtrip(Msg::Error { message: "no".into() });
         roundtrip(Msg::Done);
+        let mut w = Writer::new(Vec::new());
+        w.send_literal(b"abc").unwrap();
+        w.send_delta(9, b"xy").unwrap();
+        w.flush().unwrap();
+        let bytes = w.bytes;
+        let out = w.inner.into_inner().unwrap();
+        assert_eq!(bytes, out.len() as u64);
+        assert_eq!(out, [Msg::Literal(b"abc".to_vec()).encode(), Msg::Delta { len: 9, delta: b"xy".to_vec() }.encode()].concat());
     }
 
     fn refused(frame: &[u8]) -> String {
