@@ -207,9 +207,12 @@ fn wildmatch(p: &[u8], s: &[u8]) -> bool {
     si == s.len()
 }
 
-/// Parses a `[...]` class at the start of `p`: its ranges, whether it is
-/// negated, and its length in the pattern; None when it is not closed.
-fn class(p: &[u8]) -> Option<(Vec<(u8, u8)>, bool, usize)> {
+/// A parsed `[...]`: its byte ranges, whether it is negated, and its
+/// length in the pattern.
+type Class = (Vec<(u8, u8)>, bool, usize);
+
+/// Parses a `[...]` class at the start of `p`; None when it is not closed.
+fn class(p: &[u8]) -> Option<Class> {
     let mut i = 1;
     let negated = matches!(p.get(i), Some(b'!') | Some(b'^'));
     if negated {

@@ -95,7 +95,7 @@ impl Default for ReceiveOptions {
             filter: Filter::new(),
             max_entries: 10_000_000,
             max_list_bytes: 1 << 30,
-            max_basis: 1 << 30,
+            max_basis: 512 << 20,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::list::tests::{rsync, write, Scratch};
@@ -44,6 +44,10 @@ fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
             let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
             let what = if m.file_type().is_symlink() {
                 format!("link {:?}", fs::read_link(&p).unwrap())
+            } else if m.file_type().is_fifo() {
+                format!("fifo {:o} {}", m.mode() & 0o7777, m.mtime())
+            } else if m.file_type().is_char_device() {
+                format!("chr {:x} {:o} {}", m.rdev(), m.mode() & 0o7777, m.mtime())
             } else if m.is_dir() {
                 format!("dir {:o} {}", m.mode() & 0o7777, m.mtime())
             } else {
@@ -94,6 +98,15 @@ fn tree(s: &Scratch, odd_names: bool) {
     fs::set_permissions(s.join("src/.ssl"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(s.join("src/sub/deep"), fs::Permissions::from_mode(0o750)).unwrap();
     set_mtime(&s.join("src/keytrustee.conf"), 1_600_000_000);
+    // -D: a fifo always, a device when root (as rsync, only root makes them).
+    let c = |p: PathBuf| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated paths.
+    unsafe {
+        assert_eq!(libc::mkfifo(c(s.join("src/fifo")).as_ptr(), 0o640), 0);
+        if crate::account::is_root() {
+            assert_eq!(libc::mknod(c(s.join("src/null")).as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)), 0);
+        }
+    }
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -143,7 +156,7 @@ fn trailing_slash_copies_contents_and_second_run_does_nothing() {
     let dest = s.join("dest");
     let (list, recv) = archive();
     let src = PathBuf::from(format!("{}/", s.join("src").display()));
-    let (_, first) = run(&[src.clone()], &dest, &list, &recv);
+    let (_, first) = run(std::slice::from_ref(&src), &dest, &list, &recv);
     assert!(first.contains(&"cd+++++++++ ./".to_string()), "{first:?}");
     let want = snapshot(&s.join("src"));
     assert_eq!(snapshot(&dest), want);
