@@ -34,10 +34,10 @@
 //!    their SHA-256 check) EndOfPhase --->   data did not match its SHA-256)
 //! ```
 //!
-//! Data goes in segments of at most [`wire::SEGMENT`] bytes: each is
-//! literal or a fast_rsync delta against the whole old file (so moved
-//! blocks are still found) that must produce exactly `len` bytes
-//! (`apply_limited`). The sender never holds more than one segment; the
+//! Data goes in segments of at most [`wire::SEGMENT`] bytes, cut on the
+//! basis' block boundaries: each is literal or a fast_rsync delta against
+//! the whole old file (so moved blocks are still found) that must produce
+//! exactly `len` bytes (`apply_limited`). The sender never holds more than one segment; the
 //! receiver holds the old file (up to [`receive::ReceiveOptions::max_basis`],
 //! larger old files are fetched whole) and one segment. Either side may
 //! send `Error` and stop; the other reports it.
@@ -69,8 +69,10 @@
 //!   -o -g -D -c --delete -n) go on that command line as rsync does; stderr
 //!   of the remote quoted on failure (exit 3).
 //! - `-z`: compress frames (flate2 is already in the tree through zip).
-//! - Performance for the benchmark (not measured yet; the dev profile
-//!   leaves this crate unoptimised): `-c` hashes DEST files in the
+//! - Performance for the benchmark. One probe, dev profile (this crate
+//!   unoptimised), in-process: a 100 MiB file first copied in 0.4-0.5 s;
+//!   with 1 MiB changed in the middle, 1.06 MB on the wire in 0.95 s.
+//!   Known costs: `-c` hashes DEST files in the
 //!   planning step on one thread and the sender hashes SRC while listing;
 //!   the receiver reads a whole old file (up to 512 MiB) as the basis, and
 //!   the generator reads it again for the signature; the sender flushes

@@ -98,7 +98,7 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
     }
     let block_size = u32::from_be_bytes(sig[4..8].try_into().unwrap());
     let hash_size = u32::from_be_bytes(sig[8..12].try_into().unwrap());
-    if !(1..=1 << 24).contains(&block_size) || !(1..=16).contains(&hash_size) {
+    if !(1..=1 << 20).contains(&block_size) || !(1..=16).contains(&hash_size) {
         return Err(bad("block or hash size out of range"));
     }
     fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
@@ -119,6 +119,15 @@ fn answer<W: Write>(
     let source = &list.sources[index as usize];
     let sig = if signature.is_empty() { None } else { Some(parse_signature(signature.to_vec())?) };
     let indexed = sig.as_ref().map(|s| s.index());
+    // Segments end on block boundaries of the basis: an unchanged region
+    // then matches block for block, with no literal tail per segment.
+    let segment = match signature.get(4..8) {
+        Some(b) if sig.is_some() => {
+            let block = u32::from_be_bytes(b.try_into().unwrap()) as usize;
+            (wire::SEGMENT / block).max(1) * block
+        }
+        _ => wire::SEGMENT,
+    };
     writer.send(&Msg::FileStart { index })?;
     let fail = |writer: &mut Writer<W>, stats: &mut SendStats, why: String| -> Result<()> {
         stats.errors.push(format!("{}: {why}", e.display()));
@@ -136,7 +145,7 @@ fn answer<W: Write>(
     let mut hasher = Sha256::new();
     let mut left = e.size;
     while left > 0 {
-        let want = left.min(wire::SEGMENT as u64) as usize;
+        let want = left.min(segment as u64) as usize;
         buf.clear();
         match Read::by_ref(&mut file).take(want as u64).read_to_end(buf) {
             Ok(n) if n == want => {}

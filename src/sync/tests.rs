@@ -184,6 +184,16 @@ fn a_changed_large_file_sends_only_the_change() {
     assert_eq!(second.receive.transferred, 1);
     assert!(second.receive.data_bytes < 200_000, "sent {} bytes for a 64 KiB change", second.receive.data_bytes);
     assert!(second.receive.bytes_read < 300_000, "wire bytes {}", second.receive.bytes_read);
+    // An insertion shifts everything after it: blocks are still found,
+    // across segment boundaries, because each segment is diffed against
+    // the whole old file.
+    let mut shifted = changed.clone();
+    shifted.splice(3 << 20..3 << 20, noise(100, 4));
+    write(&s.join("src/big"), &shifted);
+    set_mtime(&s.join("src/big"), 1_660_000_000);
+    let (third, _) = run(&[s.join("src")], &dest, &list, &recv);
+    assert!(fs::read(dest.join("src/big")).unwrap() == shifted, "DEST differs from SRC");
+    assert!(third.receive.data_bytes < 100_000, "sent {} bytes for a 100-byte insertion", third.receive.data_bytes);
 }
 
 #[test]
@@ -516,3 +526,4 @@ fn an_interrupted_transfer_leaves_no_temp_file_and_a_rerun_completes() {
     run(&[PathBuf::from(format!("{}/", s.join("src").display()))], &dest, &list, &recv);
     assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"new");
 }
+
