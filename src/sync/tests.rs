@@ -527,3 +527,63 @@ fn an_interrupted_transfer_leaves_no_temp_file_and_a_rerun_completes() {
     assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"new");
 }
 
+
+/// Sets a directory's or file's mtime without following links.
+fn set_dir_mtime(path: &Path, secs: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let times = [libc::timespec { tv_sec: secs, tv_nsec: 0 }, libc::timespec { tv_sec: secs, tv_nsec: 0 }];
+    // SAFETY: valid path and two timespecs.
+    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }, 0);
+}
+
+#[test]
+fn itemized_changes_match_rsync_with_and_without_checksum() {
+    for checksum in [false, true] {
+        let s = Scratch::new(if checksum { "sess-items-c" } else { "sess-items" });
+        // The old tree, copied by rsync into both DESTs.
+        write(&s.join("old/f"), b"b");
+        fs::set_permissions(s.join("old/f"), fs::Permissions::from_mode(0o600)).unwrap();
+        write(&s.join("old/g"), b"same");
+        write(&s.join("old/h"), b"abcd");
+        write(&s.join("old/d/inner"), b"i");
+        write(&s.join("old/extra"), b"x");
+        symlink("b", s.join("old/l")).unwrap();
+        // The new tree.
+        write(&s.join("src/f"), b"aaaa");
+        write(&s.join("src/g"), b"same");
+        write(&s.join("src/h"), b"wxyz");
+        write(&s.join("src/d/inner"), b"i");
+        write(&s.join("src/n"), b"new");
+        symlink("a", s.join("src/l")).unwrap();
+        for (tree, t) in [("old", 1_500_000_000), ("src", 1_500_000_000)] {
+            for f in ["g", "h", "d/inner"] {
+                set_mtime(&s.join(tree).join(f), t);
+            }
+        }
+        set_mtime(&s.join("old/f"), 1_500_000_000);
+        set_mtime(&s.join("src/f"), 1_600_000_000);
+        set_dir_mtime(&s.join("old/d"), 1_500_000_000);
+        set_dir_mtime(&s.join("src/d"), 1_600_000_000);
+        set_dir_mtime(&s.join("old/l"), 1_500_000_000);
+        set_dir_mtime(&s.join("src/l"), 1_500_000_000);
+        set_dir_mtime(&s.join("old"), 1_500_000_000);
+        set_dir_mtime(&s.join("src"), 1_500_000_000);
+        let (ours, theirs) = (s.join("ours"), s.join("theirs"));
+        for d in [&ours, &theirs] {
+            let args: Vec<OsString> = vec!["-a".into(), format!("{}/", s.join("old").display()).into(), d.into()];
+            rsync(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+        }
+        let (mut list, mut recv) = archive();
+        list.checksum = checksum;
+        recv.checksum = checksum;
+        recv.delete = true;
+        let src = PathBuf::from(format!("{}/", s.join("src").display()));
+        let (_, lines) = run(std::slice::from_ref(&src), &ours, &list, &recv);
+        let flags = if checksum { "-aci" } else { "-ai" };
+        let args: Vec<OsString> = vec![flags.into(), "--delete".into(), src.into(), theirs.clone().into()];
+        let out = rsync(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+        assert!(lines.len() >= 5, "{lines:?}");
+        assert_eq!(sorted(lines), sorted(out.lines().map(String::from).collect()), "checksum {checksum}");
+        assert_eq!(snapshot(&ours), snapshot(&theirs));
+    }
+}
