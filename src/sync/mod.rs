@@ -80,6 +80,10 @@
 //! - A lie found mid-transfer leaves directories created so far with mode
 //!   0700 and no final times (their attributes are set at the end); a
 //!   staging of the whole run would be needed for "DEST unchanged" there.
+//! - Differences from rsync known so far: two `dir/` sources are refused
+//!   (rsync merges them); the quick check compares whole seconds of mtime;
+//!   a DEST that is an existing file (`rsync f g`) is refused, DEST must
+//!   be a directory (the documented use).
 //! - `--delete` runs after the transfer (rsync's `--delete-after`) and is
 //!   skipped when any file failed, as rsync does on I/O errors.
 
