@@ -28,6 +28,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod storage;
+pub mod sync;
 pub mod tls;
 pub mod verify;
 

@@ -1,0 +1,473 @@
+//! The file list of the sending side: what SRC holds, as data.
+//!
+//! rsync's trailing-slash rule decides the names: SRC `dir` gives entries
+//! `dir`, `dir/a`, ...; SRC `dir/` gives `.` (the directory itself, whose
+//! mode and times then apply to DEST) and `a`, .... Names are bytes (Unix
+//! file names need not be UTF-8), `/`-separated, relative. The walk never
+//! follows a symlink, reads each directory sorted by name bytes so the list
+//! is deterministic, puts every directory before its contents, and does not
+//! descend into an excluded directory.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::filter::Filter;
+use crate::error::{Context, Error, Result};
+
+/// What kind of file an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl FileKind {
+    /// rsync's itemize letter for this kind.
+    pub fn letter(self) -> char {
+        match self {
+            FileKind::File => 'f',
+            FileKind::Dir => 'd',
+            FileKind::Symlink => 'L',
+            FileKind::CharDev | FileKind::BlockDev => 'D',
+            FileKind::Fifo | FileKind::Socket => 'S',
+        }
+    }
+
+    pub fn of(ft: &fs::FileType) -> FileKind {
+        if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_fifo() {
+            FileKind::Fifo
+        } else if ft.is_socket() {
+            FileKind::Socket
+        } else if ft.is_char_device() {
+            FileKind::CharDev
+        } else if ft.is_block_device() {
+            FileKind::BlockDev
+        } else {
+            FileKind::File
+        }
+    }
+}
+
+/// One entry of the file list: everything `-a` carries about a file.
+/// The sender fills every field; the receiver's options decide which it
+/// applies (`-p` mode, `-t` times, `-o`/`-g` owner and group, mapped by
+/// name as rsync does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative `/`-separated name; `.` for the root of a `dir/` source.
+    pub path: Vec<u8>,
+    pub kind: FileKind,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// Bytes of a regular file; 0 for anything else.
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Owner and group names, empty when the id has none.
+    pub user: Vec<u8>,
+    pub group: Vec<u8>,
+    /// Target of a symlink, as stored (never followed).
+    pub target: Vec<u8>,
+    /// Device number of a character or block device.
+    pub rdev: u64,
+    /// SHA-256 of a regular file's content, with `-c` only.
+    pub checksum: Option<[u8; 32]>,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
+    }
+
+    /// The name as text for messages (non-UTF-8 bytes escaped).
+    pub fn display(&self) -> String {
+        display_name(&self.path)
+    }
+}
+
+/// A name as text for messages and itemize lines: invalid UTF-8 bytes as
+/// `\#ooo` (octal), which is what rsync prints for them.
+pub fn display_name(path: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in path.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\#{b:03o}"));
+        }
+    }
+    out
+}
+
+/// Which kinds of file the walk takes (rsync's `-r`, `-l`, `-D`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOptions {
+    /// `-r`: descend into directories (without it, a directory SRC is skipped).
+    pub recursive: bool,
+    /// `-l`: list symlinks as links (without it they are skipped, as rsync
+    /// skips "non-regular" files).
+    pub links: bool,
+    /// `-D`: list devices, fifos and sockets.
+    pub devices: bool,
+    /// `-c`: compute each regular file's SHA-256 for the list.
+    pub checksum: bool,
+}
+
+/// The sender's list: the entries in order and where each one is on disk.
+#[derive(Debug, Default)]
+pub struct FileList {
+    pub entries: Vec<Entry>,
+    /// `sources[i]` is the file behind `entries[i]`.
+    pub sources: Vec<PathBuf>,
+    /// Files that vanished or could not be read while listing (rsync goes
+    /// on and reports them; so does the caller).
+    pub skipped: Vec<String>,
+}
+
+/// Builds the list for the SRC arguments, in order.
+pub fn build(srcs: &[PathBuf], opts: &ListOptions, filter: &Filter) -> Result<FileList> {
+    let mut w = Walker { opts, filter, list: FileList::default(), users: HashMap::new(), groups: HashMap::new() };
+    let mut seen = std::collections::HashSet::new();
+    for src in srcs {
+        let bytes = src.as_os_str().as_bytes();
+        let contents = bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b".";
+        let meta = fs::symlink_metadata(src).env_context(|| format!("cannot read {}", src.display()))?;
+        if contents {
+            if !meta.is_dir() {
+                return Err(Error::usage(format!("{} is not a directory", src.display())));
+            }
+            if !seen.insert(b".".to_vec()) {
+                return Err(Error::usage(format!("{}: a second source for the same name .", src.display())));
+            }
+            w.push(b".".to_vec(), src.clone(), &meta)?;
+            if opts.recursive {
+                w.walk_dir(src, b"")?;
+            }
+            continue;
+        }
+        let name = match src.file_name() {
+            Some(n) => n.as_bytes().to_vec(),
+            None => return Err(Error::usage(format!("{}: no file name to copy it as", src.display()))),
+        };
+        if !seen.insert(name.clone()) {
+            return Err(Error::usage(format!("{}: a second source for the same name", src.display())));
+        }
+        if w.filter.is_excluded(&name, meta.is_dir()) {
+            continue;
+        }
+        if meta.is_dir() && !opts.recursive {
+            w.list.skipped.push(format!("skipping directory {}", src.display()));
+            continue;
+        }
+        if w.push(name.clone(), src.clone(), &meta)? && meta.is_dir() {
+            w.walk_dir(src, &name)?;
+        }
+    }
+    Ok(w.list)
+}
+
+struct Walker<'a> {
+    opts: &'a ListOptions,
+    filter: &'a Filter,
+    list: FileList,
+    users: HashMap<u32, Vec<u8>>,
+    groups: HashMap<u32, Vec<u8>>,
+}
+
+impl Walker<'_> {
+    /// Lists the contents of `dir` (named `prefix` in the list), sorted.
+    fn walk_dir(&mut self, dir: &Path, prefix: &[u8]) -> Result<()> {
+        let mut names: Vec<Vec<u8>> = match fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().as_bytes().to_vec()).collect(),
+            Err(e) => {
+                self.list.skipped.push(format!("cannot read directory {}: {e}", dir.display()));
+                return Ok(());
+            }
+        };
+        names.sort();
+        for name in names {
+            let path = dir.join(OsStr::from_bytes(&name));
+            let rel = if prefix.is_empty() { name.clone() } else { [prefix, b"/", &name].concat() };
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.list.skipped.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if self.filter.is_excluded(&rel, meta.is_dir()) {
+                continue;
+            }
+            if self.push(rel.clone(), path.clone(), &meta)? && meta.is_dir() {
+                self.walk_dir(&path, &rel)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one entry; false when its kind is not taken by the options.
+    fn push(&mut self, rel: Vec<u8>, path: PathBuf, meta: &fs::Metadata) -> Result<bool> {
+        let kind = FileKind::of(&meta.file_type());
+        let wanted = match kind {
+            FileKind::File | FileKind::Dir => true,
+            FileKind::Symlink => self.opts.links,
+            _ => self.opts.devices,
+        };
+        if !wanted {
+            self.list.skipped.push(format!("skipping non-regular file {}", display_name(&rel)));
+            return Ok(false);
+        }
+        let target = if kind == FileKind::Symlink {
+            match fs::read_link(&path) {
+                Ok(t) => t.as_os_str().as_bytes().to_vec(),
+                Err(e) => {
+                    self.list.skipped.push(format!("cannot read link {}: {e}", path.display()));
+                    return Ok(false);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let checksum = if kind == FileKind::File && self.opts.checksum {
+            match sha256_file(&path) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.list.skipped.push(format!("cannot read {}: {e}", path.display()));
+                    return Ok(false);
+                }
+            }
+        } else {
+            None
+        };
+        let uid = meta.uid();
+        let gid = meta.gid();
+        let user = self
+            .users
+            .entry(uid)
+            .or_insert_with(|| crate::account::Account::lookup_uid(uid).map(|a| a.name.into_bytes()).unwrap_or_default())
+            .clone();
+        let group = self
+            .groups
+            .entry(gid)
+            .or_insert_with(|| crate::account::group_name(gid).map(String::into_bytes).unwrap_or_default())
+            .clone();
+        self.list.entries.push(Entry {
+            path: rel,
+            kind,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            size: if kind == FileKind::File { meta.len() } else { 0 },
+            uid,
+            gid,
+            user: truncate_name(user),
+            group: truncate_name(group),
+            target,
+            rdev: if matches!(kind, FileKind::CharDev | FileKind::BlockDev) { meta.rdev() } else { 0 },
+            checksum,
+        });
+        self.list.sources.push(path);
+        Ok(true)
+    }
+}
+
+/// Account names longer than the wire allows are sent as none (numeric ids).
+fn truncate_name(name: Vec<u8>) -> Vec<u8> {
+    if name.len() > super::wire::MAX_ACCOUNT_NAME {
+        Vec::new()
+    } else {
+        name
+    }
+}
+
+/// SHA-256 of a file's content, read without following a final symlink.
+pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A scratch directory removed at the end of the test.
+    pub struct Scratch(pub PathBuf);
+    impl Scratch {
+        pub fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("kt-sync-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+        pub fn join(&self, p: &str) -> PathBuf {
+            self.0.join(p)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub fn write(path: &Path, data: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    fn all() -> ListOptions {
+        ListOptions { recursive: true, links: true, devices: true, checksum: false }
+    }
+
+    fn names(list: &FileList) -> Vec<String> {
+        list.entries.iter().map(|e| e.display()).collect()
+    }
+
+    fn tree(s: &Scratch) {
+        write(&s.join("src/b.txt"), b"b");
+        write(&s.join("src/a/x"), b"x");
+        write(&s.join("src/.ssl/key.pem"), b"secret");
+        fs::create_dir_all(s.join("src/empty")).unwrap();
+        symlink("../b.txt", s.join("src/a/link")).unwrap();
+    }
+
+    #[test]
+    fn trailing_slash_rule_and_order() {
+        let s = Scratch::new("list-slash");
+        tree(&s);
+        let l = build(&[s.join("src")], &all(), &Filter::new()).unwrap();
+        assert_eq!(
+            names(&l),
+            ["src", "src/.ssl", "src/.ssl/key.pem", "src/a", "src/a/link", "src/a/x", "src/b.txt", "src/empty"]
+        );
+        let slash = PathBuf::from(format!("{}/", s.join("src").display()));
+        let l = build(&[slash], &all(), &Filter::new()).unwrap();
+        assert_eq!(names(&l), [".", ".ssl", ".ssl/key.pem", "a", "a/link", "a/x", "b.txt", "empty"]);
+        assert_eq!(l.sources[0], PathBuf::from(format!("{}/", s.join("src").display())));
+    }
+
+    #[test]
+    fn entries_carry_attributes_and_links_are_not_followed() {
+        let s = Scratch::new("list-attrs");
+        tree(&s);
+        fs::set_permissions(s.join("src/.ssl/key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+        let opts = ListOptions { checksum: true, ..all() };
+        let l = build(&[s.join("src")], &opts, &Filter::new()).unwrap();
+        let key = l.entries.iter().find(|e| e.path == b"src/.ssl/key.pem").unwrap();
+        assert_eq!((key.kind, key.mode, key.size), (FileKind::File, 0o600, 6));
+        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret").to_vec());
+        let link = l.entries.iter().find(|e| e.path == b"src/a/link").unwrap();
+        assert_eq!((link.kind, link.target.as_slice(), link.size), (FileKind::Symlink, &b"../b.txt"[..], 0));
+        let me = crate::account::Account::current().unwrap();
+        assert_eq!(key.user, me.name.as_bytes());
+    }
+
+    #[test]
+    fn filter_prunes_while_walking_and_options_select_kinds() {
+        let s = Scratch::new("list-filter");
+        tree(&s);
+        let mut f = Filter::new();
+        f.exclude(".ssl").unwrap();
+        let l = build(&[s.join("src")], &all(), &f).unwrap();
+        assert!(!names(&l).iter().any(|n| n.contains(".ssl")), "{:?}", names(&l));
+        let nolinks = ListOptions { links: false, ..all() };
+        let l = build(&[s.join("src")], &nolinks, &Filter::new()).unwrap();
+        assert!(!names(&l).contains(&"src/a/link".to_string()));
+        let flat = ListOptions { recursive: false, ..all() };
+        let l = build(&[s.join("src")], &flat, &Filter::new()).unwrap();
+        assert!(l.entries.is_empty() && l.skipped.len() == 1);
+    }
+
+    #[test]
+    fn non_utf8_names_are_kept_as_bytes() {
+        let s = Scratch::new("list-bytes");
+        let name = OsStr::from_bytes(b"caf\xe9 'q\" x");
+        write(&s.join("src").join(name), b"1");
+        let l = build(&[s.join("src")], &all(), &Filter::new()).unwrap();
+        assert_eq!(l.entries[1].path, b"src/caf\xe9 'q\" x");
+        assert_eq!(l.entries[1].display(), "src/caf\\#351 'q\" x");
+    }
+
+    /// Runs the real rsync; fails (never skips) when it is missing.
+    pub fn rsync(args: &[&std::ffi::OsStr]) -> String {
+        let out = std::process::Command::new("rsync").args(args).output().unwrap_or_else(|e| {
+            panic!("rsync is needed as the reference for kt's sync tests ({e}): apt-get install -y rsync (.ci/run installs it)")
+        });
+        assert!(out.status.success(), "rsync failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn filter_decisions_agree_with_rsync() {
+        let s = Scratch::new("list-rsync");
+        for p in [
+            "src/keytrustee.conf", "src/.ssl/a.pem", "src/logs/x.log", "src/logs/keep.log", "src/logs/deep/y.log",
+            "src/cache/c", "src/sub/cache", "src/sub/b/c", "src/b/c", "src/file1.b", "src/file12.b", "src/d/e/f",
+            "src/top.log", "src/[x]", "src/q?",
+        ] {
+            write(&s.join(p), b"data");
+        }
+        let cases: &[&[(&str, &str)]] = &[
+            &[("-", ".ssl")],
+            &[("+", "keep.log"), ("-", "*.log")],
+            &[("-", "/src/logs/*.log")],
+            &[("-", "/src/logs/**.log")],
+            &[("-", "cache/")],
+            &[("-", "b/c")],
+            &[("-", "file?.[a-c]")],
+            &[("+", "/src/d/***"), ("+", "/src"), ("-", "*")],
+            &[("-", "/src/d/e")],
+            &[("-", "[[]x]"), ("-", "q\\?")],
+        ];
+        let dest = s.join("dest");
+        fs::create_dir_all(&dest).unwrap();
+        for rules in cases {
+            let mut args: Vec<std::ffi::OsString> = vec!["-n".into(), "-r".into(), "-i".into()];
+            let mut filter = Filter::new();
+            for (sign, pat) in rules.iter() {
+                args.push(if *sign == "+" { "--include".into() } else { "--exclude".into() });
+                args.push(pat.into());
+                if *sign == "+" { filter.include(pat).unwrap() } else { filter.exclude(pat).unwrap() }
+            }
+            args.push(s.join("src").into());
+            args.push(format!("{}/", dest.display()).into());
+            let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            let mut theirs: Vec<String> = rsync(&argv)
+                .lines()
+                .filter_map(|l| l.split_once(' ').map(|(_, n)| n.trim_end_matches('/').to_string()))
+                .collect();
+            theirs.sort();
+            assert!(theirs.len() > 1, "rsync listed nothing for {rules:?}");
+            let mut ours = names(&build(&[s.join("src")], &all(), &filter).unwrap());
+            ours.sort();
+            assert_eq!(ours, theirs, "rules {rules:?}");
+        }
+    }
+}

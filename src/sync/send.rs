@@ -1,0 +1,173 @@
+//! The sending side: sends the file list, then answers the receiver's
+//! requests with literal data or fast_rsync deltas, segment by segment,
+//! and a SHA-256 of each whole file.
+//!
+//! The receiver is untrusted too (in a pull, the remote side receives
+//! nothing but may ask for anything): it may only ask for regular files of
+//! the list by index, and its block signatures are checked before use
+//! (a block size of 0 would make fast_rsync's diff loop for ever).
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use sha2::{Digest, Sha256};
+
+use super::list::{FileKind, FileList};
+use super::wire::{self, Msg, Reader, Writer};
+use crate::error::{Error, Result};
+
+/// What a send did.
+#[derive(Debug, Default, Clone)]
+pub struct SendStats {
+    /// Files whose data was sent.
+    pub files_sent: u64,
+    /// Bytes sent verbatim.
+    pub literal_bytes: u64,
+    /// Bytes of deltas sent, and the file bytes they stand for.
+    pub delta_bytes: u64,
+    pub delta_covered: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Files that could not be sent (vanished, unreadable, changed size).
+    pub errors: Vec<String>,
+}
+
+/// Runs the sending side of a session over `input`/`output`.
+pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<SendStats> {
+    let mut reader = Reader::new(input);
+    let mut writer = Writer::new(output);
+    let mut stats = SendStats::default();
+    writer.send(&Msg::Hello { version: wire::VERSION })?;
+    writer.flush()?;
+    match reader.read()? {
+        Msg::Hello { version } if version == wire::VERSION => {}
+        Msg::Hello { version } => {
+            return Err(Error::env(format!(
+                "the receiver speaks sync protocol {version}, this kt speaks {}",
+                wire::VERSION
+            ))
+            .with_hint("use the same kt version on both hosts"))
+        }
+        Msg::Error { message } => return Err(Error::env("the receiving side failed").because(message)),
+        _ => return Err(Error::usage("sync protocol violation").because("expected a greeting")),
+    }
+    for e in &list.entries {
+        writer.send(&Msg::Entry(e.clone()))?;
+    }
+    writer.send(&Msg::EndOfList)?;
+    writer.flush()?;
+    let mut buf = Vec::with_capacity(wire::SEGMENT);
+    let mut delta = Vec::new();
+    loop {
+        match reader.read()? {
+            Msg::Request { index, signature } => {
+                let ok = list.entries.get(index as usize).is_some_and(|e| e.kind == FileKind::File);
+                if !ok {
+                    let err = Error::usage("sync protocol violation")
+                        .because(format!("the receiver asked for file number {index}, which is no file of the list"));
+                    let _ = writer.send(&Msg::Error { message: err.to_string() });
+                    let _ = writer.flush();
+                    return Err(err);
+                }
+                if let Err(err) = answer(list, index, &signature, &mut writer, &mut buf, &mut delta, &mut stats) {
+                    let _ = writer.send(&Msg::Error { message: err.to_string() });
+                    let _ = writer.flush();
+                    return Err(err);
+                }
+            }
+            Msg::EndOfPhase => {
+                writer.send(&Msg::EndOfPhase)?;
+                writer.flush()?;
+            }
+            Msg::Done => break,
+            Msg::Error { message } => return Err(Error::env("the receiving side failed").because(message)),
+            _ => return Err(Error::usage("sync protocol violation").because("the receiver sent an unexpected message")),
+        }
+    }
+    stats.bytes_read = reader.bytes;
+    stats.bytes_written = writer.bytes;
+    Ok(stats)
+}
+
+/// Checks a receiver's block signature before fast_rsync sees it.
+fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
+    let bad = |why: &str| Error::usage("sync protocol violation").because(format!("bad block signature: {why}"));
+    if sig.len() < 12 {
+        return Err(bad("too short"));
+    }
+    let block_size = u32::from_be_bytes(sig[4..8].try_into().unwrap());
+    let hash_size = u32::from_be_bytes(sig[8..12].try_into().unwrap());
+    if !(1..=1 << 20).contains(&block_size) || !(1..=16).contains(&hash_size) {
+        return Err(bad("block or hash size out of range"));
+    }
+    fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
+}
+
+/// Sends one file: start, segments, end with its SHA-256; a file that
+/// cannot be read or changed size ends with a per-file error instead.
+fn answer<W: Write>(
+    list: &FileList,
+    index: u32,
+    signature: &[u8],
+    writer: &mut Writer<W>,
+    buf: &mut Vec<u8>,
+    delta: &mut Vec<u8>,
+    stats: &mut SendStats,
+) -> Result<()> {
+    let e = &list.entries[index as usize];
+    let source = &list.sources[index as usize];
+    let sig = if signature.is_empty() { None } else { Some(parse_signature(signature.to_vec())?) };
+    let indexed = sig.as_ref().map(|s| s.index());
+    // Segments end on block boundaries of the basis: an unchanged region
+    // then matches block for block, with no literal tail per segment.
+    let segment = match signature.get(4..8) {
+        Some(b) if sig.is_some() => {
+            let block = u32::from_be_bytes(b.try_into().unwrap()) as usize;
+            (wire::SEGMENT / block).max(1) * block
+        }
+        _ => wire::SEGMENT,
+    };
+    writer.send(&Msg::FileStart { index })?;
+    let fail = |writer: &mut Writer<W>, stats: &mut SendStats, why: String| -> Result<()> {
+        stats.errors.push(format!("{}: {why}", e.display()));
+        writer.send(&Msg::FileError { index, message: why })
+    };
+    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source) {
+        Ok(f) => f,
+        Err(err) => return fail(writer, stats, format!("cannot open: {err}")),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
+        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+    }
+    let mut hasher = Sha256::new();
+    let mut left = e.size;
+    while left > 0 {
+        let want = left.min(segment as u64) as usize;
+        buf.clear();
+        match Read::by_ref(&mut file).take(want as u64).read_to_end(buf) {
+            Ok(n) if n == want => {}
+            Ok(_) => return fail(writer, stats, "changed size while being sent".into()),
+            Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+        }
+        hasher.update(&buf[..]);
+        left -= want as u64;
+        if let Some(indexed) = &indexed {
+            delta.clear();
+            fast_rsync::diff(indexed, buf, &mut *delta)
+                .map_err(|err| Error::usage("sync protocol violation").because_err(&err))?;
+            if delta.len() < buf.len() {
+                stats.delta_bytes += delta.len() as u64;
+                stats.delta_covered += buf.len() as u64;
+                writer.send_delta(buf.len() as u32, delta)?;
+                continue;
+            }
+        }
+        stats.literal_bytes += buf.len() as u64;
+        writer.send_literal(buf)?;
+    }
+    stats.files_sent += 1;
+    writer.send(&Msg::FileEnd { index, sha256: hasher.finalize().into() })
+}
