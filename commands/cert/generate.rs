@@ -103,7 +103,12 @@ pub fn run(global: &GlobalArgs, args: CertGenerateArgs, printer: &Printer) -> Co
             let (source, what) = match args.password.source() {
                 Some(source) => (Some(source), args.password.what()),
                 None => (
-                    inst.settings.ssl_private_key_password_script.clone().map(PasswordSource::Script),
+                    // From keytrustee.conf, which the service account can
+                    // write: run as that account, never as root.
+                    match inst.settings.ssl_private_key_password_script.clone() {
+                        Some(script) => Some(PasswordSource::Script(script).run_by(inst.service_account()?.as_ref())),
+                        None => None,
+                    },
                     "SSL_PRIVATE_KEY_PASSWORD_SCRIPT",
                 ),
             };
