@@ -7,6 +7,7 @@ mod harness;
 
 mod assets;
 mod backup;
+mod cert_show;
 mod cli;
 mod db;
 mod forged;
