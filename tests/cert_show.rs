@@ -322,6 +322,24 @@ fn check_exit_codes_name_each_problem() {
     }
     assert!(fixed, "still not served after a reload:\n{}", inst.kt(&["cert", "check"]).stdout);
 
+    // An encrypted key, decrypted by the password script as the server
+    // decrypts it.
+    let encrypted = inst.confdir.join(".ssl/encrypted-pk.pem");
+    openssl(&["pkcs8", "-topk8", "-in", s(&key_file), "-out", s(&encrypted), "-passout", "pass:correct horse"]).expect(0);
+    inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(s(&encrypted)));
+    inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!("echo correct horse"));
+    let out = inst.kt(&["cert", "check"]).expect(0);
+    assert!(out.stdout.contains("matches the certificate, decrypted by SSL_PRIVATE_KEY_PASSWORD_SCRIPT"), "{}", out.stdout);
+    // The wrong password: a problem, and the password is never printed.
+    inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!("echo wrong-password-123"));
+    only_problem(&inst, "key", "cannot decrypt");
+    let out = inst.kt(&["cert", "check", "--json"]).expect(1);
+    assert!(!out.stdout.contains("wrong-password-123") && !out.stderr.contains("wrong-password-123"), "{}", out.stdout);
+    // A script that fails: the key cannot be checked.
+    inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!("exit 4"));
+    let out = inst.kt(&["cert", "check"]).expect(3);
+    assert!(out.stderr.contains("SSL_PRIVATE_KEY_PASSWORD_SCRIPT failed"), "{}", out.stderr);
+
     // Cannot check: exit 3.
     let out = run(kt().args(["-c", s(&inst.dir.join("nowhere")), "cert", "check"])).expect(3);
     assert!(out.stderr.contains("kt: error:"), "{}", out.stderr);

@@ -112,6 +112,10 @@ fn server_key(instance: &Instance) -> std::result::Result<String, String> {
 
 /// The certificate line: `kt cert check`'s findings in one line.
 fn tls(instance: &Instance, warn_days: i64) -> std::result::Result<String, String> {
+    // The TLS settings first: the server refuses to start without them.
+    let settings = &instance.settings;
+    let (versions, _) = crate::tls::protocol_versions(&settings.tls_min_version).map_err(|e| e.to_string())?;
+    crate::tls::provider(&settings.ciphers, &versions).map_err(|e| e.to_string())?;
     crate::cert::check::check_instance(instance, warn_days).map_err(|e| e.to_string())?.summary()
 }
 
