@@ -57,6 +57,11 @@ fn print(report: &Report, json: bool, printer: &Printer) -> std::io::Result<()> 
         });
         return printer.data(serde_json::to_string_pretty(&value).expect("JSON"));
     }
+    print_lines(report, printer)
+}
+
+/// One line per check, then the verdict (also `kt cert check`'s output).
+pub fn print_lines(report: &Report, printer: &Printer) -> std::io::Result<()> {
     for check in &report.checks {
         printer.data(format!("{}  {}: {}", check.status.mark(), check.name, check.detail))?;
     }

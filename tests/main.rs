@@ -9,6 +9,7 @@ mod assets;
 mod backup;
 mod cert_generate;
 mod cert_replace;
+mod cert_show;
 mod cli;
 mod db;
 mod forged;

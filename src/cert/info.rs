@@ -130,6 +130,12 @@ impl CertInfo {
     }
 }
 
+/// A certificate date as `YYYY-MM-DD HH:MM:SS UTC`, for people (JSON
+/// output uses RFC 3339, [`crate::clock::rfc3339`]).
+pub fn format_utc(unix: i64) -> String {
+    crate::clock::rfc3339(unix).replacen('T', " ", 1).replace('Z', " UTC")
+}
+
 /// SHA-256 of `der` as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);

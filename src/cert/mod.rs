@@ -8,6 +8,7 @@
 //! running server only through `daemon`.
 
 pub mod chain;
+pub mod check;
 pub mod info;
 pub mod issue;
 pub mod key;

@@ -66,24 +66,43 @@ impl Url {
         let bad = || Error::usage(format!("invalid server URL {url:?}")).with_hint("use https://HOST[:PORT]");
         let rest = url.strip_prefix("https://").ok_or_else(bad)?;
         let authority = rest.split('/').next().unwrap_or_default();
+        Url::from_authority(authority).ok_or_else(bad)
+    }
+
+    /// `HOST:PORT`, `[IPv6]:PORT`, or a bare host (port 11371), as
+    /// operators write a server address on the command line
+    /// (`kt cert show --server`). An `https://` URL is taken too.
+    pub fn parse_host_port(address: &str) -> Result<Url> {
+        let bad = || {
+            Error::usage(format!("invalid server address {address:?}")).with_hint("use HOST:PORT, or [IPv6]:PORT")
+        };
+        if address.starts_with("https://") {
+            return Url::parse(address);
+        }
+        Url::from_authority(address).ok_or_else(bad)
+    }
+
+    fn from_authority(authority: &str) -> Option<Url> {
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            let (host, after) = v6.split_once(']')?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| bad())?,
+                Some(p) => p.parse().ok()?,
                 None if after.is_empty() => 11371,
-                None => return Err(bad()),
+                None => return None,
             };
             (host.to_string(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad())?),
+                // A bare IPv6 address has colons but no port.
+                Some(_) if authority.parse::<std::net::Ipv6Addr>().is_ok() => (authority.to_string(), 11371),
+                Some((h, p)) => (h.to_string(), p.parse().ok()?),
                 None => (authority.to_string(), 11371),
             }
         };
-        if host.is_empty() || port == 0 {
-            return Err(bad());
+        if host.is_empty() || port == 0 || host.contains(['/', ' ']) {
+            return None;
         }
-        Ok(Url { host, port })
+        Some(Url { host, port })
     }
 }
 
@@ -196,39 +215,7 @@ impl HttpsClient {
     }
 
     fn connect(&self) -> Result<BufReader<Stream>> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            Error::env(format!("cannot connect to {}", self.url)).because(format!("{what}: {e}"))
-        };
-        let addrs: Vec<_> = (self.url.host.as_str(), self.url.port)
-            .to_socket_addrs()
-            .map_err(|e| fail("cannot resolve the host", &e))?
-            .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, self.timeout) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| match last {
-            Some(e) => fail("TCP", &e),
-            None => fail("TCP", &"no address"),
-        })?;
-        tcp.set_nodelay(true).ok();
-        tcp.set_read_timeout(Some(self.timeout)).ok();
-        tcp.set_write_timeout(Some(self.timeout)).ok();
-        let name = ServerName::try_from(self.url.host.clone()).map_err(|e| fail("server name", &e))?;
-        let conn = ClientConnection::new(self.config.clone(), name).map_err(|e| fail("TLS", &e))?;
-        let mut stream = StreamOwned::new(conn, tcp);
-        // Complete the handshake now so that certificate problems are
-        // reported as such, not as a failed request.
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock).map_err(|e| fail("TLS handshake", &e))?;
-        }
+        let stream = connect(&self.config, &self.url, self.timeout)?;
         Ok(BufReader::with_capacity(64 * 1024, stream))
     }
 
@@ -291,6 +278,60 @@ impl HttpsClient {
             }
         }
     }
+}
+
+/// Opens a TCP connection to `url` (each address the host resolves to, in
+/// turn) and completes the TLS handshake, so that certificate problems are
+/// reported as such, not as a failed request.
+fn connect(config: &Arc<ClientConfig>, url: &Url, timeout: Duration) -> Result<Stream> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::env(format!("cannot connect to {url}")).because(format!("{what}: {e}"));
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| fail("cannot resolve the host", &e))?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| match last {
+        Some(e) => fail("TCP", &e),
+        None => fail("TCP", &"no address"),
+    })?;
+    tcp.set_nodelay(true).ok();
+    tcp.set_read_timeout(Some(timeout)).ok();
+    tcp.set_write_timeout(Some(timeout)).ok();
+    let name = ServerName::try_from(url.host.clone()).map_err(|e| fail("server name", &e))?;
+    let conn = ClientConnection::new(config.clone(), name).map_err(|e| fail("TLS", &e))?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).map_err(|e| fail("TLS handshake", &e))?;
+    }
+    Ok(stream)
+}
+
+/// The certificates the server at `url` presents, leaf first, as sent.
+///
+/// Only a TLS handshake: no request is sent, so any certificate is
+/// accepted (this is how `kt cert show --server` and `kt cert check`
+/// inspect it; judging it is the caller's business).
+pub fn presented_chain(url: &Url, timeout: Duration) -> Result<Vec<CertificateDer<'static>>> {
+    let config = Arc::new(client_config(&Trust::Insecure)?);
+    let mut stream = connect(&config, url, timeout)?;
+    let chain: Vec<CertificateDer<'static>> =
+        stream.conn.peer_certificates().map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
+    stream.conn.send_close_notify();
+    let _ = stream.conn.complete_io(&mut stream.sock);
+    if chain.is_empty() {
+        return Err(Error::env(format!("{url} presented no certificate")));
+    }
+    Ok(chain)
 }
 
 /// Whether a kept-alive connection can carry another request: nothing is
@@ -496,6 +537,67 @@ mod tests {
         for bad in ["http://x", "https://", "https://x:0", "https://x:port", "x:1"] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_host_and_port() {
+        let url = |host: &str, port| Url { host: host.into(), port };
+        assert_eq!(Url::parse_host_port("kts.example.com:8443").unwrap(), url("kts.example.com", 8443));
+        assert_eq!(Url::parse_host_port("kts.example.com").unwrap(), url("kts.example.com", 11371));
+        assert_eq!(Url::parse_host_port("[::1]:11371").unwrap(), url("::1", 11371));
+        assert_eq!(Url::parse_host_port("[::1]").unwrap(), url("::1", 11371));
+        assert_eq!(Url::parse_host_port("::1").unwrap(), url("::1", 11371));
+        assert_eq!(Url::parse_host_port("127.0.0.1:9").unwrap(), url("127.0.0.1", 9));
+        assert_eq!(Url::parse_host_port("https://[::1]:9000").unwrap(), url("::1", 9000));
+        for bad in ["", ":1", "x:0", "x:port", "[::1", "[::1]x", "a b:1", "x/y:1"] {
+            assert!(Url::parse_host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A TLS server on loopback presenting `chain`, for one handshake.
+    fn one_handshake_server(addr: &str, chain: Vec<CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> u16 {
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        );
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = rustls::ServerConnection::new(config).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut sock).is_err() {
+                    return;
+                }
+            }
+            let _ = conn.complete_io(&mut sock);
+        });
+        port
+    }
+
+    #[test]
+    fn the_presented_chain_is_read_over_ipv4_and_ipv6() {
+        let leaf = crate::cert::self_signed("localhost", &[], 1).unwrap();
+        let other = crate::cert::self_signed("ca.example", &[], 1).unwrap();
+        let der = |pem: &str| crate::cert::chain::parse_certs(pem.as_bytes(), "test").unwrap().remove(0);
+        let chain = vec![der(&leaf.cert_pem), der(&other.cert_pem)];
+        let key = || rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let port = one_handshake_server("127.0.0.1:0", chain.clone(), key());
+        let got = presented_chain(&Url::parse_host_port(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(5)).unwrap();
+        assert_eq!(got, chain);
+        // An IPv6 literal (the test fails, loudly, on a host without ::1).
+        let port = one_handshake_server("[::1]:0", chain.clone(), key());
+        let got = presented_chain(&Url::parse_host_port(&format!("[::1]:{port}")).unwrap(), Duration::from_secs(5)).unwrap();
+        assert_eq!(got, chain);
+        // Nothing listening: an environment failure (exit 3).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = presented_chain(&Url::parse_host_port(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Environment, "{err}");
     }
 
     fn read(answer: &[u8], max_body: usize) -> std::io::Result<Response> {

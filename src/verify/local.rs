@@ -10,7 +10,6 @@ use crate::error::{Kind, Result};
 use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
 use crate::storage::pgpass::Password;
 use crate::storage::{schema, Cluster};
-use crate::cert::info::CertInfo;
 use crate::verify::Report;
 
 #[derive(Debug, Clone)]
@@ -111,22 +110,13 @@ fn server_key(instance: &Instance) -> std::result::Result<String, String> {
     Ok(fpr)
 }
 
+/// The certificate line: `kt cert check`'s findings in one line.
 fn tls(instance: &Instance, warn_days: i64) -> std::result::Result<String, String> {
-    let settings = crate::server::ServerSettings::from_instance(instance).map_err(|e| e.to_string())?;
-    settings.key_material.load(&settings.provider).map_err(|e| e.to_string())?;
-    let info = CertInfo::from_pem_file(&settings.key_material.certificate)?;
-    let host = instance.hostname().map_err(|e| e.to_string())?;
-    if !info.covers(host) {
-        return Err(format!("the certificate does not name the host {host} (names: {})", info.dns_names.join(", ")));
-    }
-    let days = info.days_left();
-    if days < 0 {
-        return Err(format!("the certificate expired {} days ago", -days));
-    }
-    if days < warn_days {
-        return Err(format!("the certificate expires in {days} days (under --warn-days {warn_days}): replace it"));
-    }
-    Ok(format!("matches its key, names {host}, {days} days left"))
+    // The TLS settings first: the server refuses to start without them.
+    let settings = &instance.settings;
+    let (versions, _) = crate::tls::protocol_versions(&settings.tls_min_version).map_err(|e| e.to_string())?;
+    crate::tls::provider(&settings.ciphers, &versions).map_err(|e| e.to_string())?;
+    crate::cert::check::check_instance(instance, warn_days).map_err(|e| e.to_string())?.summary()
 }
 
 fn database(instance: &Instance) -> std::result::Result<String, String> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::client::https::{HttpsClient, Trust, Url};
 use crate::error::Result;
+use crate::cert::check::validity;
 use crate::cert::info::CertInfo;
 use crate::verify::Report;
 
@@ -50,16 +51,11 @@ pub fn verify(options: &RemoteOptions) -> Result<(Report, Vec<(String, String)>)
             Trust::Insecure => "not verified (--insecure)".to_string(),
         };
         match client.peer_certificate().map(CertInfo::parse) {
-            Some(Ok(info)) => {
-                let days = info.days_left();
-                if days < 0 {
-                    report.fail(&format!("{url} certificate"), format!("expired {} days ago", -days));
-                } else if days < options.warn_days {
-                    report.fail(&format!("{url} certificate"), format!("expires in {days} days (under --warn-days {})", options.warn_days));
-                } else {
-                    report.ok(&format!("{url} certificate"), format!("{trust}; {days} days left"));
-                }
-            }
+            // Dates judged as `kt cert check` judges the local certificate.
+            Some(Ok(info)) => match validity(&info, options.warn_days, crate::clock::unix_now()) {
+                Ok(detail) => report.ok(&format!("{url} certificate"), format!("{trust}; {detail}")),
+                Err(problem) => report.fail(&format!("{url} certificate"), problem),
+            },
             Some(Err(e)) => report.fail(&format!("{url} certificate"), e),
             None => report.fail(&format!("{url} certificate"), "no certificate presented"),
         }
