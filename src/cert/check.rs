@@ -91,7 +91,10 @@ pub fn check_instance(instance: &Instance, warn_days: i64) -> Result<CertCheck> 
 
     report.record(VALIDITY, validity(&leaf, warn_days, now));
 
-    let script = instance.settings.ssl_private_key_password_script.clone().map(PasswordSource::Script);
+    // As the server runs it: as the service account, never as root (the
+    // script comes from keytrustee.conf, which that account can write).
+    let runs_as = instance.service_account()?;
+    let script = instance.settings.ssl_private_key_password_script.clone().map(|s| PasswordSource::Script(s).run_by(runs_as.as_ref()));
     let (status, detail) = key(leaf_der, &cert_path, &key_path, script.as_ref())?;
     report.push(KEY, status, detail);
 
