@@ -40,6 +40,7 @@ complete -c kt -n "__fish_kt_needs_command" -f -a "client" -d 'A reference clien
 complete -c kt -n "__fish_kt_needs_command" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
 complete -c kt -n "__fish_kt_needs_command" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
 complete -c kt -n "__fish_kt_needs_command" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
+complete -c kt -n "__fish_kt_needs_command" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
 complete -c kt -n "__fish_kt_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'s host name, in its TLS certificate and configuration' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
@@ -363,17 +364,100 @@ complete -c kt -n "__fish_kt_using_subcommand restore" -s v -l verbose -d 'Print
 complete -c kt -n "__fish_kt_using_subcommand restore" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand restore" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "server" -d 'Run the key server in the background, like an init script'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "generate" -d 'Make a key, a certificate signing request or a certificate'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "replace" -d 'Put a new certificate in place in a running server, with no downtime'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "rollback" -d 'Put the certificate saved in .ssl.bak back in place, the same checked way as `kt cert replace` (the current one goes to .ssl.bak in turn)'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "show" -d 'Show a certificate: subject, names, issuer, validity, fingerprint, key, chain'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "check" -d 'Check the instance\'s certificate, for monitoring and cron'
+complete -c kt -n "__fish_kt_using_subcommand cert; and not __fish_seen_subcommand_from generate replace rollback show check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l key -d 'The private key to use (PKCS#8, PKCS#1 or SEC1 PEM, or encrypted PKCS#8)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l key-password-file -d 'A file whose first line is the key\'s password' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l key-password-script -d 'A command whose output is the key\'s password (the contract of SSL_PRIVATE_KEY_PASSWORD_SCRIPT)' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l new-key -d 'Make a new key of this kind (written to --key-out, mode 0600)' -r -f -a "rsa2048\t''
+rsa3072\t''
+rsa4096\t''
+ec-p256\t''
+ec-p384\t''"
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l key-out -d 'Where the new key goes; never over an existing file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l csr -d 'Write a certificate signing request for a CA to sign' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l ca-cert -d 'Sign the certificate with this CA certificate (labs and tests)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l ca-key -d 'The CA\'s private key (unencrypted PEM)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l out -d 'Where the certificate goes; never over an existing file' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l days -d 'Days the certificate is valid' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l hostname -d 'The host name (CN and first SAN). Defaults to the instance\'s HOSTNAME' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l san -d 'An extra DNS name or IP address for the SANs (repeatable)' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l subject -d 'Other subject fields, as openssl\'s -subj ("/C=US/O=Example/OU=Ops") or comma-separated ("C=US,O=Example"). CN is always the host name' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l self-signed -d 'Write a self-signed certificate to --out'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from generate" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l cert -d 'The new certificate (PEM or DER; may carry its chain after it)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l key -d 'Its private key. Defaults to the instance\'s current key' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l key-password-file -d 'A file whose first line is the key\'s password' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l key-password-script -d 'A command whose output is the key\'s password (the contract of SSL_PRIVATE_KEY_PASSWORD_SCRIPT)' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l ca -d 'The CA chain: root and intermediates in one PEM file, any order. Installed as ssl-cert-keytrustee-ca.pem' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l pkcs12 -d 'A PKCS#12 bundle holding the key and certificate (and chain)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l pkcs12-password-file -d 'A file whose first line is the PKCS#12 bundle\'s password' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l warn-days -d 'Warn when the certificate has fewer days left than this' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l allow-hostname-mismatch -d 'Install a certificate that does not name the instance\'s host name'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s n -l dry-run -d 'Print the plan and change nothing'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from replace" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s n -l dry-run -d 'Print the plan and change nothing'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -l allow-hostname-mismatch -d 'Put back a certificate that does not name the host name'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -l server -d 'Show what the server at HOST:PORT presents' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -l json -d 'Print JSON'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -l warn-days -d 'A certificate with fewer days left than this is a problem' -r
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -l json -d 'Print JSON'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "generate" -d 'Make a key, a certificate signing request or a certificate'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "replace" -d 'Put a new certificate in place in a running server, with no downtime'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Put the certificate saved in .ssl.bak back in place, the same checked way as `kt cert replace` (the current one goes to .ssl.bak in turn)'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a certificate: subject, names, issuer, validity, fingerprint, key, chain'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the instance\'s certificate, for monitoring and cron'
+complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "server" -d 'Run the key server in the background, like an init script'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "start" -d 'Start the database in the background and wait until it accepts connections'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
@@ -397,3 +481,8 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "bench" -d 'Send a bounded load of signed requests and report throughput and latency'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List the backups in a directory, newest first, with size, age, encryption and the recipients\' key IDs'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from verify" -f -a "backup" -d 'Check that a backup file is whole, signed by the server and restorable'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "generate" -d 'Make a key, a certificate signing request or a certificate'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "replace" -d 'Put a new certificate in place in a running server, with no downtime'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "rollback" -d 'Put the certificate saved in .ssl.bak back in place, the same checked way as `kt cert replace` (the current one goes to .ssl.bak in turn)'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "show" -d 'Show a certificate: subject, names, issuer, validity, fingerprint, key, chain'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "check" -d 'Check the instance\'s certificate, for monitoring and cron'
