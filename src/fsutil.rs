@@ -17,26 +17,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<&Acco
     let dir = parent_dir(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.kt-tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .env_context(|| format!("cannot create {}", tmp.display()))?;
-        // The umask may have narrowed the mode further; make it exact.
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .env_context(|| format!("cannot set the mode of {}", tmp.display()))?;
-        file.write_all(contents)
-            .env_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().env_context(|| format!("cannot fsync {}", tmp.display()))?;
-        if let Some(account) = owner {
-            account.chown(&tmp)?;
-        }
-        fs::rename(&tmp, path)
-            .env_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    let result = write_temp(&tmp, contents, mode, owner).and_then(|()| {
+        fs::rename(&tmp, path).env_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         sync_dir(dir)
-    })();
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -53,20 +37,7 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<&Account
     let dir = parent_dir(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.kt-new-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-    let result = (|| -> Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .env_context(|| format!("cannot create {}", tmp.display()))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .env_context(|| format!("cannot set the mode of {}", tmp.display()))?;
-        file.write_all(contents).env_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().env_context(|| format!("cannot fsync {}", tmp.display()))?;
-        if let Some(account) = owner {
-            account.chown(&tmp)?;
-        }
+    let result = write_temp(&tmp, contents, mode, owner).and_then(|()| {
         fs::hard_link(&tmp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 crate::Error::usage(format!("{} exists", path.display()))
@@ -74,14 +45,34 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<&Account
             } else {
                 crate::Error::env(format!("cannot create {}", path.display())).because_err(&e)
             }
-        })?;
-        Ok(())
-    })();
+        })
+    });
     // The temp name goes in every case: after the link it is a second name
     // of the new file, before it a file nobody else knows.
     let _ = fs::remove_file(&tmp);
     result?;
     sync_dir(dir)
+}
+
+/// Creates `tmp` (it must not exist) with exactly `mode` (so secrets are
+/// never readable by others, not even briefly), writes and fsyncs
+/// `contents`, and hands it to `owner`.
+fn write_temp(tmp: &Path, contents: &[u8], mode: u32, owner: Option<&Account>) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .env_context(|| format!("cannot create {}", tmp.display()))?;
+    // The umask may have narrowed the mode further; make it exact.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .env_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+    file.write_all(contents).env_context(|| format!("cannot write {}", tmp.display()))?;
+    file.sync_all().env_context(|| format!("cannot fsync {}", tmp.display()))?;
+    if let Some(account) = owner {
+        account.chown(tmp)?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that a rename in it survives a crash.

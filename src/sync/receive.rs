@@ -162,19 +162,7 @@ where
 {
     let mut reader = Reader::new(input);
     let mut writer = Writer::new(output);
-    writer.send(&Msg::Hello { version: wire::VERSION })?;
-    writer.flush()?;
-    match reader.read()? {
-        Msg::Hello { version } if version == wire::VERSION => {}
-        Msg::Hello { version } => {
-            return Err(Error::env(format!(
-                "the sender speaks sync protocol {version}, this kt speaks {}",
-                wire::VERSION
-            ))
-            .with_hint("use the same kt version on both hosts"))
-        }
-        other => return Err(unexpected(&other, "a greeting")),
-    }
+    wire::greet(&mut reader, &mut writer, "sender")?;
     let entries = match read_list(&mut reader, opts) {
         Ok(entries) => entries,
         Err(e) => {

@@ -38,20 +38,7 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
     let mut reader = Reader::new(input);
     let mut writer = Writer::new(output);
     let mut stats = SendStats::default();
-    writer.send(&Msg::Hello { version: wire::VERSION })?;
-    writer.flush()?;
-    match reader.read()? {
-        Msg::Hello { version } if version == wire::VERSION => {}
-        Msg::Hello { version } => {
-            return Err(Error::env(format!(
-                "the receiver speaks sync protocol {version}, this kt speaks {}",
-                wire::VERSION
-            ))
-            .with_hint("use the same kt version on both hosts"))
-        }
-        Msg::Error { message } => return Err(Error::env("the receiving side failed").because(message)),
-        _ => return Err(Error::usage("sync protocol violation").because("expected a greeting")),
-    }
+    wire::greet(&mut reader, &mut writer, "receiver")?;
     for e in &list.entries {
         writer.send(&Msg::Entry(e.clone()))?;
     }

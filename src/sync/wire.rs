@@ -319,6 +319,22 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The opening of every session, the same on both sides: send our
+/// greeting, then read the peer's (`peer` names it in errors: "sender",
+/// "receiver"). Different protocol versions end the session before any
+/// file is listed.
+pub fn greet<R: Read, W: Write>(reader: &mut Reader<R>, writer: &mut Writer<W>, peer: &str) -> Result<()> {
+    writer.send(&Msg::Hello { version: VERSION })?;
+    writer.flush()?;
+    match reader.read()? {
+        Msg::Hello { version } if version == VERSION => Ok(()),
+        Msg::Hello { version } => Err(Error::env(format!("the {peer} speaks sync protocol {version}, this kt speaks {VERSION}"))
+            .with_hint("use the same kt version on both hosts")),
+        Msg::Error { message } => Err(Error::env(format!("the {peer} failed")).because(message)),
+        _ => Err(bad("expected a greeting")),
+    }
+}
+
 /// Reads frames, refusing any payload above [`MAX_FRAME`] before
 /// allocating it, and counts the bytes read.
 pub struct Reader<R> {
