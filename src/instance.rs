@@ -117,15 +117,34 @@ impl Instance {
     /// The account the instance's files belong to and its scripts run as,
     /// when kt runs as root (`SERVICE_USER`, default `keytrustee`); None
     /// for an ordinary user, who is the service account.
+    ///
+    /// `SERVICE_USER` is read from a file that account can write, so it is
+    /// not trusted alone: the account must not be root and must own the
+    /// confdir, else a compromised account could name root and have root
+    /// run its scripts.
     pub fn service_account(&self) -> Result<Option<crate::account::Account>> {
+        use crate::error::Error;
+        use std::os::unix::fs::MetadataExt;
         if !crate::account::is_root() {
             return Ok(None);
         }
         let name = self.service_user().unwrap_or("keytrustee");
         let account = crate::account::Account::lookup(name)?.ok_or_else(|| {
-            crate::error::Error::env(format!("the service account {name} does not exist"))
+            Error::env(format!("the service account {name} does not exist"))
                 .with_hint("create it, or fix SERVICE_USER in keytrustee.conf")
         })?;
+        let confdir = &self.layout.confdir;
+        let owner = std::fs::symlink_metadata(confdir)
+            .map_err(|e| Error::env(format!("cannot read {}", confdir.display())).because_err(&e))?
+            .uid();
+        if account.uid == 0 || owner != account.uid {
+            return Err(Error::usage(format!(
+                "the service account {name} (uid {}) is root or does not own the confdir {} (uid {owner})",
+                account.uid,
+                confdir.display()
+            ))
+            .with_hint("SERVICE_USER in keytrustee.conf must name the ordinary account that owns the confdir"));
+        }
         Ok(Some(account))
     }
 

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 /// A password that never shows in Debug output or logs, wiped from memory
 /// when dropped (zeroize: a write the optimiser may not remove).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
@@ -36,7 +37,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Where a password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PasswordSource {
     /// The first line of a file (the final newline is not part of it).
     File(PathBuf),
@@ -46,6 +47,21 @@ pub enum PasswordSource {
     /// (keytrustee.conf, `.ssl.bak`): run as that account, never as root,
     /// which is also how the server itself runs it.
     ScriptAs { command: String, account: Account },
+    /// A password already read (from a file readable only by root,
+    /// before kt dropped to the service account).
+    Given(Secret),
+}
+
+/// Names the kind of source only: a script may carry a password inline.
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::File(path) => write!(f, "File({})", path.display()),
+            PasswordSource::Script(_) => f.write_str("Script(***)"),
+            PasswordSource::ScriptAs { account, .. } => write!(f, "ScriptAs(***, {})", account.name),
+            PasswordSource::Given(_) => f.write_str("Given(***)"),
+        }
+    }
 }
 
 impl PasswordSource {
@@ -64,6 +80,7 @@ impl PasswordSource {
             }
             PasswordSource::Script(script) => run_script(script, what, None),
             PasswordSource::ScriptAs { command, account } => run_script(command, what, Some(account)),
+            PasswordSource::Given(secret) => Ok(secret.clone()),
         }
     }
 
@@ -72,7 +89,16 @@ impl PasswordSource {
     pub fn script(&self) -> Option<&str> {
         match self {
             PasswordSource::Script(s) | PasswordSource::ScriptAs { command: s, .. } => Some(s),
-            PasswordSource::File(_) => None,
+            PasswordSource::File(_) | PasswordSource::Given(_) => None,
+        }
+    }
+
+    /// The password of a file read now (as the user kt runs as); other
+    /// sources as they are.
+    pub fn read_file_now(self, what: &str) -> Result<PasswordSource> {
+        match self {
+            PasswordSource::File(_) => Ok(PasswordSource::Given(self.read(what)?)),
+            other => Ok(other),
         }
     }
 

@@ -410,3 +410,70 @@ fn pkcs12_bundles_a_stopped_server_and_a_foreground_server() {
     inst.kt(&["cert", "rollback"]).expect(0);
     assert_eq!(served_cert(&inst), file_cert(&leaf));
 }
+
+#[test]
+fn a_self_signed_certificate_rolls_back_to_the_one_kt_init_made() {
+    let inst = Instance::serving("cert-self-rollback");
+    inst.kt(&["server", "start"]).expect(0);
+    let dir = &inst.dir.path;
+    let original = file_cert(&ssl(&inst, "ssl-cert-keytrustee.pem"));
+    // The new key and certificate sit where only root can read them: kt
+    // reads them before it drops to the service account.
+    let private = dir.join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (key, cert) = (private.join("key.pem"), private.join("cert.pem"));
+    openssl(&[
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "60", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
+    ])
+    .expect(0);
+    inst.kt(&["cert", "replace", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]).expect(0);
+    assert_eq!(served_cert(&inst), file_cert(&cert));
+    // A self-signed certificate is its own CA file, as kt init writes it.
+    assert_eq!(file_cert(&ssl(&inst, "ssl-cert-keytrustee-ca.pem")), file_cert(&cert));
+    inst.kt(&["cert", "rollback"]).expect(0);
+    assert_eq!(served_cert(&inst), original);
+    inst.kt(&["cert", "rollback"]).expect(0);
+    assert_eq!(served_cert(&inst), file_cert(&cert));
+}
+
+#[test]
+fn what_the_service_account_can_write_never_runs_as_root() {
+    if !is_root() {
+        panic!("this test needs root: it checks what root refuses to do for the service account");
+    }
+    let inst = Instance::new("cert-service-root");
+    let dir = &inst.dir.path;
+    let marks = dir.join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // An encrypted key whose script records who ran it.
+    let encrypted = ssl(&inst, "encrypted.pem");
+    openssl(&["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:pw", "-in", ssl(&inst, "ssl-cert-keytrustee-pk.pem").to_str().unwrap(), "-out", encrypted.to_str().unwrap()]).expect(0);
+    run(std::process::Command::new("chown").arg("keytrustee:").arg(&encrypted)).expect(0);
+    inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(encrypted.to_str().unwrap()));
+    inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!(format!("id -un >> {}/who; echo pw", marks.display())));
+    inst.kt(&["cert", "check"]).expect(0);
+    assert_eq!(std::fs::read_to_string(marks.join("who")).unwrap().trim(), "keytrustee");
+    // SERVICE_USER naming root (written by a compromised account) is refused.
+    inst.set_config("SERVICE_USER", serde_json::json!("root"));
+    for args in [&["cert", "check"][..], &["cert", "replace", "--cert", ssl(&inst, "ssl-cert-keytrustee.pem").to_str().unwrap()], &["verify"]] {
+        let out = inst.kt(args);
+        assert_ne!(out.code, 0, "{args:?}: {}", out.stderr);
+        let said = format!("{}{}", out.stdout, out.stderr);
+        assert!(said.contains("is root or does not own the confdir"), "{args:?}: {said}");
+    }
+    assert_eq!(std::fs::read_to_string(marks.join("who")).unwrap().trim(), "keytrustee", "root ran the script");
+}
+
+#[test]
+fn a_staging_directory_left_by_a_killed_run_stops_the_next_one() {
+    let inst = Instance::new("cert-leftover");
+    let staged = inst.confdir.join(".ssl.kt-new");
+    std::fs::create_dir(&staged).unwrap();
+    let before = snapshot(&inst.confdir);
+    let out = inst.kt(&["cert", "replace", "--cert", ssl(&inst, "ssl-cert-keytrustee.pem").to_str().unwrap()]).expect(3);
+    assert!(out.stderr.contains("left from an interrupted kt cert run"), "{}", out.stderr);
+    assert_eq!(snapshot(&inst.confdir), before);
+}

@@ -2,7 +2,8 @@
 //! change (src/cert/replace.rs does both halves).
 
 use kt::cert::info::CertInfo;
-use kt::cert::replace::{self, Options, Plan, Source};
+use kt::cert::replace::{self, Given, Options, Plan, Source};
+use kt::secret::PasswordSource;
 use kt::instance::Layout;
 
 use crate::cli::{CertReplaceArgs, CertRollbackArgs, GlobalArgs};
@@ -10,22 +11,27 @@ use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, args: CertReplaceArgs, printer: &Printer) -> CommandResult {
+    // Everything named on the command line is read now, as the operator
+    // (who may be root and keep new keys where only root can read them).
     let source = match (&args.pkcs12, &args.cert) {
-        (Some(bundle), _) => Source::Pkcs12 {
-            bundle: bundle.clone(),
-            password_file: args.pkcs12_password_file.clone().expect("clap requires it with --pkcs12"),
-        },
+        (Some(bundle), _) => {
+            let file = args.pkcs12_password_file.clone().expect("clap requires it with --pkcs12");
+            Source::Pkcs12 {
+                bundle: Given::read(bundle, "the PKCS#12 bundle")?,
+                password: PasswordSource::File(file).read("--pkcs12-password-file")?,
+            }
+        }
         (None, Some(cert)) => Source::Files {
-            cert: cert.clone(),
-            key: args.key.clone(),
-            password: args.password.source(),
+            cert: Given::read(cert, "the certificate")?,
+            key: args.key.as_deref().map(|k| Given::read(k, "the private key")).transpose()?,
+            password: args.password.source().map(|p| p.read_file_now(args.password.what())).transpose()?,
             password_what: args.password.what().to_string(),
         },
         (None, None) => unreachable!("clap requires --cert or --pkcs12"),
     };
     let options = Options {
         source,
-        ca: args.ca.clone(),
+        ca: args.ca.as_deref().map(|c| Given::read(c, "the CA file")).transpose()?,
         warn_days: args.warn_days,
         allow_hostname_mismatch: args.allow_hostname_mismatch,
     };
@@ -44,6 +50,14 @@ pub fn rollback(global: &GlobalArgs, args: CertRollbackArgs, printer: &Printer) 
 
 fn change(global: &GlobalArgs, options: Options, dry_run: bool, verb: &str, printer: &Printer) -> CommandResult {
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    // From here on kt works as the service account: every file it reads
+    // or writes in the confdir is that account's, which may be hostile;
+    // root working by path in a directory another account can write is
+    // open to symlink and rename races. The server runs as that account
+    // too, so it can still be signalled and its scripts run as they will.
+    if let Some(service) = instance.service_account()? {
+        kt::account::become_account(&service)?;
+    }
     let plan = replace::plan(&instance, &options, kt::clock::unix_now())?;
     print_plan(&plan, dry_run, printer)?;
     for warning in &plan.warnings {

@@ -7,12 +7,11 @@ use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use zeroize::Zeroizing;
 
 use crate::cert::info::CertInfo;
 use crate::cert::key::PrivateKey;
 use crate::error::{Error, Result};
-use crate::secret::PasswordSource;
+use crate::secret::Secret;
 
 /// Every certificate of a file: one or more PEM certificates, or one DER.
 pub fn read_cert_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -44,13 +43,8 @@ pub fn parse_certs(bytes: &[u8], origin: &str) -> Result<Vec<CertificateDer<'sta
 /// -importkeystore -deststoretype PKCS12` and `openssl pkcs12 -export`
 /// write). It must hold exactly one private key; its certificates come
 /// first, leaf first, then any other certificate of the bundle.
-pub fn read_pkcs12(path: &Path, password: &PasswordSource) -> Result<(PrivateKey, Vec<CertificateDer<'static>>)> {
-    let origin = path.display().to_string();
-    let bytes = Zeroizing::new(
-        std::fs::read(path).map_err(|e| Error::usage(format!("cannot read the PKCS#12 bundle {origin}")).because_err(&e))?,
-    );
-    let password = password.read("--pkcs12-password-file")?;
-    let store = p12_keystore::KeyStore::from_pkcs12(&bytes, password.expose()).map_err(|e| {
+pub fn parse_pkcs12(bytes: &[u8], origin: &str, password: &Secret) -> Result<(PrivateKey, Vec<CertificateDer<'static>>)> {
+    let store = p12_keystore::KeyStore::from_pkcs12(bytes, password.expose()).map_err(|e| {
         Error::usage(format!("cannot open the PKCS#12 bundle {origin}")).because(format!("{e} (wrong password, or not PKCS#12)"))
     })?;
     let mut chains = Vec::new();

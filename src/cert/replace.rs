@@ -12,11 +12,13 @@
 //!
 //! 1. an older `.ssl.bak` is set aside as `.ssl.bak.<stamp>` (never
 //!    overwritten);
-//! 2. `.ssl` is copied to `.ssl.bak`, with `kt-cert-previous.json`
-//!    recording the four settings it replaces (what `rollback` reads);
-//! 3. the new certificate, key and CA files are installed in `.ssl` (mode
-//!    0600, owned by the service account; a CA file the new certificate
-//!    does not use is moved out of the way: its copy is in `.ssl.bak`);
+//! 2. the new `.ssl` is made whole beside the old one, as `.ssl.kt-new`: a
+//!    copy of `.ssl` with the new certificate, key and CA files (mode 0600;
+//!    a CA file the new certificate does not use left out);
+//! 3. the two are swapped in one rename (renameat2 `RENAME_EXCHANGE`), so
+//!    `.ssl` always holds one consistent set, even after a `kill -9`; the
+//!    previous `.ssl` gets `kt-cert-previous.json` (the four settings being
+//!    replaced, what `rollback` reads) and becomes `.ssl.bak`;
 //! 4. `keytrustee.conf` gets `SSL_CERTIFICATE`, `SSL_PRIVATE_KEY`,
 //!    `SSL_CA` and `SSL_PRIVATE_KEY_PASSWORD_SCRIPT` (atomic rewrite, every
 //!    other key and its order kept);
@@ -29,6 +31,11 @@
 //! files: a first journal step, recorded before anything changed, does
 //! that last reload, so it runs after the files and the configuration are
 //! back. The error is an environment failure (exit 3).
+//!
+//! Run as root, `kt cert` reads the operator's files first and then works
+//! as the service account (commands/cert/replace.rs): the confdir is that
+//! account's, and root working by path in a directory another account can
+//! write is open to symlink and rename races.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -53,10 +60,12 @@ use crate::fsutil;
 use crate::instance::{self, Instance};
 use crate::journal::Journal;
 use crate::progress::Progress;
-use crate::secret::PasswordSource;
+use crate::secret::{PasswordSource, Secret};
 
 /// The directory that holds the previous certificate after a replace.
 pub const BACKUP_DIR: &str = ".ssl.bak";
+/// Where the new `.ssl` is made before it is swapped in.
+pub const STAGING_DIR: &str = ".ssl.kt-new";
 /// In `.ssl.bak`: the settings the replace changed, for `kt cert rollback`.
 pub const PREVIOUS_SETTINGS: &str = "kt-cert-previous.json";
 /// How long a reloaded server has to serve the new certificate.
@@ -65,24 +74,47 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 const SETTINGS: [&str; 4] =
     [config::SSL_CERTIFICATE, config::SSL_PRIVATE_KEY, config::SSL_CA, config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT];
 
+/// A file named on the command line, read before kt drops root: the
+/// operator may keep new keys where only root can read them, and after the
+/// drop kt works as the service account.
+pub struct Given {
+    /// The path, for messages.
+    pub origin: String,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Given({}, {} bytes)", self.origin, self.bytes.len())
+    }
+}
+
+impl Given {
+    /// Reads `path`; `what` names it in the error ("the certificate").
+    pub fn read(path: &Path, what: &str) -> Result<Given> {
+        let bytes = fs::read(path).map_err(|e| Error::usage(format!("cannot read {what} {}", path.display())).because_err(&e))?;
+        Ok(Given { origin: path.display().to_string(), bytes: Zeroizing::new(bytes) })
+    }
+}
+
 /// Where the new certificate and key come from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Source {
     /// A certificate file (PEM or DER, possibly followed by its chain) and
     /// a key file (None: the instance's current key).
-    Files { cert: PathBuf, key: Option<PathBuf>, password: Option<PasswordSource>, password_what: String },
-    /// A PKCS#12 bundle and the file holding its password.
-    Pkcs12 { bundle: PathBuf, password_file: PathBuf },
+    Files { cert: Given, key: Option<Given>, password: Option<PasswordSource>, password_what: String },
+    /// A PKCS#12 bundle and its password.
+    Pkcs12 { bundle: Given, password: Secret },
     /// What `.ssl.bak` holds (`kt cert rollback`).
     Backup,
 }
 
 /// What `kt cert replace` was asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub source: Source,
     /// A file with the root and any intermediates.
-    pub ca: Option<PathBuf>,
+    pub ca: Option<Given>,
     pub warn_days: i64,
     pub allow_hostname_mismatch: bool,
 }
@@ -142,15 +174,16 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
     // account's to write, and root must never run it).
     let runs_as = instance.service_account()?;
 
-    // The certificate(s), the key, and the password script the server will run.
-    let (certs, key, script, ca_file): (Vec<CertificateDer<'static>>, PrivateKey, Option<String>, Option<PathBuf>) =
+    // The certificate(s), the key, the password script the server will
+    // run, and the CA certificates given.
+    let (certs, key, script, ca_certs): (Vec<CertificateDer<'static>>, PrivateKey, Option<String>, Option<Vec<CertificateDer<'static>>>) =
         match &options.source {
             Source::Files { cert, key, password, password_what } => {
-                let certs = chain::read_cert_file(cert)?;
+                let certs = chain::parse_certs(&cert.bytes, &cert.origin)?;
                 let (key, script) = match key {
-                    Some(path) => {
+                    Some(given) => {
                         let password = password.clone().map(|p| p.run_by(runs_as.as_ref()));
-                        let key = PrivateKey::read(path, password.as_ref(), password_what)?;
+                        let key = PrivateKey::parse(&given.bytes, &given.origin, password.as_ref(), password_what)?;
                         (key, password.as_ref().and_then(|p| p.script()).map(str::to_string))
                     }
                     None => {
@@ -165,14 +198,14 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
                         (key, source.as_ref().and_then(|p| p.script()).map(str::to_string))
                     }
                 };
-                (certs, key, script, options.ca.clone())
+                (certs, key, script, given_certs(options.ca.as_ref())?)
             }
-            Source::Pkcs12 { bundle, password_file } => {
-                let (key, certs) = chain::read_pkcs12(bundle, &PasswordSource::File(password_file.clone()))?;
-                (certs, key, None, options.ca.clone())
+            Source::Pkcs12 { bundle, password } => {
+                let (key, certs) = chain::parse_pkcs12(&bundle.bytes, &bundle.origin, password)?;
+                (certs, key, None, given_certs(options.ca.as_ref())?)
             }
             Source::Backup => {
-                if !backup_dir.is_dir() {
+                if !backup_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
                     return Err(Error::usage(format!("there is no {} to roll back to", backup_dir.display()))
                         .with_hint("kt cert replace makes it; nothing was changed"));
                 }
@@ -184,7 +217,8 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
                 let source = script.clone().map(|s| PasswordSource::Script(s).run_by(runs_as.as_ref()));
                 let certs = chain::read_cert_file(&cert)?;
                 let key = PrivateKey::read(&key_path, source.as_ref(), "SSL_PRIVATE_KEY_PASSWORD_SCRIPT (as it was)")?;
-                (certs, key, script, ca.exists().then_some(ca))
+                let ca_certs = if ca.exists() { Some(chain::read_cert_file(&ca)?) } else { None };
+                (certs, key, script, ca_certs)
             }
         };
     if key.is_encrypted() && script.is_none() {
@@ -230,17 +264,18 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
 
     // The chain: --ca (plus whatever the certificate file carried), or
     // the carried certificates alone, or none for a self-signed one.
+    // The leaf itself is no chain member: a self-signed certificate is its
+    // own CA file (as kt init writes it), which must not make a chain.
     let mut others = carried.clone();
-    if let Some(ca) = &ca_file {
-        for cert in chain::read_cert_file(ca)? {
-            if !others.contains(&cert) {
-                others.push(cert);
-            }
+    let ca_given = ca_certs.is_some();
+    for cert in ca_certs.into_iter().flatten() {
+        if cert != leaf && !others.contains(&cert) {
+            others.push(cert);
         }
     }
     let (chain_ders, chain_verified) = if others.is_empty() {
         (if new.self_issued { vec![leaf.clone()] } else { Vec::new() }, new.self_issued)
-    } else if ca_file.is_some() || others.iter().any(|c| CertInfo::parse(c).is_ok_and(|i| i.self_issued)) {
+    } else if ca_given || others.iter().any(|c| CertInfo::parse(c).is_ok_and(|i| i.self_issued)) {
         (chain::verify_chain(&leaf, &others, now)?, true)
     } else {
         warnings.push("the chain in the certificate file has no root, so it was not verified: give --ca ROOT to verify it".into());
@@ -291,8 +326,18 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
     } else {
         None
     };
-    if !ssl.is_dir() {
-        return Err(Error::env(format!("{} is missing", ssl.display())).with_hint("is this an instance? (kt init makes it)"));
+    if !ssl.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::env(format!("{} is missing or not a directory (a link is not followed)", ssl.display()))
+            .with_hint("is this an instance? (kt init makes it)"));
+    }
+    if backup_dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::usage(format!("{} is not a directory", backup_dir.display())).with_hint("move it away first"));
+    }
+    let staged = layout.confdir.join(STAGING_DIR);
+    if staged.symlink_metadata().is_ok() {
+        return Err(Error::env(format!("{} is left from an interrupted kt cert run", staged.display()))
+            .because("it holds the new files if the run stopped before the swap, or the previous .ssl if it stopped just after")
+            .with_hint(format!("compare it with {}, keep what you need, then remove it", ssl.display())));
     }
     for file in &files {
         if file.path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
@@ -351,13 +396,22 @@ pub fn apply(instance: &Instance, plan: Plan, progress: &dyn Progress) -> Result
             progress.step(&format!("keeping the older {} as {}", plan.backup_dir.display(), aside.display()));
             rename_recorded(&mut journal, &plan.backup_dir, aside)?;
         }
-        progress.step(&format!("copying {} to {}", ssl.display(), plan.backup_dir.display()));
-        copy_to_backup(&mut journal, instance, &ssl, &plan.backup_dir)?;
-
-        progress.step(&format!("installing the new certificate in {}", ssl.display()));
-        for file in &plan.files {
-            install_recorded(&mut journal, file, owner.as_ref())?;
+        // The new .ssl is made whole beside the old one, then the two are
+        // swapped in one rename: the certificate, key and CA in .ssl are
+        // always one consistent set, even after a kill -9.
+        let staged = layout.confdir.join(STAGING_DIR);
+        progress.step(&format!("preparing the new {} in {}", ssl.display(), staged.display()));
+        stage_recorded(&mut journal, &ssl, &staged, &plan.files, owner.as_ref())?;
+        progress.step(&format!("swapping it in; the previous one becomes {}", plan.backup_dir.display()));
+        exchange_recorded(&mut journal, &staged, &ssl)?;
+        write_previous(instance, &staged, owner.as_ref())?;
+        {
+            let file = staged.join(PREVIOUS_SETTINGS);
+            journal.record(format!("wrote {}", file.display()), move || {
+                fs::remove_file(&file).env_context(|| format!("cannot remove {}", file.display()))
+            });
         }
+        rename_recorded(&mut journal, &staged, &plan.backup_dir)?;
 
         progress.step(&format!("updating {}", config_path.display()));
         let old_config = Zeroizing::new(fs::read(&config_path).env_context(|| format!("cannot read {}", config_path.display()))?);
@@ -512,41 +566,72 @@ fn rename_recorded(journal: &mut Journal, from: &Path, to: &Path) -> Result<()> 
     Ok(())
 }
 
-/// Copies `ssl` (regular files and symbolic links, one level of
-/// subdirectories or more, modes and owners kept) to `backup` through a
-/// temp directory, plus the settings being replaced.
-fn copy_to_backup(journal: &mut Journal, instance: &Instance, ssl: &Path, backup: &Path) -> Result<()> {
-    if backup.symlink_metadata().is_ok() {
-        return Err(Error::env(format!("{} appeared while kt was running", backup.display())));
+/// Makes `staged`: a copy of `ssl` (modes and owners kept) with the new
+/// files in place (or a file the new set does not have left out).
+fn stage_recorded(journal: &mut Journal, ssl: &Path, staged: &Path, files: &[Install], owner: Option<&Account>) -> Result<()> {
+    if staged.symlink_metadata().is_ok() {
+        return Err(Error::env(format!("{} appeared while kt was running", staged.display())));
     }
-    let tmp = backup.with_file_name(format!("{BACKUP_DIR}.kt-tmp-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) });
     let result = (|| -> Result<()> {
-        copy_tree(ssl, &tmp)?;
-        let mut previous = serde_json::Map::new();
-        for key in SETTINGS {
-            if let Some(value) = instance.config.get(key) {
-                previous.insert(key.to_string(), value.clone());
+        copy_tree(ssl, staged)?;
+        for file in files {
+            let name = file.path.file_name().expect("the .ssl files have names");
+            let path = staged.join(name);
+            match &file.contents {
+                Some(contents) => fsutil::write_atomic(&path, contents, 0o600, owner)?,
+                None => match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::env(format!("cannot remove {}", path.display())).because_err(&e)),
+                },
             }
         }
-        let mut text = serde_json::to_string_pretty(&Value::Object(previous)).expect("a map serializes");
-        text.push('\n');
-        let meta = fs::metadata(ssl).env_context(|| format!("cannot read {}", ssl.display()))?;
-        let owner = Account::lookup_uid(meta.uid());
-        fsutil::write_atomic(&tmp.join(PREVIOUS_SETTINGS), text.as_bytes(), 0o600, owner.as_ref())?;
-        fsutil::sync_dir(&tmp)?;
-        fs::rename(&tmp, backup).env_context(|| format!("cannot rename {} to {}", tmp.display(), backup.display()))?;
-        fsutil::sync_dir(fsutil::parent_dir(backup))
+        fsutil::sync_dir(staged)
     })();
     if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(staged);
         return Err(e);
     }
-    let backup = backup.to_path_buf();
-    journal.record(format!("copied {} to {}", ssl.display(), backup.display()), move || {
-        fs::remove_dir_all(&backup).env_context(|| format!("cannot remove {}", backup.display()))
+    let staged = staged.to_path_buf();
+    journal.record(format!("prepared {}", staged.display()), move || {
+        fs::remove_dir_all(&staged).env_context(|| format!("cannot remove {}", staged.display()))
     });
     Ok(())
+}
+
+/// Swaps two directories in one atomic rename (Linux renameat2
+/// RENAME_EXCHANGE), and records the swap back.
+fn exchange_recorded(journal: &mut Journal, a: &Path, b: &Path) -> Result<()> {
+    exchange(a, b)?;
+    let (a, b) = (a.to_path_buf(), b.to_path_buf());
+    journal.record(format!("swapped {} and {}", a.display(), b.display()), move || exchange(&a, &b));
+    Ok(())
+}
+
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::usage(format!("{} holds a NUL byte", p.display())));
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc != 0 {
+        return Err(Error::env(format!("cannot swap {} and {}", a.display(), b.display())).because(std::io::Error::last_os_error()));
+    }
+    fsutil::sync_dir(fsutil::parent_dir(b))
+}
+
+/// Records in the previous `.ssl` (about to become `.ssl.bak`) the four
+/// settings the change replaces: what `kt cert rollback` restores.
+fn write_previous(instance: &Instance, dir: &Path, owner: Option<&Account>) -> Result<()> {
+    let mut previous = serde_json::Map::new();
+    for key in SETTINGS {
+        if let Some(value) = instance.config.get(key) {
+            previous.insert(key.to_string(), value.clone());
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&Value::Object(previous)).expect("a map serializes");
+    text.push('\n');
+    fsutil::write_atomic(&dir.join(PREVIOUS_SETTINGS), text.as_bytes(), 0o600, owner)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
@@ -587,41 +672,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fsutil::sync_dir(to)
 }
 
-/// Puts one file of the new `.ssl` in place (or out of the way), and
-/// records how to put the old one back.
-fn install_recorded(journal: &mut Journal, file: &Install, owner: Option<&Account>) -> Result<()> {
-    let path = file.path.clone();
-    let old = match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => Some((Zeroizing::new(fs::read(&path).env_context(|| format!("cannot read {}", path.display()))?), m)),
-        Ok(_) => {
-            return Err(Error::usage(format!("{} is not a regular file", path.display()))
-                .with_hint("kt replaces only the regular files it installs; move it away first"))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
-    };
-    match &file.contents {
-        Some(contents) => fsutil::write_atomic(&path, contents, 0o600, owner)?,
-        None if old.is_some() => {
-            fs::remove_file(&path).env_context(|| format!("cannot remove {}", path.display()))?;
-            fsutil::sync_dir(fsutil::parent_dir(&path))?;
-        }
-        None => return Ok(()),
-    }
-    let what = if file.contents.is_some() { "installed" } else { "moved away (a copy is in .ssl.bak)" };
-    journal.record(format!("{what} {}", path.display()), move || match old {
-        Some((contents, meta)) => {
-            let owner = Account::lookup_uid(meta.uid());
-            fsutil::write_atomic(&path, &contents, meta.mode() & 0o7777, owner.as_ref())
-        }
-        None => {
-            fs::remove_file(&path).env_context(|| format!("cannot remove {}", path.display()))?;
-            fsutil::sync_dir(fsutil::parent_dir(&path))
-        }
-    });
-    Ok(())
-}
-
 fn pem(certs: &[CertificateDer<'_>]) -> String {
     use base64::Engine;
     let mut out = String::new();
@@ -635,6 +685,11 @@ fn pem(certs: &[CertificateDer<'_>]) -> String {
         out.push_str("-----END CERTIFICATE-----\n");
     }
     out
+}
+
+/// The certificates of a `--ca` file, when one was given.
+fn given_certs(given: Option<&Given>) -> Result<Option<Vec<CertificateDer<'static>>>> {
+    given.map(|g| chain::parse_certs(&g.bytes, &g.origin)).transpose()
 }
 
 fn describe_first(certs: &[CertificateDer<'_>]) -> String {
