@@ -251,9 +251,20 @@ fn is_kt_server(pid: u32) -> bool {
     cmdline.split(|&b| b == 0).any(|arg| arg == b"serve")
 }
 
+/// The last lines after `offset`, reading at most 64 KiB from there (the
+/// log may be large; a link there is not followed).
 fn log_since(path: &Path, offset: u64) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
-    let text = String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or_default()).into_owned();
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) else { return Vec::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = offset.max(len.saturating_sub(MAX));
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.take(MAX).read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("log: {l}")).collect();
     lines[lines.len().saturating_sub(10)..].to_vec()
 }

@@ -46,7 +46,7 @@ impl CertInfo {
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::DNSName(n) => dns_names.push(n.to_string()),
+                    GeneralName::DNSName(n) => dns_names.push(printable(n)),
                     GeneralName::IPAddress(b) if b.len() == 4 => {
                         ips.push(IpAddr::from(<[u8; 4]>::try_from(*b).expect("len 4")))
                     }
@@ -59,8 +59,8 @@ impl CertInfo {
         }
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         Ok(CertInfo {
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
+            subject: printable(&cert.subject().to_string()),
+            issuer: printable(&cert.issuer().to_string()),
             serial: cert.raw_serial_as_string(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
@@ -136,6 +136,16 @@ pub fn format_utc(unix: i64) -> String {
     crate::clock::rfc3339(unix).replacen('T', " ", 1).replace('Z', " UTC")
 }
 
+/// `text` with control characters escaped (`\u{1b}`): a certificate's
+/// names come from whoever made it and are printed on an operator's
+/// terminal, where an escape sequence could rewrite what is shown.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// SHA-256 of `der` as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
@@ -165,5 +175,14 @@ pub fn describe_public_key(spki_der: &[u8]) -> String {
         }
         _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => "Ed25519".into(),
         _ => format!("unknown ({})", spki.algorithm.algorithm.to_id_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("CN=a\u{1b}[2J\nverdict: sound"), "CN=a\\u{1b}[2J\\nverdict: sound");
+        assert_eq!(super::printable("CN=kts01.example.com, O=Ü"), "CN=kts01.example.com, O=Ü");
     }
 }

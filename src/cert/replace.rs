@@ -146,11 +146,20 @@ pub struct Plan {
 }
 
 /// One file of `.ssl` as it will be after the change.
-#[derive(Debug)]
 struct Install {
     path: PathBuf,
     /// None: the file must not exist afterwards.
     contents: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// The contents may be a private key: only their size is shown.
+impl std::fmt::Debug for Install {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.contents {
+            Some(c) => write!(f, "Install({}, {} bytes)", self.path.display(), c.len()),
+            None => write!(f, "Install({}, absent)", self.path.display()),
+        }
+    }
 }
 
 /// What [`apply`] did.
