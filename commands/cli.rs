@@ -690,7 +690,7 @@ pub struct CertReplaceArgs {
     pub ca: Option<PathBuf>,
 
     /// A PKCS#12 bundle holding the key and certificate (and chain).
-    #[arg(long, value_name = "FILE", requires = "pkcs12_password_file")]
+    #[arg(long, value_name = "FILE", requires = "pkcs12_password_file", conflicts_with_all = ["key_password_file", "key_password_script"])]
     pub pkcs12: Option<PathBuf>,
 
     /// A file whose first line is the PKCS#12 bundle's password.

@@ -24,6 +24,9 @@ pub struct ServerProcess {
     pub pid_file: PathBuf,
     pub log_file: PathBuf,
     pub listen: SocketAddr,
+    /// The account the server runs as: a process of another account is
+    /// never taken for it (nor signalled).
+    pub uid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,8 @@ impl ServerProcess {
             pid_file: instance.layout.home.join("kt-server.pid"),
             log_file: instance.layout.log_dir().join("kt-server.log"),
             listen,
+            // SAFETY: geteuid has no preconditions.
+            uid: instance.service_account()?.map(|a| a.uid).unwrap_or_else(|| unsafe { libc::geteuid() }),
         })
     }
 
@@ -64,7 +69,7 @@ impl ServerProcess {
         let Some(pid) = text.trim().parse::<u32>().ok().filter(|p| *p > 0) else {
             return Ok(ServerState::Stale { pid: 0 });
         };
-        if is_kt_server(pid) {
+        if is_kt_server(pid, self.uid) {
             Ok(ServerState::Running { pid })
         } else {
             Ok(ServerState::Stale { pid })
@@ -146,7 +151,7 @@ impl ServerProcess {
         };
         signal(pid, libc::SIGTERM)?;
         let deadline = Instant::now() + STOP_TIMEOUT;
-        while is_kt_server(pid) {
+        while is_kt_server(pid, self.uid) {
             if Instant::now() >= deadline {
                 return Err(Error::env(format!("the server (pid {pid}) did not stop within {} s", STOP_TIMEOUT.as_secs()))
                     .with_hint(format!("see {}; kill -9 {pid} as a last resort", self.log_file.display())));
@@ -176,7 +181,14 @@ impl ServerProcess {
         if let ServerState::Running { pid } = self.state()? {
             return Ok(Some(pid));
         }
-        Ok(find_foreground_server(&self.confdir))
+        Ok(find_foreground_server(&self.confdir, self.uid))
+    }
+
+    /// The certificate the server presents at [`ServerProcess::probe_url`]
+    /// (DER), from a TLS handshake alone: no request is sent.
+    pub fn served_leaf(&self, timeout: Duration) -> Result<Vec<u8>> {
+        let chain = crate::client::https::presented_chain(&self.probe_url(), timeout)?;
+        Ok(chain[0].as_ref().to_vec())
     }
 
     /// The current length of the server log: where a later
@@ -192,12 +204,12 @@ impl ServerProcess {
 }
 
 /// A `kt serve` process (no pid file) whose confdir is `confdir`.
-fn find_foreground_server(confdir: &Path) -> Option<u32> {
+fn find_foreground_server(confdir: &Path, uid: u32) -> Option<u32> {
     let wanted = std::fs::canonicalize(confdir).ok()?;
     let entries = std::fs::read_dir("/proc").ok()?;
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != std::process::id() && is_kt_server(*pid))
+        .filter(|pid| *pid != std::process::id() && is_kt_server(*pid, uid))
         .find(|pid| served_confdir(*pid).is_some_and(|dir| dir == wanted))
 }
 
@@ -244,11 +256,40 @@ fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-/// Whether `pid` is alive and runs `kt ... serve` (a reused pid is not).
-fn is_kt_server(pid: u32) -> bool {
+/// Whether `pid` is alive, runs as `uid`, is a kt binary, and runs
+/// `kt ... serve` (a reused pid, another program's `serve`, another
+/// account's process are not).
+fn is_kt_server(pid: u32, uid: u32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     // A zombie has an empty command line: it is gone for our purposes.
-    cmdline.split(|&b| b == 0).any(|arg| arg == b"serve")
+    if !cmdline.split(|&b| b == 0).any(|arg| arg == b"serve") {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let runs_as = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+    if runs_as != Some(uid) {
+        return false;
+    }
+    is_kt_binary(pid)
+}
+
+/// Whether the process runs this kt binary, or one named `kt` (an
+/// upgraded or differently installed kt still counts). A server that
+/// switched from root to the service account is not dumpable: its
+/// /proc/PID/exe is root's to read, and its argv[0] stands in.
+fn is_kt_binary(pid: u32) -> bool {
+    let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(exe) => {
+            let text = exe.to_string_lossy();
+            PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
+        }
+        Err(_) => {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+            PathBuf::from(String::from_utf8_lossy(argv0).into_owned())
+        }
+    };
+    std::env::current_exe().is_ok_and(|me| me == exe) || exe.file_name().is_some_and(|n| n == "kt")
 }
 
 /// The last lines after `offset`, reading at most 64 KiB from there (the

@@ -15,7 +15,6 @@ use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::cert::key::PrivateKey;
@@ -123,6 +122,21 @@ pub struct KeyMaterial {
 }
 
 impl KeyMaterial {
+    /// The instance's key material as its configuration says now
+    /// (`SSL_CERTIFICATE`, `SSL_PRIVATE_KEY`, `SSL_CA`,
+    /// `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`): read at start and again at every
+    /// reload, so `kt cert replace` may change paths and script.
+    pub fn for_instance(instance: &crate::instance::Instance) -> Result<KeyMaterial> {
+        let (certificate, private_key, ca) = instance.tls_files();
+        Ok(KeyMaterial {
+            certificate,
+            private_key,
+            ca: Some(ca),
+            password_script: instance.settings.ssl_private_key_password_script.clone(),
+            script_runs_as: instance.service_account()?,
+        })
+    }
+
     /// Reads, decrypts and checks the certificate chain and key.
     pub fn load(&self, provider: &CryptoProvider) -> Result<CertifiedKey> {
         let mut chain = read_certs(&self.certificate)?;
@@ -160,17 +174,14 @@ impl KeyMaterial {
     }
 }
 
-/// Every certificate of a PEM file (at least one).
+/// Every certificate of a certificate file (at least one); an unreadable
+/// configured file is the environment's fault.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| Error::env(format!("cannot read the certificate {}", path.display())).because_err(&e))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::usage(format!("{} is not a PEM certificate file", path.display())).because(e))?;
-    if certs.is_empty() {
-        return Err(Error::usage(format!("{} holds no certificate", path.display())));
-    }
-    Ok(certs)
+    // The one reader of certificate files (PEM, any number, or one DER):
+    // what kt cert checks and installs is what the server reads.
+    crate::cert::chain::parse_certs(&bytes, &path.display().to_string())
 }
 
 /// The certificate the server presents, replaceable while it runs

@@ -96,11 +96,19 @@ fn a_ca_signed_certificate_replaces_the_served_one_with_no_failed_request_and_ro
     let old_cert = std::fs::read(ssl(&inst, "ssl-cert-keytrustee.pem")).unwrap();
     let old_ssl = snapshot(&inst.confdir.join(".ssl"));
 
-    // An openssl root and intermediate sign a certificate for the
-    // instance's current key; the chain file lists root first.
+    // kt's own CSR for the instance's key, signed by an openssl
+    // intermediate under an openssl root; the chain file lists root first.
     let (root, root_key) = make_ca(dir, "root", None);
     let (int, int_key) = make_ca(dir, "intermediate", Some((&root, &root_key)));
-    let leaf = sign(dir, "leaf", &ssl(&inst, "ssl-cert-keytrustee-pk.pem"), &["localhost", "127.0.0.1"], (&int, &int_key));
+    let csr = dir.join("kt.csr");
+    inst.kt(&["cert", "generate", "--csr", csr.to_str().unwrap(), "--subject", "/O=Example/OU=Ops"]).expect(0);
+    openssl(&["req", "-verify", "-noout", "-in", csr.to_str().unwrap()]).expect(0);
+    let leaf = dir.join("leaf.pem");
+    openssl(&[
+        "x509", "-req", "-in", csr.to_str().unwrap(), "-CA", int.to_str().unwrap(), "-CAkey", int_key.to_str().unwrap(),
+        "-CAcreateserial", "-days", "20", "-copy_extensions", "copyall", "-out", leaf.to_str().unwrap(),
+    ])
+    .expect(0);
     let chain = dir.join("chain.pem");
     cat(&chain, &[&root, &int]);
 
@@ -108,6 +116,14 @@ fn a_ca_signed_certificate_replaces_the_served_one_with_no_failed_request_and_ro
     let both = dir.join("both.pem");
     cat(&both, &[&inst.ca(), &root]);
     let stop = Arc::new(AtomicBool::new(false));
+    // The clients stop however this test ends.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_clients = StopOnDrop(stop.clone());
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let port = inst.server_port;
     let clients: Vec<_> = (0..2)
@@ -129,7 +145,9 @@ fn a_ca_signed_certificate_replaces_the_served_one_with_no_failed_request_and_ro
             })
         })
         .collect();
+    let warmup = std::time::Instant::now() + Duration::from_secs(30);
     while ok.load(Ordering::Relaxed) < 5 {
+        assert!(std::time::Instant::now() < warmup, "the clients got no answer before the replace ({} failed)", failed.load(Ordering::Relaxed));
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -225,6 +243,7 @@ fn every_refusal_changes_nothing_and_exits_2() {
     inst.kt(&["server", "start"]).expect(0);
     let dir = &inst.dir.path;
     let served = served_cert(&inst);
+    assert!(served.contains("Fingerprint"), "openssl s_client read no certificate: {served:?}");
     let before = snapshot(&inst.confdir);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let day = 86_400;
@@ -257,7 +276,7 @@ fn every_refusal_changes_nothing_and_exits_2() {
         (vec![s(&other_host)], "does not name this host"),
         (vec![s(&good), "--key".into(), s(&other_key)], "does not belong to the certificate"),
         (vec![s(&signed), "--ca".into(), s(&unrelated)], "does not verify"),
-        (vec![s(&garbage)], "certificate"),
+        (vec![s(&garbage)], "holds a certificate kt cannot read"),
         (vec![s(&good), "--key".into(), s(&legacy)], "legacy encrypted PEM"),
         (vec![s(&good), "--key".into(), s(&encrypted), "--key-password-script".into(), "echo wrong".into()], "cannot decrypt"),
         (vec![s(&good), "--key".into(), s(&encrypted)], "encrypted"),
@@ -294,6 +313,7 @@ fn a_reload_that_fails_in_the_server_puts_everything_back() {
     inst.kt(&["server", "start"]).expect(0);
     let dir = &inst.dir.path;
     let served = served_cert(&inst);
+    assert!(served.contains("Fingerprint"), "openssl s_client read no certificate: {served:?}");
     let before = snapshot(&inst.confdir);
     let conf_before = std::fs::read(inst.confdir.join("keytrustee.conf")).unwrap();
 
@@ -316,16 +336,13 @@ fn a_reload_that_fails_in_the_server_puts_everything_back() {
         .expect(3);
     assert!(out.stderr.contains("everything was put back"), "{}", out.stderr);
     assert!(out.stderr.contains("reload failed"), "{}", out.stderr);
+    // The failure is the script's own, in the server: the check passed.
+    assert!(out.stderr.contains("no password for you"), "{}", out.stderr);
     assert!(!out.stderr.contains("NOT UNDONE"), "{}", out.stderr);
     assert_eq!(served_cert(&inst), served, "the old certificate is not served after the rollback");
     assert_eq!(std::fs::read(inst.confdir.join("keytrustee.conf")).unwrap(), conf_before);
-    let mut after = snapshot(&inst.confdir);
-    // The files are back byte for byte (write_atomic gives them new inodes,
-    // which the snapshot does not see).
-    after.retain(|p, _| !p.starts_with("logs"));
-    let mut expected = before.clone();
-    expected.retain(|p, _| !p.starts_with("logs"));
-    assert_eq!(after, expected);
+    // Every file back byte for byte, with its mode and owner.
+    assert_eq!(snapshot(&inst.confdir), before);
     assert!(!inst.confdir.join(".ssl.bak").exists());
     // And the server still serves requests.
     let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
@@ -377,14 +394,6 @@ fn pkcs12_bundles_a_stopped_server_and_a_foreground_server() {
 
     // `kt serve` in the foreground, no pid file (systemd's kt-server.service):
     // found and reloaded all the same.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kt"))
-        .arg("-c")
-        .arg(&inst.confdir)
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -392,15 +401,26 @@ fn pkcs12_bundles_a_stopped_server_and_a_foreground_server() {
             let _ = self.0.wait();
         }
     }
-    let _guard = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]).0 != 200 {
-            assert!(std::time::Instant::now() < deadline, "kt serve did not answer");
-            assert!(child.try_wait().unwrap().is_none(), "kt serve exited");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Kill(child)
-    };
+    let foreground_log = dir.join("foreground.log");
+    let mut child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kt"))
+            .arg("-c")
+            .arg(&inst.confdir)
+            .arg("serve")
+            .stdout(std::fs::File::create(&foreground_log).unwrap())
+            .stderr(std::fs::File::create(dir.join("foreground.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "kt serve did not answer");
+        assert!(child.0.try_wait().unwrap().is_none(), "kt serve exited: {}", std::fs::read_to_string(dir.join("foreground.err")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // kt cert check finds the foreground server too, and what it serves.
+    let check = inst.kt(&["cert", "check", "--warn-days", "5"]).expect(0);
+    assert!(check.stdout.contains("serves it"), "{}", check.stdout);
     assert!(!inst.home.join("kt-server.pid").exists());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let fresh = dir.join("fresh.pem");
@@ -455,7 +475,9 @@ fn what_the_service_account_can_write_never_runs_as_root() {
     inst.set_config("SSL_PRIVATE_KEY", serde_json::json!(encrypted.to_str().unwrap()));
     inst.set_config("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", serde_json::json!(format!("id -un >> {}/who; echo pw", marks.display())));
     inst.kt(&["cert", "check"]).expect(0);
-    assert_eq!(std::fs::read_to_string(marks.join("who")).unwrap().trim(), "keytrustee");
+    // Run by the check of the key, and again by the server's own loader.
+    let who = std::fs::read_to_string(marks.join("who")).unwrap();
+    assert!(!who.is_empty() && who.lines().all(|l| l == "keytrustee"), "{who}");
     // SERVICE_USER naming root (written by a compromised account) is refused.
     inst.set_config("SERVICE_USER", serde_json::json!("root"));
     for args in [&["cert", "check"][..], &["cert", "replace", "--cert", ssl(&inst, "ssl-cert-keytrustee.pem").to_str().unwrap()], &["verify"]] {
@@ -464,7 +486,7 @@ fn what_the_service_account_can_write_never_runs_as_root() {
         let said = format!("{}{}", out.stdout, out.stderr);
         assert!(said.contains("is root or does not own the confdir"), "{args:?}: {said}");
     }
-    assert_eq!(std::fs::read_to_string(marks.join("who")).unwrap().trim(), "keytrustee", "root ran the script");
+    assert_eq!(std::fs::read_to_string(marks.join("who")).unwrap(), who, "root ran the script");
 }
 
 #[test]
@@ -476,4 +498,56 @@ fn a_staging_directory_left_by_a_killed_run_stops_the_next_one() {
     let out = inst.kt(&["cert", "replace", "--cert", ssl(&inst, "ssl-cert-keytrustee.pem").to_str().unwrap()]).expect(3);
     assert!(out.stderr.contains("left from an interrupted kt cert run"), "{}", out.stderr);
     assert_eq!(snapshot(&inst.confdir), before);
+}
+
+#[test]
+fn an_encrypted_key_replaces_files_kept_outside_ssl_on_a_running_server() {
+    let inst = Instance::serving("cert-encrypted");
+    let dir = &inst.dir.path;
+    // The documented override: the certificate files somewhere else.
+    let alt = inst.home.join("pki");
+    std::fs::create_dir(&alt).unwrap();
+    for (name, key) in [("cert.pem", "SSL_CERTIFICATE"), ("key.pem", "SSL_PRIVATE_KEY"), ("ca.pem", "SSL_CA")] {
+        let from = match name {
+            "cert.pem" => ssl(&inst, "ssl-cert-keytrustee.pem"),
+            "key.pem" => ssl(&inst, "ssl-cert-keytrustee-pk.pem"),
+            _ => inst.ca(),
+        };
+        std::fs::copy(&from, alt.join(name)).unwrap();
+        inst.set_config(key, serde_json::json!(alt.join(name).to_str().unwrap()));
+    }
+    if is_root() {
+        run(std::process::Command::new("chown").args(["-R", "keytrustee:"]).arg(&alt)).expect(0);
+    }
+    inst.kt(&["server", "start"]).expect(0);
+    let original = served_cert(&inst);
+    assert_eq!(original, file_cert(&alt.join("cert.pem")));
+
+    let key = dir.join("new-key.pem");
+    let encrypted = dir.join("new-key.enc.pem");
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", key.to_str().unwrap()]).expect(0);
+    openssl(&["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:right", "-in", key.to_str().unwrap(), "-out", encrypted.to_str().unwrap()]).expect(0);
+    let cert = dir.join("new-cert.pem");
+    openssl(&[
+        "req", "-x509", "-key", key.to_str().unwrap(), "-days", "90", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-out", cert.to_str().unwrap(),
+    ])
+    .expect(0);
+    // Too few days left: a warning, not a refusal.
+    let out = inst
+        .kt(&["cert", "replace", "--cert", cert.to_str().unwrap(), "--key", encrypted.to_str().unwrap(), "--key-password-script", "echo right", "--warn-days", "100"])
+        .expect(0);
+    assert!(out.stderr.contains("warning: the certificate expires in"), "{}", out.stderr);
+    assert_eq!(served_cert(&inst), file_cert(&cert));
+    let conf = config(&inst);
+    assert_eq!(conf["SSL_PRIVATE_KEY_PASSWORD_SCRIPT"], "echo right");
+    assert_eq!(conf["SSL_PRIVATE_KEY"], ssl(&inst, "ssl-cert-keytrustee-pk.pem").to_str().unwrap());
+    assert!(std::fs::read_to_string(ssl(&inst, "ssl-cert-keytrustee-pk.pem")).unwrap().contains("ENCRYPTED PRIVATE KEY"), "the key stays encrypted at rest");
+    openssl(&["pkey", "-in", ssl(&inst, "ssl-cert-keytrustee-pk.pem").to_str().unwrap(), "-passin", "pass:right", "-noout"]).expect(0);
+    inst.kt(&["cert", "check"]).expect(0);
+    // The files outside .ssl were not touched, and rollback goes back to them.
+    assert_eq!(file_cert(&alt.join("cert.pem")), original);
+    inst.kt(&["cert", "rollback"]).expect(0);
+    assert_eq!(served_cert(&inst), original);
+    assert_eq!(config(&inst)["SSL_PRIVATE_KEY_PASSWORD_SCRIPT"], "");
 }

@@ -13,6 +13,17 @@ use crate::cert::key::PrivateKey;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
+/// `der` as PEM with `label` (64-character lines, LF), the encoding of
+/// every certificate and key kt writes.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    pkcs8::der::pem::encode_string(label, pkcs8::der::pem::LineEnding::LF, der).expect("a PEM label kt chose and any DER encode")
+}
+
+/// Certificates as one PEM text, in order.
+pub fn certs_pem(certs: &[CertificateDer<'_>]) -> String {
+    certs.iter().map(|c| pem("CERTIFICATE", c)).collect()
+}
+
 /// Every certificate of a file: one or more PEM certificates, or one DER.
 pub fn read_cert_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = std::fs::read(path)

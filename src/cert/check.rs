@@ -19,13 +19,16 @@ use serde::Serialize;
 use crate::cert::chain;
 use crate::cert::info::{format_utc, CertInfo};
 use crate::cert::key::PrivateKey;
-use crate::client::https;
-use crate::daemon::{ServerProcess, ServerState};
+
+use crate::daemon::ServerProcess;
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
 use crate::secret::PasswordSource;
 use crate::verify::{Report, Status};
 
+/// The finding of the server's own loader (only reported when it fails
+/// where the other findings passed).
+const LOADS: &str = "loads";
 /// How long the handshake with the running server may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -96,7 +99,18 @@ pub fn check_instance(instance: &Instance, warn_days: i64) -> Result<CertCheck> 
     let runs_as = instance.service_account()?;
     let script = instance.settings.ssl_private_key_password_script.clone().map(|s| PasswordSource::Script(s).run_by(runs_as.as_ref()));
     let (status, detail) = key(leaf_der, &cert_path, &key_path, script.as_ref())?;
+    let key_ok = status == Status::Ok;
     report.push(KEY, status, detail);
+    // And the whole set through the server's own loader, with the
+    // configured TLS policy: what `kt server start` would load.
+    if key_ok {
+        let loaded = crate::tls::protocol_versions(&instance.settings.tls_min_version)
+            .and_then(|(versions, _)| crate::tls::provider(&instance.settings.ciphers, &versions))
+            .and_then(|provider| crate::tls::KeyMaterial::for_instance(instance)?.load(&provider));
+        if let Err(e) = loaded {
+            report.fail(LOADS, format!("the server would not load it: {e}"));
+        }
+    }
 
     if leaf.covers(&host) {
         report.ok(HOST_NAME, format!("names {host}"));
@@ -228,25 +242,22 @@ fn chain_finding(
 /// Whether the running server presents the configured certificate.
 fn served(instance: &Instance, leaf: &CertificateDer<'_>, cert_path: &Path) -> Result<(Status, String)> {
     let process = ServerProcess::for_instance(instance)?;
-    let pid = match process.state()? {
-        ServerState::Running { pid } => pid,
-        ServerState::Stopped | ServerState::Stale { .. } => {
-            return Ok((Status::Skip, "the server is not running (its next start uses the configured certificate)".into()))
-        }
+    let Some(pid) = process.running_pid()? else {
+        return Ok((Status::Skip, "the server is not running (its next start uses the configured certificate)".into()));
     };
     let url = process.probe_url();
-    let presented = match https::presented_chain(&url, HANDSHAKE_TIMEOUT) {
-        Ok(chain) => chain,
+    let presented = match process.served_leaf(HANDSHAKE_TIMEOUT) {
+        Ok(leaf) => leaf,
         Err(e) => return Ok((Status::Fail, format!("the server (pid {pid}) does not complete a TLS handshake at {url}: {e}"))),
     };
-    if presented[0] == *leaf {
+    if presented == leaf.as_ref() {
         return Ok((Status::Ok, format!("the server at {url} serves it")));
     }
     Ok((
         Status::Fail,
         format!(
             "the server at {url} serves another certificate (SHA-256 {}) than {} (SHA-256 {}): changed without a reload? run kt server reload",
-            crate::cert::info::fingerprint(&presented[0]),
+            crate::cert::info::fingerprint(&presented),
             cert_path.display(),
             crate::cert::info::fingerprint(leaf)
         ),

@@ -178,16 +178,7 @@ impl PrivateKey {
 
     /// The unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        use base64::Engine;
-        let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.pkcs8.as_slice()));
-        let mut pem = Zeroizing::new(String::with_capacity(b64.len() + b64.len() / 64 + 64));
-        pem.push_str("-----BEGIN PRIVATE KEY-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END PRIVATE KEY-----\n");
-        pem
+        Zeroizing::new(super::chain::pem("PRIVATE KEY", &self.pkcs8))
     }
 
     /// The DER SubjectPublicKeyInfo of the key's public half.

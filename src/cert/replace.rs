@@ -52,7 +52,6 @@ use crate::account::Account;
 use crate::cert::chain;
 use crate::cert::info::CertInfo;
 use crate::cert::key::PrivateKey;
-use crate::client::https::{HttpsClient, Trust};
 use crate::config::{self, Config};
 use crate::daemon::ServerProcess;
 use crate::error::{Context, Error, Result};
@@ -242,7 +241,12 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
         .position(|c| chain::key_matches(c, &key))
         .ok_or_else(|| {
             Error::usage("the private key does not belong to the certificate")
-                .because(format!("the key is {}; the certificate's is {}", key.describe(), describe_first(&certs)))
+                .because(format!(
+                    "the key's public half is {} {}; the certificate's is {}",
+                    key.describe(),
+                    short_fingerprint(&key.public_key_info()),
+                    certs.first().and_then(|c| CertInfo::parse(c).ok()).map(|i| format!("{} {}", i.key, short_fingerprint(&i.public_key_info))).unwrap_or_else(|| "unreadable".into())
+                ))
         })?;
     let leaf = certs[leaf_index].clone();
     let carried: Vec<CertificateDer<'static>> =
@@ -307,11 +311,11 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
     let key_path = ssl.join(instance::KEY_FILE);
     let ca_path = ssl.join(instance::CA_FILE);
     let files = vec![
-        Install { path: cert_path.clone(), contents: Some(Zeroizing::new(pem(&[leaf.clone()]).into_bytes())) },
+        Install { path: cert_path.clone(), contents: Some(Zeroizing::new(chain::certs_pem(std::slice::from_ref(&leaf)).into_bytes())) },
         Install { path: key_path.clone(), contents: Some(key.to_file_pem()) },
         Install {
             path: ca_path.clone(),
-            contents: (!chain_ders.is_empty()).then(|| Zeroizing::new(pem(&chain_ders).into_bytes())),
+            contents: (!chain_ders.is_empty()).then(|| Zeroizing::new(chain::certs_pem(&chain_ders).into_bytes())),
         },
     ];
     let mut settings = vec![
@@ -481,19 +485,15 @@ fn wait_until_served(process: &ServerProcess, leaf: &CertificateDer<'_>, log_off
         if let Some(line) = failed.last() {
             return Err(Error::env("the server refused the new certificate on reload").because(line.clone()));
         }
-        let last = match HttpsClient::new(&url, &Trust::Insecure, Duration::from_secs(2)).and_then(|mut c| {
-            c.request("GET", "/?a=fingerprint", &[], b"")?;
-            Ok(c.peer_certificate().map(<[u8]>::to_vec))
-        }) {
-            Ok(Some(der)) if der == leaf.as_ref() => return Ok(()),
-            Ok(Some(der)) => format!("it still serves {}", crate::cert::info::fingerprint(&der)),
-            Ok(None) => "it presented no certificate".to_string(),
+        let last = match process.served_leaf(Duration::from_secs(2)) {
+            Ok(der) if der == leaf.as_ref() => return Ok(()),
+            Ok(der) => format!("it still serves {}", crate::cert::info::fingerprint(&der)),
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
             return Err(Error::env(format!("the server at {url} did not serve the new certificate within {} s", RELOAD_TIMEOUT.as_secs()))
                 .because(last)
-                .with_hint(format!("see {}", process.log_file.display())));
+                .with_hint(format!("see {} (or the journal: journalctl -u kt-server, for a server run by systemd)", process.log_file.display())));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -681,26 +681,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fsutil::sync_dir(to)
 }
 
-fn pem(certs: &[CertificateDer<'_>]) -> String {
-    use base64::Engine;
-    let mut out = String::new();
-    for cert in certs {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
-}
-
 /// The certificates of a `--ca` file, when one was given.
 fn given_certs(given: Option<&Given>) -> Result<Option<Vec<CertificateDer<'static>>>> {
     given.map(|g| chain::parse_certs(&g.bytes, &g.origin)).transpose()
 }
 
-fn describe_first(certs: &[CertificateDer<'_>]) -> String {
-    certs.first().and_then(|c| CertInfo::parse(c).ok()).map(|i| i.key).unwrap_or_else(|| "unknown".into())
+/// The first bytes of a public key's SHA-256: enough to tell two keys of
+/// the same kind apart in a message.
+fn short_fingerprint(public_key_info: &[u8]) -> String {
+    let full = crate::cert::info::fingerprint(public_key_info);
+    format!("(SHA-256 {}...)", &full[..full.len().min(23)])
 }

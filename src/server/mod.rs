@@ -35,6 +35,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub key_material: KeyMaterial,
+    /// Where the configuration is read again on SIGHUP.
+    pub confdir: PathBuf,
     pub provider: rustls::crypto::CryptoProvider,
     pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
     pub version_warning: Option<String>,
@@ -57,19 +59,13 @@ impl ServerSettings {
         let s = &instance.settings;
         let (versions, version_warning) = tls::protocol_versions(&s.tls_min_version)?;
         let provider = tls::provider(&s.ciphers, &versions)?;
-        let (certificate, private_key, ca) = instance.tls_files();
-        let key_material = KeyMaterial {
-            certificate,
-            private_key,
-            ca: Some(ca),
-            password_script: s.ssl_private_key_password_script.clone(),
-            script_runs_as: instance.service_account()?,
-        };
+        let key_material = KeyMaterial::for_instance(instance)?;
         let public = crate::pgp::load_public_key(&instance.layout.pubring())?;
         let limits = &s.limits;
         Ok(ServerSettings {
             listen: s.listen,
             key_material,
+            confdir: instance.layout.confdir.clone(),
             provider,
             versions,
             version_warning,
@@ -201,7 +197,12 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 });
             }
             _ = sighup.recv() => {
-                match settings.key_material.load(&settings.provider) {
+                // The configuration is read again: a replace may have
+                // changed the paths or the password script.
+                let fresh = crate::instance::Layout::new(Some(&settings.confdir))
+                    .and_then(|layout| layout.load())
+                    .and_then(|instance| KeyMaterial::for_instance(&instance));
+                match fresh.and_then(|material| material.load(&settings.provider)) {
                     Ok(new) => {
                         cert.replace(new);
                         info!("SIGHUP: reloaded the certificate, key and CA");
