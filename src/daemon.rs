@@ -2,7 +2,10 @@
 //! background, managed the way an init script would: a pid file and a log
 //! file under the instance home, start waits until the server answers over
 //! HTTPS, stop is graceful (SIGTERM, then wait), reload is SIGHUP.
-//! Under systemd use `scripts/systemd/kt-server.service` instead.
+//! Under systemd use `scripts/systemd/kt-server.service` instead: a
+//! `kt serve` run in the foreground there has no pid file, and
+//! [`ServerProcess::running_pid`] finds it by its command line and account
+//! (for `kt server reload` and `kt cert`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};

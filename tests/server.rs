@@ -443,7 +443,6 @@ fn give_to_service_account(inst: &Instance, path: &Path) {
     std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).unwrap();
 }
 
-/// The SHA-256 fingerprint of the certificate the server presents now.
 #[test]
 fn sighup_swaps_the_certificate_without_dropping_connections() {
     let inst = Instance::serving("reload");

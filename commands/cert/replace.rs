@@ -42,7 +42,7 @@ pub fn rollback(global: &GlobalArgs, args: CertRollbackArgs, printer: &Printer) 
     let options = Options {
         source: Source::Backup,
         ca: None,
-        warn_days: 0,
+        warn_days: 30,
         allow_hostname_mismatch: args.allow_hostname_mismatch,
     };
     change(global, options, args.dry_run, "rollback", printer)
@@ -107,7 +107,7 @@ fn print_plan(plan: &Plan, dry_run: bool, printer: &Printer) -> std::io::Result<
         }
     ));
     lines.push(format!(
-        "backup:       .ssl is copied to {}{}",
+        "backup:       the current .ssl becomes {}{}",
         plan.backup_dir.display(),
         plan.set_aside.as_ref().map(|p| format!(" (the older one is kept as {})", p.display())).unwrap_or_default()
     ));

@@ -74,12 +74,6 @@ impl CertInfo {
         })
     }
 
-    /// Reads the first certificate of a PEM file.
-    pub fn from_pem_file(path: &std::path::Path) -> Result<CertInfo, String> {
-        let certs = crate::tls::read_certs(path).map_err(|e| e.to_string())?;
-        CertInfo::parse(&certs[0])
-    }
-
     /// The common name of the subject, if it has one.
     pub fn common_name(&self) -> Option<&str> {
         self.subject
@@ -122,11 +116,6 @@ impl CertInfo {
 
     pub fn days_left_at(&self, now: i64) -> i64 {
         (self.not_after - now).div_euclid(86_400)
-    }
-
-    /// Valid at `now` (Unix seconds).
-    pub fn is_valid_at(&self, now: i64) -> bool {
-        self.not_before <= now && now <= self.not_after
     }
 }
 
