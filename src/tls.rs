@@ -163,13 +163,7 @@ impl KeyMaterial {
 
     fn read_key(&self) -> Result<PrivateKeyDer<'static>> {
         let script = self.password_script.clone().map(|s| PasswordSource::Script(s).run_by(self.script_runs_as.as_ref()));
-        // A configured key that cannot be read is the environment's fault
-        // (exit 3), unlike a key file named on the command line.
-        let path = &self.private_key;
-        let bytes = zeroize::Zeroizing::new(
-            std::fs::read(path).map_err(|e| Error::env(format!("cannot read the TLS key {}", path.display())).because_err(&e))?,
-        );
-        let key = PrivateKey::parse(&bytes, &path.display().to_string(), script.as_ref(), "SSL_PRIVATE_KEY_PASSWORD_SCRIPT")?;
+        let key = PrivateKey::read_configured(&self.private_key, script.as_ref())?;
         Ok(key.rustls_der())
     }
 }

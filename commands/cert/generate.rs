@@ -113,7 +113,10 @@ pub fn run(global: &GlobalArgs, args: CertGenerateArgs, printer: &Printer) -> Co
                 ),
             };
             printer.detail(format!("kt: using the instance's key {}", key_path.display()));
-            PrivateKey::read(&key_path, source.as_ref(), what)?
+            match args.password.source() {
+                Some(_) => PrivateKey::read(&key_path, source.as_ref(), what)?,
+                None => PrivateKey::read_configured(&key_path, source.as_ref())?,
+            }
         }
     };
 

@@ -165,12 +165,10 @@ fn key(
     key_path: &Path,
     script: Option<&PasswordSource>,
 ) -> Result<(Status, String)> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(key_path).map_err(|e| {
-        Error::env(format!("cannot read the TLS key {}", key_path.display()))
-            .because_err(&e)
-            .with_hint("SSL_PRIVATE_KEY in keytrustee.conf names it")
-    })?);
-    let key = match PrivateKey::parse(&bytes, &key_path.display().to_string(), script, "SSL_PRIVATE_KEY_PASSWORD_SCRIPT") {
+    if let Err(e) = std::fs::metadata(key_path) {
+        return Err(Error::env(format!("cannot read the TLS key {}", key_path.display())).because_err(&e));
+    }
+    let key = match PrivateKey::read_configured(key_path, script) {
         Ok(key) => key,
         // The password script could not be run: nothing to judge.
         Err(e) if e.kind() == Kind::Environment => return Err(e),

@@ -65,6 +65,18 @@ impl PrivateKey {
         PrivateKey::parse(&bytes, &path.display().to_string(), password, password_what)
     }
 
+    /// Reads the instance's configured key (`SSL_PRIVATE_KEY`) with the
+    /// configured script: a file that cannot be read is the environment's
+    /// fault (exit 3), unlike a key file named on the command line.
+    pub fn read_configured(path: &Path, script: Option<&PasswordSource>) -> Result<PrivateKey> {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            Error::env(format!("cannot read the TLS key {}", path.display()))
+                .because_err(&e)
+                .with_hint("SSL_PRIVATE_KEY in keytrustee.conf names it")
+        })?);
+        PrivateKey::parse(&bytes, &path.display().to_string(), script, "SSL_PRIVATE_KEY_PASSWORD_SCRIPT")
+    }
+
     /// Parses a key from `bytes` (PEM or DER); `origin` names it in errors.
     pub fn parse(bytes: &[u8], origin: &str, password: Option<&PasswordSource>, password_what: &str) -> Result<PrivateKey> {
         let is_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");

@@ -201,8 +201,10 @@ pub fn plan(instance: &Instance, options: &Options, now: i64) -> Result<Plan> {
                             .clone()
                             .or_else(|| current_script.clone().map(PasswordSource::Script))
                             .map(|p| p.run_by(runs_as.as_ref()));
-                        let what = if password.is_some() { password_what.as_str() } else { "SSL_PRIVATE_KEY_PASSWORD_SCRIPT" };
-                        let key = PrivateKey::read(&current_key, source.as_ref(), what)?;
+                        let key = match password {
+                            Some(_) => PrivateKey::read(&current_key, source.as_ref(), password_what)?,
+                            None => PrivateKey::read_configured(&current_key, source.as_ref())?,
+                        };
                         (key, source.as_ref().and_then(|p| p.script()).map(str::to_string))
                     }
                 };
