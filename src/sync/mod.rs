@@ -90,6 +90,7 @@
 pub mod filter;
 pub mod list;
 pub mod receive;
+pub mod remote;
 pub mod send;
 pub mod wire;
 
