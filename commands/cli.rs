@@ -39,7 +39,26 @@ pub fn command() -> clap::Command {
 pub fn parse() -> Cli {
     use clap::FromArgMatches;
     let matches = command().get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Ha(HaCommand::Sync(args)) = &mut cli.command {
+        if let Some(m) = matches.subcommand_matches("ha").and_then(|m| m.subcommand_matches("sync")) {
+            args.rules = filter_rules(m);
+        }
+    }
+    cli
+}
+
+/// `--include` and `--exclude` in the order given (first match wins, so
+/// the order between the two lists matters): `(include, pattern)`.
+fn filter_rules(m: &clap::ArgMatches) -> Vec<(bool, String)> {
+    let mut rules = Vec::new();
+    for (id, include) in [("exclude", false), ("include", true)] {
+        if let (Some(values), Some(indices)) = (m.get_many::<String>(id), m.indices_of(id)) {
+            rules.extend(values.zip(indices).map(|(v, i)| (i, include, v.clone())));
+        }
+    }
+    rules.sort_by_key(|r| r.0);
+    rules.into_iter().map(|(_, include, v)| (include, v)).collect()
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +100,8 @@ pub enum Command {
     Restore(RestoreArgs),
     #[command(subcommand)]
     Cert(CertCommand),
+    #[command(subcommand)]
+    Ha(HaCommand),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -756,4 +777,133 @@ pub struct CertCheckArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// High availability: copy the configuration to the passive host.
+#[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    Sync(HaSyncArgs),
+}
+
+/// Copy files and directories as rsync does, locally or to or from another host.
+///
+/// The documented HA bootstrap step, with no rsync on either host and the
+/// same command line:
+///
+///     kt ha sync -zcav --exclude .ssl /var/lib/keytrustee/.keytrustee root@kts02.example.com:/var/lib/keytrustee/.
+///
+/// SRC or DEST may be [USER@]HOST:PATH (a `:` with no `/` before it): kt
+/// then starts `RSH [USER@]HOST REMOTE_KT ha sync --server ...` on that
+/// host and speaks kt's own sync protocol over its pipe, as rsync -e does.
+/// rsync's trailing-slash rule holds: SRC `dir` copies the directory into
+/// DEST, `dir/` its contents. Only what differs is sent; a changed file
+/// sends its changed blocks (rsync's delta algorithm), and every file is
+/// checked against the sender's SHA-256 before it lands by temp file,
+/// fsync and rename: an interrupted sync leaves each file whole, old or
+/// new. The receiving side refuses paths that would leave DEST and a
+/// sender that lies about sizes or checksums.
+///
+/// Output as rsync's: nothing without -v or -i; -v prints one line per
+/// transferred path, then the totals; -i rsync's itemized changes.
+/// Exit codes: 1 when some files could not be transferred (rsync's 23),
+/// 2 usage error or refused input, 3 when the remote side could not be
+/// started or the connection broke (the remote's stderr is quoted).
+#[derive(Debug, Args)]
+pub struct HaSyncArgs {
+    /// Archive mode: -rlptgoD.
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+
+    /// Copy directories recursively.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// Copy symlinks as symlinks (without it they are skipped).
+    #[arg(short = 'l', long)]
+    pub links: bool,
+
+    /// Set the permissions of DEST files to those of SRC.
+    #[arg(short = 'p', long)]
+    pub perms: bool,
+
+    /// Set modification times (without it, a changed file gets the time of the copy).
+    #[arg(short = 't', long)]
+    pub times: bool,
+
+    /// Set groups, by name where the name exists on the receiving host.
+    #[arg(short = 'g', long)]
+    pub group: bool,
+
+    /// Set owners, by name where the name exists (only when receiving as root).
+    #[arg(short = 'o', long)]
+    pub owner: bool,
+
+    /// Copy devices (as root), fifos and sockets.
+    #[arg(short = 'D', long)]
+    pub devices: bool,
+
+    /// Compare files by SHA-256 instead of size and modification time.
+    ///
+    /// -c is --checksum here, as in rsync, not kt's --confdir (this command
+    /// uses no instance).
+    #[arg(short = 'c', long)]
+    pub checksum: bool,
+
+    /// Compress the data on the wire (zlib) to and from a remote host.
+    #[arg(short = 'z', long)]
+    pub compress: bool,
+
+    /// Show what would change, change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Print each change in rsync's notation (>f+++++++++, .d..t......, *deleting).
+    #[arg(short = 'i', long)]
+    pub itemize_changes: bool,
+
+    /// Remove DEST files that SRC does not have (not excluded ones), after the transfer.
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Skip paths matching PATTERN (rsync's rules: `/` anchors, a trailing
+    /// `/` matches directories, `*`, `**`, `?`; first matching rule wins;
+    /// repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Do not skip paths matching PATTERN (before a broader --exclude; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+
+    /// The remote shell that reaches HOST, split into words as a shell would.
+    #[arg(short = 'e', long, value_name = "CMD", default_value = "ssh")]
+    pub rsh: String,
+
+    /// kt's command on the remote host (used verbatim: 'sudo kt' works).
+    #[arg(long, value_name = "PATH", default_value = "kt")]
+    pub remote_kt: String,
+
+    /// Run the remote side of a session on stdin and stdout (started by kt).
+    #[arg(long, hide = true)]
+    pub server: bool,
+
+    /// With --server: send PATH....
+    #[arg(long, hide = true, requires = "server", conflicts_with = "receiver")]
+    pub sender: bool,
+
+    /// With --server: receive into PATH.
+    #[arg(long, hide = true, requires = "server")]
+    pub receiver: bool,
+
+    /// Keeps kt's global -c (--confdir) off this command, where -c is --checksum.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub confdir: Option<PathBuf>,
+
+    /// The sources, then the destination directory.
+    #[arg(required = true, value_name = "SRC... DEST")]
+    pub paths: Vec<std::ffi::OsString>,
+
+    /// --include and --exclude in command-line order (filled by `parse`).
+    #[arg(skip)]
+    pub rules: Vec<(bool, String)>,
 }

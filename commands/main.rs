@@ -8,6 +8,7 @@ mod cert;
 mod client;
 mod db;
 mod fingerprint;
+mod ha;
 mod init;
 mod org;
 mod printer;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&cli.global, args, &printer),
         Command::Restore(args) => restore::run(&cli.global, args, &printer),
         Command::Cert(command) => cert::run(&cli.global, command, &printer),
+        Command::Ha(command) => ha::run(&cli.global, command, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

@@ -31,6 +31,9 @@ _kt() {
             kt,fingerprint)
                 cmd="kt__subcmd__fingerprint"
                 ;;
+            kt,ha)
+                cmd="kt__subcmd__ha"
+                ;;
             kt,help)
                 cmd="kt__subcmd__help"
                 ;;
@@ -172,6 +175,18 @@ _kt() {
             kt__subcmd__db__subcmd__help,stop)
                 cmd="kt__subcmd__db__subcmd__help__subcmd__stop"
                 ;;
+            kt__subcmd__ha,help)
+                cmd="kt__subcmd__ha__subcmd__help"
+                ;;
+            kt__subcmd__ha,sync)
+                cmd="kt__subcmd__ha__subcmd__sync"
+                ;;
+            kt__subcmd__ha__subcmd__help,help)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__ha__subcmd__help,sync)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__sync"
+                ;;
             kt__subcmd__help,backup)
                 cmd="kt__subcmd__help__subcmd__backup"
                 ;;
@@ -186,6 +201,9 @@ _kt() {
                 ;;
             kt__subcmd__help,fingerprint)
                 cmd="kt__subcmd__help__subcmd__fingerprint"
+                ;;
+            kt__subcmd__help,ha)
+                cmd="kt__subcmd__help__subcmd__ha"
                 ;;
             kt__subcmd__help,help)
                 cmd="kt__subcmd__help__subcmd__help"
@@ -255,6 +273,9 @@ _kt() {
                 ;;
             kt__subcmd__help__subcmd__db,stop)
                 cmd="kt__subcmd__help__subcmd__db__subcmd__stop"
+                ;;
+            kt__subcmd__help__subcmd__ha,sync)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__sync"
                 ;;
             kt__subcmd__help__subcmd__org,add)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__add"
@@ -389,7 +410,7 @@ _kt() {
 
     case "${cmd}" in
         kt)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert ha help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1376,8 +1397,110 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__ha)
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version sync help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help)
+            opts="sync help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__sync)
+            opts="-a -r -l -p -t -g -o -D -c -z -n -i -e -q -v -h -V --archive --recursive --links --perms --times --group --owner --devices --checksum --compress --dry-run --itemize-changes --delete --exclude --include --rsh --remote-kt --server --sender --receiver --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-kt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__help)
-            opts="init db fingerprint serve server org client backup verify restore cert help"
+            opts="init db fingerprint serve server org client backup verify restore cert ha help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1673,6 +1796,34 @@ _kt() {
         kt__subcmd__help__subcmd__fingerprint)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha)
+            opts="sync"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

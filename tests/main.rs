@@ -18,4 +18,5 @@ mod load;
 mod org;
 mod restore;
 mod server;
+mod sync;
 mod verify;

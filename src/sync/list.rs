@@ -288,6 +288,19 @@ impl Walker<'_> {
     }
 }
 
+/// The list's size as rsync's "total size is" counts it: regular files'
+/// sizes and symlinks' target lengths.
+pub fn total_size(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| match e.kind {
+            FileKind::File => e.size,
+            FileKind::Symlink => e.target.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Account names longer than the wire allows are sent as none (numeric ids).
 fn truncate_name(name: Vec<u8>) -> Vec<u8> {
     if name.len() > super::wire::MAX_ACCOUNT_NAME {

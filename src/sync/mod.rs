@@ -16,7 +16,7 @@
 //!   holds every safety check.
 //! - [`sync_local`]: both sides in one process over two pipes; the same
 //!   [`send::send`] and [`receive::receive`] run over any `Read`/`Write`
-//!   pair, which is how the remote side will be driven.
+//!   pair, which is how the remote side is driven ([`remote`]).
 //!
 //! # The protocol
 //!
@@ -32,6 +32,8 @@
 //!                   <-------------------- Request{i, empty}* EndOfPhase Done
 //!   (whole files for any that failed       (redo phase: a file whose rebuilt
 //!    their SHA-256 check) EndOfPhase --->   data did not match its SHA-256)
+//!                   <-------------------- Item* Note* Done (a remote
+//!                                          receiver only: its report)
 //! ```
 //!
 //! Data goes in segments of at most [`wire::SEGMENT`] bytes, cut on the
@@ -56,40 +58,47 @@
 //! leaving the file being received as it was, but files already landed
 //! stay (each whole and verified).
 //!
+//! # The remote side
+//!
+//! [`remote`]: `[user@]host:path` (rsync's rule: a `:` with no `/` before
+//! it), the remote shell started as `RSH [user@]host REMOTE_KT ha sync
+//! --server --sender|--receiver [options] -- PATH...` (every word but
+//! REMOTE_KT shell-quoted, since ssh hands them to a shell), the session
+//! over its pipes, `-z` as one zlib stream each way, byte counts on the
+//! pipes, and the remote's stderr quoted when it fails. A remote receiver
+//! reports its changes (`Item`) and per-file failures (`Note`) after the
+//! session, so a push prints `-i`/`-v` and exits 1 like a local run.
+//! `commands/ha.rs` is the command line (`kt ha sync`).
+//!
 //! # Left for the next session
 //!
-//! - `commands/`: `kt ha sync [OPTIONS] SRC... DEST` (rsync option parsing,
-//!   `-a` expansion, `-v` lines and rsync's totals line from the stats,
-//!   `-i` printing with [`receive::Item::line`], exit codes: per-file
-//!   errors in the stats are exit 1, like rsync's 23).
-//! - The remote side: `[user@]host:path`, `--rsh`/`-e` (default `ssh`),
-//!   `--remote-kt`, a hidden `kt ha sync --server --sender|--receiver`
-//!   running [`send::send`] or [`receive::receive`] on stdin/stdout; the
-//!   client's options (filter rules from [`filter::Filter::rules`], -p -t
-//!   -o -g -D -c --delete -n) go on that command line as rsync does; stderr
-//!   of the remote quoted on failure (exit 3).
-//! - `-z`: compress frames (flate2 is already in the tree through zip).
-//! - Performance for the benchmark. One probe, dev profile (this crate
-//!   unoptimised), in-process: a 100 MiB file first copied in 0.4-0.5 s;
-//!   with 1 MiB changed in the middle, 1.06 MB on the wire in 0.95 s.
-//!   Known costs: `-c` hashes DEST files in the
+//! - Performance against rsync: see the figures of `scripts/bench-sync`
+//!   in BENCHMARKS.md. Known costs: `-c` hashes DEST files in the
 //!   planning step on one thread and the sender hashes SRC while listing;
 //!   the receiver reads a whole old file (up to 512 MiB) as the basis, and
-//!   the generator reads it again for the signature; the sender flushes
-//!   only at phase ends and when its 256 KiB buffer fills.
+//!   the generator reads it again for the signature; the receiver writes
+//!   a file only once a whole segment (4 MiB) has arrived.
+//! - `-i`/`-v` lines come in the order changes happen (directories and
+//!   links first, then files as they land); rsync prints in its list
+//!   order (a directory's files before its subdirectories' contents).
+//!   A dry run prints kt's list order (depth first). `-v` does not print
+//!   rsync's "created directory DEST"; `-vv` is refused.
 //! - A lie found mid-transfer leaves directories created so far with mode
 //!   0700 and no final times (their attributes are set at the end); a
 //!   staging of the whole run would be needed for "DEST unchanged" there.
 //! - Differences from rsync known so far: two `dir/` sources are refused
 //!   (rsync merges them); the quick check compares whole seconds of mtime;
 //!   a DEST that is an existing file (`rsync f g`) is refused, DEST must
-//!   be a directory (the documented use).
+//!   be a directory (the documented use); `-z` is ignored locally (rsync
+//!   too); a missing SRC is exit 3 (rsync's 23); `host:a :b` (rsync's
+//!   short form for more files of the same host) is not taken.
 //! - `--delete` runs after the transfer (rsync's `--delete-after`) and is
 //!   skipped when any file failed, as rsync does on I/O errors.
 
 pub mod filter;
 pub mod list;
 pub mod receive;
+pub mod remote;
 pub mod send;
 pub mod wire;
 

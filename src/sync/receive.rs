@@ -131,6 +131,9 @@ impl Item {
 pub struct ReceiveStats {
     /// Entries in the sender's list.
     pub files: u64,
+    /// Their size as rsync counts it: regular files' sizes and symlinks'
+    /// target lengths.
+    pub total_size: u64,
     /// Files whose data was transferred.
     pub transferred: u64,
     /// Their total size.
@@ -171,7 +174,9 @@ where
             return Err(e);
         }
     };
+    let total_size = super::list::total_size(&entries);
     let mut rx = Receiver::new(dest, opts, entries);
+    rx.stats.total_size = total_size;
     let result = rx.run(reader, writer, itemize);
     rx.stats.files = rx.entries.len() as u64;
     result.map(|()| rx.stats)
@@ -193,6 +198,8 @@ fn unexpected(msg: &Msg, wanted: &str) -> Error {
         Msg::FileEnd { .. } => "file end",
         Msg::FileError { .. } => "file error",
         Msg::Done => "end of session",
+        Msg::Item { .. } => "change report",
+        Msg::Note { .. } => "failure report",
     };
     Error::usage("sync protocol violation").because(format!("expected {wanted}, got {name}"))
 }

@@ -13,7 +13,7 @@ use super::list::{Entry, FileKind};
 use crate::error::{Error, Result};
 
 /// The protocol version; both sides must speak the same one.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"kt-sync\0";
 
 /// Longest relative path (Linux PATH_MAX).
@@ -65,6 +65,12 @@ pub enum Msg {
     Error { message: String },
     /// Receiver: the session is over.
     Done,
+    /// A remote receiver, after `Done`, to the client that sent: one
+    /// change it made, for the client's `-i`/`-v` lines.
+    Item { code: String, path: Vec<u8>, kind: FileKind, target: Vec<u8> },
+    /// A remote receiver, after `Done`: a file it could not apply (the
+    /// client's exit 1). `Done` again ends these reports.
+    Note { message: String },
 }
 
 const T_HELLO: u8 = 1;
@@ -79,6 +85,8 @@ const T_FILE_END: u8 = 9;
 const T_FILE_ERROR: u8 = 10;
 const T_ERROR: u8 = 11;
 const T_DONE: u8 = 12;
+const T_ITEM: u8 = 13;
+const T_NOTE: u8 = 14;
 
 fn kind_code(k: FileKind) -> u8 {
     match k {
@@ -178,6 +186,17 @@ impl Msg {
                 T_ERROR
             }
             Msg::Done => T_DONE,
+            Msg::Item { code, path, kind, target } => {
+                put_bytes16(&mut p, clip_to(code, 16));
+                put_bytes16(&mut p, path);
+                p.push(kind_code(*kind));
+                put_bytes16(&mut p, target);
+                T_ITEM
+            }
+            Msg::Note { message } => {
+                p.extend_from_slice(clip(message));
+                T_NOTE
+            }
         };
         let len = (p.len() - 5) as u32;
         p[0] = tag;
@@ -243,6 +262,14 @@ impl Msg {
             }
             T_ERROR => Msg::Error { message: text(r.rest())? },
             T_DONE => Msg::Done,
+            T_ITEM => {
+                let code = text(&r.bytes16(16, "change code")?)?;
+                let path = r.bytes16(MAX_PATH, "path")?;
+                let kind = kind_from(r.u8()?).ok_or_else(|| bad("unknown file kind"))?;
+                let target = r.bytes16(MAX_TARGET, "link target")?;
+                Msg::Item { code, path, kind, target }
+            }
+            T_NOTE => Msg::Note { message: text(r.rest())? },
             other => return Err(bad(&format!("unknown message type {other}"))),
         };
         if r.pos != payload.len() {
@@ -258,7 +285,11 @@ impl Msg {
 }
 
 fn clip(message: &str) -> &[u8] {
-    let mut end = message.len().min(MAX_MESSAGE);
+    clip_to(message, MAX_MESSAGE)
+}
+
+fn clip_to(message: &str, max: usize) -> &[u8] {
+    let mut end = message.len().min(max);
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -465,6 +496,8 @@ mod tests {
         roundtrip(Msg::FileError { index: 1, message: "gone".into() });
         roundtrip(Msg::Error { message: "no".into() });
         roundtrip(Msg::Done);
+        roundtrip(Msg::Item { code: ">f+++++++++".into(), path: b"a/b".to_vec(), kind: FileKind::File, target: vec![] });
+        roundtrip(Msg::Note { message: "a: gone".into() });
         let mut w = Writer::new(Vec::new());
         w.send_literal(b"abc").unwrap();
         w.send_delta(9, b"xy").unwrap();
