@@ -74,7 +74,10 @@ pub struct ReceiveOptions {
     pub filter: Filter,
     /// Most entries a list may have.
     pub max_entries: usize,
-    /// Most bytes of names and link targets a list may have in all.
+    /// Most memory the list may take while it is read and checked: every
+    /// byte of every entry (its name counted twice: the list and the index
+    /// of names), plus a fixed cost per entry. A hostile sender cannot make
+    /// the receiver hold more before it refuses the list.
     pub max_list_bytes: usize,
     /// Largest old file used as a delta basis (read into memory); larger
     /// ones are fetched whole.
@@ -93,8 +96,8 @@ impl Default for ReceiveOptions {
             delete: false,
             dry_run: false,
             filter: Filter::new(),
-            max_entries: 10_000_000,
-            max_list_bytes: 1 << 30,
+            max_entries: 1_000_000,
+            max_list_bytes: 256 << 20,
             max_basis: 512 << 20,
         }
     }
@@ -212,10 +215,12 @@ fn read_list<R: Read>(reader: &mut Reader<R>, opts: &ReceiveOptions) -> Result<V
     loop {
         match reader.read()? {
             Msg::Entry(e) => {
-                total += e.path.len() + e.target.len();
+                // The entry, its name again in `names`, and the map's slot.
+                const PER_ENTRY: usize = std::mem::size_of::<Entry>() + 64;
+                total += 2 * e.path.len() + e.target.len() + e.user.len() + e.group.len() + PER_ENTRY;
                 if entries.len() >= opts.max_entries || total > opts.max_list_bytes {
                     return Err(Error::usage("refused the sender's file list")
-                        .because(format!("more than {} entries or {} bytes of names", opts.max_entries, opts.max_list_bytes)));
+                        .because(format!("more than {} entries or {} bytes of list", opts.max_entries, opts.max_list_bytes)));
                 }
                 validate(&e, entries.is_empty(), &names).map_err(|why| {
                     Error::usage(format!("refused the file list entry {:?}", display_name(&e.path))).because(why)

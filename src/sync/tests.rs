@@ -322,6 +322,10 @@ type Answer = fn(&mut Reader<std::io::PipeReader>, &mut Writer<std::io::PipeWrit
 
 /// Runs the real receiver against a scripted sender.
 fn hostile(dest: &Path, entries: Vec<Entry>, answer: Answer) -> Result<ReceiveStats> {
+    hostile_with(dest, entries, answer, archive().1)
+}
+
+fn hostile_with(dest: &Path, entries: Vec<Entry>, answer: Answer, recv: ReceiveOptions) -> Result<ReceiveStats> {
     let (from_sender, to_receiver) = std::io::pipe().unwrap();
     let (from_receiver, to_sender) = std::io::pipe().unwrap();
     std::thread::scope(|scope| {
@@ -338,7 +342,6 @@ fn hostile(dest: &Path, entries: Vec<Entry>, answer: Answer) -> Result<ReceiveSt
             w.flush()?;
             answer(&mut r, &mut w)
         });
-        let (_, recv) = archive();
         receive(dest, &recv, from_sender, to_sender, &mut |_| {})
     })
 }
@@ -395,6 +398,26 @@ fn hostile_list_entries_are_refused_before_anything_changes() {
         assert_refused(hostile(&dest, entries, |_, _| Ok(())), naming);
         assert_eq!(snapshot(&dest), before, "{naming}");
     }
+}
+
+#[test]
+fn a_list_over_its_memory_budget_is_refused() {
+    // Every byte counts, owner and group names too: 2,000 entries with
+    // 255-byte names of each kind exceed a 1 MiB budget.
+    let s = Scratch::new("hostile-budget");
+    let dest = hostile_dest(&s);
+    let before = snapshot(&dest);
+    let entries: Vec<Entry> = (0..2_000)
+        .map(|i| {
+            let mut e = entry(format!("f{i}").as_bytes(), FileKind::File, 0);
+            e.user = vec![b'u'; 255];
+            e.group = vec![b'g'; 255];
+            e
+        })
+        .collect();
+    let recv = ReceiveOptions { max_list_bytes: 1 << 20, ..archive().1 };
+    assert_refused(hostile_with(&dest, entries, |_, _| Ok(()), recv), "bytes of list");
+    assert_eq!(snapshot(&dest), before);
 }
 
 #[test]
