@@ -75,6 +75,42 @@ fn write_temp(tmp: &Path, contents: &[u8], mode: u32, owner: Option<&Account>) -
     Ok(())
 }
 
+/// A lock on a directory itself (flock on its fd; no lock file is left
+/// behind), held until the returned file is dropped. `exclusive` for a
+/// change (`kt cert replace`), shared for a reader that must not see one
+/// half done (`kt backup` reading the confdir). Shared waits up to a
+/// minute (a change takes seconds; a lock held longer is an error, not a
+/// cron job hanging forever); exclusive does not wait and returns None
+/// when the lock is taken.
+pub fn lock_dir(dir: &Path, exclusive: bool) -> Result<Option<File>> {
+    let file = File::open(dir).env_context(|| format!("cannot open {}", dir.display()))?;
+    if exclusive {
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(crate::Error::env(format!("cannot lock {}", dir.display())).because_err(&e)),
+        }
+    } else {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(crate::Error::env(format!("{} stayed locked for a minute", dir.display()))
+                        .because("a kt cert replace or rollback holds it")
+                        .with_hint("run this again when it has finished"))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(crate::Error::env(format!("cannot lock {}", dir.display())).because_err(&e))
+                }
+            }
+        }
+    }
+}
+
 /// fsyncs a directory so that a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -189,6 +225,21 @@ impl Write for WritebackFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_lock_excludes_changes_and_admits_readers() {
+        let dir = std::env::temp_dir().join(format!("kt-lockdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let change = lock_dir(&dir, true).unwrap().expect("free");
+        assert!(lock_dir(&dir, true).unwrap().is_none(), "a second change must not get the lock");
+        drop(change);
+        let reader = lock_dir(&dir, false).unwrap().expect("a reader waits, then gets it");
+        let other_reader = lock_dir(&dir, false).unwrap().expect("readers share it");
+        assert!(lock_dir(&dir, true).unwrap().is_none(), "no change while reading");
+        drop((reader, other_reader));
+        assert!(lock_dir(&dir, true).unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn write_new_never_replaces_and_leaves_no_temp_file() {

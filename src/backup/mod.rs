@@ -154,7 +154,13 @@ pub fn backup(
     let bindir = cluster::find_bindir()?;
     let dump_size = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp)?;
 
-    let confdir = archive::read_confdir(&instance.layout.confdir)?;
+    // Shared with other readers; a kt cert replace or rollback holds it
+    // exclusively while it swaps .ssl and rewrites keytrustee.conf, so a
+    // backup never holds half of a change.
+    let confdir = {
+        let _lock = crate::fsutil::lock_dir(&instance.layout.confdir, false)?;
+        archive::read_confdir(&instance.layout.confdir)?
+    };
     let home_member = archive::member_path(&instance.layout.home);
     let dump_member = format!("{home_member}/{base}.sql");
     let manifest_member = format!("{home_member}/{base}.manifest.json");

@@ -544,15 +544,14 @@ fn read_previous(backup_dir: &Path, ssl: &Path) -> Result<Previous> {
     Ok(Previous { backup_dir: backup_dir.to_path_buf(), ssl: ssl.to_path_buf(), values, script })
 }
 
-/// One change of the confdir's certificate at a time: a lock on the
-/// confdir itself (flock on the directory), so no lock file is left behind.
+/// One change of the confdir at a time, and no backup reading it half
+/// changed (`kt backup` holds the same lock shared).
 fn lock(confdir: &Path) -> Result<fs::File> {
-    let dir = fs::File::open(confdir).env_context(|| format!("cannot open {}", confdir.display()))?;
-    dir.try_lock().map_err(|_| {
-        Error::env("another kt cert replace or rollback is running on this instance")
-            .with_hint(format!("wait for it to finish ({} is locked)", confdir.display()))
-    })?;
-    Ok(dir)
+    fsutil::lock_dir(confdir, true)?.ok_or_else(|| {
+        Error::env(format!("{} is locked by another kt command", confdir.display()))
+            .because("a kt cert replace or rollback, or a kt backup reading it")
+            .with_hint("wait for it to finish, then run this again")
+    })
 }
 
 /// `dir/base`, or `dir/base-2`, `-3`, ... when taken.
