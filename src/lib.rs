@@ -10,6 +10,7 @@ pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod cert;
+pub mod checks;
 pub mod config;
 pub mod daemon;
 pub mod duration;

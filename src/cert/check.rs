@@ -24,7 +24,7 @@ use crate::daemon::ServerProcess;
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
 use crate::secret::PasswordSource;
-use crate::verify::{Report, Status};
+use crate::checks::{Report, Status};
 
 /// The finding of the server's own loader (only reported when it fails
 /// where the other findings passed).
