@@ -106,7 +106,7 @@ pub fn check_instance(instance: &Instance, warn_days: i64) -> Result<CertCheck> 
     if key_ok {
         let loaded = crate::tls::protocol_versions(&instance.settings.tls_min_version)
             .and_then(|(versions, _)| crate::tls::provider(&instance.settings.ciphers, &versions))
-            .and_then(|provider| crate::tls::KeyMaterial::for_instance(instance)?.load(&provider));
+            .and_then(|provider| crate::cert::material::KeyMaterial::for_instance(instance)?.load(&provider));
         if let Err(e) = loaded {
             report.fail(LOADS, format!("the server would not load it: {e}"));
         }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod info;
 pub mod issue;
 pub mod key;
+pub mod material;
 pub mod replace;
 
 pub use issue::{self_signed, SelfSigned};

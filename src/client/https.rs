@@ -470,7 +470,7 @@ fn client_config(trust: &Trust) -> Result<ClientConfig> {
     let mut config = match trust {
         Trust::Ca(path) => {
             let mut roots = RootCertStore::empty();
-            for cert in crate::tls::read_certs(path)? {
+            for cert in crate::cert::material::read_certs(path)? {
                 roots.add(cert).map_err(|e| Error::usage(format!("{} holds an unusable CA certificate", path.display())).because(e))?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()

@@ -23,7 +23,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::error::{Context, Error, Result};
 use crate::instance::{Instance, DB_NAME, DB_USER};
 use crate::storage::pgpass::Password;
-use crate::tls::{self, KeyMaterial, ReloadableCert};
+use crate::cert::material::KeyMaterial;
+use crate::tls::{self, ReloadableCert};
 use log::{error, info, warn};
 
 /// How long a TLS handshake may take.

@@ -27,7 +27,7 @@ pub struct RemoteOptions {
 pub fn verify(options: &RemoteOptions) -> Result<(Report, Vec<(String, String)>)> {
     let urls = options.servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<Url>>>()?;
     if let Trust::Ca(ca) = &options.trust {
-        crate::tls::read_certs(ca)?;
+        crate::cert::material::read_certs(ca)?;
     }
     let mut report = Report::default();
     let mut answers = Vec::new();
