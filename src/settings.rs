@@ -95,10 +95,30 @@ pub struct Settings {
     pub ciphers: String,
     /// `SERVICE_USER`: the account the database and server run as under root.
     pub service_user: Option<String>,
+    /// `HA_ROLE`: `active` or `passive` in an HA pair (None: standalone).
+    pub ha_role: Option<HaRole>,
+    /// `HA_PEER`: the other host's database, HOST:DBPORT.
+    pub ha_peer: Option<String>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// Keys kt does not know, kept as they were for every rewrite.
     pub extra: Map<String, Value>,
+}
+
+/// This host's part in an HA pair (`HA_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaRole {
+    Active,
+    Passive,
+}
+
+impl HaRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            HaRole::Active => "active",
+            HaRole::Passive => "passive",
+        }
+    }
 }
 
 /// The server's resource limits (each a [`Bounded`] setting).
@@ -168,6 +188,12 @@ impl Settings {
             None | Some(Value::Null) => DEFAULT_DB_PORT,
             Some(_) => c.port(config::DB_PORT)?,
         };
+        let ha_role = match c.optional_string(config::HA_ROLE)? {
+            None => None,
+            Some("active") => Some(HaRole::Active),
+            Some("passive") => Some(HaRole::Passive),
+            Some(other) => return Err(bad(config::HA_ROLE, &format!("is {other:?}, not \"active\" or \"passive\""))),
+        };
         let known = known_keys();
         let extra = c.values().iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Settings {
@@ -182,6 +208,8 @@ impl Settings {
             tls_min_version: text(config::TLS_MIN_VERSION)?.unwrap_or_else(|| DEFAULT_TLS_MIN_VERSION.to_string()),
             ciphers: text(config::CIPHERS)?.unwrap_or_default(),
             service_user: text(config::SERVICE_USER)?,
+            ha_role,
+            ha_peer: text(config::HA_PEER)?,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -232,6 +260,8 @@ impl Settings {
             (config::TLS_MIN_VERSION, Some(Value::from(self.tls_min_version.clone()))),
             (config::CIPHERS, (!self.ciphers.is_empty()).then(|| Value::from(self.ciphers.clone()))),
             (config::SERVICE_USER, text(&self.service_user)),
+            (config::HA_ROLE, self.ha_role.map(|r| Value::from(r.name()))),
+            (config::HA_PEER, text(&self.ha_peer)),
         ]
     }
 }
@@ -250,6 +280,8 @@ fn known_keys() -> Vec<&'static str> {
         config::TLS_MIN_VERSION,
         config::CIPHERS,
         config::SERVICE_USER,
+        config::HA_ROLE,
+        config::HA_PEER,
     ];
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys

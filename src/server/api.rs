@@ -66,6 +66,8 @@ pub struct AppState {
     /// from the database on every request.
     pub keys: Mutex<HashMap<String, Arc<SignedPublicKey>>>,
     pub limits: Limits,
+    /// On a passive: the active's host, named when a write is refused.
+    pub ha_active: Option<String>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -132,7 +134,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     };
     Ok(match result {
         Ok(resp) => resp,
-        Err(refusal) => {
+        Err(mut refusal) => {
+            if let (true, Some(active)) = (refusal.code == "read_only", &state.ha_active) {
+                refusal.message = format!("this is a passive (read-only) server: send writes to the active one, {active}");
+            }
             if refusal.status.as_u16() >= 401 && refusal.status.as_u16() != 404 {
                 info!("refused {method} {path}: {} {}", refusal.status.as_u16(), refusal.code);
             }

@@ -49,6 +49,9 @@ pub struct ServerSettings {
     pub pgpass: PathBuf,
     pub fingerprint: String,
     pub pubkey_armored: String,
+    /// On a passive (`HA_ROLE` passive): the active's host, named when a
+    /// write is refused.
+    pub ha_active: Option<String>,
 }
 
 impl ServerSettings {
@@ -82,6 +85,10 @@ impl ServerSettings {
             pgpass: instance.layout.pgpass(),
             fingerprint: crate::pgp::wire_fingerprint(&public),
             pubkey_armored: crate::pgp::armored(&public)?,
+            ha_active: match s.ha_role {
+                Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
+                _ => None,
+            },
         })
     }
 }
@@ -115,6 +122,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let state = Arc::new(api::AppState {
         fingerprint: settings.fingerprint.clone(),
         pubkey_armored: settings.pubkey_armored.clone(),
+        ha_active: settings.ha_active.clone(),
         pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size),
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
@@ -224,6 +232,14 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).
+fn peer_host(peer: &str) -> String {
+    if let Some(rest) = peer.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(peer).to_string()
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
