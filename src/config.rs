@@ -42,6 +42,8 @@ pub const IDLE_TIMEOUT_SECONDS: &str = "IDLE_TIMEOUT_SECONDS";
 pub const REQUEST_TIMEOUT_SECONDS: &str = "REQUEST_TIMEOUT_SECONDS";
 pub const AUTH_WINDOW_SECONDS: &str = "AUTH_WINDOW_SECONDS";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
+/// HA: how long a write on the active waits for the passive's confirmation.
+pub const HA_WRITE_TIMEOUT_SECONDS: &str = "HA_WRITE_TIMEOUT_SECONDS";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;

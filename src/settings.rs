@@ -54,9 +54,11 @@ pub const REQUEST_TIMEOUT_SECONDS: Bounded =
     Bounded { key: config::REQUEST_TIMEOUT_SECONDS, default: 30, range: 1..=3600 };
 pub const AUTH_WINDOW_SECONDS: Bounded = Bounded { key: config::AUTH_WINDOW_SECONDS, default: 300, range: 1..=86_400 };
 pub const DB_POOL_SIZE: Bounded = Bounded { key: config::DB_POOL_SIZE, default: 4, range: 1..=256 };
+pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
+    Bounded { key: config::HA_WRITE_TIMEOUT_SECONDS, default: 5, range: 1..=300 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 7] = [
+const LIMITS: [&Bounded; 8] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -64,6 +66,7 @@ const LIMITS: [&Bounded; 7] = [
     &REQUEST_TIMEOUT_SECONDS,
     &AUTH_WINDOW_SECONDS,
     &DB_POOL_SIZE,
+    &HA_WRITE_TIMEOUT_SECONDS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -131,6 +134,8 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     pub auth_window_seconds: u64,
     pub db_pool_size: u64,
+    /// With synchronous replication: how long a write waits for the passive.
+    pub ha_write_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -143,12 +148,13 @@ impl Default for Limits {
             request_timeout_seconds: REQUEST_TIMEOUT_SECONDS.default,
             auth_window_seconds: AUTH_WINDOW_SECONDS.default,
             db_pool_size: DB_POOL_SIZE.default,
+            ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 7] {
+    fn values(&self) -> [u64; 8] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -157,6 +163,7 @@ impl Limits {
             self.request_timeout_seconds,
             self.auth_window_seconds,
             self.db_pool_size,
+            self.ha_write_timeout_seconds,
         ]
     }
 
@@ -218,6 +225,7 @@ impl Settings {
                 request_timeout_seconds: number(&REQUEST_TIMEOUT_SECONDS)?,
                 auth_window_seconds: number(&AUTH_WINDOW_SECONDS)?,
                 db_pool_size: number(&DB_POOL_SIZE)?,
+                ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
             },
             extra,
         })

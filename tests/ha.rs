@@ -302,3 +302,84 @@ fn a_failed_start_undoes_enable() {
     // The database runs again, without the role.
     assert_eq!(a.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'kt_replication'").expect(0).stdout.trim(), "0");
 }
+
+/// An active (server started, `HA_WRITE_TIMEOUT_SECONDS` given) with a
+/// synchronous passive (server started), the confdir synced locally.
+fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Passive) {
+    let a = Instance::serving(&format!("{name}-a"));
+    a.set_config("HA_WRITE_TIMEOUT_SECONDS", serde_json::json!(write_timeout));
+    let b = Passive::new(&format!("{name}-b"));
+    a.kt(&["ha", "enable", "--peer", &format!("127.0.0.1:{}", b.db_port)]).expect(0);
+    run(kt().args(["ha", "sync", "-a", "--exclude", ".ssl"]).arg(&a.confdir).arg(format!("{}/", b.home.display()))).expect(0);
+    run(kt().arg("-c").arg(&b.confdir).args(b.init_args(a.db_port))).expect(0);
+    a.kt(&["ha", "enable-sync"]).expect(0);
+    a.kt(&["server", "start"]).expect(0);
+    (a, b)
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled() {
+    let (a, b) = synchronous_pair("ha-writes", 2);
+    org_with_secret(&a, "acme", "");
+    let cdir = a.dir.join("client");
+    client(&cdir, &["register", "--server", &a.url(), "--org", "acme", "--ca", a.ca().to_str().unwrap()]).expect(0);
+    let data = a.dir.join("data");
+    std::fs::write(&data, "payload").unwrap();
+    let put = |name: &str| client(&cdir, &["put", name, data.to_str().unwrap()]);
+    let count_on = |psql: &dyn Fn(&str) -> Run, name: &str| -> String {
+        psql(&format!("SELECT count(*) FROM deposits WHERE name = '{name}'")).expect(0).stdout.trim().to_string()
+    };
+    let on_a = |sql: &str| a.psql("keytrustee", sql);
+    let on_b = |sql: &str| b.psql(sql);
+    let d1 = put("d1").expect(0).stdout.trim().to_string();
+
+    // The passive's database down: writes are refused fast, with their own code, and change nothing; reads go on.
+    b.kt(&["db", "stop"]).expect(0);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let refused = put("d2");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.stderr.contains("503 passive_unavailable") && refused.stderr.contains("nothing was changed"), "{}", refused.stderr);
+    assert_eq!(count_on(&on_a, "d2"), "0");
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    assert!(a.server_log().contains("writes refused"), "{}", a.server_log());
+
+    // The passive back: writes work again, no restart, and the passive has every acknowledged deposit.
+    b.kt(&["db", "start"]).expect(0);
+    assert!(eventually(20, || put("d2").code == 0), "writes did not come back");
+    assert_eq!(count_on(&on_a, "d2"), "1");
+    assert_eq!(on_b("SELECT count(*) FROM deposits").expect(0).stdout.trim(), on_a("SELECT count(*) FROM deposits").expect(0).stdout.trim());
+
+    // The cancelled commit: the passive stays connected but stops confirming (its WAL receiver frozen).
+    let receiver = on_b("SELECT pid FROM pg_stat_wal_receiver").expect(0).stdout.trim().to_string();
+    assert!(!receiver.is_empty());
+    run(Command::new("kill").args(["-STOP", &receiver])).expect(0);
+    let started = std::time::Instant::now();
+    let unconfirmed = put("d3");
+    let took = started.elapsed();
+    run(Command::new("kill").args(["-CONT", &receiver])).expect(0);
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(unconfirmed.code, 3, "{unconfirmed:?}");
+    assert!(unconfirmed.stderr.contains("504 write_unconfirmed") && unconfirmed.stderr.contains("do not send it again"), "{}", unconfirmed.stderr);
+    // Stored once on the active, never reported as failed; it reaches the passive once it confirms again.
+    assert_eq!(count_on(&on_a, "d3"), "1");
+    assert!(eventually(20, || count_on(&on_b, "d3") == "1"), "the passive never got the unconfirmed deposit");
+    let list: serde_json::Value = serde_json::from_str(&client(&cdir, &["list"]).expect(0).stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "d3").count(), 1, "{names:?}");
+    assert!(eventually(20, || put("d4").code == 0));
+    assert_eq!(on_b("SELECT count(*) FROM deposits").expect(0).stdout.trim(), "4");
+}

@@ -68,6 +68,10 @@ pub struct AppState {
     pub limits: Limits,
     /// On a passive: the active's host, named when a write is refused.
     pub ha_active: Option<String>,
+    /// `HA_WRITE_TIMEOUT_SECONDS`, named in the refusals it causes.
+    pub ha_write_timeout: std::time::Duration,
+    /// The last gate reading, for transitions in the log only.
+    pub writes_open: std::sync::atomic::AtomicBool,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -90,6 +94,19 @@ impl From<DbError> for Refusal {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read_only",
                 "this is a passive (read-only) server: send writes to the active one",
+            ),
+            DbError::PassiveUnavailable => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "passive_unavailable",
+                "synchronous replication is on and the passive server is not connected: writes are refused until it is back (nothing was changed); reads go on",
+            ),
+            DbError::Unconfirmed(answer) => refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "write_unconfirmed",
+                format!(
+                    "the change{} is stored on the active but the passive did not confirm it in time: it is not lost and reaches the passive when it is back; do not send it again",
+                    answer.map(|a| format!(" ({a})")).unwrap_or_default()
+                ),
             ),
             DbError::Unavailable(why) => {
                 error!("database unavailable: {why}");
