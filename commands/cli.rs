@@ -174,8 +174,10 @@ pub enum DbCommand {
     ///
     /// Starting a running database is not an error. A stale postmaster.pid
     /// (left by a crash) is removed. If the database fails to start, the
-    /// error quotes the end of its log.
-    Start,
+    /// error quotes the end of its log. On an HA passive it first waits for
+    /// the active's database (bounded, saying so), then starts the standby,
+    /// which streams as soon as the active answers.
+    Start(DbStartArgs),
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
     /// Stopping a stopped database is not an error.
@@ -184,6 +186,13 @@ pub enum DbCommand {
     ///
     /// Exits 1 when the database is stopped.
     Status(DbStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbStartArgs {
+    /// On an HA passive: how long to wait for the active's database first.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait_for_active: u64,
 }
 
 #[derive(Debug, Args)]

@@ -1364,12 +1364,16 @@ _kt() {
             return 0
             ;;
         kt__subcmd__db__subcmd__start)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --wait-for-active --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait-for-active)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --confdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -68,6 +68,7 @@ complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -l wait-for-active -d 'On an HA passive: how long to wait for the active\'s database first' -r
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s v -l verbose -d 'Print more about what kt does'

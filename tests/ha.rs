@@ -334,7 +334,11 @@ fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled()
     let (a, b) = synchronous_pair("ha-writes", 2);
     org_with_secret(&a, "acme", "");
     let cdir = a.dir.join("client");
-    client(&cdir, &["register", "--server", &a.url(), "--org", "acme", "--ca", a.ca().to_str().unwrap()]).expect(0);
+    let cas = a.dir.join("both-ca.pem");
+    let mut pem = std::fs::read(a.ca()).unwrap();
+    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
+    std::fs::write(&cas, pem).unwrap();
+    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
     let data = a.dir.join("data");
     std::fs::write(&data, "payload").unwrap();
     let put = |name: &str| client(&cdir, &["put", name, data.to_str().unwrap()]);
@@ -382,4 +386,18 @@ fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled()
     assert_eq!(names.iter().filter(|n| **n == "d3").count(), 1, "{names:?}");
     assert!(eventually(20, || put("d4").code == 0));
     assert_eq!(on_b("SELECT count(*) FROM deposits").expect(0).stdout.trim(), "4");
+
+    // Stop A: B keeps serving reads; its database restarts without the
+    // active (after a bounded wait, saying so) and streams again when the active is back.
+    a.kt(&["db", "stop"]).expect(0);
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    b.kt(&["db", "stop"]).expect(0);
+    let started = std::time::Instant::now();
+    let out = b.kt(&["db", "start", "--wait-for-active", "1"]).expect(0);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(out.stderr.contains("waiting up to 1s for the active") && out.stderr.contains("starting the standby anyway"), "{}", out.stderr);
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    b.kt(&["ha", "status"]).expect(1);
+    a.kt(&["db", "start"]).expect(0);
+    assert!(eventually(30, || b.kt(&["ha", "status"]).code == 0), "the passive did not stream again");
 }

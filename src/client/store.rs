@@ -267,10 +267,11 @@ impl Session {
                 let headers = auth::sign_request(&self.key, &self.settings.fingerprint, method, path, body)?;
                 match send_signed(client, method, path, &headers, body) {
                     Ok(resp) if resp.status >= 500 && (read || resp.status == 503) => {
-                        // A passive's read_only says less than the active's
-                        // reason (passive_unavailable): that one is kept.
+                        // A write: the active's reason (passive_unavailable)
+                        // says more than what the servers after it answer
+                        // (a passive's read_only): the first one is kept.
                         let read_only = resp.error_code().as_deref() == Some("read_only");
-                        if !(read_only && active_refused) {
+                        if read || !active_refused {
                             active_refused = !read_only;
                             last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
                         }

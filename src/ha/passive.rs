@@ -253,7 +253,7 @@ fn passive_block(active: &Peer) -> String {
 }
 
 /// Waits (bounded) until the active's database port accepts connections.
-fn wait_for_active(active: &Peer, limit: Duration, progress: &dyn Progress) -> Result<()> {
+pub fn wait_for_active(active: &Peer, limit: Duration, progress: &dyn Progress) -> Result<()> {
     let addresses = active.addresses()?;
     let reachable = || addresses.iter().any(|ip| TcpStream::connect_timeout(&SocketAddr::new(*ip, active.port), Duration::from_secs(2)).is_ok());
     if reachable() {
