@@ -360,12 +360,16 @@ mod tests {
             (r#"{"HOSTNAME": "h", "IDLE_TIMEOUT_SECONDS": 3601}"#, "IDLE_TIMEOUT_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "DB_POOL_SIZE": "many"}"#, "DB_POOL_SIZE must be"),
             (r#"{"HOSTNAME": "h", "SERVICE_USER": false}"#, "SERVICE_USER is not a string"),
+            (r#"{"HOSTNAME": "h", "HA_ROLE": "primary"}"#, "HA_ROLE is \"primary\""),
+            (r#"{"HOSTNAME": "h", "HA_WRITE_TIMEOUT_SECONDS": 0}"#, "HA_WRITE_TIMEOUT_SECONDS must be"),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind(), crate::Kind::Usage, "{text}");
             assert!(err.to_string().contains(key), "{text}: {err}");
             assert!(err.hint().is_some_and(|h| h.contains("keytrustee.conf")), "{text}");
         }
+        let s = parse(r#"{"HOSTNAME": "h", "HA_ROLE": "passive", "HA_PEER": "kts01:11381"}"#).unwrap();
+        assert_eq!((s.ha_role, s.ha_peer.as_deref(), s.limits.ha_write_timeout_seconds), (Some(HaRole::Passive), Some("kts01:11381"), 5));
         // The bounds themselves are allowed.
         let s = parse(r#"{"HOSTNAME": "h", "MAX_HEADER_BYTES": 8192, "AUTH_WINDOW_SECONDS": 86400}"#).unwrap();
         assert_eq!((s.limits.max_header_bytes, s.limits.auth_window_seconds), (8192, 86_400));

@@ -215,6 +215,12 @@ fn the_documented_bootstrap_with_kt_alone_and_back() {
     let (cb, fb) = curl(&["-k", &format!("{}/?a=fingerprint", b.url())]);
     assert_eq!((ca, cb), (200, 200));
     assert_eq!(fa, fb);
+    // A backup on the passive, from its standby, holds what A acknowledged.
+    let out_dir = b.dir.join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let backup = b.kt(&["backup", "--cleartext", "--output", out_dir.to_str().unwrap()]).expect(0);
+    assert!(backup.stderr.contains("deposits 1") && backup.stdout.contains("kts_bak_kts02_example_test_"), "{backup:?}");
 
     // 5. status, healthy on both; kt verify's HA line from the same code.
     let sa = status_json(&a.kt(&["ha", "status", "--json"]).expect(0));
