@@ -234,6 +234,9 @@ fn the_documented_bootstrap_with_kt_alone_and_back() {
     assert!(text.contains("health:        healthy"), "{text}");
     let verify = a.kt(&["verify"]).stdout;
     assert!(verify.lines().any(|l| l.starts_with("ok") && l.contains(" ha: active")), "{verify}");
+    let verify = b.kt(&["verify"]).stdout;
+    assert!(verify.lines().any(|l| l.starts_with("ok") && l.contains(" ha: passive")), "{verify}");
+    assert!(!verify.contains("FAIL"), "{verify}");
 
     // The passive's database down: degraded (1) on the active, and kt verify fails its HA line.
     b.kt(&["db", "stop"]).expect(0);
