@@ -230,6 +230,13 @@ fn the_documented_bootstrap_with_kt_alone_and_back() {
     let sb = status_json(&b.kt(&["ha", "status", "--json"]).expect(0));
     assert_eq!((sb["role"].as_str(), sb["replication"].as_str(), sb["healthy"].as_bool()), (Some("passive"), Some("streaming"), Some(true)));
     assert!(sb["last_wal_received"].is_string(), "{sb}");
+    // A CA on the active that the passive's copy does not match: degraded, saying what to do.
+    let ca_copy = a.confdir.join("ha-active-ca.pem");
+    let kept = std::fs::read(&ca_copy).unwrap();
+    std::fs::write(&ca_copy, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+    let stale = a.kt(&["ha", "status"]).expect(1);
+    assert!(stale.stderr.contains("kt ha sync"), "{}", stale.stderr);
+    std::fs::write(&ca_copy, kept).unwrap();
     let text = a.kt(&["ha", "status"]).expect(0).stdout;
     assert!(text.contains("health:        healthy"), "{text}");
     let verify = a.kt(&["verify"]).stdout;

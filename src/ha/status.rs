@@ -76,6 +76,9 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
             if in_recovery {
                 status.problems.push("HA_ROLE says active but the database is a standby".into());
             }
+            if let Some(problem) = stale_ca_copy(instance) {
+                status.problems.push(problem);
+            }
             let synchronous = ha::syncrep::configured(&mut admin)?;
             status.synchronous = Some(synchronous);
             let row = admin
@@ -137,6 +140,26 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
     }
     status.healthy = status.problems.is_empty();
     Ok(status)
+}
+
+/// The passive verifies the active's database certificate with the copy
+/// of the active's CA that `kt ha enable` put in the confdir: after `kt
+/// cert replace` with another CA, the copy (and the passive's, until the
+/// next `kt ha sync`) no longer matches, and the passive's next connection
+/// would fail its TLS check.
+fn stale_ca_copy(instance: &Instance) -> Option<String> {
+    let (cert, _, ca) = instance.tls_files();
+    let anchor = if ca.is_file() { ca } else { cert };
+    let copy = ha::active_ca(instance);
+    match (std::fs::read(&copy), std::fs::read(&anchor)) {
+        (Ok(a), Ok(b)) if a == b => None,
+        (Err(_), _) => Some(format!("{} is missing: the passive cannot verify this database's certificate", copy.display())),
+        _ => Some(format!(
+            "{} differs from {} (a certificate change?): copy it over, `kt ha sync` the confdir to the passive, and restart this database (`kt db stop`, `kt db start`) so that it serves the new certificate",
+            copy.display(),
+            anchor.display()
+        )),
+    }
 }
 
 impl HaStatus {
