@@ -28,7 +28,9 @@
 //! | 412 | `stale` | the timestamp is outside the allowed window |
 //! | 413 | `body_too_large` | |
 //! | 423 | `client_disabled` / `client_pending` | the client may not act now |
-//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server; database down; replay guard full |
+//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server (naming the active); database down; replay guard full |
+//! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected: the write was refused before it began, nothing changed |
+//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
