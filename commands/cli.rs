@@ -174,8 +174,10 @@ pub enum DbCommand {
     ///
     /// Starting a running database is not an error. A stale postmaster.pid
     /// (left by a crash) is removed. If the database fails to start, the
-    /// error quotes the end of its log.
-    Start,
+    /// error quotes the end of its log. On an HA passive it first waits for
+    /// the active's database (bounded, saying so), then starts the standby,
+    /// which streams as soon as the active answers.
+    Start(DbStartArgs),
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
     /// Stopping a stopped database is not an error.
@@ -184,6 +186,13 @@ pub enum DbCommand {
     ///
     /// Exits 1 when the database is stopped.
     Status(DbStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbStartArgs {
+    /// On an HA passive: how long to wait for the active's database first.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait_for_active: u64,
 }
 
 #[derive(Debug, Args)]
@@ -779,10 +788,132 @@ pub struct CertCheckArgs {
     pub json: bool,
 }
 
-/// High availability: copy the configuration to the passive host.
+/// High availability: an active and a passive server, PostgreSQL streaming
+/// replication between them.
+///
+/// The bootstrap, with kt alone:
+///
+///     kt ha enable --peer kts02.example.com                  (on the active)
+///     kt ha sync -zcav --exclude .ssl /var/lib/keytrustee/.keytrustee root@kts02.example.com:/var/lib/keytrustee/.
+///     kt ha init-passive --active kts01.example.com          (on the passive)
+///     kt ha enable-sync                                      (on the active)
+///     kt ha status                                           (on either)
 #[derive(Debug, Subcommand)]
 pub enum HaCommand {
     Sync(HaSyncArgs),
+    Enable(HaEnableArgs),
+    Disable(HaDisableArgs),
+    InitPassive(HaInitPassiveArgs),
+    EnableSync(HaEnableSyncArgs),
+    DisableSync(HaDisableSyncArgs),
+    Status(HaStatusArgs),
+}
+
+/// Prepare the active's database for a passive at PEER.
+///
+/// Creates the replication role kt_replication (its password set as a
+/// SCRAM verifier; the password itself in <confdir>/.pgpass-replication,
+/// 0600, which `kt ha sync` carries to the passive), copies the active's
+/// CA to <confdir>/ha-active-ca.pem (the passive verifies the database's
+/// certificate with it), admits replication from PEER's addresses only
+/// (hostssl, scram-sha-256 in pg_hba.conf), and turns on TLS on the
+/// database port with the instance's certificate and key, listening on the
+/// address PEER reaches plus 127.0.0.1. PostgreSQL reads the key itself:
+/// it must be unencrypted, 0600 and owned by the service account; an
+/// encrypted key (SSL_PRIVATE_KEY_PASSWORD_SCRIPT) is refused (exit 2).
+/// A running database is restarted; a stopped one is started to check the
+/// settings and stopped again. Any failure undoes every step.
+#[derive(Debug, Args)]
+pub struct HaEnableArgs {
+    /// The passive host (name or address) and its database port (default: this instance's).
+    #[arg(long, value_name = "HOST[:DBPORT]")]
+    pub peer: String,
+}
+
+/// Undo `kt ha enable`: the role, the files and the settings it added.
+///
+/// The database's configuration files come back byte for byte. Turn
+/// synchronous replication off first (`kt ha disable-sync`).
+#[derive(Debug, Args)]
+pub struct HaDisableArgs {}
+
+/// Make this host the passive: copy the active's database and stream from it.
+///
+/// Run after the active's confdir was synced here (`kt ha sync`, .ssl
+/// excluded) and `kt ha enable` ran there. Writes this host's name
+/// (HOSTNAME) and its own self-signed certificate (kept when .ssl has
+/// one), copies the active's database with pg_basebackup -R over TLS as
+/// kt_replication (password from the synced file), starts it as a
+/// streaming standby and starts the key server, which answers reads and
+/// refuses writes (503 read_only, naming the active). Waits for the
+/// active's database when it is not up yet. Refuses when this host's
+/// database has data unless --force, which sets it aside (renamed). Any
+/// failure undoes every step.
+#[derive(Debug, Args)]
+pub struct HaInitPassiveArgs {
+    /// The active host and its database port (default: DB_PORT of the synced configuration).
+    #[arg(long, value_name = "HOST[:DBPORT]")]
+    pub active: String,
+
+    /// This host's name, in its certificate and keytrustee.conf (default: its FQDN).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Replace this host's database (set aside, not deleted) and stop its server.
+    #[arg(long)]
+    pub force: bool,
+
+    /// This host's PostgreSQL data directory, when not the active's path.
+    #[arg(long, value_name = "DIR")]
+    pub pg_rootdir: Option<PathBuf>,
+
+    /// This host's database port, when not the active's.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub database_port: Option<u16>,
+
+    /// Where this host's key server listens, when not where the active's does.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// How long to wait for the active's database to answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub wait: u64,
+
+    /// Days the self-signed TLS certificate is valid.
+    #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub cert_days: u32,
+
+    /// An extra DNS name or IP address for the TLS certificate (repeatable).
+    #[arg(long = "san", value_name = "NAME")]
+    pub extra_sans: Vec<String>,
+}
+
+/// Turn on synchronous replication: a commit waits until the passive has applied it.
+///
+/// Sets synchronous_standby_names and synchronous_commit = remote_apply,
+/// and succeeds only when pg_stat_replication shows the passive as
+/// sync_state 'sync' (else turns it off again; exit 3).
+#[derive(Debug, Args)]
+pub struct HaEnableSyncArgs {
+    /// How long to wait for the passive to become synchronous.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub wait: u64,
+}
+
+/// Turn off synchronous replication (e.g. while the passive is rebuilt).
+#[derive(Debug, Args)]
+pub struct HaDisableSyncArgs {}
+
+/// Show this host's HA role, its peer and the replication state.
+///
+/// Role, peer, replication state, sync or async, lag in bytes and seconds,
+/// the last WAL received and replayed. Exits 0 when healthy, 1 when
+/// degraded (or not an HA host), 3 when the database does not answer.
+#[derive(Debug, Args)]
+pub struct HaStatusArgs {
+    /// Print the status as a JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Copy files and directories as rsync does, locally or to or from another host.

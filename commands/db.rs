@@ -3,7 +3,7 @@
 use kt::instance::Layout;
 use kt::storage::cluster::{Cluster, Started, State, Stopped};
 
-use crate::cli::{DbCommand, DbStatusArgs, GlobalArgs};
+use crate::cli::{DbCommand, DbStartArgs, DbStatusArgs, GlobalArgs};
 use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
@@ -11,10 +11,31 @@ pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> Comman
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let cluster = Cluster::for_instance(&instance)?;
     match command {
-        DbCommand::Start => start(&cluster, printer),
+        DbCommand::Start(args) => {
+            wait_for_active(&instance, &cluster, &args, printer)?;
+            start(&cluster, printer)
+        }
         DbCommand::Stop => stop(&cluster, printer),
         DbCommand::Status(args) => status(&cluster, args, printer),
     }
+}
+
+/// The documented trap "the passive database fails to start when the
+/// active is not running" becomes a bounded wait with a message; after it
+/// the standby starts anyway (it serves reads and streams once the active
+/// answers).
+fn wait_for_active(instance: &kt::instance::Instance, cluster: &Cluster, args: &DbStartArgs, printer: &Printer) -> kt::Result<()> {
+    let (Some(kt::settings::HaRole::Passive), Some(peer)) = (instance.settings.ha_role, &instance.settings.ha_peer) else {
+        return Ok(());
+    };
+    if matches!(cluster.state()?, State::Running { .. }) {
+        return Ok(());
+    }
+    let active = kt::ha::Peer::parse(peer, instance.settings.db_port)?;
+    if let Err(e) = kt::ha::passive::wait_for_active(&active, std::time::Duration::from_secs(args.wait_for_active), printer) {
+        printer.warn(format!("{e}: starting the standby anyway; it streams once the active answers"));
+    }
+    Ok(())
 }
 
 fn start(cluster: &Cluster, printer: &Printer) -> CommandResult {

@@ -18,6 +18,7 @@ use crate::{CommandResult, Status};
 pub fn run(_global: &GlobalArgs, command: HaCommand, printer: &Printer) -> CommandResult {
     match command {
         HaCommand::Sync(args) => sync(args, printer),
+        other => crate::ha_pair::run(_global, other, printer),
     }
 }
 

@@ -9,6 +9,7 @@ mod client;
 mod db;
 mod fingerprint;
 mod ha;
+mod ha_pair;
 mod init;
 mod org;
 mod printer;

@@ -175,14 +175,50 @@ _kt() {
             kt__subcmd__db__subcmd__help,stop)
                 cmd="kt__subcmd__db__subcmd__help__subcmd__stop"
                 ;;
+            kt__subcmd__ha,disable)
+                cmd="kt__subcmd__ha__subcmd__disable"
+                ;;
+            kt__subcmd__ha,disable-sync)
+                cmd="kt__subcmd__ha__subcmd__disable__subcmd__sync"
+                ;;
+            kt__subcmd__ha,enable)
+                cmd="kt__subcmd__ha__subcmd__enable"
+                ;;
+            kt__subcmd__ha,enable-sync)
+                cmd="kt__subcmd__ha__subcmd__enable__subcmd__sync"
+                ;;
             kt__subcmd__ha,help)
                 cmd="kt__subcmd__ha__subcmd__help"
+                ;;
+            kt__subcmd__ha,init-passive)
+                cmd="kt__subcmd__ha__subcmd__init__subcmd__passive"
+                ;;
+            kt__subcmd__ha,status)
+                cmd="kt__subcmd__ha__subcmd__status"
                 ;;
             kt__subcmd__ha,sync)
                 cmd="kt__subcmd__ha__subcmd__sync"
                 ;;
+            kt__subcmd__ha__subcmd__help,disable)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__disable"
+                ;;
+            kt__subcmd__ha__subcmd__help,disable-sync)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__disable__subcmd__sync"
+                ;;
+            kt__subcmd__ha__subcmd__help,enable)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__enable"
+                ;;
+            kt__subcmd__ha__subcmd__help,enable-sync)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__enable__subcmd__sync"
+                ;;
             kt__subcmd__ha__subcmd__help,help)
                 cmd="kt__subcmd__ha__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__ha__subcmd__help,init-passive)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__init__subcmd__passive"
+                ;;
+            kt__subcmd__ha__subcmd__help,status)
+                cmd="kt__subcmd__ha__subcmd__help__subcmd__status"
                 ;;
             kt__subcmd__ha__subcmd__help,sync)
                 cmd="kt__subcmd__ha__subcmd__help__subcmd__sync"
@@ -273,6 +309,24 @@ _kt() {
                 ;;
             kt__subcmd__help__subcmd__db,stop)
                 cmd="kt__subcmd__help__subcmd__db__subcmd__stop"
+                ;;
+            kt__subcmd__help__subcmd__ha,disable)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__disable"
+                ;;
+            kt__subcmd__help__subcmd__ha,disable-sync)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__disable__subcmd__sync"
+                ;;
+            kt__subcmd__help__subcmd__ha,enable)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__enable"
+                ;;
+            kt__subcmd__help__subcmd__ha,enable-sync)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__enable__subcmd__sync"
+                ;;
+            kt__subcmd__help__subcmd__ha,init-passive)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__init__subcmd__passive"
+                ;;
+            kt__subcmd__help__subcmd__ha,status)
+                cmd="kt__subcmd__help__subcmd__ha__subcmd__status"
                 ;;
             kt__subcmd__help__subcmd__ha,sync)
                 cmd="kt__subcmd__help__subcmd__ha__subcmd__sync"
@@ -1310,12 +1364,16 @@ _kt() {
             return 0
             ;;
         kt__subcmd__db__subcmd__start)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --wait-for-active --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait-for-active)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --confdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1398,7 +1456,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__ha)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version sync help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version sync enable disable init-passive enable-sync disable-sync status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1419,9 +1477,161 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kt__subcmd__ha__subcmd__help)
-            opts="sync help"
+        kt__subcmd__ha__subcmd__disable)
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__disable__subcmd__sync)
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__enable)
+            opts="-c -q -v -h -V --peer --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__enable__subcmd__sync)
+            opts="-c -q -v -h -V --wait --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help)
+            opts="sync enable disable init-passive enable-sync disable-sync status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__disable__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__enable__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1447,6 +1657,34 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__ha__subcmd__help__subcmd__init__subcmd__passive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__ha__subcmd__help__subcmd__sync)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1454,6 +1692,82 @@ _kt() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__init__subcmd__passive)
+            opts="-c -q -v -h -V --active --hostname --force --pg-rootdir --database-port --listen --wait --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --active)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hostname)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pg-rootdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --san)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__ha__subcmd__status)
+            opts="-c -q -v -h -V --json --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1808,8 +2122,92 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__ha)
-            opts="sync"
+            opts="sync enable disable init-passive enable-sync disable-sync status"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__disable__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__enable__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__init__subcmd__passive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__ha__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

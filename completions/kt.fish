@@ -41,7 +41,7 @@ complete -c kt -n "__fish_kt_needs_command" -f -a "backup" -d 'Back up the confd
 complete -c kt -n "__fish_kt_needs_command" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
 complete -c kt -n "__fish_kt_needs_command" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
 complete -c kt -n "__fish_kt_needs_command" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
-complete -c kt -n "__fish_kt_needs_command" -f -a "ha" -d 'High availability: copy the configuration to the passive host'
+complete -c kt -n "__fish_kt_needs_command" -f -a "ha" -d 'High availability: an active and a passive server, PostgreSQL streaming replication between them'
 complete -c kt -n "__fish_kt_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'s host name, in its TLS certificate and configuration' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
@@ -68,6 +68,7 @@ complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -l wait-for-active -d 'On an HA passive: how long to wait for the active\'s database first' -r
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s v -l verbose -d 'Print more about what kt does'
@@ -447,14 +448,20 @@ complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a certificate: subject, names, issuer, validity, fingerprint, key, chain'
 complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the instance\'s certificate, for monitoring and cron'
 complete -c kt -n "__fish_kt_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -s v -l verbose -d 'Print more about what kt does'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -l no-progress -d 'Never show progress bars, even on a terminal'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -f -a "sync" -d 'Copy files and directories as rsync does, locally or to or from another host'
-complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "sync" -d 'Copy files and directories as rsync does, locally or to or from another host'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "enable" -d 'Prepare the active\'s database for a passive at PEER'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "disable" -d 'Undo `kt ha enable`: the role, the files and the settings it added'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "init-passive" -d 'Make this host the passive: copy the active\'s database and stream from it'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "enable-sync" -d 'Turn on synchronous replication: a commit waits until the passive has applied it'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "disable-sync" -d 'Turn off synchronous replication (e.g. while the passive is rebuilt)'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "status" -d 'Show this host\'s HA role, its peer and the replication state'
+complete -c kt -n "__fish_kt_using_subcommand ha; and not __fish_seen_subcommand_from sync enable disable init-passive enable-sync disable-sync status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l exclude -d 'Skip paths matching PATTERN (rsync\'s rules: `/` anchors, a trailing `/` matches directories, `*`, `**`, `?`; first matching rule wins; repeatable)' -r
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l include -d 'Do not skip paths matching PATTERN (before a broader --exclude; repeatable)' -r
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s e -l rsh -d 'The remote shell that reaches HOST, split into words as a shell would' -r
@@ -481,7 +488,61 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -l peer -d 'The passive host (name or address) and its database port (default: this instance\'s)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l active -d 'The active host and its database port (default: DB_PORT of the synced configuration)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l hostname -d 'This host\'s name, in its certificate and keytrustee.conf (default: its FQDN)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l pg-rootdir -d 'This host\'s PostgreSQL data directory, when not the active\'s path' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l database-port -d 'This host\'s database port, when not the active\'s' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l listen -d 'Where this host\'s key server listens, when not where the active\'s does' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l wait -d 'How long to wait for the active\'s database to answer' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l cert-days -d 'Days the self-signed TLS certificate is valid' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l san -d 'An extra DNS name or IP address for the TLS certificate (repeatable)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l force -d 'Replace this host\'s database (set aside, not deleted) and stop its server'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from init-passive" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -l wait -d 'How long to wait for the passive to become synchronous' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from enable-sync" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l json -d 'Print the status as a JSON object'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "sync" -d 'Copy files and directories as rsync does, locally or to or from another host'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Prepare the active\'s database for a passive at PEER'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Undo `kt ha enable`: the role, the files and the settings it added'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "init-passive" -d 'Make this host the passive: copy the active\'s database and stream from it'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "enable-sync" -d 'Turn on synchronous replication: a commit waits until the passive has applied it'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "disable-sync" -d 'Turn off synchronous replication (e.g. while the passive is rebuilt)'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show this host\'s HA role, its peer and the replication state'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
@@ -494,7 +555,7 @@ complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcomma
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "ha" -d 'High availability: copy the configuration to the passive host'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "ha" -d 'High availability: an active and a passive server, PostgreSQL streaming replication between them'
 complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "start" -d 'Start the database in the background and wait until it accepts connections'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
@@ -525,3 +586,9 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "show" -d 'Show a certificate: subject, names, issuer, validity, fingerprint, key, chain'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "check" -d 'Check the instance\'s certificate, for monitoring and cron'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "sync" -d 'Copy files and directories as rsync does, locally or to or from another host'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "enable" -d 'Prepare the active\'s database for a passive at PEER'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "disable" -d 'Undo `kt ha enable`: the role, the files and the settings it added'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "init-passive" -d 'Make this host the passive: copy the active\'s database and stream from it'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "enable-sync" -d 'Turn on synchronous replication: a commit waits until the passive has applied it'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "disable-sync" -d 'Turn off synchronous replication (e.g. while the passive is rebuilt)'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "status" -d 'Show this host\'s HA role, its peer and the replication state'

@@ -26,6 +26,11 @@ pub const TLS_MIN_VERSION: &str = "TLS_MIN_VERSION";
 pub const CIPHERS: &str = "CIPHERS";
 pub const SERVICE_USER: &str = "SERVICE_USER";
 pub const SSL_PRIVATE_KEY_PASSWORD_SCRIPT: &str = "SSL_PRIVATE_KEY_PASSWORD_SCRIPT";
+/// HA: this host's role (`active` or `passive`), written by `kt ha enable`
+/// and `kt ha init-passive`.
+pub const HA_ROLE: &str = "HA_ROLE";
+/// HA: the other host's database address, HOST:DBPORT.
+pub const HA_PEER: &str = "HA_PEER";
 /// Server limits (optional; defaults below).
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// The highest MAX_BODY_BYTES a server accepts: no deposit is larger, so
@@ -37,6 +42,8 @@ pub const IDLE_TIMEOUT_SECONDS: &str = "IDLE_TIMEOUT_SECONDS";
 pub const REQUEST_TIMEOUT_SECONDS: &str = "REQUEST_TIMEOUT_SECONDS";
 pub const AUTH_WINDOW_SECONDS: &str = "AUTH_WINDOW_SECONDS";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
+/// HA: how long a write on the active waits for the passive's confirmation.
+pub const HA_WRITE_TIMEOUT_SECONDS: &str = "HA_WRITE_TIMEOUT_SECONDS";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;

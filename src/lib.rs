@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod fsutil;
+pub mod ha;
 pub mod gnupg;
 pub mod hostname;
 pub mod init;

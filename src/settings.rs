@@ -54,9 +54,11 @@ pub const REQUEST_TIMEOUT_SECONDS: Bounded =
     Bounded { key: config::REQUEST_TIMEOUT_SECONDS, default: 30, range: 1..=3600 };
 pub const AUTH_WINDOW_SECONDS: Bounded = Bounded { key: config::AUTH_WINDOW_SECONDS, default: 300, range: 1..=86_400 };
 pub const DB_POOL_SIZE: Bounded = Bounded { key: config::DB_POOL_SIZE, default: 4, range: 1..=256 };
+pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
+    Bounded { key: config::HA_WRITE_TIMEOUT_SECONDS, default: 5, range: 1..=300 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 7] = [
+const LIMITS: [&Bounded; 8] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -64,6 +66,7 @@ const LIMITS: [&Bounded; 7] = [
     &REQUEST_TIMEOUT_SECONDS,
     &AUTH_WINDOW_SECONDS,
     &DB_POOL_SIZE,
+    &HA_WRITE_TIMEOUT_SECONDS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -95,10 +98,30 @@ pub struct Settings {
     pub ciphers: String,
     /// `SERVICE_USER`: the account the database and server run as under root.
     pub service_user: Option<String>,
+    /// `HA_ROLE`: `active` or `passive` in an HA pair (None: standalone).
+    pub ha_role: Option<HaRole>,
+    /// `HA_PEER`: the other host's database, HOST:DBPORT.
+    pub ha_peer: Option<String>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// Keys kt does not know, kept as they were for every rewrite.
     pub extra: Map<String, Value>,
+}
+
+/// This host's part in an HA pair (`HA_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaRole {
+    Active,
+    Passive,
+}
+
+impl HaRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            HaRole::Active => "active",
+            HaRole::Passive => "passive",
+        }
+    }
 }
 
 /// The server's resource limits (each a [`Bounded`] setting).
@@ -111,6 +134,8 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     pub auth_window_seconds: u64,
     pub db_pool_size: u64,
+    /// With synchronous replication: how long a write waits for the passive.
+    pub ha_write_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -123,12 +148,13 @@ impl Default for Limits {
             request_timeout_seconds: REQUEST_TIMEOUT_SECONDS.default,
             auth_window_seconds: AUTH_WINDOW_SECONDS.default,
             db_pool_size: DB_POOL_SIZE.default,
+            ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 7] {
+    fn values(&self) -> [u64; 8] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -137,6 +163,7 @@ impl Limits {
             self.request_timeout_seconds,
             self.auth_window_seconds,
             self.db_pool_size,
+            self.ha_write_timeout_seconds,
         ]
     }
 
@@ -168,6 +195,12 @@ impl Settings {
             None | Some(Value::Null) => DEFAULT_DB_PORT,
             Some(_) => c.port(config::DB_PORT)?,
         };
+        let ha_role = match c.optional_string(config::HA_ROLE)? {
+            None => None,
+            Some("active") => Some(HaRole::Active),
+            Some("passive") => Some(HaRole::Passive),
+            Some(other) => return Err(bad(config::HA_ROLE, &format!("is {other:?}, not \"active\" or \"passive\""))),
+        };
         let known = known_keys();
         let extra = c.values().iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Settings {
@@ -182,6 +215,8 @@ impl Settings {
             tls_min_version: text(config::TLS_MIN_VERSION)?.unwrap_or_else(|| DEFAULT_TLS_MIN_VERSION.to_string()),
             ciphers: text(config::CIPHERS)?.unwrap_or_default(),
             service_user: text(config::SERVICE_USER)?,
+            ha_role,
+            ha_peer: text(config::HA_PEER)?,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -190,6 +225,7 @@ impl Settings {
                 request_timeout_seconds: number(&REQUEST_TIMEOUT_SECONDS)?,
                 auth_window_seconds: number(&AUTH_WINDOW_SECONDS)?,
                 db_pool_size: number(&DB_POOL_SIZE)?,
+                ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
             },
             extra,
         })
@@ -232,6 +268,8 @@ impl Settings {
             (config::TLS_MIN_VERSION, Some(Value::from(self.tls_min_version.clone()))),
             (config::CIPHERS, (!self.ciphers.is_empty()).then(|| Value::from(self.ciphers.clone()))),
             (config::SERVICE_USER, text(&self.service_user)),
+            (config::HA_ROLE, self.ha_role.map(|r| Value::from(r.name()))),
+            (config::HA_PEER, text(&self.ha_peer)),
         ]
     }
 }
@@ -250,6 +288,8 @@ fn known_keys() -> Vec<&'static str> {
         config::TLS_MIN_VERSION,
         config::CIPHERS,
         config::SERVICE_USER,
+        config::HA_ROLE,
+        config::HA_PEER,
     ];
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys
@@ -320,12 +360,16 @@ mod tests {
             (r#"{"HOSTNAME": "h", "IDLE_TIMEOUT_SECONDS": 3601}"#, "IDLE_TIMEOUT_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "DB_POOL_SIZE": "many"}"#, "DB_POOL_SIZE must be"),
             (r#"{"HOSTNAME": "h", "SERVICE_USER": false}"#, "SERVICE_USER is not a string"),
+            (r#"{"HOSTNAME": "h", "HA_ROLE": "primary"}"#, "HA_ROLE is \"primary\""),
+            (r#"{"HOSTNAME": "h", "HA_WRITE_TIMEOUT_SECONDS": 0}"#, "HA_WRITE_TIMEOUT_SECONDS must be"),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind(), crate::Kind::Usage, "{text}");
             assert!(err.to_string().contains(key), "{text}: {err}");
             assert!(err.hint().is_some_and(|h| h.contains("keytrustee.conf")), "{text}");
         }
+        let s = parse(r#"{"HOSTNAME": "h", "HA_ROLE": "passive", "HA_PEER": "kts01:11381"}"#).unwrap();
+        assert_eq!((s.ha_role, s.ha_peer.as_deref(), s.limits.ha_write_timeout_seconds), (Some(HaRole::Passive), Some("kts01:11381"), 5));
         // The bounds themselves are allowed.
         let s = parse(r#"{"HOSTNAME": "h", "MAX_HEADER_BYTES": 8192, "AUTH_WINDOW_SECONDS": 86400}"#).unwrap();
         assert_eq!((s.limits.max_header_bytes, s.limits.auth_window_seconds), (8192, 86_400));

@@ -13,6 +13,7 @@ mod cert_show;
 mod cli;
 mod db;
 mod forged;
+mod ha;
 mod init;
 mod load;
 mod org;

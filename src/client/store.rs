@@ -232,6 +232,8 @@ pub fn refusal(what: &str, resp: &Response) -> Error {
         "client_disabled" => err.with_hint("the operator can re-enable it: kt org enable-client --fingerprint FPR"),
         "stale" => err.with_hint("check this host's clock"),
         "registration_refused" => err.with_hint("check the organization name and its auth secret"),
+        "passive_unavailable" => err.with_hint("nothing was changed: send it again when `kt ha status` on the active is healthy"),
+        "write_unconfirmed" => err.with_hint("do not send it again: it is stored; kt client --dir DIR list shows it"),
         _ => err,
     }
 }
@@ -259,12 +261,20 @@ impl Session {
     ///   (passive server), which has changed nothing.
     pub fn send(&mut self, method: &str, path: &str, body: &[u8], read: bool) -> Result<Response> {
         let mut last_error = None;
+        let mut active_refused = false;
         for client in &mut self.clients {
             for attempt in 0..2 {
                 let headers = auth::sign_request(&self.key, &self.settings.fingerprint, method, path, body)?;
                 match send_signed(client, method, path, &headers, body) {
                     Ok(resp) if resp.status >= 500 && (read || resp.status == 503) => {
-                        last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
+                        // A write: the active's reason (passive_unavailable)
+                        // says more than what the servers after it answer
+                        // (a passive's read_only): the first one is kept.
+                        let read_only = resp.error_code().as_deref() == Some("read_only");
+                        if read || !active_refused {
+                            active_refused = !read_only;
+                            last_error = Some(refusal(&format!("{method} {path} at {}", client.url()), &resp));
+                        }
                     }
                     Ok(resp) => return Ok(resp),
                     Err(Failure::Unreachable(e)) => last_error = Some(e),

@@ -28,7 +28,9 @@
 //! | 412 | `stale` | the timestamp is outside the allowed window |
 //! | 413 | `body_too_large` | |
 //! | 423 | `client_disabled` / `client_pending` | the client may not act now |
-//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server; database down; replay guard full |
+//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server (naming the active); database down; replay guard full |
+//! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected: the write was refused before it began, nothing changed |
+//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -66,6 +68,12 @@ pub struct AppState {
     /// from the database on every request.
     pub keys: Mutex<HashMap<String, Arc<SignedPublicKey>>>,
     pub limits: Limits,
+    /// On a passive: the active's host, named when a write is refused.
+    pub ha_active: Option<String>,
+    /// `HA_WRITE_TIMEOUT_SECONDS`, named in the refusals it causes.
+    pub ha_write_timeout: std::time::Duration,
+    /// The last gate reading, for transitions in the log only.
+    pub writes_open: std::sync::atomic::AtomicBool,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -88,6 +96,19 @@ impl From<DbError> for Refusal {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read_only",
                 "this is a passive (read-only) server: send writes to the active one",
+            ),
+            DbError::PassiveUnavailable => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "passive_unavailable",
+                "synchronous replication is on and the passive server is not connected: writes are refused until it is back (nothing was changed); reads go on",
+            ),
+            DbError::Unconfirmed(answer) => refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "write_unconfirmed",
+                format!(
+                    "the change{} is stored on the active but the passive did not confirm it in time: it is not lost and reaches the passive when it is back; do not send it again",
+                    answer.map(|a| format!(" ({a})")).unwrap_or_default()
+                ),
             ),
             DbError::Unavailable(why) => {
                 error!("database unavailable: {why}");
@@ -132,7 +153,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     };
     Ok(match result {
         Ok(resp) => resp,
-        Err(refusal) => {
+        Err(mut refusal) => {
+            if let (true, Some(active)) = (refusal.code == "read_only", &state.ha_active) {
+                refusal.message = format!("this is a passive (read-only) server: send writes to the active one, {active}");
+            }
             if refusal.status.as_u16() >= 401 && refusal.status.as_u16() != 404 {
                 info!("refused {method} {path}: {} {}", refusal.status.as_u16(), refusal.code);
             }

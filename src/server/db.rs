@@ -3,7 +3,7 @@
 //! endpoints need. A broken connection is replaced on next use; an
 //! unreachable database fails the request fast (503), it never hangs it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,14 @@ pub enum DbError {
     Unavailable(String),
     /// The database is a read-only standby (passive server).
     ReadOnly,
+    /// Synchronous replication is on and no synchronous standby is
+    /// connected: the write was refused before it began (nothing changed).
+    PassiveUnavailable,
+    /// The write committed on this database but the passive did not
+    /// confirm it within the write timeout; the wait was cancelled. The
+    /// change stays (it reaches the passive when it is back). Carries the
+    /// statement's answer (a new deposit's uuid) when there is one.
+    Unconfirmed(Option<String>),
     /// Anything else: a bug or a constraint kt did not expect.
     Other(String),
 }
@@ -58,11 +66,42 @@ struct Conn {
 
 /// A fixed number of connections used round-robin; each one pipelines the
 /// queries of every request that shares it.
+///
+/// Writes have connections of their own, one write at a time on each
+/// (a PostgreSQL backend runs one statement at a time anyway): a write
+/// whose commit waits for the passive holds up no read, and cancelling
+/// that wait (after `write_timeout`) can only hit the write that timed out.
 pub struct Pool {
     config: tokio_postgres::Config,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
+    write_slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
+    next_write: AtomicUsize,
+    write_timeout: Duration,
+    /// [`GATE_OPEN`], [`GATE_CLOSED`]: set by [`Pool::refresh_gate`].
+    gate: AtomicU8,
 }
+
+/// Writes go ahead (no synchronous replication, or the standby is there).
+const GATE_OPEN: u8 = 0;
+/// Synchronous replication is on and no synchronous standby streams.
+const GATE_CLOSED: u8 = 1;
+/// How long a cancelled commit wait may take to return.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// What a write statement answered, for [`DbError::Unconfirmed`].
+trait Answer {
+    fn answer(&self) -> Option<String> {
+        None
+    }
+}
+impl Answer for String {
+    fn answer(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+impl Answer for bool {}
+impl Answer for Option<(String, String)> {}
 
 /// A registered client as the authentication step needs it.
 pub struct ClientRow {
@@ -87,7 +126,7 @@ pub struct OrgRow {
 }
 
 impl Pool {
-    pub fn new(port: u16, user: &str, password: &str, database: &str, size: usize) -> Pool {
+    pub fn new(port: u16, user: &str, password: &str, database: &str, size: usize, write_timeout: Duration) -> Pool {
         let mut config = tokio_postgres::Config::new();
         config
             .host("127.0.0.1")
@@ -97,7 +136,86 @@ impl Pool {
             .dbname(database)
             .application_name("kt serve")
             .connect_timeout(Duration::from_secs(5));
-        Pool { config, slots: (0..size.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(), next: AtomicUsize::new(0) }
+        let slots = |n: usize| (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
+        Pool {
+            config,
+            slots: slots(size),
+            next: AtomicUsize::new(0),
+            write_slots: slots(size),
+            next_write: AtomicUsize::new(0),
+            write_timeout,
+            gate: AtomicU8::new(GATE_OPEN),
+        }
+    }
+
+    /// Reads whether writes may go ahead: closed when synchronous
+    /// replication is configured on this (primary) database and no standby
+    /// is synchronous. The server calls it a few times a second, so that a
+    /// write is refused up front, fast and with nothing changed, instead of
+    /// committing locally and waiting for a passive that is not there.
+    pub async fn refresh_gate(&self) -> Result<bool, DbError> {
+        let c = self.conn().await?;
+        let row = c
+            .client
+            .query_one(
+                "SELECT current_setting('synchronous_standby_names') <> '' AND NOT pg_is_in_recovery() \
+                 AND NOT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum'))",
+                &[],
+            )
+            .await?;
+        let closed: bool = row.get(0);
+        self.gate.store(if closed { GATE_CLOSED } else { GATE_OPEN }, Ordering::Relaxed);
+        Ok(!closed)
+    }
+
+    /// Runs one write statement under the HA rules: refused up front when
+    /// the gate is closed; bounded by the write timeout, after which the
+    /// commit's wait for the passive is cancelled and the outcome reported
+    /// as [`DbError::Unconfirmed`] (committed here) or, when the cancel
+    /// came before the commit, [`DbError::PassiveUnavailable`] (nothing
+    /// changed).
+    async fn write<T, F, Fut>(&self, run: F) -> Result<T, DbError>
+    where
+        F: FnOnce(Arc<Conn>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        T: Answer,
+    {
+        if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
+            return Err(DbError::PassiveUnavailable);
+        }
+        let i = self.next_write.fetch_add(1, Ordering::Relaxed) % self.write_slots.len();
+        let mut slot = self.write_slots[i].lock().await;
+        let conn = match slot.as_ref() {
+            Some(conn) if !conn.client.is_closed() => conn.clone(),
+            _ => {
+                let conn = self.connect().await?;
+                *slot = Some(conn.clone());
+                conn
+            }
+        };
+        let fut = run(conn.clone());
+        tokio::pin!(fut);
+        match tokio::time::timeout(self.write_timeout, &mut fut).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                // Only this write runs on this connection: the cancel hits it.
+                let _ = conn.client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                match tokio::time::timeout(CANCEL_GRACE, &mut fut).await {
+                    // Success after a cancel: PostgreSQL committed locally
+                    // and stopped waiting for the standby.
+                    Ok(Ok(value)) => Err(DbError::Unconfirmed(value.answer())),
+                    Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
+                        Err(DbError::PassiveUnavailable)
+                    }
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => {
+                        // The outcome is unknown: never reuse this connection.
+                        *slot = None;
+                        Err(DbError::Unconfirmed(None))
+                    }
+                }
+            }
+        }
     }
 
     /// Opens every connection now, so the first requests do not pay for
@@ -121,6 +239,12 @@ impl Pool {
                 return Ok(conn.clone());
             }
         }
+        let conn = self.connect().await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> Result<Arc<Conn>, DbError> {
         let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the
@@ -151,9 +275,7 @@ impl Pool {
                 )
                 .await?,
         };
-        let conn = Arc::new(Conn { client, st });
-        *slot = Some(conn.clone());
-        Ok(conn)
+        Ok(Arc::new(Conn { client, st }))
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
@@ -169,19 +291,20 @@ impl Pool {
     }
 
     pub async fn deposit_insert(&self, owner: &str, name: &str, content: &[u8]) -> Result<String, DbError> {
-        let c = self.conn().await?;
-        let row = c.client.query_one(&c.st.deposit_insert, &[&owner, &name, &content]).await?;
-        Ok(row.get(0))
+        self.write(|c| async move {
+            let row = c.client.query_one(&c.st.deposit_insert, &[&owner, &name, &content]).await?;
+            Ok(row.get::<_, String>(0))
+        })
+        .await
     }
 
     pub async fn deposit_update(&self, uuid: &str, owner: &str, content: &[u8]) -> Result<bool, DbError> {
-        let c = self.conn().await?;
-        Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some())
+        self.write(|c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
+            .await
     }
 
     pub async fn deposit_delete(&self, uuid: &str, owner: &str) -> Result<bool, DbError> {
-        let c = self.conn().await?;
-        Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1)
+        self.write(|c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
     }
 
     pub async fn deposit_list(&self, owner: &str) -> Result<Vec<DepositInfo>, DbError> {
@@ -210,25 +333,30 @@ impl Pool {
         org_uuid: &str,
         public_key: &[u8],
     ) -> Result<(String, String), DbError> {
-        let c = self.conn().await?;
-        let inserted = c
-            .client
-            .query_opt(
-                "INSERT INTO clients (fingerprint, organization, public_key, state) \
+        let inserted = self
+            .write(|c| async move {
+                c.client
+                    .query_opt(
+                        "INSERT INTO clients (fingerprint, organization, public_key, state) \
                  VALUES ($1, $2::text::uuid, $3, 'active') ON CONFLICT (fingerprint) DO NOTHING \
                  RETURNING state, organization::text",
-                &[&fingerprint, &org_uuid, &public_key],
-            )
+                        &[&fingerprint, &org_uuid, &public_key],
+                    )
+                    .await
+                    .map(|row| row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))))
+            })
             .await?;
-        let row = match inserted {
-            Some(row) => row,
+        match inserted {
+            Some(pair) => Ok(pair),
             None => {
-                c.client
+                let c = self.conn().await?;
+                let row = c
+                    .client
                     .query_one("SELECT state, organization::text FROM clients WHERE fingerprint = $1", &[&fingerprint])
-                    .await?
+                    .await?;
+                Ok((row.get(0), row.get(1)))
             }
-        };
-        Ok((row.get(0), row.get(1)))
+        }
     }
 
     /// `(in recovery, schema version)`: a database in recovery is a

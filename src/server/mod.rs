@@ -29,6 +29,8 @@ use log::{error, info, warn};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server reads whether the passive is there for writes.
+const GATE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -47,9 +49,14 @@ pub struct ServerSettings {
     pub limits: api::Limits,
     pub db_port: u16,
     pub db_pool_size: usize,
+    /// `HA_WRITE_TIMEOUT_SECONDS`: how long a write waits for the passive.
+    pub ha_write_timeout: Duration,
     pub pgpass: PathBuf,
     pub fingerprint: String,
     pub pubkey_armored: String,
+    /// On a passive (`HA_ROLE` passive): the active's host, named when a
+    /// write is refused.
+    pub ha_active: Option<String>,
 }
 
 impl ServerSettings {
@@ -80,9 +87,14 @@ impl ServerSettings {
             },
             db_port: s.db_port,
             db_pool_size: limits.db_pool_size as usize,
+            ha_write_timeout: Duration::from_secs(limits.ha_write_timeout_seconds),
             pgpass: instance.layout.pgpass(),
             fingerprint: crate::pgp::wire_fingerprint(&public),
             pubkey_armored: crate::pgp::armored(&public)?,
+            ha_active: match s.ha_role {
+                Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
+                _ => None,
+            },
         })
     }
 }
@@ -116,7 +128,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let state = Arc::new(api::AppState {
         fingerprint: settings.fingerprint.clone(),
         pubkey_armored: settings.pubkey_armored.clone(),
-        pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size),
+        ha_active: settings.ha_active.clone(),
+        ha_write_timeout: settings.ha_write_timeout,
+        writes_open: std::sync::atomic::AtomicBool::new(true),
+        pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size, settings.ha_write_timeout),
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
@@ -144,6 +159,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    // Whether writes may go ahead (synchronous replication with the
+    // passive there, or none): read a few times a second, off the request path.
+    let mut gate = tokio::time::interval(GATE_INTERVAL);
+    gate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
         tokio::select! {
@@ -214,6 +233,23 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
+            _ = gate.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let was = state.writes_open.load(std::sync::atomic::Ordering::Relaxed);
+                    // An unreachable database fails writes by itself.
+                    if let Ok(open) = state.pool.refresh_gate().await {
+                        state.writes_open.store(open, std::sync::atomic::Ordering::Relaxed);
+                        if was != open {
+                            if open {
+                                info!("writes accepted again: the passive is the synchronous standby");
+                            } else {
+                                warn!("writes refused: synchronous replication is on and the passive is not connected");
+                            }
+                        }
+                    }
+                });
+            }
         }
     }
     info!("stopping: no new connections, letting open ones finish");
@@ -225,6 +261,14 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).
+fn peer_host(peer: &str) -> String {
+    if let Some(rest) = peer.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(peer).to_string()
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {

@@ -46,7 +46,18 @@ pub fn verify(layout: Layout, options: &LocalOptions) -> Result<Report> {
             false
         }
     };
-    report.skip("ha", "no HA peer configured");
+    match instance.settings.ha_role {
+        None => report.skip("ha", "no HA peer configured"),
+        Some(_) => {
+            // The same reading as `kt ha status`.
+            let result = match crate::ha::status::read(&instance) {
+                Ok(status) if status.healthy => Ok(status.summary()),
+                Ok(status) => Err(status.summary()),
+                Err(e) => Err(e.to_string()),
+            };
+            report.record("ha", result);
+        }
+    }
     backups(&instance, options, &mut report);
     Ok(report)
 }

@@ -1,0 +1,127 @@
+//! `kt ha enable | disable | init-passive | enable-sync | disable-sync |
+//! status`: the HA pair, over `kt::ha`.
+
+use std::time::Duration;
+
+use kt::error::Context;
+use kt::ha::{self, Peer};
+use kt::instance::Layout;
+
+use crate::cli::{GlobalArgs, HaCommand, HaInitPassiveArgs};
+use crate::printer::Printer;
+use crate::{CommandResult, Status};
+
+pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> CommandResult {
+    let layout = Layout::new(global.confdir.as_deref())?;
+    match command {
+        HaCommand::Sync(_) => unreachable!("kt ha sync is commands/ha.rs"),
+        HaCommand::Enable(args) => {
+            let instance = layout.load()?;
+            let peer = Peer::parse(&args.peer, instance.settings.db_port)?;
+            let report = ha::enable::enable(&instance, &peer, printer)?;
+            let list = |ips: &[std::net::IpAddr]| ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+            printer.info(format!(
+                "kt: HA enabled: the passive {} may replicate from {} (TLS, SCRAM); the database listens on {}{}",
+                report.peer,
+                list(&report.peer_addresses),
+                list(&report.listen_addresses),
+                if report.restarted { " (restarted)" } else { " (stopped, as it was)" }
+            ));
+            printer.info(format!(
+                "kt: next: kt ha sync the confdir to the passive (it carries {}), then kt ha init-passive there",
+                report.password_file.display()
+            ));
+            Ok(Status::Success)
+        }
+        HaCommand::Disable(_) => {
+            let instance = layout.load()?;
+            let report = ha::enable::disable(&instance, printer)?;
+            printer.info(format!(
+                "kt: HA disabled: role, password file and settings removed{}",
+                if report.restarted { "; the database was restarted" } else { "" }
+            ));
+            Ok(Status::Success)
+        }
+        HaCommand::InitPassive(args) => init_passive(layout, args, printer),
+        HaCommand::EnableSync(args) => {
+            let instance = layout.load()?;
+            ha::syncrep::enable(&instance, Duration::from_secs(args.wait), printer)?;
+            printer.info("kt: synchronous replication is on: the passive is the synchronous standby");
+            Ok(Status::Success)
+        }
+        HaCommand::DisableSync(_) => {
+            let instance = layout.load()?;
+            let was_on = ha::syncrep::disable(&instance)?;
+            printer.info(if was_on {
+                "kt: synchronous replication is off: writes no longer wait for the passive"
+            } else {
+                "kt: synchronous replication was already off"
+            });
+            Ok(Status::Success)
+        }
+        HaCommand::Status(args) => {
+            let instance = layout.load()?;
+            let status = ha::status::read(&instance)?;
+            if args.json {
+                printer.data(serde_json::to_string(&status).map_err(|e| kt::Error::problem("cannot encode the status").because(e))?)?;
+            } else {
+                let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                printer.data(format!("role:          {}", status.role))?;
+                printer.data(format!("peer:          {}", opt(&status.peer)))?;
+                printer.data(format!("replication:   {}", status.replication))?;
+                let mode = match (status.synchronous, &status.sync_state) {
+                    (Some(true), _) => "sync (configured)".to_string(),
+                    (Some(false), _) => "async".to_string(),
+                    (None, _) => "-".to_string(),
+                };
+                printer.data(format!("synchronous:   {mode}"))?;
+                printer.data(format!("sync state:    {}", opt(&status.sync_state)))?;
+                printer.data(format!("lag:           {} bytes, {} s",
+                    status.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                    status.lag_seconds.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())))?;
+                printer.data(format!("wal received:  {}", opt(&status.last_wal_received)))?;
+                printer.data(format!("wal replayed:  {}", opt(&status.last_wal_replayed)))?;
+                printer.data(format!("health:        {}", if status.healthy { "healthy" } else { "degraded" }))?;
+                for p in &status.problems {
+                    printer.warn(p);
+                }
+            }
+            Ok(if status.healthy { Status::Success } else { Status::Problem })
+        }
+    }
+}
+
+fn init_passive(layout: Layout, args: HaInitPassiveArgs, printer: &Printer) -> CommandResult {
+    // The active's database port defaults to DB_PORT of the synced configuration.
+    let synced = layout.clone().load()?;
+    let active = Peer::parse(&args.active, synced.settings.db_port)?;
+    let hostname = match args.hostname {
+        Some(name) => name,
+        None => kt::hostname::fqdn()?,
+    };
+    let options = ha::passive::PassiveOptions {
+        active,
+        hostname,
+        force: args.force,
+        pg_rootdir: args.pg_rootdir,
+        db_port: args.database_port,
+        listen: args.listen,
+        wait: Duration::from_secs(args.wait),
+        cert_days: args.cert_days,
+        extra_sans: args.extra_sans,
+        exe: std::env::current_exe().env_context(|| "cannot find the kt executable")?,
+    };
+    let report = ha::passive::init_passive(&layout, &options, printer)?;
+    if let Some(aside) = &report.set_aside {
+        printer.warn(format!("the old database is kept in {}: remove it when you no longer need it", aside.display()));
+    }
+    printer.info(format!(
+        "kt: this host is the passive of {}: its database in {} streams from the active, its server answers reads at {}{}",
+        options.active,
+        report.data_dir.display(),
+        report.server_url,
+        if report.new_certificate { " (with a new self-signed certificate)" } else { "" }
+    ));
+    printer.info("kt: next, on the active: kt ha enable-sync");
+    Ok(Status::Success)
+}

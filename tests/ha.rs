@@ -1,0 +1,419 @@
+//! `kt ha enable | init-passive | enable-sync | status | disable-sync |
+//! disable`: two real instances on this machine (two confdirs, two
+//! clusters, two servers, loopback only), the confdir carried with
+//! `kt ha sync` through an ssh stand-in, psql, curl and openssl as
+//! witnesses.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::server::{client, org_with_secret};
+
+/// ssh stand-in: skips options and the host, runs the command here.
+const SSH: &str = "#!/bin/sh\n\
+    while [ $# -gt 0 ]; do case \"$1\" in -l|-p) shift 2;; -*) shift;; *) break;; esac; done\n\
+    shift\n\
+    exec sh -c \"$*\"\n";
+
+/// The passive host: a home that `kt ha sync` fills with the active's
+/// confdir, its own ports. Its server and database stop on drop.
+struct Passive {
+    dir: TestDir,
+    home: PathBuf,
+    confdir: PathBuf,
+    db_port: u16,
+    server_port: u16,
+}
+
+impl Passive {
+    fn new(name: &str) -> Passive {
+        let dir = TestDir::new(name);
+        let home = dir.join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let confdir = home.join(".keytrustee");
+        Passive { dir, home, confdir, db_port: free_port(), server_port: free_port() }
+    }
+
+    fn kt(&self, args: &[&str]) -> Run {
+        run(kt().arg("-c").arg(&self.confdir).args(args))
+    }
+
+    fn init_args(&self, active_db: u16) -> Vec<String> {
+        [
+            "ha", "init-passive", "--active", &format!("127.0.0.1:{active_db}"), "--hostname", "kts02.example.test", "--san", "127.0.0.1",
+            "--pg-rootdir", self.home.join("db").to_str().unwrap(), "--database-port", &self.db_port.to_string(),
+            "--listen", &format!("127.0.0.1:{}", self.server_port),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.server_port)
+    }
+
+    fn psql(&self, sql: &str) -> Run {
+        psql_at(&self.confdir, self.db_port, "keytrustee", sql)
+    }
+}
+
+impl Drop for Passive {
+    fn drop(&mut self) {
+        let _ = self.kt(&["server", "stop", "--quiet"]);
+        let _ = self.kt(&["db", "stop", "--quiet"]);
+    }
+}
+
+fn psql_at(confdir: &Path, port: u16, database: &str, sql: &str) -> Run {
+    run(Command::new("psql")
+        .env("PGPASSFILE", confdir.join(".pgpass"))
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "keytrustee", "-d", database])
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]))
+}
+
+/// The files `kt ha enable` changes and `kt ha disable` must put back.
+fn active_state(a: &Instance) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = snapshot(&a.confdir).into_iter().map(|(k, v)| (k.display().to_string(), v)).collect();
+    for name in ["postgresql.conf", "pg_hba.conf", "postgresql.auto.conf"] {
+        out.push((name.into(), std::fs::read_to_string(a.pg_rootdir().join(name)).unwrap()));
+    }
+    out
+}
+
+fn status_json(out: &Run) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[test]
+fn the_documented_bootstrap_with_kt_alone_and_back() {
+    let a = Instance::serving_as("ha-a", "localhost");
+    a.kt(&["server", "start"]).expect(0);
+    let b = Passive::new("ha-b");
+    let before = active_state(&a);
+
+    // 1. enable on the active.
+    let peer = format!("127.0.0.1:{}", b.db_port);
+    let out = a.kt(&["ha", "enable", "--peer", &peer]).expect(0);
+    assert!(out.stderr.contains("HA enabled") && out.stderr.contains("(restarted)"), "{}", out.stderr);
+    let pwfile = a.confdir.join(".pgpass-replication");
+    assert_eq!(mode(&pwfile), 0o600);
+    let password = std::fs::read_to_string(&pwfile).unwrap().trim().rsplit(':').next().unwrap().to_string();
+    assert!(password.len() >= 32);
+    assert_eq!(a.psql("postgres", "SELECT rolreplication, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'kt_replication'").expect(0).stdout.trim(), "t|f|t");
+    assert!(a.psql("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = 'kt_replication'").expect(0).stdout.starts_with("SCRAM-SHA-256$4096:"));
+    assert_eq!(a.psql("postgres", "SHOW ssl").expect(0).stdout.trim(), "on");
+    assert_eq!(a.psql("postgres", "SHOW listen_addresses").expect(0).stdout.trim(), "127.0.0.1");
+    let hba = std::fs::read_to_string(a.pg_rootdir().join("pg_hba.conf")).unwrap();
+    assert!(hba.contains("hostssl replication kt_replication 127.0.0.1/32 scram-sha-256"), "{hba}");
+    let db_log = std::fs::read_to_string(a.home.join("logs/postgresql.log")).unwrap_or_default();
+    assert!(!db_log.contains(&password), "the replication password reached the server log");
+    // The database port now speaks TLS with the instance's certificate.
+    let served = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl s_client -starttls postgres -connect 127.0.0.1:{} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+        a.db_port
+    )));
+    assert_eq!(served.stdout.trim(), file_cert(&a.confdir.join(".ssl/ssl-cert-keytrustee.pem")));
+    // Twice is refused, nothing changed.
+    let during = active_state(&a);
+    let again = a.kt(&["ha", "enable", "--peer", &peer]).expect(2);
+    assert!(again.stderr.contains("already enabled"), "{}", again.stderr);
+    assert_eq!(active_state(&a), during);
+
+    // 2. the confdir to the passive, the documented way (.ssl excluded), through a remote shell.
+    let ssh = b.dir.join("ssh");
+    std::fs::write(&ssh, SSH).unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(kt()
+        .args(["ha", "sync", "-zcav", "--exclude", ".ssl", "-e", ssh.to_str().unwrap(), "--remote-kt", KT])
+        .arg(&a.confdir)
+        .arg(format!("root@kts02.example.test:{}/.", b.home.display())))
+    .expect(0);
+    assert!(b.confdir.join(".pgpass-replication").is_file() && !b.confdir.join(".ssl").exists());
+
+    // 3. init-passive: with the active's database down it waits, bounded, and changes nothing.
+    a.kt(&["db", "stop"]).expect(0);
+    let synced = snapshot(&b.home);
+    let mut args = b.init_args(a.db_port);
+    let quick = run(kt().arg("-c").arg(&b.confdir).args(&args).args(["--wait", "1"])).expect(3);
+    assert!(quick.stderr.contains("did not answer within 1s"), "{}", quick.stderr);
+    assert_eq!(snapshot(&b.home), synced, "a failed init-passive left changes");
+    // ... and goes on when the active appears.
+    let child = kt()
+        .arg("-c")
+        .arg(&b.confdir)
+        .args(&args)
+        .args(["--wait", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    a.kt(&["db", "start"]).expect(0);
+    let out = Run::from(child.wait_with_output().unwrap()).expect(0);
+    assert!(out.stderr.contains("waiting up to 60s for the active's database"), "{}", out.stderr);
+    assert!(out.stderr.contains("is the passive of"), "{}", out.stderr);
+    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.confdir.join("keytrustee.conf")).unwrap()).unwrap();
+    assert_eq!(conf["HOSTNAME"], "kts02.example.test");
+    assert_eq!(conf["HA_ROLE"], "passive");
+    assert_eq!(conf["HA_PEER"], format!("127.0.0.1:{}", a.db_port));
+    // Its own certificate, for its own name.
+    let b_cert = b.confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    let subject = openssl(&["x509", "-noout", "-subject", "-in", b_cert.to_str().unwrap()]).expect(0).stdout;
+    assert!(subject.contains("kts02.example.test"), "{subject}");
+    assert_ne!(file_cert(&b_cert), file_cert(&a.confdir.join(".ssl/ssl-cert-keytrustee.pem")));
+    // A streaming standby, over TLS, as the replication role.
+    assert_eq!(b.psql("SELECT pg_is_in_recovery()").expect(0).stdout.trim(), "t");
+    assert_eq!(
+        a.psql("postgres", "SELECT r.usename, r.application_name, r.state, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)").expect(0).stdout.trim(),
+        "kt_replication|kt_passive|streaming|t"
+    );
+    let argv_free = !std::fs::read_to_string(b.dir.path.join("home/db/postgresql.auto.conf")).unwrap().contains(&password);
+    assert!(argv_free, "the replication password was written into the standby's configuration");
+    // Twice is refused, nothing changed.
+    let after = snapshot(&b.confdir);
+    let again = run(kt().arg("-c").arg(&b.confdir).args(&args)).expect(2);
+    assert!(again.stderr.contains("passive already"), "{}", again.stderr);
+    assert_eq!(snapshot(&b.confdir), after);
+
+    // 4. synchronous replication, confirmed.
+    let out = a.kt(&["ha", "enable-sync"]).expect(0);
+    assert!(out.stderr.contains("synchronous replication is on"), "{}", out.stderr);
+    assert_eq!(a.psql("postgres", "SELECT sync_state FROM pg_stat_replication").expect(0).stdout.trim(), "sync");
+    // Refused on the passive.
+    b.kt(&["ha", "enable-sync"]).expect(2);
+
+    // A deposit written on A is read on B; B refuses writes, naming the active.
+    org_with_secret(&a, "acme", "");
+    let cas = a.dir.join("both-ca.pem");
+    let mut pem = std::fs::read(a.ca()).unwrap();
+    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
+    std::fs::write(&cas, pem).unwrap();
+    let cdir = a.dir.join("client");
+    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let data = a.dir.join("data");
+    std::fs::write(&data, "the secret key").unwrap();
+    let uuid = client(&cdir, &["put", "k1", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    // Synchronous (remote_apply): on B at once.
+    assert_eq!(b.psql("SELECT count(*) FROM deposits").expect(0).stdout.trim(), "1");
+    a.kt(&["server", "stop"]).expect(0);
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "the secret key");
+    let refused = client(&cdir, &["put", "k2", data.to_str().unwrap()]);
+    assert_ne!(refused.code, 0, "the passive took a write");
+    assert!(refused.stderr.contains("read_only") || refused.stderr.contains("passive"), "{}", refused.stderr);
+    let (code, body) = curl(&["-k", "-X", "POST", &format!("{}/deposits?name=x", b.url())]);
+    assert!(code == 503 || code == 401, "{code} {body}");
+    a.kt(&["server", "start"]).expect(0);
+    // Both serve one fingerprint.
+    let (ca, fa) = curl(&["-k", &format!("{}/?a=fingerprint", a.url())]);
+    let (cb, fb) = curl(&["-k", &format!("{}/?a=fingerprint", b.url())]);
+    assert_eq!((ca, cb), (200, 200));
+    assert_eq!(fa, fb);
+    // A backup on the passive, from its standby, holds what A acknowledged.
+    let out_dir = b.dir.join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let backup = b.kt(&["backup", "--cleartext", "--output", out_dir.to_str().unwrap()]).expect(0);
+    assert!(backup.stderr.contains("deposits 1") && backup.stdout.contains("kts_bak_kts02_example_test_"), "{backup:?}");
+
+    // 5. status, healthy on both; kt verify's HA line from the same code.
+    let sa = status_json(&a.kt(&["ha", "status", "--json"]).expect(0));
+    assert_eq!((sa["role"].as_str(), sa["replication"].as_str(), sa["sync_state"].as_str(), sa["healthy"].as_bool()), (Some("active"), Some("streaming"), Some("sync"), Some(true)));
+    assert_eq!(sa["synchronous"], true);
+    assert!(sa["lag_bytes"].is_i64() && sa["last_wal_replayed"].is_string(), "{sa}");
+    let sb = status_json(&b.kt(&["ha", "status", "--json"]).expect(0));
+    assert_eq!((sb["role"].as_str(), sb["replication"].as_str(), sb["healthy"].as_bool()), (Some("passive"), Some("streaming"), Some(true)));
+    assert!(sb["last_wal_received"].is_string(), "{sb}");
+    // A CA on the active that the passive's copy does not match: degraded, saying what to do.
+    let ca_copy = a.confdir.join("ha-active-ca.pem");
+    let kept = std::fs::read(&ca_copy).unwrap();
+    std::fs::write(&ca_copy, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+    let stale = a.kt(&["ha", "status"]).expect(1);
+    assert!(stale.stderr.contains("kt ha sync"), "{}", stale.stderr);
+    std::fs::write(&ca_copy, kept).unwrap();
+    let text = a.kt(&["ha", "status"]).expect(0).stdout;
+    assert!(text.contains("health:        healthy"), "{text}");
+    let verify = a.kt(&["verify"]).stdout;
+    assert!(verify.lines().any(|l| l.starts_with("ok") && l.contains(" ha: active")), "{verify}");
+    let verify = b.kt(&["verify"]).stdout;
+    assert!(verify.lines().any(|l| l.starts_with("ok") && l.contains(" ha: passive")), "{verify}");
+    assert!(!verify.contains("FAIL"), "{verify}");
+
+    // The passive's database down: degraded (1) on the active, and kt verify fails its HA line.
+    b.kt(&["db", "stop"]).expect(0);
+    let sa = status_json(&a.kt(&["ha", "status", "--json"]).expect(1));
+    assert_eq!(sa["healthy"], false);
+    assert!(sa["problems"][0].as_str().unwrap().contains("not connected"), "{sa}");
+    b.kt(&["db", "start"]).expect(0);
+
+    // 6. back: disable refuses while synchronous, then disable-sync and disable leave A as before.
+    let refused = a.kt(&["ha", "disable"]).expect(2);
+    assert!(refused.stderr.contains("disable-sync"), "{}", refused.stderr);
+    a.kt(&["ha", "disable-sync"]).expect(0);
+    let sa = status_json(&a.kt(&["ha", "status", "--json"]).expect(0));
+    assert_eq!(sa["synchronous"], false);
+    b.kt(&["server", "stop"]).expect(0);
+    b.kt(&["db", "stop"]).expect(0);
+    a.kt(&["ha", "disable"]).expect(0);
+    assert_eq!(active_state(&a), before, "kt ha disable did not put the active back as it was");
+    assert_eq!(a.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'kt_replication'").expect(0).stdout.trim(), "0");
+    assert_eq!(a.psql("postgres", "SHOW ssl").expect(0).stdout.trim(), "off");
+    a.kt(&["ha", "status"]).expect(1);
+    a.kt(&["ha", "disable"]).expect(2);
+    // The server on A still serves the deposit.
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "the secret key");
+
+    // init-passive --force on B fails now that A admits no replication, and puts B back as it was.
+    args.push("--force".into());
+    let b_before = snapshot(&b.home);
+    run(kt().arg("-c").arg(&b.confdir).args(&args).args(["--wait", "1"])).expect(3);
+    assert_eq!(snapshot(&b.home), b_before);
+}
+
+#[test]
+fn an_encrypted_key_is_refused_with_nothing_changed() {
+    let a = Instance::serving("ha-enc");
+    let key = a.confdir.join(".ssl/ssl-cert-keytrustee-pk.pem");
+    let enc = a.dir.join("enc.pem");
+    openssl(&["pkey", "-in", key.to_str().unwrap(), "-aes256", "-passout", "pass:secret", "-out", enc.to_str().unwrap()]).expect(0);
+    std::fs::copy(&enc, &key).unwrap();
+    let before = active_state(&a);
+    let out = a.kt(&["ha", "enable", "--peer", "127.0.0.1:5432"]).expect(2);
+    assert!(out.stderr.contains("is encrypted") && out.stderr.contains("hint:"), "{}", out.stderr);
+    assert_eq!(active_state(&a), before);
+    // A bad peer is bad input too.
+    a.kt(&["ha", "enable", "--peer", "127.0.0.1:0"]).expect(2);
+    a.kt(&["ha", "enable-sync"]).expect(2);
+    a.kt(&["ha", "disable"]).expect(2);
+}
+
+#[test]
+fn a_failed_start_undoes_enable() {
+    // A key PostgreSQL refuses (readable by others): kt checks it first.
+    let a = Instance::serving("ha-undo");
+    let key = a.confdir.join(".ssl/ssl-cert-keytrustee-pk.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = active_state(&a);
+    let out = a.kt(&["ha", "enable", "--peer", "127.0.0.1"]).expect(2);
+    assert!(out.stderr.contains("chmod 0600"), "{}", out.stderr);
+    assert_eq!(active_state(&a), before);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A certificate PostgreSQL cannot load (not PEM): the restart fails and every step is undone.
+    let cert = a.confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    let good = std::fs::read(&cert).unwrap();
+    let before = active_state(&a);
+    std::fs::write(&cert, b"not a certificate\n").unwrap();
+    let with_bad = active_state(&a);
+    let out = a.kt(&["ha", "enable", "--peer", "127.0.0.1"]).expect(3);
+    assert!(out.stderr.contains("the database did not start") && out.stderr.contains("could not load server certificate"), "{}", out.stderr);
+    assert_eq!(active_state(&a), with_bad);
+    std::fs::write(&cert, good).unwrap();
+    assert_eq!(active_state(&a), before);
+    // The database runs again, without the role.
+    assert_eq!(a.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'kt_replication'").expect(0).stdout.trim(), "0");
+}
+
+/// An active (server started, `HA_WRITE_TIMEOUT_SECONDS` given) with a
+/// synchronous passive (server started), the confdir synced locally.
+fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Passive) {
+    let a = Instance::serving(&format!("{name}-a"));
+    a.set_config("HA_WRITE_TIMEOUT_SECONDS", serde_json::json!(write_timeout));
+    let b = Passive::new(&format!("{name}-b"));
+    a.kt(&["ha", "enable", "--peer", &format!("127.0.0.1:{}", b.db_port)]).expect(0);
+    run(kt().args(["ha", "sync", "-a", "--exclude", ".ssl"]).arg(&a.confdir).arg(format!("{}/", b.home.display()))).expect(0);
+    run(kt().arg("-c").arg(&b.confdir).args(b.init_args(a.db_port))).expect(0);
+    a.kt(&["ha", "enable-sync"]).expect(0);
+    a.kt(&["server", "start"]).expect(0);
+    (a, b)
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled() {
+    let (a, b) = synchronous_pair("ha-writes", 2);
+    org_with_secret(&a, "acme", "");
+    let cdir = a.dir.join("client");
+    let cas = a.dir.join("both-ca.pem");
+    let mut pem = std::fs::read(a.ca()).unwrap();
+    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
+    std::fs::write(&cas, pem).unwrap();
+    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let data = a.dir.join("data");
+    std::fs::write(&data, "payload").unwrap();
+    let put = |name: &str| client(&cdir, &["put", name, data.to_str().unwrap()]);
+    let count_on = |psql: &dyn Fn(&str) -> Run, name: &str| -> String {
+        psql(&format!("SELECT count(*) FROM deposits WHERE name = '{name}'")).expect(0).stdout.trim().to_string()
+    };
+    let on_a = |sql: &str| a.psql("keytrustee", sql);
+    let on_b = |sql: &str| b.psql(sql);
+    let d1 = put("d1").expect(0).stdout.trim().to_string();
+
+    // The passive's database down: writes are refused fast, with their own code, and change nothing; reads go on.
+    b.kt(&["db", "stop"]).expect(0);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let refused = put("d2");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.stderr.contains("503 passive_unavailable") && refused.stderr.contains("nothing was changed"), "{}", refused.stderr);
+    assert_eq!(count_on(&on_a, "d2"), "0");
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    assert!(a.server_log().contains("writes refused"), "{}", a.server_log());
+
+    // The passive back: writes work again, no restart, and the passive has every acknowledged deposit.
+    b.kt(&["db", "start"]).expect(0);
+    assert!(eventually(20, || put("d2").code == 0), "writes did not come back");
+    assert_eq!(count_on(&on_a, "d2"), "1");
+    assert_eq!(on_b("SELECT count(*) FROM deposits").expect(0).stdout.trim(), on_a("SELECT count(*) FROM deposits").expect(0).stdout.trim());
+
+    // The cancelled commit: the passive stays connected but stops confirming (its WAL receiver frozen).
+    let receiver = on_b("SELECT pid FROM pg_stat_wal_receiver").expect(0).stdout.trim().to_string();
+    assert!(!receiver.is_empty());
+    run(Command::new("kill").args(["-STOP", &receiver])).expect(0);
+    let started = std::time::Instant::now();
+    let unconfirmed = put("d3");
+    let took = started.elapsed();
+    run(Command::new("kill").args(["-CONT", &receiver])).expect(0);
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(unconfirmed.code, 3, "{unconfirmed:?}");
+    assert!(unconfirmed.stderr.contains("504 write_unconfirmed") && unconfirmed.stderr.contains("do not send it again"), "{}", unconfirmed.stderr);
+    // Stored once on the active, never reported as failed; it reaches the passive once it confirms again.
+    assert_eq!(count_on(&on_a, "d3"), "1");
+    assert!(eventually(20, || count_on(&on_b, "d3") == "1"), "the passive never got the unconfirmed deposit");
+    let list: serde_json::Value = serde_json::from_str(&client(&cdir, &["list"]).expect(0).stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "d3").count(), 1, "{names:?}");
+    assert!(eventually(20, || put("d4").code == 0));
+    assert_eq!(on_b("SELECT count(*) FROM deposits").expect(0).stdout.trim(), "4");
+
+    // Stop A: B keeps serving reads; its database restarts without the
+    // active (after a bounded wait, saying so) and streams again when the active is back.
+    a.kt(&["db", "stop"]).expect(0);
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    b.kt(&["db", "stop"]).expect(0);
+    let started = std::time::Instant::now();
+    let out = b.kt(&["db", "start", "--wait-for-active", "1"]).expect(0);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(out.stderr.contains("waiting up to 1s for the active") && out.stderr.contains("starting the standby anyway"), "{}", out.stderr);
+    assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
+    b.kt(&["ha", "status"]).expect(1);
+    a.kt(&["db", "start"]).expect(0);
+    assert!(eventually(30, || b.kt(&["ha", "status"]).code == 0), "the passive did not stream again");
+}
