@@ -180,7 +180,35 @@ pub fn build(srcs: &[PathBuf], opts: &ListOptions, filter: &Filter) -> Result<Fi
             w.walk_dir(src, &name)?;
         }
     }
-    Ok(w.list)
+    let mut list = w.list;
+    if opts.checksum {
+        add_checksums(&mut list);
+    }
+    Ok(list)
+}
+
+/// `-c`: every regular file's SHA-256, on all cores; a file that cannot be
+/// read leaves the list (rsync goes on without it and reports it).
+fn add_checksums(list: &mut FileList) {
+    let files: Vec<usize> = (0..list.entries.len()).filter(|&i| list.entries[i].kind == FileKind::File).collect();
+    let paths: Vec<&Path> = files.iter().map(|&i| list.sources[i].as_path()).collect();
+    let sizes: Vec<u64> = files.iter().map(|&i| list.entries[i].size).collect();
+    let sums = sha256_files(&paths, &sizes);
+    let mut unreadable = Vec::new();
+    for (&i, sum) in files.iter().zip(sums) {
+        match sum {
+            Ok(h) => list.entries[i].checksum = Some(h),
+            Err(e) => {
+                list.skipped.push(format!("cannot read {}: {e}", list.sources[i].display()));
+                unreadable.push(i);
+            }
+        }
+    }
+    // Regular files only: nothing below them to renumber.
+    for &i in unreadable.iter().rev() {
+        list.entries.remove(i);
+        list.sources.remove(i);
+    }
 }
 
 struct Walker<'a> {
@@ -245,17 +273,8 @@ impl Walker<'_> {
         } else {
             Vec::new()
         };
-        let checksum = if kind == FileKind::File && self.opts.checksum {
-            match sha256_file(&path) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    self.list.skipped.push(format!("cannot read {}: {e}", path.display()));
-                    return Ok(false);
-                }
-            }
-        } else {
-            None
-        };
+        // With -c the checksums are computed after the walk, on every core.
+        let checksum = None;
         let uid = meta.uid();
         let gid = meta.gid();
         let user = self
@@ -312,18 +331,63 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
 
 /// SHA-256 of a file's content, read without following a final symlink.
 pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    sha256_with(path, &mut vec![0u8; HASH_BUF])
+}
+
+const HASH_BUF: usize = 256 * 1024;
+
+fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<[u8; 32]> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = match file.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().into())
+}
+
+/// SHA-256 of many files, one thread per core (`-c` hashes every byte of
+/// SRC and of DEST's candidates: SHA-256 is the cost of a `-c` run). The
+/// largest files are taken first so that no core is left with a big one
+/// at the end. `sizes` are hints for that order only.
+pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<[u8; 32]>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).min(paths.len());
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<std::io::Result<[u8; 32]>>> = (0..paths.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buf = vec![0u8; HASH_BUF];
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        done.push((i, sha256_with(paths[i], &mut buf)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().unwrap_or_default() {
+                out[i] = Some(r);
+            }
+        }
+    });
+    // A file left without a result (a worker panicked) counts as unreadable.
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not hashed")))).collect()
 }
 
 #[cfg(test)]
