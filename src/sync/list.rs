@@ -88,8 +88,9 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// Device number of a character or block device.
     pub rdev: u64,
-    /// SHA-256 of a regular file's content, with `-c` only.
-    pub checksum: Option<[u8; 32]>,
+    /// The first [`LIST_SUM`] bytes of the SHA-256 of a regular file's
+    /// content, with `-c` only.
+    pub checksum: Option<[u8; LIST_SUM]>,
 }
 
 impl Entry {
@@ -115,6 +116,12 @@ pub fn display_name(path: &[u8]) -> String {
     }
     out
 }
+
+/// Bytes of SHA-256 a list entry carries for `-c`: 128 bits decide
+/// whether a file is already up to date (rsync's `-c` sums are 128 bits
+/// too, MD5 or xxh128). Data that is transferred is checked against the
+/// full SHA-256 (`FileEnd`) before it lands.
+pub const LIST_SUM: usize = 16;
 
 /// Which kinds of file the walk takes (rsync's `-r`, `-l`, `-D`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,7 +204,7 @@ fn add_checksums(list: &mut FileList) {
     let mut unreadable = Vec::new();
     for (&i, sum) in files.iter().zip(sums) {
         match sum {
-            Ok(h) => list.entries[i].checksum = Some(h),
+            Ok(h) => list.entries[i].checksum = Some(h[..LIST_SUM].try_into().unwrap()),
             Err(e) => {
                 list.skipped.push(format!("cannot read {}: {e}", list.sources[i].display()));
                 unreadable.push(i);
@@ -459,7 +466,7 @@ pub(crate) mod tests {
         let l = build(&[s.join("src")], &opts, &Filter::new()).unwrap();
         let key = l.entries.iter().find(|e| e.path == b"src/.ssl/key.pem").unwrap();
         assert_eq!((key.kind, key.mode, key.size), (FileKind::File, 0o600, 6));
-        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret").to_vec());
+        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret")[..LIST_SUM].to_vec());
         let link = l.entries.iter().find(|e| e.path == b"src/a/link").unwrap();
         assert_eq!((link.kind, link.target.as_slice(), link.size), (FileKind::Symlink, &b"../b.txt"[..], 0));
         let me = crate::account::Account::current().unwrap();

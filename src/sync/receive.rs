@@ -192,7 +192,7 @@ fn unexpected(msg: &Msg, wanted: &str) -> Error {
             return Error::env("the other side of the sync failed").because(message);
         }
         Msg::Hello { .. } => "greeting",
-        Msg::Entry(_) => "file list entry",
+        Msg::Entries(_) => "file list entries",
         Msg::EndOfList => "end of list",
         Msg::Request { .. } => "request",
         Msg::EndOfPhase => "end of phase",
@@ -215,19 +215,24 @@ fn read_list<R: Read>(reader: &mut Reader<R>, opts: &ReceiveOptions) -> Result<V
     let mut total = 0usize;
     loop {
         match reader.read()? {
-            Msg::Entry(e) => {
-                // The entry, its name again in `names`, and the map's slot.
-                const PER_ENTRY: usize = std::mem::size_of::<Entry>() + 64;
-                total += 2 * e.path.len() + e.target.len() + e.user.len() + e.group.len() + PER_ENTRY;
-                if entries.len() >= opts.max_entries || total > opts.max_list_bytes {
-                    return Err(Error::usage("refused the sender's file list")
-                        .because(format!("more than {} entries or {} bytes of list", opts.max_entries, opts.max_list_bytes)));
+            Msg::Entries(payload) => {
+                let mut decoder = wire::EntryDecoder::new(&payload);
+                while let Some(e) = decoder.next_entry()? {
+                    // The entry, its name again in `names`, and the map's slot.
+                    const PER_ENTRY: usize = std::mem::size_of::<Entry>() + 64;
+                    total += 2 * e.path.len() + e.target.len() + e.user.len() + e.group.len() + PER_ENTRY;
+                    if entries.len() >= opts.max_entries || total > opts.max_list_bytes {
+                        return Err(Error::usage("refused the sender's file list").because(format!(
+                            "more than {} entries or {} bytes of list",
+                            opts.max_entries, opts.max_list_bytes
+                        )));
+                    }
+                    validate(&e, entries.is_empty(), &names).map_err(|why| {
+                        Error::usage(format!("refused the file list entry {:?}", display_name(&e.path))).because(why)
+                    })?;
+                    names.insert(e.path.clone(), e.kind);
+                    entries.push(e);
                 }
-                validate(&e, entries.is_empty(), &names).map_err(|why| {
-                    Error::usage(format!("refused the file list entry {:?}", display_name(&e.path))).because(why)
-                })?;
-                names.insert(e.path.clone(), e.kind);
-                entries.push(e);
             }
             Msg::EndOfList => return Ok(entries),
             other => return Err(unexpected(&other, "a file list entry")),
@@ -652,7 +657,7 @@ impl<'a> Receiver<'a> {
         let sums = super::list::sha256_files(&refs, &sizes);
         for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
             let e = &self.entries[i];
-            let same = matches!((&sum, &e.checksum), (Ok(h), Some(want)) if h == want);
+            let same = matches!((&sum, &e.checksum), (Ok(h), Some(want)) if h[..want.len()] == want[..]);
             self.plan[i] = self.file_plan(e, attrs, len, mtime, same);
         }
     }

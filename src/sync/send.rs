@@ -39,9 +39,7 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
     let mut writer = Writer::new(output);
     let mut stats = SendStats::default();
     wire::greet(&mut reader, &mut writer, "receiver")?;
-    for e in &list.entries {
-        writer.send(&Msg::Entry(e.clone()))?;
-    }
+    writer.send_list(&list.entries)?;
     writer.send(&Msg::EndOfList)?;
     writer.flush()?;
     let mut buf = Vec::with_capacity(wire::SEGMENT);
