@@ -135,6 +135,7 @@ pub fn sync_local(
     let pipe = || std::io::pipe().map_err(|e| Error::env("cannot create a pipe").because_err(&e));
     let (from_sender, to_receiver) = pipe()?;
     let (from_receiver, to_sender) = pipe()?;
+    wire::widen_pipe(std::os::fd::AsFd::as_fd(&from_sender));
     std::thread::scope(|scope| {
         let list = &list;
         let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));

@@ -703,6 +703,17 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// Widens a pipe the session runs over to 1 MiB (Linux's default most
+/// for an unprivileged process), from the default 64 KiB: with segments of
+/// 4 MiB, a narrow pipe makes the two sides take turns instead of working
+/// at once. Anything that is not a pipe, or a refusal, is left as it is.
+pub fn widen_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we borrow; F_SETPIPE_SZ changes only
+    // the pipe's buffer size and fails harmlessly on anything else.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
 fn broken(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         Error::env("the other side of the sync closed the connection")
