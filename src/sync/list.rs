@@ -143,9 +143,31 @@ pub struct FileList {
     pub entries: Vec<Entry>,
     /// `sources[i]` is the file behind `entries[i]`.
     pub sources: Vec<PathBuf>,
+    /// `-c`: the full SHA-256 of each regular file as listed, and the
+    /// inode state it was taken under: the sender sends it again in
+    /// `FileEnd` without hashing the file a second time, as long as the
+    /// file it opens is still that inode, unchanged (see `send`).
+    pub sums: Vec<Option<([u8; 32], Stamp)>>,
     /// Files that vanished or could not be read while listing (rsync goes
     /// on and reports them; so does the caller).
     pub skipped: Vec<String>,
+}
+
+/// What identifies a file's content without reading it: the inode and its
+/// change time (any write moves ctime), size and mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        Stamp { dev: m.dev(), ino: m.ino(), size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
 }
 
 /// Builds the list for the SRC arguments, in order.
@@ -202,9 +224,13 @@ fn add_checksums(list: &mut FileList) {
     let sizes: Vec<u64> = files.iter().map(|&i| list.entries[i].size).collect();
     let sums = sha256_files(&paths, &sizes);
     let mut unreadable = Vec::new();
+    list.sums = vec![None; list.entries.len()];
     for (&i, sum) in files.iter().zip(sums) {
         match sum {
-            Ok(h) => list.entries[i].checksum = Some(h[..LIST_SUM].try_into().unwrap()),
+            Ok((h, stamp)) => {
+                list.entries[i].checksum = Some(h[..LIST_SUM].try_into().unwrap());
+                list.sums[i] = Some((h, stamp));
+            }
             Err(e) => {
                 list.skipped.push(format!("cannot read {}: {e}", list.sources[i].display()));
                 unreadable.push(i);
@@ -215,6 +241,7 @@ fn add_checksums(list: &mut FileList) {
     for &i in unreadable.iter().rev() {
         list.entries.remove(i);
         list.sources.remove(i);
+        list.sums.remove(i);
     }
 }
 
@@ -338,14 +365,16 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
 
 /// SHA-256 of a file's content, read without following a final symlink.
 pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    sha256_with(path, &mut vec![0u8; HASH_BUF])
+    sha256_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
 }
 
 const HASH_BUF: usize = 256 * 1024;
 
-fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<[u8; 32]> {
+/// The hash, and the file's stamp taken before it was read.
+fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let stamp = Stamp::of(&file.metadata()?);
     let mut hasher = Sha256::new();
     loop {
         let n = match file.read(buf) {
@@ -358,20 +387,20 @@ fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<[u8; 32]> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().into())
+    Ok((hasher.finalize().into(), stamp))
 }
 
 /// SHA-256 of many files, one thread per core (`-c` hashes every byte of
 /// SRC and of DEST's candidates: SHA-256 is the cost of a `-c` run). The
 /// largest files are taken first so that no core is left with a big one
 /// at the end. `sizes` are hints for that order only.
-pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<[u8; 32]>> {
+pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<([u8; 32], Stamp)>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let mut order: Vec<usize> = (0..paths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).min(paths.len());
     let next = AtomicUsize::new(0);
-    let mut out: Vec<Option<std::io::Result<[u8; 32]>>> = (0..paths.len()).map(|_| None).collect();
+    let mut out: Vec<Option<std::io::Result<([u8; 32], Stamp)>>> = (0..paths.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {

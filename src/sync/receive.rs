@@ -19,8 +19,10 @@
 //!    with fast_rsync's block signature of the old file as the basis, while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
-//!    (`apply_limited`), compared with the sender's SHA-256, fsynced, given
-//!    its mode, owner and times, and renamed into place. A hash mismatch
+//!    (`apply_limited`), compared with the sender's SHA-256, then, in
+//!    batches, fsynced, given its mode, owner and times, and renamed into
+//!    place (see the module doc of `sync`: the fsync precedes every
+//!    rename). A hash mismatch
 //!    (MD4 is weak) asks for the whole file again in a second phase; a
 //!    second mismatch, more data than declared, or any malformed message
 //!    ends the session with an error naming the file.
@@ -657,7 +659,7 @@ impl<'a> Receiver<'a> {
         let sums = super::list::sha256_files(&refs, &sizes);
         for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
             let e = &self.entries[i];
-            let same = matches!((&sum, &e.checksum), (Ok(h), Some(want)) if h[..want.len()] == want[..]);
+            let same = matches!((&sum, &e.checksum), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
             self.plan[i] = self.file_plan(e, attrs, len, mtime, same);
         }
     }
