@@ -88,8 +88,9 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// Device number of a character or block device.
     pub rdev: u64,
-    /// SHA-256 of a regular file's content, with `-c` only.
-    pub checksum: Option<[u8; 32]>,
+    /// The first [`LIST_SUM`] bytes of the SHA-256 of a regular file's
+    /// content, with `-c` only.
+    pub checksum: Option<[u8; LIST_SUM]>,
 }
 
 impl Entry {
@@ -116,6 +117,12 @@ pub fn display_name(path: &[u8]) -> String {
     out
 }
 
+/// Bytes of SHA-256 a list entry carries for `-c`: 128 bits decide
+/// whether a file is already up to date (rsync's `-c` sums are 128 bits
+/// too, MD5 or xxh128). Data that is transferred is checked against the
+/// full SHA-256 (`FileEnd`) before it lands.
+pub const LIST_SUM: usize = 16;
+
 /// Which kinds of file the walk takes (rsync's `-r`, `-l`, `-D`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListOptions {
@@ -136,9 +143,31 @@ pub struct FileList {
     pub entries: Vec<Entry>,
     /// `sources[i]` is the file behind `entries[i]`.
     pub sources: Vec<PathBuf>,
+    /// `-c`: the full SHA-256 of each regular file as listed, and the
+    /// inode state it was taken under: the sender sends it again in
+    /// `FileEnd` without hashing the file a second time, as long as the
+    /// file it opens is still that inode, unchanged (see `send`).
+    pub sums: Vec<Option<([u8; 32], Stamp)>>,
     /// Files that vanished or could not be read while listing (rsync goes
     /// on and reports them; so does the caller).
     pub skipped: Vec<String>,
+}
+
+/// What identifies a file's content without reading it: the inode and its
+/// change time (any write moves ctime), size and mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        Stamp { dev: m.dev(), ino: m.ino(), size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
 }
 
 /// Builds the list for the SRC arguments, in order.
@@ -180,7 +209,40 @@ pub fn build(srcs: &[PathBuf], opts: &ListOptions, filter: &Filter) -> Result<Fi
             w.walk_dir(src, &name)?;
         }
     }
-    Ok(w.list)
+    let mut list = w.list;
+    if opts.checksum {
+        add_checksums(&mut list);
+    }
+    Ok(list)
+}
+
+/// `-c`: every regular file's SHA-256, on all cores; a file that cannot be
+/// read leaves the list (rsync goes on without it and reports it).
+fn add_checksums(list: &mut FileList) {
+    let files: Vec<usize> = (0..list.entries.len()).filter(|&i| list.entries[i].kind == FileKind::File).collect();
+    let paths: Vec<&Path> = files.iter().map(|&i| list.sources[i].as_path()).collect();
+    let sizes: Vec<u64> = files.iter().map(|&i| list.entries[i].size).collect();
+    let sums = sha256_files(&paths, &sizes);
+    let mut unreadable = Vec::new();
+    list.sums = vec![None; list.entries.len()];
+    for (&i, sum) in files.iter().zip(sums) {
+        match sum {
+            Ok((h, stamp)) => {
+                list.entries[i].checksum = Some(h[..LIST_SUM].try_into().unwrap());
+                list.sums[i] = Some((h, stamp));
+            }
+            Err(e) => {
+                list.skipped.push(format!("cannot read {}: {e}", list.sources[i].display()));
+                unreadable.push(i);
+            }
+        }
+    }
+    // Regular files only: nothing below them to renumber.
+    for &i in unreadable.iter().rev() {
+        list.entries.remove(i);
+        list.sources.remove(i);
+        list.sums.remove(i);
+    }
 }
 
 struct Walker<'a> {
@@ -245,17 +307,8 @@ impl Walker<'_> {
         } else {
             Vec::new()
         };
-        let checksum = if kind == FileKind::File && self.opts.checksum {
-            match sha256_file(&path) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    self.list.skipped.push(format!("cannot read {}: {e}", path.display()));
-                    return Ok(false);
-                }
-            }
-        } else {
-            None
-        };
+        // With -c the checksums are computed after the walk, on every core.
+        let checksum = None;
         let uid = meta.uid();
         let gid = meta.gid();
         let user = self
@@ -312,18 +365,65 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
 
 /// SHA-256 of a file's content, read without following a final symlink.
 pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    sha256_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
+}
+
+const HASH_BUF: usize = 256 * 1024;
+
+/// The hash, and the file's stamp taken before it was read.
+fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let stamp = Stamp::of(&file.metadata()?);
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = match file.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().into())
+    Ok((hasher.finalize().into(), stamp))
+}
+
+/// SHA-256 of many files, one thread per core (`-c` hashes every byte of
+/// SRC and of DEST's candidates: SHA-256 is the cost of a `-c` run). The
+/// largest files are taken first so that no core is left with a big one
+/// at the end. `sizes` are hints for that order only.
+pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<([u8; 32], Stamp)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).min(paths.len());
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<std::io::Result<([u8; 32], Stamp)>>> = (0..paths.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buf = vec![0u8; HASH_BUF];
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        done.push((i, sha256_with(paths[i], &mut buf)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().unwrap_or_default() {
+                out[i] = Some(r);
+            }
+        }
+    });
+    // A file left without a result (a worker panicked) counts as unreadable.
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not hashed")))).collect()
 }
 
 #[cfg(test)]
@@ -395,7 +495,7 @@ pub(crate) mod tests {
         let l = build(&[s.join("src")], &opts, &Filter::new()).unwrap();
         let key = l.entries.iter().find(|e| e.path == b"src/.ssl/key.pem").unwrap();
         assert_eq!((key.kind, key.mode, key.size), (FileKind::File, 0o600, 6));
-        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret").to_vec());
+        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret")[..LIST_SUM].to_vec());
         let link = l.entries.iter().find(|e| e.path == b"src/a/link").unwrap();
         assert_eq!((link.kind, link.target.as_slice(), link.size), (FileKind::Symlink, &b"../b.txt"[..], 0));
         let me = crate::account::Account::current().unwrap();

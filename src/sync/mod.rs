@@ -23,7 +23,7 @@
 //! ```text
 //! sender                                  receiver
 //!   Hello ------------------------------->  (both ways; version must match)
-//!   Entry* EndOfList -------------------->  validate the whole list, plan
+//!   Entries* EndOfList ------------------>  validate the whole list, plan
 //!                   <-------------------- Request{i, signature}* EndOfPhase
 //!   per request: FileStart{i}             (a generator thread computes the
 //!     (Literal | Delta{len})*              fast_rsync block signature of the
@@ -35,6 +35,13 @@
 //!                   <-------------------- Item* Note* Done (a remote
 //!                                          receiver only: its report)
 //! ```
+//!
+//! The list is compact (`wire`'s list format: each entry carries only the
+//! fields that differ from the previous one, names share prefixes, owner
+//! and group names go once per id). With `-c` an entry carries 16 bytes
+//! of the file's SHA-256 ([`list::LIST_SUM`], 128 bits as rsync's MD5 or
+//! xxh128 sums): they decide whether a file is up to date; every file that
+//! is transferred is checked against its full SHA-256 (`FileEnd`).
 //!
 //! Data goes in segments of at most [`wire::SEGMENT`] bytes, cut on the
 //! basis' block boundaries: each is literal or a fast_rsync delta against
@@ -52,7 +59,15 @@
 //! listed directory is made a real directory before anything below it is
 //! written, so nothing is written through a symlink; files land by temp
 //! file (named [`receive::TMP_PREFIX`]`...`, removed by the next run) +
-//! fsync + rename. The sender checks that the receiver asks only for files
+//! fsync + rename. The fsyncs are batched, not skipped: a verified temp
+//! file's writeback starts at once (`sync_file_range`), and every 256
+//! files or 64 MiB (and at the end of each phase, or of a failed session)
+//! the batch is fsynced file by file (the first fsync commits the journal
+//! for all of them, so the rest cost little), and only then is each file
+//! renamed into place; the directories are fsynced after their renames,
+//! at the end. A crash therefore leaves under each name the old file or the
+//! new one, whole and on disk, never a part: an unrenamed temp file is
+//! removed by the next run. The sender checks that the receiver asks only for files
 //! of the list and sends sane signatures. A refused list changes nothing;
 //! a lie found mid-transfer (size, hash twice, bad delta) ends the session
 //! leaving the file being received as it was, but files already landed
@@ -73,11 +88,18 @@
 //! # Left for the next session
 //!
 //! - Performance against rsync: see the figures of `scripts/bench-sync`
-//!   in BENCHMARKS.md. Known costs: `-c` hashes DEST files in the
-//!   planning step on one thread and the sender hashes SRC while listing;
-//!   the receiver reads a whole old file (up to 512 MiB) as the basis, and
-//!   the generator reads it again for the signature; the receiver writes
-//!   a file only once a whole segment (4 MiB) has arrived.
+//!   in BENCHMARKS.md. `-c` hashes SRC (sender, while listing) and DEST's
+//!   candidates (receiver, while planning) with SHA-256 on every core;
+//!   the sender reuses the listing's hash for a file whose inode and ctime
+//!   have not changed, so each SRC byte is hashed once, and the receiver
+//!   hashes what it receives once. SHA-256 (SHA-NI, about 1.5 GB/s a
+//!   core here) is the floor of a `-c` run: rsync 3.2 hashes with xxh128,
+//!   several times faster and not cryptographic. Known costs left: the
+//!   receiver reads a whole old file (up to 512 MiB) as the basis, and the
+//!   generator reads it again for the signature; the receiver writes a
+//!   file only once a whole segment (4 MiB) has arrived; the sender's
+//!   delta search and the receiver's rebuild of a large file run one after
+//!   the other per segment.
 //! - `-i`/`-v` lines come in the order changes happen (directories and
 //!   links first, then files as they land); rsync prints in its list
 //!   order (a directory's files before its subdirectories' contents).
@@ -135,6 +157,7 @@ pub fn sync_local(
     let pipe = || std::io::pipe().map_err(|e| Error::env("cannot create a pipe").because_err(&e));
     let (from_sender, to_receiver) = pipe()?;
     let (from_receiver, to_sender) = pipe()?;
+    wire::widen_pipe(std::os::fd::AsFd::as_fd(&from_sender));
     std::thread::scope(|scope| {
         let list = &list;
         let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));

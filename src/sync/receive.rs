@@ -19,8 +19,10 @@
 //!    with fast_rsync's block signature of the old file as the basis, while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
-//!    (`apply_limited`), compared with the sender's SHA-256, fsynced, given
-//!    its mode, owner and times, and renamed into place. A hash mismatch
+//!    (`apply_limited`), compared with the sender's SHA-256, then, in
+//!    batches, fsynced, given its mode, owner and times, and renamed into
+//!    place (see the module doc of `sync`: the fsync precedes every
+//!    rename). A hash mismatch
 //!    (MD4 is weak) asks for the whole file again in a second phase; a
 //!    second mismatch, more data than declared, or any malformed message
 //!    ends the session with an error naming the file.
@@ -34,6 +36,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +194,7 @@ fn unexpected(msg: &Msg, wanted: &str) -> Error {
             return Error::env("the other side of the sync failed").because(message);
         }
         Msg::Hello { .. } => "greeting",
-        Msg::Entry(_) => "file list entry",
+        Msg::Entries(_) => "file list entries",
         Msg::EndOfList => "end of list",
         Msg::Request { .. } => "request",
         Msg::EndOfPhase => "end of phase",
@@ -214,19 +217,24 @@ fn read_list<R: Read>(reader: &mut Reader<R>, opts: &ReceiveOptions) -> Result<V
     let mut total = 0usize;
     loop {
         match reader.read()? {
-            Msg::Entry(e) => {
-                // The entry, its name again in `names`, and the map's slot.
-                const PER_ENTRY: usize = std::mem::size_of::<Entry>() + 64;
-                total += 2 * e.path.len() + e.target.len() + e.user.len() + e.group.len() + PER_ENTRY;
-                if entries.len() >= opts.max_entries || total > opts.max_list_bytes {
-                    return Err(Error::usage("refused the sender's file list")
-                        .because(format!("more than {} entries or {} bytes of list", opts.max_entries, opts.max_list_bytes)));
+            Msg::Entries(payload) => {
+                let mut decoder = wire::EntryDecoder::new(&payload);
+                while let Some(e) = decoder.next_entry()? {
+                    // The entry, its name again in `names`, and the map's slot.
+                    const PER_ENTRY: usize = std::mem::size_of::<Entry>() + 64;
+                    total += 2 * e.path.len() + e.target.len() + e.user.len() + e.group.len() + PER_ENTRY;
+                    if entries.len() >= opts.max_entries || total > opts.max_list_bytes {
+                        return Err(Error::usage("refused the sender's file list").because(format!(
+                            "more than {} entries or {} bytes of list",
+                            opts.max_entries, opts.max_list_bytes
+                        )));
+                    }
+                    validate(&e, entries.is_empty(), &names).map_err(|why| {
+                        Error::usage(format!("refused the file list entry {:?}", display_name(&e.path))).because(why)
+                    })?;
+                    names.insert(e.path.clone(), e.kind);
+                    entries.push(e);
                 }
-                validate(&e, entries.is_empty(), &names).map_err(|why| {
-                    Error::usage(format!("refused the file list entry {:?}", display_name(&e.path))).because(why)
-                })?;
-                names.insert(e.path.clone(), e.kind);
-                entries.push(e);
             }
             Msg::EndOfList => return Ok(entries),
             other => return Err(unexpected(&other, "a file list entry")),
@@ -322,6 +330,12 @@ struct Receiver<'a> {
     root: bool,
     uids: HashMap<Vec<u8>, Option<u32>>,
     gids: HashMap<Vec<u8>, Option<u32>>,
+    /// `-c` candidates whose DEST content is still to be hashed: index,
+    /// attribute changes, DEST size and mtime.
+    to_hash: Vec<(usize, AttrChanges, u64, i64)>,
+    /// Verified temp files not yet renamed, and their bytes.
+    pending: Vec<PendingFile>,
+    pending_bytes: u64,
 }
 
 /// Messages from the receiving thread to the generator thread.
@@ -347,6 +361,9 @@ impl<'a> Receiver<'a> {
             root: crate::account::is_root(),
             uids: HashMap::new(),
             gids: HashMap::new(),
+            to_hash: Vec::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
         }
     }
 
@@ -484,6 +501,7 @@ impl<'a> Receiver<'a> {
             }
             self.plan.push(planned);
         }
+        self.settle_checksums();
         if dest_exists && !self.listed.contains(b".".as_slice()) {
             // Temp files of an earlier run of `dir` into DEST.
             self.scan_leftovers(self.dest.to_path_buf())?;
@@ -580,24 +598,15 @@ impl<'a> Receiver<'a> {
             FileKind::File => {
                 let size = m.len() != e.size;
                 let same = match &e.checksum {
-                    Some(sum) if self.opts.checksum => {
-                        !size && super::list::sha256_file(&self.abs(&e.path)).map(|h| &h == sum).unwrap_or(false)
+                    // Hashed later with the other candidates, on all cores.
+                    Some(_) if self.opts.checksum && !size => {
+                        self.to_hash.push((i, attrs, m.len(), m.mtime()));
+                        false
                     }
+                    Some(_) if self.opts.checksum => false,
                     _ => !size && m.mtime() == e.mtime,
                 };
-                if same {
-                    let code = attrs.any().then(|| format!(".f{}", attrs.code(false, false)));
-                    let op = if attrs.any() { Op::Attrs } else { Op::Nothing };
-                    Planned { op, code, new: false }
-                } else {
-                    let basis = m.len() > 0 && m.len() <= self.opts.max_basis;
-                    let mut a = attrs;
-                    if !self.opts.times && m.mtime() != e.mtime {
-                        a.time_now = true;
-                    }
-                    let code = format!(">f{}", a.code(self.opts.checksum, size));
-                    Planned { op: Op::Fetch { basis }, code: Some(code), new: false }
-                }
+                self.file_plan(&e, attrs, m.len(), m.mtime(), same)
             }
             FileKind::Symlink => {
                 let target = fs::read_link(self.abs(&e.path)).map(|t| t.as_os_str().as_bytes().to_vec()).unwrap_or_default();
@@ -620,6 +629,38 @@ impl<'a> Receiver<'a> {
                     Planned { op: if attrs.any() { Op::Attrs } else { Op::Nothing }, code, new: false }
                 }
             }
+        }
+    }
+
+    /// The plan of a regular file that exists in DEST as one.
+    fn file_plan(&self, e: &Entry, attrs: AttrChanges, len: u64, mtime: i64, same: bool) -> Planned {
+        if same {
+            let code = attrs.any().then(|| format!(".f{}", attrs.code(false, false)));
+            let op = if attrs.any() { Op::Attrs } else { Op::Nothing };
+            Planned { op, code, new: false }
+        } else {
+            let basis = len > 0 && len <= self.opts.max_basis;
+            let mut a = attrs;
+            if !self.opts.times && mtime != e.mtime {
+                a.time_now = true;
+            }
+            let code = format!(">f{}", a.code(self.opts.checksum, len != e.size));
+            Planned { op: Op::Fetch { basis }, code: Some(code), new: false }
+        }
+    }
+
+    /// `-c`: hashes the DEST files of the same size as the sender's, all
+    /// at once on every core, and settles their plans.
+    fn settle_checksums(&mut self) {
+        let pending = std::mem::take(&mut self.to_hash);
+        let paths: Vec<PathBuf> = pending.iter().map(|&(i, ..)| self.abs(&self.entries[i].path)).collect();
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let sizes: Vec<u64> = pending.iter().map(|&(_, _, len, _)| len).collect();
+        let sums = super::list::sha256_files(&refs, &sizes);
+        for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
+            let e = &self.entries[i];
+            let same = matches!((&sum, &e.checksum), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
+            self.plan[i] = self.file_plan(e, attrs, len, mtime, same);
         }
     }
 
@@ -809,7 +850,12 @@ impl<'a> Receiver<'a> {
             let wanted_ref = &wanted;
             let generator = scope.spawn(move || generate(writer, wanted_ref, rx, max_basis));
             let mut reader = reader;
-            let result = self.take_answers(&mut reader, &wanted, &tx, itemize);
+            let mut result = self.take_answers(&mut reader, &wanted, &tx, itemize);
+            // Files verified so far land even when the session failed.
+            let landed = self.land_pending(itemize);
+            if result.is_ok() {
+                result = landed;
+            }
             self.stats.bytes_read = reader.bytes;
             drop(reader);
             if let Err(e) = &result {
@@ -853,10 +899,9 @@ impl<'a> Receiver<'a> {
                     };
                     queue.pop_front();
                     match self.receive_file(reader, index as usize, use_basis)? {
-                        Landed::Ok => {
-                            let e = &self.entries[index as usize];
-                            if let Some(code) = &self.plan[index as usize].code {
-                                itemize(&item(code, e));
+                        Landed::Pending => {
+                            if self.pending.len() >= LAND_FILES || self.pending_bytes >= LAND_BYTES {
+                                self.land_pending(itemize)?;
                             }
                         }
                         Landed::Mismatch if phase == 1 => {
@@ -880,6 +925,9 @@ impl<'a> Receiver<'a> {
                             self.entries[*index as usize].display()
                         )));
                     }
+                    // Phase 2 may fetch again what landed in phase 1 never;
+                    // landing here keeps every phase's changes in order.
+                    self.land_pending(itemize)?;
                     if phase == 2 {
                         return Ok(());
                     }
@@ -908,11 +956,12 @@ impl<'a> Receiver<'a> {
         let landed = match result {
             Ok(Some(landed)) => landed,
             Ok(None) => {
-                drop(file);
-                match self.land(index, &tmp, &path) {
-                    Ok(()) => return Ok(Landed::Ok),
-                    Err(err) => Landed::Failed(err.to_string()),
-                }
+                // Start writing the data out now; land_pending waits for it.
+                // SAFETY: a valid open fd; the call only schedules writeback.
+                unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                self.pending_bytes += e.size;
+                self.pending.push(PendingFile { file, tmp, path, index });
+                return Ok(Landed::Pending);
             }
             Err(err) => {
                 drop(file);
@@ -976,7 +1025,6 @@ impl<'a> Receiver<'a> {
                     if got != sha256 {
                         return Ok(Some(Landed::Mismatch));
                     }
-                    file.sync_all().env_context(|| format!("cannot fsync the temp file of {}", path.display()))?;
                     self.stats.transferred += 1;
                     self.stats.transferred_bytes += written;
                     return Ok(None);
@@ -996,6 +1044,32 @@ impl<'a> Receiver<'a> {
             hasher.update(chunk);
             file.write_all(chunk).env_context(|| format!("cannot write the temp file of {}", path.display()))?;
         }
+    }
+
+    /// Lands the verified temp files: each fsynced first (their writeback
+    /// began when they were complete, and the first fsync commits the
+    /// journal for all of them), then attributes and rename one by one. A
+    /// file is renamed into place only once its data is on disk, so a crash
+    /// leaves the old file or the new one, whole.
+    fn land_pending(&mut self, itemize: &mut dyn FnMut(&Item)) -> Result<()> {
+        self.pending_bytes = 0;
+        for p in std::mem::take(&mut self.pending) {
+            if let Err(err) = p.file.sync_all() {
+                drop(p.file);
+                let _ = fs::remove_file(&p.tmp);
+                return Err(Error::env(format!("cannot fsync the temp file of {}", p.path.display())).because_err(&err));
+            }
+            drop(p.file);
+            match self.land(p.index, &p.tmp, &p.path) {
+                Ok(()) => {
+                    if let Some(code) = &self.plan[p.index].code {
+                        itemize(&item(code, &self.entries[p.index]));
+                    }
+                }
+                Err(err) => self.stats.errors.push(err.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Attributes on the verified temp file, then the rename.
@@ -1056,8 +1130,23 @@ impl<'a> Receiver<'a> {
     }
 }
 
+/// A received and verified temp file waiting for its fsync and rename.
+struct PendingFile {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    index: usize,
+}
+
+/// Verified temp files are made durable and renamed in batches of this
+/// many files or bytes: one journal commit for the batch instead of one
+/// per file.
+const LAND_FILES: usize = 256;
+const LAND_BYTES: u64 = 64 << 20;
+
 enum Landed {
-    Ok,
+    /// Verified; waits in `pending` for its fsync and rename.
+    Pending,
     Mismatch,
     Failed(String),
 }

@@ -211,6 +211,8 @@ impl Transport {
         };
         let input = dup(io::stdin().as_fd())?;
         let output = dup(io::stdout().as_fd())?;
+        super::wire::widen_pipe(input.as_fd());
+        super::wire::widen_pipe(output.as_fd());
         Ok(Transport::new(input, output, compress))
     }
 }
@@ -312,6 +314,11 @@ impl Remote {
         });
         let stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take().expect("piped stdin");
+        {
+            use std::os::fd::AsFd;
+            super::wire::widen_pipe(stdout.as_fd());
+            super::wire::widen_pipe(stdin.as_fd());
+        }
         Ok((Remote { child, stderr, command }, stdout, stdin))
     }
 

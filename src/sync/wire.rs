@@ -9,11 +9,13 @@
 
 use std::io::{self, Read, Write};
 
-use super::list::{Entry, FileKind};
+use std::collections::{HashMap, HashSet};
+
+use super::list::{Entry, FileKind, LIST_SUM};
 use crate::error::{Error, Result};
 
 /// The protocol version; both sides must speak the same one.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"kt-sync\0";
 
 /// Longest relative path (Linux PATH_MAX).
@@ -39,8 +41,10 @@ pub const MAX_FRAME: usize = 2 * SEGMENT;
 pub enum Msg {
     /// First message each way: magic and version.
     Hello { version: u32 },
-    /// One file list entry, sender to receiver, in list order.
-    Entry(Entry),
+    /// File list entries, sender to receiver, in list order: the payload
+    /// of [`encode_entries`], read with [`EntryDecoder`]. Each frame
+    /// stands alone (its first entry carries every field).
+    Entries(Vec<u8>),
     /// The file list is complete.
     EndOfList,
     /// Receiver to sender: send file `index`; `signature` is fast_rsync's
@@ -56,7 +60,7 @@ pub enum Msg {
     /// Sender: a fast_rsync delta against the basis that produces exactly
     /// `len` next bytes of the file.
     Delta { len: u32, delta: Vec<u8> },
-    /// Sender: the file is complete; SHA-256 of all its bytes.
+    /// Sender: the file is complete; the full SHA-256 of all its bytes.
     FileEnd { index: u32, sha256: [u8; 32] },
     /// Sender: file `index` could not be sent (vanished, unreadable,
     /// changed size); the receiver keeps what it had.
@@ -74,7 +78,7 @@ pub enum Msg {
 }
 
 const T_HELLO: u8 = 1;
-const T_ENTRY: u8 = 2;
+const T_ENTRIES: u8 = 2;
 const T_END_LIST: u8 = 3;
 const T_REQUEST: u8 = 4;
 const T_END_PHASE: u8 = 5;
@@ -129,27 +133,9 @@ impl Msg {
                 p.extend_from_slice(&version.to_be_bytes());
                 T_HELLO
             }
-            Msg::Entry(e) => {
-                put_bytes16(&mut p, &e.path);
-                p.push(kind_code(e.kind));
-                p.extend_from_slice(&e.mode.to_be_bytes());
-                p.extend_from_slice(&e.mtime.to_be_bytes());
-                p.extend_from_slice(&e.mtime_nsec.to_be_bytes());
-                p.extend_from_slice(&e.size.to_be_bytes());
-                p.extend_from_slice(&e.uid.to_be_bytes());
-                p.extend_from_slice(&e.gid.to_be_bytes());
-                put_bytes16(&mut p, &e.user);
-                put_bytes16(&mut p, &e.group);
-                put_bytes16(&mut p, &e.target);
-                p.extend_from_slice(&e.rdev.to_be_bytes());
-                match &e.checksum {
-                    Some(h) => {
-                        p.push(1);
-                        p.extend_from_slice(h);
-                    }
-                    None => p.push(0),
-                }
-                T_ENTRY
+            Msg::Entries(payload) => {
+                p.extend_from_slice(payload);
+                T_ENTRIES
             }
             Msg::EndOfList => T_END_LIST,
             Msg::Request { index, signature } => {
@@ -214,32 +200,7 @@ impl Msg {
                 }
                 Msg::Hello { version: r.u32()? }
             }
-            T_ENTRY => {
-                let path = r.bytes16(MAX_PATH, "path")?;
-                let kind = kind_from(r.u8()?).ok_or_else(|| bad("unknown file kind"))?;
-                let mode = r.u32()?;
-                if mode & !0o7777 != 0 {
-                    return Err(bad("mode has bits beyond 07777"));
-                }
-                let mtime = r.i64()?;
-                let mtime_nsec = r.u32()?;
-                if mtime_nsec >= 1_000_000_000 {
-                    return Err(bad("nanoseconds out of range"));
-                }
-                let size = r.u64()?;
-                let uid = r.u32()?;
-                let gid = r.u32()?;
-                let user = r.bytes16(MAX_ACCOUNT_NAME, "user name")?;
-                let group = r.bytes16(MAX_ACCOUNT_NAME, "group name")?;
-                let target = r.bytes16(MAX_TARGET, "link target")?;
-                let rdev = r.u64()?;
-                let checksum = match r.u8()? {
-                    0 => None,
-                    1 => Some(r.array32()?),
-                    _ => return Err(bad("bad checksum flag")),
-                };
-                Msg::Entry(Entry { path, kind, mode, mtime, mtime_nsec, size, uid, gid, user, group, target, rdev, checksum })
-            }
+            T_ENTRIES => Msg::Entries(r.rest().to_vec()),
             T_END_LIST => Msg::EndOfList,
             T_REQUEST => {
                 let index = r.u32()?;
@@ -282,6 +243,278 @@ impl Msg {
         }
         Ok(msg)
     }
+}
+
+// ---- the compact file list ----
+//
+// An entry is a flags byte, then only what the flags and its kind call for:
+//
+//   [kind u8]           F_KIND: the kind differs from the previous entry's
+//   name                varint bytes shared with the previous name, varint
+//                       length of the rest, the rest
+//   [mode varint]       F_MODE: differs from the previous entry's
+//   [mtime varint]      F_MTIME: zigzag difference from the previous mtime
+//   [nsec u32]          F_NSEC: nanoseconds, when not 0
+//   [uid varint [name]] F_UID: differs from the previous entry's; the owner
+//                       name (u8 length, bytes) follows the first time a uid
+//                       appears in the frame
+//   [gid varint [name]] F_GID: the same for the group
+//   [size varint]       files
+//   [sum 16 bytes]      F_SUM: files with -c (`LIST_SUM` bytes of SHA-256)
+//   [target]            symlinks: varint length, bytes
+//   [rdev varint]       devices
+//
+// The "previous" state starts empty in each frame, so frames stand alone.
+// A bare file in a directory of files costs about 30 bytes with -c, which
+// is what keeps an up-to-date tree's run within rsync's bytes.
+
+const F_KIND: u8 = 1;
+const F_MODE: u8 = 2;
+const F_MTIME: u8 = 4;
+const F_NSEC: u8 = 8;
+const F_UID: u8 = 16;
+const F_GID: u8 = 32;
+const F_SUM: u8 = 64;
+
+/// Encoded entries per list frame, about (the frame closes past this).
+pub const LIST_FRAME: usize = 64 << 10;
+/// Most entries one list frame may hold: with names shared with the
+/// previous entry, a few wire bytes can stand for a 4 KiB name, so the
+/// count is bounded as well as the bytes.
+pub const MAX_FRAME_ENTRIES: usize = 4096;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// Encodes entries for one frame, each against the previous one.
+#[derive(Default)]
+pub struct EntryEncoder {
+    prev: Option<Entry>,
+    users: HashSet<u32>,
+    groups: HashSet<u32>,
+    count: usize,
+}
+
+impl EntryEncoder {
+    /// Entries encoded in this frame so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn push(&mut self, e: &Entry, out: &mut Vec<u8>) {
+        let prev = self.prev.take();
+        let (pk, pm, pt, pu, pg, pp): (Option<FileKind>, u32, i64, Option<u32>, Option<u32>, &[u8]) = match &prev {
+            Some(p) => (Some(p.kind), p.mode, p.mtime, Some(p.uid), Some(p.gid), &p.path),
+            None => (None, 0, 0, None, None, b""),
+        };
+        let mut flags = 0;
+        if pk != Some(e.kind) {
+            flags |= F_KIND;
+        }
+        if pm != e.mode {
+            flags |= F_MODE;
+        }
+        if pt != e.mtime {
+            flags |= F_MTIME;
+        }
+        if e.mtime_nsec != 0 {
+            flags |= F_NSEC;
+        }
+        if pu != Some(e.uid) {
+            flags |= F_UID;
+        }
+        if pg != Some(e.gid) {
+            flags |= F_GID;
+        }
+        if e.kind == FileKind::File && e.checksum.is_some() {
+            flags |= F_SUM;
+        }
+        out.push(flags);
+        if flags & F_KIND != 0 {
+            out.push(kind_code(e.kind));
+        }
+        let shared = pp.iter().zip(&e.path).take_while(|(a, b)| a == b).count();
+        put_varint(out, shared as u64);
+        put_varint(out, (e.path.len() - shared) as u64);
+        out.extend_from_slice(&e.path[shared..]);
+        if flags & F_MODE != 0 {
+            put_varint(out, e.mode as u64);
+        }
+        if flags & F_MTIME != 0 {
+            put_varint(out, zigzag(e.mtime.wrapping_sub(pt)));
+        }
+        if flags & F_NSEC != 0 {
+            out.extend_from_slice(&e.mtime_nsec.to_be_bytes());
+        }
+        for (on, id, name, seen) in [
+            (flags & F_UID != 0, e.uid, &e.user, &mut self.users),
+            (flags & F_GID != 0, e.gid, &e.group, &mut self.groups),
+        ] {
+            if on {
+                put_varint(out, id as u64);
+                if seen.insert(id) {
+                    // Longer names are sent as none (numeric ids).
+                    let name: &[u8] = if name.len() > MAX_ACCOUNT_NAME { b"" } else { name };
+                    out.push(name.len() as u8);
+                    out.extend_from_slice(name);
+                }
+            }
+        }
+        match e.kind {
+            FileKind::File => {
+                put_varint(out, e.size);
+                if let Some(sum) = &e.checksum {
+                    out.extend_from_slice(sum);
+                }
+            }
+            FileKind::Symlink => {
+                put_varint(out, e.target.len() as u64);
+                out.extend_from_slice(&e.target);
+            }
+            FileKind::CharDev | FileKind::BlockDev => put_varint(out, e.rdev),
+            _ => {}
+        }
+        self.count += 1;
+        self.prev = Some(e.clone());
+    }
+}
+
+/// One frame's payload for these entries (tests, and small lists).
+pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
+    let mut enc = EntryEncoder::default();
+    let mut out = Vec::new();
+    for e in entries {
+        enc.push(e, &mut out);
+    }
+    out
+}
+
+/// Reads the entries of one list frame, one at a time, strictly: every
+/// bound of the old fixed layout still holds (names, targets, account
+/// names, mode bits, nanoseconds), an id's name comes with its first use
+/// only, and nothing is left over.
+pub struct EntryDecoder<'a> {
+    r: Cursor<'a>,
+    prev: Option<Entry>,
+    users: HashMap<u32, Vec<u8>>,
+    groups: HashMap<u32, Vec<u8>>,
+    count: usize,
+}
+
+impl<'a> EntryDecoder<'a> {
+    pub fn new(payload: &'a [u8]) -> Self {
+        EntryDecoder { r: Cursor { buf: payload, pos: 0 }, prev: None, users: HashMap::new(), groups: HashMap::new(), count: 0 }
+    }
+
+    /// The next entry, None at the end of the frame.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.r.pos == self.r.buf.len() {
+            return Ok(None);
+        }
+        self.count += 1;
+        if self.count > MAX_FRAME_ENTRIES {
+            return Err(bad(&format!("more than {MAX_FRAME_ENTRIES} entries in one list frame")));
+        }
+        let r = &mut self.r;
+        let flags = r.u8()?;
+        if flags & 0x80 != 0 {
+            return Err(bad("unknown entry flags"));
+        }
+        let prev = self.prev.take();
+        let kind = if flags & F_KIND != 0 {
+            kind_from(r.u8()?).ok_or_else(|| bad("unknown file kind"))?
+        } else {
+            prev.as_ref().map(|p| p.kind).ok_or_else(|| bad("the first entry of a frame must carry every field"))?
+        };
+        let prev_path: &[u8] = prev.as_ref().map_or(b"", |p| &p.path);
+        let shared = r.varint()?;
+        let rest = r.varint()?;
+        if shared > prev_path.len() as u64 {
+            return Err(bad("a name shares more than the previous name has"));
+        }
+        if shared + rest > MAX_PATH as u64 {
+            return Err(bad(&format!("path longer than {MAX_PATH} bytes")));
+        }
+        let mut path = prev_path[..shared as usize].to_vec();
+        path.extend_from_slice(r.take(rest as usize)?);
+        let mode = if flags & F_MODE != 0 {
+            let m = r.varint()?;
+            if m & !0o7777 != 0 {
+                return Err(bad("mode has bits beyond 07777"));
+            }
+            m as u32
+        } else {
+            prev.as_ref().map_or(0, |p| p.mode)
+        };
+        let prev_mtime = prev.as_ref().map_or(0, |p| p.mtime);
+        let mtime = if flags & F_MTIME != 0 { prev_mtime.wrapping_add(unzigzag(r.varint()?)) } else { prev_mtime };
+        let mtime_nsec = if flags & F_NSEC != 0 { r.u32()? } else { 0 };
+        if mtime_nsec >= 1_000_000_000 {
+            return Err(bad("nanoseconds out of range"));
+        }
+        let (uid, user) = if flags & F_UID != 0 {
+            read_id(r, &mut self.users, "user name")?
+        } else {
+            prev.as_ref().map(|p| (p.uid, p.user.clone())).ok_or_else(|| bad("no owner"))?
+        };
+        let (gid, group) = if flags & F_GID != 0 {
+            read_id(r, &mut self.groups, "group name")?
+        } else {
+            prev.as_ref().map(|p| (p.gid, p.group.clone())).ok_or_else(|| bad("no group"))?
+        };
+        let mut e = Entry { path, kind, mode, mtime, mtime_nsec, size: 0, uid, gid, user, group, target: Vec::new(), rdev: 0, checksum: None };
+        match kind {
+            FileKind::File => {
+                e.size = r.varint()?;
+                if flags & F_SUM != 0 {
+                    e.checksum = Some(r.take(LIST_SUM)?.try_into().unwrap());
+                }
+            }
+            FileKind::Symlink => {
+                let n = r.varint()?;
+                if n > MAX_TARGET as u64 {
+                    return Err(bad(&format!("link target longer than {MAX_TARGET} bytes")));
+                }
+                e.target = r.take(n as usize)?.to_vec();
+            }
+            FileKind::CharDev | FileKind::BlockDev => e.rdev = r.varint()?,
+            _ => {}
+        }
+        if flags & F_SUM != 0 && kind != FileKind::File {
+            return Err(bad("a checksum on something that is not a file"));
+        }
+        self.prev = Some(e.clone());
+        Ok(Some(e))
+    }
+}
+
+/// An id, and its name the first time it appears in the frame.
+fn read_id(r: &mut Cursor<'_>, names: &mut HashMap<u32, Vec<u8>>, what: &str) -> Result<(u32, Vec<u8>)> {
+    let id = r.varint()?;
+    let id = u32::try_from(id).map_err(|_| bad(&format!("{what}: id out of range")))?;
+    if let Some(name) = names.get(&id) {
+        return Ok((id, name.clone()));
+    }
+    let n = r.u8()? as usize;
+    if n > MAX_ACCOUNT_NAME {
+        return Err(bad(&format!("{what} longer than {MAX_ACCOUNT_NAME} bytes")));
+    }
+    let name = r.take(n)?.to_vec();
+    names.insert(id, name.clone());
+    Ok((id, name))
 }
 
 fn clip(message: &str) -> &[u8] {
@@ -327,11 +560,20 @@ impl<'a> Cursor<'a> {
     fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
     }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()))
-    }
-    fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().unwrap()))
+    fn varint(&mut self) -> Result<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            let bits = (b & 0x7f) as u64;
+            if shift == 63 && bits > 1 {
+                return Err(bad("number out of range"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad("number out of range"))
     }
     fn array32(&mut self) -> Result<[u8; 32]> {
         Ok(self.take(32)?.try_into().unwrap())
@@ -414,6 +656,24 @@ impl<W: Write> Writer<W> {
         self.inner.write_all(&frame).map_err(broken)
     }
 
+    /// Sends the whole list in frames of about [`LIST_FRAME`] bytes.
+    pub fn send_list(&mut self, entries: &[Entry]) -> Result<()> {
+        let mut enc = EntryEncoder::default();
+        let mut payload = Vec::with_capacity(LIST_FRAME + (16 << 10));
+        for e in entries {
+            enc.push(e, &mut payload);
+            if payload.len() >= LIST_FRAME || enc.count() >= MAX_FRAME_ENTRIES {
+                self.send_raw(T_ENTRIES, &[], &payload)?;
+                payload.clear();
+                enc = EntryEncoder::default();
+            }
+        }
+        if !payload.is_empty() {
+            self.send_raw(T_ENTRIES, &[], &payload)?;
+        }
+        Ok(())
+    }
+
     /// Sends `Literal(data)` without copying the data into a message.
     pub fn send_literal(&mut self, data: &[u8]) -> Result<()> {
         self.send_raw(T_LITERAL, &[], data)
@@ -443,6 +703,17 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// Widens a pipe the session runs over to 1 MiB (Linux's default most
+/// for an unprivileged process), from the default 64 KiB: with segments of
+/// 4 MiB, a narrow pipe makes the two sides take turns instead of working
+/// at once. Anything that is not a pipe, or a refusal, is left as it is.
+pub fn widen_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we borrow; F_SETPIPE_SZ changes only
+    // the pipe's buffer size and fails harmlessly on anything else.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
 fn broken(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         Error::env("the other side of the sync closed the connection")
@@ -469,8 +740,91 @@ mod tests {
             group: b"".to_vec(),
             target: Vec::new(),
             rdev: 0,
-            checksum: Some([9; 32]),
+            checksum: Some([9; LIST_SUM]),
         }
+    }
+
+    fn decode_all(payload: &[u8]) -> Result<Vec<Entry>> {
+        let mut d = EntryDecoder::new(payload);
+        let mut out = Vec::new();
+        while let Some(e) = d.next_entry()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn refused_list(payload: &[u8]) -> String {
+        format!("{}", decode_all(payload).unwrap_err())
+    }
+
+    #[test]
+    fn list_entries_round_trip_compactly() {
+        let mut list = vec![
+            Entry { path: b".".to_vec(), kind: FileKind::Dir, mode: 0o755, size: 0, checksum: None, ..entry() },
+            entry(),
+            Entry { path: b"dir/caf\xe9 y".to_vec(), mtime_nsec: 0, ..entry() },
+            Entry { path: b"dir/l".to_vec(), kind: FileKind::Symlink, target: b"../x".to_vec(), size: 0, checksum: None, ..entry() },
+            Entry { path: b"dir/dev".to_vec(), kind: FileKind::BlockDev, rdev: 0x0803, size: 0, checksum: None, uid: 0, user: b"root".to_vec(), ..entry() },
+            Entry { path: b"dir/z".to_vec(), mtime: i64::MAX, uid: 7, gid: 9, group: b"g9".to_vec(), ..entry() },
+            Entry { path: b"e".to_vec(), mtime: i64::MIN, mode: 0o7777, uid: u32::MAX, ..entry() },
+        ];
+        for i in 0..100u32 {
+            list.push(Entry { path: format!("f/{i:05}").into_bytes(), size: i as u64, ..entry() });
+        }
+        let payload = encode_entries(&list);
+        assert_eq!(decode_all(&payload).unwrap(), list);
+        let frame = Msg::Entries(payload.clone()).encode();
+        assert_eq!(Reader::new(&frame[..]).read().unwrap(), Msg::Entries(payload.clone()));
+        // A file next to the previous one: flags, name, nsec, size, sum.
+        let one = encode_entries(&list[list.len() - 2..]).len() - encode_entries(&list[list.len() - 2..list.len() - 1]).len();
+        assert!(one <= 1 + 3 + 2 + 4 + 1 + LIST_SUM, "{one} bytes");
+        // Frames stand alone, and the writer cuts long lists into frames.
+        let many: Vec<Entry> = (0..5000).map(|i| Entry { path: format!("f{i:05}").into_bytes(), ..entry() }).collect();
+        let mut w = Writer::new(Vec::new());
+        w.send_list(&many).unwrap();
+        w.flush().unwrap();
+        let out = w.inner.into_inner().unwrap();
+        let mut r = Reader::new(&out[..]);
+        let mut back = Vec::new();
+        while r.bytes < out.len() as u64 {
+            match r.read().unwrap() {
+                Msg::Entries(p) => back.extend(decode_all(&p).unwrap()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, many);
+    }
+
+    #[test]
+    fn list_entries_are_bounded() {
+        let long = encode_entries(&[Entry { path: vec![b'a'; MAX_PATH + 1], ..entry() }]);
+        assert!(refused_list(&long).contains("path longer"), "{}", refused_list(&long));
+        let mut bad_kind = encode_entries(&[entry()]);
+        bad_kind[1] = 42;
+        assert!(refused_list(&bad_kind).contains("unknown file kind"));
+        let mut bad_flags = encode_entries(&[entry()]);
+        bad_flags[0] |= 0x80;
+        assert!(refused_list(&bad_flags).contains("flags"));
+        let bad_mode = encode_entries(&[Entry { mode: 0o170000, ..entry() }]);
+        assert!(refused_list(&bad_mode).contains("mode"));
+        let bad_nsec = encode_entries(&[Entry { mtime_nsec: 1_000_000_000, ..entry() }]);
+        assert!(refused_list(&bad_nsec).contains("nanoseconds"));
+        let mut cut = encode_entries(&[entry()]);
+        cut.truncate(cut.len() - 3);
+        assert!(refused_list(&cut).contains("cut short"));
+        // A first entry that leans on a previous one.
+        let two = encode_entries(&[entry(), Entry { path: b"dir/caf".to_vec(), ..entry() }]);
+        let second = &two[encode_entries(&[entry()]).len()..];
+        assert!(refused_list(second).contains("every field"), "{}", refused_list(second));
+        // A name that shares more than the previous name has.
+        let mut share = encode_entries(&[entry()]);
+        share[2] = 100;
+        assert!(refused_list(&share).contains("shares more"), "{}", refused_list(&share));
+        // An overlong number.
+        assert!(refused_list(&[F_KIND, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).contains("out of range"));
+        // Tiny entries cannot multiply without bound inside one frame.
+        let many: Vec<Entry> = (0..MAX_FRAME_ENTRIES + 1).map(|_| entry()).collect();
+        assert!(refused_list(&encode_entries(&many)).contains("entries in one list frame"));
     }
 
     fn roundtrip(m: Msg) {
@@ -483,8 +837,7 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         roundtrip(Msg::Hello { version: VERSION });
-        roundtrip(Msg::Entry(entry()));
-        roundtrip(Msg::Entry(Entry { kind: FileKind::Symlink, target: b"../x".to_vec(), checksum: None, ..entry() }));
+        roundtrip(Msg::Entries(encode_entries(&[entry()])));
         roundtrip(Msg::EndOfList);
         roundtrip(Msg::Request { index: 3, signature: vec![1, 2, 3] });
         roundtrip(Msg::Request { index: 3, signature: vec![] });
@@ -529,20 +882,7 @@ mod tests {
     }
 
     #[test]
-    fn entry_fields_are_bounded() {
-        let long = Msg::Entry(Entry { path: vec![b'a'; MAX_PATH + 1], ..entry() }).encode();
-        assert!(refused(&long).contains("path longer"));
-        let mut bad_kind = Msg::Entry(entry()).encode();
-        let kind_at = 5 + 2 + entry().path.len();
-        bad_kind[kind_at] = 42;
-        assert!(refused(&bad_kind).contains("unknown file kind"));
-        let bad_mode = Msg::Entry(Entry { mode: 0o170000, ..entry() }).encode();
-        assert!(refused(&bad_mode).contains("mode"));
-        let mut cut = Msg::Entry(entry()).encode();
-        cut.truncate(cut.len() - 3);
-        let n = (cut.len() - 5) as u32;
-        cut[1..5].copy_from_slice(&n.to_be_bytes());
-        assert!(refused(&cut).contains("cut short"));
+    fn data_frames_are_bounded() {
         let big = Msg::Delta { len: SEGMENT as u32 + 1, delta: vec![] }.encode();
         assert!(refused(&big).contains("larger than a segment"));
     }
