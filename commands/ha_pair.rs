@@ -11,12 +11,25 @@ use crate::cli::{GlobalArgs, HaCommand, HaInitPassiveArgs};
 use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
+/// Run as root, the HA commands work as the service account once the
+/// instance is loaded: the confdir, the PostgreSQL data directory and its
+/// configuration are that account's (which may be hostile), and root
+/// working by path there is open to symlink and rename races, or to reading
+/// files the account names (as kt cert replace, src/cert/replace.rs).
+fn become_service(instance: &kt::instance::Instance) -> kt::Result<()> {
+    if let Some(service) = instance.service_account()? {
+        kt::account::become_account(&service)?;
+    }
+    Ok(())
+}
+
 pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> CommandResult {
     let layout = Layout::new(global.confdir.as_deref())?;
     match command {
         HaCommand::Sync(_) => unreachable!("kt ha sync is commands/ha.rs"),
         HaCommand::Enable(args) => {
             let instance = layout.load()?;
+            become_service(&instance)?;
             let peer = Peer::parse(&args.peer, instance.settings.db_port)?;
             let report = ha::enable::enable(&instance, &peer, printer)?;
             let list = |ips: &[std::net::IpAddr]| ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
@@ -35,6 +48,7 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
         }
         HaCommand::Disable(_) => {
             let instance = layout.load()?;
+            become_service(&instance)?;
             let report = ha::enable::disable(&instance, printer)?;
             printer.info(format!(
                 "kt: HA disabled: role, password file and settings removed{}",
@@ -45,12 +59,14 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
         HaCommand::InitPassive(args) => init_passive(layout, args, printer),
         HaCommand::EnableSync(args) => {
             let instance = layout.load()?;
+            become_service(&instance)?;
             ha::syncrep::enable(&instance, Duration::from_secs(args.wait), printer)?;
             printer.info("kt: synchronous replication is on: the passive is the synchronous standby");
             Ok(Status::Success)
         }
         HaCommand::DisableSync(_) => {
             let instance = layout.load()?;
+            become_service(&instance)?;
             let was_on = ha::syncrep::disable(&instance)?;
             printer.info(if was_on {
                 "kt: synchronous replication is off: writes no longer wait for the passive"
@@ -61,6 +77,7 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
         }
         HaCommand::Status(args) => {
             let instance = layout.load()?;
+            become_service(&instance)?;
             let status = ha::status::read(&instance)?;
             if args.json {
                 printer.data(serde_json::to_string(&status).map_err(|e| kt::Error::problem("cannot encode the status").because(e))?)?;
@@ -94,6 +111,58 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
 fn init_passive(layout: Layout, args: HaInitPassiveArgs, printer: &Printer) -> CommandResult {
     // The active's database port defaults to DB_PORT of the synced configuration.
     let synced = layout.clone().load()?;
+    if let Some(service) = synced.service_account()? {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&layout.home).env_context(|| format!("cannot read {}", layout.home.display()))?.uid();
+        if owner != service.uid {
+            return Err(kt::Error::usage(format!("the instance home {} does not belong to the service account {}", layout.home.display(), service.name))
+                .because("the passive's server and database keep their pid files and logs there, as the service account")
+                .with_hint(format!("chown {}: {} (as kt init makes it on the active)", service.name, layout.home.display()))
+                .into());
+        }
+    }
+    // The active must answer before anything is made here (bounded wait).
+    let active = Peer::parse(&args.active, synced.settings.db_port)?;
+    ha::passive::wait_for_active(&active, Duration::from_secs(args.wait), printer)?;
+    // The database and log directories may have to be made where only
+    // root can (their parent is root's): made here, empty, for the service
+    // account, before kt drops to that account.
+    let data_dir = match &args.pg_rootdir {
+        Some(dir) => kt::fsutil::absolute(dir)?,
+        None => synced.pg_rootdir()?,
+    };
+    let made = make_service_dirs(&synced, &[&data_dir, &layout.log_dir()])?;
+    become_service(&synced)?;
+    let result = init_passive_as_service(layout, &synced, args, printer);
+    if result.is_err() {
+        for dir in made.iter().rev() {
+            // Only what is still empty; as the service account, a
+            // directory in a parent of root's may stay (it is empty).
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
+}
+
+/// Makes each missing `dir` whose parent is there as an empty 0700
+/// directory of the service account; returns those it made. mkdir never
+/// follows a link and lchown neither, so a race in the parent gains nothing.
+fn make_service_dirs(instance: &kt::instance::Instance, dirs: &[&std::path::Path]) -> kt::Result<Vec<std::path::PathBuf>> {
+    let Some(service) = instance.service_account()? else { return Ok(Vec::new()) };
+    let mut made = Vec::new();
+    for dir in dirs {
+        if dir.symlink_metadata().is_ok() || !kt::fsutil::parent_dir(dir).is_dir() {
+            continue;
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(dir).env_context(|| format!("cannot create {}", dir.display()))?;
+        service.chown(dir)?;
+        made.push(dir.to_path_buf());
+    }
+    Ok(made)
+}
+
+fn init_passive_as_service(layout: Layout, synced: &kt::instance::Instance, args: HaInitPassiveArgs, printer: &Printer) -> CommandResult {
     let active = Peer::parse(&args.active, synced.settings.db_port)?;
     let hostname = match args.hostname {
         Some(name) => name,

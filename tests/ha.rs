@@ -34,6 +34,10 @@ impl Passive {
         let home = dir.join("home");
         std::fs::create_dir(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The service account's home, as on a passive host (useradd -m).
+        if is_root() {
+            run(std::process::Command::new("chown").arg("keytrustee:").arg(&home)).expect(0);
+        }
         let confdir = home.join(".keytrustee");
         Passive { dir, home, confdir, db_port: free_port(), server_port: free_port() }
     }

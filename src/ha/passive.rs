@@ -230,7 +230,8 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
 
         progress.step("starting the key server (passive: reads only)");
         let server = crate::daemon::ServerProcess::for_instance(&target)?;
-        crate::server::ServerSettings::from_instance(&target)?;
+        // A configuration the server refuses makes it exit during
+        // startup, which `start` reports with the server's own words.
         server.start(&options.exe)?;
         Ok(PassiveReport {
             data_dir: data_dir.clone(),
