@@ -281,6 +281,11 @@ impl Remote {
         let words = shlex::split(rsh)
             .filter(|w| !w.is_empty())
             .ok_or_else(|| Error::usage(format!("cannot split the remote shell command {rsh:?} into words")))?;
+        // A host that starts with '-' would reach ssh as an option
+        // (`-oProxyCommand=...`): never a host name.
+        if host.as_bytes().first() == Some(&b'-') {
+            return Err(Error::usage(format!("{:?} is not a host name: it starts with '-'", host.to_string_lossy())));
+        }
         let mut cmd = Command::new(&words[0]);
         cmd.args(&words[1..]).arg(host).arg(remote_kt);
         cmd.args(args.iter().map(|a| shell_quote(a)));
