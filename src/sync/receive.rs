@@ -19,7 +19,7 @@
 //!    with fast_rsync's block signature of the old file as the basis, while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
-//!    (`apply_limited`), compared with the sender's SHA-256, then, in
+//!    (`apply_limited`), compared with the sender's BLAKE3 hash, then, in
 //!    batches, fsynced, given its mode, owner and times, and renamed into
 //!    place (see the module doc of `sync`: the fsync precedes every
 //!    rename). A hash mismatch
@@ -41,8 +41,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-
-use sha2::{Digest, Sha256};
 
 use super::filter::Filter;
 use super::list::{display_name, Entry, FileKind};
@@ -656,7 +654,7 @@ impl<'a> Receiver<'a> {
         let paths: Vec<PathBuf> = pending.iter().map(|&(i, ..)| self.abs(&self.entries[i].path)).collect();
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         let sizes: Vec<u64> = pending.iter().map(|&(_, _, len, _)| len).collect();
-        let sums = super::list::sha256_files(&refs, &sizes);
+        let sums = super::list::hash_files(&refs, &sizes);
         for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
             let e = &self.entries[i];
             let same = matches!((&sum, &e.checksum), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
@@ -910,7 +908,7 @@ impl<'a> Receiver<'a> {
                         }
                         Landed::Mismatch => {
                             return Err(Error::usage(format!(
-                                "refused {}: its data does not match the sender's SHA-256, twice",
+                                "refused {}: its data does not match the sender's BLAKE3 hash, twice",
                                 self.entries[index as usize].display()
                             ))
                             .with_hint("the sender or the connection corrupts data; nothing was written for this file"));
@@ -983,7 +981,7 @@ impl<'a> Receiver<'a> {
         use_basis: bool,
     ) -> Result<Option<Landed>> {
         let e = &self.entries[index].clone();
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         let mut written: u64 = 0;
         let mut basis: Option<Vec<u8>> = None;
         let mut out = Vec::new();
@@ -1014,7 +1012,7 @@ impl<'a> Receiver<'a> {
                     self.stats.data_bytes += delta.len() as u64;
                     &out
                 }
-                Msg::FileEnd { index: ended, sha256 } => {
+                Msg::FileEnd { index: ended, hash } => {
                     if ended as usize != index {
                         return Err(lie("ended another file than it started"));
                     }
@@ -1022,7 +1020,7 @@ impl<'a> Receiver<'a> {
                         return Err(lie(&format!("sent {written} bytes for a file of {} bytes", e.size)));
                     }
                     let got: [u8; 32] = hasher.finalize().into();
-                    if got != sha256 {
+                    if got != hash {
                         return Ok(Some(Landed::Mismatch));
                     }
                     self.stats.transferred += 1;

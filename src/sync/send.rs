@@ -1,6 +1,6 @@
 //! The sending side: sends the file list, then answers the receiver's
 //! requests with literal data or fast_rsync deltas, segment by segment,
-//! and a SHA-256 of each whole file.
+//! and a BLAKE3 hash of each whole file.
 //!
 //! The receiver is untrusted too (in a pull, the remote side receives
 //! nothing but may ask for anything): it may only ask for regular files of
@@ -10,8 +10,6 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-
-use sha2::{Digest, Sha256};
 
 use super::list::{FileKind, FileList};
 use super::wire::{self, Msg, Reader, Writer};
@@ -44,7 +42,7 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
     writer.flush()?;
     let mut buf = Vec::with_capacity(wire::SEGMENT);
     let mut delta = Vec::new();
-    // Phase 1 may reuse the listing's SHA-256; the redo phase (a file whose
+    // Phase 1 may reuse the listing's hash; the redo phase (a file whose
     // data did not match) always hashes what it sends.
     let mut phase = 1;
     loop {
@@ -93,7 +91,7 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
     fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
 }
 
-/// Sends one file: start, segments, end with its SHA-256; a file that
+/// Sends one file: start, segments, end with its BLAKE3 hash; a file that
 /// cannot be read or changed size ends with a per-file error instead.
 fn answer<W: Write>(
     list: &FileList,
@@ -139,7 +137,7 @@ fn answer<W: Write>(
         Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
         Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
     };
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut left = e.size;
     while left > 0 {
         let want = left.min(segment as u64) as usize;
@@ -168,6 +166,6 @@ fn answer<W: Write>(
         writer.send_literal(buf)?;
     }
     stats.files_sent += 1;
-    let sha256 = known.unwrap_or_else(|| hasher.finalize().into());
-    writer.send(&Msg::FileEnd { index, sha256 })
+    let hash = known.unwrap_or_else(|| hasher.finalize().into());
+    writer.send(&Msg::FileEnd { index, hash })
 }
