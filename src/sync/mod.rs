@@ -100,8 +100,9 @@
 //!   have not changed, so each SRC byte is hashed once, and the receiver
 //!   hashes what it receives once. BLAKE3 runs at about 4 GB/s a core
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
-//!   receiver reads a whole old file (up to 512 MiB) as the basis, and the
-//!   generator reads it again for the signature; the receiver writes a
+//!   receiver holds a whole old file (up to 512 MiB) as the basis (the
+//!   generator's read for the signature, handed over: read once); the
+//!   receiver writes a
 //!   file only once a whole segment (4 MiB) has arrived; the sender's
 //!   delta search and the receiver's rebuild of a large file run one after
 //!   the other per segment.

@@ -336,6 +336,48 @@ struct Receiver<'a> {
     pending_bytes: u64,
 }
 
+/// Old files the generator read for their signatures, handed to the
+/// receiving thread so that each basis is read once (a 100 MB old file
+/// was read twice, and the second read started only when the first delta
+/// arrived). The delta was computed against the signature of exactly these
+/// bytes, so rebuilding from them is also the consistent choice. Bounded:
+/// the bytes cached plus those the receiving thread still holds stay under
+/// `max_basis` (so peak memory is what it was, one basis on each thread);
+/// a basis that does not fit is dropped and read again when needed.
+struct BasisCache {
+    max: u64,
+    inner: std::sync::Mutex<(HashMap<u32, std::sync::Arc<Vec<u8>>>, u64)>,
+}
+
+impl BasisCache {
+    fn new(max: u64) -> BasisCache {
+        BasisCache { max, inner: std::sync::Mutex::new((HashMap::new(), 0)) }
+    }
+
+    /// Generator: keeps `data` for file `index` if the budget allows.
+    fn offer(&self, index: u32, data: Vec<u8>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let len = data.len() as u64;
+        if g.1 + len <= self.max {
+            g.1 += len;
+            g.0.insert(index, std::sync::Arc::new(data));
+        }
+    }
+
+    /// Receiving thread: the cached basis of `index`, if any; its bytes
+    /// stay counted until [`BasisCache::release`].
+    fn take(&self, index: u32) -> Option<std::sync::Arc<Vec<u8>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.remove(&index)
+    }
+
+    fn release(&self, basis: Option<std::sync::Arc<Vec<u8>>>) {
+        if let Some(b) = basis {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.1 = g.1.saturating_sub(b.len() as u64);
+        }
+    }
+}
+
 /// Messages from the receiving thread to the generator thread.
 enum GenCmd {
     Redo(Vec<u32>),
@@ -844,11 +886,13 @@ impl<'a> Receiver<'a> {
             .collect();
         let (tx, rx) = mpsc::channel::<GenCmd>();
         let max_basis = self.opts.max_basis;
+        let bases = BasisCache::new(max_basis);
         std::thread::scope(|scope| {
             let wanted_ref = &wanted;
-            let generator = scope.spawn(move || generate(writer, wanted_ref, rx, max_basis));
+            let bases_ref = &bases;
+            let generator = scope.spawn(move || generate(writer, wanted_ref, rx, max_basis, bases_ref));
             let mut reader = reader;
-            let mut result = self.take_answers(&mut reader, &wanted, &tx, itemize);
+            let mut result = self.take_answers(&mut reader, &wanted, &tx, &bases, itemize);
             // Files verified so far land even when the session failed.
             let landed = self.land_pending(itemize);
             if result.is_ok() {
@@ -877,6 +921,7 @@ impl<'a> Receiver<'a> {
         reader: &mut Reader<R>,
         wanted: &[(u32, Option<PathBuf>)],
         tx: &mpsc::Sender<GenCmd>,
+        bases: &BasisCache,
         itemize: &mut dyn FnMut(&Item),
     ) -> Result<()> {
         // (index, whether a basis signature may have been sent), in the
@@ -896,7 +941,11 @@ impl<'a> Receiver<'a> {
                         }
                     };
                     queue.pop_front();
-                    match self.receive_file(reader, index as usize, use_basis)? {
+                    // Taken whether used or not, so that it leaves the cache.
+                    let cached = bases.take(index);
+                    let received = self.receive_file(reader, index as usize, use_basis, cached.clone());
+                    bases.release(cached);
+                    match received? {
                         Landed::Pending => {
                             if self.pending.len() >= LAND_FILES || self.pending_bytes >= LAND_BYTES {
                                 self.land_pending(itemize)?;
@@ -939,7 +988,13 @@ impl<'a> Receiver<'a> {
     }
 
     /// Receives one file into a temp file and lands it, or says why not.
-    fn receive_file<R: Read>(&mut self, reader: &mut Reader<R>, index: usize, use_basis: bool) -> Result<Landed> {
+    fn receive_file<R: Read>(
+        &mut self,
+        reader: &mut Reader<R>,
+        index: usize,
+        use_basis: bool,
+        cached: Option<std::sync::Arc<Vec<u8>>>,
+    ) -> Result<Landed> {
         let e = self.entries[index].clone();
         let path = self.abs(&e.path);
         let tmp = temp_path(&path);
@@ -950,7 +1005,7 @@ impl<'a> Receiver<'a> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .env_context(|| format!("cannot create {}", tmp.display()))?;
-        let result = self.fill(reader, &mut file, index, &path, use_basis);
+        let result = self.fill(reader, &mut file, index, &path, use_basis, cached);
         let landed = match result {
             Ok(Some(landed)) => landed,
             Ok(None) => {
@@ -979,11 +1034,12 @@ impl<'a> Receiver<'a> {
         index: usize,
         path: &Path,
         use_basis: bool,
+        cached: Option<std::sync::Arc<Vec<u8>>>,
     ) -> Result<Option<Landed>> {
         let e = &self.entries[index].clone();
         let mut hasher = blake3::Hasher::new();
         let mut written: u64 = 0;
-        let mut basis: Option<Vec<u8>> = None;
+        let mut basis: Option<std::sync::Arc<Vec<u8>>> = cached;
         let mut out = Vec::new();
         let lie = |what: &str| {
             Error::usage(format!("refused {}: the sender {what}", e.display()))
@@ -1001,7 +1057,7 @@ impl<'a> Receiver<'a> {
                         return Err(lie("sent a delta for a file it was asked for whole"));
                     }
                     if basis.is_none() {
-                        basis = Some(read_basis(path, self.opts.max_basis)?);
+                        basis = Some(std::sync::Arc::new(read_basis(path, self.opts.max_basis)?));
                     }
                     out.clear();
                     fast_rsync::apply_limited(basis.as_deref().unwrap(), &delta, &mut out, len as usize)
@@ -1193,6 +1249,7 @@ fn generate<W: Write>(
     wanted: &[(u32, Option<PathBuf>)],
     rx: mpsc::Receiver<GenCmd>,
     max_basis: u64,
+    bases: &BasisCache,
 ) -> Result<u64> {
     let abort = |writer: &mut Writer<W>, message: String| -> Result<u64> {
         writer.send(&Msg::Error { message })?;
@@ -1205,11 +1262,16 @@ fn generate<W: Write>(
         }
         let signature = match basis {
             Some(path) => match read_basis(path, max_basis) {
-                Ok(data) => fast_rsync::Signature::calculate(
-                    &data,
-                    fast_rsync::SignatureOptions { block_size: block_size(data.len() as u64), crypto_hash_size: 8 },
-                )
-                .into_serialized(),
+                Ok(data) => {
+                    let signature = fast_rsync::Signature::calculate(
+                        &data,
+                        fast_rsync::SignatureOptions { block_size: block_size(data.len() as u64), crypto_hash_size: 8 },
+                    )
+                    .into_serialized();
+                    // Before the request: the answer cannot come first.
+                    bases.offer(*index, data);
+                    signature
+                }
                 // The old file went away or grew: fetch the new one whole.
                 Err(_) => Vec::new(),
             },
