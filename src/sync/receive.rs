@@ -346,8 +346,12 @@ struct Receiver<'a> {
 /// a basis that does not fit is dropped and read again when needed.
 struct BasisCache {
     max: u64,
-    inner: std::sync::Mutex<(HashMap<u32, std::sync::Arc<Vec<u8>>>, u64)>,
+    /// The cached bases by file index, and the bytes counted.
+    inner: std::sync::Mutex<(HashMap<u32, Basis>, u64)>,
 }
+
+/// An old file's bytes, shared between the generator and the receiving thread.
+type Basis = std::sync::Arc<Vec<u8>>;
 
 impl BasisCache {
     fn new(max: u64) -> BasisCache {
@@ -366,11 +370,11 @@ impl BasisCache {
 
     /// Receiving thread: the cached basis of `index`, if any; its bytes
     /// stay counted until [`BasisCache::release`].
-    fn take(&self, index: u32) -> Option<std::sync::Arc<Vec<u8>>> {
+    fn take(&self, index: u32) -> Option<Basis> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.remove(&index)
     }
 
-    fn release(&self, basis: Option<std::sync::Arc<Vec<u8>>>) {
+    fn release(&self, basis: Option<Basis>) {
         if let Some(b) = basis {
             let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             g.1 = g.1.saturating_sub(b.len() as u64);
@@ -993,7 +997,7 @@ impl<'a> Receiver<'a> {
         reader: &mut Reader<R>,
         index: usize,
         use_basis: bool,
-        cached: Option<std::sync::Arc<Vec<u8>>>,
+        cached: Option<Basis>,
     ) -> Result<Landed> {
         let e = self.entries[index].clone();
         let path = self.abs(&e.path);
@@ -1034,12 +1038,12 @@ impl<'a> Receiver<'a> {
         index: usize,
         path: &Path,
         use_basis: bool,
-        cached: Option<std::sync::Arc<Vec<u8>>>,
+        cached: Option<Basis>,
     ) -> Result<Option<Landed>> {
         let e = &self.entries[index].clone();
         let mut hasher = blake3::Hasher::new();
         let mut written: u64 = 0;
-        let mut basis: Option<std::sync::Arc<Vec<u8>>> = cached;
+        let mut basis: Option<Basis> = cached;
         let mut out = Vec::new();
         let lie = |what: &str| {
             Error::usage(format!("refused {}: the sender {what}", e.display()))
