@@ -973,7 +973,7 @@ pub struct HaSyncArgs {
     #[arg(short = 'D', long)]
     pub devices: bool,
 
-    /// Compare files by SHA-256 instead of size and modification time.
+    /// Compare files by BLAKE3 hash instead of size and modification time.
     ///
     /// -c is --checksum here, as in rsync, not kt's --confdir (this command
     /// uses no instance).

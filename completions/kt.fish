@@ -475,7 +475,7 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s g -l group -d 'Set groups, by name where the name exists on the receiving host'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s o -l owner -d 'Set owners, by name where the name exists (only when receiving as root)'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s D -l devices -d 'Copy devices (as root), fifos and sockets'
-complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s c -l checksum -d 'Compare files by SHA-256 instead of size and modification time'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s c -l checksum -d 'Compare files by BLAKE3 hash instead of size and modification time'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s z -l compress -d 'Compress the data on the wire (zlib) to and from a remote host'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s n -l dry-run -d 'Show what would change, change nothing'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s i -l itemize-changes -d 'Print each change in rsync\'s notation (>f+++++++++, .d..t......, *deleting)'

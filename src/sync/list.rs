@@ -16,7 +16,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 
 use super::filter::Filter;
 use crate::error::{Context, Error, Result};
@@ -88,7 +87,7 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// Device number of a character or block device.
     pub rdev: u64,
-    /// The first [`LIST_SUM`] bytes of the SHA-256 of a regular file's
+    /// The first [`LIST_SUM`] bytes of the BLAKE3 hash of a regular file's
     /// content, with `-c` only.
     pub checksum: Option<[u8; LIST_SUM]>,
 }
@@ -117,10 +116,10 @@ pub fn display_name(path: &[u8]) -> String {
     out
 }
 
-/// Bytes of SHA-256 a list entry carries for `-c`: 128 bits decide
+/// Bytes of BLAKE3 a list entry carries for `-c`: 128 bits decide
 /// whether a file is already up to date (rsync's `-c` sums are 128 bits
 /// too, MD5 or xxh128). Data that is transferred is checked against the
-/// full SHA-256 (`FileEnd`) before it lands.
+/// 32-byte BLAKE3 hash (`FileEnd`) before it lands.
 pub const LIST_SUM: usize = 16;
 
 /// Which kinds of file the walk takes (rsync's `-r`, `-l`, `-D`).
@@ -133,7 +132,7 @@ pub struct ListOptions {
     pub links: bool,
     /// `-D`: list devices, fifos and sockets.
     pub devices: bool,
-    /// `-c`: compute each regular file's SHA-256 for the list.
+    /// `-c`: compute each regular file's BLAKE3 hash for the list.
     pub checksum: bool,
 }
 
@@ -143,7 +142,7 @@ pub struct FileList {
     pub entries: Vec<Entry>,
     /// `sources[i]` is the file behind `entries[i]`.
     pub sources: Vec<PathBuf>,
-    /// `-c`: the full SHA-256 of each regular file as listed, and the
+    /// `-c`: the full BLAKE3 hash of each regular file as listed, and the
     /// inode state it was taken under: the sender sends it again in
     /// `FileEnd` without hashing the file a second time, as long as the
     /// file it opens is still that inode, unchanged (see `send`).
@@ -216,13 +215,13 @@ pub fn build(srcs: &[PathBuf], opts: &ListOptions, filter: &Filter) -> Result<Fi
     Ok(list)
 }
 
-/// `-c`: every regular file's SHA-256, on all cores; a file that cannot be
+/// `-c`: every regular file's BLAKE3 hash, on all cores; a file that cannot be
 /// read leaves the list (rsync goes on without it and reports it).
 fn add_checksums(list: &mut FileList) {
     let files: Vec<usize> = (0..list.entries.len()).filter(|&i| list.entries[i].kind == FileKind::File).collect();
     let paths: Vec<&Path> = files.iter().map(|&i| list.sources[i].as_path()).collect();
     let sizes: Vec<u64> = files.iter().map(|&i| list.entries[i].size).collect();
-    let sums = sha256_files(&paths, &sizes);
+    let sums = hash_files(&paths, &sizes);
     let mut unreadable = Vec::new();
     list.sums = vec![None; list.entries.len()];
     for (&i, sum) in files.iter().zip(sums) {
@@ -363,19 +362,19 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// SHA-256 of a file's content, read without following a final symlink.
-pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    sha256_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
+/// BLAKE3 hash of a file's content, read without following a final symlink.
+pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    hash_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
 }
 
 const HASH_BUF: usize = 256 * 1024;
 
 /// The hash, and the file's stamp taken before it was read.
-fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
+fn hash_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
     let stamp = Stamp::of(&file.metadata()?);
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     loop {
         let n = match file.read(buf) {
             Ok(n) => n,
@@ -390,11 +389,11 @@ fn sha256_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)
     Ok((hasher.finalize().into(), stamp))
 }
 
-/// SHA-256 of many files, one thread per core (`-c` hashes every byte of
-/// SRC and of DEST's candidates: SHA-256 is the cost of a `-c` run). The
+/// BLAKE3 hashes of many files, one thread per core (`-c` hashes every
+/// byte of SRC and of DEST's candidates: hashing is the cost of a `-c` run). The
 /// largest files are taken first so that no core is left with a big one
 /// at the end. `sizes` are hints for that order only.
-pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<([u8; 32], Stamp)>> {
+pub fn hash_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<([u8; 32], Stamp)>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let mut order: Vec<usize> = (0..paths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
@@ -410,7 +409,7 @@ pub fn sha256_files(paths: &[&Path], sizes: &[u64]) -> Vec<std::io::Result<([u8;
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = order.get(k) else { break };
-                        done.push((i, sha256_with(paths[i], &mut buf)));
+                        done.push((i, hash_with(paths[i], &mut buf)));
                     }
                     done
                 })
@@ -495,7 +494,7 @@ pub(crate) mod tests {
         let l = build(&[s.join("src")], &opts, &Filter::new()).unwrap();
         let key = l.entries.iter().find(|e| e.path == b"src/.ssl/key.pem").unwrap();
         assert_eq!((key.kind, key.mode, key.size), (FileKind::File, 0o600, 6));
-        assert_eq!(key.checksum.unwrap().to_vec(), Sha256::digest(b"secret")[..LIST_SUM].to_vec());
+        assert_eq!(key.checksum.unwrap().to_vec(), blake3::hash(b"secret").as_bytes()[..LIST_SUM].to_vec());
         let link = l.entries.iter().find(|e| e.path == b"src/a/link").unwrap();
         assert_eq!((link.kind, link.target.as_slice(), link.size), (FileKind::Symlink, &b"../b.txt"[..], 0));
         let me = crate::account::Account::current().unwrap();

@@ -19,7 +19,7 @@
 //!    with fast_rsync's block signature of the old file as the basis, while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
-//!    (`apply_limited`), compared with the sender's SHA-256, then, in
+//!    (`apply_limited`), compared with the sender's BLAKE3 hash, then, in
 //!    batches, fsynced, given its mode, owner and times, and renamed into
 //!    place (see the module doc of `sync`: the fsync precedes every
 //!    rename). A hash mismatch
@@ -41,8 +41,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-
-use sha2::{Digest, Sha256};
 
 use super::filter::Filter;
 use super::list::{display_name, Entry, FileKind};
@@ -336,6 +334,52 @@ struct Receiver<'a> {
     /// Verified temp files not yet renamed, and their bytes.
     pending: Vec<PendingFile>,
     pending_bytes: u64,
+}
+
+/// Old files the generator read for their signatures, handed to the
+/// receiving thread so that each basis is read once (a 100 MB old file
+/// was read twice, and the second read started only when the first delta
+/// arrived). The delta was computed against the signature of exactly these
+/// bytes, so rebuilding from them is also the consistent choice. Bounded:
+/// the bytes cached plus those the receiving thread still holds stay under
+/// `max_basis` (so peak memory is what it was, one basis on each thread);
+/// a basis that does not fit is dropped and read again when needed.
+struct BasisCache {
+    max: u64,
+    /// The cached bases by file index, and the bytes counted.
+    inner: std::sync::Mutex<(HashMap<u32, Basis>, u64)>,
+}
+
+/// An old file's bytes, shared between the generator and the receiving thread.
+type Basis = std::sync::Arc<Vec<u8>>;
+
+impl BasisCache {
+    fn new(max: u64) -> BasisCache {
+        BasisCache { max, inner: std::sync::Mutex::new((HashMap::new(), 0)) }
+    }
+
+    /// Generator: keeps `data` for file `index` if the budget allows.
+    fn offer(&self, index: u32, data: Vec<u8>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let len = data.len() as u64;
+        if g.1 + len <= self.max {
+            g.1 += len;
+            g.0.insert(index, std::sync::Arc::new(data));
+        }
+    }
+
+    /// Receiving thread: the cached basis of `index`, if any; its bytes
+    /// stay counted until [`BasisCache::release`].
+    fn take(&self, index: u32) -> Option<Basis> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.remove(&index)
+    }
+
+    fn release(&self, basis: Option<Basis>) {
+        if let Some(b) = basis {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.1 = g.1.saturating_sub(b.len() as u64);
+        }
+    }
 }
 
 /// Messages from the receiving thread to the generator thread.
@@ -656,7 +700,7 @@ impl<'a> Receiver<'a> {
         let paths: Vec<PathBuf> = pending.iter().map(|&(i, ..)| self.abs(&self.entries[i].path)).collect();
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         let sizes: Vec<u64> = pending.iter().map(|&(_, _, len, _)| len).collect();
-        let sums = super::list::sha256_files(&refs, &sizes);
+        let sums = super::list::hash_files(&refs, &sizes);
         for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
             let e = &self.entries[i];
             let same = matches!((&sum, &e.checksum), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
@@ -846,11 +890,13 @@ impl<'a> Receiver<'a> {
             .collect();
         let (tx, rx) = mpsc::channel::<GenCmd>();
         let max_basis = self.opts.max_basis;
+        let bases = BasisCache::new(max_basis);
         std::thread::scope(|scope| {
             let wanted_ref = &wanted;
-            let generator = scope.spawn(move || generate(writer, wanted_ref, rx, max_basis));
+            let bases_ref = &bases;
+            let generator = scope.spawn(move || generate(writer, wanted_ref, rx, max_basis, bases_ref));
             let mut reader = reader;
-            let mut result = self.take_answers(&mut reader, &wanted, &tx, itemize);
+            let mut result = self.take_answers(&mut reader, &wanted, &tx, &bases, itemize);
             // Files verified so far land even when the session failed.
             let landed = self.land_pending(itemize);
             if result.is_ok() {
@@ -879,6 +925,7 @@ impl<'a> Receiver<'a> {
         reader: &mut Reader<R>,
         wanted: &[(u32, Option<PathBuf>)],
         tx: &mpsc::Sender<GenCmd>,
+        bases: &BasisCache,
         itemize: &mut dyn FnMut(&Item),
     ) -> Result<()> {
         // (index, whether a basis signature may have been sent), in the
@@ -898,7 +945,11 @@ impl<'a> Receiver<'a> {
                         }
                     };
                     queue.pop_front();
-                    match self.receive_file(reader, index as usize, use_basis)? {
+                    // Taken whether used or not, so that it leaves the cache.
+                    let cached = bases.take(index);
+                    let received = self.receive_file(reader, index as usize, use_basis, cached.clone());
+                    bases.release(cached);
+                    match received? {
                         Landed::Pending => {
                             if self.pending.len() >= LAND_FILES || self.pending_bytes >= LAND_BYTES {
                                 self.land_pending(itemize)?;
@@ -910,7 +961,7 @@ impl<'a> Receiver<'a> {
                         }
                         Landed::Mismatch => {
                             return Err(Error::usage(format!(
-                                "refused {}: its data does not match the sender's SHA-256, twice",
+                                "refused {}: its data does not match the sender's BLAKE3 hash, twice",
                                 self.entries[index as usize].display()
                             ))
                             .with_hint("the sender or the connection corrupts data; nothing was written for this file"));
@@ -941,7 +992,13 @@ impl<'a> Receiver<'a> {
     }
 
     /// Receives one file into a temp file and lands it, or says why not.
-    fn receive_file<R: Read>(&mut self, reader: &mut Reader<R>, index: usize, use_basis: bool) -> Result<Landed> {
+    fn receive_file<R: Read>(
+        &mut self,
+        reader: &mut Reader<R>,
+        index: usize,
+        use_basis: bool,
+        cached: Option<Basis>,
+    ) -> Result<Landed> {
         let e = self.entries[index].clone();
         let path = self.abs(&e.path);
         let tmp = temp_path(&path);
@@ -952,7 +1009,7 @@ impl<'a> Receiver<'a> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .env_context(|| format!("cannot create {}", tmp.display()))?;
-        let result = self.fill(reader, &mut file, index, &path, use_basis);
+        let result = self.fill(reader, &mut file, index, &path, use_basis, cached);
         let landed = match result {
             Ok(Some(landed)) => landed,
             Ok(None) => {
@@ -981,11 +1038,12 @@ impl<'a> Receiver<'a> {
         index: usize,
         path: &Path,
         use_basis: bool,
+        cached: Option<Basis>,
     ) -> Result<Option<Landed>> {
         let e = &self.entries[index].clone();
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         let mut written: u64 = 0;
-        let mut basis: Option<Vec<u8>> = None;
+        let mut basis: Option<Basis> = cached;
         let mut out = Vec::new();
         let lie = |what: &str| {
             Error::usage(format!("refused {}: the sender {what}", e.display()))
@@ -1003,7 +1061,7 @@ impl<'a> Receiver<'a> {
                         return Err(lie("sent a delta for a file it was asked for whole"));
                     }
                     if basis.is_none() {
-                        basis = Some(read_basis(path, self.opts.max_basis)?);
+                        basis = Some(std::sync::Arc::new(read_basis(path, self.opts.max_basis)?));
                     }
                     out.clear();
                     fast_rsync::apply_limited(basis.as_deref().unwrap(), &delta, &mut out, len as usize)
@@ -1014,7 +1072,7 @@ impl<'a> Receiver<'a> {
                     self.stats.data_bytes += delta.len() as u64;
                     &out
                 }
-                Msg::FileEnd { index: ended, sha256 } => {
+                Msg::FileEnd { index: ended, hash } => {
                     if ended as usize != index {
                         return Err(lie("ended another file than it started"));
                     }
@@ -1022,7 +1080,7 @@ impl<'a> Receiver<'a> {
                         return Err(lie(&format!("sent {written} bytes for a file of {} bytes", e.size)));
                     }
                     let got: [u8; 32] = hasher.finalize().into();
-                    if got != sha256 {
+                    if got != hash {
                         return Ok(Some(Landed::Mismatch));
                     }
                     self.stats.transferred += 1;
@@ -1195,6 +1253,7 @@ fn generate<W: Write>(
     wanted: &[(u32, Option<PathBuf>)],
     rx: mpsc::Receiver<GenCmd>,
     max_basis: u64,
+    bases: &BasisCache,
 ) -> Result<u64> {
     let abort = |writer: &mut Writer<W>, message: String| -> Result<u64> {
         writer.send(&Msg::Error { message })?;
@@ -1207,11 +1266,16 @@ fn generate<W: Write>(
         }
         let signature = match basis {
             Some(path) => match read_basis(path, max_basis) {
-                Ok(data) => fast_rsync::Signature::calculate(
-                    &data,
-                    fast_rsync::SignatureOptions { block_size: block_size(data.len() as u64), crypto_hash_size: 8 },
-                )
-                .into_serialized(),
+                Ok(data) => {
+                    let signature = fast_rsync::Signature::calculate(
+                        &data,
+                        fast_rsync::SignatureOptions { block_size: block_size(data.len() as u64), crypto_hash_size: 8 },
+                    )
+                    .into_serialized();
+                    // Before the request: the answer cannot come first.
+                    bases.offer(*index, data);
+                    signature
+                }
                 // The old file went away or grew: fetch the new one whole.
                 Err(_) => Vec::new(),
             },

@@ -1,6 +1,6 @@
 //! The sending side: sends the file list, then answers the receiver's
 //! requests with literal data or fast_rsync deltas, segment by segment,
-//! and a SHA-256 of each whole file.
+//! and a BLAKE3 hash of each whole file.
 //!
 //! The receiver is untrusted too (in a pull, the remote side receives
 //! nothing but may ask for anything): it may only ask for regular files of
@@ -10,8 +10,6 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-
-use sha2::{Digest, Sha256};
 
 use super::list::{FileKind, FileList};
 use super::wire::{self, Msg, Reader, Writer};
@@ -44,7 +42,7 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
     writer.flush()?;
     let mut buf = Vec::with_capacity(wire::SEGMENT);
     let mut delta = Vec::new();
-    // Phase 1 may reuse the listing's SHA-256; the redo phase (a file whose
+    // Phase 1 may reuse the listing's hash; the redo phase (a file whose
     // data did not match) always hashes what it sends.
     let mut phase = 1;
     loop {
@@ -93,7 +91,12 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
     fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
 }
 
-/// Sends one file: start, segments, end with its SHA-256; a file that
+/// Threads for the delta search of one large file (at most 4).
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+}
+
+/// Sends one file: start, segments, end with its BLAKE3 hash; a file that
 /// cannot be read or changed size ends with a per-file error instead.
 fn answer<W: Write>(
     list: &FileList,
@@ -139,35 +142,67 @@ fn answer<W: Write>(
         Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
         Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
     };
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut left = e.size;
+    // A large file with a basis: the delta search (fast_rsync's diff,
+    // mostly scalar MD4 of every matching block) is the sender's cost and
+    // the critical path, so several segments are searched at once, one
+    // thread each, and sent in order. Segments are independent: each is
+    // diffed against the whole old file.
+    let par = if indexed.is_some() && e.size > segment as u64 { parallelism() } else { 1 };
+    let mut more: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     while left > 0 {
-        let want = left.min(segment as u64) as usize;
-        buf.clear();
-        match Read::by_ref(&mut file).take(want as u64).read_to_end(buf) {
-            Ok(n) if n == want => {}
-            Ok(_) => return fail(writer, stats, "changed size while being sent".into()),
-            Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+        let count = (par as u64).min(left.div_ceil(segment as u64)) as usize;
+        while more.len() + 1 < count {
+            more.push((Vec::with_capacity(segment), Vec::new()));
         }
-        if known.is_none() {
-            hasher.update(&buf[..]);
+        for k in 0..count {
+            let want = left.min(segment as u64) as usize;
+            let b = if k == 0 { &mut *buf } else { &mut more[k - 1].0 };
+            b.clear();
+            match Read::by_ref(&mut file).take(want as u64).read_to_end(b) {
+                Ok(n) if n == want => {}
+                Ok(_) => return fail(writer, stats, "changed size while being sent".into()),
+                Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+            }
+            if known.is_none() {
+                hasher.update(&b[..]);
+            }
+            left -= want as u64;
         }
-        left -= want as u64;
         if let Some(indexed) = &indexed {
-            delta.clear();
-            fast_rsync::diff(indexed, buf, &mut *delta)
-                .map_err(|err| Error::usage("sync protocol violation").because_err(&err))?;
-            if delta.len() < buf.len() {
-                stats.delta_bytes += delta.len() as u64;
-                stats.delta_covered += buf.len() as u64;
-                writer.send_delta(buf.len() as u32, delta)?;
-                continue;
+            let diffed: Vec<std::result::Result<(), fast_rsync::DiffError>> = std::thread::scope(|scope| {
+                let others: Vec<_> = more[..count - 1]
+                    .iter_mut()
+                    .map(|(b, d)| {
+                        scope.spawn(move || {
+                            d.clear();
+                            fast_rsync::diff(indexed, b, d)
+                        })
+                    })
+                    .collect();
+                delta.clear();
+                let mut all = vec![fast_rsync::diff(indexed, buf, &mut *delta)];
+                all.extend(others.into_iter().map(|h| h.join().expect("the delta search thread panicked")));
+                all
+            });
+            for r in diffed {
+                r.map_err(|err| Error::usage("sync protocol violation").because_err(&err))?;
             }
         }
-        stats.literal_bytes += buf.len() as u64;
-        writer.send_literal(buf)?;
+        for k in 0..count {
+            let (b, d) = if k == 0 { (&*buf, &*delta) } else { (&more[k - 1].0, &more[k - 1].1) };
+            if indexed.is_some() && d.len() < b.len() {
+                stats.delta_bytes += d.len() as u64;
+                stats.delta_covered += b.len() as u64;
+                writer.send_delta(b.len() as u32, d)?;
+            } else {
+                stats.literal_bytes += b.len() as u64;
+                writer.send_literal(b)?;
+            }
+        }
     }
     stats.files_sent += 1;
-    let sha256 = known.unwrap_or_else(|| hasher.finalize().into());
-    writer.send(&Msg::FileEnd { index, sha256 })
+    let hash = known.unwrap_or_else(|| hasher.finalize().into());
+    writer.send(&Msg::FileEnd { index, hash })
 }

@@ -360,9 +360,9 @@ fn serve(r: &mut Reader<std::io::PipeReader>, w: &mut Writer<std::io::PipeWriter
     }
 }
 
-fn sha(data: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).into()
+/// The strong hash the protocol's `FileEnd` carries (BLAKE3).
+fn strong(data: &[u8]) -> [u8; 32] {
+    *blake3::hash(data).as_bytes()
 }
 
 fn hostile_dest(s: &Scratch) -> PathBuf {
@@ -427,7 +427,7 @@ fn a_sender_lying_about_size_is_refused_and_the_file_stays_old() {
     let before = snapshot(&dest);
     let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
     let result = hostile(&dest, entries, |r, w| {
-        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(vec![b'z'; 100]), Msg::FileEnd { index, sha256: sha(&[b'z'; 100]) }])
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(vec![b'z'; 100]), Msg::FileEnd { index, hash: strong(&[b'z'; 100]) }])
     });
     assert_refused(result, "more than the 3 bytes");
     assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old");
@@ -444,9 +444,9 @@ fn a_bad_hash_is_retried_whole_then_refused() {
     let before = snapshot(&dest);
     let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
     let result = hostile(&dest, entries, |r, w| {
-        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, sha256: [0; 32] }])
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, hash: [0; 32] }])
     });
-    assert_refused(result, "does not match the sender's SHA-256, twice");
+    assert_refused(result, "does not match the sender's BLAKE3 hash, twice");
     assert_eq!(snapshot(&dest)[b"d/f".as_slice()], before[b"d/f".as_slice()]);
     assert!(!fs::read_dir(dest.join("d")).unwrap().any(|e| e.unwrap().file_name().as_bytes().starts_with(TMP_PREFIX)));
 }
@@ -455,7 +455,7 @@ fn a_bad_hash_is_retried_whole_then_refused() {
 fn a_short_file_a_delta_without_basis_and_a_wrong_file_are_refused() {
     let scripts: Vec<(Answer, &str)> = vec![
         (
-            |r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"n".to_vec()), Msg::FileEnd { index, sha256: sha(b"n") }]),
+            |r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"n".to_vec()), Msg::FileEnd { index, hash: strong(b"n") }]),
             "sent 1 bytes for a file of 3",
         ),
         (

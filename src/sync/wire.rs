@@ -15,7 +15,7 @@ use super::list::{Entry, FileKind, LIST_SUM};
 use crate::error::{Error, Result};
 
 /// The protocol version; both sides must speak the same one.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"kt-sync\0";
 
 /// Longest relative path (Linux PATH_MAX).
@@ -60,8 +60,8 @@ pub enum Msg {
     /// Sender: a fast_rsync delta against the basis that produces exactly
     /// `len` next bytes of the file.
     Delta { len: u32, delta: Vec<u8> },
-    /// Sender: the file is complete; the full SHA-256 of all its bytes.
-    FileEnd { index: u32, sha256: [u8; 32] },
+    /// Sender: the file is complete; the BLAKE3 hash (32 bytes) of all its bytes.
+    FileEnd { index: u32, hash: [u8; 32] },
     /// Sender: file `index` could not be sent (vanished, unreadable,
     /// changed size); the receiver keeps what it had.
     FileError { index: u32, message: String },
@@ -157,9 +157,9 @@ impl Msg {
                 p.extend_from_slice(delta);
                 T_DELTA
             }
-            Msg::FileEnd { index, sha256 } => {
+            Msg::FileEnd { index, hash } => {
                 p.extend_from_slice(&index.to_be_bytes());
-                p.extend_from_slice(sha256);
+                p.extend_from_slice(hash);
                 T_FILE_END
             }
             Msg::FileError { index, message } => {
@@ -216,7 +216,7 @@ impl Msg {
                 }
                 Msg::Delta { len, delta: r.rest().to_vec() }
             }
-            T_FILE_END => Msg::FileEnd { index: r.u32()?, sha256: r.array32()? },
+            T_FILE_END => Msg::FileEnd { index: r.u32()?, hash: r.array32()? },
             T_FILE_ERROR => {
                 let index = r.u32()?;
                 Msg::FileError { index, message: text(r.rest())? }
@@ -260,7 +260,7 @@ impl Msg {
 //                       appears in the frame
 //   [gid varint [name]] F_GID: the same for the group
 //   [size varint]       files
-//   [sum 16 bytes]      F_SUM: files with -c (`LIST_SUM` bytes of SHA-256)
+//   [sum 16 bytes]      F_SUM: files with -c (`LIST_SUM` bytes of BLAKE3)
 //   [target]            symlinks: varint length, bytes
 //   [rdev varint]       devices
 //
@@ -845,7 +845,7 @@ mod tests {
         roundtrip(Msg::FileStart { index: u32::MAX });
         roundtrip(Msg::Literal(vec![0; 1000]));
         roundtrip(Msg::Delta { len: 10, delta: vec![5; 7] });
-        roundtrip(Msg::FileEnd { index: 1, sha256: [3; 32] });
+        roundtrip(Msg::FileEnd { index: 1, hash: [3; 32] });
         roundtrip(Msg::FileError { index: 1, message: "gone".into() });
         roundtrip(Msg::Error { message: "no".into() });
         roundtrip(Msg::Done);
