@@ -31,6 +31,9 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
     let cluster = Cluster::for_instance(&instance)?;
     let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
     let mut db = cluster.connect(&password, DB_NAME)?;
+    if !matches!(command, OrgCommand::List | OrgCommand::Clients { .. }) {
+        kt::ha::syncrep::refuse_waiting_write(&mut db)?;
+    }
     match command {
         OrgCommand::Add { name, contacts, .. } => {
             let contacts = org::parse_contacts(&contacts)?;

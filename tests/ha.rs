@@ -388,6 +388,20 @@ fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled()
     assert_eq!(count_on(&on_a, "d2"), "0");
     assert_eq!(client(&cdir, &["get", &d1]).expect(0).stdout, "payload");
     assert!(a.server_log().contains("writes refused"), "{}", a.server_log());
+    // Admin writes are refused as well, at once, instead of waiting without end.
+    let started = std::time::Instant::now();
+    // (Bounded by timeout(1): a write that waits would otherwise hang the suite.)
+    let out = run(Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_kt"))
+        .arg("-c")
+        .arg(&a.confdir)
+        .args(["org", "add", "-n", "later", "-c", "ops@later.example.com"]))
+    .expect(3);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(out.stderr.contains("the passive is not connected") && out.stderr.contains("kt ha disable-sync"), "{}", out.stderr);
+    assert_eq!(on_a("SELECT count(*) FROM organizations WHERE name = 'later'").expect(0).stdout.trim(), "0");
+    a.kt(&["org", "list"]).expect(0);
 
     // The passive back: writes work again, no restart, and the passive has every acknowledged deposit.
     b.kt(&["db", "start"]).expect(0);

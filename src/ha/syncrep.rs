@@ -19,6 +19,26 @@ use crate::storage::cluster::Cluster;
 /// The `synchronous_commit` level kt sets.
 pub const SYNC_COMMIT: &str = "remote_apply";
 
+/// True when a write here would wait for a passive that is not there:
+/// synchronous replication configured on this primary and no synchronous
+/// standby streaming. The server's write gate and the admin commands ask
+/// the same question.
+pub const WRITES_WOULD_WAIT_SQL: &str = "SELECT current_setting('synchronous_standby_names') <> '' AND NOT pg_is_in_recovery() \
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum'))";
+
+/// Refuses an admin write (`kt org ...`) that would wait without end for
+/// a passive that is not there, and commit anyway if interrupted: exit 3,
+/// nothing changed.
+pub fn refuse_waiting_write(db: &mut postgres::Client) -> Result<()> {
+    let row = db.query_one(WRITES_WOULD_WAIT_SQL, &[]).map_err(|e| ha::sql_failed("cannot read the replication state", &e))?;
+    if row.get::<_, bool>(0) {
+        return Err(Error::env("the passive is not connected, and synchronous replication makes every write wait for it")
+            .because("nothing was changed")
+            .with_hint("start the passive's database (kt db start there), or turn synchronous replication off: kt ha disable-sync"));
+    }
+    Ok(())
+}
+
 /// Whether `synchronous_standby_names` is set (writes wait for a standby).
 pub fn configured(admin: &mut postgres::Client) -> Result<bool> {
     let row = admin

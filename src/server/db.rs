@@ -157,11 +157,7 @@ impl Pool {
         let c = self.conn().await?;
         let row = c
             .client
-            .query_one(
-                "SELECT current_setting('synchronous_standby_names') <> '' AND NOT pg_is_in_recovery() \
-                 AND NOT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum'))",
-                &[],
-            )
+            .query_one(crate::ha::syncrep::WRITES_WOULD_WAIT_SQL, &[])
             .await?;
         let closed: bool = row.get(0);
         self.gate.store(if closed { GATE_CLOSED } else { GATE_OPEN }, Ordering::Relaxed);
