@@ -54,21 +54,6 @@ pub struct InitReport {
     pub schema_version: i32,
 }
 
-/// Records a path this run created, removed on undo. Only paths this run
-/// created: new directories hold only what this run put there.
-fn record_created(journal: &mut Journal, paths: impl IntoIterator<Item = PathBuf>) {
-    for path in paths {
-        journal.record(format!("created {}", path.display()), move || {
-            let removed = match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
-                Ok(_) => std::fs::remove_file(&path),
-                Err(_) => Ok(()),
-            };
-            removed.map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e))
-        });
-    }
-}
-
 /// Creates the instance described by `options`.
 pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport> {
     let layout = &options.layout;
@@ -123,20 +108,8 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     // -- Changes, each recorded in an undo journal: a failure undoes them
     // all, and names whatever it could not undo.
     let mut journal = Journal::new();
-    match create(options, &pg_rootdir, bindir, account, &mut journal, progress) {
-        Ok(report) => {
-            journal.commit();
-            Ok(report)
-        }
-        Err(e) => {
-            let report = journal.roll_back();
-            if report.is_complete() {
-                Err(e)
-            } else {
-                Err(report.explain(e).with_hint("remove what is marked NOT UNDONE by hand before running kt init again"))
-            }
-        }
-    }
+    let result = create(options, &pg_rootdir, bindir, account, &mut journal, progress);
+    journal.finish(result, "remove what is marked NOT UNDONE by hand before running kt init again")
 }
 
 /// The changes of [`init`], after every check passed.
@@ -156,15 +129,15 @@ fn create(
     // The home must stay enterable by the service account; only the
     // confdir and the data inside are private.
     let home_created = fsutil::create_dirs(&layout.home, 0o755)?;
-    record_created(journal, home_created.iter().cloned());
+    journal.record_created(home_created.iter().cloned());
     if home_created.last() == Some(&layout.home) {
         account.chown(&layout.home)?;
     }
     let made = fsutil::create_dirs(&layout.confdir, 0o700)?;
-    record_created(journal, made);
+    journal.record_created(made);
     account.chown(&layout.confdir)?;
     let ssl_dir = layout.ssl_dir();
-    record_created(journal, fsutil::create_dirs(&ssl_dir, 0o700)?);
+    journal.record_created(fsutil::create_dirs(&ssl_dir, 0o700)?);
     account.chown(&ssl_dir)?;
 
     progress.step(match options.key_type {
@@ -190,12 +163,12 @@ fn create(
 
     progress.step(&format!("creating the database cluster in {}", pg_rootdir.display()));
     let data_created = fsutil::create_dirs(&pg_rootdir, 0o700)?;
-    record_created(journal, data_created.iter().cloned());
+    journal.record_created(data_created.iter().cloned());
     for dir in &data_created {
         account.chown(dir)?;
     }
     let log_created = fsutil::create_dirs(&layout.log_dir(), 0o700)?;
-    record_created(journal, log_created.iter().cloned());
+    journal.record_created(log_created.iter().cloned());
     for dir in &log_created {
         account.chown(dir)?;
     }
@@ -235,7 +208,7 @@ fn create(
     config.set(config::CIPHERS, config::DEFAULT_CIPHERS);
     config.set(config::SERVICE_USER, account.name.clone());
     let config_path = layout.config_file();
-    record_created(journal, [config_path.clone()]);
+    journal.record_created([config_path.clone()]);
     config.save(&config_path, owner)?;
 
     progress.step("stopping the database (start it with `kt db start`)");
@@ -317,6 +290,6 @@ fn write_new(journal: &mut Journal, path: &Path, contents: &[u8], owner: Option<
     }
     // Recorded before the write: a failed atomic write removes its own
     // temp file, and a path that is not there is not an undo failure.
-    record_created(journal, [path.to_path_buf()]);
+    journal.record_created([path.to_path_buf()]);
     fsutil::write_atomic(path, contents, 0o600, owner)
 }

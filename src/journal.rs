@@ -113,6 +113,42 @@ impl Journal {
         Ok(())
     }
 
+    /// Records that each of `paths` (files or directory trees) was created
+    /// by this run: undone by removing it, if it is still there. Only
+    /// paths this run created: a new directory holds only what it put there.
+    pub fn record_created(&mut self, paths: impl IntoIterator<Item = std::path::PathBuf>) {
+        for path in paths {
+            self.record(format!("created {}", path.display()), move || {
+                let removed = match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+                    Ok(_) => std::fs::remove_file(&path),
+                    Err(_) => Ok(()),
+                };
+                removed.map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e))
+            });
+        }
+    }
+
+    /// Ends the change with `result`: commits on success; on failure rolls
+    /// back and returns the error, with every step that could not be
+    /// undone named and `hint` (what the operator does about those).
+    pub fn finish<T>(self, result: Result<T>, hint: &str) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.commit();
+                Ok(value)
+            }
+            Err(e) => {
+                let report = self.roll_back();
+                if report.is_complete() {
+                    Err(e)
+                } else {
+                    Err(report.explain(e).with_hint(hint))
+                }
+            }
+        }
+    }
+
     /// Records a step that has just succeeded, and how to undo it.
     pub fn record(&mut self, description: impl Into<String>, undo: impl FnOnce() -> Result<()> + 'static) {
         let description = description.into();

@@ -156,7 +156,7 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
         }
         Ok(was_running)
     })();
-    let restarted = finish(journal, result)?;
+    let restarted = journal.finish(result, FINISH_HINT)?;
     Ok(EnableReport { peer: peer.clone(), peer_addresses, listen_addresses: listen, password_file: pgpass_path, restarted })
 }
 
@@ -243,7 +243,7 @@ pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableRe
         }
         Ok(was_running)
     })();
-    let restarted = finish(journal, result)?;
+    let restarted = journal.finish(result, FINISH_HINT)?;
     Ok(DisableReport { restarted })
 }
 
@@ -348,12 +348,12 @@ pub(crate) fn replace_recorded(journal: &mut Journal, path: &Path, old: &str, ne
 }
 
 /// Writes a new private file (recorded: removed).
+/// What the operator does about a step an HA command could not undo.
+pub(crate) const FINISH_HINT: &str = "put back by hand what is marked NOT UNDONE";
+
 pub(crate) fn write_recorded(journal: &mut Journal, path: &Path, contents: &[u8], account: &Account) -> Result<()> {
     fsutil::write_new(path, contents, 0o600, Some(account))?;
-    let path = path.to_path_buf();
-    journal.record(format!("created {}", path.display()), move || {
-        std::fs::remove_file(&path).map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e))
-    });
+    journal.record_created([path.to_path_buf()]);
     Ok(())
 }
 
@@ -370,20 +370,3 @@ fn remove_recorded(journal: &mut Journal, path: &Path, account: &Account) -> Res
     Ok(())
 }
 
-/// Commits on success; rolls back on failure, naming what it could not undo.
-pub(crate) fn finish<T>(journal: Journal, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            journal.commit();
-            Ok(value)
-        }
-        Err(e) => {
-            let report = journal.roll_back();
-            if report.is_complete() {
-                Err(e)
-            } else {
-                Err(report.explain(e).with_hint("put back by hand what is marked NOT UNDONE"))
-            }
-        }
-    }
-}

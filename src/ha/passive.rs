@@ -163,7 +163,7 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
             progress.step(&format!("creating a self-signed TLS certificate for {}", options.hostname));
             for dir in fsutil::create_dirs(&ssl, 0o700)? {
                 account.chown(&dir)?;
-                record_removal(&mut journal, dir);
+                journal.record_created([dir]);
             }
             let tls = cert::self_signed(&options.hostname, &options.extra_sans, options.cert_days)?;
             enable::write_recorded(&mut journal, &cert_path, tls.cert_pem.as_bytes(), &account)?;
@@ -183,7 +183,7 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
         // The base backup goes into an empty directory of the service account.
         for dir in fsutil::create_dirs(&data_dir, 0o700)? {
             account.chown(&dir)?;
-            record_removal(&mut journal, dir);
+            journal.record_created([dir]);
         }
         {
             let dir = data_dir.clone();
@@ -240,7 +240,7 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
             server_url: server.probe_url().to_string(),
         })
     })();
-    enable::finish(journal, result)
+    journal.finish(result, enable::FINISH_HINT)
 }
 
 /// The postgresql.conf block of the passive: loopback only, a hot standby.
@@ -322,13 +322,6 @@ fn aside_name(dir: &Path) -> PathBuf {
     let mut name = dir.as_os_str().to_owned();
     name.push(format!(".kt-old-{}", crate::clock::unix_now()));
     PathBuf::from(name)
-}
-
-fn record_removal(journal: &mut Journal, dir: PathBuf) {
-    journal.record(format!("created {}", dir.display()), move || {
-        std::fs::remove_dir_all(&dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .env_context(|| format!("cannot remove {}", dir.display()))
-    });
 }
 
 /// Removes everything inside `dir` (what this run copied there).
