@@ -43,6 +43,8 @@ pub struct ServerSettings {
     pub provider: rustls::crypto::CryptoProvider,
     pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
     pub version_warning: Option<String>,
+    /// What `CIPHERS` asked for that kt cannot offer, logged once at start.
+    pub cipher_warnings: Vec<String>,
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
@@ -66,7 +68,7 @@ impl ServerSettings {
     pub fn from_instance(instance: &Instance) -> Result<ServerSettings> {
         let s = &instance.settings;
         let (versions, version_warning) = tls::protocol_versions(&s.tls_min_version)?;
-        let provider = tls::provider(&s.ciphers, &versions)?;
+        let (provider, cipher_warnings) = tls::provider_with_warnings(&s.ciphers, &versions)?;
         let key_material = KeyMaterial::for_instance(instance)?;
         let public = crate::pgp::load_public_key(&instance.layout.pubring())?;
         let limits = &s.limits;
@@ -77,6 +79,7 @@ impl ServerSettings {
             provider,
             versions,
             version_warning,
+            cipher_warnings,
             max_header_bytes: limits.max_header_bytes as usize,
             max_connections: limits.max_connections as usize,
             idle_timeout: limits.idle_timeout(),
@@ -117,7 +120,7 @@ pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + S
 }
 
 async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) -> Result<()> {
-    if let Some(warning) = &settings.version_warning {
+    for warning in settings.version_warning.iter().chain(&settings.cipher_warnings) {
         warn!("{warning}");
     }
     let certified = settings.key_material.load(&settings.provider)?;
