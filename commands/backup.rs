@@ -28,7 +28,19 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
     for path in &report.stale_temps_removed {
         printer.info(format!("kt: removed {} left by an interrupted backup", path.display()));
     }
+    printer.detail(format!("kt: the dump was {} bytes; the archive holds {} members:", report.dump_size, report.members.len()));
+    for (member, size) in &report.members {
+        if member.ends_with('/') || *size == 0 {
+            printer.detail(format!("kt:   {member}"));
+        } else {
+            printer.detail(format!("kt:   {member} ({size} bytes)"));
+        }
+    }
     if report.encrypted {
+        for r in &recipients {
+            let subkey = r.subkey_fingerprint.as_deref().map(|s| format!(", encryption subkey {s}")).unwrap_or_default();
+            printer.detail(format!("kt: recipient {}: key {}{subkey}", r.label, r.primary_fingerprint));
+        }
         let to: Vec<String> = report.recipients.iter().map(|(label, id)| format!("{label} ({id})")).collect();
         printer.info(format!("kt: encrypted to {}", to.join(", ")));
     } else {
@@ -36,6 +48,15 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
     }
     let rows: Vec<String> = report.row_counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
     printer.info(format!("kt: backed up {} ({} bytes; rows: {})", report.path.display(), report.size, rows.join(", ")));
+    if let Some(keep) = args.roll {
+        printer.detail(format!("kt: --roll={keep}: keeping the {} newest backups of this host:", report.roll_kept.len()));
+        for path in &report.roll_kept {
+            printer.detail(format!("kt:   kept {}", path.display()));
+        }
+        if report.rolled.is_empty() {
+            printer.detail("kt:   nothing older to remove");
+        }
+    }
     for path in &report.rolled {
         printer.info(format!("kt: removed old backup {}", path.display()));
     }

@@ -258,8 +258,10 @@ fn cleartext_and_recipient_files() {
     let export = Command::new("gpg").arg("--homedir").arg(&k.home).args(["--batch", "--armor", "--export", &k.jane]).output().unwrap();
     std::fs::write(&key_file, &export.stdout).unwrap();
     let other = TestDir::new("out2");
-    let out = backup(&inst, &["--output", other.path.to_str().unwrap(), "--gpg-recipient-file", key_file.to_str().unwrap(), "-q"]).expect(0);
+    let out = backup(&inst, &["--output", other.path.to_str().unwrap(), "--gpg-recipient-file", key_file.to_str().unwrap(), "--verbose"]).expect(0);
     let path = PathBuf::from(out.stdout.trim());
+    let said = out.stderr.to_ascii_uppercase();
+    assert!(said.contains(&format!("KEY {}, ENCRYPTION SUBKEY ", k.jane.to_ascii_uppercase())), "{}", out.stderr);
     let home = decrypt_home(&k.jane);
     home.gpg(&["--pinentry-mode", "loopback", "--passphrase", "", "-d", "-o", home.dir.join("b.tar").to_str().unwrap(), path.to_str().unwrap()]).expect(0);
 }
@@ -286,8 +288,16 @@ fn roll_keeps_the_newest_of_this_host_only() {
     assert!(old[3].exists() && old[2].exists(), "the two newest old ones stay");
     assert!(!old[1].exists() && !old[0].exists(), "older ones go");
     assert!(foreign.exists() && unrelated.exists(), "other hosts' backups and other files are never touched");
-    let out = backup(&inst, &["--output", o, "--cleartext", "--roll=1", "-q"]).expect(0);
+    // --verbose: the members written and the roll decisions.
+    let out = backup(&inst, &["--output", o, "--cleartext", "--roll=1", "--verbose"]).expect(0);
     let newest = PathBuf::from(out.stdout.trim());
+    let said = &out.stderr;
+    assert!(said.contains(&format!("kept {}", newest.display())), "{said}");
+    assert!(said.contains(&format!("removed old backup {}", new.display())), "{said}");
+    assert!(said.contains("keeping the 1 newest backups"), "{said}");
+    for member in ["keytrustee.conf (", ".sql (", ".manifest.json\n", ".manifest.json.sig\n", "dumping the database"] {
+        assert!(said.contains(member), "{member}: {said}");
+    }
     let mine: Vec<_> = kt::backup::naming::list(&out_dir.path, Some("localhost")).unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].path, newest);

@@ -57,7 +57,14 @@ pub struct BackupReport {
     pub recipients: Vec<(String, String)>,
     pub row_counts: BTreeMap<String, u64>,
     pub rolled: Vec<PathBuf>,
+    /// The backups `--roll` kept (newest first), for `--verbose`.
+    pub roll_kept: Vec<PathBuf>,
     pub stale_temps_removed: Vec<PathBuf>,
+    /// Every archive member and its size (directories and links: 0), in
+    /// archive order, for `--verbose`.
+    pub members: Vec<(String, u64)>,
+    /// The dump's size before it was archived.
+    pub dump_size: u64,
 }
 
 /// Removes the listed files when dropped (unless disarmed).
@@ -180,6 +187,14 @@ pub fn backup(
             _ => manifest::Member::Dir { path: format!("{}/", e.member), mode: format!("{:o}", e.meta_mode) },
         })
         .collect();
+    let mut members: Vec<(String, u64)> = confdir
+        .iter()
+        .map(|e| match e.kind {
+            tar::EntryType::Regular | tar::EntryType::Symlink => (e.member.clone(), e.data.len() as u64),
+            _ => (format!("{}/", e.member), 0),
+        })
+        .collect();
+    members.push((dump_member.clone(), dump_size));
     let manifest_base = manifest::Manifest {
         format: manifest::FORMAT.to_string(),
         created: crate::clock::rfc3339_now(),
@@ -212,6 +227,7 @@ pub fn backup(
     let owner = std::fs::metadata(&instance.layout.confdir)
         .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
         .unwrap_or((0, 0));
+    let payload_manifest_member = manifest_member.clone();
     let payload = archive::Payload {
         confdir: &confdir,
         dump_file: &dump_tmp,
@@ -253,10 +269,13 @@ pub fn backup(
     temps.0.retain(|p| p != &archive_tmp);
     drop(temps); // removes the dump temp file
 
-    let rolled = match options.roll {
+    let (roll_kept, rolled) = match options.roll {
         Some(keep) => naming::roll(&output, &host_slug, keep)?,
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
+    // Written last, their sizes known only inside the archive writer.
+    let signature_member = format!("{payload_manifest_member}{}", manifest::SIG_SUFFIX);
+    members.extend([(payload_manifest_member, 0), (signature_member, 0)]);
     Ok(BackupReport {
         path: final_path,
         size,
@@ -264,6 +283,9 @@ pub fn backup(
         recipients: recipients.iter().map(|r| (r.label.clone(), r.key_id())).collect(),
         row_counts: facts.row_counts,
         rolled,
+        roll_kept,
         stale_temps_removed,
+        members,
+        dump_size,
     })
 }

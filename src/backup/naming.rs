@@ -74,15 +74,19 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<BackupName>> {
 }
 
 /// Keeps the `keep` newest backups of `host` in `dir`, removing the older
-/// ones; touches nothing else. Returns what it removed.
-pub fn roll(dir: &Path, host: &str, keep: usize) -> Result<Vec<PathBuf>> {
+/// ones; touches nothing else. Returns what it kept (newest first) and
+/// what it removed.
+pub fn roll(dir: &Path, host: &str, keep: usize) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut all = list(dir, Some(host))?;
+    let older = all.split_off(keep.max(1).min(all.len()));
+    let kept = all.into_iter().map(|b| b.path).collect();
     let mut removed = Vec::new();
-    for old in list(dir, Some(host))?.into_iter().skip(keep.max(1)) {
+    for old in older {
         std::fs::remove_file(&old.path)
             .map_err(|e| Error::env(format!("cannot remove the old backup {}", old.path.display())).because_err(&e))?;
         removed.push(old.path);
     }
-    Ok(removed)
+    Ok((kept, removed))
 }
 
 /// Removes temp files an earlier, interrupted kt backup left in `dir`.
