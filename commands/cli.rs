@@ -181,7 +181,7 @@ pub enum DbCommand {
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
     /// Stopping a stopped database is not an error.
-    Stop,
+    Stop(DbStopArgs),
     /// Show whether the database runs, with its pid, port and data directory.
     ///
     /// Exits 1 when the database is stopped.
@@ -193,6 +193,25 @@ pub struct DbStartArgs {
     /// On an HA passive: how long to wait for the active's database first.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub wait_for_active: u64,
+
+    #[command(flatten)]
+    pub rootdir: PgRootdirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DbStopArgs {
+    #[command(flatten)]
+    pub rootdir: PgRootdirArg,
+}
+
+/// The documented `ktadmin db --pg-rootdir DIR`: kt knows the directory
+/// from keytrustee.conf; given, it must be that one.
+#[derive(Debug, Args)]
+pub struct PgRootdirArg {
+    /// The database directory, as the documented `ktadmin db` takes it:
+    /// refused unless it is the instance's PG_ROOTDIR.
+    #[arg(long, value_name = "DIR")]
+    pub pg_rootdir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use kt::instance::Layout;
 use kt::storage::cluster::{Cluster, Started, State, Stopped};
 
-use crate::cli::{DbCommand, DbStartArgs, DbStatusArgs, GlobalArgs};
+use crate::cli::{DbCommand, DbStartArgs, DbStatusArgs, GlobalArgs, PgRootdirArg};
 use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
@@ -12,12 +12,36 @@ pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> Comman
     let cluster = Cluster::for_instance(&instance)?;
     match command {
         DbCommand::Start(args) => {
+            check_rootdir(&cluster, &args.rootdir)?;
             wait_for_active(&instance, &cluster, &args, printer)?;
             start(&cluster, printer)
         }
-        DbCommand::Stop => stop(&cluster, printer),
+        DbCommand::Stop(args) => {
+            check_rootdir(&cluster, &args.rootdir)?;
+            stop(&cluster, printer)
+        }
         DbCommand::Status(args) => status(&cluster, args, printer),
     }
+}
+
+/// `--pg-rootdir`, when given, names this instance's database directory
+/// (compared after resolving links, so `/var/lib/keytrustee/db` and a
+/// link to it are one directory).
+fn check_rootdir(cluster: &Cluster, arg: &PgRootdirArg) -> kt::Result<()> {
+    let Some(given) = &arg.pg_rootdir else { return Ok(()) };
+    let same = match (std::fs::canonicalize(given), std::fs::canonicalize(&cluster.data_dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => given == &cluster.data_dir,
+    };
+    if same {
+        return Ok(());
+    }
+    Err(kt::Error::usage(format!(
+        "--pg-rootdir {} is not this instance's database directory {}",
+        given.display(),
+        cluster.data_dir.display()
+    ))
+    .with_hint("give the confdir of the instance that owns it (-c DIR), or leave --pg-rootdir out"))
 }
 
 /// The documented trap "the passive database fails to start when the

@@ -69,12 +69,14 @@ complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
 complete -c kt -n "__fish_kt_using_subcommand db; and not __fish_seen_subcommand_from start stop status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -l wait-for-active -d 'On an HA passive: how long to wait for the active\'s database first' -r
+complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -l pg-rootdir -d 'The database directory, as the documented `ktadmin db` takes it: refused unless it is the instance\'s PG_ROOTDIR' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from stop" -l pg-rootdir -d 'The database directory, as the documented `ktadmin db` takes it: refused unless it is the instance\'s PG_ROOTDIR' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from stop" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from stop" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand db; and __fish_seen_subcommand_from stop" -s v -l verbose -d 'Print more about what kt does'

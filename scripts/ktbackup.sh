@@ -7,23 +7,12 @@
 # keep working: every documented option is passed on to `kt backup`, which
 # takes the same spellings (-c/--confdir, --database-port, --gpg-recipient,
 # --cleartext, --output, --roll, -q/--quiet, --verbose). The kt binary is
-# $KT, else `kt` on PATH, else the one built next to this script.
+# $KT, else `kt` on PATH, else the one built next to this script
+# (scripts/lib/find-kt.sh).
 set -euo pipefail
-kt="${KT:-}"
-if [ -z "$kt" ]; then
-    if command -v kt >/dev/null 2>&1; then
-        kt="$(command -v kt)"
-    else
-        here="$(cd "$(dirname "$0")/.." && pwd)"
-        for candidate in "$here/target/release/kt" "$here/target/debug/kt"; do
-            if [ -x "$candidate" ]; then kt="$candidate"; break; fi
-        done
-    fi
-fi
-if [ -z "$kt" ]; then
-    echo "ktbackup.sh: error: kt not found (set KT=/path/to/kt)" >&2
-    exit 3
-fi
+shim=ktbackup.sh
+# shellcheck source=lib/find-kt.sh
+source "$(dirname "$(readlink -f "$0")")/lib/find-kt.sh"
 args=()
 while [ "$#" -gt 0 ]; do
     case "$1" in

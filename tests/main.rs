@@ -11,6 +11,7 @@ mod cert_generate;
 mod cert_replace;
 mod cert_show;
 mod cli;
+mod compat;
 mod db;
 mod forged;
 mod ha;
