@@ -2,6 +2,7 @@
 
 use kt::instance::Layout;
 use kt::storage::cluster::{Cluster, Started, State, Stopped};
+use kt::storage::socket;
 
 use crate::cli::{DbCommand, DbStartArgs, DbStatusArgs, GlobalArgs, PgRootdirArg};
 use crate::printer::Printer;
@@ -13,8 +14,26 @@ pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> Comman
     match command {
         DbCommand::Start(args) => {
             check_rootdir(&cluster, &args.rootdir)?;
+            if kt::account::is_root() {
+                // The one step that needs root: the link where the
+                // documented tools look for the socket.
+                if let Some(note) = socket::link_default(&cluster.socket_dir(), cluster.port) {
+                    printer.info(format!("kt: {note}"));
+                }
+                kt::account::become_account(&cluster.account)?;
+            }
+            // As the service account: its own files in its own directory.
+            // (A missing cluster is for `start` to explain.)
+            let rules_added = cluster.exists() && socket::ensure_peer_rule(&cluster.data_dir, &cluster.account)?;
             wait_for_active(&instance, &cluster, &args, printer)?;
-            start(&cluster, printer)
+            let status = start(&cluster, printer)?;
+            if rules_added {
+                printer.info("kt: added the Unix-socket rule for the service account (pg_hba.conf, pg_ident.conf)");
+                if matches!(cluster.state()?, State::Running { .. }) {
+                    cluster.reload()?;
+                }
+            }
+            Ok(status)
         }
         DbCommand::Stop(args) => {
             check_rootdir(&cluster, &args.rootdir)?;
@@ -112,6 +131,7 @@ fn status(cluster: &Cluster, args: DbStatusArgs, printer: &Printer) -> CommandRe
             "port": port,
             "data_dir": cluster.data_dir,
             "log_file": cluster.log_file,
+            "socket_dir": cluster.socket_dir(),
             "note": note,
         });
         printer.data(value.to_string())?;
@@ -123,6 +143,7 @@ fn status(cluster: &Cluster, args: DbStatusArgs, printer: &Printer) -> CommandRe
         printer.data(format!("port:     {port}"))?;
         printer.data(format!("data dir: {}", cluster.data_dir.display()))?;
         printer.data(format!("log:      {}", cluster.log_file.display()))?;
+        printer.data(format!("socket:   {} (the service account: psql -p {port})", cluster.socket_dir().display()))?;
         if let Some(note) = note {
             printer.warn(note);
         }

@@ -108,3 +108,46 @@ fn systemd_units_verify_and_answer_to_the_documented_names() {
         assert_eq!(link.file_name().unwrap(), unit, "{alias} -> {}", link.display());
     }
 }
+
+/// The documented manual database commands, verbatim as the service
+/// account (runuser stands in for sudo -u): they reach the cluster over its
+/// Unix socket with peer authentication; root and other accounts do not.
+/// An instance made before the rule gets it at its next `kt db start`.
+#[test]
+fn the_documented_database_commands_work_as_the_service_account() {
+    let inst = Instance::new("pgsocket");
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    inst.kt(&["db", "start"]).expect(0);
+    let port = inst.db_port.to_string();
+    let as_account = |args: &[&str]| run(Command::new("runuser").args(["-u", "keytrustee", "--"]).args(args));
+    let dump = as_account(&["pg_dump", "-c", "-p", &port, "keytrustee"]).expect(0);
+    assert!(dump.stdout.contains("CREATE TABLE public.deposits"), "{}", dump.stdout);
+    let who = as_account(&["psql", "-p", &port, "-Atc", "SELECT current_user"]).expect(0);
+    assert_eq!(who.stdout.trim(), "keytrustee");
+    // The documented restore's drop and create steps.
+    as_account(&["psql", "-p", &port, "postgres", "-c", "CREATE DATABASE kt_scratch_doc"]).expect(0);
+    as_account(&["psql", "-p", &port, "postgres", "-c", "DROP DATABASE kt_scratch_doc"]).expect(0);
+    // Root is not the service account: refused, however it names itself.
+    let root = run(Command::new("psql").args(["-p", &port, "-U", "keytrustee", "keytrustee", "-c", "SELECT 1"]));
+    assert_ne!(root.code, 0);
+    assert!(root.stderr.contains("Peer authentication failed"), "{}", root.stderr);
+    let status = inst.kt(&["db", "status"]).expect(0).stdout;
+    assert!(status.contains(&format!("/tmp/.kt-pg-")), "{status}");
+
+    // An instance from before: no rule, no map. kt db start (running: a
+    // reload) adds them, and only once.
+    let data = inst.pg_rootdir();
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+    let old_hba: String = hba.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    assert!(!old_hba.contains("peer"), "{old_hba}");
+    std::fs::write(data.join("pg_hba.conf"), &old_hba).unwrap();
+    std::fs::write(data.join("pg_ident.conf"), "# MAPNAME SYSTEM-USERNAME PG-USERNAME\n").unwrap();
+    inst.psql("postgres", "SELECT pg_reload_conf()").expect(0);
+    assert_ne!(as_account(&["psql", "-p", &port, "-Atc", "SELECT 1"]).code, 0, "the old rules refuse the socket");
+    let out = inst.kt(&["db", "start"]).expect(0);
+    assert!(out.stderr.contains("added the Unix-socket rule"), "{}", out.stderr);
+    as_account(&["psql", "-p", &port, "-Atc", "SELECT 1"]).expect(0);
+    assert_eq!(std::fs::read_to_string(data.join("pg_hba.conf")).unwrap(), hba);
+    let out = inst.kt(&["db", "start"]).expect(0);
+    assert!(!out.stderr.contains("added the Unix-socket rule"), "{}", out.stderr);
+}

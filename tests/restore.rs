@@ -286,13 +286,12 @@ fn the_documented_zip_pair_restores() {
     let db_zip = work.join("keytrustee-db.zip");
     let conf_zip = work.join("keytrustee-conf.zip");
     let port = inst.db_port.to_string();
-    run(Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "pg_dump -c -h 127.0.0.1 -p {port} -U keytrustee keytrustee | zip -q -P 'zip secret' '{}' -",
-            db_zip.display()
-        ))
-        .env("PGPASSFILE", inst.confdir.join(".pgpass")))
+    // Verbatim as the documentation has it, as the service account over
+    // the instance's Unix socket (runuser for sudo -u: no sudo here).
+    run(Command::new("bash").arg("-c").arg(format!(
+        "set -o pipefail; runuser -u keytrustee -- pg_dump -c -p {port} keytrustee | zip -q -P 'zip secret' '{}' -",
+        db_zip.display()
+    )))
     .expect(0);
     run(Command::new("zip").current_dir("/").args(["-q", "-r", "-P", "zip secret"]).arg(&conf_zip).arg(inst.confdir.strip_prefix("/").unwrap())).expect(0);
     // A wrong password changes nothing.

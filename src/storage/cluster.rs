@@ -1,10 +1,11 @@
 //! Control of the instance's PostgreSQL cluster: the equivalent of the
 //! documented `ktadmin db --start --pg-rootdir DIR --background` / `--stop`.
 //!
-//! The cluster listens on 127.0.0.1 only (no Unix socket, so deep instance
-//! paths cannot hit the socket path limit) and requires a password
-//! (SCRAM) even there. PostgreSQL refuses to run as root, so every server
-//! tool runs as the service account.
+//! The cluster listens on 127.0.0.1, where it requires a password (SCRAM),
+//! and on a Unix socket in a short private directory for the service
+//! account alone (peer authentication; see [`super::socket`]), so the
+//! documented manual commands work. PostgreSQL refuses to run as root, so
+//! every server tool runs as the service account.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -17,6 +18,7 @@ use crate::error::{Context, Error, Result};
 use crate::fsutil;
 use crate::instance::{Instance, DB_USER};
 use crate::storage::pgpass::Password;
+use crate::storage::socket;
 
 /// How long `start` and `stop` wait for PostgreSQL.
 const WAIT_SECONDS: u32 = 60;
@@ -112,16 +114,19 @@ impl Cluster {
             "\n# Settings of the Key Trustee Server instance (kt init).\n\
              # The port comes from DB_PORT in keytrustee.conf (pg_ctl -o -p).\n\
              listen_addresses = '127.0.0.1'\n\
+             # The Unix socket's directory comes from kt db start (pg_ctl -o -k).\n\
              unix_socket_directories = ''\n\
              password_encryption = 'scram-sha-256'\n\
              log_line_prefix = '%m [%p] '\n",
         );
         fsutil::write_atomic(&conf, text.as_bytes(), 0o600, Some(&self.account))?;
-        let hba = "# Key Trustee Server: password (SCRAM) connections from this host only.\n\
-                   # TYPE  DATABASE  USER  ADDRESS       METHOD\n\
-                   host    all       all   127.0.0.1/32  scram-sha-256\n\
-                   host    all       all   ::1/128       scram-sha-256\n";
-        fsutil::write_atomic(&self.data_dir.join("pg_hba.conf"), hba.as_bytes(), 0o600, Some(&self.account))
+        fsutil::write_atomic(&self.data_dir.join("pg_hba.conf"), socket::initial_hba().as_bytes(), 0o600, Some(&self.account))?;
+        socket::write_initial_ident(&self.data_dir, &self.account)
+    }
+
+    /// The directory of the cluster's Unix socket ([`socket::dir`]).
+    pub fn socket_dir(&self) -> PathBuf {
+        socket::dir(self.account.uid, self.port)
     }
 
     /// Whether a cluster has been created in the data directory.
@@ -185,6 +190,8 @@ impl Cluster {
             State::Stopped => {}
         }
         ensure_port_free(self.port)?;
+        let socket_dir = self.socket_dir();
+        socket::prepare_dir(&socket_dir, &self.account)?;
         let log_dir = fsutil::parent_dir(&self.log_file).to_path_buf();
         for dir in fsutil::create_dirs(&log_dir, 0o700)? {
             self.account.chown(&dir)?;
@@ -198,7 +205,7 @@ impl Cluster {
             .arg(&self.log_file)
             .arg("--wait")
             .arg(format!("--timeout={WAIT_SECONDS}"))
-            .arg(format!("-o -p {}", self.port))
+            .arg(format!("-o -p {} {}", self.port, socket::postgres_option(&socket_dir)?))
             .stdin(Stdio::null())
             .output()
             .env_context(|| format!("cannot run {}", self.bindir.join("pg_ctl").display()))?;
@@ -209,6 +216,10 @@ impl Cluster {
                 err = err.because(line);
             }
             return Err(err.with_hint(format!("see the full server log in {}", self.log_file.display())));
+        }
+        if crate::account::is_root() {
+            // A note only: the documented commands then need -h.
+            let _ = socket::link_default(&socket_dir, self.port);
         }
         match self.state()? {
             State::Running { pid, .. } => Ok(Started::Now { pid, removed_stale_pid }),
@@ -240,7 +251,24 @@ impl Cluster {
         if !output.status.success() {
             return Err(Error::env("the database did not stop").because(tool_message(&output)));
         }
+        socket::unlink_default(&self.socket_dir(), self.port);
         Ok(Stopped::Now { pid })
+    }
+
+    /// Makes the running cluster re-read its configuration files.
+    pub fn reload(&self) -> Result<()> {
+        let output = self
+            .tool("pg_ctl")
+            .arg("reload")
+            .arg("--pgdata")
+            .arg(&self.data_dir)
+            .stdin(Stdio::null())
+            .output()
+            .env_context(|| format!("cannot run {}", self.bindir.join("pg_ctl").display()))?;
+        if !output.status.success() {
+            return Err(Error::env("the database did not reload its configuration").because(tool_message(&output)));
+        }
+        Ok(())
     }
 
     /// Connects to `database` as the instance's database user.

@@ -9,6 +9,7 @@ pub mod roles;
 pub mod schema;
 pub mod shape;
 pub mod scratch;
+pub mod socket;
 
 pub use cluster::{Cluster, State};
 
