@@ -539,6 +539,13 @@ fn an_interrupted_enable_is_completed_or_removed() {
         a.kt(&["ha", "enable", "--peer", peer]).expect(0);
         a.kt(&["db", "start"]).expect(0);
     }
+    // A disable killed after its first step (the role dropped, the rest there): status says so, enable completes it.
+    a.psql("postgres", "DROP ROLE kt_replication").expect(0);
+    let status = a.kt(&["ha", "status"]).expect(1);
+    assert!(status.stderr.contains("incomplete (the database role kt_replication missing") && status.stderr.contains(&format!("kt ha enable --peer {peer}")), "{}", status.stderr);
+    a.kt(&["ha", "enable", "--peer", peer]).expect(0);
+    assert_eq!((original(&conf), original(&hba), original(&config)), (conf1.clone(), hba1.clone(), config1.clone()));
+    assert_eq!(role_logs_in(), "kt_replication");
     // A piece that is there but for another peer is refused, nothing changed; disable clears it.
     std::fs::write(&config, &config0).unwrap();
     let during = active_state(&a);

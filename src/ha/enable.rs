@@ -40,8 +40,10 @@ pub struct EnableReport {
     /// What the database listens on now.
     pub listen_addresses: Vec<IpAddr>,
     pub password_file: PathBuf,
-    /// The database was running and was restarted (else it stays stopped).
+    /// The database was running and was restarted to take new settings.
     pub restarted: bool,
+    /// The database runs (else it was stopped and stays so).
+    pub running: bool,
 }
 
 /// Where one piece of the HA setup stands against what `enable` wants.
@@ -148,7 +150,7 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
     crate::settings::Settings::from_config(&config)?;
 
     let mut journal = Journal::new();
-    let result = (|| -> Result<bool> {
+    let result = (|| -> Result<(bool, bool)> {
         let was_running = ensure_running(&cluster, &mut journal, progress)?;
         let mut changed = false;
         let mut admin = ha::admin(instance, &cluster)?;
@@ -235,10 +237,10 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
             progress.step("stopping the database again (it was stopped)");
             cluster.stop()?;
         }
-        Ok(was_running)
+        Ok((was_running && restart, was_running))
     })();
-    let restarted = journal.finish(result, FINISH_HINT)?;
-    Ok(EnableReport { peer: peer.clone(), peer_addresses, listen_addresses: listen, password_file: pgpass_path, restarted })
+    let (restarted, running) = journal.finish(result, FINISH_HINT)?;
+    Ok(EnableReport { peer: peer.clone(), peer_addresses, listen_addresses: listen, password_file: pgpass_path, restarted, running })
 }
 
 /// The pg_hba.conf block admitting `peer` for replication.
