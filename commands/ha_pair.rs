@@ -38,7 +38,11 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
                 report.peer,
                 list(&report.peer_addresses),
                 list(&report.listen_addresses),
-                if report.restarted { " (restarted)" } else { " (stopped, as it was)" }
+                match (report.restarted, report.running) {
+                    (true, _) => " (restarted)",
+                    (false, true) => "",
+                    (false, false) => " (stopped, as it was)",
+                }
             ));
             printer.info(format!(
                 "kt: next: kt ha sync the confdir to the passive (it carries {}), then kt ha init-passive there",

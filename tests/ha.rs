@@ -443,3 +443,216 @@ fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled()
     a.kt(&["db", "start"]).expect(0);
     assert!(eventually(30, || b.kt(&["ha", "status"]).code == 0), "the passive did not stream again");
 }
+
+/// `kt ha enable` killed between any two of its steps (made here by
+/// undoing by hand what the later steps did, in the order enable does
+/// them: role, password, password file, CA copy, stop, postgresql.conf,
+/// pg_hba.conf, keytrustee.conf, start): `kt ha status` says what to run,
+/// `kt ha enable` again completes it, and `kt ha disable` removes any
+/// subset, leaving the host byte for byte as before enable.
+#[test]
+fn an_interrupted_enable_is_completed_or_removed() {
+    let a = Instance::serving("ha-kill");
+    let peer = "127.0.0.1:5999";
+    let conf = a.pg_rootdir().join("postgresql.conf");
+    let hba = a.pg_rootdir().join("pg_hba.conf");
+    let config = a.confdir.join("keytrustee.conf");
+    let pwfile = a.confdir.join(".pgpass-replication");
+    let ca_copy = a.confdir.join("ha-active-ca.pem");
+    let original = |p: &Path| std::fs::read(p).unwrap();
+    let (conf0, hba0, config0) = (original(&conf), original(&hba), original(&config));
+    let before = active_state(&a);
+    a.kt(&["ha", "enable", "--peer", peer]).expect(0);
+    let (conf1, hba1, config1, ca1) = (original(&conf), original(&hba), original(&config), original(&ca_copy));
+    assert!(conf1 != conf0 && hba1 != hba0 && config1 != config0);
+
+    // A kill after step `k` leaves steps 0..=k done.
+    let kill_after = |k: usize| {
+        if k < 8 {
+            std::fs::write(&config, &config0).unwrap();
+        }
+        if k < 7 {
+            std::fs::write(&hba, &hba0).unwrap();
+        }
+        if k < 6 {
+            std::fs::write(&conf, &conf0).unwrap();
+        }
+        if k < 4 {
+            std::fs::remove_file(&ca_copy).unwrap();
+        }
+        if k < 3 {
+            std::fs::remove_file(&pwfile).unwrap();
+        }
+        if k < 2 {
+            a.psql("postgres", "ALTER ROLE kt_replication PASSWORD NULL").expect(0);
+        }
+        // From step 5 on (the stop) the database is down.
+        if k >= 5 {
+            a.kt(&["db", "stop"]).expect(0);
+        }
+    };
+    // The replication role logs in with the password file (the role, its verifier and the file agree).
+    let role_logs_in = || {
+        run(Command::new("psql")
+            .env("PGPASSFILE", &pwfile)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args(["-h", "127.0.0.1", "-p", &a.db_port.to_string(), "-U", "kt_replication", "-d", "postgres", "-w"])
+            .args(["-X", "-A", "-t", "-c", "SELECT current_user"]))
+        .expect(0)
+        .stdout
+        .trim()
+        .to_string()
+    };
+    for k in 1..=8 {
+        kill_after(k);
+        if k < 5 {
+            // The database runs: status names the partial state and what to run.
+            let status = a.kt(&["ha", "status"]).expect(1);
+            assert!(status.stderr.contains("kt ha enable --peer") && status.stderr.contains("kt ha disable"), "after step {k}: {}", status.stderr);
+        }
+        // Enable again completes it.
+        let out = a.kt(&["ha", "enable", "--peer", peer]);
+        if k == 8 {
+            // Every file written, the database stopped: nothing left but to start it.
+            let out = out.expect(2);
+            assert!(out.stderr.contains("already enabled") && out.stderr.contains("kt db start"), "{}", out.stderr);
+        } else {
+            let out = out.expect(0);
+            assert!(out.stderr.contains("HA enabled"), "after step {k}: {}", out.stderr);
+        }
+        assert_eq!((original(&conf), original(&hba), original(&config), original(&ca_copy)), (conf1.clone(), hba1.clone(), config1.clone(), ca1.clone()), "after step {k}");
+        a.kt(&["db", "start"]).expect(0);
+        assert_eq!(role_logs_in(), "kt_replication", "after step {k}");
+        let status = a.kt(&["ha", "status"]);
+        assert!(!status.stderr.contains("incomplete") && status.stderr.contains("not connected"), "after step {k}: {}", status.stderr);
+        // And once more: complete, so refused, nothing changed.
+        let during = active_state(&a);
+        a.kt(&["ha", "enable", "--peer", peer]).expect(2);
+        assert_eq!(active_state(&a), during);
+        // Disable from the same partial state: the host as before enable.
+        kill_after(k);
+        a.kt(&["ha", "disable"]).expect(0);
+        assert_eq!(active_state(&a), before, "disable after a kill after step {k}");
+        a.kt(&["db", "start"]).expect(0);
+        assert_eq!(a.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'kt_replication'").expect(0).stdout.trim(), "0");
+        a.kt(&["ha", "disable"]).expect(2);
+        a.kt(&["ha", "enable", "--peer", peer]).expect(0);
+        a.kt(&["db", "start"]).expect(0);
+    }
+    // A disable killed after its first step (the role dropped, the rest there): status says so, enable completes it.
+    a.psql("postgres", "DROP ROLE kt_replication").expect(0);
+    let status = a.kt(&["ha", "status"]).expect(1);
+    assert!(status.stderr.contains("incomplete (the database role kt_replication missing") && status.stderr.contains(&format!("kt ha enable --peer {peer}")), "{}", status.stderr);
+    a.kt(&["ha", "enable", "--peer", peer]).expect(0);
+    assert_eq!((original(&conf), original(&hba), original(&config)), (conf1.clone(), hba1.clone(), config1.clone()));
+    assert_eq!(role_logs_in(), "kt_replication");
+    // A piece that is there but for another peer is refused, nothing changed; disable clears it.
+    std::fs::write(&config, &config0).unwrap();
+    let during = active_state(&a);
+    let out = a.kt(&["ha", "enable", "--peer", "127.0.0.2:5999"]).expect(2);
+    assert!(out.stderr.contains("other than those for this peer") && out.stderr.contains("kt ha disable"), "{}", out.stderr);
+    assert_eq!(active_state(&a), during);
+    a.kt(&["ha", "disable"]).expect(0);
+    assert_eq!(active_state(&a), before);
+}
+
+/// `kt ha init-passive` run on the active by mistake: refused (exit 2),
+/// `--force` or not, with nothing changed and the active serving on.
+fn init_passive_on_the_active_is_refused(a: &Instance, b: &Passive) {
+    let before = active_state(a);
+    let data = snapshot(&a.pg_rootdir().join("base"));
+    let base = |active: String| -> Vec<String> {
+        ["ha", "init-passive", "--active", &active, "--hostname", "kts02.example.test", "--san", "127.0.0.1", "--wait", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // The active names itself: the same cluster answers at --active.
+    for force in [false, true] {
+        let mut args = base(format!("127.0.0.1:{}", a.db_port));
+        if force {
+            args.push("--force".into());
+        }
+        let out = run(kt().arg("-c").arg(&a.confdir).args(&args)).expect(2);
+        assert!(out.stderr.contains("this host is the active") && out.stderr.contains("system identifier"), "{}", out.stderr);
+        assert!(out.stderr.contains("nothing was changed"), "{}", out.stderr);
+    }
+    // --active names the passive: this database still has the active's settings.
+    let mut args = base(format!("127.0.0.1:{}", b.db_port));
+    args.push("--force".into());
+    let out = run(kt().arg("-c").arg(&a.confdir).args(&args)).expect(2);
+    assert!(out.stderr.contains("this host is the active") && out.stderr.contains("settings of kt ha enable"), "{}", out.stderr);
+    assert_eq!(active_state(a), before);
+    assert_eq!(snapshot(&a.pg_rootdir().join("base")).len(), data.len());
+    assert_eq!(a.psql("keytrustee", "SELECT pg_is_in_recovery()").expect(0).stdout.trim(), "f");
+    let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", a.url())]);
+    assert_eq!(code, 200);
+}
+
+/// `kt restore` on an HA active: refused while synchronous replication
+/// would make it wait for a passive that is gone; then, with it off, the
+/// restore marks the passive for re-initialisation, `kt ha status` says
+/// so (exit 1) until `kt ha init-passive --force` on the passive, and a
+/// deposit written after the restore reaches the passive.
+#[test]
+fn after_a_restore_on_the_active_the_passive_is_re_initialised() {
+    let (a, b) = synchronous_pair("ha-restore", 5);
+    init_passive_on_the_active_is_refused(&a, &b);
+    org_with_secret(&a, "acme", "");
+    let out_dir = a.dir.join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    let backup = a.kt(&["backup", "--cleartext", "--output", out_dir.to_str().unwrap()]).expect(0);
+    let file = backup.stdout.trim().to_string();
+    assert!(file.ends_with(".tar"), "{backup:?}");
+
+    // The passive gone, synchronous replication on: refused at once, nothing changed.
+    b.kt(&["server", "stop"]).expect(0);
+    b.kt(&["db", "stop"]).expect(0);
+    let before = active_state(&a);
+    let home = snapshot(&a.home.join(".keytrustee"));
+    let started = std::time::Instant::now();
+    let out = run(Command::new("timeout").arg("60").arg(env!("CARGO_BIN_EXE_kt")).arg("-c").arg(&a.confdir).args(["restore", &file, "--yes"])).expect(3);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(out.stderr.contains("the passive is not connected") && out.stderr.contains("kt ha disable-sync"), "{}", out.stderr);
+    assert_eq!(active_state(&a), before);
+    assert_eq!(snapshot(&a.home.join(".keytrustee")), home);
+    assert!(!a.home.join("ha-reinit-needed").exists());
+
+    // Synchronous replication off: the restore goes through and marks the passive.
+    a.kt(&["ha", "disable-sync"]).expect(0);
+    a.kt(&["restore", &file, "--yes"]).expect(0);
+    let marker = a.home.join("ha-reinit-needed");
+    assert_eq!(mode(&marker), 0o600);
+    let status = a.kt(&["ha", "status"]).expect(1);
+    assert!(
+        status.stderr.contains("passive must be re-initialised")
+            && status.stderr.contains(&format!("run kt ha init-passive --force on the passive 127.0.0.1:{}", b.db_port)),
+        "{}",
+        status.stderr
+    );
+    let sa = status_json(&a.kt(&["ha", "status", "--json"]).expect(1));
+    assert_eq!(sa["reinit_needed"], true);
+
+    // init-passive --force on the passive: status healthy again, the marker gone.
+    let mut args = b.init_args(a.db_port);
+    args.push("--force".into());
+    let out = run(kt().arg("-c").arg(&b.confdir).args(&args)).expect(0);
+    assert!(out.stderr.contains("is the passive of"), "{}", out.stderr);
+    let status = a.kt(&["ha", "status"]).expect(0);
+    assert!(status.stdout.contains("health:        healthy"), "{status:?}");
+    assert!(!marker.exists());
+    a.kt(&["ha", "enable-sync"]).expect(0);
+
+    // A deposit written on A after the restore is read on B.
+    let cdir = a.dir.join("client");
+    let cas = a.dir.join("both-ca.pem");
+    let mut pem = std::fs::read(a.ca()).unwrap();
+    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
+    std::fs::write(&cas, pem).unwrap();
+    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let data = a.dir.join("data");
+    std::fs::write(&data, "after the restore").unwrap();
+    let uuid = client(&cdir, &["put", "late", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    a.kt(&["server", "stop"]).expect(0);
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "after the restore");
+}

@@ -1,7 +1,12 @@
 //! `kt ha enable` and `kt ha disable` on the active.
 //!
-//! Enable checks everything first (role, peer, certificate and key, the
-//! cluster, no earlier HA state), then changes under an undo journal:
+//! Both converge, so that a `kill -9` between two steps (which no undo
+//! journal survives) is never a dead end: enable checks each piece against
+//! what it would make and does only what is missing (run again with the
+//! same peer, it completes an interrupted run), disable removes whichever
+//! pieces are there. Enable checks everything first (role, peer,
+//! certificate and key, the cluster, pieces there but different), then
+//! changes under an undo journal:
 //! the replication role (created with a SCRAM verifier, never a
 //! plaintext password in SQL), its password file and the active's CA copy
 //! in the confdir, kt's blocks in `postgresql.conf` and `pg_hba.conf`, and
@@ -35,42 +40,66 @@ pub struct EnableReport {
     /// What the database listens on now.
     pub listen_addresses: Vec<IpAddr>,
     pub password_file: PathBuf,
-    /// The database was running and was restarted (else it stays stopped).
+    /// The database was running and was restarted to take new settings.
     pub restarted: bool,
+    /// The database runs (else it was stopped and stays so).
+    pub running: bool,
+}
+
+/// Where one piece of the HA setup stands against what `enable` wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Missing,
+    Done,
+}
+
+/// A piece that is there but not as this run would make it: another
+/// peer's setup, or an edited file. Removing it is `disable`'s job.
+fn differs(what: &str) -> Error {
+    Error::usage(format!("{what} holds HA settings other than those for this peer"))
+        .with_hint("run `kt ha disable` (it removes any part of an HA setup), then kt ha enable again")
+}
+
+/// The state of kt's block in a configuration file against `wanted`.
+fn block_piece(path: &Path, text: &str, wanted: &str) -> Result<Piece> {
+    match pgconf::current_block(text) {
+        None => Ok(Piece::Missing),
+        Some(block) if block == pgconf::rendered_block(wanted) => Ok(Piece::Done),
+        Some(_) => Err(differs(&path.display().to_string())),
+    }
 }
 
 /// Prepares the active's database for a passive at `peer`.
+///
+/// Converges: each step first checks whether what it would make is there
+/// already (the role with the verifier of the password file, the blocks,
+/// the files, the configuration keys) and does only what is missing, so
+/// that a run interrupted anywhere (even by `kill -9`, which no journal
+/// survives) is completed by running it again with the same peer. A piece
+/// that is there but different is refused: `disable` removes any part.
+/// An ordinary failure still undoes this run's steps through the journal.
 pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Result<EnableReport> {
+    let configured_peer = instance.settings.ha_peer.clone();
     match instance.settings.ha_role {
-        Some(HaRole::Active) => {
+        Some(HaRole::Active) if configured_peer.as_deref() != Some(peer.to_string().as_str()) => {
             return Err(Error::usage(format!(
                 "HA is already enabled on this host (peer {})",
-                instance.settings.ha_peer.as_deref().unwrap_or("?")
+                configured_peer.as_deref().unwrap_or("?")
             ))
             .with_hint("run `kt ha disable` first to change the peer"))
         }
+        Some(HaRole::Active) | None => {}
         Some(HaRole::Passive) => {
             return Err(Error::usage("this host is the passive of an HA pair").with_hint("run `kt ha enable` on the active"))
         }
-        None => {}
     }
     let cluster = Cluster::for_instance(instance)?;
     let conf_path = cluster.data_dir.join("postgresql.conf");
     let hba_path = cluster.data_dir.join("pg_hba.conf");
     let conf = pgconf::read(&conf_path)?;
     let hba = pgconf::read(&hba_path)?;
-    if pgconf::has_block(&conf) || pgconf::has_block(&hba) {
-        return Err(Error::usage(format!("{} already has kt's HA settings", cluster.data_dir.display()))
-            .with_hint("a run of kt ha enable was interrupted, or the files were copied: remove the `# BEGIN kt ha` blocks by hand"));
-    }
     let pgpass_path = ha::replication_pgpass(instance);
     let ca_copy = ha::active_ca(instance);
-    for path in [&pgpass_path, &ca_copy] {
-        if path.exists() {
-            return Err(Error::usage(format!("{} exists already", path.display()))
-                .with_hint("remove it (left from an earlier HA setup) and run kt ha enable again"));
-        }
-    }
     let (cert, key, ca) = instance.tls_files();
     check_key_for_postgres(instance, &key, &cluster.account)?;
     let anchor = if ca.is_file() { ca } else { cert.clone() };
@@ -89,15 +118,29 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
         listen.push(loopback);
     }
     let conf_block = active_block(&listen, &cert, &key);
-    let hba_block = peer_addresses
-        .iter()
-        .map(|ip| {
-            let bits = if ip.is_ipv4() { 32 } else { 128 };
-            format!("hostssl replication {REPLICATION_ROLE} {ip}/{bits} scram-sha-256\n")
-        })
-        .collect::<String>();
-    let new_conf = pgconf::with_block(&conf, &conf_block)?;
-    let new_hba = pgconf::with_block(&hba, &format!("# The passive {peer} replicates as {REPLICATION_ROLE}, over TLS, with SCRAM.\n{hba_block}"))?;
+    let hba_block = hba_block(peer, &peer_addresses);
+
+    // Where each piece stands (a different one is refused here, nothing changed).
+    let conf_piece = block_piece(&conf_path, &conf, &conf_block)?;
+    let hba_piece = block_piece(&hba_path, &hba, &hba_block)?;
+    let password = match read_optional(&pgpass_path)? {
+        None => None,
+        Some(_) => Some(Password::read(&pgpass_path, REPLICATION_ROLE).map_err(|e| differs(&pgpass_path.display().to_string()).because(e.message()))?),
+    };
+    let ca_piece = match read_optional(&ca_copy)? {
+        None => Piece::Missing,
+        Some(bytes) if bytes == anchor_pem => Piece::Done,
+        Some(_) => return Err(differs(&ca_copy.display().to_string())),
+    };
+    let config_piece = if instance.settings.ha_role == Some(HaRole::Active) { Piece::Done } else { Piece::Missing };
+    let new_conf = match conf_piece {
+        Piece::Missing => Some(pgconf::with_block(&conf, &conf_block)?),
+        Piece::Done => None,
+    };
+    let new_hba = match hba_piece {
+        Piece::Missing => Some(pgconf::with_block(&hba, &hba_block)?),
+        Piece::Done => None,
+    };
     let config_path = instance.layout.config_file();
     let old_config = std::fs::read(&config_path)
         .map_err(|e| Error::env(format!("cannot read {}", config_path.display())).because_err(&e))?;
@@ -107,57 +150,118 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
     crate::settings::Settings::from_config(&config)?;
 
     let mut journal = Journal::new();
-    let result = (|| -> Result<bool> {
+    let result = (|| -> Result<(bool, bool)> {
         let was_running = ensure_running(&cluster, &mut journal, progress)?;
-        progress.step(&format!("creating the database role {REPLICATION_ROLE}"));
-        let password = Password::generate();
+        let mut changed = false;
         let mut admin = ha::admin(instance, &cluster)?;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&REPLICATION_ROLE])
-            .map_err(|e| ha::sql_failed("cannot read the database roles", &e))?
-            .is_some();
-        if exists {
-            return Err(Error::usage(format!("the database role {REPLICATION_ROLE} exists already"))
-                .with_hint(format!("drop it (DROP ROLE {REPLICATION_ROLE}) if it is left from an earlier HA setup")));
+        let password = match password {
+            Some(p) => p,
+            None => Password::generate(),
+        };
+        match roles_verifier(&mut admin)? {
+            None => {
+                progress.step(&format!("creating the database role {REPLICATION_ROLE}"));
+                admin
+                    .batch_execute(&format!(
+                        "CREATE ROLE {REPLICATION_ROLE} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+                    ))
+                    .map_err(|e| ha::sql_failed(&format!("cannot create the database role {REPLICATION_ROLE}"), &e))?;
+                let instance = instance.clone();
+                let cluster = cluster.clone();
+                journal.record(format!("created the database role {REPLICATION_ROLE}"), move || drop_role(&instance, &cluster));
+                roles::set_verifier(&mut admin, REPLICATION_ROLE, &roles::scram_verifier(&password))?;
+                changed = true;
+            }
+            Some(Some(v)) if roles::verifier_matches(&v, &password) => {}
+            Some(old) => {
+                // Left by an interrupted run (no password yet, or one whose
+                // password file was never written): given this run's password.
+                progress.step(&format!("setting the password of the database role {REPLICATION_ROLE}"));
+                roles::set_verifier(&mut admin, REPLICATION_ROLE, &roles::scram_verifier(&password))?;
+                let instance = instance.clone();
+                let cluster = cluster.clone();
+                journal.record(format!("set the password of the database role {REPLICATION_ROLE}"), move || {
+                    let mut admin = ha::admin(&instance, &cluster)?;
+                    match old {
+                        Some(v) => roles::set_verifier(&mut admin, REPLICATION_ROLE, &v),
+                        None => admin
+                            .batch_execute(&format!("ALTER ROLE {REPLICATION_ROLE} PASSWORD NULL"))
+                            .map_err(|e| ha::sql_failed("cannot clear the role's password", &e)),
+                    }
+                });
+                changed = true;
+            }
         }
-        admin
-            .batch_execute(&format!(
-                "CREATE ROLE {REPLICATION_ROLE} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
-            ))
-            .map_err(|e| ha::sql_failed(&format!("cannot create the database role {REPLICATION_ROLE}"), &e))?;
-        {
-            let instance = instance.clone();
-            let cluster = cluster.clone();
-            journal.record(format!("created the database role {REPLICATION_ROLE}"), move || drop_role(&instance, &cluster));
-        }
-        roles::set_verifier(&mut admin, REPLICATION_ROLE, &roles::scram_verifier(&password))?;
         drop(admin);
-
-        write_recorded(&mut journal, &pgpass_path, password.pgpass_line(REPLICATION_ROLE).as_bytes(), &cluster.account)?;
-        write_recorded(&mut journal, &ca_copy, &anchor_pem, &cluster.account)?;
-
-        progress.step("stopping the database to change its settings");
-        stop_recorded(&cluster, &mut journal)?;
-        replace_recorded(&mut journal, &conf_path, &conf, &new_conf, &cluster.account)?;
-        replace_recorded(&mut journal, &hba_path, &hba, &new_hba, &cluster.account)?;
-        config.save(&config_path, Some(&cluster.account))?;
-        {
+        if !pgpass_path.exists() {
+            write_recorded(&mut journal, &pgpass_path, password.pgpass_line(REPLICATION_ROLE).as_bytes(), &cluster.account)?;
+            changed = true;
+        }
+        if ca_piece == Piece::Missing {
+            write_recorded(&mut journal, &ca_copy, &anchor_pem, &cluster.account)?;
+            changed = true;
+        }
+        let restart = new_conf.is_some() || new_hba.is_some();
+        if !changed && !restart && config_piece == Piece::Done {
+            // Complete (a kill after the last file was written leaves the
+            // database stopped, as does an operator's kt db stop).
+            return Err(Error::usage(format!("HA is already enabled on this host (peer {peer})")).with_hint(if was_running {
+                "run `kt ha disable` first to change the peer"
+            } else {
+                "the database is stopped: start it with kt db start (run `kt ha disable` first to change the peer)"
+            }));
+        }
+        if restart {
+            progress.step("stopping the database to change its settings");
+            stop_recorded(&cluster, &mut journal)?;
+            if let Some(text) = &new_conf {
+                replace_recorded(&mut journal, &conf_path, &conf, text, &cluster.account)?;
+            }
+            if let Some(text) = &new_hba {
+                replace_recorded(&mut journal, &hba_path, &hba, text, &cluster.account)?;
+            }
+        }
+        if config_piece == Piece::Missing {
+            config.save(&config_path, Some(&cluster.account))?;
             let path = config_path.clone();
             let account = cluster.account.clone();
             journal.record(format!("wrote HA_ROLE and HA_PEER in {}", config_path.display()), move || {
                 fsutil::write_atomic(&path, &old_config, 0o600, Some(&account))
             });
         }
-        progress.step("starting the database with TLS and the replication rule");
-        cluster.start()?;
+        if restart {
+            progress.step("starting the database with TLS and the replication rule");
+            cluster.start()?;
+        }
         if !was_running {
             progress.step("stopping the database again (it was stopped)");
             cluster.stop()?;
         }
-        Ok(was_running)
+        Ok((was_running && restart, was_running))
     })();
-    let restarted = journal.finish(result, FINISH_HINT)?;
-    Ok(EnableReport { peer: peer.clone(), peer_addresses, listen_addresses: listen, password_file: pgpass_path, restarted })
+    let (restarted, running) = journal.finish(result, FINISH_HINT)?;
+    Ok(EnableReport { peer: peer.clone(), peer_addresses, listen_addresses: listen, password_file: pgpass_path, restarted, running })
+}
+
+/// The pg_hba.conf block admitting `peer` for replication.
+fn hba_block(peer: &Peer, addresses: &[IpAddr]) -> String {
+    let rules = addresses
+        .iter()
+        .map(|ip| {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            format!("hostssl replication {REPLICATION_ROLE} {ip}/{bits} scram-sha-256\n")
+        })
+        .collect::<String>();
+    format!("# The passive {peer} replicates as {REPLICATION_ROLE}, over TLS, with SCRAM.\n{rules}")
+}
+
+/// A file's bytes, None when it is not there.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
+    }
 }
 
 /// What `disable` did.
@@ -166,14 +270,12 @@ pub struct DisableReport {
     pub restarted: bool,
 }
 
-/// Removes everything `enable` added. Synchronous replication must be off.
+/// Removes whatever part of `enable`'s setup is here: all of it, or the
+/// subset an interrupted `enable` (or `disable`) left. Synchronous
+/// replication must be off. Nothing there at all is refused (exit 2).
 pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableReport> {
-    match instance.settings.ha_role {
-        Some(HaRole::Active) => {}
-        Some(HaRole::Passive) => {
-            return Err(Error::usage("this host is the passive of an HA pair").with_hint("run `kt ha disable` on the active"))
-        }
-        None => return Err(Error::usage("HA is not enabled on this host")),
+    if instance.settings.ha_role == Some(HaRole::Passive) {
+        return Err(Error::usage("this host is the passive of an HA pair").with_hint("run `kt ha disable` on the active"));
     }
     let cluster = Cluster::for_instance(instance)?;
     let conf_path = cluster.data_dir.join("postgresql.conf");
@@ -185,6 +287,7 @@ pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableRe
     let config_path = instance.layout.config_file();
     let old_config = std::fs::read(&config_path)
         .map_err(|e| Error::env(format!("cannot read {}", config_path.display())).because_err(&e))?;
+    let config_keys = [crate::config::HA_ROLE, crate::config::HA_PEER].iter().any(|k| instance.config.get(k).is_some());
     let mut config = instance.config.clone();
     config.remove(crate::config::HA_ROLE);
     config.remove(crate::config::HA_PEER);
@@ -192,6 +295,7 @@ pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableRe
     let mut journal = Journal::new();
     let result = (|| -> Result<bool> {
         let was_running = ensure_running(&cluster, &mut journal, progress)?;
+        let mut changed = false;
         let mut admin = ha::admin(instance, &cluster)?;
         if ha::syncrep::configured(&mut admin)? {
             return Err(Error::usage("synchronous replication is on").with_hint("run `kt ha disable-sync` first"));
@@ -216,42 +320,80 @@ pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableRe
                     None => Ok(()),
                 }
             });
+            changed = true;
         }
         drop(admin);
-        progress.step("stopping the database to change its settings");
-        stop_recorded(&cluster, &mut journal)?;
-        if let Some(text) = pgconf::without_block(&conf) {
-            replace_recorded(&mut journal, &conf_path, &conf, &text, &cluster.account)?;
-        }
-        if let Some(text) = pgconf::without_block(&hba) {
-            replace_recorded(&mut journal, &hba_path, &hba, &text, &cluster.account)?;
+        let new_conf = pgconf::without_block(&conf);
+        let new_hba = pgconf::without_block(&hba);
+        let restart = new_conf.is_some() || new_hba.is_some();
+        if restart {
+            progress.step("stopping the database to change its settings");
+            stop_recorded(&cluster, &mut journal)?;
+            if let Some(text) = new_conf {
+                replace_recorded(&mut journal, &conf_path, &conf, &text, &cluster.account)?;
+            }
+            if let Some(text) = new_hba {
+                replace_recorded(&mut journal, &hba_path, &hba, &text, &cluster.account)?;
+            }
+            changed = true;
         }
         for path in [&pgpass_path, &ca_copy] {
-            remove_recorded(&mut journal, path, &cluster.account)?;
+            changed |= remove_recorded(&mut journal, path, &cluster.account)?;
         }
-        config.save(&config_path, Some(&cluster.account))?;
-        {
+        if config_keys {
+            config.save(&config_path, Some(&cluster.account))?;
             let path = config_path.clone();
             let account = cluster.account.clone();
             journal.record(format!("removed HA_ROLE and HA_PEER from {}", config_path.display()), move || {
                 fsutil::write_atomic(&path, &old_config, 0o600, Some(&account))
             });
+            changed = true;
         }
-        if was_running {
+        if !changed {
+            return Err(Error::usage("HA is not enabled on this host").because("no part of an HA setup was found"));
+        }
+        if restart && was_running {
             progress.step("starting the database");
             cluster.start()?;
+        } else if !restart && !was_running {
+            cluster.stop()?;
         }
-        Ok(was_running)
+        Ok(was_running && restart)
     })();
     let restarted = journal.finish(result, FINISH_HINT)?;
     Ok(DisableReport { restarted })
 }
 
+/// The parts of an HA setup of the active found on this host, by name:
+/// all of them on a complete one, none on a host without HA, a subset
+/// after an interrupted `enable` or `disable`. `admin` (when the database
+/// runs) adds the replication role. The copy of the CA is left to the
+/// status's own check of it.
+pub fn pieces_found(instance: &Instance, admin: Option<&mut postgres::Client>) -> Result<Vec<(&'static str, bool)>> {
+    let cluster = Cluster::for_instance(instance)?;
+    let conf = pgconf::read(&cluster.data_dir.join("postgresql.conf"))?;
+    let hba = pgconf::read(&cluster.data_dir.join("pg_hba.conf"))?;
+    let mut found = vec![
+        ("HA_ROLE in keytrustee.conf", instance.settings.ha_role == Some(HaRole::Active)),
+        ("kt's block in postgresql.conf", pgconf::has_block(&conf)),
+        ("kt's block in pg_hba.conf", pgconf::has_block(&hba)),
+        (ha::REPLICATION_PGPASS, ha::replication_pgpass(instance).is_file()),
+    ];
+    if let Some(admin) = admin {
+        found.push(("the database role kt_replication", roles_verifier(admin)?.is_some()));
+    }
+    Ok(found)
+}
+
+/// The first line of the active's postgresql.conf block: how
+/// `init-passive` recognises the active's own data directory.
+pub(crate) const ACTIVE_MARK: &str = "# The active of an HA pair";
+
 /// The postgresql.conf block of the active.
 fn active_block(listen: &[IpAddr], cert: &Path, key: &Path) -> String {
     let listen = listen.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(",");
     format!(
-        "# The active of an HA pair: the passive streams WAL from here over TLS.\n\
+        "{ACTIVE_MARK}: the passive streams WAL from here over TLS.\n\
          listen_addresses = {}\n\
          ssl = on\n\
          ssl_cert_file = {}\n\
@@ -357,16 +499,17 @@ pub(crate) fn write_recorded(journal: &mut Journal, path: &Path, contents: &[u8]
     Ok(())
 }
 
-/// Removes a file if present (recorded: written back as it was, 0600).
-fn remove_recorded(journal: &mut Journal, path: &Path, account: &Account) -> Result<()> {
+/// Removes a file if present (recorded: written back as it was, 0600);
+/// whether it was there.
+fn remove_recorded(journal: &mut Journal, path: &Path, account: &Account) -> Result<bool> {
     let old = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
     };
     std::fs::remove_file(path).map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e))?;
     let (path, account) = (path.to_path_buf(), account.clone());
     journal.record(format!("removed {}", path.display()), move || fsutil::write_atomic(&path, &old, 0o600, Some(&account)));
-    Ok(())
+    Ok(true)
 }
 

@@ -17,6 +17,8 @@
 //! 4. `kt ha enable-sync` on the active ([`syncrep`]).
 //!
 //! `kt ha status` and `kt verify` read the state through [`status`].
+//! After `kt restore` on the active, [`reinit`] has status ask for the
+//! passive to be re-initialised (`kt ha init-passive --force`).
 //!
 //! This module knows instances, clusters and the journal; it never
 //! imports the server's internals.
@@ -24,6 +26,7 @@
 pub mod enable;
 pub mod passive;
 pub mod pgconf;
+pub mod reinit;
 pub mod status;
 pub mod syncrep;
 

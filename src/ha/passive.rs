@@ -113,6 +113,7 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
     config.set(crate::config::HA_PEER, options.active.to_string());
     let target = Instance::new(layout.clone(), config.clone())?;
     let cluster = Cluster::for_instance(&target)?;
+    refuse_on_the_active(&synced, &target, &cluster, &options.active, &pgpass, &ca)?;
     let data_dir = cluster.data_dir.clone();
     let running = matches!(cluster.state(), Ok(State::Running { .. }));
     let has_data = std::fs::read_dir(&data_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
@@ -243,6 +244,79 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
     journal.finish(result, enable::FINISH_HINT)
 }
 
+/// Refuses (exit 2, before anything changed, `--force` or not) an
+/// init-passive run on the active itself, which would set the active's
+/// database aside: `--active` names this host's own database (a local
+/// address and this cluster's port); this host's database carries the
+/// active's settings (kt's block of `kt ha enable`, no standby.signal);
+/// or, when this confdir is not a passive's yet, this host's database runs
+/// as a primary with data and the database at `--active` reports its
+/// system identifier (one cluster seen through two names).
+fn refuse_on_the_active(synced: &Instance, target: &Instance, cluster: &Cluster, active: &Peer, pgpass: &Path, ca: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::usage(format!("this host is the active of the HA pair: {why}"))
+            .because("nothing was changed")
+            .with_hint("run kt ha init-passive on the passive host, with --active naming this one; to make this host a passive, run `kt ha disable` here first"))
+    };
+    if synced.settings.ha_role == Some(HaRole::Active) && matches!(cluster.state(), Ok(State::Running { .. })) {
+        if let Some(here) = local_primary_identifier(target, cluster) {
+            if remote_system_identifier(cluster, active, pgpass, ca).as_deref() == Some(here.as_str()) {
+                return refuse(format!("the database at --active {active} is this host's own (system identifier {here})"));
+            }
+        }
+    }
+    let local = |ip: &std::net::IpAddr| std::net::UdpSocket::bind(SocketAddr::new(*ip, 0)).is_ok();
+    if active.port == cluster.port && active.addresses().map(|ips| ips.iter().any(local)).unwrap_or(false) {
+        return refuse(format!("--active {active} is this host's own database"));
+    }
+    let data_dir = &cluster.data_dir;
+    if data_dir.join("PG_VERSION").is_file() && !data_dir.join("standby.signal").exists() {
+        let conf = std::fs::read_to_string(data_dir.join("postgresql.conf")).unwrap_or_default();
+        if pgconf::current_block(&conf).is_some_and(|b| b.contains(enable::ACTIVE_MARK)) {
+            return refuse(format!("its database {} has the settings of kt ha enable", data_dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The system identifier of this host's database when it runs as a
+/// primary holding kt's database (None otherwise, or when it cannot be asked).
+fn local_primary_identifier(target: &Instance, cluster: &Cluster) -> Option<String> {
+    let mut admin = ha::admin(target, cluster).ok()?;
+    let row = admin
+        .query_one(
+            "SELECT NOT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), \
+             (SELECT system_identifier::text FROM pg_control_system())",
+            &[&crate::instance::DB_NAME],
+        )
+        .ok()?;
+    row.get::<_, bool>(0).then(|| row.get(1))
+}
+
+/// The system identifier of the database at `active` (`IDENTIFY_SYSTEM`
+/// on a replication connection, as the replication role, through psql);
+/// None when it cannot be asked.
+fn remote_system_identifier(cluster: &Cluster, active: &Peer, pgpass: &Path, ca: &Path) -> Option<String> {
+    let conninfo = conninfo(active, pgpass, ca) + " replication=true application_name=kt_identify";
+    let mut cmd = Command::new(cluster.bindir.join("psql"));
+    cluster.account.apply(&mut cmd);
+    let output = cmd
+        .env("LC_ALL", "C")
+        .env("PGPASSFILE", pgpass)
+        .env_remove("PGPASSWORD")
+        .args(["-X", "-A", "-t", "-w", "-c", "IDENTIFY_SYSTEM", "-d"])
+        .arg(conninfo)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let id = text.lines().next()?.split('|').next()?.trim().to_string();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
+}
+
 /// The postgresql.conf block of the passive: loopback only, a hot standby.
 fn passive_block(active: &Peer) -> String {
     format!(
@@ -271,20 +345,7 @@ pub fn wait_for_active(active: &Peer, limit: Duration, progress: &dyn Progress) 
 /// `pg_basebackup -R` as the service account, over TLS, the password
 /// from the synced password file.
 fn basebackup(cluster: &Cluster, active: &Peer, pgpass: &Path, ca: &Path) -> Result<()> {
-    let conninfo = [
-        ("host", active.host.clone()),
-        ("port", active.port.to_string()),
-        ("user", REPLICATION_ROLE.to_string()),
-        ("passfile", pgpass.to_string_lossy().into_owned()),
-        ("sslmode", "verify-full".to_string()),
-        ("sslrootcert", ca.to_string_lossy().into_owned()),
-        ("application_name", STANDBY_NAME.to_string()),
-        ("connect_timeout", "10".to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conninfo_quote(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let conninfo = conninfo(active, pgpass, ca);
     let mut cmd = Command::new(cluster.bindir.join("pg_basebackup"));
     cluster.account.apply(&mut cmd);
     let output = cmd
@@ -310,6 +371,25 @@ fn basebackup(cluster: &Cluster, active: &Peer, pgpass: &Path, ca: &Path) -> Res
         ));
     }
     Ok(())
+}
+
+/// The libpq connection string to the active's database, as the
+/// replication role, over TLS verified with the synced CA copy.
+fn conninfo(active: &Peer, pgpass: &Path, ca: &Path) -> String {
+    [
+        ("host", active.host.clone()),
+        ("port", active.port.to_string()),
+        ("user", REPLICATION_ROLE.to_string()),
+        ("passfile", pgpass.to_string_lossy().into_owned()),
+        ("sslmode", "verify-full".to_string()),
+        ("sslrootcert", ca.to_string_lossy().into_owned()),
+        ("application_name", STANDBY_NAME.to_string()),
+        ("connect_timeout", "10".to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", conninfo_quote(v)))
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// A libpq connection-string value in single quotes.

@@ -40,6 +40,23 @@ pub fn without_block(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// kt's block in `text`, markers included (None: there is none).
+pub fn current_block(text: &str) -> Option<&str> {
+    let (start, end) = block_range(text)?;
+    Some(&text[start..end])
+}
+
+/// The block `with_block` would add for `body`, markers included: what
+/// [`current_block`] returns when the block there is that one.
+pub fn rendered_block(body: &str) -> String {
+    let mut out = format!("{BEGIN}{body}");
+    if !body.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(END);
+    out
+}
+
 /// Whether `text` has kt's block.
 pub fn has_block(text: &str) -> bool {
     block_range(text).is_some()
@@ -78,6 +95,7 @@ mod tests {
             assert!(with.starts_with(original));
             assert_eq!(without_block(&with).unwrap(), original);
             assert!(with_block(&with, "b").is_err(), "one block at most");
+            assert_eq!(current_block(&with), Some(rendered_block("listen_addresses = '10.0.0.1,127.0.0.1'").as_str()));
         }
         assert!(without_block("a = 1\n").is_none());
     }

@@ -37,6 +37,8 @@ pub struct HaStatus {
     pub last_wal_received: Option<String>,
     pub last_wal_replayed: Option<String>,
     pub healthy: bool,
+    /// `kt restore` ran here and no standby has the restored database yet.
+    pub reinit_needed: bool,
     pub problems: Vec<String>,
 }
 
@@ -63,6 +65,7 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
         last_wal_received: None,
         last_wal_replayed: None,
         healthy: false,
+        reinit_needed: false,
         problems: Vec::new(),
     };
     match role {
@@ -70,12 +73,33 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
             status.problems.push("HA is not enabled on this host".into());
             if in_recovery {
                 status.problems.push("the database is in recovery (a standby) without HA settings".into());
+            } else {
+                let found: Vec<&str> =
+                    ha::enable::pieces_found(instance, Some(&mut admin))?.into_iter().filter(|(_, there)| *there).map(|(name, _)| name).collect();
+                if !found.is_empty() {
+                    status.problems.push(format!(
+                        "parts of an HA setup are here ({}): an interrupted kt ha enable or disable; run `kt ha enable --peer PASSIVE` to complete it, or `kt ha disable` to remove them",
+                        found.join(", ")
+                    ));
+                }
             }
+            reinit_needed(instance, &mut admin, &mut status)?;
         }
         Some(HaRole::Active) => {
             if in_recovery {
                 status.problems.push("HA_ROLE says active but the database is a standby".into());
+            } else {
+                let missing: Vec<&str> =
+                    ha::enable::pieces_found(instance, Some(&mut admin))?.into_iter().filter(|(_, there)| !*there).map(|(name, _)| name).collect();
+                if !missing.is_empty() {
+                    status.problems.push(format!(
+                        "the HA setup is incomplete ({} missing): an interrupted kt ha enable or disable; run `kt ha enable --peer {}` to complete it, or `kt ha disable` to remove it",
+                        missing.join(", "),
+                        status.peer.as_deref().unwrap_or("PASSIVE")
+                    ));
+                }
             }
+            reinit_needed(instance, &mut admin, &mut status)?;
             if let Some(problem) = stale_ca_copy(instance) {
                 status.problems.push(problem);
             }
@@ -140,6 +164,26 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
     }
     status.healthy = status.problems.is_empty();
     Ok(status)
+}
+
+/// After `kt restore` here (the marker of [`ha::reinit`]): degraded until
+/// a standby streams and has replayed past the restore, when the marker
+/// goes (the one write `kt ha status` makes; it runs as the service
+/// account, whose file it is).
+fn reinit_needed(instance: &Instance, admin: &mut postgres::Client, status: &mut HaStatus) -> Result<()> {
+    let Some(marker) = ha::reinit::read(&instance.layout)? else { return Ok(()) };
+    if ha::reinit::passive_caught_up(admin, &marker)? {
+        let path = ha::reinit::marker_path(&instance.layout);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                status.problems.push(format!("the passive has caught up with the restore, but {} cannot be removed: {e}", path.display()));
+            }
+        }
+        return Ok(());
+    }
+    status.reinit_needed = true;
+    status.problems.push(ha::reinit::problem(&marker));
+    Ok(())
 }
 
 /// The passive verifies the active's database certificate with the copy

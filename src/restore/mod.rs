@@ -281,6 +281,12 @@ struct Changed {
 /// action").
 pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
     let target = plan.target.clone();
+    // On an HA active whose passive is gone, with synchronous replication
+    // on, every write of the restore would wait without end: refused
+    // before anything changes (exit 3).
+    if let Ok(inst) = target.clone().load() {
+        crate::ha::reinit::refuse_waiting_restore(&inst)?;
+    }
     // Rewrite the recorded paths when the confdir is re-rooted (in staging:
     // nothing live yet).
     if target.confdir != plan.recorded_confdir {
@@ -482,7 +488,10 @@ fn change(
                 .map_err(|e| Error::env(format!("cannot move {} back to {}", aside.display(), back.display())).because_err(&e))
         });
     }
+    let was_active = existing.as_ref().is_some_and(|i| i.settings.ha_role == Some(crate::settings::HaRole::Active));
+    let old_peer = existing.as_ref().and_then(|i| i.settings.ha_peer.clone());
     let renamed_db = put_in_place(plan, preloaded, target, account, old_password, journal, progress)?;
+    mark_reinit_needed(target, account, was_active, old_peer, journal)?;
     // The server's restart is part of the change: a restored instance whose
     // server does not start is a failed restore, not a success with a
     // footnote.
@@ -492,6 +501,29 @@ fn change(
         ServerProcess::for_instance(&inst)?.start(&exe)?;
     }
     Ok(Changed { kept_confdir, renamed_db, restarted_server })
+}
+
+/// On an HA active (before or after the restore), the marker that has
+/// `kt ha status` ask for the passive to be re-initialised
+/// (`ha::reinit`), with the WAL position of the restored database.
+fn mark_reinit_needed(target: &Layout, account: &Account, was_active: bool, old_peer: Option<String>, journal: &mut Journal) -> Result<()> {
+    let inst = target.clone().load()?;
+    if !was_active && inst.settings.ha_role != Some(crate::settings::HaRole::Active) {
+        return Ok(());
+    }
+    let cl = Cluster::for_instance(&inst)?;
+    let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
+    let mut admin = cl.connect(&password, "postgres")?;
+    let marker = crate::ha::reinit::marker_now(&mut admin, inst.settings.ha_peer.clone().or(old_peer))?;
+    let path = crate::ha::reinit::marker_path(target);
+    let previous = std::fs::read(&path).ok();
+    crate::ha::reinit::write(target, &marker, account)?;
+    let account = account.clone();
+    journal.record(format!("wrote {}", path.display()), move || match previous {
+        Some(bytes) => fsutil::write_atomic(&path, &bytes, 0o600, Some(&account)),
+        None => std::fs::remove_file(&path).map_err(|e| Error::env(format!("cannot remove {}", path.display())).because_err(&e)),
+    });
+    Ok(())
 }
 
 fn put_in_place(

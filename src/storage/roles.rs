@@ -37,6 +37,60 @@ pub fn set_verifier(admin: &mut postgres::Client, role: &str, verifier: &str) ->
         .map_err(|e| Error::env(format!("cannot set the password of the database role {role}")).because(crate::storage::db_error_text(&e)))
 }
 
+/// Whether `verifier` (a SCRAM-SHA-256 verifier) was made from `password`:
+/// its StoredKey recomputed with its salt and iteration count (RFC 5802:
+/// SHA-256(HMAC(PBKDF2(password, salt, i), "Client Key"))). Lets `kt ha
+/// enable` tell a role left by an interrupted run that matches the password
+/// file from one that does not, without logging in.
+pub fn verifier_matches(verifier: &str, password: &Password) -> bool {
+    use base64::Engine;
+    if !is_scram_verifier(verifier) {
+        return false;
+    }
+    let rest = &verifier["SCRAM-SHA-256$".len()..];
+    let (head, keys) = rest.split_once('$').unwrap_or_default();
+    let (iterations, salt) = head.split_once(':').unwrap_or_default();
+    let (stored, _) = keys.split_once(':').unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (Ok(iterations), Ok(salt), Ok(stored)) = (iterations.parse::<u32>(), b64.decode(salt), b64.decode(stored)) else {
+        return false;
+    };
+    if iterations == 0 || iterations > 10_000_000 {
+        return false;
+    }
+    let key = password.expose().as_bytes();
+    let mut block = salt;
+    block.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = hmac_sha256(key, &block);
+    let mut salted = u;
+    for _ in 1..iterations {
+        u = hmac_sha256(key, &u);
+        for (s, x) in salted.iter_mut().zip(u.iter()) {
+            *s ^= x;
+        }
+    }
+    let client_key = hmac_sha256(&salted, b"Client Key");
+    use sha2::Digest;
+    sha2::Sha256::digest(client_key).as_slice() == stored.as_slice()
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(data);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64
 /// parts: nothing that needs quoting in a SQL literal.
 fn is_scram_verifier(v: &str) -> bool {
@@ -61,6 +115,15 @@ mod tests {
         assert!(is_scram_verifier(&a), "{a}");
         assert!(!a.contains("Secret123"));
         assert_ne!(a, b, "a fresh salt each time");
+    }
+
+    #[test]
+    fn a_verifier_is_checked_against_a_password() {
+        let pw = Password::new("Secret123".into());
+        let v = scram_verifier(&pw);
+        assert!(verifier_matches(&v, &pw));
+        assert!(!verifier_matches(&v, &Password::new("Secret124".into())));
+        assert!(!verifier_matches("md5abc", &pw));
     }
 
     #[test]
