@@ -14,6 +14,7 @@ mod cli;
 mod db;
 mod forged;
 mod ha;
+mod ha_write;
 mod init;
 mod load;
 mod org;

@@ -31,6 +31,9 @@ use log::{error, info, warn};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server reads whether the passive is there for writes.
 const GATE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often recorded answers to writes with a request id older than
+/// `db::REQUEST_RETENTION` are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -159,6 +162,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Whether writes may go ahead (synchronous replication with the
     // passive there, or none): read a few times a second, off the request path.
     let mut gate = tokio::time::interval(GATE_INTERVAL);
@@ -233,6 +238,17 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
+            _ = prune.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // A passive (read-only) prunes nothing: it gets the active's deletes.
+                    match state.pool.prune_requests().await {
+                        Ok(0) | Err(db::DbError::ReadOnly) => {}
+                        Ok(n) => info!("pruned {n} recorded write answers older than {}", db::REQUEST_RETENTION),
+                        Err(e) => warn!("pruning recorded write answers failed: {e:?}"),
+                    }
+                });
+            }
             _ = gate.tick() => {
                 let state = state.clone();
                 tokio::spawn(async move {
