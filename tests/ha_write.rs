@@ -143,7 +143,19 @@ fn retried_writes_are_answered_once_and_no_write_fails_that_exists() {
     a.kt(&["server", "stop"]).expect(0);
     a.set_config("DB_POOL_SIZE", serde_json::json!(2));
     a.set_config("REQUEST_TIMEOUT_SECONDS", serde_json::json!(3));
+    // A recorded answer older than a day: the server prunes it when it starts.
+    a.psql(
+        "keytrustee",
+        "INSERT INTO write_requests (client, request_id, digest, answer, created) \
+         VALUES ('X', 'an-old-request-id', '\\x00', '1', now() - interval '25 hours')",
+    )
+    .expect(0);
     a.kt(&["server", "start"]).expect(0);
+    let old = "SELECT count(*) FROM write_requests WHERE request_id = 'an-old-request-id'";
+    assert!(eventually(20, || a.psql("keytrustee", old).expect(0).stdout.trim() == "0"), "not pruned");
+    assert!(a.server_log().contains("pruned 1 recorded write answers"), "{}", a.server_log());
+    let kept = format!("SELECT count(*) FROM write_requests WHERE request_id = '{id}'");
+    assert_eq!(a.psql("keytrustee", &kept).expect(0).stdout.trim(), "1");
     let answers: Vec<(String, Answer)> = {
         let _frozen = Frozen::new(&b);
         let threads: Vec<_> = (0..8)
@@ -234,4 +246,27 @@ fn retried_writes_are_answered_once_and_no_write_fails_that_exists() {
     let out = out.expect(0);
     assert!(out.stderr.contains("sent again with the same request id"), "{}", out.stderr);
     assert_eq!(uuids(&a, "c1"), out.stdout.trim());
+}
+
+#[test]
+fn an_older_schema_is_migrated_when_the_server_starts() {
+    let a = Instance::serving("haw-upgrade");
+    // The schema of a kt from before request ids (version 1).
+    a.psql("keytrustee", "DROP TABLE write_requests; DELETE FROM schema_version WHERE version = 2").expect(0);
+    a.kt(&["verify"]).expect(1);
+    a.kt(&["server", "start"]).expect(0);
+    assert!(a.server_log().contains("schema migrated: applied [2]"), "{}", a.server_log());
+    assert_eq!(a.psql("keytrustee", "SELECT max(version) FROM schema_version").expect(0).stdout.trim(), "2");
+    org_with_secret(&a, "acme", "");
+    let cdir = a.dir.join("client");
+    client(&cdir, &["register", "--server", &a.url(), "--org", "acme", "--ca", a.ca().to_str().unwrap()]).expect(0);
+    let data = a.dir.join("data");
+    std::fs::write(&data, "after the upgrade").unwrap();
+    let uuid = client(&cdir, &["put", "k", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    assert_eq!(a.psql("keytrustee", "SELECT count(*) FROM write_requests").expect(0).stdout.trim(), "1");
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "after the upgrade");
+    // Started again: nothing more to apply.
+    a.kt(&["server", "stop"]).expect(0);
+    a.kt(&["server", "start"]).expect(0);
+    assert_eq!(a.server_log().matches("schema migrated").count(), 1, "{}", a.server_log());
 }

@@ -111,6 +111,11 @@ pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + S
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    match upgrade_schema(&settings) {
+        Ok(applied) if !applied.is_empty() => info!("schema migrated: applied {applied:?}"),
+        Ok(_) => {}
+        Err(e) => warn!("the schema was not checked for migrations: {}", describe(&e)),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kt-serve")
@@ -277,6 +282,34 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// An instance made by an older kt has an older schema: it is brought up
+/// to this kt's before the server takes requests (writes with a request
+/// id need migration 2's `write_requests`). Only on an active: a passive
+/// gets it by replication. The commit is local, so that a passive that is
+/// down does not hold up the start (it gets the change when it is back).
+/// Runs before the async runtime exists (the sync client makes its own).
+fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
+    use crate::storage::schema;
+    let password = Password::read(&settings.pgpass, DB_USER)?;
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(settings.db_port)
+        .user(DB_USER)
+        .password(password.expose())
+        .dbname(DB_NAME)
+        .application_name("kt serve")
+        .connect_timeout(Duration::from_secs(5));
+    let failed = |e: postgres::Error| Error::env("cannot read the schema version").because_err(&e);
+    let mut client = config.connect(postgres::NoTls).map_err(failed)?;
+    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).map_err(failed)?.get(0);
+    if in_recovery || schema::current_version(&mut client)? >= schema::latest_version() {
+        return Ok(Vec::new());
+    }
+    client.batch_execute("SET synchronous_commit TO local").map_err(failed)?;
+    schema::migrate(&mut client)
 }
 
 /// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).
