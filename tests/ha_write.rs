@@ -41,6 +41,11 @@ impl Writer {
     }
 
     fn send(&mut self, method: &str, path: &str, body: &[u8], h: &kt::auth::SignedHeaders) -> Answer {
+        self.try_send(method, path, body, h).unwrap()
+    }
+
+    /// [`Writer::send`], `None` when no answer came.
+    fn try_send(&mut self, method: &str, path: &str, body: &[u8], h: &kt::auth::SignedHeaders) -> Option<Answer> {
         let ts = h.timestamp.to_string();
         let mut headers = vec![
             ("X-KT-Client", h.client.as_str()),
@@ -51,9 +56,9 @@ impl Writer {
         if let Some(id) = &h.request_id {
             headers.push(("X-KT-Request-Id", id));
         }
-        let resp = self.http.request(method, path, &headers, body).unwrap();
+        let resp = self.http.request(method, path, &headers, body).ok()?;
         let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        (resp.status, json["error"].as_str().unwrap_or("").to_string(), json["uuid"].as_str().unwrap_or("").to_string())
+        Some((resp.status, json["error"].as_str().unwrap_or("").to_string(), json["uuid"].as_str().unwrap_or("").to_string()))
     }
 
     /// A new deposit `name` under request id `id`, freshly signed.
@@ -246,6 +251,31 @@ fn retried_writes_are_answered_once_and_no_write_fails_that_exists() {
     let out = out.expect(0);
     assert!(out.stderr.contains("sent again with the same request id"), "{}", out.stderr);
     assert_eq!(uuids(&a, "c1"), out.stdout.trim());
+
+    // 5. The server stops while a commit waits for the frozen passive: after
+    //    its shutdown grace the write is abandoned: cancelled (so committed
+    //    here), logged with its request id; after a restart a retry with the
+    //    id answers the stored deposit.
+    let id = new_id();
+    let answer = {
+        let _frozen = Frozen::new(&b);
+        let mut w3 = Writer::new(&a.url(), &a.ca(), &cdir);
+        let id3 = id.clone();
+        let pending = std::thread::spawn(move || {
+            let h = w3.sign("POST", "/deposits?name=s1", b"stopped", &id3);
+            w3.try_send("POST", "/deposits?name=s1", b"stopped", &h)
+        });
+        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kt serve' AND wait_event = 'SyncRep'";
+        assert!(eventually(30, || a.psql("postgres", waiting).expect(0).stdout.trim() == "1"));
+        a.kt(&["server", "stop"]).expect(0);
+        pending.join().unwrap()
+    };
+    assert_eq!(answer, None, "the stopping server answered");
+    assert!(a.server_log().contains(&format!("abandoned mid-statement (request id {id})")), "{}", a.server_log());
+    a.kt(&["server", "start"]).expect(0);
+    let retry = w.post("s1", b"stopped", &id);
+    assert_eq!((retry.0, retry.1.as_str()), (201, ""), "{retry:?}");
+    assert_eq!(uuids(&a, "s1"), retry.2);
 }
 
 #[test]
