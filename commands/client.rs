@@ -12,6 +12,13 @@ use crate::cli::{BenchOp, ClientArgs, ClientCommand, GlobalArgs, KeyType};
 use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
+/// What the session did on its own (a write sent again), on stderr.
+fn notes(session: &mut kt::client::store::Session, printer: &Printer) {
+    for note in session.take_notes() {
+        printer.info(note);
+    }
+}
+
 pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> CommandResult {
     let dir = ClientDir::new(&args.dir)?;
     match args.command {
@@ -44,8 +51,10 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 Some(p) => std::fs::read(p)
                     .map_err(|e| kt::Error::usage(format!("cannot read {}", p.display())).because_err(&e))?,
             };
-            let uuid = dir.open()?.put(&name, &content)?;
-            printer.data(uuid)?;
+            let mut session = dir.open()?;
+            let uuid = session.put(&name, &content);
+            notes(&mut session, printer);
+            printer.data(uuid?)?;
         }
         ClientCommand::Get { uuid } => {
             let content = dir.open()?.get(&uuid)?;
@@ -58,7 +67,10 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
             printer.data(serde_json::to_string_pretty(&list).expect("JSON"))?;
         }
         ClientCommand::Delete { uuid } => {
-            dir.open()?.delete(&uuid)?;
+            let mut session = dir.open()?;
+            let deleted = session.delete(&uuid);
+            notes(&mut session, printer);
+            deleted?;
             printer.info(format!("kt: deleted {uuid}"));
         }
         ClientCommand::Status => {

@@ -15,6 +15,7 @@ mod compat;
 mod db;
 mod forged;
 mod ha;
+mod ha_write;
 mod init;
 mod load;
 mod org;

@@ -189,7 +189,9 @@ fn a_failure_after_the_drop_puts_everything_back() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("does not load") && out.stderr.contains("nothing was changed"), "{}", out.stderr);
     // The line lands inside COPY data: the server's complaint is named.
-    assert!(out.stderr.contains("missing data for column"), "the cause is named: {}", out.stderr);
+    // (Where half way lands depends on the schema: mid-row or at a row's start.)
+    let named = ["missing data for column", "invalid input syntax"].iter().any(|c| out.stderr.contains(c));
+    assert!(named, "the cause is named: {}", out.stderr);
     serves_as_before("a dump that does not load");
     assert_eq!(scratch_databases(&inst), Vec::<String>::new(), "the scratch database must go");
 
