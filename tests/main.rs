@@ -14,6 +14,8 @@ mod cli;
 mod db;
 mod forged;
 mod ha;
+mod ha_dr;
+mod ha_peer;
 mod init;
 mod load;
 mod org;
