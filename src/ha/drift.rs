@@ -54,7 +54,7 @@ impl PeerConfdir {
                 .with_hint("give [USER@]HOST[:CONFDIR], e.g. root@kts02.example.com:/var/lib/keytrustee/.keytrustee")
         };
         let (host, confdir) = match spec.split_once(':') {
-            Some((h, c)) if c.is_empty() => (h, default_confdir.to_path_buf()),
+            Some((h, "")) => (h, default_confdir.to_path_buf()),
             Some((h, c)) if c.starts_with('/') => (h, PathBuf::from(c)),
             Some(_) => return Err(bad("CONFDIR must be an absolute path")),
             None => (spec, default_confdir.to_path_buf()),
@@ -222,7 +222,7 @@ fn private_temp_dir() -> Result<PathBuf> {
     let base = std::env::temp_dir();
     for attempt in 0..16u32 {
         let mut seed = [0u8; 8];
-        getrandom_fill(&mut seed, attempt);
+        name_seed(&mut seed, attempt);
         let name = format!("kt-drift-{}-{:016x}", std::process::id(), u64::from_le_bytes(seed));
         let dir = base.join(name);
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -236,7 +236,7 @@ fn private_temp_dir() -> Result<PathBuf> {
 
 /// Name material for the temporary directory (not a secret: mkdir's
 /// refusal of an existing name is what makes it safe).
-fn getrandom_fill(buf: &mut [u8; 8], attempt: u32) {
+fn name_seed(buf: &mut [u8; 8], attempt: u32) {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     *buf = ((nanos as u64) ^ (u64::from(attempt) << 56)).to_le_bytes();
 }
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn the_hosts_own_files_are_left_out() {
         let f = filter().unwrap();
-        let rules: Vec<_> = f.rules().into_iter().map(|(_, p)| p.to_string()).collect();
+        let rules: Vec<_> = f.rules().map(|(_, p)| p.to_string()).collect();
         assert_eq!(rules, ["/.ssl", "/.ssl.*"]);
     }
 }
