@@ -928,11 +928,31 @@ pub struct HaDisableSyncArgs {}
 /// Role, peer, replication state, sync or async, lag in bytes and seconds,
 /// the last WAL received and replayed. Exits 0 when healthy, 1 when
 /// degraded (or not an HA host), 3 when the database does not answer.
+///
+/// With --peer, also the drift of the confdir between this host and the
+/// peer: a dry run of `kt ha sync -acn -i --delete` from this confdir to
+/// the peer's over the remote shell, `.ssl` (the host's identity and its
+/// own settings, .ssl/host.conf) and `.ssl.*` left out, and keytrustee.conf
+/// compared on its shared settings only (the host-specific keys may
+/// differ). Any drift makes the status degraded.
 #[derive(Debug, Args)]
 pub struct HaStatusArgs {
     /// Print the status as a JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Compare the confdir with the peer's: [USER@]HOST[:CONFDIR] (CONFDIR
+    /// defaults to this host's confdir path).
+    #[arg(long, value_name = "[USER@]HOST[:CONFDIR]")]
+    pub peer: Option<String>,
+
+    /// The remote shell that reaches the peer, split into words as a shell would.
+    #[arg(short = 'e', long, value_name = "CMD", default_value = "ssh", requires = "peer")]
+    pub rsh: String,
+
+    /// kt's command on the peer (used verbatim: 'sudo kt' works).
+    #[arg(long, value_name = "PATH", default_value = "kt", requires = "peer")]
+    pub remote_kt: String,
 }
 
 /// Copy files and directories as rsync does, locally or to or from another host.

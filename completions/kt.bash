@@ -1762,12 +1762,28 @@ _kt() {
             return 0
             ;;
         kt__subcmd__ha__subcmd__status)
-            opts="-c -q -v -h -V --json --confdir --quiet --verbose --no-progress --help --version"
+            opts="-e -c -q -v -h -V --json --peer --rsh --remote-kt --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-kt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --confdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

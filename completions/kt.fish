@@ -531,6 +531,9 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l peer -d 'Compare the confdir with the peer\'s: [USER@]HOST[:CONFDIR] (CONFDIR defaults to this host\'s confdir path)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s e -l rsh -d 'The remote shell that reaches the peer, split into words as a shell would' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l remote-kt -d 'kt\'s command on the peer (used verbatim: \'sudo kt\' works)' -r
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l json -d 'Print the status as a JSON object'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ha;
 pub mod gnupg;
+pub mod hostconf;
 pub mod hostname;
 pub mod init;
 pub mod journal;

@@ -15,6 +15,8 @@ mod compat;
 mod db;
 mod forged;
 mod ha;
+mod ha_dr;
+mod ha_peer;
 mod ha_write;
 mod init;
 mod load;

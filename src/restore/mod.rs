@@ -148,7 +148,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
 
     let recorded_confdir = recorded_confdir(&conf_member);
     let staged_confdir = root.join(&conf_member);
-    let staged_config = Config::load(&staged_confdir.join("keytrustee.conf"))?;
+    let staged_config = crate::hostconf::load_merged(&staged_confdir)?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
 
     // Identity: the instance being replaced, or this host.
@@ -291,6 +291,10 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     // nothing live yet).
     if target.confdir != plan.recorded_confdir {
         rewrite_paths(&plan.staged_confdir.join("keytrustee.conf"), &plan.recorded_confdir, &target.confdir)?;
+        let host_file = crate::hostconf::path(&plan.staged_confdir);
+        if host_file.is_file() {
+            rewrite_paths(&host_file, &plan.recorded_confdir, &target.confdir)?;
+        }
     }
     // The load first, into a scratch database, while the live instance
     // goes on serving: a dump that does not load changes nothing.
