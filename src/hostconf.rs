@@ -14,12 +14,13 @@
 //! can never be pinned on one host by mistake. It is read after
 //! `keytrustee.conf` and its keys override that file's.
 //!
-//! Who writes it: `kt init` (the host keys it sets, also kept in
-//! `keytrustee.conf`, which stays a complete configuration a peer can
-//! start from), `kt ha init-passive` (the passive's own keys), `kt cert
+//! Who writes it: `kt ha init-passive` (the passive's own keys), `kt cert
 //! replace|rollback` (the TLS paths, when the file holds them) and `kt
-//! restore` (paths moved with the confdir). An instance without the file
-//! reads every key from `keytrustee.conf`, as before the file existed.
+//! restore` (paths moved with the confdir). `kt init` does not: a single
+//! host, or an active, keeps every key in `keytrustee.conf`, where the
+//! operator edits them and where a key is never silently overridden; only
+//! a passive, whose `keytrustee.conf` comes from the active, needs the
+//! file. An instance without it reads every key from `keytrustee.conf`.
 
 use std::path::{Path, PathBuf};
 

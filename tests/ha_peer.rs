@@ -119,8 +119,8 @@ fn drift_shows_and_host_settings_survive_a_resync() {
     assert_eq!(host["HA_ROLE"], "passive");
     assert_eq!(host["LISTEN"], format!("127.0.0.1:{}", b.server_port));
     assert_eq!(mode(&b.confdir.join(".ssl/host.conf")), 0o600);
-    // kt init wrote the active's.
-    assert_eq!(conf(&a.confdir.join(".ssl/host.conf"))["HOSTNAME"], "localhost");
+    // The active has none: its keytrustee.conf holds every key.
+    assert!(!a.confdir.join(".ssl/host.conf").exists());
 
     // No drift after the bootstrap, seen from either host.
     let status = pair.status_with_peer(&a.confdir, &b.confdir, 0);
@@ -186,7 +186,7 @@ fn drift_shows_and_host_settings_survive_a_resync() {
 #[test]
 fn an_instance_without_a_host_file_reads_keytrustee_conf_as_before() {
     let a = Instance::serving("hostconf-legacy");
-    std::fs::remove_file(a.confdir.join(".ssl/host.conf")).unwrap();
+    assert!(!a.confdir.join(".ssl/host.conf").exists(), "kt init writes no host file");
     a.set_config("LISTEN", serde_json::json!(format!("127.0.0.1:{}", a.server_port)));
     a.kt(&["server", "start"]).expect(0);
     let (code, _) = curl(&["-k", &format!("{}/?a=fingerprint", a.url())]);
