@@ -337,6 +337,9 @@ _kt() {
             kt__subcmd__help__subcmd__org,clients)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__help__subcmd__org,deny-client)
+                cmd="kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__help__subcmd__org,disable-client)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -373,6 +376,9 @@ _kt() {
             kt__subcmd__org,clients)
                 cmd="kt__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__org,deny-client)
+                cmd="kt__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__org,disable-client)
                 cmd="kt__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -393,6 +399,9 @@ _kt() {
                 ;;
             kt__subcmd__org__subcmd__help,clients)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__clients"
+                ;;
+            kt__subcmd__org__subcmd__help,deny-client)
+                cmd="kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client"
                 ;;
             kt__subcmd__org__subcmd__help,disable-client)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__disable__subcmd__client"
@@ -2270,7 +2279,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org)
-            opts="add list set-auth enable-client disable-client clients"
+            opts="add list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2298,6 +2307,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2562,7 +2585,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client disable-client clients help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2647,6 +2670,32 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__org__subcmd__deny__subcmd__client)
+            opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__org__subcmd__disable__subcmd__client)
             opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2700,7 +2749,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help)
-            opts="add list set-auth enable-client disable-client clients help"
+            opts="add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2728,6 +2777,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2812,7 +2875,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__list)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --json-extended --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

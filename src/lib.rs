@@ -5,6 +5,7 @@
 //! their exit-code class. No printing, no `process::exit` here.
 
 pub mod account;
+pub mod approval;
 pub mod auth;
 pub mod backup;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod fsutil;
 pub mod ha;
 pub mod gnupg;
 pub mod hostname;
+pub mod hostaddr;
 pub mod init;
 pub mod journal;
 pub mod instance;

@@ -14,11 +14,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "organizations, clients, deposits",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "organizations, clients, deposits",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "documented organization ids, client host names",
+        sql: include_str!("migrations/0002_documented_org_ids.sql"),
+    },
+];
 
 /// The schema version this kt builds and expects.
 pub fn latest_version() -> i32 {
