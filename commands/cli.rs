@@ -349,6 +349,11 @@ pub enum ClientCommand {
         #[arg(long)]
         org: String,
         /// A file holding the organization's auth secret (empty for automatic approval).
+        ///
+        /// Without it, an organization that has a secret holds the
+        /// registration until an administrator approves it (kt org
+        /// enable-client): the fingerprint is printed and the exit code is
+        /// 1. Run the same command again to learn the new state.
         #[arg(long, value_name = "FILE")]
         auth_secret_file: Option<PathBuf>,
         /// Trust the server certificates issued by (or equal to) this PEM file.
