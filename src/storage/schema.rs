@@ -51,6 +51,17 @@ pub fn current_version(client: &mut postgres::Client) -> Result<i32> {
     Ok(version.unwrap_or(0))
 }
 
+/// Whether this database is older than this kt (an instance made by an
+/// earlier kt) and may be brought up to date here: not on a standby,
+/// which gets the change from its primary.
+pub fn needs_upgrade(client: &mut postgres::Client) -> Result<bool> {
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| Error::env("cannot read whether the database is a standby").because_err(&e))?
+        .get(0);
+    Ok(!in_recovery && current_version(client)? < latest_version())
+}
+
 /// Brings the schema up to [`latest_version`]; returns the versions applied.
 /// A database newer than this kt is refused rather than touched.
 pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
