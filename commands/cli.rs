@@ -277,7 +277,16 @@ pub enum OrgCommand {
     },
     /// Print every organization as JSON (auth_secret, contacts, creation,
     /// expiration, key_info, name, state, uuid), keyed by name.
-    List,
+    ///
+    /// The documented keytrustee-orgtool format: state 0 is active, 1
+    /// disabled; an organization without expiration shows
+    /// 9999-12-31T15:59:59. With --verbose or --json-extended, kt's own
+    /// fields are added (kt_state, kt_id, clients, pending_clients).
+    List {
+        /// Add kt's own fields to the documented ones (as --verbose does).
+        #[arg(long)]
+        json_extended: bool,
+    },
     /// Set an organization's auth secret; an empty secret (-s "") approves
     /// every new client automatically.
     SetAuth {
@@ -290,8 +299,15 @@ pub enum OrgCommand {
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
     },
-    /// Allow a disabled client to act again.
+    /// Approve a client that awaits approval, or allow a disabled client
+    /// to act again.
     EnableClient {
+        #[arg(long, value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
+    /// Refuse a client that awaits approval: its registration is removed
+    /// (it may ask again later).
+    DenyClient {
         #[arg(long, value_name = "FINGERPRINT")]
         fingerprint: String,
     },
@@ -300,7 +316,8 @@ pub enum OrgCommand {
         #[arg(long, value_name = "FINGERPRINT")]
         fingerprint: String,
     },
-    /// Print the clients (of one organization, or all) as JSON.
+    /// Print the clients (of one organization, or all) as JSON, with their
+    /// state (active, disabled, pending), host name and registration time.
     Clients {
         #[arg(short, long)]
         name: Option<String>,
@@ -332,6 +349,11 @@ pub enum ClientCommand {
         #[arg(long)]
         org: String,
         /// A file holding the organization's auth secret (empty for automatic approval).
+        ///
+        /// Without it, an organization that has a secret holds the
+        /// registration until an administrator approves it (kt org
+        /// enable-client): the fingerprint is printed and the exit code is
+        /// 1. Run the same command again to learn the new state.
         #[arg(long, value_name = "FILE")]
         auth_secret_file: Option<PathBuf>,
         /// Trust the server certificates issued by (or equal to) this PEM file.

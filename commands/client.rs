@@ -41,8 +41,21 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 },
             };
             let settings = dir.register(&options)?;
-            printer.info(format!("kt: registered with {} ({})", settings.organization, settings.state));
             printer.data(&settings.fingerprint)?;
+            if settings.state == "pending" {
+                // Registered, but not usable yet: exit 1 tells a script so
+                // (the request ran and found the client not admitted).
+                printer.warn(format!(
+                    "registration with {org} awaits approval (registration_pending): the client can do nothing until an administrator of {org} approves it",
+                    org = settings.organization
+                ));
+                printer.hint(format!(
+                    "on the key server: kt org enable-client --fingerprint {}; then run this register command again to see the new state",
+                    settings.fingerprint
+                ));
+                return Ok(Status::Problem);
+            }
+            printer.info(format!("kt: registered with {} ({})", settings.organization, settings.state));
         }
         ClientCommand::Put { name, file } => {
             let content = match file.as_deref() {

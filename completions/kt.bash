@@ -337,6 +337,9 @@ _kt() {
             kt__subcmd__help__subcmd__org,clients)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__help__subcmd__org,deny-client)
+                cmd="kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__help__subcmd__org,disable-client)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -373,6 +376,9 @@ _kt() {
             kt__subcmd__org,clients)
                 cmd="kt__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__org,deny-client)
+                cmd="kt__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__org,disable-client)
                 cmd="kt__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -393,6 +399,9 @@ _kt() {
                 ;;
             kt__subcmd__org__subcmd__help,clients)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__clients"
+                ;;
+            kt__subcmd__org__subcmd__help,deny-client)
+                cmd="kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client"
                 ;;
             kt__subcmd__org__subcmd__help,disable-client)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__disable__subcmd__client"
@@ -2286,7 +2295,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org)
-            opts="add list set-auth enable-client disable-client clients"
+            opts="add list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2314,6 +2323,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2578,7 +2601,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client disable-client clients help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2663,6 +2686,32 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__org__subcmd__deny__subcmd__client)
+            opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__org__subcmd__disable__subcmd__client)
             opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2716,7 +2765,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help)
-            opts="add list set-auth enable-client disable-client clients help"
+            opts="add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2744,6 +2793,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2828,7 +2891,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__list)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --json-extended --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

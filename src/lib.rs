@@ -5,6 +5,7 @@
 //! their exit-code class. No printing, no `process::exit` here.
 
 pub mod account;
+pub mod approval;
 pub mod auth;
 pub mod backup;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod ha;
 pub mod gnupg;
 pub mod hostconf;
 pub mod hostname;
+pub mod hostaddr;
 pub mod init;
 pub mod journal;
 pub mod instance;

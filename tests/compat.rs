@@ -27,6 +27,16 @@ fn keytrustee_orgtool_shim_takes_the_documented_command_lines() {
     assert_eq!(list["zeta"]["name"], "zeta");
     assert_eq!(list["zeta"]["contacts"], serde_json::json!(["root@example.com"]));
     assert_eq!(list["zeta"]["auth_secret"], "ThisISAs3cr3t!");
+    // The documented values, field by field (the secret is the one set).
+    let zeta = &list["zeta"];
+    let mut keys: Vec<_> = zeta.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["auth_secret", "contacts", "creation", "expiration", "key_info", "name", "state", "uuid"]);
+    assert_eq!(zeta["state"], 0);
+    assert_eq!(zeta["expiration"], "9999-12-31T15:59:59");
+    assert_eq!(zeta["key_info"], serde_json::Value::Null);
+    assert_eq!(zeta["uuid"].as_str().unwrap().len(), 43, "{zeta}");
+    assert_eq!(zeta["creation"].as_str().unwrap().len(), 19, "{zeta}");
     // The KT_CONFDIR form (as the service account's environment gives it).
     let env_list = run(shim("keytrustee-orgtool").env("KT_CONFDIR", confdir).arg("list")).expect(0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&env_list.stdout).unwrap(), list);

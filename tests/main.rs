@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod approval;
 mod assets;
 mod backup;
 mod cert_generate;

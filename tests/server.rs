@@ -67,7 +67,7 @@ fn fingerprint_pubkey_and_health_over_https() {
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["role"], "active");
     assert_eq!(health["database"], "ok");
-    assert_eq!(health["schema_version"], 2);
+    assert_eq!(health["schema_version"], kt::storage::schema::latest_version());
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["replication"].is_array());
 

@@ -101,10 +101,28 @@ impl ClientDir {
     /// Creates the key, registers it with the first server that answers,
     /// and saves the settings. On failure, files this call created are
     /// removed again.
+    ///
+    /// A directory whose registration awaits approval (`pending`) asks
+    /// again with its key: the answer tells whether it was approved (or,
+    /// after a denial, holds the new request), and a right secret given
+    /// now admits it.
     pub fn register(&self, options: &RegisterOptions) -> Result<ClientSettings> {
         if self.settings_path().exists() {
-            return Err(Error::usage(format!("{} already holds a registered client", self.dir.display()))
-                .with_hint("use another --dir for another client"));
+            let saved = self.settings()?;
+            if saved.state != "pending" {
+                return Err(Error::usage(format!("{} already holds a registered client", self.dir.display()))
+                    .with_hint("use another --dir for another client"));
+            }
+            if saved.organization != options.organization {
+                return Err(Error::usage(format!(
+                    "{} awaits approval by {}, not {}",
+                    self.dir.display(),
+                    saved.organization,
+                    options.organization
+                ))
+                .with_hint("use another --dir for another organization"));
+            }
+            return self.register_again(options, saved);
         }
         if options.servers.is_empty() {
             return Err(Error::usage("give at least one --server"));
@@ -130,6 +148,26 @@ impl ClientDir {
         result
     }
 
+    /// Sends the registration of the saved key again, to the servers
+    /// given now; the key and the directory stay whatever the answer.
+    fn register_again(&self, options: &RegisterOptions, saved: ClientSettings) -> Result<ClientSettings> {
+        let path = self.dir.join(SECRET);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::env(format!("cannot read the client key {}", path.display())).because_err(&e))?;
+        let secret = SignedSecretKey::from_bytes(&bytes[..])
+            .map_err(|e| Error::env(format!("{} is not an OpenPGP secret key", path.display())).because(e))?;
+        let servers = if options.servers.is_empty() { saved.servers.clone() } else { options.servers.clone() };
+        let urls = servers.iter().map(|s| Url::parse(s)).collect::<Result<Vec<_>>>()?;
+        let options = RegisterOptions {
+            servers,
+            organization: saved.organization.clone(),
+            auth_secret: options.auth_secret.clone(),
+            trust: options.trust.clone(),
+            key_spec: options.key_spec,
+        };
+        self.send_registration(&options, &urls, &secret, &saved.fingerprint)
+    }
+
     fn register_in(&self, options: &RegisterOptions, urls: &[Url]) -> Result<ClientSettings> {
         let user_id = format!("kt client <{}@{}>", options.organization, urls[0].host);
         let key = generate_key(options.key_spec, &user_id)?;
@@ -137,27 +175,43 @@ impl ClientDir {
         fsutil::write_atomic(&self.dir.join(PUBLIC), &key.public, 0o600, None)?;
         let secret = SignedSecretKey::from_bytes(&key.secret[..])
             .map_err(|e| Error::env("cannot read back the new key").because(e))?;
-        let public = SignedSecretKey::to_public_key(&secret);
-        let armored = crate::pgp::armored(&public)?;
         let fingerprint = key.fingerprint_hex();
+        self.send_registration(options, urls, &secret, &fingerprint)
+    }
+
+    /// Sends the signed registration and saves the settings the answer
+    /// gives: 200 (admitted) or 202 (`registration_pending`: saved with
+    /// state `pending`, for the caller to explain).
+    fn send_registration(
+        &self,
+        options: &RegisterOptions,
+        urls: &[Url],
+        secret: &SignedSecretKey,
+        fingerprint: &str,
+    ) -> Result<ClientSettings> {
+        let public = SignedSecretKey::to_public_key(secret);
+        let armored = crate::pgp::armored(&public)?;
+        // The host name helps the administrator who approves the client.
+        let host = crate::hostname::fqdn().ok().filter(|h| crate::hostname::validate(h).is_ok());
         let body = serde_json::json!({
             "organization": options.organization,
             "auth_secret": options.auth_secret,
             "public_key": armored,
+            "host": host,
         })
         .to_string();
         let mut last_error = None;
         for url in urls {
             let mut client = HttpsClient::new(url, &options.trust, TIMEOUT)?;
-            let headers = auth::sign_request(&secret, &fingerprint, "POST", "/register", body.as_bytes())?;
+            let headers = auth::sign_request(secret, fingerprint, "POST", "/register", body.as_bytes())?;
             match send_signed(&mut client, "POST", "/register", &headers, body.as_bytes()) {
-                Ok(resp) if resp.status == 200 => {
+                Ok(resp) if resp.status == 200 || resp.status == 202 => {
                     let answer: serde_json::Value = serde_json::from_slice(&resp.body)
                         .map_err(|e| Error::env("the server's answer is not JSON").because(e))?;
                     let settings = ClientSettings {
                         servers: options.servers.clone(),
                         organization: options.organization.clone(),
-                        fingerprint: fingerprint.clone(),
+                        fingerprint: fingerprint.to_string(),
                         state: answer["state"].as_str().unwrap_or("unknown").to_string(),
                         ca: match &options.trust {
                             Trust::Ca(p) => Some(fsutil::absolute(p)?),
@@ -229,6 +283,9 @@ pub fn refusal(what: &str, resp: &Response) -> Error {
     let err = if message.is_empty() { err } else { err.because(message) };
     match code {
         "client_disabled" => err.with_hint("the operator can re-enable it: kt org enable-client --fingerprint FPR"),
+        "client_pending" => err.with_hint(
+            "an administrator of the organization approves it with: kt org enable-client --fingerprint FPR (FPR: kt client --dir DIR status)",
+        ),
         "stale" => err.with_hint("check this host's clock"),
         "registration_refused" => err.with_hint("check the organization name and its auth secret"),
         "passive_unavailable" => err.with_hint("nothing was changed: send it again when `kt ha status` on the active is healthy"),

@@ -5,7 +5,7 @@
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
 //! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
-//! | `POST /register` | JSON `{organization, auth_secret, public_key}`, signed with that key |
+//! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
 //! | `GET /deposits` | JSON list of the client's deposits |
 //! | `GET /deposits/UUID` | the deposit's bytes |
@@ -28,7 +28,7 @@
 //! | 409 | `already_registered` | the key is registered with another organization |
 //! | 412 | `stale` | the timestamp is outside the allowed window |
 //! | 413 | `body_too_large` | |
-//! | 423 | `client_disabled` / `client_pending` | the client may not act now |
+//! | 423 | `client_disabled` / `client_pending` | the client may not act now (disabled; or registered without the secret and not yet approved) |
 //! | 503 | `read_only` / `database_unavailable` | passive server (naming the active); database down (a write: before its commit was sent, nothing changed) |
 //! | 503 | `busy` | replay guard full; or a write found every write connection busy for `HA_WRITE_TIMEOUT_SECONDS` and never started (nothing changed) |
 //! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected (or did not let the write start in time): the write was refused before it began, nothing changed |
@@ -54,7 +54,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use pgp::composed::SignedPublicKey;
 
-use crate::auth;
+use crate::{approval, auth};
 use crate::server::db::{DbError, Pool, RequestKey};
 use crate::server::log::{error, info};
 use crate::server::replay::{ReplayGuard, Seen};
@@ -452,6 +452,9 @@ struct RegisterRequest {
     organization: String,
     auth_secret: String,
     public_key: String,
+    /// The client's host name, shown to the administrator who approves it.
+    #[serde(default)]
+    host: Option<String>,
 }
 
 async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal> {
@@ -474,21 +477,43 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     }
     check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
     let refused = || refuse(StatusCode::FORBIDDEN, "registration_refused", "unknown organization or wrong auth secret");
+    if let Some(host) = &request.host {
+        crate::hostname::validate(host).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "invalid host name"))?;
+    }
     let org = state.pool.organization(&request.organization).await?.ok_or_else(refused)?;
-    // An empty secret means automatic approval; otherwise it must match.
-    if org.state != "active" || !(org.auth_secret.is_empty() || constant_time_eq(&org.auth_secret, &request.auth_secret)) {
+    if org.state != "active" {
         return Err(refused());
     }
+    let wanted = match approval::decide(&org.auth_secret, &request.auth_secret, || {
+        constant_time_eq(&org.auth_secret, &request.auth_secret)
+    }) {
+        approval::Decision::Admit => "active",
+        approval::Decision::Hold => "pending",
+        approval::Decision::Refuse => return Err(refused()),
+    };
     let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
-    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored).await?;
+    let host = request.host.as_deref();
+    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host).await?;
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }
     info!("registered client {fingerprint} with organization {} ({client_state})", request.organization);
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization}),
-    ))
+    let mut answer = serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization});
+    if client_state == "pending" {
+        approval::notify_contacts_of_pending(&approval::PendingClient {
+            organization: &request.organization,
+            fingerprint: &fingerprint,
+            host,
+        });
+        answer["status"] = "registration_pending".into();
+        answer["message"] = format!(
+            "the client awaits approval by an administrator of {}: kt org enable-client --fingerprint {fingerprint}",
+            request.organization
+        )
+        .into();
+        return Ok(json(StatusCode::ACCEPTED, answer));
+    }
+    Ok(json(StatusCode::OK, answer))
 }
 
 /// Compares secrets in constant time. Both sides are hashed first so that

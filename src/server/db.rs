@@ -622,22 +622,28 @@ impl Pool {
         Ok(row.map(|r| OrgRow { uuid: r.get(0), auth_secret: r.get(1), state: r.get(2) }))
     }
 
-    /// Registers a client; an existing registration of the same key is
-    /// returned as is (with its organization's uuid) instead.
+    /// Registers a client in `state` (`active`, or `pending` approval); an
+    /// existing registration of the same key is returned as is (with its
+    /// organization's uuid) instead, except that a pending one becomes
+    /// active when this registration carries the right secret.
     pub async fn register_client(
         &self,
         fingerprint: &str,
         org_uuid: &str,
         public_key: &[u8],
+        state: &str,
+        host: Option<&str>,
     ) -> Result<(String, String), DbError> {
         let inserted = self
             .write(None, |c| async move {
                 c.client
                     .query_opt(
-                        "INSERT INTO clients (fingerprint, organization, public_key, state) \
-                 VALUES ($1, $2::text::uuid, $3, 'active') ON CONFLICT (fingerprint) DO NOTHING \
+                        "INSERT INTO clients (fingerprint, organization, public_key, state, host) \
+                 VALUES ($1, $2::text::uuid, $3, $4, $5) ON CONFLICT (fingerprint) DO UPDATE SET state = 'active' \
+                 WHERE clients.state = 'pending' AND EXCLUDED.state = 'active' \
+                 AND clients.organization = EXCLUDED.organization \
                  RETURNING state, organization::text",
-                        &[&fingerprint, &org_uuid, &public_key],
+                        &[&fingerprint, &org_uuid, &public_key, &state, &host],
                     )
                     .await
                     .map(|row| row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))))

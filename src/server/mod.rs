@@ -288,11 +288,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
 }
 
 /// An instance made by an older kt has an older schema: it is brought up
-/// to this kt's before the server takes requests (writes with a request
-/// id need migration 2's `write_requests`). Only on an active: a passive
-/// gets it by replication. The commit is local, so that a passive that is
-/// down does not hold up the start (it gets the change when it is back).
-/// Runs before the async runtime exists (the sync client makes its own).
+/// to this kt's before the server takes requests ([`schema::upgrade`]:
+/// on an active only, committed locally). Runs before the async runtime
+/// exists (the sync client makes its own).
 fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
     use crate::storage::schema;
     let password = Password::read(&settings.pgpass, DB_USER)?;
@@ -307,12 +305,7 @@ fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
         .connect_timeout(Duration::from_secs(5));
     let failed = |e: postgres::Error| Error::env("cannot read the schema version").because_err(&e);
     let mut client = config.connect(postgres::NoTls).map_err(failed)?;
-    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).map_err(failed)?.get(0);
-    if in_recovery || schema::current_version(&mut client)? >= schema::latest_version() {
-        return Ok(Vec::new());
-    }
-    client.batch_execute("SET synchronous_commit TO local").map_err(failed)?;
-    schema::migrate(&mut client)
+    schema::upgrade(&mut client)
 }
 
 /// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).
