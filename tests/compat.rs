@@ -161,3 +161,26 @@ fn the_documented_database_commands_work_as_the_service_account() {
     let out = inst.kt(&["db", "start"]).expect(0);
     assert!(!out.stderr.contains("added the Unix-socket rule"), "{}", out.stderr);
 }
+
+/// `scripts/install-deps`, which the README's two commands and .ci/run
+/// call: with everything present it says nothing; with a tool missing it
+/// names the tool and the package, and exits 3 without installing when it
+/// only checks (or is not root).
+#[test]
+fn install_deps_names_what_is_missing() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps");
+    let all = run(Command::new(&script).arg("--check")).expect(0);
+    assert_eq!((all.stdout.as_str(), all.stderr.as_str()), ("", ""));
+    // A PATH with every tool but rsync, linked from where they are.
+    let bin = TestDir::new("deps-bin");
+    for tool in ["bash", "awk", "tr", "ls", "id", "psql", "pg_dump", "gpg", "gpgconf", "openssl", "curl", "tar", "zip", "unzip", "tmux", "systemd-analyze", "useradd", "apt-get", "initdb"] {
+        let found = run(Command::new("bash").args(["-c", &format!("command -v {tool} || true")]));
+        let path = found.stdout.trim();
+        if !path.is_empty() {
+            std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+        }
+    }
+    let out = run(Command::new(&script).arg("--check").env("PATH", &bin.path)).expect(3);
+    assert!(out.stderr.contains("missing: rsync"), "{}", out.stderr);
+    assert!(out.stderr.contains("apt-get install rsync"), "{}", out.stderr);
+}
