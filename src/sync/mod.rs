@@ -166,8 +166,16 @@ pub fn sync_local(
     wire::widen_pipe(std::os::fd::AsFd::as_fd(&from_sender));
     std::thread::scope(|scope| {
         let list = &list;
-        let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));
-        let received = receive::receive(dest, receive_opts, from_sender, to_sender, itemize);
+        // rsync's default for two local paths: whole files (here copied
+        // by the kernel); `--no-whole-file` runs the remote protocol over
+        // the pipes, deltas and all.
+        let (sender, received) = if receive_opts.whole_file == Some(false) {
+            let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));
+            (sender, receive::receive(dest, receive_opts, from_sender, to_sender, itemize))
+        } else {
+            let sender = scope.spawn(move || send::send_local(list, from_receiver, to_receiver));
+            (sender, receive::receive_local(dest, receive_opts, &list.sources, from_sender, to_sender, itemize))
+        };
         let sent = sender.join().unwrap_or_else(|_| Err(Error::problem("the sync sender thread panicked")));
         match (received, sent) {
             (Err(e), _) => Err(e),
