@@ -24,9 +24,10 @@
 //! sender                                  receiver
 //!   Hello ------------------------------->  (both ways; version must match)
 //!   Entries* EndOfList ------------------>  validate the whole list, plan
-//!                   <-------------------- Request{i, signature}* EndOfPhase
+//!              <------------- Request{i, signature, chunks}* EndOfPhase
 //!   per request: FileStart{i}             (a generator thread computes the
-//!     (Literal | Delta{len})*              fast_rsync block signature of the
+//!     (Literal | Delta{len} | Copy{k,n})*  fast_rsync block signature and
+//!       or LocalCopy (local session)       the aligned chunk sums of the
 //!     FileEnd{i, blake3} | FileError{i}    old file; empty = whole file)
 //!   EndOfPhase -------------------------->
 //!                   <-------------------- Request{i, empty}* EndOfPhase Done
@@ -52,7 +53,33 @@
 //! Data goes in segments of at most [`wire::SEGMENT`] bytes, cut on the
 //! basis' block boundaries: each is literal or a fast_rsync delta against
 //! the whole old file (so moved blocks are still found) that must produce
-//! exactly `len` bytes (`apply_limited`). The sender never holds more than one segment; the
+//! exactly `len` bytes (`apply_limited`).
+//!
+//! The delta search (fast_rsync's scalar MD4 of every matching block) was
+//! the sender's cost for a large file with a small change, so a fast path
+//! runs in front of it (protocol 5): with the signature the generator
+//! sends a 16-byte BLAKE3 sum of each aligned chunk of the old file
+//! ([`wire::chunk_size`]: about 256 KiB, whole blocks), from the same
+//! read. The sender sums its own file's aligned chunks; a chunk whose sum
+//! equals the old file's chunk at the same index goes as `Copy{k, n}`
+//! (chunks `k..k+n` of the basis, a range the receiver checks against its
+//! basis), and only the runs of chunks that differ are diffed, still
+//! against the whole signature. A wrong chunk match cannot land: the
+//! rebuilt file is checked against the sender's whole-file BLAKE3 as
+//! always (a mismatch asks for the file whole).
+//!
+//! A local session ([`sync_local`]) sends whole files, as rsync does for
+//! two local paths (`-W` is its default there: a delta saves pipe bytes,
+//! not disk work). Sender and receiver share one process, so the data does
+//! not go through the pipe at all: the sender answers `LocalCopy` and the
+//! file's hash (the listing's under `-c`, else hashed while the receiver
+//! copies); the receiver copies the source into its temp file with
+//! `copy_file_range` (`O_NOFOLLOW`, at most the listed size plus one byte),
+//! reads back and hashes what landed, and checks it against the sender's
+//! hash and size like any other file; a file that changed during the copy
+//! fails the check and is sent again through the pipe in the redo phase.
+//! A remote sender's `LocalCopy` is refused. `--no-whole-file` runs the
+//! remote protocol over the pipes, deltas included. The sender never holds more than one segment; the
 //! receiver holds the old file (up to [`receive::ReceiveOptions::max_basis`],
 //! larger old files are fetched whole) and one segment. Either side may
 //! send `Error` and stop; the other reports it.

@@ -16,7 +16,8 @@
 //!    an interrupted run are removed (they are recognisable by
 //!    [`TMP_PREFIX`]). New directories are 0700 until the end.
 //! 4. A generator thread sends one request per file whose data is needed,
-//!    with fast_rsync's block signature of the old file as the basis, while
+//!    with fast_rsync's block signature and the aligned chunk sums of the
+//!    old file as the basis (none with `-W`, the local default), while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
 //!    (`apply_limited`), compared with the sender's BLAKE3 hash, then, in
@@ -389,6 +390,8 @@ struct Receiver<'a> {
     local: Option<&'a [PathBuf]>,
     /// Changed files are fetched whole (no basis signature).
     whole: bool,
+    /// The read-back buffer of local copies.
+    copy_buf: Vec<u8>,
 }
 
 /// Old files the generator read for their signatures, handed to the
@@ -465,6 +468,7 @@ impl<'a> Receiver<'a> {
             pending_bytes: 0,
             local: None,
             whole: false,
+            copy_buf: Vec::new(),
         }
     }
 
@@ -1162,7 +1166,7 @@ impl<'a> Receiver<'a> {
                     if written != 0 || local_failed.is_some() {
                         return Err(lie("mixed a local copy with other data"));
                     }
-                    match copy_local(source, file, e.size, &mut hasher) {
+                    match copy_local(source, file, e.size, &mut hasher, &mut self.copy_buf) {
                         Ok(n) if n == e.size => written = n,
                         Ok(_) => local_failed = Some("changed size while being copied".into()),
                         Err(err) => local_failed = Some(format!("cannot copy: {err}")),
@@ -1467,13 +1471,17 @@ const LOCAL_CHUNK: u64 = 1 << 20;
 /// the temp file and hashed, so the hash is of what landed. Never follows
 /// a symlink; stops once more than `size` bytes came (the file grew: the
 /// caller sees the count).
-fn copy_local(source: &Path, file: &mut File, size: u64, hasher: &mut blake3::Hasher) -> std::io::Result<u64> {
+fn copy_local(source: &Path, file: &mut File, size: u64, hasher: &mut blake3::Hasher, buf: &mut Vec<u8>) -> std::io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let src = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source)?;
     if !src.metadata()?.is_file() {
         return Err(std::io::Error::other("no longer a regular file"));
     }
-    let mut buf = vec![0u8; LOCAL_CHUNK as usize];
+    // One buffer for the session (zeroing 1 MiB per small file showed up
+    // as page faults in the profile of a first copy).
+    if buf.len() < LOCAL_CHUNK as usize {
+        buf.resize(LOCAL_CHUNK as usize, 0);
+    }
     let mut done = 0u64;
     while done <= size {
         let n = std::io::copy(&mut Read::take(&src, LOCAL_CHUNK), file)?;
