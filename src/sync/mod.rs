@@ -128,11 +128,13 @@
 //!   hashes what it receives once. BLAKE3 runs at about 4 GB/s a core
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
 //!   receiver holds a whole old file (up to 512 MiB) as the basis (the
-//!   generator's read for the signature, handed over: read once); the
-//!   receiver writes a
-//!   file only once a whole segment (4 MiB) has arrived; the sender's
-//!   delta search and the receiver's rebuild of a large file run one after
-//!   the other per segment.
+//!   generator's read for the signature, handed over: read once); a large
+//!   file with a small change over rsh is hashed five times (SRC and DEST
+//!   under -c, the chunk sums on both sides, the rebuilt file), where
+//!   BLAKE3's tree (`blake3::hazmat` chaining values of aligned chunks)
+//!   would let the -c hashes yield the chunk sums and the rebuilt file's
+//!   hash be composed from the basis' values for copied chunks; the
+//!   signature is sent whole, so the sender waits for it.
 //! - `-i`/`-v` lines come in the order changes happen (directories and
 //!   links first, then files as they land); rsync prints in its list
 //!   order (a directory's files before its subdirectories' contents).
