@@ -379,8 +379,8 @@ fn local_syncs_send_whole_files_unless_no_whole_file_and_w_reaches_the_remote() 
     let dests = ["local", "delta", "rsh", "rsh-w"].map(|n| d.join(n));
     let args = |i: usize| -> String { if i >= 2 { format!("h:{}", dests[i].display()) } else { dests[i].display().to_string() } };
     let flags: [&[&str]; 4] = [&[], &["--no-whole-file"], &[], &["-W"]];
-    for i in 0..4 {
-        assert!(sent(flags[i], args(i)) > 3_000_000);
+    for (i, f) in flags.iter().enumerate() {
+        assert!(sent(f, args(i)) > 3_000_000);
     }
     let mut changed = data.clone();
     changed[1_500_000] ^= 0xff;

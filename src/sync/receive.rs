@@ -1097,6 +1097,7 @@ impl<'a> Receiver<'a> {
     }
 
     /// Writes the file's data; None when it is complete and verified.
+    #[allow(clippy::too_many_arguments)]
     fn fill<R: Read>(
         &mut self,
         reader: &mut Reader<R>,

@@ -174,6 +174,9 @@ fn answer_local<W: Write>(
     writer.send(&Msg::FileEnd { index, hash })
 }
 
+/// A data run's delta (by run number), or why fast_rsync refused.
+type Diffed = (usize, std::result::Result<Vec<u8>, fast_rsync::DiffError>);
+
 /// A piece of a segment: chunks of the basis, or bytes `a..z` of the
 /// segment's buffer to diff (or send) as data.
 enum Piece {
@@ -211,6 +214,7 @@ fn parallelism() -> usize {
 
 /// Sends one file: start, segments, end with its BLAKE3 hash; a file that
 /// cannot be read or changed size ends with a per-file error instead.
+#[allow(clippy::too_many_arguments)]
 fn answer<W: Write>(
     list: &FileList,
     index: u32,
@@ -306,8 +310,8 @@ fn answer<W: Write>(
         if let Some(indexed) = &indexed {
             let bufs: Vec<&[u8]> = (0..count).map(|k| if k == 0 { &buf[..] } else { &more[k - 1][..] }).collect();
             let threads = par.min(runs.len()).max(1);
-            let diffed: Vec<Vec<(usize, std::result::Result<Vec<u8>, fast_rsync::DiffError>)>> = std::thread::scope(|scope| {
-                let work = |t: usize| -> Vec<(usize, std::result::Result<Vec<u8>, fast_rsync::DiffError>)> {
+            let diffed: Vec<Vec<Diffed>> = std::thread::scope(|scope| {
+                let work = |t: usize| -> Vec<Diffed> {
                     (t..runs.len())
                         .step_by(threads)
                         .map(|i| {

@@ -248,7 +248,7 @@ impl Msg {
                 let sig_len = r.u32()? as usize;
                 let signature = r.take(sig_len)?.to_vec();
                 let chunks = r.rest().to_vec();
-                if chunks.len() % CHUNK_SUM != 0 {
+                if !chunks.len().is_multiple_of(CHUNK_SUM) {
                     return Err(bad("chunk sums of a wrong length"));
                 }
                 if signature.is_empty() && !chunks.is_empty() {
