@@ -1057,6 +1057,15 @@ pub struct HaSyncArgs {
     #[arg(long)]
     pub delete: bool,
 
+    /// Send changed files whole, no delta against DEST's old file (rsync's
+    /// -W; the default when SRC and DEST are both local, as in rsync).
+    #[arg(short = 'W', long, overrides_with = "no_whole_file")]
+    pub whole_file: bool,
+
+    /// Send deltas against DEST's old files even when both sides are local.
+    #[arg(long, overrides_with = "whole_file")]
+    pub no_whole_file: bool,
+
     /// Skip paths matching PATTERN (rsync's rules: `/` anchors, a trailing
     /// `/` matches directories, `*`, `**`, `?`; first matching rule wins;
     /// repeatable).

@@ -49,6 +49,13 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             checksum: args.checksum,
             delete: args.delete,
             dry_run: args.dry_run,
+            whole_file: if args.whole_file {
+                Some(true)
+            } else if args.no_whole_file {
+                Some(false)
+            } else {
+                None
+            },
             filter,
             ..ReceiveOptions::default()
         },

@@ -1809,7 +1809,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__ha__subcmd__sync)
-            opts="-a -r -l -p -t -g -o -D -c -z -n -i -e -q -v -h -V --archive --recursive --links --perms --times --group --owner --devices --checksum --compress --dry-run --itemize-changes --delete --exclude --include --rsh --remote-kt --server --sender --receiver --confdir --quiet --verbose --no-progress --help --version"
+            opts="-a -r -l -p -t -g -o -D -c -z -n -i -W -e -q -v -h -V --archive --recursive --links --perms --times --group --owner --devices --checksum --compress --dry-run --itemize-changes --delete --whole-file --no-whole-file --exclude --include --rsh --remote-kt --server --sender --receiver --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -492,6 +492,8 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s n -l dry-run -d 'Show what would change, change nothing'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s i -l itemize-changes -d 'Print each change in rsync\'s notation (>f+++++++++, .d..t......, *deleting)'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l delete -d 'Remove DEST files that SRC does not have (not excluded ones), after the transfer'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -s W -l whole-file -d 'Send changed files whole, no delta against DEST\'s old file (rsync\'s -W; the default when SRC and DEST are both local, as in rsync)'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l no-whole-file -d 'Send deltas against DEST\'s old files even when both sides are local'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l server -d 'Run the remote side of a session on stdin and stdout (started by kt)'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l sender -d 'With --server: send PATH....'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from sync" -l receiver -d 'With --server: receive into PATH'

@@ -364,3 +364,34 @@ fn a_transfer_killed_half_way_then_run_again_ends_identical() {
     let leftovers: Vec<_> = fs::read_dir(&dest).unwrap().flatten().filter(|e| e.file_name().as_bytes().starts_with(b".kt")).collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
+
+#[test]
+fn local_syncs_send_whole_files_unless_no_whole_file_and_w_reaches_the_remote() {
+    let d = TestDir::new("sync-whole");
+    let ssh = script(&d, "ssh", SSH);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    write(&d.join("src/big"), &data, 0o644);
+    let sent = |flags: &[&str], dest: String| -> u64 {
+        let r = run(kt().args(["ha", "sync", "-av", "-e", &ssh, "--remote-kt", KT]).args(flags).arg(d.join("src")).arg(dest)).expect(0);
+        let line = r.stdout.lines().find(|l| l.starts_with("sent ")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().replace(',', "").parse().unwrap()
+    };
+    let dests = ["local", "delta", "rsh", "rsh-w"].map(|n| d.join(n));
+    let args = |i: usize| -> String { if i >= 2 { format!("h:{}", dests[i].display()) } else { dests[i].display().to_string() } };
+    let flags: [&[&str]; 4] = [&[], &["--no-whole-file"], &[], &["-W"]];
+    for (i, f) in flags.iter().enumerate() {
+        assert!(sent(f, args(i)) > 3_000_000);
+    }
+    let mut changed = data.clone();
+    changed[1_500_000] ^= 0xff;
+    // A new size: the quick check sees the change within the same second.
+    changed.push(1);
+    write(&d.join("src/big"), &changed, 0o644);
+    let got: Vec<u64> = (0..4).map(|i| sent(flags[i], args(i))).collect();
+    // Local: whole (rsync's -W default, and its count of the data as sent);
+    // --no-whole-file: a delta; over rsh a delta, whole with -W.
+    assert!(got[0] > 3_000_000 && got[1] < 100_000 && got[2] < 100_000 && got[3] > 3_000_000, "{got:?}");
+    for dest in &dests {
+        diff_r(&d.join("src"), &dest.join("src"));
+    }
+}

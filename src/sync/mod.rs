@@ -24,9 +24,10 @@
 //! sender                                  receiver
 //!   Hello ------------------------------->  (both ways; version must match)
 //!   Entries* EndOfList ------------------>  validate the whole list, plan
-//!                   <-------------------- Request{i, signature}* EndOfPhase
+//!              <------------- Request{i, signature, chunks}* EndOfPhase
 //!   per request: FileStart{i}             (a generator thread computes the
-//!     (Literal | Delta{len})*              fast_rsync block signature of the
+//!     (Literal | Delta{len} | Copy{k,n})*  fast_rsync block signature and
+//!       or LocalCopy (local session)       the aligned chunk sums of the
 //!     FileEnd{i, blake3} | FileError{i}    old file; empty = whole file)
 //!   EndOfPhase -------------------------->
 //!                   <-------------------- Request{i, empty}* EndOfPhase Done
@@ -52,7 +53,33 @@
 //! Data goes in segments of at most [`wire::SEGMENT`] bytes, cut on the
 //! basis' block boundaries: each is literal or a fast_rsync delta against
 //! the whole old file (so moved blocks are still found) that must produce
-//! exactly `len` bytes (`apply_limited`). The sender never holds more than one segment; the
+//! exactly `len` bytes (`apply_limited`).
+//!
+//! The delta search (fast_rsync's scalar MD4 of every matching block) was
+//! the sender's cost for a large file with a small change, so a fast path
+//! runs in front of it (protocol 5): with the signature the generator
+//! sends a 16-byte BLAKE3 sum of each aligned chunk of the old file
+//! ([`wire::chunk_size`]: about 256 KiB, whole blocks), from the same
+//! read. The sender sums its own file's aligned chunks; a chunk whose sum
+//! equals the old file's chunk at the same index goes as `Copy{k, n}`
+//! (chunks `k..k+n` of the basis, a range the receiver checks against its
+//! basis), and only the runs of chunks that differ are diffed, still
+//! against the whole signature. A wrong chunk match cannot land: the
+//! rebuilt file is checked against the sender's whole-file BLAKE3 as
+//! always (a mismatch asks for the file whole).
+//!
+//! A local session ([`sync_local`]) sends whole files, as rsync does for
+//! two local paths (`-W` is its default there: a delta saves pipe bytes,
+//! not disk work). Sender and receiver share one process, so the data does
+//! not go through the pipe at all: the sender answers `LocalCopy` and the
+//! file's hash (the listing's under `-c`, else hashed while the receiver
+//! copies); the receiver copies the source into its temp file with
+//! `copy_file_range` (`O_NOFOLLOW`, at most the listed size plus one byte),
+//! reads back and hashes what landed, and checks it against the sender's
+//! hash and size like any other file; a file that changed during the copy
+//! fails the check and is sent again through the pipe in the redo phase.
+//! A remote sender's `LocalCopy` is refused. `--no-whole-file` runs the
+//! remote protocol over the pipes, deltas included. The sender never holds more than one segment; the
 //! receiver holds the old file (up to [`receive::ReceiveOptions::max_basis`],
 //! larger old files are fetched whole) and one segment. Either side may
 //! send `Error` and stop; the other reports it.
@@ -101,11 +128,13 @@
 //!   hashes what it receives once. BLAKE3 runs at about 4 GB/s a core
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
 //!   receiver holds a whole old file (up to 512 MiB) as the basis (the
-//!   generator's read for the signature, handed over: read once); the
-//!   receiver writes a
-//!   file only once a whole segment (4 MiB) has arrived; the sender's
-//!   delta search and the receiver's rebuild of a large file run one after
-//!   the other per segment.
+//!   generator's read for the signature, handed over: read once); a large
+//!   file with a small change over rsh is hashed five times (SRC and DEST
+//!   under -c, the chunk sums on both sides, the rebuilt file), where
+//!   BLAKE3's tree (`blake3::hazmat` chaining values of aligned chunks)
+//!   would let the -c hashes yield the chunk sums and the rebuilt file's
+//!   hash be composed from the basis' values for copied chunks; the
+//!   signature is sent whole, so the sender waits for it.
 //! - `-i`/`-v` lines come in the order changes happen (directories and
 //!   links first, then files as they land); rsync prints in its list
 //!   order (a directory's files before its subdirectories' contents).
@@ -166,8 +195,16 @@ pub fn sync_local(
     wire::widen_pipe(std::os::fd::AsFd::as_fd(&from_sender));
     std::thread::scope(|scope| {
         let list = &list;
-        let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));
-        let received = receive::receive(dest, receive_opts, from_sender, to_sender, itemize);
+        // rsync's default for two local paths: whole files (here copied
+        // by the kernel); `--no-whole-file` runs the remote protocol over
+        // the pipes, deltas and all.
+        let (sender, received) = if receive_opts.whole_file == Some(false) {
+            let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));
+            (sender, receive::receive(dest, receive_opts, from_sender, to_sender, itemize))
+        } else {
+            let sender = scope.spawn(move || send::send_local(list, from_receiver, to_receiver));
+            (sender, receive::receive_local(dest, receive_opts, &list.sources, from_sender, to_sender, itemize))
+        };
         let sent = sender.join().unwrap_or_else(|_| Err(Error::problem("the sync sender thread panicked")));
         match (received, sent) {
             (Err(e), _) => Err(e),

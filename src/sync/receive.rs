@@ -16,7 +16,8 @@
 //!    an interrupted run are removed (they are recognisable by
 //!    [`TMP_PREFIX`]). New directories are 0700 until the end.
 //! 4. A generator thread sends one request per file whose data is needed,
-//!    with fast_rsync's block signature of the old file as the basis, while
+//!    with fast_rsync's block signature and the aligned chunk sums of the
+//!    old file as the basis (none with `-W`, the local default), while
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
 //!    (`apply_limited`), compared with the sender's BLAKE3 hash, then, in
@@ -83,6 +84,12 @@ pub struct ReceiveOptions {
     /// Largest old file used as a delta basis (read into memory); larger
     /// ones are fetched whole.
     pub max_basis: u64,
+    /// `-W`/`--no-whole-file`: whether changed files are sent whole, with
+    /// no delta against the old file. None is rsync's default: whole files
+    /// when both sides are local (a delta saves pipe bytes, not disk
+    /// work, and costs a read of the old file plus the search), deltas
+    /// over a remote shell.
+    pub whole_file: Option<bool>,
 }
 
 impl Default for ReceiveOptions {
@@ -100,6 +107,7 @@ impl Default for ReceiveOptions {
             max_entries: 1_000_000,
             max_list_bytes: 256 << 20,
             max_basis: 512 << 20,
+            whole_file: None,
         }
     }
 }
@@ -144,6 +152,8 @@ pub struct ReceiveStats {
     pub transferred_bytes: u64,
     /// File data on the wire (literal data and deltas).
     pub data_bytes: u64,
+    /// File bytes taken from the old file by chunk (not on the wire).
+    pub copied_bytes: u64,
     /// Files asked for a second time, whole, after a hash mismatch.
     pub redone: u64,
     pub deleted: u64,
@@ -167,6 +177,39 @@ where
     R: Read,
     W: Write + Send,
 {
+    receive_session(dest, opts, None, input, output, itemize)
+}
+
+/// The receiving side of a local session ([`super::sync_local`]):
+/// `sources[i]` is the sender's file behind entry `i`, which this side
+/// copies itself (`copy_file_range`) when the sender answers `LocalCopy`.
+pub fn receive_local<R, W>(
+    dest: &Path,
+    opts: &ReceiveOptions,
+    sources: &[PathBuf],
+    input: R,
+    output: W,
+    itemize: &mut dyn FnMut(&Item),
+) -> Result<ReceiveStats>
+where
+    R: Read,
+    W: Write + Send,
+{
+    receive_session(dest, opts, Some(sources), input, output, itemize)
+}
+
+fn receive_session<R, W>(
+    dest: &Path,
+    opts: &ReceiveOptions,
+    sources: Option<&[PathBuf]>,
+    input: R,
+    output: W,
+    itemize: &mut dyn FnMut(&Item),
+) -> Result<ReceiveStats>
+where
+    R: Read,
+    W: Write + Send,
+{
     let mut reader = Reader::new(input);
     let mut writer = Writer::new(output);
     wire::greet(&mut reader, &mut writer, "sender")?;
@@ -180,6 +223,13 @@ where
     };
     let total_size = super::list::total_size(&entries);
     let mut rx = Receiver::new(dest, opts, entries);
+    if let Some(sources) = sources {
+        if sources.len() != rx.entries.len() {
+            return Err(Error::problem("internal error: a local sync's sources do not match its list"));
+        }
+    }
+    rx.local = sources;
+    rx.whole = opts.whole_file.unwrap_or(sources.is_some());
     rx.stats.total_size = total_size;
     let result = rx.run(reader, writer, itemize);
     rx.stats.files = rx.entries.len() as u64;
@@ -198,7 +248,9 @@ fn unexpected(msg: &Msg, wanted: &str) -> Error {
         Msg::EndOfPhase => "end of phase",
         Msg::FileStart { .. } => "file start",
         Msg::Literal(_) => "file data",
+        Msg::LocalCopy => "local copy",
         Msg::Delta { .. } => "delta",
+        Msg::Copy { .. } => "chunk copy",
         Msg::FileEnd { .. } => "file end",
         Msg::FileError { .. } => "file error",
         Msg::Done => "end of session",
@@ -334,6 +386,12 @@ struct Receiver<'a> {
     /// Verified temp files not yet renamed, and their bytes.
     pending: Vec<PendingFile>,
     pending_bytes: u64,
+    /// A local session: the sender's source of each entry.
+    local: Option<&'a [PathBuf]>,
+    /// Changed files are fetched whole (no basis signature).
+    whole: bool,
+    /// The read-back buffer of local copies.
+    copy_buf: Vec<u8>,
 }
 
 /// Old files the generator read for their signatures, handed to the
@@ -408,6 +466,9 @@ impl<'a> Receiver<'a> {
             to_hash: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
+            local: None,
+            whole: false,
+            copy_buf: Vec::new(),
         }
     }
 
@@ -683,7 +744,7 @@ impl<'a> Receiver<'a> {
             let op = if attrs.any() { Op::Attrs } else { Op::Nothing };
             Planned { op, code, new: false }
         } else {
-            let basis = len > 0 && len <= self.opts.max_basis;
+            let basis = !self.whole && len > 0 && len <= self.opts.max_basis;
             let mut a = attrs;
             if !self.opts.times && mtime != e.mtime {
                 a.time_now = true;
@@ -947,7 +1008,10 @@ impl<'a> Receiver<'a> {
                     queue.pop_front();
                     // Taken whether used or not, so that it leaves the cache.
                     let cached = bases.take(index);
-                    let received = self.receive_file(reader, index as usize, use_basis, cached.clone());
+                    // A local copy is for the first phase only: the redo
+                    // phase sends through the pipe what the sender hashes.
+                    let local = self.local.filter(|_| phase == 1 && !use_basis).map(|s| s[index as usize].clone());
+                    let received = self.receive_file(reader, index as usize, use_basis, cached.clone(), local.as_deref());
                     bases.release(cached);
                     match received? {
                         Landed::Pending => {
@@ -998,18 +1062,20 @@ impl<'a> Receiver<'a> {
         index: usize,
         use_basis: bool,
         cached: Option<Basis>,
+        local: Option<&Path>,
     ) -> Result<Landed> {
         let e = self.entries[index].clone();
         let path = self.abs(&e.path);
         let tmp = temp_path(&path);
         let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .env_context(|| format!("cannot create {}", tmp.display()))?;
-        let result = self.fill(reader, &mut file, index, &path, use_basis, cached);
+        let result = self.fill(reader, &mut file, index, &path, use_basis, cached, local);
         let landed = match result {
             Ok(Some(landed)) => landed,
             Ok(None) => {
@@ -1031,6 +1097,7 @@ impl<'a> Receiver<'a> {
     }
 
     /// Writes the file's data; None when it is complete and verified.
+    #[allow(clippy::too_many_arguments)]
     fn fill<R: Read>(
         &mut self,
         reader: &mut Reader<R>,
@@ -1039,12 +1106,15 @@ impl<'a> Receiver<'a> {
         path: &Path,
         use_basis: bool,
         cached: Option<Basis>,
+        local: Option<&Path>,
     ) -> Result<Option<Landed>> {
         let e = &self.entries[index].clone();
         let mut hasher = blake3::Hasher::new();
         let mut written: u64 = 0;
         let mut basis: Option<Basis> = cached;
         let mut out = Vec::new();
+        // A local copy that could not be made: reported at FileEnd.
+        let mut local_failed: Option<String> = None;
         let lie = |what: &str| {
             Error::usage(format!("refused {}: the sender {what}", e.display()))
                 .with_hint("the sending side is not a trustworthy kt; nothing was written for this file")
@@ -1072,9 +1142,45 @@ impl<'a> Receiver<'a> {
                     self.stats.data_bytes += delta.len() as u64;
                     &out
                 }
+                Msg::Copy { chunk, count } => {
+                    if !use_basis {
+                        return Err(lie("sent a chunk copy for a file it was asked for whole"));
+                    }
+                    if basis.is_none() {
+                        basis = Some(std::sync::Arc::new(read_basis(path, self.opts.max_basis)?));
+                    }
+                    let data = basis.as_deref().unwrap();
+                    let size = wire::chunk_size(block_size(data.len() as u64)) as u64;
+                    let chunks = (data.len() as u64).div_ceil(size);
+                    if chunk as u64 + count as u64 > chunks {
+                        return Err(lie(&format!("asked to copy chunks {chunk}+{count} of a basis of {chunks} chunks")));
+                    }
+                    let start = chunk as u64 * size;
+                    let end = ((chunk as u64 + count as u64) * size).min(data.len() as u64);
+                    self.stats.copied_bytes += end - start;
+                    &data[start as usize..end as usize]
+                }
+                Msg::LocalCopy => {
+                    let Some(source) = local else {
+                        return Err(lie("asked for a local copy, which only a local session may"));
+                    };
+                    if written != 0 || local_failed.is_some() {
+                        return Err(lie("mixed a local copy with other data"));
+                    }
+                    match copy_local(source, file, e.size, &mut hasher, &mut self.copy_buf) {
+                        Ok(n) if n == e.size => written = n,
+                        Ok(_) => local_failed = Some("changed size while being copied".into()),
+                        Err(err) => local_failed = Some(format!("cannot copy: {err}")),
+                    }
+                    self.stats.data_bytes += written;
+                    continue;
+                }
                 Msg::FileEnd { index: ended, hash } => {
                     if ended as usize != index {
                         return Err(lie("ended another file than it started"));
+                    }
+                    if let Some(why) = local_failed {
+                        return Ok(Some(Landed::Failed(format!("{}: {why}", e.display()))));
                     }
                     if written != e.size {
                         return Err(lie(&format!("sent {written} bytes for a file of {} bytes", e.size)));
@@ -1095,6 +1201,9 @@ impl<'a> Receiver<'a> {
                 }
                 other => return Err(unexpected(&other, "file data")),
             };
+            if local_failed.is_some() {
+                return Err(lie("mixed a local copy with other data"));
+            }
             written += chunk.len() as u64;
             if written > e.size {
                 return Err(lie(&format!("sent more than the {} bytes it declared", e.size)));
@@ -1264,24 +1373,20 @@ fn generate<W: Write>(
         if let Ok(GenCmd::Abort(message)) = rx.try_recv() {
             return abort(&mut writer, message);
         }
-        let signature = match basis {
+        let (signature, chunks) = match basis {
             Some(path) => match read_basis(path, max_basis) {
                 Ok(data) => {
-                    let signature = fast_rsync::Signature::calculate(
-                        &data,
-                        fast_rsync::SignatureOptions { block_size: block_size(data.len() as u64), crypto_hash_size: 8 },
-                    )
-                    .into_serialized();
+                    let summary = summarize(&data);
                     // Before the request: the answer cannot come first.
                     bases.offer(*index, data);
-                    signature
+                    summary
                 }
                 // The old file went away or grew: fetch the new one whole.
-                Err(_) => Vec::new(),
+                Err(_) => (Vec::new(), Vec::new()),
             },
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
-        writer.send(&Msg::Request { index: *index, signature })?;
+        writer.send(&Msg::Request { index: *index, signature, chunks })?;
         writer.flush()?;
     }
     writer.send(&Msg::EndOfPhase)?;
@@ -1289,7 +1394,7 @@ fn generate<W: Write>(
     match rx.recv() {
         Ok(GenCmd::Redo(list)) => {
             for index in list {
-                writer.send(&Msg::Request { index, signature: Vec::new() })?;
+                writer.send(&Msg::Request { index, signature: Vec::new(), chunks: Vec::new() })?;
             }
             writer.send(&Msg::EndOfPhase)?;
             writer.send(&Msg::Done)?;
@@ -1299,6 +1404,35 @@ fn generate<W: Write>(
         Ok(GenCmd::Abort(message)) => abort(&mut writer, message),
         Err(_) => Ok(writer.bytes),
     }
+}
+
+/// A basis' fast_rsync block signature and the sums of its aligned chunks
+/// (`wire::chunk_size`), from the one read of it. A large basis is
+/// summarized on two threads, split on a chunk boundary (a whole number of
+/// blocks): fast_rsync's serialized signature is a header and then one
+/// entry per block, so the second half's entries follow the first's.
+fn summarize(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let block = block_size(data.len() as u64);
+    let chunk = wire::chunk_size(block);
+    let options = fast_rsync::SignatureOptions { block_size: block, crypto_hash_size: 8 };
+    let part = |d: &[u8]| {
+        let signature = fast_rsync::Signature::calculate(d, options).into_serialized();
+        let sums: Vec<u8> = d.chunks(chunk).flat_map(wire::chunk_sum).collect();
+        (signature, sums)
+    };
+    let half = (data.len() / 2).div_ceil(chunk) * chunk;
+    if data.len() < 4 * wire::SEGMENT || half >= data.len() {
+        return part(data);
+    }
+    let (first, second) = data.split_at(half);
+    let ((mut signature, mut sums), (more_sig, more_sums)) = std::thread::scope(|scope| {
+        let other = scope.spawn(move || part(second));
+        let mine = part(first);
+        (mine, other.join().expect("the signature thread panicked"))
+    });
+    signature.extend_from_slice(&more_sig[12..]);
+    sums.extend_from_slice(&more_sums);
+    (signature, sums)
 }
 
 /// rsync's block size: the square root of the length, a multiple of 8,
@@ -1326,6 +1460,47 @@ fn read_basis(path: &Path, max: u64) -> Result<Vec<u8>> {
         return Err(Error::env(format!("{} grew past the delta basis limit", path.display())));
     }
     Ok(data)
+}
+
+/// Bytes copied (and then hashed) at a time by [`copy_local`]: small
+/// enough to hash while the copy is still in the CPU cache.
+const LOCAL_CHUNK: u64 = 1 << 20;
+
+/// A local session's copy of `source` into the temp file: the kernel moves
+/// the data (`io::copy` between two files is `copy_file_range` on Linux,
+/// no pass through user space), then each copied chunk is read back from
+/// the temp file and hashed, so the hash is of what landed. Never follows
+/// a symlink; stops once more than `size` bytes came (the file grew: the
+/// caller sees the count).
+fn copy_local(source: &Path, file: &mut File, size: u64, hasher: &mut blake3::Hasher, buf: &mut Vec<u8>) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let src = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source)?;
+    if !src.metadata()?.is_file() {
+        return Err(std::io::Error::other("no longer a regular file"));
+    }
+    // One buffer for the session (zeroing 1 MiB per small file showed up
+    // as page faults in the profile of a first copy).
+    if buf.len() < LOCAL_CHUNK as usize {
+        buf.resize(LOCAL_CHUNK as usize, 0);
+    }
+    let mut done = 0u64;
+    while done <= size {
+        let n = std::io::copy(&mut Read::take(&src, LOCAL_CHUNK), file)?;
+        if n == 0 {
+            break;
+        }
+        let mut at = 0u64;
+        while at < n {
+            let k = file.read_at(&mut buf[..(n - at) as usize], done + at)?;
+            if k == 0 {
+                return Err(std::io::Error::other("the temp file is shorter than what was copied"));
+            }
+            hasher.update(&buf[..k]);
+            at += k as u64;
+        }
+        done += n;
+    }
+    Ok(done)
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -103,6 +103,11 @@ pub fn server_args(role: Role, opts: &SessionOptions, paths: &[OsString]) -> Vec
     if r.delete {
         args.push("--delete".into());
     }
+    match r.whole_file {
+        Some(true) => args.push("--whole-file".into()),
+        Some(false) => args.push("--no-whole-file".into()),
+        None => {}
+    }
     for (action, pattern) in r.filter.rules() {
         let flag = if action == Action::Include { "--include=" } else { "--exclude=" };
         args.push(format!("{flag}{pattern}").into());

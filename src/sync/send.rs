@@ -25,14 +25,34 @@ pub struct SendStats {
     /// Bytes of deltas sent, and the file bytes they stand for.
     pub delta_bytes: u64,
     pub delta_covered: u64,
+    /// File bytes the receiver copied from its old file by chunk.
+    pub chunk_bytes: u64,
     pub bytes_read: u64,
+    /// Bytes on the wire, plus (a local session) the data the receiver
+    /// copied itself: rsync counts a local whole-file copy's data as sent.
     pub bytes_written: u64,
+    /// Of `literal_bytes`, those the receiver copied itself (local session).
+    pub local_bytes: u64,
     /// Files that could not be sent (vanished, unreadable, changed size).
     pub errors: Vec<String>,
 }
 
 /// Runs the sending side of a session over `input`/`output`.
 pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<SendStats> {
+    send_session(list, false, input, output)
+}
+
+/// The sending side of a local session (the receiver runs in this
+/// process and reads the sources itself): a whole file asked for in the
+/// first phase is answered with `LocalCopy` and the file's hash, its data
+/// never goes through the pipe. The redo phase sends data as always, so a
+/// file that changed during its copy is sent through the pipe, hashed as
+/// it is sent.
+pub fn send_local<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<SendStats> {
+    send_session(list, true, input, output)
+}
+
+fn send_session<R: Read, W: Write>(list: &FileList, local: bool, input: R, output: W) -> Result<SendStats> {
     let mut reader = Reader::new(input);
     let mut writer = Writer::new(output);
     let mut stats = SendStats::default();
@@ -41,13 +61,12 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
     writer.send(&Msg::EndOfList)?;
     writer.flush()?;
     let mut buf = Vec::with_capacity(wire::SEGMENT);
-    let mut delta = Vec::new();
     // Phase 1 may reuse the listing's hash; the redo phase (a file whose
     // data did not match) always hashes what it sends.
     let mut phase = 1;
     loop {
         match reader.read()? {
-            Msg::Request { index, signature } => {
+            Msg::Request { index, signature, chunks } => {
                 let ok = list.entries.get(index as usize).is_some_and(|e| e.kind == FileKind::File);
                 if !ok {
                     let err = Error::usage("sync protocol violation")
@@ -56,7 +75,12 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
                     let _ = writer.flush();
                     return Err(err);
                 }
-                if let Err(err) = answer(list, index, &signature, phase == 1, &mut writer, &mut buf, &mut delta, &mut stats) {
+                let answered = if local && phase == 1 && signature.is_empty() {
+                    answer_local(list, index, &mut writer, &mut buf, &mut stats)
+                } else {
+                    answer(list, index, &signature, &chunks, phase == 1, &mut writer, &mut buf, &mut stats)
+                };
+                if let Err(err) = answered {
                     let _ = writer.send(&Msg::Error { message: err.to_string() });
                     let _ = writer.flush();
                     return Err(err);
@@ -73,7 +97,7 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
         }
     }
     stats.bytes_read = reader.bytes;
-    stats.bytes_written = writer.bytes;
+    stats.bytes_written = writer.bytes + stats.local_bytes;
     Ok(stats)
 }
 
@@ -91,6 +115,98 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
     fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
 }
 
+/// Answers a whole-file request in a local session: `LocalCopy`, then the
+/// file's hash: the listing's (`-c`, same inode and ctime) or one taken
+/// now, while the receiver copies (it compares what landed with it).
+fn answer_local<W: Write>(
+    list: &FileList,
+    index: u32,
+    writer: &mut Writer<W>,
+    buf: &mut Vec<u8>,
+    stats: &mut SendStats,
+) -> Result<()> {
+    let e = &list.entries[index as usize];
+    let source = &list.sources[index as usize];
+    writer.send(&Msg::FileStart { index })?;
+    let fail = |writer: &mut Writer<W>, stats: &mut SendStats, why: String| -> Result<()> {
+        stats.errors.push(format!("{}: {why}", e.display()));
+        writer.send(&Msg::FileError { index, message: why })
+    };
+    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source) {
+        Ok(f) => f,
+        Err(err) => return fail(writer, stats, format!("cannot open: {err}")),
+    };
+    let known = match file.metadata() {
+        Ok(m) if m.is_file() => match list.sums.get(index as usize) {
+            Some(Some((sum, stamp))) if *stamp == super::list::Stamp::of(&m) => Some(*sum),
+            _ => None,
+        },
+        Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
+        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+    };
+    writer.send(&Msg::LocalCopy)?;
+    let hash = match known {
+        Some(hash) => hash,
+        None => {
+            // Let the receiver start its copy while this side hashes.
+            writer.flush()?;
+            let mut hasher = blake3::Hasher::new();
+            let mut left = e.size;
+            buf.resize(wire::SEGMENT, 0);
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                match file.read(&mut buf[..want]) {
+                    Ok(0) => return fail(writer, stats, "changed size while being sent".into()),
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        left -= n as u64;
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+                }
+            }
+            hasher.finalize().into()
+        }
+    };
+    stats.files_sent += 1;
+    stats.literal_bytes += e.size;
+    stats.local_bytes += e.size;
+    writer.send(&Msg::FileEnd { index, hash })
+}
+
+/// A data run's delta (by run number), or why fast_rsync refused.
+type Diffed = (usize, std::result::Result<Vec<u8>, fast_rsync::DiffError>);
+
+/// A piece of a segment: chunks of the basis, or bytes `a..z` of the
+/// segment's buffer to diff (or send) as data.
+enum Piece {
+    Copy(u32, u32),
+    Data(usize, usize),
+}
+
+/// Cuts segment `k` (its buffer `b`, at file offset `at`) into pieces:
+/// each aligned chunk whose sum equals the basis' chunk at the same index
+/// is copied, consecutive ones in one piece; the rest are data runs.
+/// Without chunk sums the whole segment is one data run.
+fn split(b: &[u8], at: u64, chunk: Option<usize>, basis: &[&[u8]], k: usize, out: &mut Vec<(usize, Piece)>) {
+    let Some(size) = chunk else {
+        out.push((k, Piece::Data(0, b.len())));
+        return;
+    };
+    let first = (at / size as u64) as usize;
+    for (j, data) in b.chunks(size).enumerate() {
+        let index = first + j;
+        let same = basis.get(index).is_some_and(|sum| *sum == wire::chunk_sum(data));
+        let (a, z) = (j * size, j * size + data.len());
+        match (out.last_mut(), same) {
+            (Some((kk, Piece::Copy(f, n))), true) if *kk == k && *f as usize + *n as usize == index => *n += 1,
+            (_, true) => out.push((k, Piece::Copy(index as u32, 1))),
+            (Some((kk, Piece::Data(_, end))), false) if *kk == k && *end == a => *end = z,
+            (_, false) => out.push((k, Piece::Data(a, z))),
+        }
+    }
+}
+
 /// Threads for the delta search of one large file (at most 4).
 fn parallelism() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
@@ -98,14 +214,15 @@ fn parallelism() -> usize {
 
 /// Sends one file: start, segments, end with its BLAKE3 hash; a file that
 /// cannot be read or changed size ends with a per-file error instead.
+#[allow(clippy::too_many_arguments)]
 fn answer<W: Write>(
     list: &FileList,
     index: u32,
     signature: &[u8],
+    chunks: &[u8],
     reuse_sum: bool,
     writer: &mut Writer<W>,
     buf: &mut Vec<u8>,
-    delta: &mut Vec<u8>,
     stats: &mut SendStats,
 ) -> Result<()> {
     let e = &list.entries[index as usize];
@@ -114,13 +231,18 @@ fn answer<W: Write>(
     let indexed = sig.as_ref().map(|s| s.index());
     // Segments end on block boundaries of the basis: an unchanged region
     // then matches block for block, with no literal tail per segment.
-    let segment = match signature.get(4..8) {
-        Some(b) if sig.is_some() => {
-            let block = u32::from_be_bytes(b.try_into().unwrap()) as usize;
-            (wire::SEGMENT / block).max(1) * block
-        }
+    // With chunk sums they end on chunk boundaries (whole blocks too).
+    let block = match signature.get(4..8) {
+        Some(b) if sig.is_some() => Some(u32::from_be_bytes(b.try_into().unwrap())),
+        _ => None,
+    };
+    let chunk = block.map(wire::chunk_size).filter(|_| !chunks.is_empty());
+    let segment = match (block, chunk) {
+        (_, Some(c)) => (wire::SEGMENT / c).max(1) * c,
+        (Some(b), None) => (wire::SEGMENT / b as usize).max(1) * b as usize,
         _ => wire::SEGMENT,
     };
+    let basis_sums: Vec<&[u8]> = chunks.chunks(wire::CHUNK_SUM).collect();
     writer.send(&Msg::FileStart { index })?;
     let fail = |writer: &mut Writer<W>, stats: &mut SendStats, why: String| -> Result<()> {
         stats.errors.push(format!("{}: {why}", e.display()));
@@ -150,15 +272,15 @@ fn answer<W: Write>(
     // thread each, and sent in order. Segments are independent: each is
     // diffed against the whole old file.
     let par = if indexed.is_some() && e.size > segment as u64 { parallelism() } else { 1 };
-    let mut more: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut more: Vec<Vec<u8>> = Vec::new();
     while left > 0 {
         let count = (par as u64).min(left.div_ceil(segment as u64)) as usize;
         while more.len() + 1 < count {
-            more.push((Vec::with_capacity(segment), Vec::new()));
+            more.push(Vec::with_capacity(segment));
         }
         for k in 0..count {
             let want = left.min(segment as u64) as usize;
-            let b = if k == 0 { &mut *buf } else { &mut more[k - 1].0 };
+            let b = if k == 0 { &mut *buf } else { &mut more[k - 1] };
             b.clear();
             match Read::by_ref(&mut file).take(want as u64).read_to_end(b) {
                 Ok(n) if n == want => {}
@@ -170,35 +292,71 @@ fn answer<W: Write>(
             }
             left -= want as u64;
         }
+        // Each segment in pieces: runs of chunks the basis has at the same
+        // place (copied by the receiver), and data runs to diff.
+        let offset = e.size - left - (0..count).map(|k| if k == 0 { buf.len() } else { more[k - 1].len() } as u64).sum::<u64>();
+        let mut pieces: Vec<(usize, Piece)> = Vec::new();
+        let mut at = offset;
+        for k in 0..count {
+            let b = if k == 0 { &*buf } else { &more[k - 1] };
+            split(b, at, chunk, &basis_sums, k, &mut pieces);
+            at += b.len() as u64;
+        }
+        // The delta search of the data runs, on several threads: each
+        // run is diffed against the whole old file (moved data is found).
+        let runs: Vec<(usize, usize, usize)> =
+            pieces.iter().filter_map(|(k, p)| if let Piece::Data(a, z) = p { Some((*k, *a, *z)) } else { None }).collect();
+        let mut deltas: Vec<Vec<u8>> = Vec::new();
         if let Some(indexed) = &indexed {
-            let diffed: Vec<std::result::Result<(), fast_rsync::DiffError>> = std::thread::scope(|scope| {
-                let others: Vec<_> = more[..count - 1]
-                    .iter_mut()
-                    .map(|(b, d)| {
-                        scope.spawn(move || {
-                            d.clear();
-                            fast_rsync::diff(indexed, b, d)
+            let bufs: Vec<&[u8]> = (0..count).map(|k| if k == 0 { &buf[..] } else { &more[k - 1][..] }).collect();
+            let threads = par.min(runs.len()).max(1);
+            let diffed: Vec<Vec<Diffed>> = std::thread::scope(|scope| {
+                let work = |t: usize| -> Vec<Diffed> {
+                    (t..runs.len())
+                        .step_by(threads)
+                        .map(|i| {
+                            let (k, a, z) = runs[i];
+                            let mut d = Vec::new();
+                            (i, fast_rsync::diff(indexed, &bufs[k][a..z], &mut d).map(|()| d))
                         })
-                    })
-                    .collect();
-                delta.clear();
-                let mut all = vec![fast_rsync::diff(indexed, buf, &mut *delta)];
+                        .collect()
+                };
+                let others: Vec<_> = (1..threads).map(|t| scope.spawn(move || work(t))).collect();
+                let mut all = vec![work(0)];
                 all.extend(others.into_iter().map(|h| h.join().expect("the delta search thread panicked")));
                 all
             });
-            for r in diffed {
-                r.map_err(|err| Error::usage("sync protocol violation").because_err(&err))?;
+            deltas.resize(runs.len(), Vec::new());
+            for (i, r) in diffed.into_iter().flatten() {
+                deltas[i] = r.map_err(|err| Error::usage("sync protocol violation").because_err(&err))?;
             }
         }
-        for k in 0..count {
-            let (b, d) = if k == 0 { (&*buf, &*delta) } else { (&more[k - 1].0, &more[k - 1].1) };
-            if indexed.is_some() && d.len() < b.len() {
-                stats.delta_bytes += d.len() as u64;
-                stats.delta_covered += b.len() as u64;
-                writer.send_delta(b.len() as u32, d)?;
-            } else {
-                stats.literal_bytes += b.len() as u64;
-                writer.send_literal(b)?;
+        let mut run = 0;
+        for (k, piece) in &pieces {
+            let b = if *k == 0 { &*buf } else { &more[k - 1] };
+            match *piece {
+                Piece::Copy(first, n) => {
+                    let chunk = chunk.unwrap_or(1) as u64;
+                    let start = first as u64 * chunk;
+                    stats.chunk_bytes += ((first as u64 + n as u64) * chunk).min(e.size) - start;
+                    writer.send(&Msg::Copy { chunk: first, count: n })?;
+                }
+                Piece::Data(a, z) => {
+                    let data = &b[a..z];
+                    let d = deltas.get(run).map(|d| &d[..]);
+                    run += 1;
+                    match d {
+                        Some(d) if d.len() < data.len() => {
+                            stats.delta_bytes += d.len() as u64;
+                            stats.delta_covered += data.len() as u64;
+                            writer.send_delta(data.len() as u32, d)?;
+                        }
+                        _ => {
+                            stats.literal_bytes += data.len() as u64;
+                            writer.send_literal(data)?;
+                        }
+                    }
+                }
             }
         }
     }

@@ -172,8 +172,11 @@ fn a_changed_large_file_sends_only_the_change() {
     write(&s.join("src/big"), &big);
     let dest = s.join("dest");
     let (list, recv) = archive();
+    // --no-whole-file: the delta path, locally (the local default sends whole files).
+    let recv = ReceiveOptions { whole_file: Some(false), ..recv };
     let (first, _) = run(&[s.join("src")], &dest, &list, &recv);
     assert!(first.receive.data_bytes >= big.len() as u64);
+    assert_eq!(first.send.local_bytes, 0, "--no-whole-file sends data through the pipe");
     let mut changed = big.clone();
     changed[5 << 20..(5 << 20) + 65536].copy_from_slice(&noise(65536, 99));
     write(&s.join("src/big"), &changed);
@@ -182,6 +185,9 @@ fn a_changed_large_file_sends_only_the_change() {
     assert!(fs::read(dest.join("src/big")).unwrap() == changed, "DEST differs from SRC");
     assert_eq!(lines, [">f..t...... src/big"]);
     assert_eq!(second.receive.transferred, 1);
+    // The unchanged aligned chunks are copied from the old file, not searched.
+    assert!(second.send.chunk_bytes >= 9 << 20, "chunk copies: {}", second.send.chunk_bytes);
+    assert_eq!(second.receive.copied_bytes, second.send.chunk_bytes);
     assert!(second.receive.data_bytes < 200_000, "sent {} bytes for a 64 KiB change", second.receive.data_bytes);
     assert!(second.receive.bytes_read < 300_000, "wire bytes {}", second.receive.bytes_read);
     // An insertion shifts everything after it: blocks are still found,
@@ -194,6 +200,38 @@ fn a_changed_large_file_sends_only_the_change() {
     let (third, _) = run(&[s.join("src")], &dest, &list, &recv);
     assert!(fs::read(dest.join("src/big")).unwrap() == shifted, "DEST differs from SRC");
     assert!(third.receive.data_bytes < 100_000, "sent {} bytes for a 100-byte insertion", third.receive.data_bytes);
+}
+
+#[test]
+fn a_local_sync_copies_whole_files_in_the_kernel_and_checks_them() {
+    let s = Scratch::new("sess-local-whole");
+    let big = noise(3 << 20, 5);
+    write(&s.join("src/big"), &big);
+    write(&s.join("src/small"), b"small");
+    let dest = s.join("dest");
+    for checksum in [false, true] {
+        let _ = fs::remove_dir_all(&dest);
+        let (mut list, mut recv) = archive();
+        list.checksum = checksum;
+        recv.checksum = checksum;
+        let (first, _) = run(&[s.join("src")], &dest, &list, &recv);
+        assert!(fs::read(dest.join("src/big")).unwrap() == big, "DEST differs from SRC");
+        assert_eq!(first.send.local_bytes, big.len() as u64 + 5);
+        // rsync counts -W data as sent: the -v totals include it.
+        assert!(first.send.bytes_written > big.len() as u64, "{}", first.send.bytes_written);
+        assert!(first.receive.bytes_read < 10_000, "data went through the pipe: {}", first.receive.bytes_read);
+        // A change is sent whole too (rsync's -W default for local copies), no delta.
+        let mut changed = big.clone();
+        changed[1 << 20] ^= 1;
+        write(&s.join("src/big"), &changed);
+        set_mtime(&s.join("src/big"), 1_650_000_000);
+        let (second, lines) = run(&[s.join("src")], &dest, &list, &recv);
+        assert_eq!(lines, [if checksum { ">fc.t...... src/big" } else { ">f..t...... src/big" }]);
+        assert!(fs::read(dest.join("src/big")).unwrap() == changed, "DEST differs from SRC");
+        assert_eq!((second.send.local_bytes, second.send.delta_bytes), (changed.len() as u64, 0));
+        assert_eq!(second.receive.redone, 0);
+        write(&s.join("src/big"), &big);
+    }
 }
 
 #[test]
@@ -463,6 +501,11 @@ fn a_short_file_a_delta_without_basis_and_a_wrong_file_are_refused() {
             "delta for a file it was asked for whole",
         ),
         (|r, w| serve(r, w, &|_| vec![Msg::FileStart { index: 0 }]), "not asked for next"),
+        // A remote sender cannot make the receiver copy a file of its own choosing.
+        (
+            |r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::LocalCopy, Msg::FileEnd { index, hash: strong(b"new") }]),
+            "only a local session may",
+        ),
         (|r, w| serve(r, w, &|_| vec![Msg::EndOfList]), "protocol violation"),
     ];
     for (script, naming) in scripts {
@@ -473,6 +516,55 @@ fn a_short_file_a_delta_without_basis_and_a_wrong_file_are_refused() {
         assert!(!dest.join("d/new").exists(), "{naming}");
         assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old");
     }
+}
+
+#[test]
+fn a_chunk_copy_out_of_the_basis_or_without_one_is_refused() {
+    // d/f exists (3 bytes, other mtime): it is asked for with a basis of one chunk.
+    let scripts: Vec<(Answer, &str)> = vec![
+        (|r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Copy { chunk: 1, count: 1 }]), "of a basis of 1 chunks"),
+        (|r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Copy { chunk: 0, count: u32::MAX }]), "of a basis of 1 chunks"),
+        (|r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Copy { chunk: u32::MAX, count: u32::MAX }]), "of a basis of 1 chunks"),
+    ];
+    for (script, naming) in scripts {
+        let s = Scratch::new("hostile-chunk");
+        let dest = hostile_dest(&s);
+        let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
+        assert_refused(hostile(&dest, entries, script), naming);
+        assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old", "{naming}");
+    }
+    // A copy for a new file (asked for whole: there is no basis).
+    let s = Scratch::new("hostile-chunk-new");
+    let dest = hostile_dest(&s);
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/new", FileKind::File, 3)];
+    let script: Answer = |r, w| serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Copy { chunk: 0, count: 1 }]);
+    assert_refused(hostile(&dest, entries, script), "chunk copy for a file it was asked for whole");
+    assert!(!dest.join("d/new").exists());
+    // A copy of the right chunk that does not make the sender's file: the
+    // whole-file check catches it, and the redo phase asks for it whole.
+    let s = Scratch::new("hostile-chunk-hash");
+    let dest = hostile_dest(&s);
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
+    let script: Answer = |r, w| loop {
+        match r.read()? {
+            Msg::Request { index, chunks, .. } if !chunks.is_empty() => {
+                for m in [Msg::FileStart { index }, Msg::Copy { chunk: 0, count: 1 }, Msg::FileEnd { index, hash: strong(b"new") }] {
+                    w.send(&m)?;
+                }
+            }
+            Msg::Request { index, .. } => {
+                for m in [Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, hash: strong(b"new") }] {
+                    w.send(&m)?;
+                }
+            }
+            Msg::EndOfPhase => w.send(&Msg::EndOfPhase)?,
+            _ => return Ok(()),
+        }
+        w.flush()?;
+    };
+    let stats = hostile(&dest, entries, script).unwrap();
+    assert_eq!((stats.redone, stats.copied_bytes), (1, 3));
+    assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"new");
 }
 
 // ---- a hostile receiver ----
@@ -503,15 +595,15 @@ fn against_sender(src: &Path, request: Msg) -> Result<super::send::SendStats> {
 fn a_receiver_may_only_ask_for_files_of_the_list_with_sane_signatures() {
     let s = Scratch::new("hostile-recv");
     write(&s.join("src/f"), &noise(5000, 1));
-    let err = against_sender(&s.join("src"), Msg::Request { index: 0, signature: vec![] }).unwrap_err();
+    let err = against_sender(&s.join("src"), Msg::Request { index: 0, signature: vec![], chunks: vec![] }).unwrap_err();
     assert!(format!("{err}").contains("no file of the list"), "{err}");
-    let err = against_sender(&s.join("src"), Msg::Request { index: 99, signature: vec![] }).unwrap_err();
+    let err = against_sender(&s.join("src"), Msg::Request { index: 99, signature: vec![], chunks: vec![] }).unwrap_err();
     assert!(format!("{err}").contains("no file of the list"), "{err}");
     // A block size of 0 would make fast_rsync's diff loop for ever.
     let mut sig = fast_rsync::Signature::calculate(b"abc", fast_rsync::SignatureOptions { block_size: 8, crypto_hash_size: 8 })
         .into_serialized();
     sig[4..8].copy_from_slice(&0u32.to_be_bytes());
-    let err = against_sender(&s.join("src"), Msg::Request { index: 1, signature: sig }).unwrap_err();
+    let err = against_sender(&s.join("src"), Msg::Request { index: 1, signature: sig, chunks: vec![] }).unwrap_err();
     assert!(format!("{err}").contains("bad block signature"), "{err}");
 }
 

@@ -15,7 +15,7 @@ use super::list::{Entry, FileKind, LIST_SUM};
 use crate::error::{Error, Result};
 
 /// The protocol version; both sides must speak the same one.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"kt-sync\0";
 
 /// Longest relative path (Linux PATH_MAX).
@@ -31,6 +31,26 @@ pub const MAX_MESSAGE: usize = 4096;
 /// Largest data chunk the sender puts in one frame (literal data, or the
 /// span of output one delta covers).
 pub const SEGMENT: usize = 4 << 20;
+/// The aligned chunks of the fast path in front of the delta search:
+/// about this many bytes, rounded to a whole number of signature blocks
+/// so that a changed run of chunks starts and ends on the basis' block
+/// boundaries (its unchanged edges still match block for block).
+pub const CHUNK: usize = 256 << 10;
+/// Bytes of BLAKE3 kept per chunk sum (128 bits: a wrong match would also
+/// have to get past the whole-file BLAKE3 check).
+pub const CHUNK_SUM: usize = 16;
+
+/// The chunk size for a signature of `block`-byte blocks.
+pub fn chunk_size(block: u32) -> usize {
+    let b = (block as usize).max(1);
+    (CHUNK / b).max(1) * b
+}
+
+/// The sum of one chunk.
+pub fn chunk_sum(data: &[u8]) -> [u8; CHUNK_SUM] {
+    blake3::hash(data).as_bytes()[..CHUNK_SUM].try_into().unwrap()
+}
+
 /// Largest payload of any frame: a segment's delta can exceed the segment
 /// a little (operation headers), a block signature of the largest basis
 /// stays far below.
@@ -48,8 +68,10 @@ pub enum Msg {
     /// The file list is complete.
     EndOfList,
     /// Receiver to sender: send file `index`; `signature` is fast_rsync's
-    /// block signature of the receiver's basis file, empty for "whole file".
-    Request { index: u32, signature: Vec<u8> },
+    /// block signature of the receiver's basis file, empty for "whole file";
+    /// `chunks` the [`CHUNK_SUM`]-byte BLAKE3 sums of the basis' aligned
+    /// chunks ([`chunk_size`]), in order (empty without a signature).
+    Request { index: u32, signature: Vec<u8>, chunks: Vec<u8> },
     /// Receiver: no more requests in this phase. Sender: every request of
     /// the phase has been answered.
     EndOfPhase,
@@ -60,6 +82,15 @@ pub enum Msg {
     /// Sender: a fast_rsync delta against the basis that produces exactly
     /// `len` next bytes of the file.
     Delta { len: u32, delta: Vec<u8> },
+    /// Sender: the next bytes of the file are chunks `chunk..chunk+count`
+    /// of the basis (their sums matched the request's).
+    Copy { chunk: u32, count: u32 },
+    /// Sender, in a local session only (both sides in one process): the
+    /// receiver copies the whole file itself from the sender's source
+    /// (`copy_file_range`, no data through the pipe); the `FileEnd` that
+    /// follows still carries the sender's hash, which the copy must match.
+    /// A remote receiver refuses it.
+    LocalCopy,
     /// Sender: the file is complete; the BLAKE3 hash (32 bytes) of all its bytes.
     FileEnd { index: u32, hash: [u8; 32] },
     /// Sender: file `index` could not be sent (vanished, unreadable,
@@ -91,6 +122,8 @@ const T_ERROR: u8 = 11;
 const T_DONE: u8 = 12;
 const T_ITEM: u8 = 13;
 const T_NOTE: u8 = 14;
+const T_LOCAL_COPY: u8 = 15;
+const T_COPY: u8 = 16;
 
 fn kind_code(k: FileKind) -> u8 {
     match k {
@@ -138,10 +171,17 @@ impl Msg {
                 T_ENTRIES
             }
             Msg::EndOfList => T_END_LIST,
-            Msg::Request { index, signature } => {
+            Msg::Request { index, signature, chunks } => {
                 p.extend_from_slice(&index.to_be_bytes());
+                p.extend_from_slice(&(signature.len() as u32).to_be_bytes());
                 p.extend_from_slice(signature);
+                p.extend_from_slice(chunks);
                 T_REQUEST
+            }
+            Msg::Copy { chunk, count } => {
+                p.extend_from_slice(&chunk.to_be_bytes());
+                p.extend_from_slice(&count.to_be_bytes());
+                T_COPY
             }
             Msg::EndOfPhase => T_END_PHASE,
             Msg::FileStart { index } => {
@@ -157,6 +197,7 @@ impl Msg {
                 p.extend_from_slice(delta);
                 T_DELTA
             }
+            Msg::LocalCopy => T_LOCAL_COPY,
             Msg::FileEnd { index, hash } => {
                 p.extend_from_slice(&index.to_be_bytes());
                 p.extend_from_slice(hash);
@@ -204,7 +245,23 @@ impl Msg {
             T_END_LIST => Msg::EndOfList,
             T_REQUEST => {
                 let index = r.u32()?;
-                Msg::Request { index, signature: r.rest().to_vec() }
+                let sig_len = r.u32()? as usize;
+                let signature = r.take(sig_len)?.to_vec();
+                let chunks = r.rest().to_vec();
+                if !chunks.len().is_multiple_of(CHUNK_SUM) {
+                    return Err(bad("chunk sums of a wrong length"));
+                }
+                if signature.is_empty() && !chunks.is_empty() {
+                    return Err(bad("chunk sums without a block signature"));
+                }
+                Msg::Request { index, signature, chunks }
+            }
+            T_COPY => {
+                let (chunk, count) = (r.u32()?, r.u32()?);
+                if count == 0 {
+                    return Err(bad("a copy of no chunk"));
+                }
+                Msg::Copy { chunk, count }
             }
             T_END_PHASE => Msg::EndOfPhase,
             T_FILE_START => Msg::FileStart { index: r.u32()? },
@@ -216,6 +273,7 @@ impl Msg {
                 }
                 Msg::Delta { len, delta: r.rest().to_vec() }
             }
+            T_LOCAL_COPY => Msg::LocalCopy,
             T_FILE_END => Msg::FileEnd { index: r.u32()?, hash: r.array32()? },
             T_FILE_ERROR => {
                 let index = r.u32()?;
@@ -839,8 +897,11 @@ mod tests {
         roundtrip(Msg::Hello { version: VERSION });
         roundtrip(Msg::Entries(encode_entries(&[entry()])));
         roundtrip(Msg::EndOfList);
-        roundtrip(Msg::Request { index: 3, signature: vec![1, 2, 3] });
-        roundtrip(Msg::Request { index: 3, signature: vec![] });
+        roundtrip(Msg::Request { index: 3, signature: vec![1, 2, 3], chunks: vec![7; 2 * CHUNK_SUM] });
+        roundtrip(Msg::Request { index: 3, signature: vec![1, 2, 3], chunks: vec![] });
+        roundtrip(Msg::Request { index: 3, signature: vec![], chunks: vec![] });
+        roundtrip(Msg::Copy { chunk: 2, count: 5 });
+        roundtrip(Msg::LocalCopy);
         roundtrip(Msg::EndOfPhase);
         roundtrip(Msg::FileStart { index: u32::MAX });
         roundtrip(Msg::Literal(vec![0; 1000]));
