@@ -14,16 +14,29 @@ pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> Comman
     match command {
         DbCommand::Start(args) => {
             check_rootdir(&cluster, &args.rootdir)?;
+            if cluster.exists() {
+                // PG_ROOTDIR is the account's own, before anything is done
+                // there. (A missing cluster is for `start` to explain.)
+                cluster.check_data_dir()?;
+            }
+            let socket_dir = cluster.socket_dir();
             if kt::account::is_root() {
-                // The one step that needs root: the link where the
-                // documented tools look for the socket.
-                if let Some(note) = socket::link_default(&cluster.socket_dir(), cluster.port) {
-                    printer.info(format!("kt: {note}"));
+                // The steps that need root: the socket's directory (made,
+                // or checked to be the account's own) and the link where
+                // the documented tools look for the socket, into it only.
+                socket::prepare_dir(&socket_dir, &cluster.account)?;
+                if let Some(note) = socket::link_default(&socket_dir, cluster.port, &cluster.account) {
+                    printer.warn(note);
                 }
                 kt::account::become_account(&cluster.account)?;
+            } else if !socket::default_is_linked(&socket_dir, cluster.port) {
+                printer.info(format!(
+                    "kt: the documented commands reach this database with -h {} (kt db start as root links it from {})",
+                    socket_dir.display(),
+                    socket::LIBPQ_DEFAULT_DIR
+                ));
             }
             // As the service account: its own files in its own directory.
-            // (A missing cluster is for `start` to explain.)
             let rules_added = cluster.exists() && socket::ensure_peer_rule(&cluster.data_dir, &cluster.account)?;
             wait_for_active(&instance, &cluster, &args, printer)?;
             let status = start(&cluster, printer)?;

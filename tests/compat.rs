@@ -2,7 +2,8 @@
 //! (with the instance's paths) through the shims in `scripts/`, and the
 //! documented service names of the systemd units.
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::*;
@@ -142,7 +143,7 @@ fn the_documented_database_commands_work_as_the_service_account() {
     assert_ne!(root.code, 0);
     assert!(root.stderr.contains("Peer authentication failed"), "{}", root.stderr);
     let status = inst.kt(&["db", "status"]).expect(0).stdout;
-    assert!(status.contains(&format!("/tmp/.kt-pg-")), "{status}");
+    assert!(status.contains("/tmp/.kt-pg-"), "{status}");
 
     // An instance from before: no rule, no map. kt db start (running: a
     // reload) adds them, and only once.
@@ -183,4 +184,55 @@ fn install_deps_names_what_is_missing() {
     let out = run(Command::new(&script).arg("--check").env("PATH", &bin.path)).expect(3);
     assert!(out.stderr.contains("missing: rsync"), "{}", out.stderr);
     assert!(out.stderr.contains("apt-get install rsync"), "{}", out.stderr);
+}
+
+/// What the service account writes (keytrustee.conf) never makes root's
+/// `kt db start` work on something else: SERVICE_USER=root and a
+/// PG_ROOTDIR of another account are refused before anything is written,
+/// and a socket directory someone else made first is never used or
+/// linked to. The directory goes at stop.
+#[test]
+fn the_socket_and_the_data_directory_are_the_service_accounts_only() {
+    let inst = Instance::new("sockguard");
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    let link = Path::new("/var/run/postgresql").join(format!(".s.PGSQL.{}", inst.db_port));
+    let socket_dir = PathBuf::from(format!("/tmp/.kt-pg-{}-{}", keytrustee_uid(), inst.db_port));
+
+    // Someone else's directory under the socket's name: refused, no link.
+    std::fs::create_dir(&socket_dir).unwrap();
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = inst.kt(&["db", "start"]).expect(3);
+    assert!(out.stderr.contains("is not a 0700 directory of keytrustee"), "{}", out.stderr);
+    assert!(std::fs::symlink_metadata(&link).is_err(), "a link into someone else's directory");
+    std::fs::remove_dir(&socket_dir).unwrap();
+
+    // SERVICE_USER=root: refused, the data directory untouched.
+    let hba = inst.pg_rootdir().join("pg_hba.conf");
+    let before = std::fs::read(&hba).unwrap();
+    inst.set_config("SERVICE_USER", serde_json::json!("root"));
+    let out = inst.kt(&["db", "start"]).expect(2);
+    assert!(out.stderr.contains("is root or does not own the confdir"), "{}", out.stderr);
+    inst.set_config("SERVICE_USER", serde_json::json!("keytrustee"));
+    // PG_ROOTDIR naming a directory of another account: refused.
+    let foreign = inst.dir.join("foreign-db");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(foreign.join("pg_hba.conf"), "# someone else's\n").unwrap();
+    inst.set_config("PG_ROOTDIR", serde_json::json!(foreign.to_str().unwrap()));
+    let out = inst.kt(&["db", "start"]).expect(2);
+    assert!(out.stderr.contains("does not belong to the service account"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(foreign.join("pg_hba.conf")).unwrap(), "# someone else's\n");
+    inst.set_config("PG_ROOTDIR", serde_json::json!(inst.pg_rootdir().to_str().unwrap()));
+    assert_eq!(std::fs::read(&hba).unwrap(), before);
+
+    // The instance's own: started, linked; stopped, both gone.
+    inst.kt(&["db", "start"]).expect(0);
+    assert_eq!(std::fs::read_link(&link).unwrap(), socket_dir.join(format!(".s.PGSQL.{}", inst.db_port)));
+    inst.kt(&["db", "stop"]).expect(0);
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    assert!(!socket_dir.exists());
+}
+
+fn keytrustee_uid() -> u32 {
+    run(Command::new("id").args(["-u", "keytrustee"])).expect(0).stdout.trim().parse().unwrap()
 }

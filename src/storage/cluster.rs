@@ -60,14 +60,13 @@ pub enum Stopped {
 
 impl Cluster {
     /// The cluster of an existing instance, run by the service account
-    /// recorded at init (as root) or by the current user.
+    /// recorded at init (as root; checked: never root, and the owner of the
+    /// confdir, since `SERVICE_USER` sits in a file that account writes) or
+    /// by the current user.
     pub fn for_instance(instance: &Instance) -> Result<Cluster> {
-        let account = match instance.service_user() {
-            Some(name) if crate::account::is_root() => Account::lookup(name)?.ok_or_else(|| {
-                Error::env(format!("the service account {name} does not exist"))
-                    .with_hint(format!("create it (useradd --system {name}) or fix SERVICE_USER in keytrustee.conf"))
-            })?,
-            _ => Account::current()?,
+        let account = match instance.service_account()? {
+            Some(account) => account,
+            None => Account::current()?,
         };
         Ok(Cluster {
             data_dir: instance.pg_rootdir()?,
@@ -134,7 +133,9 @@ impl Cluster {
         self.data_dir.join("PG_VERSION").is_file()
     }
 
-    fn require_exists(&self) -> Result<()> {
+    /// The data directory exists, is a cluster, and is the service
+    /// account's (checked before kt writes or runs anything there).
+    pub fn check_data_dir(&self) -> Result<()> {
         if !self.data_dir.exists() {
             return Err(Error::env(format!("the database directory {} does not exist", self.data_dir.display()))
                 .with_hint("create the instance with `kt init`, or fix PG_ROOTDIR in keytrustee.conf"));
@@ -145,6 +146,20 @@ impl Cluster {
                 self.data_dir.display()
             ))
             .with_hint("fix PG_ROOTDIR in keytrustee.conf, or restore the database with `kt restore`"));
+        }
+        // PG_ROOTDIR comes from a file the service account writes: root
+        // works only on a data directory of that account (PostgreSQL
+        // itself insists on it too, but kt writes there first).
+        let owner = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::symlink_metadata(&self.data_dir).env_context(|| format!("cannot inspect {}", self.data_dir.display()))?,
+        );
+        if owner != self.account.uid {
+            return Err(Error::usage(format!(
+                "the database directory {} does not belong to the service account {} (uid {owner})",
+                self.data_dir.display(),
+                self.account.name
+            ))
+            .with_hint("PG_ROOTDIR must name this instance's own data directory"));
         }
         Ok(())
     }
@@ -175,7 +190,7 @@ impl Cluster {
     /// Starts the cluster in the background and waits until it accepts
     /// connections. Starting a running cluster is not an error.
     pub fn start(&self) -> Result<Started> {
-        self.require_exists()?;
+        self.check_data_dir()?;
         let mut removed_stale_pid = None;
         match self.state()? {
             State::Running { pid, .. } => return Ok(Started::AlreadyRunning { pid }),
@@ -210,6 +225,9 @@ impl Cluster {
             .output()
             .env_context(|| format!("cannot run {}", self.bindir.join("pg_ctl").display()))?;
         if !output.status.success() {
+            if crate::account::is_root() {
+                socket::unlink_default(&socket_dir, self.port);
+            }
             let mut err = Error::env(format!("the database did not start (port {})", self.port))
                 .because(tool_message(&output));
             for line in tail_lines(&self.log_file, LOG_LINES_ON_FAILURE) {
@@ -219,7 +237,7 @@ impl Cluster {
         }
         if crate::account::is_root() {
             // A note only: the documented commands then need -h.
-            let _ = socket::link_default(&socket_dir, self.port);
+            let _ = socket::link_default(&socket_dir, self.port, &self.account);
         }
         match self.state()? {
             State::Running { pid, .. } => Ok(Started::Now { pid, removed_stale_pid }),
@@ -232,7 +250,7 @@ impl Cluster {
     /// transactions rolled back, data flushed). Stopping a stopped cluster
     /// is not an error.
     pub fn stop(&self) -> Result<Stopped> {
-        self.require_exists()?;
+        self.check_data_dir()?;
         let pid = match self.state()? {
             State::Running { pid, .. } => pid,
             State::Stopped => return Ok(Stopped::AlreadyStopped { stale_pid: None }),
@@ -251,7 +269,7 @@ impl Cluster {
         if !output.status.success() {
             return Err(Error::env("the database did not stop").because(tool_message(&output)));
         }
-        socket::unlink_default(&self.socket_dir(), self.port);
+        socket::remove_after_stop(&self.socket_dir(), self.port);
         Ok(Stopped::Now { pid })
     }
 

@@ -14,11 +14,13 @@
 //!   own default of /tmp.
 //! - **Found by default.** libpq's compiled-in socket directory on Debian,
 //!   Ubuntu and RHEL is `/var/run/postgresql`. Run as root, kt links
-//!   `/var/run/postgresql/.s.PGSQL.<port>` to the socket while the cluster
-//!   runs (the link is removed at stop; a link there that points elsewhere
+//!   `/var/run/postgresql/.s.PGSQL.<port>` to the socket, only once the
+//!   socket directory is checked to be the account's own (the link never
+//!   leads into a directory someone else made); a stop run as root removes
+//!   the link and the emptied directory. A link there that points elsewhere
 //!   and still leads somewhere, or any other file, is left alone with a
-//!   note), so the documented command lines work verbatim. Without root,
-//!   `-h <dir>` (shown by `kt db status`) reaches it.
+//!   warning. So the documented command lines work verbatim. Started
+//!   without root there is no link: `-h <dir>` (shown by `kt db status`).
 //! - **Who.** `pg_hba.conf` admits Unix-socket connections for the
 //!   instance's database user only, by peer authentication mapped to the
 //!   service account alone (`pg_ident.conf`, map `kt`): no password, and no
@@ -38,6 +40,8 @@ pub const LIBPQ_DEFAULT_DIR: &str = "/var/run/postgresql";
 const HBA_MARKER: &str = "# kt: the service account over the Unix socket (peer)";
 /// kt's ident map name.
 const MAP: &str = "kt";
+/// The comment above kt's ident line.
+const IDENT_COMMENT: &str = "# kt: the service account is the instance's database user over the Unix socket";
 
 /// The socket directory of a cluster run by `uid` on `port`.
 pub fn dir(uid: u32, port: u16) -> PathBuf {
@@ -52,13 +56,20 @@ pub fn socket_path(dir: &Path, port: u16) -> PathBuf {
 /// Makes the socket directory (0700, the account's), or checks that the
 /// existing one is exactly that.
 pub fn prepare_dir(dir: &Path, account: &Account) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         // /tmp is sticky: once made, nobody else can move it away.
-        Ok(()) => return account.chown(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::env(format!("cannot create the database socket directory {}", dir.display())).because_err(&e)),
+        Ok(()) => account.chown(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => check_dir(dir, account),
+        Err(e) => Err(Error::env(format!("cannot create the database socket directory {}", dir.display())).because_err(&e)),
     }
+}
+
+/// The socket directory is the account's own 0700 directory (not a link,
+/// not someone else's): the only place kt lets the socket be, and the only
+/// one it links to.
+fn check_dir(dir: &Path, account: &Account) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::symlink_metadata(dir).env_context(|| format!("cannot inspect {}", dir.display()))?;
     if !meta.is_dir() || meta.uid() != account.uid || meta.permissions().mode() & 0o777 != 0o700 {
         return Err(Error::env(format!(
@@ -81,9 +92,14 @@ pub fn postgres_option(dir: &Path) -> Result<String> {
     Ok(format!("-k '{}'", text.replace('\'', r"'\''")))
 }
 
-/// Links libpq's default socket path to ours (run as root). Returns a note
-/// when it could not (the documented commands then need `-h DIR`).
-pub fn link_default(dir: &Path, port: u16) -> Option<String> {
+/// Links libpq's default socket path to ours (run as root), once
+/// [`prepare_dir`] made or accepted `dir`: checked again right here, so
+/// the link never leads into a directory someone else controls. Returns a
+/// note when it could not link (the documented commands then need `-h DIR`).
+pub fn link_default(dir: &Path, port: u16, account: &Account) -> Option<String> {
+    if let Err(e) = check_dir(dir, account) {
+        return Some(format!("not linking the database socket: {e}"));
+    }
     let default_dir = Path::new(LIBPQ_DEFAULT_DIR);
     if !default_dir.is_dir() {
         return Some(format!("{LIBPQ_DEFAULT_DIR} does not exist: reach the database socket with -h {}", dir.display()));
@@ -114,17 +130,34 @@ pub fn link_default(dir: &Path, port: u16) -> Option<String> {
     }
 }
 
+/// Whether libpq's default path leads to this cluster's socket (so the
+/// documented commands need no `-h`).
+pub fn default_is_linked(dir: &Path, port: u16) -> bool {
+    std::fs::read_link(socket_path(Path::new(LIBPQ_DEFAULT_DIR), port)).ok().as_deref() == Some(socket_path(dir, port).as_path())
+}
+
 /// Removes the link [`link_default`] made, and only that.
 pub fn unlink_default(dir: &Path, port: u16) {
-    let link = socket_path(Path::new(LIBPQ_DEFAULT_DIR), port);
-    if std::fs::read_link(&link).ok().as_deref() == Some(socket_path(dir, port).as_path()) {
-        let _ = std::fs::remove_file(&link);
+    if default_is_linked(dir, port) {
+        let _ = std::fs::remove_file(socket_path(Path::new(LIBPQ_DEFAULT_DIR), port));
     }
+}
+
+/// After the cluster stopped (PostgreSQL removed its socket and lock
+/// file): the link, and the directory once it is empty, go too, so no
+/// stale directory waits in /tmp for the next start.
+pub fn remove_after_stop(dir: &Path, port: u16) {
+    unlink_default(dir, port);
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// kt's `pg_hba.conf` rule, first in the file (the first match decides).
 fn hba_block() -> String {
-    format!("{HBA_MARKER}\nlocal   all       {DB_USER}  peer map={MAP}\n")
+    format!("{HBA_MARKER}\n{}\n", hba_rule())
+}
+
+fn hba_rule() -> String {
+    format!("local   all       {DB_USER}  peer map={MAP}")
 }
 
 fn ident_line(account: &Account) -> String {
@@ -145,38 +178,55 @@ pub fn initial_hba() -> String {
 
 /// Adds the peer rule and the ident mapping where they are missing (an
 /// instance made before them, or a passive whose files came from an
-/// active with another account name). Returns whether anything changed
-/// (the running cluster must then reload). Writes as the current process:
-/// call it as the service account, never as root in its directory.
+/// active with another account name; the map then names this host's
+/// account alone). Returns whether anything changed (the running cluster
+/// must then reload). Call it as the service account, never as root in
+/// that account's directory.
 pub fn ensure_peer_rule(data_dir: &Path, account: &Account) -> Result<bool> {
     let hba_path = data_dir.join("pg_hba.conf");
     let ident_path = data_dir.join("pg_ident.conf");
     let hba = std::fs::read_to_string(&hba_path).env_context(|| format!("cannot read {}", hba_path.display()))?;
     let ident = std::fs::read_to_string(&ident_path).unwrap_or_default();
     let mut changed = false;
-    if !hba.lines().any(|l| l == HBA_MARKER) {
-        fsutil::write_atomic(&hba_path, format!("{}{hba}", hba_block()).as_bytes(), 0o600, None)?;
+    // Both lines of the block, in order, at the top: the first match decides.
+    if !hba.starts_with(&hba_block()) {
+        let rest: String = hba
+            .lines()
+            .filter(|l| *l != HBA_MARKER && words(l) != words(&hba_rule()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fsutil::write_atomic(&hba_path, format!("{}{rest}", hba_block()).as_bytes(), 0o600, Some(account))?;
         changed = true;
     }
-    let line = ident_line(account);
-    if !ident.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == line.split_whitespace().collect::<Vec<_>>()) {
-        let mut text = ident.clone();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str("# kt: the service account is the instance's database user over the Unix socket\n");
-        text.push_str(&line);
-        fsutil::write_atomic(&ident_path, text.as_bytes(), 0o600, None)?;
+    // The map: exactly one `kt` line, this account's.
+    let our_line = ident_line(account);
+    let ours = words(&our_line);
+    let kt_lines: Vec<&str> = ident.lines().filter(|l| words(l).first() == Some(&MAP)).collect();
+    if kt_lines.len() != 1 || words(kt_lines[0]) != ours {
+        let mut text: String = ident
+            .lines()
+            .filter(|l| words(l).first() != Some(&MAP) && *l != IDENT_COMMENT)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(IDENT_COMMENT);
+        text.push('\n');
+        text.push_str(&ident_line(account));
+        fsutil::write_atomic(&ident_path, text.as_bytes(), 0o600, Some(account))?;
         changed = true;
     }
     Ok(changed)
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// A new cluster's ident map.
 pub fn write_initial_ident(data_dir: &Path, account: &Account) -> Result<()> {
     let path = data_dir.join("pg_ident.conf");
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.push_str("# kt: the service account is the instance's database user over the Unix socket\n");
+    text.push_str(IDENT_COMMENT);
+    text.push('\n');
     text.push_str(&ident_line(account));
     fsutil::write_atomic(&path, text.as_bytes(), 0o600, Some(account))
 }
