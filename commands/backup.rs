@@ -20,8 +20,19 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         lock_wait: args.lock_wait,
         db_port: args.database_port,
     };
-    // Bad options and unusable recipients are refused before anything else.
-    let recipients = backup::resolve_recipients(&options)?;
+    // Bad options and unusable recipients are refused before anything else
+    // (and recorded in the output directory's status record, so that a
+    // scheduled job failing on an expired key says so in kt verify).
+    let recipients = match backup::resolve_recipients(&options) {
+        Ok(r) => r,
+        Err(e) => {
+            let dir = options.output.clone().or_else(|| Some(Layout::new(global.confdir.as_deref()).ok()?.load().ok()?.layout.home));
+            if let Some(dir) = dir {
+                backup::status::record_early_failure(&dir, &e);
+            }
+            return Err(e.into());
+        }
+    };
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let progress = TerminalProgress::new(printer);
     let report = backup::backup(&instance, &options, &recipients, &progress)?;
@@ -43,8 +54,14 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         }
         let to: Vec<String> = report.recipients.iter().map(|(label, id)| format!("{label} ({id})")).collect();
         printer.info(format!("kt: encrypted to {}", to.join(", ")));
-    } else {
+    } else if !printer.quiet {
+        // Asked for explicitly; with --quiet (a scheduled run) it stays
+        // silent so that cron mails only failures. `kt backup list` says
+        // CLEARTEXT.
         printer.warn("the backup is NOT encrypted (--cleartext): it holds the server's secret keys");
+    }
+    if let Some(why) = &report.status_error {
+        printer.warn(format!("the backup is complete but its status record was not written: {why}"));
     }
     let rows: Vec<String> = report.row_counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
     printer.info(format!("kt: backed up {} ({} bytes; rows: {})", report.path.display(), report.size, rows.join(", ")));
@@ -71,6 +88,8 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
     };
     let backups = list::list(&dir)?;
     if json {
+        // The array as before; the status record is its own JSON file
+        // (backup::status::STATUS_FILE) for machines.
         let items: Vec<_> = backups
             .iter()
             .map(|b| {
@@ -83,6 +102,22 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
             .collect();
         printer.data(serde_json::to_string_pretty(&items).expect("JSON"))?;
         return Ok(Status::Success);
+    }
+    if let Some(status) = backup::status::read(&dir)? {
+        match &status.last_success {
+            Some(s) => printer.data(format!(
+                "last success: {}  {}  {} bytes  {:.1} s",
+                s.time,
+                s.file.display(),
+                s.size,
+                s.duration_seconds
+            ))?,
+            None => printer.data("last success: never")?,
+        }
+        if let Some(f) = &status.last_failure {
+            let note = if status.failing().is_some() { "  (FAILING: the most recent run)" } else { "" };
+            printer.data(format!("last failure: {}  {}{note}", f.time, f.error))?;
+        }
     }
     for b in &backups {
         let what = if b.name.encrypted { format!("encrypted to {}", b.key_ids.join(",")) } else { "CLEARTEXT".to_string() };

@@ -19,6 +19,7 @@ mod init;
 mod load;
 mod org;
 mod restore;
+mod schedule;
 mod server;
 mod sync;
 mod verify;
