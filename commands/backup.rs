@@ -103,7 +103,13 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
         printer.data(serde_json::to_string_pretty(&items).expect("JSON"))?;
         return Ok(Status::Success);
     }
-    if let Some(status) = backup::status::read(&dir)? {
+    // The record is a summary: one that cannot be read (written by root,
+    // listed by the service account) does not hide the list.
+    let status = backup::status::read(&dir).unwrap_or_else(|e| {
+        printer.warn(format!("{e}"));
+        None
+    });
+    if let Some(status) = status {
         match &status.last_success {
             Some(s) => printer.data(format!(
                 "last success: {}  {}  {} bytes  {:.1} s",

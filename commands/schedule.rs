@@ -103,9 +103,7 @@ fn add(
     }
     argv.extend(command.iter().cloned());
     // The exact line cron will run, parsed once more as kt parses it.
-    let mut check = vec!["kt".to_string()];
-    check.extend(argv[1..].iter().cloned());
-    parse_kt(&check[1..])?;
+    parse_kt(&argv[1..])?;
     for arg in &argv {
         cronfile::check_arg(arg)?;
     }
@@ -227,7 +225,7 @@ fn run_entries(path: &std::path::Path, once: Option<&str>, printer: &Printer) ->
         runner::Event::Finished { entry, status, took } => {
             printer.warn(format!("the scheduled {} failed ({status}) after {:.1} s", entry.name, took.as_secs_f64()))
         }
-        runner::Event::Stopping => printer.info("kt: schedule: stopping (no backup running)"),
+        runner::Event::Stopping => printer.info("kt: schedule: stopped"),
     })?;
     Ok(Status::Success)
 }
