@@ -20,19 +20,9 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         lock_wait: args.lock_wait,
         db_port: args.database_port,
     };
-    // Bad options and unusable recipients are refused before anything else
-    // (and recorded in the output directory's status record, so that a
-    // scheduled job failing on an expired key says so in kt verify).
-    let recipients = match backup::resolve_recipients(&options) {
-        Ok(r) => r,
-        Err(e) => {
-            let dir = options.output.clone().or_else(|| Some(Layout::new(global.confdir.as_deref()).ok()?.load().ok()?.layout.home));
-            if let Some(dir) = dir {
-                backup::status::record_early_failure(&dir, &e);
-            }
-            return Err(e.into());
-        }
-    };
+    // Bad options and unusable recipients are refused before anything else,
+    // and change nothing (exit 2), not even the status record.
+    let recipients = backup::resolve_recipients(&options)?;
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let progress = TerminalProgress::new(printer);
     let report = backup::backup(&instance, &options, &recipients, &progress)?;

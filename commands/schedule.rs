@@ -20,9 +20,7 @@ pub fn run(global: &GlobalArgs, command: ScheduleCommand, printer: &Printer) -> 
         ScheduleCommand::Add { expr, name, file, command } => add(global, &expr, name, &file.cron_file, command, printer),
         ScheduleCommand::List { file, json } => list(&file.cron_file, json, printer),
         ScheduleCommand::Remove { name, file } => {
-            let mut cron = CronFile::load(&file.cron_file)?;
-            cron.remove(&name)?;
-            cron.save()?;
+            CronFile::edit(&file.cron_file, |cron| cron.remove(&name))?;
             printer.info(format!("kt: removed the entry {name} from {}", file.cron_file.display()));
             Ok(Status::Success)
         }
@@ -107,18 +105,16 @@ fn add(
     for arg in &argv {
         cronfile::check_arg(arg)?;
     }
-    let mut cron = CronFile::load(cron_file)?;
-    let name = match name {
-        Some(n) => {
-            cronfile::check_name(&n)?;
-            n
-        }
-        None => cron.free_name("backup"),
-    };
-    let entry = Entry { name: name.clone(), schedule, user: account.name.clone(), argv };
-    let next: Vec<String> = entry.schedule.next_runs(&Local::now(), 1).iter().map(|t| t.format(SHOWN).to_string()).collect();
-    cron.add(entry)?;
-    cron.save()?;
+    if let Some(n) = &name {
+        cronfile::check_name(n)?;
+    }
+    let next: Vec<String> = schedule.next_runs(&Local::now(), 1).iter().map(|t| t.format(SHOWN).to_string()).collect();
+    let user = account.name.clone();
+    let name = CronFile::edit(cron_file, |cron| {
+        let name = name.unwrap_or_else(|| cron.free_name("backup"));
+        cron.add(Entry { name: name.clone(), schedule, user, argv })?;
+        Ok(name)
+    })?;
     let when = next.first().cloned().unwrap_or_else(|| "at boot".into());
     printer.info(format!("kt: added {name} to {} (runs as {}; next: {when})", cron_file.display(), account.name));
     Ok(Status::Success)

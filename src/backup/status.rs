@@ -90,19 +90,6 @@ pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
     update(dir, |s| s.last_failure = Some(Failure { time: crate::clock::rfc3339(unix), unix, error: first_line }))
 }
 
-/// Records a failure that happened before the backup took the lock (a
-/// recipient that no longer resolves, say): takes the lock without
-/// waiting, and records nothing when another run holds it or `dir` is not
-/// a directory. Best effort: the failure itself is what the caller reports.
-pub fn record_early_failure(dir: &Path, error: &Error) {
-    if !dir.is_dir() {
-        return;
-    }
-    if let Ok(_lock) = super::lock::acquire(dir, None) {
-        let _ = record_failure(dir, error);
-    }
-}
-
 fn update(dir: &Path, change: impl FnOnce(&mut Status)) -> Result<()> {
     // A damaged record is replaced rather than blocking every later run.
     let mut status = read(dir).ok().flatten().unwrap_or_default();

@@ -115,6 +115,23 @@ impl CronFile {
         Ok(CronFile { path: path.to_path_buf(), lines })
     }
 
+    /// Loads `path`, applies `change` and saves the result, holding an
+    /// exclusive lock on the file's directory throughout, so that two
+    /// `kt schedule add` at once both land (the file itself is replaced by
+    /// rename, so its directory is what is locked). Nothing is written when
+    /// `change` fails.
+    pub fn edit<T>(path: &Path, change: impl FnOnce(&mut CronFile) -> Result<T>) -> Result<T> {
+        let dir = crate::fsutil::parent_dir(path);
+        let lock = std::fs::File::open(dir)
+            .map_err(|e| Error::env(format!("cannot open {}", dir.display())).because_err(&e))
+            .map_err(|e| e.with_hint("is cron installed? Use --cron-file, or kt schedule run / kt schedule systemd on a host without cron"))?;
+        lock.lock().map_err(|e| Error::env(format!("cannot lock {}", dir.display())).because_err(&e))?;
+        let mut file = CronFile::load(path)?;
+        let out = change(&mut file)?;
+        file.save()?;
+        Ok(out)
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.lines.iter().filter_map(|l| match l {
             Line::Entry(e) => Some(e),
