@@ -1,7 +1,6 @@
 //! `kt schedule add|list|remove|next|run|systemd`
 
 use chrono::{DateTime, Local};
-use clap::Parser;
 use kt::account::Account;
 use kt::backup::recipients;
 use kt::instance::Layout;
@@ -72,6 +71,11 @@ fn add(
     if args.cleartext == (!args.recipients.is_empty() || !args.recipient_files.is_empty()) {
         return Err(Error::usage("a scheduled backup needs --gpg-recipient (or --gpg-recipient-file), or --cleartext, not both").into());
     }
+    if parsed_global.confdir.as_ref().is_some_and(|c| c.is_relative()) {
+        return Err(Error::usage("the confdir of the scheduled command is relative")
+            .with_hint("give -c an absolute path (cron runs the entry in the service account's home)")
+            .into());
+    }
     let confdir = parsed_global.confdir.clone().or_else(|| global.confdir.clone());
     let layout = Layout::new(confdir.as_deref())?;
     let instance = layout.load()?;
@@ -92,6 +96,8 @@ fn add(
         recipients::from_file(file)?;
     }
     let exe = std::env::current_exe().map_err(|e| Error::env("cannot find kt's own path").because_err(&e))?;
+    // Always explicit: cron has no KT_CONFDIR, and the instance checked
+    // here is the one the entry must back up.
     let mut argv = vec![exe.to_string_lossy().into_owned()];
     if parsed_global.confdir.is_none() {
         argv.extend(["-c".to_string(), confdir.to_string_lossy().into_owned()]);
@@ -122,9 +128,19 @@ fn add(
 
 /// Parses `args` (without argv[0]) as kt would; only `kt backup` (not
 /// `backup list`) can be scheduled.
+/// The global args come back with `confdir` only when the command line
+/// itself gives it (not KT_CONFDIR, which cron does not have).
 fn parse_kt(args: &[String]) -> Result<(GlobalArgs, BackupArgs), Error> {
+    use clap::FromArgMatches;
     let argv = std::iter::once("kt".to_string()).chain(args.iter().cloned());
-    let cli = Cli::try_parse_from(argv).map_err(|e| {
+    let cli = crate::cli::command().try_get_matches_from(argv).and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        if m.value_source("confdir") != Some(clap::parser::ValueSource::CommandLine) {
+            cli.global.confdir = None;
+        }
+        Ok(cli)
+    });
+    let cli = cli.map_err(|e| {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
         Error::usage(format!("the kt command line after -- is not valid: {first}")).with_hint("it is parsed exactly as kt parses it: e.g. -- backup --gpg-recipient='John Doe' --output=/var/backups/kt")

@@ -170,6 +170,8 @@ fn add_refuses_bad_input_and_leaves_the_file() {
         (&["--cron", "0 2 * * *", "--", "backup", "--cleartext", "--output", "/tmp/100%"], "cron line"),
         (&["--cron", "0 2 * * *", "--name", "nightly", "--", "backup", "--cleartext"], "already has"),
         (&["--cron", "0 2 * * *", "--name", "no good", "--", "backup", "--cleartext"], "bad schedule name"),
+        (&["--cron", "0 2 * * *", "--", "-c", "rel/confdir", "backup", "--cleartext"], "relative"),
+        (&["--cron", "0 2 * * *", "--", "-v", "backup", "--cleartext"], "not valid"),
     ] {
         let out = add(args).expect(2);
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
@@ -187,6 +189,12 @@ fn add_refuses_bad_input_and_leaves_the_file() {
     assert_eq!(std::fs::read(&cron).unwrap(), before);
     // The same key resolves for root: the refusal is about the account.
     run(kt().env("GNUPGHOME", &root_ring.home).args(["-c", c, "backup", "--gpg-recipient", &root_ring.john, "--output", "/nonexistent"])).expect(3);
+
+    // KT_CONFDIR is not in cron's environment: the line names the confdir.
+    let env_cron = dir.join("env.cron");
+    run(kt().env("KT_CONFDIR", c).args(["schedule", "add", "--cron-file", env_cron.to_str().unwrap(), "--cron", "@daily", "--", "backup", "--cleartext"])).expect(0);
+    let line = std::fs::read_to_string(&env_cron).unwrap();
+    assert!(line.contains(&format!(" -c {c} --quiet backup --cleartext >/dev/null")), "{line}");
 
     // list: the entry, its command, five runs equal to systemd's.
     let out = run(kt().args(["schedule", "list", "--cron-file", f, "--json"])).expect(0);
