@@ -279,7 +279,16 @@ pub enum OrgCommand {
     },
     /// Print every organization as JSON (auth_secret, contacts, creation,
     /// expiration, key_info, name, state, uuid), keyed by name.
-    List,
+    ///
+    /// The documented keytrustee-orgtool format: state 0 is active, 1
+    /// disabled; an organization without expiration shows
+    /// 9999-12-31T15:59:59. With --verbose or --json-extended, kt's own
+    /// fields are added (kt_state, kt_id, clients, pending_clients).
+    List {
+        /// Add kt's own fields to the documented ones (as --verbose does).
+        #[arg(long)]
+        json_extended: bool,
+    },
     /// Set an organization's auth secret; an empty secret (-s "") approves
     /// every new client automatically.
     SetAuth {
@@ -292,8 +301,15 @@ pub enum OrgCommand {
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
     },
-    /// Allow a disabled client to act again.
+    /// Approve a client that awaits approval, or allow a disabled client
+    /// to act again.
     EnableClient {
+        #[arg(long, value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
+    /// Refuse a client that awaits approval: its registration is removed
+    /// (it may ask again later).
+    DenyClient {
         #[arg(long, value_name = "FINGERPRINT")]
         fingerprint: String,
     },
@@ -302,7 +318,8 @@ pub enum OrgCommand {
         #[arg(long, value_name = "FINGERPRINT")]
         fingerprint: String,
     },
-    /// Print the clients (of one organization, or all) as JSON.
+    /// Print the clients (of one organization, or all) as JSON, with their
+    /// state (active, disabled, pending), host name and registration time.
     Clients {
         #[arg(short, long)]
         name: Option<String>,
@@ -334,6 +351,11 @@ pub enum ClientCommand {
         #[arg(long)]
         org: String,
         /// A file holding the organization's auth secret (empty for automatic approval).
+        ///
+        /// Without it, an organization that has a secret holds the
+        /// registration until an administrator approves it (kt org
+        /// enable-client): the fingerprint is printed and the exit code is
+        /// 1. Run the same command again to learn the new state.
         #[arg(long, value_name = "FILE")]
         auth_secret_file: Option<PathBuf>,
         /// Trust the server certificates issued by (or equal to) this PEM file.
@@ -930,11 +952,31 @@ pub struct HaDisableSyncArgs {}
 /// Role, peer, replication state, sync or async, lag in bytes and seconds,
 /// the last WAL received and replayed. Exits 0 when healthy, 1 when
 /// degraded (or not an HA host), 3 when the database does not answer.
+///
+/// With --peer, also the drift of the confdir between this host and the
+/// peer: a dry run of `kt ha sync -acn -i --delete` from this confdir to
+/// the peer's over the remote shell, `.ssl` (the host's identity and its
+/// own settings, .ssl/host.conf) and `.ssl.*` left out, and keytrustee.conf
+/// compared on its shared settings only (the host-specific keys may
+/// differ). Any drift makes the status degraded.
 #[derive(Debug, Args)]
 pub struct HaStatusArgs {
     /// Print the status as a JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Compare the confdir with the peer's: [USER@]HOST[:CONFDIR] (CONFDIR
+    /// defaults to this host's confdir path).
+    #[arg(long, value_name = "[USER@]HOST[:CONFDIR]")]
+    pub peer: Option<String>,
+
+    /// The remote shell that reaches the peer, split into words as a shell would.
+    #[arg(short = 'e', long, value_name = "CMD", default_value = "ssh", requires = "peer")]
+    pub rsh: String,
+
+    /// kt's command on the peer (used verbatim: 'sudo kt' works).
+    #[arg(long, value_name = "PATH", default_value = "kt", requires = "peer")]
+    pub remote_kt: String,
 }
 
 /// Copy files and directories as rsync does, locally or to or from another host.

@@ -12,6 +12,13 @@ use crate::cli::{BenchOp, ClientArgs, ClientCommand, GlobalArgs, KeyType};
 use crate::printer::Printer;
 use crate::{CommandResult, Status};
 
+/// What the session did on its own (a write sent again), on stderr.
+fn notes(session: &mut kt::client::store::Session, printer: &Printer) {
+    for note in session.take_notes() {
+        printer.info(note);
+    }
+}
+
 pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> CommandResult {
     let dir = ClientDir::new(&args.dir)?;
     match args.command {
@@ -34,8 +41,21 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 },
             };
             let settings = dir.register(&options)?;
-            printer.info(format!("kt: registered with {} ({})", settings.organization, settings.state));
             printer.data(&settings.fingerprint)?;
+            if settings.state == "pending" {
+                // Registered, but not usable yet: exit 1 tells a script so
+                // (the request ran and found the client not admitted).
+                printer.warn(format!(
+                    "registration with {org} awaits approval (registration_pending): the client can do nothing until an administrator of {org} approves it",
+                    org = settings.organization
+                ));
+                printer.hint(format!(
+                    "on the key server: kt org enable-client --fingerprint {}; then run this register command again to see the new state",
+                    settings.fingerprint
+                ));
+                return Ok(Status::Problem);
+            }
+            printer.info(format!("kt: registered with {} ({})", settings.organization, settings.state));
         }
         ClientCommand::Put { name, file } => {
             let content = match file.as_deref() {
@@ -44,8 +64,10 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
                 Some(p) => std::fs::read(p)
                     .map_err(|e| kt::Error::usage(format!("cannot read {}", p.display())).because_err(&e))?,
             };
-            let uuid = dir.open()?.put(&name, &content)?;
-            printer.data(uuid)?;
+            let mut session = dir.open()?;
+            let uuid = session.put(&name, &content);
+            notes(&mut session, printer);
+            printer.data(uuid?)?;
         }
         ClientCommand::Get { uuid } => {
             let content = dir.open()?.get(&uuid)?;
@@ -58,7 +80,10 @@ pub fn run(_global: &GlobalArgs, args: ClientArgs, printer: &Printer) -> Command
             printer.data(serde_json::to_string_pretty(&list).expect("JSON"))?;
         }
         ClientCommand::Delete { uuid } => {
-            dir.open()?.delete(&uuid)?;
+            let mut session = dir.open()?;
+            let deleted = session.delete(&uuid);
+            notes(&mut session, printer);
+            deleted?;
             printer.info(format!("kt: deleted {uuid}"));
         }
         ClientCommand::Status => {

@@ -33,6 +33,9 @@ pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> Comman
                     cluster.reload()?;
                 }
             }
+            if let Err(e) = upgrade_schema(&instance, &cluster, printer) {
+                printer.warn(format!("the database runs, but its schema could not be brought up to this kt's: {e}"));
+            }
             Ok(status)
         }
         DbCommand::Stop(args) => {
@@ -77,6 +80,25 @@ fn wait_for_active(instance: &kt::instance::Instance, cluster: &Cluster, args: &
     let active = kt::ha::Peer::parse(peer, instance.settings.db_port)?;
     if let Err(e) = kt::ha::passive::wait_for_active(&active, std::time::Duration::from_secs(args.wait_for_active), printer) {
         printer.warn(format!("{e}: starting the standby anyway; it streams once the active answers"));
+    }
+    Ok(())
+}
+
+/// An instance made by an earlier kt gets this kt's schema migrations
+/// when its database starts (on the active or a single server; a passive
+/// receives them by replication), so that the server and `kt org` find
+/// the columns they use. A failure is reported, not fatal: the database
+/// did start.
+fn upgrade_schema(instance: &kt::instance::Instance, cluster: &Cluster, printer: &Printer) -> kt::Result<()> {
+    if instance.settings.ha_role == Some(kt::settings::HaRole::Passive)
+        || !matches!(cluster.state()?, State::Running { .. })
+    {
+        return Ok(());
+    }
+    let password = kt::storage::pgpass::Password::read(&instance.layout.pgpass(), kt::instance::DB_USER)?;
+    let mut db = cluster.connect(&password, kt::instance::DB_NAME)?;
+    if let Some(last) = kt::storage::schema::upgrade(&mut db)?.last() {
+        printer.info(format!("kt: brought the database schema up to version {last}"));
     }
     Ok(())
 }

@@ -81,10 +81,25 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
         }
         HaCommand::Status(args) => {
             let instance = layout.load()?;
+            // The drift is read as the invoking user (its remote shell and
+            // keys, as `kt ha sync`); it only reads here.
+            let drift = match &args.peer {
+                Some(spec) => {
+                    let peer = ha::drift::PeerConfdir::parse(spec, &instance.layout.confdir)?;
+                    let reach = ha::drift::Reach { rsh: args.rsh.clone(), remote_kt: args.remote_kt.clone() };
+                    Some(ha::drift::check(&instance, &peer, &reach))
+                }
+                None => None,
+            };
             become_service(&instance)?;
-            let status = ha::status::read(&instance)?;
+            let mut status = ha::status::read(&instance)?;
+            if let Some(drift) = &drift {
+                ha::drift::apply(&mut status, drift);
+            }
+            let drift = drift.and_then(|d| d.ok());
             if args.json {
-                printer.data(serde_json::to_string(&status).map_err(|e| kt::Error::problem("cannot encode the status").because(e))?)?;
+                let out = ha::drift::StatusWithDrift { status: &status, drift: drift.as_ref() };
+                printer.data(serde_json::to_string(&out).map_err(|e| kt::Error::problem("cannot encode the status").because(e))?)?;
             } else {
                 let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 printer.data(format!("role:          {}", status.role))?;
@@ -102,6 +117,12 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
                     status.lag_seconds.map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into())))?;
                 printer.data(format!("wal received:  {}", opt(&status.last_wal_received)))?;
                 printer.data(format!("wal replayed:  {}", opt(&status.last_wal_replayed)))?;
+                if let Some(drift) = &drift {
+                    printer.data(format!("confdir drift: {}", if drift.is_empty() { "none".to_string() } else { format!("{} path(s)", drift.changes.len()) }))?;
+                    for line in &drift.changes {
+                        printer.data(format!("  {line}"))?;
+                    }
+                }
                 printer.data(format!("health:        {}", if status.healthy { "healthy" } else { "degraded" }))?;
                 for p in &status.problems {
                     printer.warn(p);

@@ -17,7 +17,9 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
             org::parse_contacts(contacts)?;
         }
         OrgCommand::SetAuth { name, .. } => org::validate_name(name)?,
-        OrgCommand::EnableClient { fingerprint } | OrgCommand::DisableClient { fingerprint } => {
+        OrgCommand::EnableClient { fingerprint }
+        | OrgCommand::DisableClient { fingerprint }
+        | OrgCommand::DenyClient { fingerprint } => {
             org::normalize_fingerprint(fingerprint)?;
         }
         OrgCommand::Clients { name: Some(name) } => org::validate_name(name)?,
@@ -31,7 +33,7 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
     let cluster = Cluster::for_instance(&instance)?;
     let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
     let mut db = cluster.connect(&password, DB_NAME)?;
-    if !matches!(command, OrgCommand::List | OrgCommand::Clients { .. }) {
+    if !matches!(command, OrgCommand::List { .. } | OrgCommand::Clients { .. }) {
         kt::ha::syncrep::refuse_waiting_write(&mut db)?;
     }
     match command {
@@ -42,8 +44,8 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
                 org::Added::Updated => printer.info(format!("kt: organization {name} exists: contacts merged")),
             }
         }
-        OrgCommand::List => {
-            let list = org::list(&mut db)?;
+        OrgCommand::List { json_extended } => {
+            let list = org::list(&mut db, json_extended || printer.verbose)?;
             printer.data(serde_json::to_string_pretty(&list).expect("JSON"))?;
         }
         OrgCommand::SetAuth { name, secret, secret_file } => {
@@ -60,8 +62,14 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
             }
         }
         OrgCommand::EnableClient { fingerprint } => {
-            org::set_client_state(&mut db, &fingerprint, "active")?;
-            printer.info("kt: client enabled");
+            match org::set_client_state(&mut db, &fingerprint, "active")?.as_str() {
+                "pending" => printer.info("kt: client approved"),
+                _ => printer.info("kt: client enabled"),
+            }
+        }
+        OrgCommand::DenyClient { fingerprint } => {
+            org::deny_client(&mut db, &fingerprint)?;
+            printer.info("kt: client denied: its registration is removed");
         }
         OrgCommand::DisableClient { fingerprint } => {
             org::set_client_state(&mut db, &fingerprint, "disabled")?;

@@ -47,6 +47,11 @@ impl Printer {
     pub fn warn(&self, message: impl AsRef<str>) {
         let _ = writeln!(std::io::stderr().lock(), "kt: warning: {}", message.as_ref());
     }
+
+    /// What to do next, after a warning; never silenced.
+    pub fn hint(&self, message: impl AsRef<str>) {
+        let _ = writeln!(std::io::stderr().lock(), "hint: {}", message.as_ref());
+    }
 }
 
 impl Progress for Printer {

@@ -65,6 +65,9 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     if let Some(why) = &plan.foreign {
         printer.warn(format!("foreign backup accepted with --force-foreign: {why}"));
     }
+    if let Some(why) = &plan.address_warning {
+        printer.warn(why);
+    }
     if !plan.key_known() {
         printer.warn(format!(
             "the backup's server key {} could not be checked against a key this host trusts: \

@@ -343,6 +343,9 @@ _kt() {
             kt__subcmd__help__subcmd__org,clients)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__help__subcmd__org,deny-client)
+                cmd="kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__help__subcmd__org,disable-client)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -397,6 +400,9 @@ _kt() {
             kt__subcmd__org,clients)
                 cmd="kt__subcmd__org__subcmd__clients"
                 ;;
+            kt__subcmd__org,deny-client)
+                cmd="kt__subcmd__org__subcmd__deny__subcmd__client"
+                ;;
             kt__subcmd__org,disable-client)
                 cmd="kt__subcmd__org__subcmd__disable__subcmd__client"
                 ;;
@@ -417,6 +423,9 @@ _kt() {
                 ;;
             kt__subcmd__org__subcmd__help,clients)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__clients"
+                ;;
+            kt__subcmd__org__subcmd__help,deny-client)
+                cmd="kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client"
                 ;;
             kt__subcmd__org__subcmd__help,disable-client)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__disable__subcmd__client"
@@ -1828,12 +1837,28 @@ _kt() {
             return 0
             ;;
         kt__subcmd__ha__subcmd__status)
-            opts="-c -q -v -h -V --json --confdir --quiet --verbose --no-progress --help --version"
+            opts="-e -c -q -v -h -V --json --peer --rsh --remote-kt --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-kt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --confdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2336,7 +2361,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org)
-            opts="add list set-auth enable-client disable-client clients"
+            opts="add list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2364,6 +2389,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__org__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2726,7 +2765,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client disable-client clients help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2811,6 +2850,32 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__org__subcmd__deny__subcmd__client)
+            opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__org__subcmd__disable__subcmd__client)
             opts="-c -q -v -h -V --fingerprint --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2864,7 +2929,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help)
-            opts="add list set-auth enable-client disable-client clients help"
+            opts="add list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2892,6 +2957,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__org__subcmd__help__subcmd__deny__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2976,7 +3055,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__list)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --json-extended --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -155,19 +155,20 @@ complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "reload" -d 'Reload the certificate, key and CA (SIGHUP) without a restart'
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show whether the server runs; exits 1 when it does not'
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -s v -l verbose -d 'Print more about what kt does'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -l no-progress -d 'Never show progress bars, even on a terminal'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "enable-client" -d 'Allow a disabled client to act again'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "disable-client" -d 'Refuse every further request of a client'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client disable-client clients help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "deny-client" -d 'Refuse a client that awaits approval: its registration is removed (it may ask again later)'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "disable-client" -d 'Refuse every further request of a client'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON, with their state (active, disabled, pending), host name and registration time'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s n -l name -d 'The organization\'s name: letters, digits, \'.\', \'_\', \'-\'' -r
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s c -l contacts -d 'Contact addresses, separated by commas' -r
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -l confdir -d 'The instance\'s configuration directory (long form only here)' -r -F
@@ -177,6 +178,7 @@ complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_fr
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -l json-extended -d 'Add kt\'s own fields to the documented ones (as --verbose does)'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -l no-progress -d 'Never show progress bars, even on a terminal'
@@ -198,6 +200,13 @@ complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_fr
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from enable-client" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from enable-client" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from enable-client" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -l fingerprint -r
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from deny-client" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from disable-client" -l fingerprint -r
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from disable-client" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from disable-client" -s q -l quiet -d 'Print nothing but data and errors'
@@ -215,9 +224,10 @@ complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_fr
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
-complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "enable-client" -d 'Allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "deny-client" -d 'Refuse a client that awaits approval: its registration is removed (it may ask again later)'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "disable-client" -d 'Refuse every further request of a client'
-complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON, with their state (active, disabled, pending), host name and registration time'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand client; and not __fish_seen_subcommand_from register put get list delete status bench help" -l dir -d 'The client\'s directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand client; and not __fish_seen_subcommand_from register put get list delete status bench help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
@@ -532,6 +542,9 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from disable-sync" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l peer -d 'Compare the confdir with the peer\'s: [USER@]HOST[:CONFDIR] (CONFDIR defaults to this host\'s confdir path)' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s e -l rsh -d 'The remote shell that reaches the peer, split into words as a shell would' -r
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l remote-kt -d 'kt\'s command on the peer (used verbatim: \'sudo kt\' works)' -r
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l json -d 'Print the status as a JSON object'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
@@ -643,9 +656,10 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
-complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "enable-client" -d 'Allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "deny-client" -d 'Refuse a client that awaits approval: its registration is removed (it may ask again later)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "disable-client" -d 'Refuse every further request of a client'
-complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON, with their state (active, disabled, pending), host name and registration time'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "register" -d 'Create a key and register it with an organization'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "put" -d 'Store a new deposit from FILE (or standard input); prints its UUID'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "get" -d 'Write a deposit to standard output'

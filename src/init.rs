@@ -207,6 +207,9 @@ fn create(
     config.set(config::TLS_MIN_VERSION, config::DEFAULT_TLS_MIN_VERSION);
     config.set(config::CIPHERS, config::DEFAULT_CIPHERS);
     config.set(config::SERVICE_USER, account.name.clone());
+    // No host file (src/hostconf.rs): a single host keeps every key in
+    // keytrustee.conf, where the operator edits them; only a passive,
+    // whose keytrustee.conf comes from the active, needs one.
     let config_path = layout.config_file();
     journal.record_created([config_path.clone()]);
     config.save(&config_path, owner)?;

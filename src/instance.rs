@@ -66,10 +66,12 @@ impl Layout {
         self.log_dir().join("postgresql.log")
     }
 
-    /// Loads the configuration of an existing instance and checks its
-    /// settings (a bad value: exit 2, naming the key).
+    /// Loads the configuration of an existing instance (`keytrustee.conf`
+    /// with this host's own keys from `.ssl/host.conf` over it, see
+    /// [`crate::hostconf`]) and checks its settings (a bad value: exit 2,
+    /// naming the key).
     pub fn load(self) -> Result<Instance> {
-        let config = Config::load(&self.config_file())?;
+        let config = crate::hostconf::load_merged(&self.confdir)?;
         Instance::new(self, config)
     }
 }
@@ -79,7 +81,11 @@ impl Layout {
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub layout: Layout,
-    /// The file as stored (for rewrites that keep unknown keys).
+    /// The configuration as stored (for rewrites that keep unknown keys):
+    /// `keytrustee.conf` with the host file's keys over it. Saved back to
+    /// `keytrustee.conf`, it writes this host's values there too, which is
+    /// harmless: on this host the host file says the same, on a peer its
+    /// own host file overrides them.
     pub config: Config,
     /// The checked, typed view of `config`.
     pub settings: Settings,

@@ -5,6 +5,7 @@
 //! their exit-code class. No printing, no `process::exit` here.
 
 pub mod account;
+pub mod approval;
 pub mod auth;
 pub mod backup;
 pub mod client;
@@ -18,7 +19,9 @@ pub mod error;
 pub mod fsutil;
 pub mod ha;
 pub mod gnupg;
+pub mod hostconf;
 pub mod hostname;
+pub mod hostaddr;
 pub mod init;
 pub mod journal;
 pub mod instance;

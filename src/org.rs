@@ -3,7 +3,8 @@
 //! clients. Every change is one statement or one transaction, so a refused
 //! request changes nothing.
 
-use rand::distributions::{Alphanumeric, DistString};
+use base64::Engine;
+use rand::RngCore;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
@@ -63,14 +64,45 @@ pub enum Added {
     Updated,
 }
 
-/// Adds an organization with a random auth secret, or merges contacts
-/// into an existing one (an existing contact is not added twice).
+/// The documented organization states, as `kt org list` prints them
+/// (keytrustee-orgtool's integer codes): 0 active, 1 disabled.
+pub fn state_code(state: &str) -> i64 {
+    match state {
+        "active" => 0,
+        _ => 1,
+    }
+}
+
+/// What the documented listing shows as the expiration of an
+/// organization that never expires.
+pub const NO_EXPIRATION: &str = "9999-12-31T15:59:59";
+
+/// A new organization's documented id: base64url (no padding) of 32
+/// random bytes, 43 characters.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new organization's auth secret in the documented form: base64 of 16
+/// random bytes (24 characters, `==` at the end).
+pub fn new_auth_secret() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Adds an organization with a random auth secret and documented id, or
+/// merges contacts into an existing one (an existing contact is not added
+/// twice; its id and secret stay).
 pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result<Added> {
     validate_name(name)?;
     for c in contacts {
         validate_contact(c)?;
     }
-    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+    let secret = new_auth_secret();
+    let token = new_token();
     let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
     let existing = tx
         .query_opt("SELECT contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
@@ -78,8 +110,8 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result
     let added = match existing {
         None => {
             tx.execute(
-                "INSERT INTO organizations (name, auth_secret, contacts) VALUES ($1, $2, $3)",
-                &[&name, &secret, &contacts],
+                "INSERT INTO organizations (name, auth_secret, contacts, token) VALUES ($1, $2, $3, $4)",
+                &[&name, &secret, &contacts, &token],
             )
             .map_err(db_error("cannot add the organization"))?;
             Added::Created
@@ -101,33 +133,47 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result
 }
 
 /// Every organization in the documented keytrustee-orgtool JSON shape,
-/// keyed by name.
-pub fn list(db: &mut postgres::Client) -> Result<Value> {
+/// keyed by name: `state` as its integer code ([`state_code`]),
+/// `expiration` [`NO_EXPIRATION`] when there is none, `creation` in UTC
+/// without fraction, `uuid` the documented 43-character id (the RFC 4122
+/// uuid for organizations made before kt had one, shown as it is), and
+/// `key_info` null until contact keys exist.
+///
+/// `extended` adds kt's own fields (`kt_state`, `kt_id`, `clients`,
+/// `pending_clients`) that the documented format does not have.
+pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
     let rows = db
         .query(
-            "SELECT name, uuid::text, auth_secret, contacts, state, \
-             to_char(creation AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
-             to_char(expiration AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
-             FROM organizations ORDER BY name",
+            "SELECT o.name, coalesce(o.token, o.uuid::text), o.auth_secret, o.contacts, o.state, \
+             to_char(o.creation AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
+             to_char(o.expiration AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), o.uuid::text, \
+             (SELECT count(*) FROM clients c WHERE c.organization = o.uuid), \
+             (SELECT count(*) FROM clients c WHERE c.organization = o.uuid AND c.state = 'pending') \
+             FROM organizations o ORDER BY o.name",
             &[],
         )
         .map_err(db_error("cannot list organizations"))?;
     let mut out = Map::new();
     for r in rows {
         let name: String = r.get(0);
-        out.insert(
-            name.clone(),
-            json!({
-                "auth_secret": r.get::<_, String>(2),
-                "contacts": r.get::<_, Vec<String>>(3),
-                "creation": r.get::<_, Option<String>>(5),
-                "expiration": r.get::<_, Option<String>>(6),
-                "key_info": Value::Null,
-                "name": name,
-                "state": r.get::<_, String>(4),
-                "uuid": r.get::<_, String>(1),
-            }),
-        );
+        let state: String = r.get(4);
+        let mut entry = json!({
+            "auth_secret": r.get::<_, String>(2),
+            "contacts": r.get::<_, Vec<String>>(3),
+            "creation": r.get::<_, Option<String>>(5),
+            "expiration": r.get::<_, Option<String>>(6).unwrap_or_else(|| NO_EXPIRATION.to_string()),
+            "key_info": Value::Null,
+            "name": name,
+            "state": state_code(&state),
+            "uuid": r.get::<_, String>(1),
+        });
+        if extended {
+            entry["kt_state"] = json!(state);
+            entry["kt_id"] = json!(r.get::<_, String>(7));
+            entry["clients"] = json!(r.get::<_, i64>(8));
+            entry["pending_clients"] = json!(r.get::<_, i64>(9));
+        }
+        out.insert(name, entry);
     }
     Ok(Value::Object(out))
 }
@@ -151,16 +197,48 @@ fn unknown_org(name: &str) -> Error {
     Error::usage(format!("no organization named {name:?}")).with_hint("see `kt org list`")
 }
 
-/// Sets a client's state (`active` or `disabled`).
-pub fn set_client_state(db: &mut postgres::Client, fingerprint: &str, state: &str) -> Result<()> {
+/// Sets a client's state (`active` or `disabled`); returns the state it
+/// had, so that enabling a pending client can be told as its approval.
+pub fn set_client_state(db: &mut postgres::Client, fingerprint: &str, state: &str) -> Result<String> {
     let fingerprint = normalize_fingerprint(fingerprint)?;
-    let n = db
-        .execute("UPDATE clients SET state = $2 WHERE fingerprint = $1", &[&fingerprint, &state])
+    let row = db
+        .query_opt(
+            "UPDATE clients c SET state = $2 FROM clients old \
+             WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state",
+            &[&fingerprint, &state],
+        )
         .map_err(db_error("cannot change the client"))?;
-    if n == 0 {
-        return Err(Error::usage(format!("no client with fingerprint {fingerprint}"))
-            .with_hint("see `kt org clients`"));
+    match row {
+        Some(row) => Ok(row.get(0)),
+        None => Err(no_client(&fingerprint)),
     }
+}
+
+fn no_client(fingerprint: &str) -> Error {
+    Error::usage(format!("no client with fingerprint {fingerprint}")).with_hint("see `kt org clients`")
+}
+
+/// Refuses a pending client: its registration is removed, so that the
+/// same key may ask again later (and is pending again). A client that was
+/// approved is not touched: that is `disable-client`.
+pub fn deny_client(db: &mut postgres::Client, fingerprint: &str) -> Result<()> {
+    let fingerprint = normalize_fingerprint(fingerprint)?;
+    let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
+    let state: Option<String> = tx
+        .query_opt("SELECT state FROM clients WHERE fingerprint = $1 FOR UPDATE", &[&fingerprint])
+        .map_err(db_error("cannot read the client"))?
+        .map(|r| r.get(0));
+    match state.as_deref() {
+        None => return Err(no_client(&fingerprint)),
+        Some("pending") => {}
+        Some(other) => {
+            return Err(Error::usage(format!("client {fingerprint} is not pending approval (it is {other})"))
+                .with_hint(format!("to stop it acting: kt org disable-client --fingerprint {fingerprint}")))
+        }
+    }
+    tx.execute("DELETE FROM clients WHERE fingerprint = $1 AND state = 'pending'", &[&fingerprint])
+        .map_err(db_error("cannot remove the client"))?;
+    tx.commit().map_err(db_error("cannot commit"))?;
     Ok(())
 }
 
@@ -176,7 +254,9 @@ pub fn normalize_fingerprint(input: &str) -> Result<String> {
     }
 }
 
-/// The clients, of one organization or all, as JSON.
+/// The clients, of one organization or all, as JSON: state (`active`,
+/// `disabled`, or `pending` approval), the host name the client gave at
+/// registration and when it registered (`creation`, UTC).
 pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
     if let Some(name) = org {
         validate_name(name)?;
@@ -191,7 +271,7 @@ pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
         .query(
             "SELECT c.fingerprint, o.name, c.state, \
              to_char(c.creation AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
-             (SELECT count(*) FROM deposits d WHERE d.owner = c.fingerprint) \
+             (SELECT count(*) FROM deposits d WHERE d.owner = c.fingerprint), c.host \
              FROM clients c JOIN organizations o ON o.uuid = c.organization \
              WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, c.creation, c.fingerprint",
             &[&org],
@@ -206,6 +286,7 @@ pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
                     "state": r.get::<_, String>(2),
                     "creation": r.get::<_, Option<String>>(3),
                     "deposits": r.get::<_, i64>(4),
+                    "host": r.get::<_, Option<String>>(5),
                 })
             })
             .collect(),
@@ -231,5 +312,19 @@ mod tests {
             "4EDC46882386C827E20DEEA2D850ACA33BEDB0D1"
         );
         assert!(normalize_fingerprint("XYZ").is_err());
+    }
+
+    #[test]
+    fn documented_formats() {
+        let token = new_token();
+        assert_eq!(token.len(), 43, "{token}");
+        assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{token}");
+        assert_ne!(token, new_token());
+        let secret = new_auth_secret();
+        assert_eq!(secret.len(), 24, "{secret}");
+        assert!(secret.ends_with("=="), "{secret}");
+        let decoded = base64::engine::general_purpose::STANDARD.decode(&secret).unwrap();
+        assert_eq!(decoded.len(), 16);
+        assert_eq!((state_code("active"), state_code("disabled")), (0, 1));
     }
 }

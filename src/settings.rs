@@ -296,7 +296,12 @@ fn known_keys() -> Vec<&'static str> {
 }
 
 fn bad(key: &str, what: &str) -> Error {
-    Error::usage(format!("configuration key {key} {what}")).with_hint("fix keytrustee.conf in the confdir")
+    let hint = if crate::hostconf::is_host_key(key) {
+        "fix keytrustee.conf in the confdir, or .ssl/host.conf when that file sets the key (it overrides keytrustee.conf)"
+    } else {
+        "fix keytrustee.conf in the confdir"
+    };
+    Error::usage(format!("configuration key {key} {what}")).with_hint(hint)
 }
 
 impl TryFrom<Map<String, Value>> for Settings {

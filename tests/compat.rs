@@ -27,6 +27,16 @@ fn keytrustee_orgtool_shim_takes_the_documented_command_lines() {
     assert_eq!(list["zeta"]["name"], "zeta");
     assert_eq!(list["zeta"]["contacts"], serde_json::json!(["root@example.com"]));
     assert_eq!(list["zeta"]["auth_secret"], "ThisISAs3cr3t!");
+    // The documented values, field by field (the secret is the one set).
+    let zeta = &list["zeta"];
+    let mut keys: Vec<_> = zeta.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["auth_secret", "contacts", "creation", "expiration", "key_info", "name", "state", "uuid"]);
+    assert_eq!(zeta["state"], 0);
+    assert_eq!(zeta["expiration"], "9999-12-31T15:59:59");
+    assert_eq!(zeta["key_info"], serde_json::Value::Null);
+    assert_eq!(zeta["uuid"].as_str().unwrap().len(), 43, "{zeta}");
+    assert_eq!(zeta["creation"].as_str().unwrap().len(), 19, "{zeta}");
     // The KT_CONFDIR form (as the service account's environment gives it).
     let env_list = run(shim("keytrustee-orgtool").env("KT_CONFDIR", confdir).arg("list")).expect(0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&env_list.stdout).unwrap(), list);
@@ -150,4 +160,27 @@ fn the_documented_database_commands_work_as_the_service_account() {
     assert_eq!(std::fs::read_to_string(data.join("pg_hba.conf")).unwrap(), hba);
     let out = inst.kt(&["db", "start"]).expect(0);
     assert!(!out.stderr.contains("added the Unix-socket rule"), "{}", out.stderr);
+}
+
+/// `scripts/install-deps`, which the README's two commands and .ci/run
+/// call: with everything present it says nothing; with a tool missing it
+/// names the tool and the package, and exits 3 without installing when it
+/// only checks (or is not root).
+#[test]
+fn install_deps_names_what_is_missing() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps");
+    let all = run(Command::new(&script).arg("--check")).expect(0);
+    assert_eq!((all.stdout.as_str(), all.stderr.as_str()), ("", ""));
+    // A PATH with every tool but rsync, linked from where they are.
+    let bin = TestDir::new("deps-bin");
+    for tool in ["bash", "awk", "tr", "ls", "id", "psql", "pg_dump", "gpg", "gpgconf", "openssl", "curl", "tar", "zip", "unzip", "tmux", "systemd-analyze", "useradd", "apt-get", "initdb"] {
+        let found = run(Command::new("bash").args(["-c", &format!("command -v {tool} || true")]));
+        let path = found.stdout.trim();
+        if !path.is_empty() {
+            std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+        }
+    }
+    let out = run(Command::new(&script).arg("--check").env("PATH", &bin.path)).expect(3);
+    assert!(out.stderr.contains("missing: rsync"), "{}", out.stderr);
+    assert!(out.stderr.contains("apt-get install rsync"), "{}", out.stderr);
 }

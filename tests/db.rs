@@ -107,7 +107,10 @@ fn a_crashed_server_is_restarted() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     assert!(last.is_none(), "restart after a crash failed: {last:?}");
-    assert_eq!(inst.psql("keytrustee", "SELECT count(*) FROM schema_version").expect(0).stdout.trim(), "1");
+    assert_eq!(
+        inst.psql("keytrustee", "SELECT count(*) FROM schema_version").expect(0).stdout.trim(),
+        kt::storage::schema::MIGRATIONS.len().to_string()
+    );
 }
 
 #[test]
@@ -146,4 +149,37 @@ fn a_failed_start_quotes_the_server_log() {
     assert!(out.stderr.contains("shared_buffers"), "{}", out.stderr);
     std::fs::write(&conf, original).unwrap();
     inst.kt(&["db", "start"]).expect(0);
+}
+
+/// An instance made by an earlier kt (schema version 1): `kt db start`
+/// brings its schema up to this kt's, once; its data stays.
+#[test]
+fn db_start_upgrades_an_older_schema() {
+    let inst = Instance::new("dbupgrade");
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    let first = inst.kt(&["db", "start"]).expect(0);
+    assert!(!first.stderr.contains("warning") && !first.stderr.contains("schema"), "{}", first.stderr);
+    inst.kt(&["org", "add", "-n", "acme", "-c", "a@acme.com"]).expect(0);
+    // Back to version 1, as the first kt left it.
+    inst.psql(
+        "keytrustee",
+        "ALTER TABLE organizations DROP COLUMN token; ALTER TABLE clients DROP COLUMN host; \
+         DROP TABLE write_requests; DELETE FROM schema_version WHERE version > 1",
+    )
+    .expect(0);
+    inst.kt(&["org", "list"]).expect(3);
+    let out = inst.kt(&["db", "start"]).expect(0);
+    assert!(
+        out.stderr.contains(&format!("brought the database schema up to version {}", kt::storage::schema::latest_version())),
+        "{}",
+        out.stderr
+    );
+    let list: serde_json::Value = serde_json::from_str(&inst.kt(&["org", "list"]).expect(0).stdout).unwrap();
+    assert_eq!(list["acme"]["contacts"], serde_json::json!(["a@acme.com"]));
+    assert_eq!(
+        inst.psql("keytrustee", "SELECT max(version) FROM schema_version").expect(0).stdout.trim(),
+        kt::storage::schema::latest_version().to_string()
+    );
+    let again = inst.kt(&["db", "start"]).expect(0);
+    assert!(!again.stderr.contains("brought the database schema"), "{}", again.stderr);
 }

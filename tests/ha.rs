@@ -20,12 +20,12 @@ const SSH: &str = "#!/bin/sh\n\
 
 /// The passive host: a home that `kt ha sync` fills with the active's
 /// confdir, its own ports. Its server and database stop on drop.
-struct Passive {
-    dir: TestDir,
-    home: PathBuf,
-    confdir: PathBuf,
-    db_port: u16,
-    server_port: u16,
+pub(crate) struct Passive {
+    pub(crate) dir: TestDir,
+    pub(crate) home: PathBuf,
+    pub(crate) confdir: PathBuf,
+    pub(crate) db_port: u16,
+    pub(crate) server_port: u16,
 }
 
 impl Passive {
@@ -42,7 +42,7 @@ impl Passive {
         Passive { dir, home, confdir, db_port: free_port(), server_port: free_port() }
     }
 
-    fn kt(&self, args: &[&str]) -> Run {
+    pub(crate) fn kt(&self, args: &[&str]) -> Run {
         run(kt().arg("-c").arg(&self.confdir).args(args))
     }
 
@@ -57,11 +57,11 @@ impl Passive {
         .collect()
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.server_port)
     }
 
-    fn psql(&self, sql: &str) -> Run {
+    pub(crate) fn psql(&self, sql: &str) -> Run {
         psql_at(&self.confdir, self.db_port, "keytrustee", sql)
     }
 }
@@ -331,7 +331,7 @@ fn a_failed_start_undoes_enable() {
 
 /// An active (server started, `HA_WRITE_TIMEOUT_SECONDS` given) with a
 /// synchronous passive (server started), the confdir synced locally.
-fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Passive) {
+pub(crate) fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Passive) {
     let a = Instance::serving(&format!("{name}-a"));
     a.set_config("HA_WRITE_TIMEOUT_SECONDS", serde_json::json!(write_timeout));
     let b = Passive::new(&format!("{name}-b"));
@@ -344,7 +344,7 @@ fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Passive) {
 }
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
         if check() {

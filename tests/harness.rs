@@ -152,12 +152,20 @@ impl Instance {
         self.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")
     }
 
-    /// Changes keytrustee.conf (as an operator would, by hand).
+    /// Changes keytrustee.conf (as an operator would, by hand), and the
+    /// host's own file `.ssl/host.conf` too when it holds the key (its
+    /// keys override keytrustee.conf's).
     pub fn set_config(&self, key: &str, value: serde_json::Value) {
-        let path = self.confdir.join("keytrustee.conf");
-        let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config[key] = value;
-        std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let host = self.confdir.join(".ssl/host.conf");
+        for path in [self.confdir.join("keytrustee.conf"), host.clone()] {
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if path == host && config.get(key).is_none() {
+                continue;
+            }
+            config[key] = value.clone();
+            std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        }
     }
 
     /// The server's process id from its pid file.

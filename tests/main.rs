@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod approval;
 mod assets;
 mod backup;
 mod cert_generate;
@@ -15,6 +16,9 @@ mod compat;
 mod db;
 mod forged;
 mod ha;
+mod ha_dr;
+mod ha_peer;
+mod ha_write;
 mod init;
 mod load;
 mod org;

@@ -76,6 +76,13 @@ fn the_disaster_drill() {
     let plan = restore(&inst, &[&file, "--force-foreign", "--dry-run"]).expect(0);
     assert!(plan.stdout.contains(&fingerprint), "{}", plan.stdout);
     assert!(plan.stdout.contains("deposits 3"), "{}", plan.stdout);
+    // kts-drill.example.test does not resolve (RFC 6761 .test): the
+    // documented restore wants the same host name and address.
+    assert!(
+        plan.stderr.contains("warning: the host name kts-drill.example.test does not resolve"),
+        "{}",
+        plan.stderr
+    );
     assert!(!inst.home.exists());
 
     // A fresh host knows no server key: --yes needs the operator to name it.
@@ -189,7 +196,9 @@ fn a_failure_after_the_drop_puts_everything_back() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("does not load") && out.stderr.contains("nothing was changed"), "{}", out.stderr);
     // The line lands inside COPY data: the server's complaint is named.
-    assert!(out.stderr.contains("missing data for column"), "the cause is named: {}", out.stderr);
+    // (Where half way lands depends on the schema: mid-row or at a row's start.)
+    let named = ["missing data for column", "invalid input syntax"].iter().any(|c| out.stderr.contains(c));
+    assert!(named, "the cause is named: {}", out.stderr);
     serves_as_before("a dump that does not load");
     assert_eq!(scratch_databases(&inst), Vec::<String>::new(), "the scratch database must go");
 
@@ -267,7 +276,9 @@ fn a_backup_made_the_documented_way_restores() {
     inst.psql("keytrustee", "DELETE FROM deposits").expect(0);
     let out = restore(&inst, &[encrypted.to_str().unwrap(), "--yes"]).expect(2);
     assert!(out.stderr.contains("not signed") && out.stderr.contains("--allow-unsigned"), "{}", out.stderr);
-    restore(&inst, &[encrypted.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
+    let out = restore(&inst, &[encrypted.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
+    // localhost resolves to a loopback address of this host: no address warning.
+    assert!(!out.stderr.contains("the host name localhost"), "{}", out.stderr);
     inst.kt(&["server", "status"]).expect(0);
     for (uuid, content) in &stored {
         assert_eq!(&client(&alice, &["get", uuid]).expect(0).stdout, content);

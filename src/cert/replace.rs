@@ -435,6 +435,10 @@ pub fn apply(instance: &Instance, plan: Plan, progress: &dyn Progress) -> Result
             config.set(key, value.clone());
         }
         config.save(&config_path, owner.as_ref())?;
+        // The host file (in the new .ssl, undone with the swap) would
+        // otherwise go on overriding these with the old paths.
+        let changes: Vec<(&str, Option<Value>)> = plan.settings.iter().map(|(k, v)| (*k, Some(Value::from(v.clone())))).collect();
+        crate::hostconf::update(&layout.confdir, &changes, owner.as_ref())?;
         {
             let path = config_path.clone();
             let owner = owner.clone();

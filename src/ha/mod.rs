@@ -23,6 +23,7 @@
 //! This module knows instances, clusters and the journal; it never
 //! imports the server's internals.
 
+pub mod drift;
 pub mod enable;
 pub mod passive;
 pub mod pgconf;

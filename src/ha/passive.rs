@@ -180,6 +180,8 @@ pub fn init_passive(layout: &Layout, options: &PassiveOptions, progress: &dyn Pr
                 fsutil::write_atomic(&path, &old_config, 0o600, Some(&account))
             });
         }
+        // ... and in .ssl/host.conf, which the next `kt ha sync` leaves alone.
+        crate::hostconf::write_recorded(&mut journal, &layout.confdir, &config, Some(&account))?;
 
         // The base backup goes into an empty directory of the service account.
         for dir in fsutil::create_dirs(&data_dir, 0o700)? {

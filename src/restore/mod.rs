@@ -6,7 +6,8 @@
 //!    `backup::read`), the manifest against every member, its signature by
 //!    the server key, and the identity (host name and server key against
 //!    the instance being replaced, or `--expect-fingerprint`; see
-//!    `backup::trust`). Nothing from the backup is executed or put in
+//!    `backup::trust`; a warning when the host name does not resolve to an
+//!    address of this host, `hostaddr`). Nothing from the backup is executed or put in
 //!    place here, and nothing live changes.
 //! 2. The caller shows the [`Plan`] and asks for confirmation.
 //! 3. [`execute`]: load the dump into a scratch database as a role that is
@@ -78,6 +79,9 @@ pub struct Plan {
     pub identity: Identity,
     /// Why the backup looks foreign (accepted with --force-foreign).
     pub foreign: Option<String>,
+    /// The backup's host name does not resolve to an address of this host
+    /// (a warning: the documented restore wants the same name and address).
+    pub address_warning: Option<String>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
     staged_confdir: PathBuf,
@@ -148,7 +152,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
 
     let recorded_confdir = recorded_confdir(&conf_member);
     let staged_confdir = root.join(&conf_member);
-    let staged_config = Config::load(&staged_confdir.join("keytrustee.conf"))?;
+    let staged_config = crate::hostconf::load_merged(&staged_confdir)?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
 
     // Identity: the instance being replaced, or this host.
@@ -167,6 +171,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         return Err(Error::usage(format!("refusing a foreign backup: {why}"))
             .with_hint("restore on the host it came from, or pass --force-foreign if this host replaces it"));
     }
+    let address_warning = crate::hostaddr::warning(&hostname);
     let row_counts = match &assessment.manifest {
         Some(m) => m.row_counts.clone(),
         None => dump_facts.row_counts.clone(),
@@ -182,6 +187,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         signed: assessment.signed,
         identity: assessment.identity,
         foreign,
+        address_warning,
         dump: root.join(dump_member),
         staged_confdir,
         _staging: staging,
@@ -291,6 +297,10 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     // nothing live yet).
     if target.confdir != plan.recorded_confdir {
         rewrite_paths(&plan.staged_confdir.join("keytrustee.conf"), &plan.recorded_confdir, &target.confdir)?;
+        let host_file = crate::hostconf::path(&plan.staged_confdir);
+        if host_file.is_file() {
+            rewrite_paths(&host_file, &plan.recorded_confdir, &target.confdir)?;
+        }
     }
     // The load first, into a scratch database, while the live instance
     // goes on serving: a dump that does not load changes nothing.

@@ -15,7 +15,6 @@
 
 use std::path::Path;
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::instance::{Instance, Layout, DB_USER};
 use crate::progress::Progress;
@@ -40,7 +39,7 @@ pub struct Preloaded {
 pub fn live_cluster(target: &Layout, staged_confdir: &Path) -> Option<(Cluster, Password)> {
     let inst = target.clone().load().ok()?;
     let cluster = Cluster::for_instance(&inst).ok()?;
-    let restored = Instance::new(target.clone(), Config::load(&staged_confdir.join("keytrustee.conf")).ok()?).ok()?;
+    let restored = Instance::new(target.clone(), crate::hostconf::load_merged(staged_confdir).ok()?).ok()?;
     if restored.pg_rootdir().ok()? != cluster.data_dir || restored.db_port().ok()? != cluster.port {
         return None;
     }

@@ -5,7 +5,7 @@
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
 //! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
-//! | `POST /register` | JSON `{organization, auth_secret, public_key}`, signed with that key |
+//! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
 //! | `GET /deposits` | JSON list of the client's deposits |
 //! | `GET /deposits/UUID` | the deposit's bytes |
@@ -22,15 +22,25 @@
 //! | 403 | `registration_refused` | wrong auth secret, or unknown or disabled organization |
 //! | 404 | `not_found` | no such path, or no such deposit of this client |
 //! | 405 | `method_not_allowed` | |
-//! | 408 | `request_timeout` | the body did not arrive in time |
+//! | 408 | `request_timeout` | the request (body, authentication, a read) did not complete within `REQUEST_TIMEOUT_SECONDS`; never a write once it started |
 //! | 409 | `replayed` | the nonce was already used |
+//! | 409 | `request_id_reused` | the `X-KT-Request-Id` was first used for another method, path or body |
 //! | 409 | `already_registered` | the key is registered with another organization |
 //! | 412 | `stale` | the timestamp is outside the allowed window |
 //! | 413 | `body_too_large` | |
-//! | 423 | `client_disabled` / `client_pending` | the client may not act now |
-//! | 503 | `read_only` / `database_unavailable` / `busy` | passive server (naming the active); database down; replay guard full |
-//! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected: the write was refused before it began, nothing changed |
-//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again |
+//! | 423 | `client_disabled` / `client_pending` | the client may not act now (disabled; or registered without the secret and not yet approved) |
+//! | 503 | `read_only` / `database_unavailable` | passive server (naming the active); database down (a write: before its commit was sent, nothing changed) |
+//! | 503 | `busy` | replay guard full; or a write found every write connection busy for `HA_WRITE_TIMEOUT_SECONDS` and never started (nothing changed) |
+//! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected (or did not let the write start in time): the write was refused before it began, nothing changed |
+//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again (a retry with the same request id answers as if confirmed) |
+//! | 504 | `write_outcome_unknown` | the connection to the database was lost after the commit was sent: stored or not, nobody knows; send it again with the same `X-KT-Request-Id` (new signature) to learn which, it is never written twice |
+//!
+//! Writes (`POST`, `PUT`, `DELETE` of deposits) may carry `X-KT-Request-Id`
+//! (signed, see [`crate::auth`]): the answer is recorded with the write, in
+//! its transaction, for a day, and a request with the same id (and the same
+//! method, path and body) is answered from that record without a second
+//! write. The request timeout covers reading and authenticating a write;
+//! once it runs, only `HA_WRITE_TIMEOUT_SECONDS` bounds it (`Pool::write`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -44,8 +54,8 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use pgp::composed::SignedPublicKey;
 
-use crate::auth;
-use crate::server::db::{DbError, Pool};
+use crate::{approval, auth};
+use crate::server::db::{DbError, Pool, RequestKey};
 use crate::server::log::{error, info};
 use crate::server::replay::{ReplayGuard, Seen};
 
@@ -110,6 +120,21 @@ impl From<DbError> for Refusal {
                     answer.map(|a| format!(" ({a})")).unwrap_or_default()
                 ),
             ),
+            DbError::Busy => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "every write connection stayed busy for the write timeout: the write did not start, nothing was changed",
+            ),
+            DbError::OutcomeUnknown => refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "write_outcome_unknown",
+                "the connection to the database was lost while the change was being committed: it may or may not be stored; send the same request again with the same X-KT-Request-Id to learn which (it is never written twice)",
+            ),
+            DbError::RequestIdReused => refuse(
+                StatusCode::CONFLICT,
+                "request_id_reused",
+                "this request id was first used for another request",
+            ),
             DbError::Unavailable(why) => {
                 error!("database unavailable: {why}");
                 refuse(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable")
@@ -144,13 +169,10 @@ impl Refusal {
 
 /// Entry point for every request: never fails, never panics the connection.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let timeout = state.limits.request_timeout;
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let result = match tokio::time::timeout(timeout, route(&state, req)).await {
-        Ok(result) => result,
-        Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long")),
-    };
+    let result = route(&state, req, deadline).await;
     Ok(match result {
         Ok(resp) => resp,
         Err(mut refusal) => {
@@ -165,16 +187,30 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     })
 }
 
-async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal> {
+/// `fut` within the request's deadline, else 408. Everything but a
+/// write's statement runs under it: a write that has begun is bounded by
+/// the write timeout alone, so that it never ends in a 408 whose statement
+/// then commits.
+async fn within<T>(deadline: tokio::time::Instant, fut: impl std::future::Future<Output = Result<T, Refusal>>) -> Result<T, Refusal> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .unwrap_or_else(|_| Err(refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long")))
+}
+
+async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::Instant) -> Result<Resp, Refusal> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, []) => public_query(state, req.uri().query().unwrap_or("")),
-        (&Method::GET, ["health"]) => Ok(health(state).await),
-        (&Method::POST, ["register"]) => register(state, req).await,
+        (&Method::GET, ["health"]) => within(deadline, async { Ok(health(state).await) }).await,
+        // Registering is idempotent (the same key answers its state again).
+        (&Method::POST, ["register"]) => within(deadline, register(state, req)).await,
         (&Method::GET, ["deposits"]) => {
-            let (client, _) = authenticate(state, req).await?;
-            list_deposits(state, &client).await
+            within(deadline, async {
+                let signed = authenticate(state, req).await?;
+                list_deposits(state, &signed.client).await
+            })
+            .await
         }
         (&Method::POST, ["deposits"]) => {
             let name = query_param(req.uri().query().unwrap_or(""), "name")
@@ -182,33 +218,35 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal
             if name.is_empty() || name.len() > 255 {
                 return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", "a deposit name has 1 to 255 bytes"));
             }
-            let (client, body) = authenticate(state, req).await?;
-            let uuid = state.pool.deposit_insert(&client, &name, &body).await?;
+            let signed = within(deadline, authenticate(state, req)).await?;
+            let (client, body) = (&signed.client, &signed.body);
+            let uuid = state.pool.deposit_insert(signed.key(), client, &name, body).await?;
             Ok(json(StatusCode::CREATED, serde_json::json!({"uuid": uuid, "name": name, "size": body.len()})))
         }
         (m @ (&Method::GET | &Method::PUT | &Method::DELETE), ["deposits", uuid]) => {
             let method = m.clone();
             let uuid = uuid.to_ascii_lowercase();
-            let (client, body) = authenticate(state, req).await?;
+            let signed = within(deadline, authenticate(state, req)).await?;
+            let (client, body) = (&signed.client, &signed.body);
             // Malformed and foreign ids look the same as missing ones.
             let not_found = || refuse(StatusCode::NOT_FOUND, "not_found", "no such deposit");
             if !valid_uuid(&uuid) {
                 return Err(not_found());
             }
             match method {
-                Method::GET => match state.pool.deposit_get(&uuid, &client).await? {
+                Method::GET => match within(deadline, async { Ok(state.pool.deposit_get(&uuid, client).await?) }).await? {
                     Some(content) => Ok(text(content, "application/octet-stream")),
                     None => Err(not_found()),
                 },
                 Method::PUT => {
-                    if state.pool.deposit_update(&uuid, &client, &body).await? {
+                    if state.pool.deposit_update(signed.key(), &uuid, client, body).await? {
                         Ok(json(StatusCode::OK, serde_json::json!({"uuid": uuid, "size": body.len()})))
                     } else {
                         Err(not_found())
                     }
                 }
                 _ => {
-                    if state.pool.deposit_delete(&uuid, &client).await? {
+                    if state.pool.deposit_delete(signed.key(), &uuid, client).await? {
                         let mut resp = Response::new(Full::new(Bytes::new()));
                         *resp.status_mut() = StatusCode::NO_CONTENT;
                         Ok(resp)
@@ -290,10 +328,24 @@ fn header<'a>(parts: &'a hyper::http::request::Parts, name: &str) -> Option<&'a 
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// An authenticated request: who sent it, its body, and its request id
+/// with the digest a retry must match.
+struct Signed {
+    client: String,
+    body: Bytes,
+    request: Option<(String, Vec<u8>)>,
+}
+
+impl Signed {
+    fn key(&self) -> Option<RequestKey<'_>> {
+        self.request.as_ref().map(|(id, digest)| RequestKey { client: &self.client, id, digest })
+    }
+}
+
 /// Verified identity of a request: checks presence, freshness, key,
 /// signature, state and nonce, in an order that lets no unauthenticated
 /// party learn a client's state or burn its nonces.
-async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<(String, Bytes), Refusal> {
+async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<Signed, Refusal> {
     let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let method = req.method().as_str().to_string();
     let (parts, body) = read_body(state, req).await?;
@@ -306,7 +358,7 @@ async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<(Strin
         .await?
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "unknown_client", "no client is registered with this key"))?;
     let key = cached_key(state, &fingerprint, &row.public_key)?;
-    let text = auth::canonical(&method, &path_and_query, signed.timestamp, signed.nonce, &body);
+    let text = auth::canonical_with_id(&method, &path_and_query, signed.timestamp, signed.nonce, &body, signed.request_id);
     if !auth::verify(&key, &text, signed.signature) {
         return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
     }
@@ -318,7 +370,8 @@ async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<(Strin
         _ => return Err(refuse(StatusCode::LOCKED, "client_disabled", "this client is disabled")),
     }
     check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
-    Ok((fingerprint, body))
+    let request = signed.request_id.map(|id| (id.to_string(), auth::request_digest(&method, &path_and_query, &body)));
+    Ok(Signed { client: fingerprint, body, request })
 }
 
 struct SignedParts<'a> {
@@ -326,6 +379,7 @@ struct SignedParts<'a> {
     timestamp: i64,
     nonce: &'a str,
     signature: &'a str,
+    request_id: Option<&'a str>,
 }
 
 impl<'a> SignedParts<'a> {
@@ -346,7 +400,14 @@ impl<'a> SignedParts<'a> {
         if !auth::valid_nonce(nonce) {
             return Err(bad(auth::HEADER_NONCE));
         }
-        Ok(SignedParts { client, timestamp, nonce, signature })
+        let request_id = match parts.headers.get(auth::HEADER_REQUEST_ID) {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(id) if auth::valid_request_id(id) => Some(id),
+                _ => return Err(bad(auth::HEADER_REQUEST_ID)),
+            },
+        };
+        Ok(SignedParts { client, timestamp, nonce, signature, request_id })
     }
 }
 
@@ -391,6 +452,9 @@ struct RegisterRequest {
     organization: String,
     auth_secret: String,
     public_key: String,
+    /// The client's host name, shown to the administrator who approves it.
+    #[serde(default)]
+    host: Option<String>,
 }
 
 async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refusal> {
@@ -407,27 +471,49 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
         return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request is not signed by the key it registers"));
     }
     check_fresh(state, signed.timestamp)?;
-    let text = auth::canonical("POST", &path_and_query, signed.timestamp, signed.nonce, &body);
+    let text = auth::canonical_with_id("POST", &path_and_query, signed.timestamp, signed.nonce, &body, signed.request_id);
     if !auth::verify(&key, &text, signed.signature) {
         return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
     }
     check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
     let refused = || refuse(StatusCode::FORBIDDEN, "registration_refused", "unknown organization or wrong auth secret");
+    if let Some(host) = &request.host {
+        crate::hostname::validate(host).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "invalid host name"))?;
+    }
     let org = state.pool.organization(&request.organization).await?.ok_or_else(refused)?;
-    // An empty secret means automatic approval; otherwise it must match.
-    if org.state != "active" || !(org.auth_secret.is_empty() || constant_time_eq(&org.auth_secret, &request.auth_secret)) {
+    if org.state != "active" {
         return Err(refused());
     }
+    let wanted = match approval::decide(&org.auth_secret, &request.auth_secret, || {
+        constant_time_eq(&org.auth_secret, &request.auth_secret)
+    }) {
+        approval::Decision::Admit => "active",
+        approval::Decision::Hold => "pending",
+        approval::Decision::Refuse => return Err(refused()),
+    };
     let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
-    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored).await?;
+    let host = request.host.as_deref();
+    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host).await?;
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }
     info!("registered client {fingerprint} with organization {} ({client_state})", request.organization);
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization}),
-    ))
+    let mut answer = serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization});
+    if client_state == "pending" {
+        approval::notify_contacts_of_pending(&approval::PendingClient {
+            organization: &request.organization,
+            fingerprint: &fingerprint,
+            host,
+        });
+        answer["status"] = "registration_pending".into();
+        answer["message"] = format!(
+            "the client awaits approval by an administrator of {}: kt org enable-client --fingerprint {fingerprint}",
+            request.organization
+        )
+        .into();
+        return Ok(json(StatusCode::ACCEPTED, answer));
+    }
+    Ok(json(StatusCode::OK, answer))
 }
 
 /// Compares secrets in constant time. Both sides are hashed first so that

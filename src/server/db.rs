@@ -2,12 +2,23 @@
 //! connections with their statements prepared once, and the queries the
 //! endpoints need. A broken connection is replaced on next use; an
 //! unreachable database fails the request fast (503), it never hangs it.
+//!
+//! Writes follow stricter rules (see [`Pool::write`]): every write ends
+//! with an outcome the client can act on (done; refused with nothing
+//! changed; stored but unconfirmed by the passive; or, only when the
+//! connection was lost after the commit was sent, unknown), and a write
+//! that carries a request id records its answer in the same transaction,
+//! so that a retry with that id learns the outcome instead of writing twice.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
+
+use crate::server::log::warn;
 
 /// Why a database call failed, as the endpoints need to tell it.
 #[derive(Debug)]
@@ -24,6 +35,16 @@ pub enum DbError {
     /// change stays (it reaches the passive when it is back). Carries the
     /// statement's answer (a new deposit's uuid) when there is one.
     Unconfirmed(Option<String>),
+    /// Every write connection stayed busy for the whole write timeout: the
+    /// write never started (nothing changed).
+    Busy,
+    /// The write (or its commit) was sent and then the connection was lost
+    /// or the database ended it before answering: it may or may not be
+    /// stored. A write with a request id learns which by being sent again.
+    OutcomeUnknown,
+    /// A request id came back with another method, path or body than the
+    /// request it first named.
+    RequestIdReused,
     /// Anything else: a bug or a constraint kt did not expect.
     Other(String),
 }
@@ -57,6 +78,8 @@ struct Statements {
     deposit_update: Statement,
     deposit_delete: Statement,
     deposit_list: Statement,
+    request_claim: Statement,
+    request_lookup: Statement,
 }
 
 struct Conn {
@@ -88,20 +111,147 @@ const GATE_OPEN: u8 = 0;
 const GATE_CLOSED: u8 = 1;
 /// How long a cancelled commit wait may take to return.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How often the cancel is sent again while the grace runs: a cancel that
+/// reaches the backend between two statements of a transaction is ignored.
+const CANCEL_REPEAT: Duration = Duration::from_millis(250);
+/// How long recorded answers to writes with a request id are kept.
+pub const REQUEST_RETENTION: &str = "24 hours";
 
-/// What a write statement answered, for [`DbError::Unconfirmed`].
-trait Answer {
-    fn answer(&self) -> Option<String> {
+/// What a write statement answered: shown in [`DbError::Unconfirmed`] and
+/// recorded (as text) for a retry with the same request id.
+pub trait Answer: Sized {
+    fn encode(&self) -> String;
+    fn decode(text: &str) -> Option<Self>;
+    /// What [`DbError::Unconfirmed`] names (a new deposit's uuid).
+    fn shown(&self) -> Option<String> {
         None
     }
 }
 impl Answer for String {
-    fn answer(&self) -> Option<String> {
+    fn encode(&self) -> String {
+        self.clone()
+    }
+    fn decode(text: &str) -> Option<Self> {
+        Some(text.to_string())
+    }
+    fn shown(&self) -> Option<String> {
         Some(self.clone())
     }
 }
-impl Answer for bool {}
-impl Answer for Option<(String, String)> {}
+impl Answer for bool {
+    fn encode(&self) -> String {
+        (if *self { "1" } else { "0" }).to_string()
+    }
+    fn decode(text: &str) -> Option<Self> {
+        match text {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        }
+    }
+}
+impl Answer for Option<(String, String)> {
+    fn encode(&self) -> String {
+        self.as_ref().map(|(a, b)| format!("{a}\t{b}")).unwrap_or_default()
+    }
+    fn decode(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(None);
+        }
+        text.split_once('\t').map(|(a, b)| Some((a.to_string(), b.to_string())))
+    }
+}
+
+/// One client operation across its retries: who, which id, and what the
+/// request was ([`crate::auth::request_digest`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub client: &'a str,
+    pub id: &'a str,
+    pub digest: &'a [u8],
+}
+
+/// How far a write got, read when it fails: it says whether a lost
+/// connection can have left the change stored.
+const NOT_SENT: u8 = 0;
+/// Inside an open transaction, COMMIT not sent: a loss rolls it back.
+const IN_TRANSACTION: u8 = 1;
+/// An autocommit statement or a COMMIT was sent: a loss leaves it unknown.
+const COMMIT_SENT: u8 = 2;
+
+/// What the write's own steps ended with.
+enum Step<T> {
+    Done(T),
+    /// The request id was recorded by an earlier attempt: this one was
+    /// rolled back; the record answers.
+    Recorded,
+}
+
+/// A write in flight on its connection. If the write's future is dropped
+/// (the client went away, the server stops) while the statement runs, its
+/// outcome would be unknown and its connection in an unknown state: the
+/// guard cancels the query (a commit waiting for the passive then ends,
+/// committed here) and discards the connection. A write with a request id
+/// stays accounted for: its answer is recorded in its own transaction, and
+/// a retry with the id reads it.
+struct InFlight<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<Arc<Conn>>>,
+    conn: Arc<Conn>,
+    armed: bool,
+    request_id: Option<String>,
+}
+
+impl InFlight<'_> {
+    /// The connection is clean again (the write ended with an answer from
+    /// the database that leaves no transaction open).
+    fn keep(mut self) {
+        self.armed = false;
+    }
+
+    /// The connection's state is unknown (an error inside a transaction, a
+    /// cancel that did not return): never reuse it.
+    fn discard(mut self) {
+        self.armed = false;
+        *self.slot = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        *self.slot = None;
+        let token = self.conn.client.cancel_token();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+        }
+        match &self.request_id {
+            Some(id) => warn!("a write was abandoned mid-statement (request id {id}): cancelled; a retry with this id reads its outcome"),
+            None => warn!("a write without a request id was abandoned mid-statement: cancelled; it may or may not be stored"),
+        }
+    }
+}
+
+/// Whether an error means that the statement was refused as a whole
+/// (rolled back, nothing changed) rather than that the session was lost or
+/// ended under it (connection, operator intervention, crash), after which
+/// a commit already sent may or may not have happened.
+fn definite(e: &tokio_postgres::Error) -> bool {
+    definite_code(e.code())
+}
+
+fn definite_code(code: Option<&SqlState>) -> bool {
+    match code {
+        None => false,
+        // A cancel never aborts a commit once it began: a commit waiting
+        // for the standby ends committed, with a warning, not this error.
+        Some(code) if code == &SqlState::QUERY_CANCELED => true,
+        Some(code) => !["08", "57", "58", "XX"].iter().any(|class| code.code().starts_with(class)),
+    }
+}
 
 /// A registered client as the authentication step needs it.
 pub struct ClientRow {
@@ -164,23 +314,155 @@ impl Pool {
         Ok(!closed)
     }
 
-    /// Runs one write statement under the HA rules: refused up front when
-    /// the gate is closed; bounded by the write timeout, after which the
-    /// commit's wait for the passive is cancelled and the outcome reported
-    /// as [`DbError::Unconfirmed`] (committed here) or, when the cancel
-    /// came before the commit, [`DbError::PassiveUnavailable`] (nothing
-    /// changed).
-    async fn write<T, F, Fut>(&self, run: F) -> Result<T, DbError>
+    /// Runs one write statement under the HA rules, within one deadline
+    /// of `write_timeout` from the call:
+    ///
+    /// - refused up front when the gate is closed ([`DbError::PassiveUnavailable`]);
+    /// - a write that cannot get a write connection before the deadline
+    ///   never starts ([`DbError::Busy`], nothing changed);
+    /// - at the deadline the statement (or the commit's wait for the
+    ///   passive) is cancelled: committed here is [`DbError::Unconfirmed`],
+    ///   cancelled before the commit is [`DbError::PassiveUnavailable`];
+    /// - a connection lost after the commit was sent is
+    ///   [`DbError::OutcomeUnknown`]; lost before, [`DbError::Unavailable`].
+    ///
+    /// With a request id the statement runs in a transaction with the row
+    /// that records its answer; when an earlier attempt with that id
+    /// committed, this one rolls back and answers from that record.
+    async fn write<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
         T: Answer,
     {
+        let deadline = Instant::now() + self.write_timeout;
         if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
+            // A retry of a write that was stored is answered even now.
+            if let Some(key) = key {
+                if let Some(value) = self.recorded(key).await? {
+                    return Ok(value);
+                }
+            }
             return Err(DbError::PassiveUnavailable);
         }
         let i = self.next_write.fetch_add(1, Ordering::Relaxed) % self.write_slots.len();
-        let mut slot = self.write_slots[i].lock().await;
+        let mut slot = tokio::time::timeout_at(deadline, self.write_slots[i].lock()).await.map_err(|_| DbError::Busy)?;
+        let conn = match slot.as_ref() {
+            Some(conn) if !conn.client.is_closed() => conn.clone(),
+            _ => {
+                let conn = tokio::time::timeout_at(deadline, self.connect()).await.map_err(|_| DbError::Busy)??;
+                *slot = Some(conn.clone());
+                conn
+            }
+        };
+        if Instant::now() >= deadline {
+            // The wait used the whole write timeout: do not start now.
+            return Err(DbError::Busy);
+        }
+        let guard = InFlight { slot, conn: conn.clone(), armed: true, request_id: key.map(|k| k.id.to_string()) };
+        let phase = AtomicU8::new(NOT_SENT);
+        let fut = steps(&conn, key, &phase, run);
+        tokio::pin!(fut);
+        let (result, cancelled) = match tokio::time::timeout_at(deadline, &mut fut).await {
+            Ok(result) => (Some(result), false),
+            Err(_) => {
+                // Only this write runs on this connection: the cancel hits it.
+                let grace = Instant::now() + CANCEL_GRACE;
+                let mut result = None;
+                while Instant::now() < grace {
+                    let _ = conn.client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                    let until = (Instant::now() + CANCEL_REPEAT).min(grace);
+                    if let Ok(r) = tokio::time::timeout_at(until, &mut fut).await {
+                        result = Some(r);
+                        break;
+                    }
+                }
+                (result, true)
+            }
+        };
+        let phase = phase.load(Ordering::Relaxed);
+        match result {
+            Some(Ok(Step::Done(value))) => {
+                guard.keep();
+                if cancelled {
+                    // Success after a cancel: PostgreSQL committed locally
+                    // and stopped waiting for the standby.
+                    Err(DbError::Unconfirmed(value.shown()))
+                } else {
+                    Ok(value)
+                }
+            }
+            Some(Ok(Step::Recorded)) => {
+                guard.keep();
+                let key = key.expect("only a write with a request id finds a record");
+                self.recorded(key).await?.ok_or_else(|| DbError::Other("a recorded answer vanished".into()))
+            }
+            Some(Err(e)) => {
+                // Inside a transaction an error leaves it aborted: rolled
+                // back when the connection still answers, else not reused
+                // (closing it rolls back).
+                let clean = match phase {
+                    NOT_SENT => true,
+                    IN_TRANSACTION if definite(&e) => matches!(
+                        tokio::time::timeout(CANCEL_REPEAT, conn.client.batch_execute("ROLLBACK")).await,
+                        Ok(Ok(()))
+                    ),
+                    _ => key.is_none() && definite(&e),
+                };
+                if clean {
+                    guard.keep();
+                } else {
+                    guard.discard();
+                }
+                if e.code() == Some(&SqlState::QUERY_CANCELED) {
+                    return Err(if cancelled { DbError::PassiveUnavailable } else { DbError::Other(e.to_string()) });
+                }
+                if !definite(&e) {
+                    return Err(if phase == COMMIT_SENT {
+                        DbError::OutcomeUnknown
+                    } else {
+                        DbError::Unavailable(e.to_string())
+                    });
+                }
+                Err(e.into())
+            }
+            None => {
+                // The cancel did not return in time: never reuse this connection.
+                guard.discard();
+                if phase == COMMIT_SENT {
+                    Err(DbError::OutcomeUnknown)
+                } else {
+                    // Closing the connection rolls the open transaction back.
+                    Err(DbError::Busy)
+                }
+            }
+        }
+    }
+
+    /// The recorded answer to an earlier attempt with this request id.
+    async fn recorded<T: Answer>(&self, key: RequestKey<'_>) -> Result<Option<T>, DbError> {
+        let c = self.conn().await?;
+        let Some(row) = c.client.query_opt(&c.st.request_lookup, &[&key.client, &key.id]).await? else {
+            return Ok(None);
+        };
+        let digest: Vec<u8> = row.get(0);
+        if digest != key.digest {
+            return Err(DbError::RequestIdReused);
+        }
+        let answer: String = row.get(1);
+        T::decode(&answer).map(Some).ok_or_else(|| DbError::Other(format!("a recorded answer does not parse: {answer}")))
+    }
+
+    /// Deletes recorded answers older than [`REQUEST_RETENTION`]. Local
+    /// commit only (the passive gets it anyway, and bookkeeping must not
+    /// wait for it); skipped when every write connection is busy or the
+    /// gate is closed, tried again at the next call.
+    pub async fn prune_requests(&self) -> Result<u64, DbError> {
+        if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
+            return Ok(0);
+        }
+        let i = self.next_write.fetch_add(1, Ordering::Relaxed) % self.write_slots.len();
+        let Ok(mut slot) = self.write_slots[i].try_lock() else { return Ok(0) };
         let conn = match slot.as_ref() {
             Some(conn) if !conn.client.is_closed() => conn.clone(),
             _ => {
@@ -189,27 +471,25 @@ impl Pool {
                 conn
             }
         };
-        let fut = run(conn.clone());
-        tokio::pin!(fut);
-        match tokio::time::timeout(self.write_timeout, &mut fut).await {
-            Ok(result) => Ok(result?),
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit TO local; \
+             DELETE FROM write_requests WHERE created < now() - interval '{REQUEST_RETENTION}'; COMMIT"
+        );
+        match tokio::time::timeout(self.write_timeout, conn.client.simple_query(&sql)).await {
+            Ok(Ok(messages)) => Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .sum()),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(e.into())
+            }
             Err(_) => {
-                // Only this write runs on this connection: the cancel hits it.
-                let _ = conn.client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
-                match tokio::time::timeout(CANCEL_GRACE, &mut fut).await {
-                    // Success after a cancel: PostgreSQL committed locally
-                    // and stopped waiting for the standby.
-                    Ok(Ok(value)) => Err(DbError::Unconfirmed(value.answer())),
-                    Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
-                        Err(DbError::PassiveUnavailable)
-                    }
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => {
-                        // The outcome is unknown: never reuse this connection.
-                        *slot = None;
-                        Err(DbError::Unconfirmed(None))
-                    }
-                }
+                *slot = None;
+                Err(DbError::Busy)
             }
         }
     }
@@ -270,6 +550,15 @@ impl Pool {
                      FROM deposits WHERE owner = $1 ORDER BY created, uuid",
                 )
                 .await?,
+            request_claim: client
+                .prepare(
+                    "INSERT INTO write_requests (client, request_id, digest, answer) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING RETURNING true",
+                )
+                .await?,
+            request_lookup: client
+                .prepare("SELECT digest, answer FROM write_requests WHERE client = $1 AND request_id = $2")
+                .await?,
         };
         Ok(Arc::new(Conn { client, st }))
     }
@@ -286,21 +575,33 @@ impl Pool {
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn deposit_insert(&self, owner: &str, name: &str, content: &[u8]) -> Result<String, DbError> {
-        self.write(|c| async move {
+    pub async fn deposit_insert(
+        &self,
+        key: Option<RequestKey<'_>>,
+        owner: &str,
+        name: &str,
+        content: &[u8],
+    ) -> Result<String, DbError> {
+        self.write(key, |c| async move {
             let row = c.client.query_one(&c.st.deposit_insert, &[&owner, &name, &content]).await?;
             Ok(row.get::<_, String>(0))
         })
         .await
     }
 
-    pub async fn deposit_update(&self, uuid: &str, owner: &str, content: &[u8]) -> Result<bool, DbError> {
-        self.write(|c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
+    pub async fn deposit_update(
+        &self,
+        key: Option<RequestKey<'_>>,
+        uuid: &str,
+        owner: &str,
+        content: &[u8],
+    ) -> Result<bool, DbError> {
+        self.write(key, |c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
             .await
     }
 
-    pub async fn deposit_delete(&self, uuid: &str, owner: &str) -> Result<bool, DbError> {
-        self.write(|c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
+    pub async fn deposit_delete(&self, key: Option<RequestKey<'_>>, uuid: &str, owner: &str) -> Result<bool, DbError> {
+        self.write(key, |c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
     }
 
     pub async fn deposit_list(&self, owner: &str) -> Result<Vec<DepositInfo>, DbError> {
@@ -321,22 +622,28 @@ impl Pool {
         Ok(row.map(|r| OrgRow { uuid: r.get(0), auth_secret: r.get(1), state: r.get(2) }))
     }
 
-    /// Registers a client; an existing registration of the same key is
-    /// returned as is (with its organization's uuid) instead.
+    /// Registers a client in `state` (`active`, or `pending` approval); an
+    /// existing registration of the same key is returned as is (with its
+    /// organization's uuid) instead, except that a pending one becomes
+    /// active when this registration carries the right secret.
     pub async fn register_client(
         &self,
         fingerprint: &str,
         org_uuid: &str,
         public_key: &[u8],
+        state: &str,
+        host: Option<&str>,
     ) -> Result<(String, String), DbError> {
         let inserted = self
-            .write(|c| async move {
+            .write(None, |c| async move {
                 c.client
                     .query_opt(
-                        "INSERT INTO clients (fingerprint, organization, public_key, state) \
-                 VALUES ($1, $2::text::uuid, $3, 'active') ON CONFLICT (fingerprint) DO NOTHING \
+                        "INSERT INTO clients (fingerprint, organization, public_key, state, host) \
+                 VALUES ($1, $2::text::uuid, $3, $4, $5) ON CONFLICT (fingerprint) DO UPDATE SET state = 'active' \
+                 WHERE clients.state = 'pending' AND EXCLUDED.state = 'active' \
+                 AND clients.organization = EXCLUDED.organization \
                  RETURNING state, organization::text",
-                        &[&fingerprint, &org_uuid, &public_key],
+                        &[&fingerprint, &org_uuid, &public_key, &state, &host],
                     )
                     .await
                     .map(|row| row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))))
@@ -378,5 +685,65 @@ impl Pool {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
+
+/// The steps of one write on its connection; `phase` tells the caller how
+/// far they got when they fail.
+async fn steps<T, F, Fut>(conn: &Arc<Conn>, key: Option<RequestKey<'_>>, phase: &AtomicU8, run: F) -> Result<Step<T>, tokio_postgres::Error>
+where
+    F: FnOnce(Arc<Conn>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    T: Answer,
+{
+    let Some(key) = key else {
+        phase.store(COMMIT_SENT, Ordering::Relaxed);
+        return run(conn.clone()).await.map(Step::Done);
+    };
+    conn.client.batch_execute("BEGIN").await?;
+    phase.store(IN_TRANSACTION, Ordering::Relaxed);
+    let value = run(conn.clone()).await?;
+    // Waits for a concurrent attempt with the same id to end; when that one
+    // committed, nothing is inserted and this attempt rolls back.
+    let claimed = conn.client.query_opt(&conn.st.request_claim, &[&key.client, &key.id, &key.digest, &value.encode()]).await?;
+    if claimed.is_none() {
+        conn.client.batch_execute("ROLLBACK").await?;
+        phase.store(NOT_SENT, Ordering::Relaxed);
+        return Ok(Step::Recorded);
+    }
+    phase.store(COMMIT_SENT, Ordering::Relaxed);
+    conn.client.batch_execute("COMMIT").await?;
+    Ok(Step::Done(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_survive_their_record() {
+        for s in ["123e4567-e89b-12d3-a456-426614174000".to_string(), String::new()] {
+            assert_eq!(String::decode(&s.encode()), Some(s.clone()));
+            assert_eq!(s.shown(), Some(s.clone()));
+        }
+        for b in [true, false] {
+            assert_eq!(bool::decode(&b.encode()), Some(b));
+            assert_eq!(b.shown(), None);
+        }
+        assert_eq!(bool::decode("yes"), None);
+        for pair in [None, Some(("active".to_string(), "u-1".to_string()))] {
+            assert_eq!(<Option<(String, String)>>::decode(&pair.encode()), Some(pair.clone()));
+        }
+    }
+
+    #[test]
+    fn only_refusals_are_definite() {
+        assert!(!definite_code(None), "an I/O error or a closed connection");
+        for lost in [SqlState::ADMIN_SHUTDOWN, SqlState::CONNECTION_FAILURE, SqlState::CRASH_SHUTDOWN, SqlState::INTERNAL_ERROR] {
+            assert!(!definite_code(Some(&lost)), "{lost:?}");
+        }
+        for refused in [SqlState::QUERY_CANCELED, SqlState::UNIQUE_VIOLATION, SqlState::READ_ONLY_SQL_TRANSACTION] {
+            assert!(definite_code(Some(&refused)), "{refused:?}");
+        }
     }
 }

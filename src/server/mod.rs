@@ -31,6 +31,9 @@ use log::{error, info, warn};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server reads whether the passive is there for writes.
 const GATE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often recorded answers to writes with a request id older than
+/// `db::REQUEST_RETENTION` are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -111,6 +114,11 @@ pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + S
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    match upgrade_schema(&settings) {
+        Ok(applied) if !applied.is_empty() => info!("schema migrated: applied {applied:?}"),
+        Ok(_) => {}
+        Err(e) => warn!("the schema was not checked for migrations: {}", describe(&e)),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kt-serve")
@@ -162,6 +170,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Whether writes may go ahead (synchronous replication with the
     // passive there, or none): read a few times a second, off the request path.
     let mut gate = tokio::time::interval(GATE_INTERVAL);
@@ -236,6 +246,17 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
+            _ = prune.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // A passive (read-only) prunes nothing: it gets the active's deletes.
+                    match state.pool.prune_requests().await {
+                        Ok(0) | Err(db::DbError::ReadOnly) => {}
+                        Ok(n) => info!("pruned {n} recorded write answers older than {}", db::REQUEST_RETENTION),
+                        Err(e) => warn!("pruning recorded write answers failed: {e:?}"),
+                    }
+                });
+            }
             _ = gate.tick() => {
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -264,6 +285,27 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// An instance made by an older kt has an older schema: it is brought up
+/// to this kt's before the server takes requests ([`schema::upgrade`]:
+/// on an active only, committed locally). Runs before the async runtime
+/// exists (the sync client makes its own).
+fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
+    use crate::storage::schema;
+    let password = Password::read(&settings.pgpass, DB_USER)?;
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(settings.db_port)
+        .user(DB_USER)
+        .password(password.expose())
+        .dbname(DB_NAME)
+        .application_name("kt serve")
+        .connect_timeout(Duration::from_secs(5));
+    let failed = |e: postgres::Error| Error::env("cannot read the schema version").because_err(&e);
+    let mut client = config.connect(postgres::NoTls).map_err(failed)?;
+    schema::upgrade(&mut client)
 }
 
 /// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).

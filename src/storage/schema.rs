@@ -14,11 +14,23 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "organizations, clients, deposits",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "organizations, clients, deposits",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "recorded answers to writes with a request id",
+        sql: include_str!("migrations/0002_write_requests.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "documented organization ids, client host names",
+        sql: include_str!("migrations/0003_documented_org_ids.sql"),
+    },
+];
 
 /// The schema version this kt builds and expects.
 pub fn latest_version() -> i32 {
@@ -42,6 +54,32 @@ pub fn current_version(client: &mut postgres::Client) -> Result<i32> {
         .map_err(|e| Error::env("cannot read the schema version").because_err(&e))?
         .get(0);
     Ok(version.unwrap_or(0))
+}
+
+/// Whether this database is older than this kt (an instance made by an
+/// earlier kt) and may be brought up to date here: not on a standby,
+/// which gets the change from its primary.
+pub fn needs_upgrade(client: &mut postgres::Client) -> Result<bool> {
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| Error::env("cannot read whether the database is a standby").because_err(&e))?
+        .get(0);
+    Ok(!in_recovery && current_version(client)? < latest_version())
+}
+
+/// Brings an older instance's schema up to this kt's (at `kt db start` and
+/// `kt serve`); returns the versions applied (none on a standby, which
+/// gets them from its primary, or when up to date). The commit is local:
+/// with synchronous replication a passive that is down must not hold up
+/// the start; it gets the change by replication when it is back.
+pub fn upgrade(client: &mut postgres::Client) -> Result<Vec<i32>> {
+    if !needs_upgrade(client)? {
+        return Ok(Vec::new());
+    }
+    client
+        .batch_execute("SET synchronous_commit TO local")
+        .map_err(|e| Error::env("cannot prepare the schema upgrade").because_err(&e))?;
+    migrate(client)
 }
 
 /// Brings the schema up to [`latest_version`]; returns the versions applied.

@@ -1,0 +1,71 @@
+//! Client approval: the rule that decides whether a registration is
+//! accepted, held for an administrator, or refused, and the hook through
+//! which an organization's contacts will be told about a held one.
+//!
+//! The documented flow: an organization with an auth secret admits a
+//! client that gives that secret; a client that names the organization but
+//! gives no secret asks for approval instead, and waits (`pending`) until
+//! an administrator runs `kt org enable-client --fingerprint FPR` (or
+//! refuses it with `kt org deny-client`). A wrong secret is a refusal, as
+//! it is a guess rather than a request.
+
+/// What a registration becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Stored `active`: the organization approves automatically (empty
+    /// secret) or the client gave the right secret.
+    Admit,
+    /// Stored `pending` until an administrator decides.
+    Hold,
+    /// Nothing is stored.
+    Refuse,
+}
+
+/// Decides a registration with an existing, active organization.
+/// `matches` compares the given secret with the organization's (the caller
+/// does it in constant time).
+pub fn decide(org_secret: &str, given: &str, matches: impl FnOnce() -> bool) -> Decision {
+    if org_secret.is_empty() {
+        Decision::Admit
+    } else if given.is_empty() {
+        Decision::Hold
+    } else if matches() {
+        Decision::Admit
+    } else {
+        Decision::Refuse
+    }
+}
+
+/// A registration answered `pending`, as the notification needs it.
+#[derive(Debug, Clone)]
+pub struct PendingClient<'a> {
+    pub organization: &'a str,
+    pub fingerprint: &'a str,
+    /// The host name the client gave, if any.
+    pub host: Option<&'a str>,
+}
+
+/// The hook for the mail issue: called by the server for every
+/// registration it answers `pending` (a repeated request too, so a
+/// reminder is possible; rate-limit there). It will tell the
+/// organization's contacts that `client` asks to be approved and which
+/// command approves it. It must not block the request nor fail it: the
+/// registration is already stored when it is called. Today it does
+/// nothing; the server's log line records the request.
+pub fn notify_contacts_of_pending(client: &PendingClient<'_>) {
+    let _ = client;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_rule() {
+        assert_eq!(decide("", "", || false), Decision::Admit);
+        assert_eq!(decide("", "anything", || false), Decision::Admit);
+        assert_eq!(decide("s3cret", "", || panic!("no secret given: nothing to compare")), Decision::Hold);
+        assert_eq!(decide("s3cret", "s3cret", || true), Decision::Admit);
+        assert_eq!(decide("s3cret", "guess", || false), Decision::Refuse);
+    }
+}
