@@ -85,43 +85,94 @@ pub fn run_once(entry: &Entry) -> Result<ExitStatus> {
     child.wait().map_err(|e| Error::env(format!("cannot wait for the entry {}", entry.name)).because_err(&e))
 }
 
+/// When each entry is due next: the runner's whole policy, apart from the
+/// processes it starts.
+#[derive(Debug)]
+pub struct Plan {
+    due: Vec<Option<DateTime<Local>>>,
+}
+
+impl Plan {
+    /// `@reboot` entries are due at once (then never again), the others
+    /// at their next time after `now`.
+    pub fn new(entries: &[Entry], now: DateTime<Local>) -> Plan {
+        Plan { due: entries.iter().map(|e| if e.schedule.is_reboot() { Some(now) } else { e.schedule.next_after(&now) }).collect() }
+    }
+
+    /// The entry to run at `now`, if one is due (the earliest first).
+    pub fn ready(&self, now: DateTime<Local>) -> Option<usize> {
+        let (at, i) = self.due.iter().enumerate().filter_map(|(i, d)| d.map(|d| (d, i))).min()?;
+        (now >= at).then_some(i)
+    }
+
+    pub fn due(&self, i: usize) -> Option<DateTime<Local>> {
+        self.due[i]
+    }
+
+    /// Entry `i` ran and ended at `now`: its next time counts from `now`,
+    /// so the times it missed while running are not run at all, and other
+    /// entries that fell due meanwhile stay due once (not once per missed
+    /// time).
+    pub fn ran(&mut self, entries: &[Entry], i: usize, now: DateTime<Local>) {
+        self.due[i] = entries[i].schedule.next_after(&now);
+    }
+}
+
 /// Runs the entries at their times until `stop` is set.
 pub fn run(entries: &[Entry], stop: &AtomicBool, on_event: &mut dyn FnMut(Event)) -> Result<()> {
     check(entries)?;
-    let now = Local::now();
-    // @reboot entries are due at once, then never again.
-    let mut due: Vec<Option<DateTime<Local>>> =
-        entries.iter().map(|e| if e.schedule.is_reboot() { Some(now) } else { e.schedule.next_after(&now) }).collect();
-    for (entry, at) in entries.iter().zip(&due) {
-        if let Some(at) = at {
-            on_event(Event::Next { entry, at: *at });
+    let mut plan = Plan::new(entries, Local::now());
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(at) = plan.due(i) {
+            on_event(Event::Next { entry, at });
         }
     }
     loop {
-        let next = due.iter().enumerate().filter_map(|(i, d)| d.map(|d| (d, i))).min();
-        // Sleep in short slices: the flag is checked, and a changed clock
-        // is noticed.
-        let ready = match next {
-            Some((at, _)) => Local::now() >= at,
-            None => false,
-        };
         if stop.load(Ordering::SeqCst) {
             on_event(Event::Stopping);
             return Ok(());
         }
-        if !ready {
+        // Short sleeps: the flag is checked, and a changed clock noticed.
+        let Some(i) = plan.ready(Local::now()) else {
             std::thread::sleep(Duration::from_millis(200));
             continue;
-        }
-        let (_, i) = next.expect("ready implies an entry");
+        };
         let entry = &entries[i];
         on_event(Event::Started { entry });
         let started = Instant::now();
         let status = run_once(entry)?;
         on_event(Event::Finished { entry, status, took: started.elapsed() });
-        due[i] = entry.schedule.next_after(&Local::now());
-        if let Some(at) = due[i] {
+        plan.ran(entries, i, Local::now());
+        if let Some(at) = plan.due(i) {
             on_event(Event::Next { entry, at });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+    use chrono::TimeZone;
+
+    fn entry(name: &str, expr: &str) -> Entry {
+        Entry { name: name.into(), schedule: Schedule::parse(expr).unwrap(), user: "nobody".into(), argv: vec!["true".into()] }
+    }
+
+    #[test]
+    fn a_missed_run_runs_once_not_once_per_missed_time() {
+        let entries = [entry("a", "* * * * *"), entry("b", "* * * * *")];
+        // 1_800_000_000 is a whole hour (a multiple of 3600).
+        let at = |m: u32| Local.timestamp_opt(1_800_000_000 + 60 * m as i64, 0).unwrap();
+        let mut plan = Plan::new(&entries, at(0));
+        assert_eq!(plan.ready(at(0)), None);
+        // At minute 1 both are due; a runs and takes until minute 4.
+        assert_eq!(plan.ready(at(1)), Some(0));
+        plan.ran(&entries, 0, at(4));
+        // b missed minutes 2, 3 and 4 behind a: it runs once, now.
+        assert_eq!(plan.ready(at(4)), Some(1));
+        plan.ran(&entries, 1, at(4));
+        assert_eq!(plan.ready(at(4)), None, "a missed run replayed");
+        assert_eq!((plan.due(0), plan.due(1)), (Some(at(5)), Some(at(5))));
     }
 }
