@@ -20,7 +20,8 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         lock_wait: args.lock_wait,
         db_port: args.database_port,
     };
-    // Bad options and unusable recipients are refused before anything else.
+    // Bad options and unusable recipients are refused before anything else,
+    // and change nothing (exit 2), not even the status record.
     let recipients = backup::resolve_recipients(&options)?;
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let progress = TerminalProgress::new(printer);
@@ -43,8 +44,14 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         }
         let to: Vec<String> = report.recipients.iter().map(|(label, id)| format!("{label} ({id})")).collect();
         printer.info(format!("kt: encrypted to {}", to.join(", ")));
-    } else {
+    } else if !printer.quiet {
+        // Asked for explicitly; with --quiet (a scheduled run) it stays
+        // silent so that cron mails only failures. `kt backup list` says
+        // CLEARTEXT.
         printer.warn("the backup is NOT encrypted (--cleartext): it holds the server's secret keys");
+    }
+    if let Some(why) = &report.status_error {
+        printer.warn(format!("the backup is complete but its status record was not written: {why}"));
     }
     let rows: Vec<String> = report.row_counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
     printer.info(format!("kt: backed up {} ({} bytes; rows: {})", report.path.display(), report.size, rows.join(", ")));
@@ -71,6 +78,8 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
     };
     let backups = list::list(&dir)?;
     if json {
+        // The array as before; the status record is its own JSON file
+        // (backup::status::STATUS_FILE) for machines.
         let items: Vec<_> = backups
             .iter()
             .map(|b| {
@@ -83,6 +92,28 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
             .collect();
         printer.data(serde_json::to_string_pretty(&items).expect("JSON"))?;
         return Ok(Status::Success);
+    }
+    // The record is a summary: one that cannot be read (written by root,
+    // listed by the service account) does not hide the list.
+    let status = backup::status::read(&dir).unwrap_or_else(|e| {
+        printer.warn(format!("{e}"));
+        None
+    });
+    if let Some(status) = status {
+        match &status.last_success {
+            Some(s) => printer.data(format!(
+                "last success: {}  {}  {} bytes  {:.1} s",
+                s.time,
+                s.file.display(),
+                s.size,
+                s.duration_seconds
+            ))?,
+            None => printer.data("last success: never")?,
+        }
+        if let Some(f) = &status.last_failure {
+            let note = if status.failing().is_some() { "  (FAILING: the most recent run)" } else { "" };
+            printer.data(format!("last failure: {}  {}{note}", f.time, f.error))?;
+        }
     }
     for b in &backups {
         let what = if b.name.encrypted { format!("encrypted to {}", b.key_ids.join(",")) } else { "CLEARTEXT".to_string() };

@@ -102,6 +102,8 @@ pub enum Command {
     Cert(CertCommand),
     #[command(subcommand)]
     Ha(HaCommand),
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -1107,4 +1109,103 @@ pub struct HaSyncArgs {
     /// --include and --exclude in command-line order (filled by `parse`).
     #[arg(skip)]
     pub rules: Vec<(bool, String)>,
+}
+
+/// Schedule backups: checked cron entries, their next runs, a foreground
+/// runner for hosts without cron, and systemd timers.
+///
+/// The entries live in a cron.d file (default /etc/cron.d/kt), one line
+/// each after a comment naming it, run as the instance's service account
+/// (SERVICE_USER) with that account's GnuPG keyring:
+///
+///     kt schedule add --cron '30 2 * * *' --name nightly -- backup --gpg-recipient='John Doe' --output=/var/backups/kt --roll=10
+///     kt schedule list
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add an entry: check the cron expression (crontab(5): five fields,
+    /// lists, ranges, steps, month and day names, 0 and 7 Sunday, the
+    /// day-of-month / day-of-week OR rule, @hourly @daily @weekly @monthly
+    /// @yearly @reboot) and the kt command line after `--` exactly as kt
+    /// parses it, and that the --gpg-recipient keys resolve in the service
+    /// account's keyring; either refused (exit 2) leaves the file as it was.
+    /// The entry runs with --quiet and its stdout dropped, so cron mails
+    /// only failures.
+    Add {
+        /// When to run, in crontab(5) syntax (e.g. '30 2 * * *', '@daily').
+        #[arg(long = "cron", value_name = "EXPR")]
+        expr: String,
+        /// The entry's name (default: backup, backup-2, ...).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        file: CronFileArg,
+        /// The kt command to run: backup and its options.
+        #[arg(last = true, required = true, value_name = "KT ARGS", allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List the entries, their commands and their next 5 runs (local time).
+    List {
+        #[command(flatten)]
+        file: CronFileArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an entry by name.
+    Remove {
+        /// The entry's name (kt schedule list shows them).
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        file: CronFileArg,
+    },
+    /// Show when a cron expression would run (checking it as add does).
+    Next {
+        /// The expression, in crontab(5) syntax.
+        #[arg(value_name = "EXPR")]
+        expr: String,
+        /// How many runs to show.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        count: usize,
+        /// Count from this local time ('YYYY-MM-DD HH:MM:SS') instead of now.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Print JSON (with the equivalent systemd OnCalendar= values).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the entries in the foreground, at their times, without cron (for
+    /// containers): one run at a time, a missed run run once, never twice.
+    /// SIGTERM or SIGINT waits for a running backup, then exits 0.
+    Run {
+        #[command(flatten)]
+        file: CronFileArg,
+        /// Run this entry once, now, as cron would, and exit with its
+        /// result.
+        #[arg(long, value_name = "NAME")]
+        once: Option<String>,
+    },
+    /// Print a systemd .service + .timer pair that runs an entry at the
+    /// same times (OnCalendar=), or write them with --install.
+    Systemd {
+        /// The entry's name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        file: CronFileArg,
+        /// Write the units (then: systemctl daemon-reload; systemctl enable
+        /// --now kt-schedule-NAME.timer).
+        #[arg(long)]
+        install: bool,
+        /// Where --install writes them.
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system", requires = "install")]
+        unit_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CronFileArg {
+    /// The cron file holding kt's entries.
+    #[arg(long, value_name = "FILE", default_value = "/etc/cron.d/kt")]
+    pub cron_file: PathBuf,
 }

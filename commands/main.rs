@@ -15,6 +15,7 @@ mod org;
 mod printer;
 mod prompt;
 mod restore;
+mod schedule;
 mod serve;
 mod server;
 mod verify;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore::run(&cli.global, args, &printer),
         Command::Cert(command) => cert::run(&cli.global, command, &printer),
         Command::Ha(command) => ha::run(&cli.global, command, &printer),
+        Command::Schedule(command) => schedule::run(&cli.global, command, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

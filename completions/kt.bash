@@ -46,6 +46,9 @@ _kt() {
             kt,restore)
                 cmd="kt__subcmd__restore"
                 ;;
+            kt,schedule)
+                cmd="kt__subcmd__schedule"
+                ;;
             kt,serve)
                 cmd="kt__subcmd__serve"
                 ;;
@@ -253,6 +256,9 @@ _kt() {
             kt__subcmd__help,restore)
                 cmd="kt__subcmd__help__subcmd__restore"
                 ;;
+            kt__subcmd__help,schedule)
+                cmd="kt__subcmd__help__subcmd__schedule"
+                ;;
             kt__subcmd__help,serve)
                 cmd="kt__subcmd__help__subcmd__serve"
                 ;;
@@ -352,6 +358,24 @@ _kt() {
             kt__subcmd__help__subcmd__org,set-auth)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__set__subcmd__auth"
                 ;;
+            kt__subcmd__help__subcmd__schedule,add)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__add"
+                ;;
+            kt__subcmd__help__subcmd__schedule,list)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__list"
+                ;;
+            kt__subcmd__help__subcmd__schedule,next)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__next"
+                ;;
+            kt__subcmd__help__subcmd__schedule,remove)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__remove"
+                ;;
+            kt__subcmd__help__subcmd__schedule,run)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__run"
+                ;;
+            kt__subcmd__help__subcmd__schedule,systemd)
+                cmd="kt__subcmd__help__subcmd__schedule__subcmd__systemd"
+                ;;
             kt__subcmd__help__subcmd__server,reload)
                 cmd="kt__subcmd__help__subcmd__server__subcmd__reload"
                 ;;
@@ -418,6 +442,48 @@ _kt() {
             kt__subcmd__org__subcmd__help,set-auth)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__set__subcmd__auth"
                 ;;
+            kt__subcmd__schedule,add)
+                cmd="kt__subcmd__schedule__subcmd__add"
+                ;;
+            kt__subcmd__schedule,help)
+                cmd="kt__subcmd__schedule__subcmd__help"
+                ;;
+            kt__subcmd__schedule,list)
+                cmd="kt__subcmd__schedule__subcmd__list"
+                ;;
+            kt__subcmd__schedule,next)
+                cmd="kt__subcmd__schedule__subcmd__next"
+                ;;
+            kt__subcmd__schedule,remove)
+                cmd="kt__subcmd__schedule__subcmd__remove"
+                ;;
+            kt__subcmd__schedule,run)
+                cmd="kt__subcmd__schedule__subcmd__run"
+                ;;
+            kt__subcmd__schedule,systemd)
+                cmd="kt__subcmd__schedule__subcmd__systemd"
+                ;;
+            kt__subcmd__schedule__subcmd__help,add)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__add"
+                ;;
+            kt__subcmd__schedule__subcmd__help,help)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__schedule__subcmd__help,list)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__list"
+                ;;
+            kt__subcmd__schedule__subcmd__help,next)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__next"
+                ;;
+            kt__subcmd__schedule__subcmd__help,remove)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__remove"
+                ;;
+            kt__subcmd__schedule__subcmd__help,run)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__run"
+                ;;
+            kt__subcmd__schedule__subcmd__help,systemd)
+                cmd="kt__subcmd__schedule__subcmd__help__subcmd__systemd"
+                ;;
             kt__subcmd__server,help)
                 cmd="kt__subcmd__server__subcmd__help"
                 ;;
@@ -473,7 +539,7 @@ _kt() {
 
     case "${cmd}" in
         kt)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert ha help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert ha schedule help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1847,7 +1913,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help)
-            opts="init db fingerprint serve server org client backup verify restore cert ha help"
+            opts="init db fingerprint serve server org client backup verify restore cert ha schedule help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2420,6 +2486,104 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__help__subcmd__schedule)
+            opts="add list remove next run systemd"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__next)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__schedule__subcmd__systemd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2978,6 +3142,320 @@ _kt() {
                     return 0
                     ;;
                 --service-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule)
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list remove next run systemd help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__add)
+            opts="-c -q -v -h -V --cron --name --cron-file --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cron)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help)
+            opts="add list remove next run systemd help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__next)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__help__subcmd__systemd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__list)
+            opts="-c -q -v -h -V --cron-file --json --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cron-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__next)
+            opts="-c -q -v -h -V --count --from --json --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__remove)
+            opts="-c -q -v -h -V --cron-file --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cron-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__run)
+            opts="-c -q -v -h -V --cron-file --once --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cron-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --once)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__schedule__subcmd__systemd)
+            opts="-c -q -v -h -V --name --cron-file --install --unit-dir --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unit-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -42,6 +42,7 @@ complete -c kt -n "__fish_kt_needs_command" -f -a "verify" -d 'Check that the ke
 complete -c kt -n "__fish_kt_needs_command" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
 complete -c kt -n "__fish_kt_needs_command" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
 complete -c kt -n "__fish_kt_needs_command" -f -a "ha" -d 'High availability: an active and a passive server, PostgreSQL streaming replication between them'
+complete -c kt -n "__fish_kt_needs_command" -f -a "schedule" -d 'Schedule backups: checked cron entries, their next runs, a foreground runner for hosts without cron, and systemd timers'
 complete -c kt -n "__fish_kt_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'s host name, in its TLS certificate and configuration' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
@@ -561,19 +562,91 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "disable-sync" -d 'Turn off synchronous replication (e.g. while the passive is rebuilt)'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show this host\'s HA role, its peer and the replication state'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "server" -d 'Run the key server in the background, like an init script'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "ha" -d 'High availability: an active and a passive server, PostgreSQL streaming replication between them'
-complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "add" -d 'Add an entry: check the cron expression (crontab(5): five fields, lists, ranges, steps, month and day names, 0 and 7 Sunday, the day-of-month / day-of-week OR rule, @hourly @daily @weekly @monthly @yearly @reboot) and the kt command line after `--` exactly as kt parses it, and that the --gpg-recipient keys resolve in the service account\'s keyring; either refused (exit 2) leaves the file as it was. The entry runs with --quiet and its stdout dropped, so cron mails only failures'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "list" -d 'List the entries, their commands and their next 5 runs (local time)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "remove" -d 'Remove an entry by name'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "next" -d 'Show when a cron expression would run (checking it as add does)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "run" -d 'Run the entries in the foreground, at their times, without cron (for containers): one run at a time, a missed run run once, never twice. SIGTERM or SIGINT waits for a running backup, then exits 0'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "systemd" -d 'Print a systemd .service + .timer pair that runs an entry at the same times (OnCalendar=), or write them with --install'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and not __fish_seen_subcommand_from add list remove next run systemd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -l cron -d 'When to run, in crontab(5) syntax (e.g. \'30 2 * * *\', \'@daily\')' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -l name -d 'The entry\'s name (default: backup, backup-2, ...)' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -l cron-file -d 'The cron file holding kt\'s entries' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -l cron-file -d 'The cron file holding kt\'s entries' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l cron-file -d 'The cron file holding kt\'s entries' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -l count -d 'How many runs to show' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -l from -d 'Count from this local time (\'YYYY-MM-DD HH:MM:SS\') instead of now' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -l json -d 'Print JSON (with the equivalent systemd OnCalendar= values)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from next" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -l cron-file -d 'The cron file holding kt\'s entries' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -l once -d 'Run this entry once, now, as cron would, and exit with its result' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l name -d 'The entry\'s name' -r
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l cron-file -d 'The cron file holding kt\'s entries' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l unit-dir -d 'Where --install writes them' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l install -d 'Write the units (then: systemctl daemon-reload; systemctl enable --now kt-schedule-NAME.timer)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add an entry: check the cron expression (crontab(5): five fields, lists, ranges, steps, month and day names, 0 and 7 Sunday, the day-of-month / day-of-week OR rule, @hourly @daily @weekly @monthly @yearly @reboot) and the kt command line after `--` exactly as kt parses it, and that the --gpg-recipient keys resolve in the service account\'s keyring; either refused (exit 2) leaves the file as it was. The entry runs with --quiet and its stdout dropped, so cron mails only failures'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the entries, their commands and their next 5 runs (local time)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an entry by name'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "next" -d 'Show when a cron expression would run (checking it as add does)'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run the entries in the foreground, at their times, without cron (for containers): one run at a time, a missed run run once, never twice. SIGTERM or SIGINT waits for a running backup, then exits 0'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "systemd" -d 'Print a systemd .service + .timer pair that runs an entry at the same times (OnCalendar=), or write them with --install'
+complete -c kt -n "__fish_kt_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "init" -d 'Create a new instance: configuration, keys, certificate and database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "db" -d 'Control the instance\'s PostgreSQL database'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "fingerprint" -d 'Print the server\'s OpenPGP key fingerprint, as `/?a=fingerprint` answers'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "serve" -d 'Run the key server in the foreground (HTTPS, port 11371 by default)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "server" -d 'Run the key server in the background, like an init script'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "org" -d 'Manage organizations and their clients (the documented keytrustee-orgtool)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "client" -d 'A reference client of the key server: register, then store, fetch, list and delete deposits'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "backup" -d 'Back up the confdir and the database into one encrypted archive'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "verify" -d 'Check that the key server and its backups are sound (read-only)'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "restore" -d 'Restore a backup: the confdir and the database, safely'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "cert" -d 'Generate, replace, show and check the server\'s TLS certificate'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "ha" -d 'High availability: an active and a passive server, PostgreSQL streaming replication between them'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "schedule" -d 'Schedule backups: checked cron entries, their next runs, a foreground runner for hosts without cron, and systemd timers'
+complete -c kt -n "__fish_kt_using_subcommand help; and not __fish_seen_subcommand_from init db fingerprint serve server org client backup verify restore cert ha schedule help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "start" -d 'Start the database in the background and wait until it accepts connections'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "stop" -d 'Stop the database (fast shutdown) and wait until it is down'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Show whether the database runs, with its pid, port and data directory'
@@ -610,3 +683,9 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "enable-sync" -d 'Turn on synchronous replication: a commit waits until the passive has applied it'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "disable-sync" -d 'Turn off synchronous replication (e.g. while the passive is rebuilt)'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from ha" -f -a "status" -d 'Show this host\'s HA role, its peer and the replication state'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "add" -d 'Add an entry: check the cron expression (crontab(5): five fields, lists, ranges, steps, month and day names, 0 and 7 Sunday, the day-of-month / day-of-week OR rule, @hourly @daily @weekly @monthly @yearly @reboot) and the kt command line after `--` exactly as kt parses it, and that the --gpg-recipient keys resolve in the service account\'s keyring; either refused (exit 2) leaves the file as it was. The entry runs with --quiet and its stdout dropped, so cron mails only failures'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "list" -d 'List the entries, their commands and their next 5 runs (local time)'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "remove" -d 'Remove an entry by name'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "next" -d 'Show when a cron expression would run (checking it as add does)'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "run" -d 'Run the entries in the foreground, at their times, without cron (for containers): one run at a time, a missed run run once, never twice. SIGTERM or SIGINT waits for a running backup, then exits 0'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "systemd" -d 'Print a systemd .service + .timer pair that runs an entry at the same times (OnCalendar=), or write them with --install'

@@ -29,6 +29,7 @@ pub mod org;
 pub mod pgp;
 pub mod progress;
 pub mod restore;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod settings;

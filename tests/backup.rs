@@ -239,7 +239,10 @@ fn refusals_write_nothing() {
     assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
     assert!(final_backups(&out_dir.path).is_empty());
     let leftovers: Vec<_> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.iter().all(|n| n == ".kt-backup.lock"), "{leftovers:?}");
+    assert!(leftovers.iter().all(|n| n == ".kt-backup.lock" || n == ".kt-backup-status.json"), "{leftovers:?}");
+    // The failure is recorded, with the error's first line.
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
+    assert!(status["last_failure"]["error"].as_str().unwrap().contains("cannot connect to the database"), "{status}");
 }
 
 #[test]

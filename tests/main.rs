@@ -23,6 +23,7 @@ mod init;
 mod load;
 mod org;
 mod restore;
+mod schedule;
 mod server;
 mod sync;
 mod verify;

@@ -19,6 +19,7 @@ pub mod message;
 pub mod naming;
 pub mod read;
 pub mod recipients;
+pub mod status;
 pub mod trust;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,9 @@ pub struct BackupReport {
     pub members: Vec<(String, u64)>,
     /// The dump's size before it was archived.
     pub dump_size: u64,
+    /// Why the status record (`status`) could not be written, if it could
+    /// not: the backup itself is complete.
+    pub status_error: Option<String>,
 }
 
 /// Removes the listed files when dropped (unless disarmed).
@@ -118,6 +122,32 @@ pub fn backup(
             .with_hint("create it first (mkdir -m 700 DIR)"));
     }
     let _lock = lock::acquire(&output, options.lock_wait)?;
+    // Recorded under the lock, success or failure (`status`).
+    let started = std::time::Instant::now();
+    let result = backup_locked(instance, options, recipients, progress, &output);
+    match result {
+        Ok(mut report) => {
+            if let Err(e) = status::record_success(&output, &report.path, report.size, started.elapsed()) {
+                report.status_error = Some(e.to_string());
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = status::record_failure(&output, &e);
+            Err(e)
+        }
+    }
+}
+
+/// The backup proper, once `output`'s lock is held.
+fn backup_locked(
+    instance: &Instance,
+    options: &BackupOptions,
+    recipients: &[Recipient],
+    progress: &dyn Progress,
+    output: &std::path::Path,
+) -> Result<BackupReport> {
+    let output = output.to_path_buf();
     let stale_temps_removed = naming::remove_stale_temps(&output);
 
     // The database must answer before anything is written.
@@ -287,5 +317,6 @@ pub fn backup(
         stale_temps_removed,
         members,
         dump_size,
+        status_error: None,
     })
 }

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use pgp::composed::SignedPublicKey;
 use pgp::types::KeyDetails;
 
+use crate::account::Account;
 use crate::error::{Error, Result};
 
 /// One recipient, ready to encrypt to.
@@ -113,8 +114,20 @@ fn unusable(validity: &str) -> Option<&'static str> {
     }
 }
 
-fn gpg(args: &[&str]) -> Result<std::process::Output> {
-    Command::new("gpg")
+/// gpg as this process, or as `account` with that account's own keyring
+/// (its HOME, no GNUPGHOME inherited): how `kt schedule add` checks the
+/// keyring its scheduled runs will use.
+fn gpg_command(account: Option<&Account>) -> Command {
+    let mut cmd = Command::new("gpg");
+    if let Some(account) = account.filter(|a| a.is_other_than_current()) {
+        account.apply(&mut cmd);
+        cmd.env_remove("GNUPGHOME");
+    }
+    cmd
+}
+
+fn gpg(args: &[&str], account: Option<&Account>) -> Result<std::process::Output> {
+    gpg_command(account)
         .args(["--batch", "--no-tty", "--with-colons", "--fixed-list-mode"])
         .args(args)
         .stdin(Stdio::null())
@@ -126,10 +139,15 @@ fn gpg(args: &[&str]) -> Result<std::process::Output> {
 
 /// Resolves `name` in the keyring, as `gpg -r NAME` would.
 pub fn from_keyring(name: &str) -> Result<Recipient> {
+    from_keyring_of(name, None)
+}
+
+/// Resolves `name` in `account`'s keyring (None: this process's).
+pub fn from_keyring_of(name: &str, account: Option<&Account>) -> Result<Recipient> {
     if name.trim().is_empty() {
         return Err(Error::usage("an empty --gpg-recipient"));
     }
-    let out = gpg(&["--list-keys", "--", name])?;
+    let out = gpg(&["--list-keys", "--", name], account)?;
     let listed = parse_colons(&String::from_utf8_lossy(&out.stdout));
     let not_found = || {
         Error::usage(format!("no key for recipient {name:?} in the GnuPG keyring"))
@@ -148,7 +166,7 @@ pub fn from_keyring(name: &str) -> Result<Recipient> {
             .with_hint("name the key by its full fingerprint"));
     }
     let chosen = &listed[0];
-    let export = Command::new("gpg")
+    let export = gpg_command(account)
         .args(["--batch", "--no-tty", "--export", "--", &chosen.fingerprint])
         .stdin(Stdio::null())
         .output()
@@ -165,7 +183,7 @@ pub fn from_file(path: &Path) -> Result<Recipient> {
     let data = std::fs::read(path)
         .map_err(|e| Error::usage(format!("cannot read the recipient key file {}", path.display())).because_err(&e))?;
     let path_text = path.to_string_lossy().into_owned();
-    let out = gpg(&["--show-keys", "--", &path_text])?;
+    let out = gpg(&["--show-keys", "--", &path_text], None)?;
     let listed = parse_colons(&String::from_utf8_lossy(&out.stdout));
     match listed.len() {
         0 => Err(Error::usage(format!("{} holds no OpenPGP public key", path.display()))),

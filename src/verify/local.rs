@@ -198,8 +198,27 @@ fn backups(instance: &Instance, options: &LocalOptions, report: &mut Report) {
         report.skip("backup age", "give --max-age to check that backups are recent");
         return;
     };
+    // The status record (backup::status) says why a job stopped working.
+    let status = crate::backup::status::read(&dir);
+    let reason = match &status {
+        Ok(Some(s)) => s.failing().map(|f| format!("; the last backup run failed at {}: {}", f.time, f.error)),
+        _ => None,
+    };
+    match &status {
+        Ok(Some(s)) => match s.failing() {
+            Some(f) => report.fail("backup job", format!("the last run failed at {}: {}", f.time, f.error)),
+            None => {
+                if let Some(ok) = &s.last_success {
+                    report.ok("backup job", format!("the last run succeeded at {} ({})", ok.time, ok.file.display()));
+                }
+            }
+        },
+        Ok(None) => report.skip("backup job", format!("no status record in {} (written by every kt backup)", dir.display())),
+        Err(e) => report.fail("backup job", e.to_string()),
+    }
+    let reason = reason.unwrap_or_default();
     let Some(newest) = found.first() else {
-        report.fail("backup age", format!("no backup of {host} in {}", dir.display()));
+        report.fail("backup age", format!("no backup of {host} in {}{reason}", dir.display()));
         return;
     };
     let age = std::fs::metadata(&newest.path)
@@ -208,7 +227,7 @@ fn backups(instance: &Instance, options: &LocalOptions, report: &mut Report) {
         .and_then(|t| t.elapsed().ok())
         .unwrap_or(Duration::MAX);
     if age > max_age {
-        report.fail("backup age", format!("the newest backup {} is {} s old (max {} s)", newest.path.display(), age.as_secs(), max_age.as_secs()));
+        report.fail("backup age", format!("the newest backup {} is {} s old (max {} s){reason}", newest.path.display(), age.as_secs(), max_age.as_secs()));
     } else {
         report.ok("backup age", format!("the newest backup {} is {} s old", newest.path.display(), age.as_secs()));
     }

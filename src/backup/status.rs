@@ -1,0 +1,100 @@
+//! The backup status record, `<output>/.kt-backup-status.json`: the last
+//! success (time, file, size, duration) and the last failure (time, the
+//! error's first line) of `kt backup` into that directory.
+//!
+//! A nightly job that stops working is otherwise noticed only when a
+//! backup is needed; with this record `kt backup list` and
+//! `kt verify --max-age` say why it failed, not only that the newest
+//! backup is old. It is written atomically (temp file, fsync, rename) and
+//! only under the output directory's backup lock, so two runs never
+//! interleave their updates.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const STATUS_FILE: &str = ".kt-backup-status.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub last_success: Option<Success>,
+    pub last_failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Success {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub unix: i64,
+    pub file: PathBuf,
+    pub size: u64,
+    pub duration_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub time: String,
+    pub unix: i64,
+    /// The error's first line (its message; causes and hints stay out).
+    pub error: String,
+}
+
+impl Status {
+    /// Whether the most recent run failed.
+    pub fn failing(&self) -> Option<&Failure> {
+        let failure = self.last_failure.as_ref()?;
+        match &self.last_success {
+            Some(s) if s.unix > failure.unix => None,
+            _ => Some(failure),
+        }
+    }
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(STATUS_FILE)
+}
+
+/// The record in `dir` (None when there is none yet).
+pub fn read(dir: &Path) -> Result<Option<Status>> {
+    let path = path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::problem(format!("{} is not a kt backup status record", path.display())).because_err(&e))
+}
+
+/// Records a success. The caller holds the directory's backup lock.
+pub fn record_success(dir: &Path, file: &Path, size: u64, duration: std::time::Duration) -> Result<()> {
+    let unix = crate::clock::unix_now();
+    update(dir, |s| {
+        s.last_success = Some(Success {
+            time: crate::clock::rfc3339(unix),
+            unix,
+            file: file.to_path_buf(),
+            size,
+            duration_seconds: (duration.as_secs_f64() * 10.0).round() / 10.0,
+        })
+    })
+}
+
+/// Records a failure. The caller holds the directory's backup lock.
+pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
+    let unix = crate::clock::unix_now();
+    let first_line = error.message().lines().next().unwrap_or("").to_string();
+    update(dir, |s| s.last_failure = Some(Failure { time: crate::clock::rfc3339(unix), unix, error: first_line }))
+}
+
+fn update(dir: &Path, change: impl FnOnce(&mut Status)) -> Result<()> {
+    // A damaged record is replaced rather than blocking every later run.
+    let mut status = read(dir).ok().flatten().unwrap_or_default();
+    change(&mut status);
+    let mut bytes = serde_json::to_vec_pretty(&status).expect("JSON");
+    bytes.push(b'\n');
+    crate::fsutil::write_atomic(&path(dir), &bytes, 0o600, None)
+}
