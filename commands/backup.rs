@@ -4,7 +4,8 @@ use kt::backup::{self, list, BackupOptions};
 use kt::instance::Layout;
 
 use crate::cli::{BackupArgs, BackupCommand, GlobalArgs};
-use crate::printer::{Printer, TerminalProgress};
+use crate::printer::Printer;
+use crate::progress::TerminalProgress;
 use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandResult {
@@ -26,6 +27,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     let progress = TerminalProgress::new(printer);
     let report = backup::backup(&instance, &options, &recipients, &progress)?;
+    progress.done();
     for path in &report.stale_temps_removed {
         printer.info(format!("kt: removed {} left by an interrupted backup", path.display()));
     }

@@ -3,6 +3,7 @@
 //! (SRC remote), and the hidden `--server` side a remote shell starts.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -13,6 +14,8 @@ use kt::Error;
 
 use crate::cli::{GlobalArgs, HaCommand, HaSyncArgs};
 use crate::printer::Printer;
+use crate::progress::TerminalProgress;
+use kt::progress::Progress;
 use crate::{CommandResult, Status};
 
 pub fn run(_global: &GlobalArgs, command: HaCommand, printer: &Printer) -> CommandResult {
@@ -60,7 +63,8 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             ..ReceiveOptions::default()
         },
         compress: args.compress,
-        report_items: args.itemize_changes || printer.verbose,
+        // The remote receiver's items also drive the progress display.
+        report_items: args.itemize_changes || printer.verbose || printer.progress_bars,
     };
     if args.server {
         return server(&args, &session);
@@ -77,10 +81,30 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
     let dest = remote::parse_location(dest_arg);
     let srcs: Vec<Location> = src_args.iter().map(|s| remote::parse_location(s)).collect();
 
-    // The lines of -i and -v, printed as the changes happen.
+    // The lines of -i and -v, printed as the changes happen; on a terminal,
+    // files and bytes so far (per file: the sync library reports changes,
+    // not bytes, so the bytes are the files' sizes locally and the
+    // session's bytes on the wire when a side is remote).
     let push = matches!(dest, Location::Remote { .. });
+    let progress = TerminalProgress::new(printer);
+    let wire: std::cell::RefCell<Option<remote::Counters>> = Default::default();
+    let mut files = 0u64;
+    let mut file_bytes = 0u64;
     let mut print_error: Option<std::io::Error> = None;
     let mut on_item = |i: &Item| {
+        if printer.progress_bars && i.kind == FileKind::File && i.code.get(..2).is_some_and(|c| c == ">f" || c == "<f") {
+            files += 1;
+            progress.count("files", files);
+            match (&*wire.borrow(), &dest) {
+                (Some(counters), _) => progress.bytes("syncing (bytes on the wire)", counters.read() + counters.written(), None),
+                (None, Location::Local(root)) => {
+                    let path = root.join(std::ffi::OsStr::from_bytes(&i.path));
+                    file_bytes += std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+                    progress.bytes("syncing", file_bytes, None);
+                }
+                (None, Location::Remote { .. }) => {}
+            }
+        }
         let text = if args.itemize_changes {
             let mut line = i.line();
             if push && line.starts_with('>') {
@@ -93,7 +117,7 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             None
         };
         if let (Some(text), None) = (text, &print_error) {
-            if let Err(e) = printer.data(text) {
+            if let Err(e) = progress.suspend(|| printer.data(text)) {
                 print_error = Some(e);
             }
         }
@@ -105,6 +129,7 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             header("sending")?;
             let srcs: Vec<PathBuf> = srcs.iter().map(local_path).collect();
             let report = kt::sync::sync_local(&srcs, dest, &session.list, &session.receive, &mut on_item)?;
+            progress.done();
             let mut errors = list_errors(&report.skipped, printer)?;
             errors.extend(report.receive.errors);
             Outcome {
@@ -122,7 +147,9 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             let server_args = remote::server_args(Role::Receiver, &session, std::slice::from_ref(path));
             let (remote, stdout, stdin) = Remote::start(&args.rsh, host, &args.remote_kt, &server_args)?;
             let mut t = Transport::new(stdout, stdin, args.compress);
+            wire.replace(Some(t.counters.clone()));
             let result = remote::push(&list, &mut t, &mut on_item);
+            progress.done();
             let counters = t.counters.clone();
             drop(t);
             let (report, said) = remote.finish(result)?;
@@ -141,7 +168,9 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             let server_args = remote::server_args(Role::Sender, &session, &paths);
             let (remote, stdout, stdin) = Remote::start(&args.rsh, &host, &args.remote_kt, &server_args)?;
             let mut t = Transport::new(stdout, stdin, args.compress);
+            wire.replace(Some(t.counters.clone()));
             let result = receive::receive(dest, &session.receive, &mut t.input, &mut t.output, &mut on_item);
+            progress.done();
             let counters = t.counters.clone();
             drop(t);
             let (stats, said) = remote.finish(result)?;

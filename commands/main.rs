@@ -13,6 +13,7 @@ mod ha_pair;
 mod init;
 mod org;
 mod printer;
+mod progress;
 mod prompt;
 mod restore;
 mod schedule;

@@ -6,7 +6,8 @@ use kt::backup::trust::Identity;
 use kt::restore::{self, RestoreOptions};
 
 use crate::cli::{GlobalArgs, RestoreArgs};
-use crate::printer::{Printer, TerminalProgress};
+use crate::printer::Printer;
+use crate::progress::TerminalProgress;
 use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> CommandResult {
@@ -37,6 +38,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     }
     let progress = TerminalProgress::new(printer);
     let plan = restore::prepare(&options, &progress)?;
+    progress.done();
     let names: Vec<String> = options.files.iter().map(|f| f.display().to_string()).collect();
     printer.data(format!("backup:       {}", names.join(" + ")))?;
     printer.data(format!("host:         {}", plan.hostname))?;
@@ -99,6 +101,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
         }
     }
     let outcome = restore::execute(plan, &options, &progress)?;
+    progress.done();
     printer.info(format!("kt: restored {}", outcome.confdir.display()));
     if let Some(dir) = &outcome.safety_dir {
         printer.info(format!("kt: the previous state is kept in {} (remove it when satisfied)", dir.display()));

@@ -102,7 +102,7 @@ pub fn backup(inst: &Instance, args: &[&str]) -> Run {
 }
 
 /// An instance with data: two organizations, three clients, `deposits` deposits.
-fn instance_with_data(name: &str, deposits: u32) -> Instance {
+pub fn instance_with_data(name: &str, deposits: u32) -> Instance {
     let inst = Instance::new(name);
     inst.kt(&["db", "start"]).expect(0);
     inst.psql(

@@ -22,6 +22,7 @@ mod ha_write;
 mod init;
 mod load;
 mod org;
+mod progress;
 mod restore;
 mod schedule;
 mod server;

@@ -8,6 +8,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use pgp::composed::MessageBuilder;
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
@@ -130,6 +132,9 @@ pub struct Payload<'a> {
     pub dump_size: u64,
     pub dump_owner: (u32, u32),
     pub manifest_member: String,
+    /// Data rows of the dump streamed so far, for progress: updated by the
+    /// reader (which may run on another thread than the writer).
+    pub rows_seen: Arc<AtomicU64>,
 }
 
 /// User and group names for tar headers, so `tar tv` shows them.
@@ -180,6 +185,7 @@ pub struct TarStream<'a> {
     suffix_header: (u32, u32, u64),
     manifest_member: String,
     dump_size: u64,
+    rows_seen: Arc<AtomicU64>,
     /// Set once the dump has been streamed.
     pub facts: Option<DumpFacts>,
 }
@@ -220,6 +226,7 @@ impl<'a> TarStream<'a> {
             suffix_header: (uid, gid, now),
             manifest_member: payload.manifest_member.clone(),
             dump_size: payload.dump_size,
+            rows_seen: payload.rows_seen.clone(),
             facts: None,
         })
     }
@@ -251,6 +258,7 @@ impl Read for TarStream<'_> {
             let n = self.dump.read(buf)?;
             if let Some(d) = self.digest.as_mut() {
                 d.update(&buf[..n]);
+                self.rows_seen.store(d.rows(), Ordering::Relaxed);
             }
             return Ok(n);
         }
@@ -282,18 +290,30 @@ impl<R: Read> Read for SizeChecked<R> {
     }
 }
 
-/// Counts bytes written and reports them as progress.
+/// Counts bytes written and reports them as progress, with the rows of
+/// the dump read so far when `rows` is given.
 pub struct CountingWriter<'p, W> {
     pub inner: W,
     pub written: u64,
     pub total: u64,
     pub progress: &'p dyn Progress,
+    pub rows: Option<Arc<AtomicU64>>,
     reported: u64,
 }
 
 impl<'p, W> CountingWriter<'p, W> {
     pub fn new(inner: W, total: u64, progress: &'p dyn Progress) -> Self {
-        CountingWriter { inner, written: 0, total, progress, reported: 0 }
+        CountingWriter { inner, written: 0, total, progress, rows: None, reported: 0 }
+    }
+
+    /// Reports where the transfer stands (also the last state, which the
+    /// 8 MiB steps of `write` can miss).
+    pub fn report(&mut self) {
+        if let Some(rows) = &self.rows {
+            self.progress.count("rows", rows.load(Ordering::Relaxed));
+        }
+        self.progress.bytes("writing the backup", self.written, Some(self.total.max(self.written)));
+        self.reported = self.written;
     }
 }
 
@@ -302,8 +322,7 @@ impl<W: Write> Write for CountingWriter<'_, W> {
         let n = self.inner.write(buf)?;
         self.written += n as u64;
         if self.written - self.reported >= 8 << 20 {
-            self.progress.bytes("writing the backup", self.written, Some(self.total));
-            self.reported = self.written;
+            self.report();
         }
         Ok(n)
     }

@@ -89,6 +89,11 @@ impl DumpDigest {
         self.size += chunk.len() as u64;
     }
 
+    /// Data rows seen so far, all tables together (for progress).
+    pub fn rows(&self) -> u64 {
+        self.counter.rows
+    }
+
     pub fn finish(self) -> DumpFacts {
         DumpFacts {
             size: self.size,
@@ -110,6 +115,8 @@ struct RowCounter {
     line: Vec<u8>,
     line_len: usize,
     counts: BTreeMap<String, u64>,
+    /// The sum of `counts`, kept as it grows.
+    rows: u64,
     meta_commands: Vec<String>,
     client_encoding: Option<String>,
 }
@@ -146,6 +153,7 @@ impl RowCounter {
                     self.table = None;
                 } else {
                     *self.counts.entry(name.clone()).or_insert(0) += 1;
+                    self.rows += 1;
                 }
             }
             None if whole && self.line.starts_with(b"\\") => {
@@ -190,6 +198,7 @@ mod tests {
         assert_eq!(c.meta_commands, vec!["\\restrict k1".to_string(), "\\unrestrict k1".to_string()]);
         assert_eq!(c.client_encoding.as_deref(), Some("LATIN1"));
         assert_eq!(c.counts.get("t"), Some(&1));
+        assert_eq!(c.rows, 1);
     }
 
     #[test]

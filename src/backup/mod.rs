@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -258,6 +260,7 @@ fn backup_locked(
         .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
         .unwrap_or((0, 0));
     let payload_manifest_member = manifest_member.clone();
+    let rows_seen = Arc::new(AtomicU64::new(0));
     let payload = archive::Payload {
         confdir: &confdir,
         dump_file: &dump_tmp,
@@ -265,6 +268,7 @@ fn backup_locked(
         dump_size,
         dump_owner: owner,
         manifest_member,
+        rows_seen: rows_seen.clone(),
     };
 
     progress.step(if encrypted { "writing the encrypted archive" } else { "writing the archive (cleartext)" });
@@ -280,7 +284,9 @@ fn backup_locked(
         estimate,
         progress,
     );
+    counting.rows = Some(rows_seen);
     let facts = archive::write_archive(&payload, manifest, recipients, &mut counting)?;
+    counting.report();
     let size = counting.written;
     let file = counting
         .inner

@@ -243,8 +243,11 @@ fn sweep_stagings(parent: &Path) {
 fn stage_backup(options: &RestoreOptions, gnupg_home: Option<&Path>, root: &Path, progress: &dyn Progress) -> Result<Contents> {
     let (source, child) = stage::open(&options.files[0], gnupg_home, options.passphrase_file.as_deref())?;
     let total = std::fs::metadata(&options.files[0]).map(|m| m.len()).unwrap_or(0);
-    let source = ProgressReader { inner: source, done: 0, total, progress };
+    let done = std::cell::Cell::new(0);
+    let source = ProgressReader { inner: source, done: &done, total, progress };
     let contents = crate::backup::read::read(source, Some(root));
+    // The last bytes, which the 8 MiB steps miss (tar stops before EOF).
+    progress.bytes(ProgressReader::WHAT, done.get(), Some(total.max(done.get())));
     progress.finish();
     stage::finish_decryption(child)?;
     contents
@@ -763,18 +766,23 @@ fn copy_tree(from: &Path, to: &Path, account: &Account) -> Result<()> {
 /// Reports the bytes read through it (decryption and extraction).
 struct ProgressReader<'p> {
     inner: Box<dyn std::io::Read>,
-    done: u64,
+    done: &'p std::cell::Cell<u64>,
     total: u64,
     progress: &'p dyn Progress,
+}
+
+impl ProgressReader<'_> {
+    const WHAT: &'static str = "decrypting and unpacking";
 }
 
 impl std::io::Read for ProgressReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let before = self.done;
-        self.done += n as u64;
-        if self.done >> 23 != before >> 23 {
-            self.progress.bytes("decrypting and unpacking", self.done, Some(self.total));
+        let before = self.done.get();
+        let done = before + n as u64;
+        self.done.set(done);
+        if done >> 23 != before >> 23 {
+            self.progress.bytes(Self::WHAT, done, Some(self.total.max(done)));
         }
         Ok(n)
     }
