@@ -977,6 +977,13 @@ pub struct HaStatusArgs {
     /// kt's command on the peer (used verbatim: 'sudo kt' works).
     #[arg(long, value_name = "PATH", default_value = "kt", requires = "peer")]
     pub remote_kt: String,
+
+    /// After `kt restore` on this active: remove the restore's marker
+    /// (<home>/ha-reinit-needed) once a standby has caught up with the
+    /// restore (kept otherwise); the status follows. kt ha enable-sync
+    /// clears it too.
+    #[arg(long)]
+    pub clear_reinit: bool,
 }
 
 /// Copy files and directories as rsync does, locally or to or from another host.

@@ -2,14 +2,10 @@
 //! over kt's sync library (`kt::sync`): local, push (DEST remote) or pull
 //! (SRC remote), and the hidden `--server` side a remote shell starts.
 
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::Instant;
 
-use kt::sync::list::{self, FileKind, ListOptions};
-use kt::sync::receive::{self, Item, ReceiveOptions};
-use kt::sync::remote::{self, Location, Remote, Role, SessionOptions, Transport};
+use kt::sync::{self, FileKind, Item, ListOptions, Location, ReceiveOptions, RemoteShell, SessionOptions};
 use kt::Error;
 
 use crate::cli::{GlobalArgs, HaCommand, HaSyncArgs};
@@ -25,16 +21,8 @@ pub fn run(_global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comma
     }
 }
 
-/// What a sync did, whichever side ran where.
-struct Outcome {
-    sent: u64,
-    received: u64,
-    total_size: u64,
-    errors: Vec<String>,
-}
-
 fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
-    let filter = remote::filter_from(&args.rules)?;
+    let filter = sync::filter_from(&args.rules)?;
     let a = args.archive;
     let session = SessionOptions {
         list: ListOptions {
@@ -78,16 +66,15 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             .into());
     }
     let (dest_arg, src_args) = args.paths.split_last().expect("two paths");
-    let dest = remote::parse_location(dest_arg);
-    let srcs: Vec<Location> = src_args.iter().map(|s| remote::parse_location(s)).collect();
+    let dest = sync::parse_location(dest_arg);
+    let srcs: Vec<Location> = src_args.iter().map(|s| sync::parse_location(s)).collect();
+    let shell = RemoteShell { rsh: args.rsh.clone(), remote_kt: args.remote_kt.clone() };
 
     // The lines of -i and -v, printed as the changes happen; on a terminal,
     // files and bytes so far (per file: the sync library reports changes,
-    // not bytes, so the bytes are the files' sizes locally and the
-    // session's bytes on the wire when a side is remote).
-    let push = matches!(dest, Location::Remote { .. });
+    // not bytes, so the bytes are the landed files' sizes when DEST is
+    // local; a push counts files only).
     let progress = TerminalProgress::new(printer);
-    let wire: std::cell::RefCell<Option<remote::Counters>> = Default::default();
     let mut files = 0u64;
     let mut file_bytes = 0u64;
     let mut print_error: Option<std::io::Error> = None;
@@ -95,22 +82,14 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
         if printer.progress_bars && i.kind == FileKind::File && i.code.get(..2).is_some_and(|c| c == ">f" || c == "<f") {
             files += 1;
             progress.count("files", files);
-            match (&*wire.borrow(), &dest) {
-                (Some(counters), _) => progress.bytes("syncing (bytes on the wire)", counters.read() + counters.written(), None),
-                (None, Location::Local(root)) => {
-                    let path = root.join(std::ffi::OsStr::from_bytes(&i.path));
-                    file_bytes += std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
-                    progress.bytes("syncing", file_bytes, None);
-                }
-                (None, Location::Remote { .. }) => {}
+            if let Location::Local(root) = &dest {
+                let path = root.join(std::ffi::OsStr::from_bytes(&i.path));
+                file_bytes += std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+                progress.bytes("syncing", file_bytes, None);
             }
         }
         let text = if args.itemize_changes {
-            let mut line = i.line();
-            if push && line.starts_with('>') {
-                line.replace_range(..1, "<");
-            }
-            Some(line)
+            Some(i.line())
         } else if printer.verbose {
             verbose_line(i)
         } else {
@@ -123,64 +102,20 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
         }
     };
     let started = Instant::now();
-    let header = |what: &str| if printer.verbose { printer.data(format!("{what} incremental file list")) } else { Ok(()) };
-    let outcome = match (&dest, srcs.iter().all(|s| matches!(s, Location::Local(_)))) {
-        (Location::Local(dest), true) => {
-            header("sending")?;
-            let srcs: Vec<PathBuf> = srcs.iter().map(local_path).collect();
-            let report = kt::sync::sync_local(&srcs, dest, &session.list, &session.receive, &mut on_item)?;
-            progress.done();
-            let mut errors = list_errors(&report.skipped, printer)?;
-            errors.extend(report.receive.errors);
-            Outcome {
-                sent: report.send.bytes_written,
-                received: report.send.bytes_read,
-                total_size: report.receive.total_size,
-                errors,
-            }
+    let remote_src = srcs.iter().any(|s| matches!(s, Location::Remote { .. }));
+    if printer.verbose {
+        match dest {
+            Location::Local(_) if remote_src => printer.data("receiving incremental file list")?,
+            Location::Remote { .. } if remote_src => {} // refused by the run
+            _ => printer.data("sending incremental file list")?,
         }
-        (Location::Remote { host, path }, true) => {
-            header("sending")?;
-            let srcs: Vec<PathBuf> = srcs.iter().map(local_path).collect();
-            let list = list::build(&srcs, &session.list, &session.receive.filter)?;
-            let mut errors = list_errors(&list.skipped, printer)?;
-            let server_args = remote::server_args(Role::Receiver, &session, std::slice::from_ref(path));
-            let (remote, stdout, stdin) = Remote::start(&args.rsh, host, &args.remote_kt, &server_args)?;
-            let mut t = Transport::new(stdout, stdin, args.compress);
-            wire.replace(Some(t.counters.clone()));
-            let result = remote::push(&list, &mut t, &mut on_item);
-            progress.done();
-            let counters = t.counters.clone();
-            drop(t);
-            let (report, said) = remote.finish(result)?;
-            show_remote_stderr(&said);
-            errors.extend(report.errors);
-            Outcome {
-                sent: counters.written(),
-                received: counters.read(),
-                total_size: list::total_size(&list.entries),
-                errors,
-            }
-        }
-        (Location::Local(dest), false) => {
-            let (host, paths) = remote_sources(&srcs)?;
-            header("receiving")?;
-            let server_args = remote::server_args(Role::Sender, &session, &paths);
-            let (remote, stdout, stdin) = Remote::start(&args.rsh, &host, &args.remote_kt, &server_args)?;
-            let mut t = Transport::new(stdout, stdin, args.compress);
-            wire.replace(Some(t.counters.clone()));
-            let result = receive::receive(dest, &session.receive, &mut t.input, &mut t.output, &mut on_item);
-            progress.done();
-            let counters = t.counters.clone();
-            drop(t);
-            let (stats, said) = remote.finish(result)?;
-            show_remote_stderr(&said);
-            Outcome { sent: counters.written(), received: counters.read(), total_size: stats.total_size, errors: stats.errors }
-        }
-        (Location::Remote { .. }, false) => {
-            return Err(Error::usage("the sources and the destination cannot both be remote").into());
-        }
-    };
+    }
+    let outcome = sync::run(&srcs, &dest, &session, &shell, &mut on_item);
+    progress.done();
+    let outcome = outcome?;
+    show_remote_stderr(&outcome.remote_said);
+    let mut errors = list_errors(&outcome.skipped, printer)?;
+    errors.extend(outcome.errors.iter().cloned());
     if let Some(e) = print_error {
         return Err(e.into());
     }
@@ -202,10 +137,10 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             if args.dry_run { " (DRY RUN)" } else { "" }
         ))?;
     }
-    if outcome.errors.is_empty() {
+    if errors.is_empty() {
         return Ok(Status::Success);
     }
-    for e in &outcome.errors {
+    for e in &errors {
         printer.warn(e);
     }
     printer.warn("some files could not be transferred (see the warnings above)");
@@ -218,57 +153,11 @@ fn server(args: &HaSyncArgs, session: &SessionOptions) -> CommandResult {
     if args.sender == args.receiver {
         return Err(Error::usage("--server needs exactly one of --sender and --receiver").into());
     }
-    let mut t = Transport::stdio(args.compress)?;
-    if args.sender {
-        let srcs: Vec<PathBuf> = args.paths.iter().map(PathBuf::from).collect();
-        let list = match list::build(&srcs, &session.list, &session.receive.filter) {
-            Ok(list) => list,
-            Err(e) => {
-                // Tell the client why, in the protocol, before exiting.
-                let mut w = kt::sync::wire::Writer::new(&mut t.output);
-                let _ = w.send(&kt::sync::wire::Msg::Error { message: e.to_string() });
-                let _ = w.flush();
-                return Err(e.into());
-            }
-        };
-        kt::sync::send::send(&list, &mut t.input, &mut t.output)?;
-        // Warnings reach the client through our stderr, which it shows.
-        for s in list.skipped.iter().filter(|s| !s.starts_with("skipping ")) {
-            eprintln!("kt: warning: {s}");
-        }
-    } else {
-        let [dest] = args.paths.as_slice() else {
-            return Err(Error::usage("--server --receiver takes one destination").into());
-        };
-        remote::serve_receiver(&PathBuf::from(dest), &session.receive, args.itemize_changes, &mut t)?;
+    // Warnings reach the client through our stderr, which it shows.
+    for s in sync::serve(args.sender, &args.paths, session)? {
+        eprintln!("kt: warning: {s}");
     }
     Ok(Status::Success)
-}
-
-fn local_path(l: &Location) -> PathBuf {
-    match l {
-        Location::Local(p) => p.clone(),
-        Location::Remote { .. } => unreachable!("checked to be local"),
-    }
-}
-
-/// Remote sources must all be on one host, as rsync's `host:a host:b`.
-fn remote_sources(srcs: &[Location]) -> Result<(OsString, Vec<OsString>), Error> {
-    let mut host: Option<&OsString> = None;
-    let mut paths = Vec::new();
-    for s in srcs {
-        match s {
-            Location::Remote { host: h, path } if host.is_none_or(|x| x == h) => {
-                host = Some(h);
-                paths.push(path.clone());
-            }
-            Location::Remote { .. } => return Err(Error::usage("remote sources must all be on the same host")),
-            Location::Local(p) => {
-                return Err(Error::usage(format!("{} is local while other sources are remote", p.display())))
-            }
-        }
-    }
-    Ok((host.expect("one source at least").clone(), paths))
 }
 
 /// What rsync's -v prints for a change: the name of every transferred

@@ -66,6 +66,9 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
             become_service(&instance)?;
             ha::syncrep::enable(&instance, Duration::from_secs(args.wait), printer)?;
             printer.info("kt: synchronous replication is on: the passive is the synchronous standby");
+            // The documented step after `kt ha init-passive --force`
+            // following a restore: the restore's marker goes here.
+            report_reinit(ha::reinit::clear_if_caught_up(&instance)?, printer);
             Ok(Status::Success)
         }
         HaCommand::DisableSync(_) => {
@@ -92,6 +95,9 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
                 None => None,
             };
             become_service(&instance)?;
+            if args.clear_reinit {
+                report_reinit(ha::reinit::clear_if_caught_up(&instance)?, printer);
+            }
             let mut status = ha::status::read(&instance)?;
             if let Some(drift) = &drift {
                 ha::drift::apply(&mut status, drift);
@@ -130,6 +136,20 @@ pub fn run(global: &GlobalArgs, command: HaCommand, printer: &Printer) -> Comman
             }
             Ok(if status.healthy { Status::Success } else { Status::Problem })
         }
+    }
+}
+
+/// What clearing the restore's marker found (the status that may follow
+/// repeats a marker left in place as a problem).
+fn report_reinit(pending: ha::reinit::Pending, printer: &Printer) {
+    use ha::reinit::Pending;
+    match pending {
+        Pending::CaughtUp(marker) => {
+            printer.info(format!("kt: the passive has caught up with the restore of {}: marker removed", marker.restored_at))
+        }
+        Pending::Reinit(_) => printer.warn("the restore's marker stays: no standby has caught up with the restore yet"),
+        Pending::Unreadable(why) => printer.warn(format!("the restore's marker stays: {why}")),
+        Pending::Nothing => {}
     }
 }
 

@@ -1837,7 +1837,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__ha__subcmd__status)
-            opts="-e -c -q -v -h -V --json --peer --rsh --remote-kt --confdir --quiet --verbose --no-progress --help --version"
+            opts="-e -c -q -v -h -V --json --peer --rsh --remote-kt --clear-reinit --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

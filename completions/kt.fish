@@ -549,6 +549,7 @@ complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_fro
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l remote-kt -d 'kt\'s command on the peer (used verbatim: \'sudo kt\' works)' -r
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l json -d 'Print the status as a JSON object'
+complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l clear-reinit -d 'After `kt restore` on this active: remove the restore\'s marker (<home>/ha-reinit-needed) once a standby has caught up with the restore (kept otherwise); the status follows. kt ha enable-sync clears it too'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand ha; and __fish_seen_subcommand_from status" -l no-progress -d 'Never show progress bars, even on a terminal'

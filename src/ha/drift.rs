@@ -6,8 +6,8 @@
 //! not synced again is drift, and a failover onto a drifted passive would
 //! serve with something else. Drift is found the way an operator would:
 //! a dry run of that sync from this host to the peer over the remote
-//! shell (`-a -c -n -i --delete`, through the sync module's public API),
-//! whose itemized lines are the paths that differ.
+//! shell (`-a -c -n -i --delete`, through the sync module's façade,
+//! [`crate::sync::run`]), whose itemized lines are the paths that differ.
 //!
 //! What is left out, because it belongs to one host:
 //! - `.ssl` (the host's certificate, key and its own settings,
@@ -24,7 +24,6 @@
 //!
 //! This module only drives `crate::sync`; the sync module never knows of HA.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -33,9 +32,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hostconf;
 use crate::instance::{Instance, CONFIG_FILE};
-use crate::sync::list::{self, FileKind, ListOptions};
-use crate::sync::receive::{self, Item, ReceiveOptions};
-use crate::sync::remote::{self, Remote, Role, SessionOptions, Transport};
+use crate::sync::{self, FileKind, Item, ListOptions, Location, ReceiveOptions, RemoteShell, SessionOptions};
 
 /// Where the peer's confdir is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +71,7 @@ impl std::fmt::Display for PeerConfdir {
 }
 
 /// How the peer is reached: the remote shell and kt's command there.
-#[derive(Debug, Clone)]
-pub struct Reach {
-    pub rsh: String,
-    pub remote_kt: String,
-}
+pub type Reach = RemoteShell;
 
 /// The drift between this host's confdir and the peer's.
 #[derive(Debug, Clone, Serialize)]
@@ -115,8 +108,8 @@ impl Drift {
 }
 
 /// The filter of the comparison: the host's own files left out.
-fn filter() -> Result<crate::sync::filter::Filter> {
-    remote::filter_from(&[(false, "/.ssl".into()), (false, "/.ssl.*".into())])
+fn filter() -> Result<sync::Filter> {
+    sync::filter_from(&[(false, "/.ssl".into()), (false, "/.ssl.*".into())])
 }
 
 /// Compares `instance`'s confdir with the peer's (see the module doc).
@@ -141,16 +134,10 @@ pub fn check(instance: &Instance, peer: &PeerConfdir, reach: &Reach) -> Result<D
     };
     let mut src = local.as_os_str().to_os_string();
     src.push("/");
-    let list = list::build(&[PathBuf::from(src)], &session.list, &session.receive.filter)?;
+    let dest = Location::Remote { host: peer.host.clone().into(), path: peer.confdir.clone().into_os_string() };
     let mut items: Vec<Item> = Vec::new();
-    let dest = peer.confdir.as_os_str().to_os_string();
-    let args = remote::server_args(Role::Receiver, &session, std::slice::from_ref(&dest));
-    let (remote, stdout, stdin) = Remote::start(&reach.rsh, OsString::from(&peer.host).as_os_str(), &reach.remote_kt, &args)?;
-    let mut t = Transport::new(stdout, stdin, false);
-    let result = remote::push(&list, &mut t, &mut |i: &Item| items.push(i.clone()));
-    drop(t);
-    let (report, _) = remote.finish(result)?;
-    if let Some(first) = report.errors.first() {
+    let outcome = sync::run(&[Location::Local(src.into())], &dest, &session, reach, &mut |i: &Item| items.push(i.clone()))?;
+    if let Some(first) = outcome.errors.first() {
         return Err(Error::env(format!("the peer could not compare its confdir {}", peer.confdir.display())).because(first.clone()));
     }
     let fix = format!("kt ha sync -zcav --exclude .ssl {}/ {}", local.display(), peer);
@@ -165,11 +152,7 @@ pub fn check(instance: &Instance, peer: &PeerConfdir, reach: &Reach) -> Result<D
                 continue;
             }
         }
-        let mut line = item.line();
-        if line.starts_with('>') {
-            line.replace_range(..1, "<");
-        }
-        drift.changes.push(line);
+        drift.changes.push(item.line());
     }
     Ok(drift)
 }
@@ -189,56 +172,22 @@ fn shared_differences(instance: &Instance, peer: &PeerConfdir, reach: &Reach) ->
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 fn fetch_config(peer: &PeerConfdir, reach: &Reach) -> Result<Config> {
-    let dir = private_temp_dir()?;
-    let result = (|| {
-        let session = SessionOptions {
-            list: ListOptions::default(),
-            receive: ReceiveOptions::default(),
-            compress: false,
-            report_items: false,
-        };
-        let path = peer.confdir.join(CONFIG_FILE).into_os_string();
-        let args = remote::server_args(Role::Sender, &session, std::slice::from_ref(&path));
-        let (remote, stdout, stdin) = Remote::start(&reach.rsh, OsString::from(&peer.host).as_os_str(), &reach.remote_kt, &args)?;
-        let mut t = Transport::new(stdout, stdin, false);
-        let result = receive::receive(&dir, &session.receive, &mut t.input, &mut t.output, &mut |_| {});
-        drop(t);
-        remote.finish(result)?;
-        let file = dir.join(CONFIG_FILE);
-        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        if size > MAX_CONFIG_BYTES {
-            return Err(Error::problem(format!("the peer's {CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")));
-        }
-        Config::load(&file).map_err(|e| Error::problem(format!("the peer's {CONFIG_FILE} cannot be read")).because(e))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-/// A new 0700 directory under the system temp dir (mkdir never follows a
-/// link, so a name taken by someone else fails instead of being used).
-fn private_temp_dir() -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for attempt in 0..16u32 {
-        let mut seed = [0u8; 8];
-        name_seed(&mut seed, attempt);
-        let name = format!("kt-drift-{}-{:016x}", std::process::id(), u64::from_le_bytes(seed));
-        let dir = base.join(name);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::env(format!("cannot create a directory in {}", base.display())).because_err(&e)),
-        }
+    // Removed when dropped, whatever happens.
+    let dir = crate::gnupg::PrivateDir::create(std::env::temp_dir().join(format!("kt-drift-{}", std::process::id())))?;
+    let session = SessionOptions {
+        list: ListOptions::default(),
+        receive: ReceiveOptions::default(),
+        compress: false,
+        report_items: false,
+    };
+    let src = Location::Remote { host: peer.host.clone().into(), path: peer.confdir.join(CONFIG_FILE).into_os_string() };
+    sync::run(&[src], &Location::Local(dir.0.clone()), &session, reach, &mut |_| {})?;
+    let file = dir.0.join(CONFIG_FILE);
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_CONFIG_BYTES {
+        return Err(Error::problem(format!("the peer's {CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")));
     }
-    Err(Error::env(format!("cannot create a private directory in {}", base.display())))
-}
-
-/// Name material for the temporary directory (not a secret: mkdir's
-/// refusal of an existing name is what makes it safe).
-fn name_seed(buf: &mut [u8; 8], attempt: u32) {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    *buf = ((nanos as u64) ^ (u64::from(attempt) << 56)).to_le_bytes();
+    Config::load(&file).map_err(|e| Error::problem(format!("the peer's {CONFIG_FILE} cannot be read")).because(e))
 }
 
 /// The status with its drift, for `--json`: the status's fields and

@@ -150,6 +150,11 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
     crate::settings::Settings::from_config(&config)?;
 
     let mut journal = Journal::new();
+    // The steps below, in this order (role, its password, password file,
+    // CA copy, stop, postgresql.conf, pg_hba.conf, keytrustee.conf, start),
+    // are the states a kill can leave: tests/ha.rs
+    // `an_interrupted_enable_is_completed_or_removed` builds each prefix
+    // of this order by hand; a reorder here must be mirrored there.
     let result = (|| -> Result<(bool, bool)> {
         let was_running = ensure_running(&cluster, &mut journal, progress)?;
         let mut changed = false;

@@ -18,7 +18,9 @@
 //!
 //! `kt ha status` and `kt verify` read the state through [`status`].
 //! After `kt restore` on the active, [`reinit`] has status ask for the
-//! passive to be re-initialised (`kt ha init-passive --force`).
+//! passive to be re-initialised (`kt ha init-passive --force`); status
+//! only reads, `kt ha enable-sync` and `kt ha status --clear-reinit` clear
+//! the marker once a standby has caught up.
 //!
 //! This module knows instances, clusters and the journal; it never
 //! imports the server's internals.

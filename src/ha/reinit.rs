@@ -6,12 +6,21 @@
 //! a marker, `ha-reinit-needed` in the instance home (next to the confdir,
 //! not in it: `kt ha sync` must not carry it to the passive and a backup
 //! must not bring an old one back), with the restore's time, the peer, and
-//! the active's WAL position once the restore was in place. `kt ha status`
-//! on the active reports "passive must be re-initialised" (exit 1) while
-//! it is there, and removes it when a standby streams from this host and
-//! has replayed past that position: it then holds the restored database,
-//! whether `kt ha init-passive --force` rebuilt it or (same cluster) it
-//! replayed the restore itself.
+//! the active's WAL position once the restore was in place.
+//!
+//! While it is there, `kt ha status` (and the ha line of `kt verify`) on
+//! the active is degraded (exit 1): "passive must be re-initialised" until
+//! a standby streams from this host and has replayed past that position,
+//! then "the passive has caught up with the restore" (it holds the
+//! restored database, whether `kt ha init-passive --force` rebuilt it or,
+//! same cluster, it replayed the restore itself) until the marker is
+//! cleared. Status and verify only read ([`pending`]): the marker goes in
+//! a command allowed to write, [`clear_if_caught_up`], run by `kt ha
+//! enable-sync` (the documented step after `init-passive --force`) and by
+//! `kt ha status --clear-reinit` (for a pair that stays asynchronous, or
+//! whose synchronous replication stayed on). Neither removes a marker
+//! whose standby has not caught up. A marker that cannot be read is a
+//! problem line of the status, not a failure of it.
 //!
 //! Also the restore's gate: with synchronous replication on and no
 //! standby connected, every commit of the restore would wait without end,
@@ -50,18 +59,19 @@ pub fn marker_path(layout: &Layout) -> PathBuf {
 /// Writes the marker (atomically, 0600, as `account`).
 pub fn write(layout: &Layout, marker: &Marker, account: &Account) -> Result<PathBuf> {
     let path = marker_path(layout);
-    let text = serde_json::to_string_pretty(marker).map_err(|e| Error::problem("cannot encode the HA marker").because(e))?;
+    let text = serde_json::to_string_pretty(marker).map_err(|e| Error::env("cannot encode the HA marker").because(e))?;
     fsutil::write_atomic(&path, format!("{text}\n").as_bytes(), 0o600, Some(account))?;
     Ok(path)
 }
 
-/// The marker, if there is one (one that does not parse is reported).
+/// The marker, if there is one (one that cannot be read or parsed is an
+/// error naming the file: [`pending`] makes it a problem line).
 pub fn read(layout: &Layout) -> Result<Option<Marker>> {
     let path = marker_path(layout);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::env(format!("cannot read {}", path.display())).because(e).with_hint("remove it once the passive was re-initialised")),
+            .map_err(|e| Error::problem(format!("cannot read {}", path.display())).because(e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
     }
@@ -90,7 +100,71 @@ pub fn passive_caught_up(admin: &mut postgres::Client, marker: &Marker) -> Resul
     Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
 }
 
-/// The status line while the marker is there.
+/// Where the re-initialisation after a restore stands on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// No marker: no restore waits for the passive.
+    Nothing,
+    /// No standby has the restored database yet.
+    Reinit(Marker),
+    /// A standby streams and has replayed past the restore: the marker
+    /// only waits for [`clear_if_caught_up`].
+    CaughtUp(Marker),
+    /// The marker is there but cannot be read (the message says why).
+    Unreadable(String),
+}
+
+impl Pending {
+    /// The status's problem line, if any.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Pending::Nothing => None,
+            Pending::Reinit(marker) => Some(problem(marker)),
+            Pending::CaughtUp(marker) => Some(format!(
+                "the passive has caught up with the restore of {}: clear the marker with `kt ha status --clear-reinit` (`kt ha enable-sync` clears it too)",
+                marker.restored_at
+            )),
+            Pending::Unreadable(why) => Some(format!(
+                "{why}: the restore marker is unreadable; once the passive was re-initialised (kt ha init-passive --force there), remove it"
+            )),
+        }
+    }
+}
+
+/// Reads the marker and asks the database whether a standby has caught
+/// up with it. Never writes: `kt ha status` and `kt verify` call it.
+pub fn pending(layout: &Layout, admin: &mut postgres::Client) -> Result<Pending> {
+    let marker = match read(layout) {
+        Ok(Some(marker)) => marker,
+        Ok(None) => return Ok(Pending::Nothing),
+        Err(e) => return Ok(Pending::Unreadable(e.to_string())),
+    };
+    Ok(if passive_caught_up(admin, &marker)? { Pending::CaughtUp(marker) } else { Pending::Reinit(marker) })
+}
+
+/// Removes the marker when a standby has caught up with the restore it
+/// records (see the module doc for who calls this). Returns what it found:
+/// `CaughtUp` (now removed), `Reinit` or `Unreadable` (left in place), or
+/// `Nothing`.
+pub fn clear_if_caught_up(instance: &Instance) -> Result<Pending> {
+    if marker_path(&instance.layout).symlink_metadata().is_err() {
+        return Ok(Pending::Nothing);
+    }
+    let cluster = Cluster::for_instance(instance)?;
+    let mut admin = ha::admin(instance, &cluster)?;
+    let pending = pending(&instance.layout, &mut admin)?;
+    if let Pending::CaughtUp(_) = pending {
+        let path = marker_path(&instance.layout);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::env(format!("cannot remove {}", path.display())).because_err(&e)),
+        }
+    }
+    Ok(pending)
+}
+
+/// The status line while no standby has the restored database.
 pub fn problem(marker: &Marker) -> String {
     format!(
         "passive must be re-initialised (this database was restored at {}): run kt ha init-passive --force on {}",

@@ -39,6 +39,9 @@ pub struct HaStatus {
     pub healthy: bool,
     /// `kt restore` ran here and no standby has the restored database yet.
     pub reinit_needed: bool,
+    /// `kt restore` ran here, a standby has caught up with it, and its
+    /// marker waits to be cleared (`kt ha status --clear-reinit`).
+    pub reinit_caught_up: bool,
     pub problems: Vec<String>,
 }
 
@@ -66,6 +69,7 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
         last_wal_replayed: None,
         healthy: false,
         reinit_needed: false,
+        reinit_caught_up: false,
         problems: Vec::new(),
     };
     match role {
@@ -166,23 +170,14 @@ pub fn read(instance: &Instance) -> Result<HaStatus> {
     Ok(status)
 }
 
-/// After `kt restore` here (the marker of [`ha::reinit`]): degraded until
-/// a standby streams and has replayed past the restore, when the marker
-/// goes (the one write `kt ha status` makes; it runs as the service
-/// account, whose file it is).
+/// After `kt restore` here (the marker of [`ha::reinit`]): degraded while
+/// the marker is there, whether or not a standby has caught up with the
+/// restore. Only reads (see [`ha::reinit`] for what clears the marker).
 fn reinit_needed(instance: &Instance, admin: &mut postgres::Client, status: &mut HaStatus) -> Result<()> {
-    let Some(marker) = ha::reinit::read(&instance.layout)? else { return Ok(()) };
-    if ha::reinit::passive_caught_up(admin, &marker)? {
-        let path = ha::reinit::marker_path(&instance.layout);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                status.problems.push(format!("the passive has caught up with the restore, but {} cannot be removed: {e}", path.display()));
-            }
-        }
-        return Ok(());
-    }
-    status.reinit_needed = true;
-    status.problems.push(ha::reinit::problem(&marker));
+    let pending = ha::reinit::pending(&instance.layout, admin)?;
+    status.reinit_needed = matches!(pending, ha::reinit::Pending::Reinit(_) | ha::reinit::Pending::Unreadable(_));
+    status.reinit_caught_up = matches!(pending, ha::reinit::Pending::CaughtUp(_));
+    status.problems.extend(pending.problem());
     Ok(())
 }
 

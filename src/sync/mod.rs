@@ -118,6 +118,14 @@
 //! session, so a push prints `-i`/`-v` and exits 1 like a local run.
 //! `commands/ha.rs` is the command line (`kt ha sync`).
 //!
+//! # The façade
+//!
+//! Callers outside this module (`commands/ha.rs`, `ha::drift`) use only
+//! [`run`] (one client session: local, push or pull, chosen by where SRC
+//! and DEST are), [`serve`] (the remote side) and the types re-exported
+//! here; how a session is wired (lists, transports, the remote shell) stays
+//! inside.
+//!
 //! # Left for the next session
 //!
 //! - Performance against rsync: see the figures of `scripts/bench-sync`
@@ -162,12 +170,17 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use list::ListOptions;
-use receive::{Item, ReceiveOptions, ReceiveStats};
+use receive::ReceiveStats;
 use send::SendStats;
+
+pub use filter::Filter;
+pub use list::{FileKind, ListOptions};
+pub use receive::{Item, ReceiveOptions};
+pub use remote::{filter_from, parse_location, Location, SessionOptions};
 
 /// What a local sync did.
 #[derive(Debug, Default)]
@@ -212,4 +225,162 @@ pub fn sync_local(
             (Ok(receive), Ok(send)) => Ok(Report { send, receive, skipped: list.skipped.clone() }),
         }
     })
+}
+
+/// How a remote side is reached: the remote shell (`-e`, split into words
+/// as a shell would) and kt's command on the other host (`--remote-kt`).
+#[derive(Debug, Clone)]
+pub struct RemoteShell {
+    pub rsh: String,
+    pub remote_kt: String,
+}
+
+/// What a client session did, whichever side ran where.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Bytes written to and read from the session's pipes (after `-z`).
+    pub sent: u64,
+    pub received: u64,
+    /// The size of the sender's list, as rsync counts it.
+    pub total_size: u64,
+    /// What the local list left out or could not read (`skipping ...` is
+    /// information; anything else is a file not transferred).
+    pub skipped: Vec<String>,
+    /// Files that could not be transferred.
+    pub errors: Vec<String>,
+    /// What a successful remote side wrote on stderr (its warnings).
+    pub remote_said: String,
+}
+
+/// One client session of `srcs` into `dest`: both local (both sides in
+/// this process, [`sync_local`]), a push (DEST remote) or a pull (SRCs
+/// remote, all on one host). Changes go to `on_item` as they are known,
+/// with rsync's direction: a push's transfers read `<` (sent), a pull's
+/// and a local run's `>` (received). Refused (exit 2) when both sides or
+/// SRCs on different hosts are remote.
+pub fn run(
+    srcs: &[Location],
+    dest: &Location,
+    opts: &SessionOptions,
+    shell: &RemoteShell,
+    on_item: &mut dyn FnMut(&Item),
+) -> Result<Outcome> {
+    let local_srcs = || -> Vec<PathBuf> {
+        srcs.iter()
+            .filter_map(|s| match s {
+                Location::Local(p) => Some(p.clone()),
+                Location::Remote { .. } => None,
+            })
+            .collect()
+    };
+    let all_local = srcs.iter().all(|s| matches!(s, Location::Local(_)));
+    match (dest, all_local) {
+        (Location::Local(dest), true) => {
+            let report = sync_local(&local_srcs(), dest, &opts.list, &opts.receive, on_item)?;
+            Ok(Outcome {
+                sent: report.send.bytes_written,
+                received: report.send.bytes_read,
+                total_size: report.receive.total_size,
+                skipped: report.skipped,
+                errors: report.receive.errors,
+                remote_said: String::new(),
+            })
+        }
+        (Location::Remote { host, path }, true) => {
+            let list = list::build(&local_srcs(), &opts.list, &opts.receive.filter)?;
+            let args = remote::server_args(remote::Role::Receiver, opts, std::slice::from_ref(path));
+            let (child, stdout, stdin) = remote::Remote::start(&shell.rsh, host, &shell.remote_kt, &args)?;
+            let mut t = remote::Transport::new(stdout, stdin, opts.compress);
+            // The remote receiver reports `>` (it received): this side sent.
+            let result = remote::push(&list, &mut t, &mut |i: &Item| {
+                if i.code.starts_with('>') {
+                    let mut sent = i.clone();
+                    sent.code.replace_range(..1, "<");
+                    on_item(&sent);
+                } else {
+                    on_item(i);
+                }
+            });
+            let counters = t.counters.clone();
+            drop(t);
+            let (report, said) = child.finish(result)?;
+            Ok(Outcome {
+                sent: counters.written(),
+                received: counters.read(),
+                total_size: list::total_size(&list.entries),
+                skipped: list.skipped,
+                errors: report.errors,
+                remote_said: said,
+            })
+        }
+        (Location::Local(dest), false) => {
+            let (host, paths) = remote_sources(srcs)?;
+            let args = remote::server_args(remote::Role::Sender, opts, &paths);
+            let (child, stdout, stdin) = remote::Remote::start(&shell.rsh, &host, &shell.remote_kt, &args)?;
+            let mut t = remote::Transport::new(stdout, stdin, opts.compress);
+            let result = receive::receive(dest, &opts.receive, &mut t.input, &mut t.output, on_item);
+            let counters = t.counters.clone();
+            drop(t);
+            let (stats, said) = child.finish(result)?;
+            Ok(Outcome {
+                sent: counters.written(),
+                received: counters.read(),
+                total_size: stats.total_size,
+                skipped: Vec::new(),
+                errors: stats.errors,
+                remote_said: said,
+            })
+        }
+        (Location::Remote { .. }, false) => Err(Error::usage("the sources and the destination cannot both be remote")),
+    }
+}
+
+/// Remote sources must all be on one host, as rsync's `host:a host:b`.
+fn remote_sources(srcs: &[Location]) -> Result<(OsString, Vec<OsString>)> {
+    let mut host: Option<&OsString> = None;
+    let mut paths = Vec::new();
+    for s in srcs {
+        match s {
+            Location::Remote { host: h, path } if host.is_none_or(|x| x == h) => {
+                host = Some(h);
+                paths.push(path.clone());
+            }
+            Location::Remote { .. } => return Err(Error::usage("remote sources must all be on the same host")),
+            Location::Local(p) => {
+                return Err(Error::usage(format!("{} is local while other sources are remote", p.display())))
+            }
+        }
+    }
+    let host = host.ok_or_else(|| Error::usage("no source given"))?;
+    Ok((host.clone(), paths))
+}
+
+/// The remote side of a session (`kt ha sync --server`), on this process's
+/// stdin and stdout, which nothing else may write to. As the sender it
+/// sends `paths` and returns the list's warnings (not `skipping ...`) for
+/// the caller to put on stderr, where the client shows them; as the
+/// receiver it receives into the one path and reports to the client.
+pub fn serve(sender: bool, paths: &[OsString], opts: &SessionOptions) -> Result<Vec<String>> {
+    let mut t = remote::Transport::stdio(opts.compress)?;
+    if sender {
+        let srcs: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        let list = match list::build(&srcs, &opts.list, &opts.receive.filter) {
+            Ok(list) => list,
+            Err(e) => {
+                // Tell the client why, in the protocol, before failing.
+                let mut w = wire::Writer::new(&mut t.output);
+                let _ = w.send(&wire::Msg::Error { message: e.to_string() });
+                let _ = w.flush();
+                return Err(e);
+            }
+        };
+        send::send(&list, &mut t.input, &mut t.output)?;
+        Ok(list.skipped.into_iter().filter(|s| !s.starts_with("skipping ")).collect())
+    } else {
+        let [dest] = paths else {
+            return Err(Error::usage("--server --receiver takes one destination"));
+        };
+        remote::serve_receiver(Path::new(dest), &opts.receive, opts.report_items, &mut t)?;
+        Ok(Vec::new())
+    }
 }
