@@ -10,7 +10,7 @@
 //! that carries a request id records its answer in the same transaction,
 //! so that a retry with that id learns the outcome instead of writing twice.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,7 +106,18 @@ struct Conn {
     client: Client,
     st: Statements,
     requests: tokio::sync::OnceCell<RequestStatements>,
+    /// Set when PostgreSQL warned that a commit's wait for the synchronous
+    /// standby was cancelled (committed here, not confirmed). Read by the
+    /// write after its commit: whoever sent the cancel (this write at its
+    /// deadline, a late cancel meant for the previous write on the
+    /// connection, an administrator), the write is not confirmed.
+    sync_wait_cancelled: Arc<AtomicBool>,
 }
+
+/// The start of PostgreSQL's warning when a commit's wait for the
+/// synchronous standby is cancelled or terminated (src/backend/replication/
+/// syncrep.c; the cluster's lc_messages is C, as kt's initdb sets it).
+const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 impl Conn {
     async fn requests(&self) -> Result<&RequestStatements, tokio_postgres::Error> {
@@ -433,6 +444,7 @@ impl Pool {
         let (slot, conn) = self.write_slot(deadline).await?;
         let guard = InFlight { slot, conn: conn.clone(), armed: true, purpose: Purpose::Write(key.map(|k| k.id.to_string())) };
         let phase = AtomicU8::new(NOT_SENT);
+        conn.sync_wait_cancelled.store(false, Ordering::SeqCst);
         let fut = steps(&conn, key, &phase, run);
         tokio::pin!(fut);
         let (result, cancelled) = match tokio::time::timeout_at(deadline, &mut fut).await {
@@ -453,10 +465,16 @@ impl Pool {
             }
         };
         let phase = phase.load(Ordering::Relaxed);
+        // Committed here but the wait for the passive was cut short, by
+        // this write's cancel or another one: not confirmed.
+        let unconfirmed = cancelled || conn.sync_wait_cancelled.swap(false, Ordering::SeqCst);
+        // After cancels were sent, a late one could reach the backend during
+        // the next write on this connection: it is not reused.
+        let keep = |guard: InFlight<'_>| if cancelled { guard.discard() } else { guard.keep() };
         match result {
             Some(Ok(Step::Done(value))) => {
-                guard.keep();
-                if cancelled {
+                keep(guard);
+                if unconfirmed {
                     // Success after a cancel: PostgreSQL committed locally
                     // and stopped waiting for the standby.
                     Err(DbError::Unconfirmed(value.shown()))
@@ -465,10 +483,10 @@ impl Pool {
                 }
             }
             Some(Ok(Step::Recorded(answer))) => {
-                guard.keep();
+                keep(guard);
                 let value = T::decode(&answer)
                     .ok_or_else(|| DbError::Other(format!("a recorded answer does not parse: {answer}")))?;
-                if cancelled {
+                if unconfirmed {
                     // The touch committed here; the passive did not confirm
                     // it (nor, so, the write it answers for) in time.
                     Err(DbError::Unconfirmed(value.shown()))
@@ -477,7 +495,7 @@ impl Pool {
                 }
             }
             Some(Ok(Step::Reused)) => {
-                guard.keep();
+                keep(guard);
                 Err(DbError::RequestIdReused)
             }
             Some(Err(e)) => {
@@ -493,7 +511,7 @@ impl Pool {
                     _ => key.is_none() && definite(&e),
                 };
                 if clean {
-                    guard.keep();
+                    keep(guard);
                 } else {
                     guard.discard();
                 }
@@ -627,11 +645,21 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
+        let flag = sync_wait_cancelled.clone();
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the
-            // next request through this slot reconnects.
-            let _ = connection.await;
+            // next request through this slot reconnects. A notice is read
+            // before the messages after it, so the flag is set before the
+            // commit's answer reaches the write.
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                    if notice.message().starts_with(SYNC_WAIT_CANCELLED) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
         });
         let st = Statements {
             client_auth: client.prepare("SELECT state, public_key FROM clients WHERE fingerprint = $1").await?,
@@ -657,7 +685,7 @@ impl Pool {
                 )
                 .await?,
         };
-        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new() }))
+        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled }))
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
