@@ -319,7 +319,8 @@ pub enum OrgCommand {
         fingerprint: String,
     },
     /// Print the clients (of one organization, or all) as JSON, with their
-    /// state (active, disabled, pending), host name and registration time.
+    /// state (active, disabled, pending), the host name each gave
+    /// (claimed_host: the client's claim, not verified) and registration time.
     Clients {
         #[arg(short, long)]
         name: Option<String>,

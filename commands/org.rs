@@ -33,6 +33,9 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
     let cluster = Cluster::for_instance(&instance)?;
     let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
     let mut db = cluster.connect(&password, DB_NAME)?;
+    // An older schema is upgraded by `kt db start` or `kt serve` on the
+    // active, not here: `kt org` may run on a passive or beside a server.
+    kt::storage::schema::require_current(&mut db)?;
     if !matches!(command, OrgCommand::List { .. } | OrgCommand::Clients { .. }) {
         kt::ha::syncrep::refuse_waiting_write(&mut db)?;
     }

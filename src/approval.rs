@@ -41,7 +41,8 @@ pub fn decide(org_secret: &str, given: &str, matches: impl FnOnce() -> bool) -> 
 pub struct PendingClient<'a> {
     pub organization: &'a str,
     pub fingerprint: &'a str,
-    /// The host name the client gave, if any.
+    /// The host name the client gave, if any: its claim, not verified
+    /// (a notification must say so).
     pub host: Option<&'a str>,
 }
 

@@ -44,6 +44,8 @@ pub const AUTH_WINDOW_SECONDS: &str = "AUTH_WINDOW_SECONDS";
 pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 /// HA: how long a write on the active waits for the passive's confirmation.
 pub const HA_WRITE_TIMEOUT_SECONDS: &str = "HA_WRITE_TIMEOUT_SECONDS";
+/// How many clients may await approval in one organization.
+pub const MAX_PENDING_CLIENTS: &str = "MAX_PENDING_CLIENTS";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;

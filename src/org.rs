@@ -256,7 +256,9 @@ pub fn normalize_fingerprint(input: &str) -> Result<String> {
 
 /// The clients, of one organization or all, as JSON: state (`active`,
 /// `disabled`, or `pending` approval), the host name the client gave at
-/// registration and when it registered (`creation`, UTC).
+/// registration (`claimed_host`: its own claim, not verified, so named that
+/// no administrator takes it for a checked fact) and when it registered
+/// (`creation`, UTC).
 pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
     if let Some(name) = org {
         validate_name(name)?;
@@ -286,7 +288,7 @@ pub fn clients(db: &mut postgres::Client, org: Option<&str>) -> Result<Value> {
                     "state": r.get::<_, String>(2),
                     "creation": r.get::<_, Option<String>>(3),
                     "deposits": r.get::<_, i64>(4),
-                    "host": r.get::<_, Option<String>>(5),
+                    "claimed_host": r.get::<_, Option<String>>(5),
                 })
             })
             .collect(),

@@ -56,9 +56,13 @@ pub const AUTH_WINDOW_SECONDS: Bounded = Bounded { key: config::AUTH_WINDOW_SECO
 pub const DB_POOL_SIZE: Bounded = Bounded { key: config::DB_POOL_SIZE, default: 4, range: 1..=256 };
 pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
     Bounded { key: config::HA_WRITE_TIMEOUT_SECONDS, default: 5, range: 1..=300 };
+/// Registrations without the secret wait for an administrator; each is a
+/// row anyone who knows an organization's name can add, so they are capped.
+pub const MAX_PENDING_CLIENTS: Bounded =
+    Bounded { key: config::MAX_PENDING_CLIENTS, default: 100, range: 1..=100_000 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 8] = [
+const LIMITS: [&Bounded; 9] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -67,6 +71,7 @@ const LIMITS: [&Bounded; 8] = [
     &AUTH_WINDOW_SECONDS,
     &DB_POOL_SIZE,
     &HA_WRITE_TIMEOUT_SECONDS,
+    &MAX_PENDING_CLIENTS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -136,6 +141,8 @@ pub struct Limits {
     pub db_pool_size: u64,
     /// With synchronous replication: how long a write waits for the passive.
     pub ha_write_timeout_seconds: u64,
+    /// Clients awaiting approval per organization; more are refused (429).
+    pub max_pending_clients: u64,
 }
 
 impl Default for Limits {
@@ -149,12 +156,13 @@ impl Default for Limits {
             auth_window_seconds: AUTH_WINDOW_SECONDS.default,
             db_pool_size: DB_POOL_SIZE.default,
             ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
+            max_pending_clients: MAX_PENDING_CLIENTS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 8] {
+    fn values(&self) -> [u64; 9] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -164,6 +172,7 @@ impl Limits {
             self.auth_window_seconds,
             self.db_pool_size,
             self.ha_write_timeout_seconds,
+            self.max_pending_clients,
         ]
     }
 
@@ -226,6 +235,7 @@ impl Settings {
                 auth_window_seconds: number(&AUTH_WINDOW_SECONDS)?,
                 db_pool_size: number(&DB_POOL_SIZE)?,
                 ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
+                max_pending_clients: number(&MAX_PENDING_CLIENTS)?,
             },
             extra,
         })

@@ -50,7 +50,7 @@ fn a_registration_without_the_secret_waits_for_an_administrator() {
     let listed = clients(&inst, "acme");
     let entry = row(&listed, &fpr).expect("the pending client is listed");
     assert_eq!(entry["state"], "pending");
-    assert_eq!(entry["host"], kt::hostname::fqdn().unwrap().as_str());
+    assert_eq!(entry["claimed_host"], kt::hostname::fqdn().unwrap().as_str());
     assert_eq!(entry["creation"].as_str().unwrap().len(), 19, "{entry}");
     let ext: serde_json::Value = serde_json::from_str(&inst.kt(&["org", "list", "--json-extended"]).expect(0).stdout).unwrap();
     assert_eq!(ext["acme"]["pending_clients"], 1);
@@ -140,10 +140,35 @@ fn the_wire_answers_202_then_423() {
     assert_eq!(answer["status"], "registration_pending");
     assert_eq!(answer["state"], "pending");
     assert_eq!(answer["fingerprint"], fpr.as_str());
-    assert_eq!(clients(&inst, "acme")[0]["host"], "web01.example.com");
+    assert_eq!(clients(&inst, "acme")[0]["claimed_host"], "web01.example.com");
     let resp = send("GET", "/deposits", b"");
     assert_eq!((resp.status, resp.error_code().unwrap_or_default()), (423, "client_pending".to_string()));
     // A bad host name is bad input.
     let body = serde_json::json!({"organization": "acme", "auth_secret": "", "public_key": armored, "host": "no such host"}).to_string();
     assert_eq!(send("POST", "/register", body.as_bytes()).status, 400);
+}
+
+#[test]
+fn pending_clients_are_capped_per_organization() {
+    let inst = Instance::serving("approval-cap");
+    inst.kt(&["server", "stop"]).expect(0);
+    inst.set_config("MAX_PENDING_CLIENTS", serde_json::json!(2));
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "s3cret-value");
+    org_with_secret(&inst, "other", "s3cret-value");
+    let first = pending(&inst, &inst.dir.join("p1"), "acme");
+    pending(&inst, &inst.dir.join("p2"), "acme");
+    // The third is refused and stores nothing.
+    let third = ask(&inst, &inst.dir.join("p3"), "acme").expect(3);
+    assert!(third.stderr.contains("HTTP 429 too_many_pending"), "{}", third.stderr);
+    assert_eq!(clients(&inst, "acme").len(), 2);
+    // A pending key asking again is answered as before, not refused.
+    pending(&inst, &inst.dir.join("p1"), "acme");
+    // The cap is per organization, and the secret still admits at once.
+    pending(&inst, &inst.dir.join("o1"), "other");
+    let (_, admitted) = register(&inst, "p4", "acme", "s3cret-value");
+    admitted.expect(0);
+    // Once one is decided, another may ask.
+    inst.kt(&["org", "deny-client", "--fingerprint", &first]).expect(0);
+    pending(&inst, &inst.dir.join("p3"), "acme");
 }

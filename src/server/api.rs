@@ -29,10 +29,12 @@
 //! | 412 | `stale` | the timestamp is outside the allowed window |
 //! | 413 | `body_too_large` | |
 //! | 423 | `client_disabled` / `client_pending` | the client may not act now (disabled; or registered without the secret and not yet approved) |
+//! | 429 | `too_many_pending` | a registration without the secret, while the organization already has `MAX_PENDING_CLIENTS` (100) clients awaiting approval: nothing stored; an administrator approves or denies some first |
 //! | 503 | `read_only` / `database_unavailable` | passive server (naming the active); database down (a write: before its commit was sent, nothing changed) |
 //! | 503 | `busy` | replay guard full; or a write found every write connection busy for `HA_WRITE_TIMEOUT_SECONDS` and never started (nothing changed) |
+//! | 503 | `schema_behind` | the database lacks a table or column this kt uses: a passive upgraded before its active (upgrade the active's kt first; reads that need no new table go on) |
 //! | 503 | `passive_unavailable` | synchronous replication is on and the passive is not connected (or did not let the write start in time): the write was refused before it began, nothing changed |
-//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again (a retry with the same request id answers as if confirmed) |
+//! | 504 | `write_unconfirmed` | the write committed on the active but the passive did not confirm it within `HA_WRITE_TIMEOUT_SECONDS`: stored once, not to be sent again; a new deposit's `uuid` is in the answer. A retry with the same request id gets the recorded answer only once the passive confirms it (else this 504 again, with the `uuid`) |
 //! | 504 | `write_outcome_unknown` | the connection to the database was lost after the commit was sent: stored or not, nobody knows; send it again with the same `X-KT-Request-Id` (new signature) to learn which, it is never written twice |
 //!
 //! Writes (`POST`, `PUT`, `DELETE` of deposits) may carry `X-KT-Request-Id`
@@ -65,6 +67,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub auth_window_seconds: i64,
     pub request_timeout: Duration,
+    /// `MAX_PENDING_CLIENTS`: clients awaiting approval per organization.
+    pub max_pending_clients: i64,
 }
 
 /// Everything the endpoints share.
@@ -93,10 +97,12 @@ struct Refusal {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A new deposit's uuid, when the write is stored but unconfirmed.
+    uuid: Option<String>,
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal { status, code, message: message.into() }
+    Refusal { status, code, message: message.into(), uuid: None }
 }
 
 impl From<DbError> for Refusal {
@@ -112,14 +118,17 @@ impl From<DbError> for Refusal {
                 "passive_unavailable",
                 "synchronous replication is on and the passive server is not connected: writes are refused until it is back (nothing was changed); reads go on",
             ),
-            DbError::Unconfirmed(answer) => refuse(
-                StatusCode::GATEWAY_TIMEOUT,
-                "write_unconfirmed",
-                format!(
-                    "the change{} is stored on the active but the passive did not confirm it in time: it is not lost and reaches the passive when it is back; do not send it again",
-                    answer.map(|a| format!(" ({a})")).unwrap_or_default()
-                ),
-            ),
+            DbError::Unconfirmed(answer) => Refusal {
+                uuid: answer.clone(),
+                ..refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "write_unconfirmed",
+                    format!(
+                        "the change{} is stored on the active but the passive did not confirm it in time: it is not lost and reaches the passive when it is back; do not send it again",
+                        answer.map(|a| format!(" ({a})")).unwrap_or_default()
+                    ),
+                )
+            },
             DbError::Busy => refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
@@ -135,6 +144,14 @@ impl From<DbError> for Refusal {
                 "request_id_reused",
                 "this request id was first used for another request",
             ),
+            DbError::SchemaBehind(why) => {
+                error!("schema behind this kt: {why}");
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "schema_behind",
+                    "the database schema is older than this server's kt: upgrade the active's kt first",
+                )
+            }
             DbError::Unavailable(why) => {
                 error!("database unavailable: {why}");
                 refuse(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable")
@@ -163,7 +180,11 @@ fn text(body: impl Into<Bytes>, content_type: &'static str) -> Resp {
 
 impl Refusal {
     fn into_response(self) -> Resp {
-        json(self.status, serde_json::json!({"error": self.code, "message": self.message}))
+        let mut body = serde_json::json!({"error": self.code, "message": self.message});
+        if let Some(uuid) = self.uuid {
+            body["uuid"] = uuid.into();
+        }
+        json(self.status, body)
     }
 }
 
@@ -275,7 +296,15 @@ async fn health(state: &AppState) -> Resp {
     let version = env!("CARGO_PKG_VERSION");
     match state.pool.health().await {
         Ok((in_recovery, schema)) => {
+            use crate::storage::schema::{latest_version, standing_of, Standing};
             let role = if in_recovery { "passive" } else { "active" };
+            // "behind" on a passive: its kt is newer than the active's
+            // schema; it serves reads until the active is upgraded.
+            let (schema_state, schema_ok) = match standing_of(schema) {
+                Standing::Current => ("current", true),
+                Standing::Behind(_) => ("behind", false),
+                Standing::Ahead(_) => ("ahead", false),
+            };
             let replication: Vec<_> = state
                 .pool
                 .replication()
@@ -284,13 +313,15 @@ async fn health(state: &AppState) -> Resp {
                 .into_iter()
                 .map(|(name, st, sync)| serde_json::json!({"standby": name, "state": st, "sync_state": sync}))
                 .collect();
-            let status = if in_recovery { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            let status = if in_recovery || !schema_ok { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
             json(
                 status,
                 serde_json::json!({
                     "role": role,
                     "database": "ok",
                     "schema_version": schema,
+                    "schema": schema_state,
+                    "schema_expected": latest_version(),
                     "replication": replication,
                     "version": version,
                     "fingerprint": state.fingerprint,
@@ -491,6 +522,18 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
         approval::Decision::Hold => "pending",
         approval::Decision::Refuse => return Err(refused()),
     };
+    if wanted == "pending" {
+        // Anyone who knows the organization's name can ask: the held
+        // requests are capped (a key already registered is answered as is).
+        let (pending, known) = state.pool.pending_clients(&org.uuid, &fingerprint).await?;
+        if !known && pending >= state.limits.max_pending_clients {
+            return Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending",
+                "this organization has too many clients awaiting approval: ask its administrator to approve or deny them, or register with the auth secret",
+            ));
+        }
+    }
     let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
     let host = request.host.as_deref();
     let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host).await?;

@@ -10,7 +10,7 @@
 //! that carries a request id records its answer in the same transaction,
 //! so that a retry with that id learns the outcome instead of writing twice.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub enum DbError {
     /// A request id came back with another method, path or body than the
     /// request it first named.
     RequestIdReused,
+    /// The database lacks a table or column this kt uses: its schema is
+    /// older than this kt (a passive upgraded before its active).
+    SchemaBehind(String),
     /// Anything else: a bug or a constraint kt did not expect.
     Other(String),
 }
@@ -54,6 +57,9 @@ impl From<tokio_postgres::Error> for DbError {
         if let Some(db) = e.as_db_error() {
             if db.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION {
                 return DbError::ReadOnly;
+            }
+            if db.code() == &SqlState::UNDEFINED_TABLE || db.code() == &SqlState::UNDEFINED_COLUMN {
+                return DbError::SchemaBehind(db.message().to_string());
             }
             return DbError::Other(format!("{}: {}", db.code().code(), db.message()));
         }
@@ -78,13 +84,72 @@ struct Statements {
     deposit_update: Statement,
     deposit_delete: Statement,
     deposit_list: Statement,
-    request_claim: Statement,
-    request_lookup: Statement,
+}
+
+/// The statements on `write_requests` (schema version 2). Prepared on
+/// first use, not with the connection: a passive whose kt is newer than
+/// its schema (upgraded before its active) has no such table yet and must
+/// still serve reads.
+struct RequestStatements {
+    /// Claims the id before the write runs (waits for a concurrent attempt
+    /// with the id to end); no row back: an earlier attempt recorded it.
+    claim: Statement,
+    /// Records the write's answer on the claimed row.
+    answer: Statement,
+    /// Touches the recorded row, so that the commit of a retry answered
+    /// from the record waits for the passive like a write does.
+    confirm: Statement,
+    lookup: Statement,
 }
 
 struct Conn {
     client: Client,
     st: Statements,
+    requests: tokio::sync::OnceCell<RequestStatements>,
+    /// Set when PostgreSQL warned that a commit's wait for the synchronous
+    /// standby was cancelled (committed here, not confirmed). Read by the
+    /// write after its commit: whoever sent the cancel (this write at its
+    /// deadline, a late cancel meant for the previous write on the
+    /// connection, an administrator), the write is not confirmed.
+    sync_wait_cancelled: Arc<AtomicBool>,
+}
+
+/// The start of PostgreSQL's warning when a commit's wait for the
+/// synchronous standby is cancelled or terminated (src/backend/replication/
+/// syncrep.c; the cluster's lc_messages is C, as kt's initdb sets it).
+const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
+
+impl Conn {
+    async fn requests(&self) -> Result<&RequestStatements, tokio_postgres::Error> {
+        self.requests
+            .get_or_try_init(|| async {
+                Ok(RequestStatements {
+                    claim: self
+                        .client
+                        .prepare(
+                            "INSERT INTO write_requests (client, request_id, digest, answer) VALUES ($1, $2, $3, '') \
+                             ON CONFLICT DO NOTHING RETURNING true",
+                        )
+                        .await?,
+                    answer: self
+                        .client
+                        .prepare("UPDATE write_requests SET answer = $3 WHERE client = $1 AND request_id = $2")
+                        .await?,
+                    confirm: self
+                        .client
+                        .prepare(
+                            "UPDATE write_requests SET created = created WHERE client = $1 AND request_id = $2 \
+                             RETURNING digest, answer",
+                        )
+                        .await?,
+                    lookup: self
+                        .client
+                        .prepare("SELECT digest, answer FROM write_requests WHERE client = $1 AND request_id = $2")
+                        .await?,
+                })
+            })
+            .await
+    }
 }
 
 /// A fixed number of connections used round-robin; each one pipelines the
@@ -182,9 +247,12 @@ const COMMIT_SENT: u8 = 2;
 /// What the write's own steps ended with.
 enum Step<T> {
     Done(T),
-    /// The request id was recorded by an earlier attempt: this one was
-    /// rolled back; the record answers.
-    Recorded,
+    /// The request id was recorded by an earlier attempt: this one ran no
+    /// write; it committed a touch of the record (confirmed by the passive
+    /// like a write) and the record's answer (as text) answers.
+    Recorded(String),
+    /// The request id was recorded for another request: rolled back.
+    Reused,
 }
 
 /// A write in flight on its connection. If the write's future is dropped
@@ -198,7 +266,15 @@ struct InFlight<'a> {
     slot: tokio::sync::MutexGuard<'a, Option<Arc<Conn>>>,
     conn: Arc<Conn>,
     armed: bool,
-    request_id: Option<String>,
+    purpose: Purpose,
+}
+
+/// What runs on a write connection, for the log line of an abandoned one.
+enum Purpose {
+    /// A client's write, with its request id if it has one.
+    Write(Option<String>),
+    /// [`Pool::prune_requests`].
+    Prune,
 }
 
 impl InFlight<'_> {
@@ -228,9 +304,10 @@ impl Drop for InFlight<'_> {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;
             });
         }
-        match &self.request_id {
-            Some(id) => warn!("a write was abandoned mid-statement (request id {id}): cancelled; a retry with this id reads its outcome"),
-            None => warn!("a write without a request id was abandoned mid-statement: cancelled; it may or may not be stored"),
+        match &self.purpose {
+            Purpose::Write(Some(id)) => warn!("a write was abandoned mid-statement (request id {id}): cancelled; a retry with this id reads its outcome"),
+            Purpose::Write(None) => warn!("a write without a request id was abandoned mid-statement: cancelled; it may or may not be stored"),
+            Purpose::Prune => warn!("pruning recorded write answers was abandoned mid-statement: cancelled; it runs again later"),
         }
     }
 }
@@ -335,32 +412,39 @@ impl Pool {
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
         T: Answer,
     {
+        match self.write_unchecked(key, run).await {
+            // A statement on a table or column this schema lacks: on a
+            // passive (upgraded before its active) that is a write sent
+            // to the read-only side, and says so.
+            Err(DbError::SchemaBehind(why)) => match self.health().await {
+                Ok((true, _)) => Err(DbError::ReadOnly),
+                _ => Err(DbError::SchemaBehind(why)),
+            },
+            other => other,
+        }
+    }
+
+    async fn write_unchecked<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
+    where
+        F: FnOnce(Arc<Conn>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        T: Answer,
+    {
         let deadline = Instant::now() + self.write_timeout;
         if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
-            // A retry of a write that was stored is answered even now.
+            // A retry of a write that was stored is told so, but the
+            // passive cannot confirm it now: unconfirmed, not done.
             if let Some(key) = key {
-                if let Some(value) = self.recorded(key).await? {
-                    return Ok(value);
+                if let Some(value) = self.recorded::<T>(key).await? {
+                    return Err(DbError::Unconfirmed(value.shown()));
                 }
             }
             return Err(DbError::PassiveUnavailable);
         }
-        let i = self.next_write.fetch_add(1, Ordering::Relaxed) % self.write_slots.len();
-        let mut slot = tokio::time::timeout_at(deadline, self.write_slots[i].lock()).await.map_err(|_| DbError::Busy)?;
-        let conn = match slot.as_ref() {
-            Some(conn) if !conn.client.is_closed() => conn.clone(),
-            _ => {
-                let conn = tokio::time::timeout_at(deadline, self.connect()).await.map_err(|_| DbError::Busy)??;
-                *slot = Some(conn.clone());
-                conn
-            }
-        };
-        if Instant::now() >= deadline {
-            // The wait used the whole write timeout: do not start now.
-            return Err(DbError::Busy);
-        }
-        let guard = InFlight { slot, conn: conn.clone(), armed: true, request_id: key.map(|k| k.id.to_string()) };
+        let (slot, conn) = self.write_slot(deadline).await?;
+        let guard = InFlight { slot, conn: conn.clone(), armed: true, purpose: Purpose::Write(key.map(|k| k.id.to_string())) };
         let phase = AtomicU8::new(NOT_SENT);
+        conn.sync_wait_cancelled.store(false, Ordering::SeqCst);
         let fut = steps(&conn, key, &phase, run);
         tokio::pin!(fut);
         let (result, cancelled) = match tokio::time::timeout_at(deadline, &mut fut).await {
@@ -381,10 +465,16 @@ impl Pool {
             }
         };
         let phase = phase.load(Ordering::Relaxed);
+        // Committed here but the wait for the passive was cut short, by
+        // this write's cancel or another one: not confirmed.
+        let unconfirmed = cancelled || conn.sync_wait_cancelled.swap(false, Ordering::SeqCst);
+        // After cancels were sent, a late one could reach the backend during
+        // the next write on this connection: it is not reused.
+        let keep = |guard: InFlight<'_>| if cancelled { guard.discard() } else { guard.keep() };
         match result {
             Some(Ok(Step::Done(value))) => {
-                guard.keep();
-                if cancelled {
+                keep(guard);
+                if unconfirmed {
                     // Success after a cancel: PostgreSQL committed locally
                     // and stopped waiting for the standby.
                     Err(DbError::Unconfirmed(value.shown()))
@@ -392,10 +482,21 @@ impl Pool {
                     Ok(value)
                 }
             }
-            Some(Ok(Step::Recorded)) => {
-                guard.keep();
-                let key = key.expect("only a write with a request id finds a record");
-                self.recorded(key).await?.ok_or_else(|| DbError::Other("a recorded answer vanished".into()))
+            Some(Ok(Step::Recorded(answer))) => {
+                keep(guard);
+                let value = T::decode(&answer)
+                    .ok_or_else(|| DbError::Other(format!("a recorded answer does not parse: {answer}")))?;
+                if unconfirmed {
+                    // The touch committed here; the passive did not confirm
+                    // it (nor, so, the write it answers for) in time.
+                    Err(DbError::Unconfirmed(value.shown()))
+                } else {
+                    Ok(value)
+                }
+            }
+            Some(Ok(Step::Reused)) => {
+                keep(guard);
+                Err(DbError::RequestIdReused)
             }
             Some(Err(e)) => {
                 // Inside a transaction an error leaves it aborted: rolled
@@ -410,7 +511,7 @@ impl Pool {
                     _ => key.is_none() && definite(&e),
                 };
                 if clean {
-                    guard.keep();
+                    keep(guard);
                 } else {
                     guard.discard();
                 }
@@ -442,7 +543,8 @@ impl Pool {
     /// The recorded answer to an earlier attempt with this request id.
     async fn recorded<T: Answer>(&self, key: RequestKey<'_>) -> Result<Option<T>, DbError> {
         let c = self.conn().await?;
-        let Some(row) = c.client.query_opt(&c.st.request_lookup, &[&key.client, &key.id]).await? else {
+        let lookup = &c.requests().await?.lookup;
+        let Some(row) = c.client.query_opt(lookup, &[&key.client, &key.id]).await? else {
             return Ok(None);
         };
         let digest: Vec<u8> = row.get(0);
@@ -453,44 +555,66 @@ impl Pool {
         T::decode(&answer).map(Some).ok_or_else(|| DbError::Other(format!("a recorded answer does not parse: {answer}")))
     }
 
-    /// Deletes recorded answers older than [`REQUEST_RETENTION`]. Local
-    /// commit only (the passive gets it anyway, and bookkeeping must not
-    /// wait for it); skipped when every write connection is busy or the
-    /// gate is closed, tried again at the next call.
-    pub async fn prune_requests(&self) -> Result<u64, DbError> {
-        if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
-            return Ok(0);
-        }
+    /// A write connection of its own, got before `deadline` (else
+    /// [`DbError::Busy`]: nothing started). The caller wraps it in an
+    /// [`InFlight`] guard before sending anything on it.
+    async fn write_slot(&self, deadline: Instant) -> Result<(tokio::sync::MutexGuard<'_, Option<Arc<Conn>>>, Arc<Conn>), DbError> {
         let i = self.next_write.fetch_add(1, Ordering::Relaxed) % self.write_slots.len();
-        let Ok(mut slot) = self.write_slots[i].try_lock() else { return Ok(0) };
+        let mut slot = tokio::time::timeout_at(deadline, self.write_slots[i].lock()).await.map_err(|_| DbError::Busy)?;
         let conn = match slot.as_ref() {
             Some(conn) if !conn.client.is_closed() => conn.clone(),
             _ => {
-                let conn = self.connect().await?;
+                let conn = tokio::time::timeout_at(deadline, self.connect()).await.map_err(|_| DbError::Busy)??;
                 *slot = Some(conn.clone());
                 conn
             }
         };
+        if Instant::now() >= deadline {
+            // The wait used the whole write timeout: do not start now.
+            return Err(DbError::Busy);
+        }
+        Ok((slot, conn))
+    }
+
+    /// Deletes recorded answers older than [`REQUEST_RETENTION`]. Local
+    /// commit only (the passive gets it anyway, and bookkeeping must not
+    /// wait for it); skipped when the gate is closed or no write
+    /// connection comes free within the write timeout, tried again at the
+    /// next call. A delete that outlasts the write timeout is cancelled
+    /// and its connection discarded, as a write's would be.
+    pub async fn prune_requests(&self) -> Result<u64, DbError> {
+        if self.gate.load(Ordering::Relaxed) == GATE_CLOSED {
+            return Ok(0);
+        }
+        let deadline = Instant::now() + self.write_timeout;
+        let (slot, conn) = match self.write_slot(deadline).await {
+            Ok(pair) => pair,
+            Err(DbError::Busy) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let guard = InFlight { slot, conn: conn.clone(), armed: true, purpose: Purpose::Prune };
         let sql = format!(
             "BEGIN; SET LOCAL synchronous_commit TO local; \
              DELETE FROM write_requests WHERE created < now() - interval '{REQUEST_RETENTION}'; COMMIT"
         );
-        match tokio::time::timeout(self.write_timeout, conn.client.simple_query(&sql)).await {
-            Ok(Ok(messages)) => Ok(messages
-                .iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                    _ => None,
-                })
-                .sum()),
+        match tokio::time::timeout_at(deadline, conn.client.simple_query(&sql)).await {
+            Ok(Ok(messages)) => {
+                guard.keep();
+                Ok(messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                        _ => None,
+                    })
+                    .sum())
+            }
             Ok(Err(e)) => {
-                *slot = None;
+                // The transaction may be left open: never reuse the connection.
+                guard.discard();
                 Err(e.into())
             }
-            Err(_) => {
-                *slot = None;
-                Err(DbError::Busy)
-            }
+            // The guard cancels the statement and discards the connection.
+            Err(_) => Err(DbError::Busy),
         }
     }
 
@@ -521,11 +645,21 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
+        let flag = sync_wait_cancelled.clone();
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the
-            // next request through this slot reconnects.
-            let _ = connection.await;
+            // next request through this slot reconnects. A notice is read
+            // before the messages after it, so the flag is set before the
+            // commit's answer reaches the write.
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                    if notice.message().starts_with(SYNC_WAIT_CANCELLED) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
         });
         let st = Statements {
             client_auth: client.prepare("SELECT state, public_key FROM clients WHERE fingerprint = $1").await?,
@@ -550,17 +684,8 @@ impl Pool {
                      FROM deposits WHERE owner = $1 ORDER BY created, uuid",
                 )
                 .await?,
-            request_claim: client
-                .prepare(
-                    "INSERT INTO write_requests (client, request_id, digest, answer) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING RETURNING true",
-                )
-                .await?,
-            request_lookup: client
-                .prepare("SELECT digest, answer FROM write_requests WHERE client = $1 AND request_id = $2")
-                .await?,
         };
-        Ok(Arc::new(Conn { client, st }))
+        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled }))
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
@@ -662,6 +787,21 @@ impl Pool {
         }
     }
 
+    /// `(pending clients of the organization, whether this key is
+    /// registered)`: the cap on pending clients holds back new keys only.
+    pub async fn pending_clients(&self, org_uuid: &str, fingerprint: &str) -> Result<(i64, bool), DbError> {
+        let c = self.conn().await?;
+        let row = c
+            .client
+            .query_one(
+                "SELECT (SELECT count(*) FROM clients WHERE organization = $1::text::uuid AND state = 'pending'), \
+                 EXISTS (SELECT 1 FROM clients WHERE fingerprint = $2)",
+                &[&org_uuid, &fingerprint],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     /// `(in recovery, schema version)`: a database in recovery is a
     /// passive server's standby.
     pub async fn health(&self) -> Result<(bool, i32), DbError> {
@@ -700,17 +840,29 @@ where
         phase.store(COMMIT_SENT, Ordering::Relaxed);
         return run(conn.clone()).await.map(Step::Done);
     };
+    let rq = conn.requests().await?;
     conn.client.batch_execute("BEGIN").await?;
     phase.store(IN_TRANSACTION, Ordering::Relaxed);
-    let value = run(conn.clone()).await?;
-    // Waits for a concurrent attempt with the same id to end; when that one
-    // committed, nothing is inserted and this attempt rolls back.
-    let claimed = conn.client.query_opt(&conn.st.request_claim, &[&key.client, &key.id, &key.digest, &value.encode()]).await?;
+    // The id is claimed before the write runs: the claim waits for a
+    // concurrent attempt with the same id to end, and when an attempt
+    // committed, the write does not run at all.
+    let claimed = conn.client.query_opt(&rq.claim, &[&key.client, &key.id, &key.digest]).await?;
     if claimed.is_none() {
-        conn.client.batch_execute("ROLLBACK").await?;
-        phase.store(NOT_SENT, Ordering::Relaxed);
-        return Ok(Step::Recorded);
+        let row = conn.client.query_one(&rq.confirm, &[&key.client, &key.id]).await?;
+        let digest: Vec<u8> = row.get(0);
+        if digest != key.digest {
+            conn.client.batch_execute("ROLLBACK").await?;
+            phase.store(NOT_SENT, Ordering::Relaxed);
+            return Ok(Step::Reused);
+        }
+        // The touch's commit waits for the passive like a write's: once
+        // it is confirmed, so is every earlier commit, the recorded write's too.
+        phase.store(COMMIT_SENT, Ordering::Relaxed);
+        conn.client.batch_execute("COMMIT").await?;
+        return Ok(Step::Recorded(row.get(1)));
     }
+    let value = run(conn.clone()).await?;
+    conn.client.execute(&rq.answer, &[&key.client, &key.id, &value.encode()]).await?;
     phase.store(COMMIT_SENT, Ordering::Relaxed);
     conn.client.batch_execute("COMMIT").await?;
     Ok(Step::Done(value))

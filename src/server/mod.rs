@@ -90,6 +90,7 @@ impl ServerSettings {
                 max_body_bytes: limits.max_body_bytes as usize,
                 auth_window_seconds: limits.auth_window_seconds as i64,
                 request_timeout: limits.request_timeout(),
+                max_pending_clients: limits.max_pending_clients as i64,
             },
             db_port: s.db_port,
             db_pool_size: limits.db_pool_size as usize,
@@ -114,11 +115,7 @@ pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + S
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    match upgrade_schema(&settings) {
-        Ok(applied) if !applied.is_empty() => info!("schema migrated: applied {applied:?}"),
-        Ok(_) => {}
-        Err(e) => warn!("the schema was not checked for migrations: {}", describe(&e)),
-    }
+    check_schema(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kt-serve")
@@ -287,12 +284,17 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     Ok(())
 }
 
-/// An instance made by an older kt has an older schema: it is brought up
-/// to this kt's before the server takes requests ([`schema::upgrade`]:
-/// on an active only, committed locally). Runs before the async runtime
-/// exists (the sync client makes its own).
-fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
-    use crate::storage::schema;
+/// An instance made by an older kt has an older schema: on an active it is
+/// brought up to this kt's before the server takes requests, and a schema
+/// that cannot be brought up, or that is newer than this kt, stops the
+/// start (exit 3) rather than leave a server that fails every request. A
+/// passive's standby gets the migration from its active: a passive whose
+/// kt is newer than its active's schema serves reads and says so
+/// (`/health`), and writes are the active's anyway. A database that does
+/// not answer yet is not checked: requests get 503 until it does.
+/// Runs before the async runtime exists (the sync client makes its own).
+fn check_schema(settings: &ServerSettings) -> Result<()> {
+    use crate::storage::schema::{self, Standing};
     let password = Password::read(&settings.pgpass, DB_USER)?;
     let mut config = postgres::Config::new();
     config
@@ -303,9 +305,47 @@ fn upgrade_schema(settings: &ServerSettings) -> Result<Vec<i32>> {
         .dbname(DB_NAME)
         .application_name("kt serve")
         .connect_timeout(Duration::from_secs(5));
-    let failed = |e: postgres::Error| Error::env("cannot read the schema version").because_err(&e);
-    let mut client = config.connect(postgres::NoTls).map_err(failed)?;
-    schema::upgrade(&mut client)
+    let mut client = match config.connect(postgres::NoTls) {
+        Ok(client) => client,
+        Err(e) => {
+            warn!("the schema was not checked for migrations: the database does not answer ({e})");
+            return Ok(());
+        }
+    };
+    let refuse = |e: Error| {
+        error!("cannot start: {}", describe(&e));
+        e
+    };
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| Error::env("cannot read whether the database is a standby").because_err(&e))
+        .map_err(refuse)?
+        .get(0);
+    match schema::standing(&mut client).map_err(refuse)? {
+        Standing::Current => Ok(()),
+        Standing::Ahead(v) => Err(refuse(schema::newer_than_this_kt(v))),
+        Standing::Behind(v) if in_recovery => {
+            warn!(
+                "schema behind: the database is at version {v}, this kt expects {}: serving reads only until the active's kt is upgraded (upgrade the active first)",
+                schema::latest_version()
+            );
+            Ok(())
+        }
+        Standing::Behind(v) => {
+            let applied = schema::upgrade(&mut client).map_err(|e| {
+                refuse(
+                    Error::env(format!(
+                        "the database schema is at version {v} and could not be upgraded to this kt's ({})",
+                        schema::latest_version()
+                    ))
+                    .because(describe(&e))
+                    .with_hint("fix the cause above and start again; `kt db start` runs the same upgrade"),
+                )
+            })?;
+            info!("schema migrated: applied {applied:?}");
+            Ok(())
+        }
+    }
 }
 
 /// The host of `HA_PEER` (HOST:DBPORT or [V6]:DBPORT).
