@@ -50,7 +50,8 @@ pub const MAX_PENDING_CLIENTS: &str = "MAX_PENDING_CLIENTS";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;
 pub const DEFAULT_TLS_MIN_VERSION: &str = "tlsv1.2";
-/// The AEAD suites rustls offers, in OpenSSL's names, strongest first.
+/// The AEAD suites rustls offers, in OpenSSL's names, strongest first: the
+/// table in `tls::ciphers` as a string (a unit test there keeps them equal).
 pub const DEFAULT_CIPHERS: &str = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:\
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
 ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";

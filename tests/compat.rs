@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
+
 use crate::harness::*;
 use crate::server::{client, register};
 
@@ -23,6 +25,11 @@ fn keytrustee_orgtool_shim_takes_the_documented_command_lines() {
     let orgtool = |args: &[&str]| run(shim("keytrustee-orgtool").args(["--confdir", confdir]).args(args));
 
     orgtool(&["add", "-n", "zeta", "-c", "root@example.com"]).expect(0);
+    // A new organization's secret, before set-auth: base64 of 16 bytes.
+    let fresh: serde_json::Value = serde_json::from_str(&orgtool(&["list"]).expect(0).stdout).unwrap();
+    let secret = fresh["zeta"]["auth_secret"].as_str().unwrap_or_else(|| panic!("{fresh}"));
+    let secret_bytes = base64::engine::general_purpose::STANDARD.decode(secret).unwrap_or_else(|e| panic!("{secret}: {e}"));
+    assert_eq!((secret.len(), secret_bytes.len()), (24, 16), "{secret}");
     orgtool(&["set-auth", "-n", "zeta", "-s", "ThisISAs3cr3t!"]).expect(0);
     let list: serde_json::Value = serde_json::from_str(&orgtool(&["list"]).expect(0).stdout).unwrap();
     assert_eq!(list["zeta"]["name"], "zeta");
@@ -36,7 +43,13 @@ fn keytrustee_orgtool_shim_takes_the_documented_command_lines() {
     assert_eq!(zeta["state"], 0);
     assert_eq!(zeta["expiration"], "9999-12-31T15:59:59");
     assert_eq!(zeta["key_info"], serde_json::Value::Null);
-    assert_eq!(zeta["uuid"].as_str().unwrap().len(), 43, "{zeta}");
+    // The documented id: base64url without padding of 32 bytes (43
+    // characters of A-Z a-z 0-9 - _), the same after set-auth.
+    let uuid = zeta["uuid"].as_str().unwrap();
+    assert_eq!(uuid, fresh["zeta"]["uuid"], "{zeta}");
+    assert!(uuid.len() == 43 && uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{zeta}");
+    let uuid_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(uuid).unwrap_or_else(|e| panic!("{uuid}: {e}"));
+    assert_eq!(uuid_bytes.len(), 32, "{zeta}");
     assert_eq!(zeta["creation"].as_str().unwrap().len(), 19, "{zeta}");
     // The KT_CONFDIR form (as the service account's environment gives it).
     let env_list = run(shim("keytrustee-orgtool").env("KT_CONFDIR", confdir).arg("list")).expect(0);
@@ -57,7 +70,9 @@ fn keytrustee_orgtool_shim_takes_the_documented_command_lines() {
     std::fs::create_dir_all(away.join("lib")).unwrap();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     std::fs::copy(scripts.join("keytrustee-orgtool"), away.join("keytrustee-orgtool")).unwrap();
-    std::fs::copy(scripts.join("lib/find-kt.sh"), away.join("lib/find-kt.sh")).unwrap();
+    for helper in ["lib/find-kt.sh", "lib/shim-args.sh"] {
+        std::fs::copy(scripts.join(helper), away.join(helper)).unwrap();
+    }
     let lost = run(Command::new(away.join("keytrustee-orgtool")).env("KT", "").env("PATH", "/usr/bin:/bin").arg("list")).expect(3);
     assert!(lost.stderr.contains("keytrustee-orgtool: error: kt not found"), "{}", lost.stderr);
 }
@@ -90,6 +105,42 @@ fn ktadmin_db_shim_starts_and_stops_the_documented_way() {
     ktadmin(&["db", "--status"]).expect(1);
 }
 
+/// Misuse of the shims is refused before kt runs, with kt's usage code (2)
+/// and a message naming the shim and the option: an option without its
+/// value (last, empty, or followed by another option), and ktadmin's
+/// `--background` with anything but `--start`. kt is the real one: a shim
+/// that passed such a command line on would reach it.
+#[test]
+fn shims_refuse_options_without_values() {
+    let refused = |name: &str, args: &[&str], message: &str| {
+        let out = run(shim(name).args(args)).expect(2);
+        let expected = format!("{name}: error: {message}");
+        assert!(out.stderr.contains(&expected), "{name} {args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("unbound variable"), "{name} {args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{name} {args:?}");
+    };
+    for name in ["ktadmin", "keytrustee-orgtool"] {
+        refused(name, &["--confdir"], "--confdir needs a value");
+        refused(name, &["--confdir="], "--confdir needs a value");
+        refused(name, &["--confdir", "--help"], "--confdir needs a value");
+        refused(name, &["-c"], "-c needs a value");
+    }
+    refused("ktadmin", &["db", "--stop", "--pg-rootdir"], "--pg-rootdir needs a value");
+    refused("ktadmin", &["db", "--start", "--pg-rootdir="], "--pg-rootdir needs a value");
+    refused("ktadmin", &["db", "--start", "--pg-rootdir", "--background"], "--pg-rootdir needs a value");
+    refused("ktadmin", &["db", "--status", "--background"], "--background goes with --start");
+    refused("ktadmin", &["db", "--background", "--stop"], "--background goes with --start");
+    refused("ktbackup.sh", &["-c"], "-c needs a value");
+    refused("ktbackup.sh", &["--quiet", "-c", "--roll=3"], "-c needs a value");
+    // Without --confdir the (empty) option array passes nothing on: kt
+    // itself answers. (Only a bash 4.2 would fail here on the old
+    // "${global[@]}"; this host's bash shows the expansion is right.)
+    let unknown = run(shim("keytrustee-orgtool").arg("frobnicate")).expect(2);
+    assert!(unknown.stderr.contains("frobnicate") && !unknown.stderr.contains("keytrustee-orgtool: error"), "{}", unknown.stderr);
+    let usage = run(shim("ktadmin").arg("--help")).expect(0);
+    assert!(usage.stdout.starts_with("usage: ktadmin"), "{}", usage.stdout);
+}
+
 /// The documented `systemctl restart keytrusteed`: kt-server.service has
 /// that alias, `systemd-analyze verify` accepts both units, and enabling
 /// them (offline, under a scratch root) creates the alias.
@@ -111,7 +162,15 @@ fn systemd_units_verify_and_answer_to_the_documented_names() {
         .arg(unit_dir.join("kt-db.service"))
         .arg(unit_dir.join("kt-server.service")));
     assert_eq!(verify.code, 0, "systemd-analyze verify:\n{}{}", verify.stdout, verify.stderr);
-    assert!(verify.stderr.trim().is_empty(), "systemd-analyze warns:\n{}", verify.stderr);
+    // Only warnings about kt's units count: verify also loads the units
+    // they name (network.target, ...), and what it says of the host's own
+    // units depends on the host.
+    let ours: Vec<&str> = verify
+        .stderr
+        .lines()
+        .filter(|l| ["kt-db.service", "kt-server.service", "keytrusteed", "keytrustee-db"].iter().any(|u| l.contains(u)))
+        .collect();
+    assert!(ours.is_empty(), "systemd-analyze warns about kt's units:\n{}", verify.stderr);
     run(Command::new("systemctl").arg(format!("--root={}", root.display())).args(["enable", "kt-db.service", "kt-server.service"]))
         .expect(0);
     for (alias, unit) in [("keytrusteed.service", "kt-server.service"), ("keytrustee-db.service", "kt-db.service")] {

@@ -19,7 +19,8 @@
 //! What kt cannot offer is never silently narrowed away from the operator:
 //! every element that adds nothing kt offers (a CAMELLIA or CBC suite, a
 //! `3DES` keyword, a typo) is named in a warning that the server logs once
-//! at start. The string is refused only when it leaves no TLS 1.2 suite,
+//! at start, and so is every word kt does not know in a removal or a move
+//! (`!CHACHA` for `!CHACHA20` would otherwise leave the suites on unsaid). The string is refused only when it leaves no TLS 1.2 suite,
 //! as OpenSSL refuses it ("no cipher match").
 //!
 //! TLS 1.3, as in OpenSSL: a cipher string does not govern TLS 1.3, whose
@@ -111,8 +112,8 @@ fn keyword(word: &str) -> Option<Vec<usize>> {
         "ALL" | "DEFAULT" | "HIGH" | "TLSv1.2" | "AEAD" | "kECDHE" | "ECDHE" | "EECDH" | "kEECDH" | "ECDH" => {
             select(&|_| true)
         }
-        "AES" => select(&|s| s.cipher != Cipher::Chacha20),
-        "AESGCM" => select(&|s| s.cipher != Cipher::Chacha20),
+        // kt's only AES is AES-GCM.
+        "AES" | "AESGCM" => select(&|s| s.cipher != Cipher::Chacha20),
         "AES128" => select(&|s| s.cipher == Cipher::Aes128Gcm),
         "AES256" => select(&|s| s.cipher == Cipher::Aes256Gcm),
         "CHACHA20" => select(&|s| s.cipher == Cipher::Chacha20),
@@ -177,11 +178,15 @@ pub fn select(setting: &str) -> Result<Selection> {
             ));
             continue;
         }
-        let Some(matched) = matches(body) else {
-            if op == b'a' || op == b'+' {
-                warnings.push(unknown_warning(element));
+        let matched = match matches(body) {
+            Ok(matched) => matched,
+            Err(word) => {
+                // Whatever the prefix: a removal of a misspelt keyword
+                // (`!CHACHA` for `!CHACHA20`) would otherwise leave the
+                // suites on without a word.
+                warnings.push(unknown_warning(element, word));
+                continue;
             }
-            continue;
         };
         let tls13: Vec<usize> = matched.iter().copied().filter(|&i| SUITES[i].tls13).collect();
         if op == b'a' && !tls13.is_empty() {
@@ -226,34 +231,30 @@ pub fn select(setting: &str) -> Result<Selection> {
                 SUITES.iter().map(|s| s.openssl).collect::<Vec<_>>().join(":")
             )));
     }
+    // SUITES and the provider's list are the same nine suites (a unit
+    // test compares them both ways).
     let suites = list
         .iter()
-        .map(|&i| {
-            aws_lc_rs::ALL_CIPHER_SUITES
-                .iter()
-                .find(|s| s.suite() == SUITES[i].id)
-                .copied()
-                .expect("SUITES lists only suites the provider has")
-        })
+        .filter_map(|&i| aws_lc_rs::ALL_CIPHER_SUITES.iter().find(|s| s.suite() == SUITES[i].id).copied())
         .collect();
     Ok(Selection { suites, warnings })
 }
 
-/// The suites an element's body (`A+B+...`) selects, `None` when a part is
-/// unknown.
-fn matches(body: &str) -> Option<Vec<usize>> {
+/// The suites an element's body (`A+B+...`) selects; the first part kt does
+/// not know, when there is one.
+fn matches(body: &str) -> std::result::Result<Vec<usize>, &str> {
     let mut selected: Option<Vec<usize>> = None;
     for part in body.split('+') {
         let these = match by_name(part) {
             Some(i) => vec![i],
-            None => keyword(part)?,
+            None => keyword(part).ok_or(part)?,
         };
         selected = Some(match selected {
             None => these,
             Some(before) => before.into_iter().filter(|i| these.contains(i)).collect(),
         });
     }
-    selected
+    Ok(selected.unwrap_or_default())
 }
 
 /// An element whose matches are all in the list already (`HIGH:AES256`)
@@ -261,15 +262,27 @@ fn matches(body: &str) -> Option<Vec<usize>> {
 /// removed for good does.
 fn elements_already_cover(element: &str, list: &[usize], killed: &[bool]) -> bool {
     let body = element.strip_prefix('+').unwrap_or(element);
-    matches(body)
-        .is_some_and(|m| !m.is_empty() && m.iter().all(|i| list.contains(i) || killed[*i]))
+    matches(body).is_ok_and(|m| !m.is_empty() && m.iter().all(|i| list.contains(i) || killed[*i]))
 }
 
-fn unknown_warning(element: &str) -> String {
-    if element.contains('-') || element.contains('_') {
-        format!("CIPHERS: {element} is not a cipher suite kt offers (only the AEAD suites of TLS 1.2 and 1.3); it is ignored")
+/// The warning for an element with a word kt does not know, naming the
+/// word (in `A+B`, the unknown part) and what is ignored: with `!` or `-`
+/// the removal, with `+` the move, otherwise the addition.
+fn unknown_warning(element: &str, word: &str) -> String {
+    let what = if word.contains('-') || word.contains('_') {
+        "a cipher suite kt offers (only the AEAD suites of TLS 1.2 and 1.3)"
     } else {
-        format!("CIPHERS: {element} is not a cipher keyword kt knows; it is ignored")
+        "a cipher keyword kt knows"
+    };
+    let ignored = match element.as_bytes()[0] {
+        b'!' | b'-' => "it removes nothing",
+        b'+' => "it moves nothing",
+        _ => "it is ignored",
+    };
+    if element == word {
+        format!("CIPHERS: {word} is not {what}; {ignored}")
+    } else {
+        format!("CIPHERS: {element}: {word} is not {what}; {ignored}")
     }
 }
 
@@ -351,5 +364,45 @@ mod tests {
             assert!(err.message().contains("leaves no cipher suite"), "{bad}: {err}");
         }
         assert!(select("ALL:@SECLEVEL=9").is_err());
+    }
+
+    #[test]
+    fn unknown_words_are_named_in_removals_moves_and_intersections() {
+        let selection = select("HIGH:!CHACHA:-AES12:+SHA265:ECDHE+AESGMC:!ECDHE-RSA-AES128-GCM-SHA265:!RC4").unwrap();
+        let text = selection.warnings.join("\n");
+        assert_eq!(selection.warnings, [
+            "CIPHERS: !CHACHA: CHACHA is not a cipher keyword kt knows; it removes nothing",
+            "CIPHERS: -AES12: AES12 is not a cipher keyword kt knows; it removes nothing",
+            "CIPHERS: +SHA265: SHA265 is not a cipher keyword kt knows; it moves nothing",
+            "CIPHERS: ECDHE+AESGMC: AESGMC is not a cipher keyword kt knows; it is ignored",
+            "CIPHERS: !ECDHE-RSA-AES128-GCM-SHA265: ECDHE-RSA-AES128-GCM-SHA265 is not a cipher suite kt offers \
+             (only the AEAD suites of TLS 1.2 and 1.3); it removes nothing",
+        ], "{text}");
+        // What they would have removed is still offered.
+        assert_eq!(names("HIGH:!CHACHA").len(), 9);
+        // Known words kt does not offer remove quietly (kt never offers them).
+        assert!(select("HIGH:!RC4:-CAMELLIA:!aNULL:+3DES").unwrap().warnings.is_empty());
+    }
+
+    /// SUITES is the provider's list: every suite offered is in the table
+    /// (its keywords), every suite in the table can be offered.
+    #[test]
+    fn the_table_is_the_providers_suites() {
+        let mut ours: Vec<u16> = SUITES.iter().map(|s| u16::from(s.id)).collect();
+        let mut provider: Vec<u16> = aws_lc_rs::ALL_CIPHER_SUITES.iter().map(|s| u16::from(s.suite())).collect();
+        ours.sort_unstable();
+        provider.sort_unstable();
+        assert_eq!(ours, provider);
+        assert_eq!(select("").unwrap().suites.len(), SUITES.len());
+    }
+
+    /// config::DEFAULT_CIPHERS (what kt init writes) is a copy of the table
+    /// as a string, kept in step by this test rather than built at run time:
+    /// it is a `const`, written verbatim into keytrustee.conf.
+    #[test]
+    fn the_default_setting_names_the_table_in_order() {
+        let table: Vec<&str> = SUITES.iter().map(|s| s.openssl).collect();
+        assert_eq!(crate::config::DEFAULT_CIPHERS, table.join(":"));
+        assert!(select(crate::config::DEFAULT_CIPHERS).unwrap().warnings.is_empty());
     }
 }
