@@ -21,10 +21,24 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
         lock_wait: args.lock_wait,
         db_port: args.database_port,
     };
-    // Bad options and unusable recipients are refused before anything else,
-    // and change nothing (exit 2), not even the status record.
-    let recipients = backup::resolve_recipients(&options)?;
-    let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    // Bad options and unusable recipients are refused before anything else
+    // (exit 2): no backup is written; the refusal goes into the output
+    // directory's status record, where `kt verify --max-age` finds why a
+    // scheduled job stopped working (an expired or removed key).
+    let loaded = backup::resolve_recipients(&options)
+        .and_then(|recipients| Ok((recipients, Layout::new(global.confdir.as_deref())?.load()?)));
+    let (recipients, instance) = match loaded {
+        Ok(both) => both,
+        Err(e) => {
+            let output = options.output.clone().or_else(|| {
+                Layout::new(global.confdir.as_deref()).and_then(|l| l.load()).ok().map(|i| i.layout.home)
+            });
+            if let Some(output) = output {
+                backup::record_refusal(&output, &e);
+            }
+            return Err(e.into());
+        }
+    };
     let progress = TerminalProgress::new(printer);
     let report = backup::backup(&instance, &options, &recipients, &progress)?;
     progress.done();

@@ -207,7 +207,7 @@ fn each_recipient_decrypts_and_the_dump_loads() {
 }
 
 #[test]
-fn refusals_write_nothing() {
+fn refusals_write_no_backup_and_record_why() {
     let inst = instance_with_data("refuse", 10);
     let out_dir = TestDir::new("out");
     let o = out_dir.path.to_str().unwrap();
@@ -224,7 +224,16 @@ fn refusals_write_nothing() {
         let out = backup(&inst, &args);
         assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
-        assert_eq!(std::fs::read_dir(&out_dir.path).unwrap().count(), 0, "{args:?} wrote something");
+        // No backup, no lock, no temp file: only the status record, which
+        // says why (a scheduled run that stops on an expired key shows in
+        // kt verify --max-age with its reason).
+        let names: Vec<_> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, [".kt-backup-status.json"], "{args:?} wrote something else");
+        let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
+        // (--roll=0 is refused by the command line parser, before kt runs.)
+        if needle != "roll" {
+            assert!(status["last_failure"]["error"].as_str().unwrap().contains(needle), "{args:?}: {status}");
+        }
     }
     // Both candidates are named when a recipient is ambiguous.
     let out = backup(&inst, &["--output", o, "--gpg-recipient", "example.org"]);
@@ -458,4 +467,34 @@ fn a_full_disk_fails_cleanly_and_keeps_older_backups() {
     assert!(names.iter().all(|n| !n.contains(".kt-tmp-")), "temp files left: {names:?}");
     assert_eq!(std::fs::read_to_string(&older).unwrap(), "an older backup", "--roll must not run after a failure");
     assert_eq!(final_backups(&mnt), vec![older]);
+}
+
+/// The status record sits in a directory the service account writes and
+/// is printed on root's terminal: control characters come out escaped, and
+/// a record dated in the future (which would hide failures) is not trusted.
+#[test]
+fn a_forged_status_record_neither_reaches_the_terminal_nor_hides_a_failure() {
+    let inst = instance_with_data("forged-status", 5);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap();
+    backup(&inst, &["--output", o, "--cleartext", "-q"]).expect(0);
+    let record = out_dir.join(".kt-backup-status.json");
+    let forged = |unix: i64| {
+        serde_json::json!({
+            "last_success": {"time": "t\u{1b}[2J", "unix": 1, "file": "/x\u{1b}[32mOK", "size": 1, "duration_seconds": 1.0},
+            "last_failure": {"time": "now", "unix": unix, "error": "\u{1b}[2J\rall good\u{7}"}
+        })
+    };
+    std::fs::write(&record, forged(2).to_string()).unwrap();
+    let list = inst.kt(&["backup", "list", "--output", o]).expect(0);
+    let verify = inst.kt(&["verify", "--max-age", "1d", "--backup-dir", o]);
+    for text in [&list.stdout, &list.stderr, &verify.stdout, &verify.stderr] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'), "{text:?}");
+    }
+    assert!(verify.stdout.contains("\\u{1b}[2J"), "the failure is shown, escaped: {}", verify.stdout);
+    // Dated in 2099: refused, reported, hides nothing.
+    std::fs::write(&record, forged(4_070_908_800).to_string()).unwrap();
+    let verify = inst.kt(&["verify", "--max-age", "1d", "--backup-dir", o]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(verify.stdout.contains("dated in the future"), "{}", verify.stdout);
 }

@@ -243,6 +243,16 @@ fn install_deps_names_what_is_missing() {
     let out = run(Command::new(&script).arg("--check").env("PATH", &bin.path)).expect(3);
     assert!(out.stderr.contains("missing: rsync"), "{}", out.stderr);
     assert!(out.stderr.contains("apt-get install rsync"), "{}", out.stderr);
+    // rsync is for the tests only: what kt runs is all there.
+    run(Command::new(&script).args(["--check", "--for", "run"]).env("PATH", &bin.path)).expect(0);
+    // An ordinary user with Debian's default PATH (no sbin) is not sent
+    // after root's tools (useradd).
+    let user = run(Command::new("runuser")
+        .args(["-u", "nobody", "--", "env", "PATH=/usr/local/bin:/usr/bin:/bin"])
+        .arg(&script)
+        .args(["--for", "run"]));
+    assert_eq!((user.code, user.stderr.as_str()), (0, ""), "as nobody");
+    run(Command::new(&script).args(["--for", "nonsense"])).expect(2);
 }
 
 /// What the service account writes (keytrustee.conf) never makes root's

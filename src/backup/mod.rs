@@ -25,7 +25,7 @@ pub mod trust;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +107,18 @@ pub fn resolve_recipients(options: &BackupOptions) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
+/// Records, in the output directory's status record, a run refused before
+/// it began (its recipients or its instance): for the status record, and
+/// so for `kt verify --max-age`, a refused nightly run is a failed one (an
+/// expired key, a key removed from the keyring). Nothing else is written;
+/// a directory that does not exist is left alone.
+pub fn record_refusal(output: &Path, error: &Error) {
+    let Ok(output) = fsutil::absolute(output) else { return };
+    if output.is_dir() {
+        let _ = status::record_failure(&output, error);
+    }
+}
+
 /// Writes one backup to the `recipients` that [`resolve_recipients`]
 /// returned for `options` (none: cleartext).
 pub fn backup(
@@ -123,7 +135,11 @@ pub fn backup(
         return Err(Error::env(format!("the output directory {} does not exist", output.display()))
             .with_hint("create it first (mkdir -m 700 DIR)"));
     }
-    let _lock = lock::acquire(&output, options.lock_wait)?;
+    let _lock = lock::acquire(&output, options.lock_wait).inspect_err(|e| {
+        // A run that never started is a failed run too (a job stuck behind
+        // another, or a lock it cannot create).
+        let _ = status::record_failure(&output, e);
+    })?;
     // Recorded under the lock, success or failure (`status`).
     let started = std::time::Instant::now();
     let result = backup_locked(instance, options, recipients, progress, &output);

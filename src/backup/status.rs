@@ -57,6 +57,12 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// The record in `dir` (None when there is none yet).
+///
+/// The file sits in the output directory, which the service account
+/// writes, and is printed on root's terminal by `kt verify` and `kt backup
+/// list`: every text in it comes back with control characters escaped, and
+/// a record dated in the future (which would hide failures, or pin one
+/// for ever) is refused as not trustworthy.
 pub fn read(dir: &Path) -> Result<Option<Status>> {
     let path = path(dir);
     let bytes = match std::fs::read(&path) {
@@ -64,9 +70,30 @@ pub fn read(dir: &Path) -> Result<Option<Status>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::env(format!("cannot read {}", path.display())).because_err(&e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::problem(format!("{} is not a kt backup status record", path.display())).because_err(&e))
+    let mut status: Status = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::problem(format!("{} is not a kt backup status record", path.display())).because_err(&e))?;
+    let latest = [status.last_success.as_ref().map(|s| s.unix), status.last_failure.as_ref().map(|f| f.unix)];
+    if latest.into_iter().flatten().any(|t| t > crate::clock::unix_now() + FUTURE_SLACK_SECONDS) {
+        return Err(Error::problem(format!("{} is dated in the future: not trusted", path.display()))
+            .with_hint("a forged record, or a clock that was wrong; the next kt backup rewrites it"));
+    }
+    if let Some(s) = &mut status.last_success {
+        s.time = printable(&s.time);
+        s.file = PathBuf::from(printable(&s.file.to_string_lossy()));
+    }
+    if let Some(f) = &mut status.last_failure {
+        f.time = printable(&f.time);
+        f.error = printable(&f.error);
+    }
+    Ok(Some(status))
+}
+
+/// Clock differences tolerated between the writer and the reader.
+const FUTURE_SLACK_SECONDS: i64 = 300;
+
+/// `text` with control characters escaped (`\u{1b}`), safe on a terminal.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Records a success. The caller holds the directory's backup lock.
@@ -83,10 +110,12 @@ pub fn record_success(dir: &Path, file: &Path, size: u64, duration: std::time::D
     })
 }
 
-/// Records a failure. The caller holds the directory's backup lock.
+/// Records a failure. The caller holds the directory's backup lock, or
+/// could not get it (a run refused before it: the record is replaced
+/// atomically, so at worst one update is lost, never the file).
 pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
     let unix = crate::clock::unix_now();
-    let first_line = error.message().lines().next().unwrap_or("").to_string();
+    let first_line = printable(error.message().lines().next().unwrap_or(""));
     update(dir, |s| s.last_failure = Some(Failure { time: crate::clock::rfc3339(unix), unix, error: first_line }))
 }
 
