@@ -115,20 +115,25 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
         printer.warn(format!("{e}"));
         None
     });
+    // On stderr, so that stdout stays one backup per line, newest first
+    // (scripts take `kt backup list | head -1`).
     if let Some(status) = status {
         match &status.last_success {
-            Some(s) => printer.data(format!(
-                "last success: {}  {}  {} bytes  {:.1} s",
+            Some(s) => printer.info(format!(
+                "kt: last success: {}  {}  {} bytes  {:.1} s",
                 s.time,
                 s.file.display(),
                 s.size,
                 s.duration_seconds
-            ))?,
-            None => printer.data("last success: never")?,
+            )),
+            None => printer.info("kt: last success: never"),
         }
         if let Some(f) = &status.last_failure {
-            let note = if status.failing().is_some() { "  (FAILING: the most recent run)" } else { "" };
-            printer.data(format!("last failure: {}  {}{note}", f.time, f.error))?;
+            if status.failing().is_some() {
+                printer.warn(format!("the most recent backup run FAILED at {}: {}", f.time, f.error));
+            } else {
+                printer.info(format!("kt: last failure: {}  {}", f.time, f.error));
+            }
         }
     }
     for b in &backups {
