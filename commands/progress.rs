@@ -10,9 +10,10 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use kt::progress::Progress;
 
 use crate::printer::Printer;
@@ -35,8 +36,31 @@ struct State {
     /// timed from there (the first bytes are reported late).
     phase_started: Option<Instant>,
     transfer: Option<Transfer>,
-    /// The count reported with the transfer (", 1200 rows").
-    count: String,
+    /// The count reported with the transfer.
+    count: Count,
+}
+
+/// A running count (", 1200 rows") as the bar's `{count}` key shows it:
+/// shared with the key's closure, which indicatif calls at each redraw.
+#[derive(Clone, Default)]
+struct Count(Arc<Mutex<String>>);
+
+impl Count {
+    fn set(&self, what: &str, done: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = format!(", {done} {what}");
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `style` with its `{count}` key showing this count.
+    fn key(&self, style: ProgressStyle) -> ProgressStyle {
+        let count = self.clone();
+        style.with_key("count", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&count.text());
+        })
+    }
 }
 
 struct Transfer {
@@ -44,7 +68,18 @@ struct Transfer {
     what: String,
     started: Instant,
     done: u64,
-    known_total: bool,
+    kind: Kind,
+}
+
+/// What a transfer's bar shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Bytes of a known total: a bar with ETA.
+    Total,
+    /// Bytes of an unknown total.
+    Bytes,
+    /// A count reported with no bytes: a spinner with the count.
+    CountOnly,
 }
 
 impl<'p> TerminalProgress<'p> {
@@ -76,7 +111,7 @@ impl<'p> TerminalProgress<'p> {
     }
 
     fn end_transfer(&self, state: &mut State) {
-        let count = std::mem::take(&mut state.count);
+        let count = std::mem::take(&mut state.count).text();
         let (Some(multi), Some(t)) = (&self.multi, state.transfer.take()) else { return };
         t.bar.finish_and_clear();
         multi.remove(&t.bar);
@@ -86,7 +121,29 @@ impl<'p> TerminalProgress<'p> {
             ms @ 0..1000 => format!("{ms} ms"),
             _ => format!("{}", HumanDuration(elapsed)),
         };
-        line(multi, &format!("kt: {}: {} in {took} ({}/s){count}", t.what, HumanBytes(t.done), HumanBytes(rate as u64)));
+        let summary = match t.kind {
+            Kind::CountOnly => format!("kt: {}{count} in {took}", t.what),
+            _ => format!("kt: {}: {} in {took} ({}/s){count}", t.what, HumanBytes(t.done), HumanBytes(rate as u64)),
+        };
+        line(multi, &summary);
+    }
+
+    /// A new transfer's bar, shown from now on: the step under way becomes
+    /// a line. Timed from the step's start (the first report comes late).
+    fn start_transfer(&self, multi: &MultiProgress, state: &mut State, what: &str, kind: Kind) {
+        self.end_phase(state);
+        let template = match kind {
+            Kind::Total => "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{count}",
+            Kind::Bytes => "kt: {msg}: {bytes}, {binary_bytes_per_sec}{count}",
+            Kind::CountOnly => "kt: {msg}{count} {spinner} {elapsed}",
+        };
+        let bar = ProgressBar::no_length().with_style(state.count.key(style(template))).with_message(what.to_string());
+        let bar = multi.add(bar);
+        if kind == Kind::CountOnly {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        let started = state.phase_started.take().unwrap_or_else(Instant::now);
+        state.transfer = Some(Transfer { bar, what: what.to_string(), started, done: 0, kind });
     }
 }
 
@@ -106,7 +163,7 @@ impl Drop for TerminalProgress<'_> {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ")
+    ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ").tick_chars("|/-\\ ")
 }
 
 impl Progress for TerminalProgress<'_> {
@@ -121,7 +178,7 @@ impl Progress for TerminalProgress<'_> {
         state.phase_started = Some(Instant::now());
         let bar = multi.add(
             ProgressBar::new_spinner()
-                .with_style(style("kt: {msg} {spinner} {elapsed}").tick_chars("|/-\\ "))
+                .with_style(style("kt: {msg} {spinner} {elapsed}"))
                 .with_message(message.to_string()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -131,25 +188,24 @@ impl Progress for TerminalProgress<'_> {
     fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
         let Some(multi) = &self.multi else { return };
         let mut state = self.state.borrow_mut();
-        if state.transfer.as_ref().is_none_or(|t| t.what != what || t.known_total != total.is_some()) {
+        let kind = if total.is_some() { Kind::Total } else { Kind::Bytes };
+        if state.transfer.as_ref().is_none_or(|t| t.what != what || t.kind != kind) {
             let count = std::mem::take(&mut state.count);
-            self.end_transfer(&mut state);
-            // The bar shows the work from now on: the step becomes a line.
-            self.end_phase(&mut state);
+            match state.transfer.take() {
+                // Counted before its bytes came: the same work, and timed
+                // from its start; its spinner gives way to the bar.
+                Some(t) if t.kind == Kind::CountOnly => {
+                    t.bar.finish_and_clear();
+                    multi.remove(&t.bar);
+                    state.phase_started = Some(t.started);
+                }
+                other => {
+                    state.transfer = other;
+                    self.end_transfer(&mut state);
+                }
+            }
             state.count = count;
-            let template = if total.is_some() {
-                "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{prefix}"
-            } else {
-                "kt: {msg}: {bytes}, {binary_bytes_per_sec}{prefix}"
-            };
-            let bar = multi.add(
-                ProgressBar::no_length()
-                    .with_style(style(template))
-                    .with_message(what.to_string())
-                    .with_prefix(state.count.clone()),
-            );
-            let started = state.phase_started.take().unwrap_or_else(Instant::now);
-            state.transfer = Some(Transfer { bar, what: what.to_string(), started, done: 0, known_total: total.is_some() });
+            self.start_transfer(multi, &mut state, what, kind);
         }
         let t = state.transfer.as_mut().expect("made above");
         t.done = done;
@@ -161,13 +217,16 @@ impl Progress for TerminalProgress<'_> {
     }
 
     fn count(&self, what: &str, done: u64) {
-        if self.multi.is_none() {
-            return;
-        }
+        let Some(multi) = &self.multi else { return };
         let mut state = self.state.borrow_mut();
-        state.count = format!(", {done} {what}");
-        if let Some(t) = &state.transfer {
-            t.bar.set_prefix(state.count.clone());
+        state.count.set(what, done);
+        match &state.transfer {
+            Some(t) => t.bar.tick(),
+            // No bytes (yet): the count is shown alone, after the step.
+            None => {
+                let label = state.phase.as_ref().map_or_else(|| "counting".to_string(), |(_, m)| m.clone());
+                self.start_transfer(multi, &mut state, &label, Kind::CountOnly);
+            }
         }
     }
 
