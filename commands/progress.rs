@@ -36,7 +36,8 @@ struct State {
     /// timed from there (the first bytes are reported late).
     phase_started: Option<Instant>,
     transfer: Option<Transfer>,
-    /// The count reported with the transfer.
+    /// The count reported with the transfer, or with the step while no
+    /// transfer runs.
     count: Count,
 }
 
@@ -68,18 +69,7 @@ struct Transfer {
     what: String,
     started: Instant,
     done: u64,
-    kind: Kind,
-}
-
-/// What a transfer's bar shows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Bytes of a known total: a bar with ETA.
-    Total,
-    /// Bytes of an unknown total.
-    Bytes,
-    /// A count reported with no bytes: a spinner with the count.
-    CountOnly,
+    known_total: bool,
 }
 
 impl<'p> TerminalProgress<'p> {
@@ -100,19 +90,22 @@ impl<'p> TerminalProgress<'p> {
     pub fn done(&self) {
         let mut state = self.state.borrow_mut();
         self.end_transfer(&mut state);
-        self.end_phase(&mut state);
+        self.end_phase(&mut state, true);
     }
 
-    fn end_phase(&self, state: &mut State) {
+    /// Ends the step's spinner, leaving its line; with the count it showed
+    /// unless a transfer takes the count over (`with_count` false).
+    fn end_phase(&self, state: &mut State, with_count: bool) {
         let (Some(multi), Some((bar, message))) = (&self.multi, state.phase.take()) else { return };
         bar.finish_and_clear();
         multi.remove(&bar);
-        line(multi, &format!("kt: {message}"));
+        let count = if with_count { std::mem::take(&mut state.count).text() } else { String::new() };
+        line(multi, &format!("kt: {message}{count}"));
     }
 
     fn end_transfer(&self, state: &mut State) {
-        let count = std::mem::take(&mut state.count).text();
         let (Some(multi), Some(t)) = (&self.multi, state.transfer.take()) else { return };
+        let count = std::mem::take(&mut state.count).text();
         t.bar.finish_and_clear();
         multi.remove(&t.bar);
         let elapsed = t.started.elapsed();
@@ -121,29 +114,18 @@ impl<'p> TerminalProgress<'p> {
             ms @ 0..1000 => format!("{ms} ms"),
             _ => format!("{}", HumanDuration(elapsed)),
         };
-        let summary = match t.kind {
-            Kind::CountOnly => format!("kt: {}{count} in {took}", t.what),
-            _ => format!("kt: {}: {} in {took} ({}/s){count}", t.what, HumanBytes(t.done), HumanBytes(rate as u64)),
-        };
-        line(multi, &summary);
+        line(multi, &format!("kt: {}: {} in {took} ({}/s){count}", t.what, HumanBytes(t.done), HumanBytes(rate as u64)));
     }
 
-    /// A new transfer's bar, shown from now on: the step under way becomes
-    /// a line. Timed from the step's start (the first report comes late).
-    fn start_transfer(&self, multi: &MultiProgress, state: &mut State, what: &str, kind: Kind) {
-        self.end_phase(state);
-        let template = match kind {
-            Kind::Total => "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{count}",
-            Kind::Bytes => "kt: {msg}: {bytes}, {binary_bytes_per_sec}{count}",
-            Kind::CountOnly => "kt: {msg}{count} {spinner} {elapsed}",
-        };
-        let bar = ProgressBar::no_length().with_style(state.count.key(style(template))).with_message(what.to_string());
+    /// A step's spinner, with the count reported while no transfer runs.
+    fn start_phase(&self, multi: &MultiProgress, state: &mut State, message: &str) {
+        state.phase_started = Some(Instant::now());
+        let bar = ProgressBar::new_spinner()
+            .with_style(state.count.key(style("kt: {msg}{count} {spinner} {elapsed}")))
+            .with_message(message.to_string());
         let bar = multi.add(bar);
-        if kind == Kind::CountOnly {
-            bar.enable_steady_tick(Duration::from_millis(120));
-        }
-        let started = state.phase_started.take().unwrap_or_else(Instant::now);
-        state.transfer = Some(Transfer { bar, what: what.to_string(), started, done: 0, kind });
+        bar.enable_steady_tick(Duration::from_millis(120));
+        state.phase = Some((bar, message.to_string()));
     }
 }
 
@@ -174,38 +156,30 @@ impl Progress for TerminalProgress<'_> {
         };
         let mut state = self.state.borrow_mut();
         self.end_transfer(&mut state);
-        self.end_phase(&mut state);
-        state.phase_started = Some(Instant::now());
-        let bar = multi.add(
-            ProgressBar::new_spinner()
-                .with_style(style("kt: {msg} {spinner} {elapsed}"))
-                .with_message(message.to_string()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        state.phase = Some((bar, message.to_string()));
+        self.end_phase(&mut state, true);
+        state.count = Count::default();
+        self.start_phase(multi, &mut state, message);
     }
 
     fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
         let Some(multi) = &self.multi else { return };
         let mut state = self.state.borrow_mut();
-        let kind = if total.is_some() { Kind::Total } else { Kind::Bytes };
-        if state.transfer.as_ref().is_none_or(|t| t.what != what || t.kind != kind) {
+        if state.transfer.as_ref().is_none_or(|t| t.what != what || t.known_total != total.is_some()) {
             let count = std::mem::take(&mut state.count);
-            match state.transfer.take() {
-                // Counted before its bytes came: the same work, and timed
-                // from its start; its spinner gives way to the bar.
-                Some(t) if t.kind == Kind::CountOnly => {
-                    t.bar.finish_and_clear();
-                    multi.remove(&t.bar);
-                    state.phase_started = Some(t.started);
-                }
-                other => {
-                    state.transfer = other;
-                    self.end_transfer(&mut state);
-                }
-            }
+            self.end_transfer(&mut state);
+            // The bar shows the work from now on: the step becomes a line,
+            // the count goes with the bar.
+            self.end_phase(&mut state, false);
             state.count = count;
-            self.start_transfer(multi, &mut state, what, kind);
+            let template = if total.is_some() {
+                "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{count}"
+            } else {
+                "kt: {msg}: {bytes}, {binary_bytes_per_sec}{count}"
+            };
+            let bar = ProgressBar::no_length().with_style(state.count.key(style(template))).with_message(what.to_string());
+            let bar = multi.add(bar);
+            let started = state.phase_started.take().unwrap_or_else(Instant::now);
+            state.transfer = Some(Transfer { bar, what: what.to_string(), started, done: 0, known_total: total.is_some() });
         }
         let t = state.transfer.as_mut().expect("made above");
         t.done = done;
@@ -220,13 +194,13 @@ impl Progress for TerminalProgress<'_> {
         let Some(multi) = &self.multi else { return };
         let mut state = self.state.borrow_mut();
         state.count.set(what, done);
-        match &state.transfer {
-            Some(t) => t.bar.tick(),
-            // No bytes (yet): the count is shown alone, after the step.
-            None => {
-                let label = state.phase.as_ref().map_or_else(|| "counting".to_string(), |(_, m)| m.clone());
-                self.start_transfer(multi, &mut state, &label, Kind::CountOnly);
-            }
+        // Shown with the transfer's bytes; with no transfer (yet), on the
+        // step's spinner (one of its own when no step runs), whose line
+        // keeps it unless bytes follow.
+        match (&state.transfer, &state.phase) {
+            (Some(t), _) => t.bar.tick(),
+            (None, Some((bar, _))) => bar.tick(),
+            (None, None) => self.start_phase(multi, &mut state, "counting"),
         }
     }
 
