@@ -2,7 +2,6 @@
 //! over kt's sync library (`kt::sync`): local, push (DEST remote) or pull
 //! (SRC remote), and the hidden `--server` side a remote shell starts.
 
-use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
 use kt::sync::{self, FileKind, Item, ListOptions, Location, ReceiveOptions, RemoteShell, SessionOptions};
@@ -11,7 +10,6 @@ use kt::Error;
 use crate::cli::{GlobalArgs, HaCommand, HaSyncArgs};
 use crate::printer::Printer;
 use crate::progress::TerminalProgress;
-use kt::progress::Progress;
 use crate::{CommandResult, Status};
 
 pub fn run(_global: &GlobalArgs, command: HaCommand, printer: &Printer) -> CommandResult {
@@ -51,8 +49,7 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             ..ReceiveOptions::default()
         },
         compress: args.compress,
-        // The remote receiver's items also drive the progress display.
-        report_items: args.itemize_changes || printer.verbose || printer.progress_bars,
+        report_items: args.itemize_changes || printer.verbose,
     };
     if args.server {
         return server(&args, &session);
@@ -70,24 +67,12 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
     let srcs: Vec<Location> = src_args.iter().map(|s| sync::parse_location(s)).collect();
     let shell = RemoteShell { rsh: args.rsh.clone(), remote_kt: args.remote_kt.clone() };
 
-    // The lines of -i and -v, printed as the changes happen; on a terminal,
-    // files and bytes so far (per file: the sync library reports changes,
-    // not bytes, so the bytes are the landed files' sizes when DEST is
-    // local; a push counts files only).
+    // On a terminal, files and bytes so far, as the sync library reports
+    // them (received here, or sent by a push); the lines of -i and -v,
+    // printed as the changes happen, go above the bar.
     let progress = TerminalProgress::new(printer);
-    let mut files = 0u64;
-    let mut file_bytes = 0u64;
     let mut print_error: Option<std::io::Error> = None;
     let mut on_item = |i: &Item| {
-        if printer.progress_bars && i.kind == FileKind::File && i.code.get(..2).is_some_and(|c| c == ">f" || c == "<f") {
-            files += 1;
-            progress.count("files", files);
-            if let Location::Local(root) = &dest {
-                let path = root.join(std::ffi::OsStr::from_bytes(&i.path));
-                file_bytes += std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
-                progress.bytes("syncing", file_bytes, None);
-            }
-        }
         let text = if args.itemize_changes {
             Some(i.line())
         } else if printer.verbose {
@@ -110,7 +95,7 @@ fn sync(args: HaSyncArgs, printer: &Printer) -> CommandResult {
             _ => printer.data("sending incremental file list")?,
         }
     }
-    let outcome = sync::run(&srcs, &dest, &session, &shell, &mut on_item);
+    let outcome = sync::run(&srcs, &dest, &session, &shell, &mut on_item, &progress);
     progress.done();
     let outcome = outcome?;
     show_remote_stderr(&outcome.remote_said);

@@ -10,9 +10,10 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use kt::progress::Progress;
 
 use crate::printer::Printer;
@@ -35,8 +36,32 @@ struct State {
     /// timed from there (the first bytes are reported late).
     phase_started: Option<Instant>,
     transfer: Option<Transfer>,
-    /// The count reported with the transfer (", 1200 rows").
-    count: String,
+    /// The count reported with the transfer, or with the step while no
+    /// transfer runs.
+    count: Count,
+}
+
+/// A running count (", 1200 rows") as the bar's `{count}` key shows it:
+/// shared with the key's closure, which indicatif calls at each redraw.
+#[derive(Clone, Default)]
+struct Count(Arc<Mutex<String>>);
+
+impl Count {
+    fn set(&self, what: &str, done: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = format!(", {done} {what}");
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `style` with its `{count}` key showing this count.
+    fn key(&self, style: ProgressStyle) -> ProgressStyle {
+        let count = self.clone();
+        style.with_key("count", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&count.text());
+        })
+    }
 }
 
 struct Transfer {
@@ -65,19 +90,22 @@ impl<'p> TerminalProgress<'p> {
     pub fn done(&self) {
         let mut state = self.state.borrow_mut();
         self.end_transfer(&mut state);
-        self.end_phase(&mut state);
+        self.end_phase(&mut state, true);
     }
 
-    fn end_phase(&self, state: &mut State) {
+    /// Ends the step's spinner, leaving its line; with the count it showed
+    /// unless a transfer takes the count over (`with_count` false).
+    fn end_phase(&self, state: &mut State, with_count: bool) {
         let (Some(multi), Some((bar, message))) = (&self.multi, state.phase.take()) else { return };
         bar.finish_and_clear();
         multi.remove(&bar);
-        line(multi, &format!("kt: {message}"));
+        let count = if with_count { std::mem::take(&mut state.count).text() } else { String::new() };
+        line(multi, &format!("kt: {message}{count}"));
     }
 
     fn end_transfer(&self, state: &mut State) {
-        let count = std::mem::take(&mut state.count);
         let (Some(multi), Some(t)) = (&self.multi, state.transfer.take()) else { return };
+        let count = std::mem::take(&mut state.count).text();
         t.bar.finish_and_clear();
         multi.remove(&t.bar);
         let elapsed = t.started.elapsed();
@@ -87,6 +115,17 @@ impl<'p> TerminalProgress<'p> {
             _ => format!("{}", HumanDuration(elapsed)),
         };
         line(multi, &format!("kt: {}: {} in {took} ({}/s){count}", t.what, HumanBytes(t.done), HumanBytes(rate as u64)));
+    }
+
+    /// A step's spinner, with the count reported while no transfer runs.
+    fn start_phase(&self, multi: &MultiProgress, state: &mut State, message: &str) {
+        state.phase_started = Some(Instant::now());
+        let bar = ProgressBar::new_spinner()
+            .with_style(state.count.key(style("kt: {msg}{count} {spinner} {elapsed}")))
+            .with_message(message.to_string());
+        let bar = multi.add(bar);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        state.phase = Some((bar, message.to_string()));
     }
 }
 
@@ -106,7 +145,7 @@ impl Drop for TerminalProgress<'_> {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ")
+    ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ").tick_chars("|/-\\ ")
 }
 
 impl Progress for TerminalProgress<'_> {
@@ -117,15 +156,9 @@ impl Progress for TerminalProgress<'_> {
         };
         let mut state = self.state.borrow_mut();
         self.end_transfer(&mut state);
-        self.end_phase(&mut state);
-        state.phase_started = Some(Instant::now());
-        let bar = multi.add(
-            ProgressBar::new_spinner()
-                .with_style(style("kt: {msg} {spinner} {elapsed}").tick_chars("|/-\\ "))
-                .with_message(message.to_string()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        state.phase = Some((bar, message.to_string()));
+        self.end_phase(&mut state, true);
+        state.count = Count::default();
+        self.start_phase(multi, &mut state, message);
     }
 
     fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
@@ -134,20 +167,17 @@ impl Progress for TerminalProgress<'_> {
         if state.transfer.as_ref().is_none_or(|t| t.what != what || t.known_total != total.is_some()) {
             let count = std::mem::take(&mut state.count);
             self.end_transfer(&mut state);
-            // The bar shows the work from now on: the step becomes a line.
-            self.end_phase(&mut state);
+            // The bar shows the work from now on: the step becomes a line,
+            // the count goes with the bar.
+            self.end_phase(&mut state, false);
             state.count = count;
             let template = if total.is_some() {
-                "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{prefix}"
+                "kt: {msg}: [{bar:24}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}{count}"
             } else {
-                "kt: {msg}: {bytes}, {binary_bytes_per_sec}{prefix}"
+                "kt: {msg}: {bytes}, {binary_bytes_per_sec}{count}"
             };
-            let bar = multi.add(
-                ProgressBar::no_length()
-                    .with_style(style(template))
-                    .with_message(what.to_string())
-                    .with_prefix(state.count.clone()),
-            );
+            let bar = ProgressBar::no_length().with_style(state.count.key(style(template))).with_message(what.to_string());
+            let bar = multi.add(bar);
             let started = state.phase_started.take().unwrap_or_else(Instant::now);
             state.transfer = Some(Transfer { bar, what: what.to_string(), started, done: 0, known_total: total.is_some() });
         }
@@ -161,13 +191,16 @@ impl Progress for TerminalProgress<'_> {
     }
 
     fn count(&self, what: &str, done: u64) {
-        if self.multi.is_none() {
-            return;
-        }
+        let Some(multi) = &self.multi else { return };
         let mut state = self.state.borrow_mut();
-        state.count = format!(", {done} {what}");
-        if let Some(t) = &state.transfer {
-            t.bar.set_prefix(state.count.clone());
+        state.count.set(what, done);
+        // Shown with the transfer's bytes; with no transfer (yet), on the
+        // step's spinner (one of its own when no step runs), whose line
+        // keeps it unless bytes follow.
+        match (&state.transfer, &state.phase) {
+            (Some(t), _) => t.bar.tick(),
+            (None, Some((bar, _))) => bar.tick(),
+            (None, None) => self.start_phase(multi, &mut state, "counting"),
         }
     }
 

@@ -110,12 +110,25 @@ fn a_terminal_shows_a_live_bar_and_leaves_clean_lines() {
     // Nothing else: no bar, spinner or half-erased line left on the screen.
     assert_eq!(shown.len(), 7, "{screen}");
     assert!(!screen.contains("ETA") && !screen.contains('['), "{screen}");
-    // The bar was drawn while the archive was written (the raw terminal
-    // stream holds its frames: bytes of the total, rate, ETA).
+    // The bar was drawn while the archive was written, not only at its
+    // end: the raw terminal stream holds its frames (bytes of the total,
+    // rate, ETA), at least two with rising bytes past 0, one of them short
+    // of the total.
     let bytes = String::from_utf8_lossy(&std::fs::read(&raw).unwrap()).into_owned();
     let frames: Vec<&str> = bytes.split(['\r', '\n']).filter(|f| f.contains("kt: writing the backup: [") && f.contains(" ETA ")).collect();
-    assert!(!frames.is_empty(), "no bar drawn: {bytes:?}");
     assert!(frames.iter().any(|f| f.contains("MiB/s") && f.contains(" rows")), "{frames:?}");
+    let done: Vec<(f64, f64)> = frames
+        .iter()
+        .map(|f| {
+            let of = f.split("] ").nth(1).and_then(|r| r.split(", ").next()).unwrap_or_else(|| panic!("no bytes in {f:?}"));
+            let (done, total) = of.split_once('/').unwrap_or_else(|| panic!("no total in {f:?}"));
+            (human_bytes(done), human_bytes(total))
+        })
+        .filter(|(done, _)| *done > 0.0)
+        .collect();
+    eprintln!("the bar's bytes and total, frame by frame: {done:?}");
+    assert_rising(&done.iter().map(|d| d.0).collect::<Vec<_>>(), &frames);
+    assert!(done.iter().any(|(d, t)| d < t), "every frame at the total: {frames:?}");
 
     // kt restore --dry-run: its step, then its transfer, then the plan.
     let raw = out.join("restore.raw");
@@ -142,6 +155,42 @@ fn a_terminal_shows_a_live_bar_and_leaves_clean_lines() {
         assert_eq!(text.contains("kt: dumping the database"), flag == "--no-progress", "{text}");
         assert!(!text.contains("kt: writing the backup"), "{text}");
     }
+}
+
+/// "3.20 MiB", "512 B" (indicatif's binary units) in bytes.
+fn human_bytes(text: &str) -> f64 {
+    let (number, unit) = text.trim().split_once(' ').unwrap_or_else(|| panic!("not a size: {text:?}"));
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        _ => panic!("not a size: {text:?}"),
+    };
+    number.parse::<f64>().unwrap_or_else(|_| panic!("not a size: {text:?}")) * scale
+}
+
+/// At least two different values in `seen` (the frames' bytes past 0),
+/// never going down.
+fn assert_rising(seen: &[f64], frames: &[&str]) {
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "bytes went down: {frames:?}");
+    assert!(seen.first() < seen.last(), "fewer than two frames with rising bytes: {frames:?}");
+}
+
+/// The frames of a sync's bar in a raw terminal stream, with their bytes.
+fn sync_frames(raw: &Path) -> (Vec<String>, Vec<f64>) {
+    let bytes = String::from_utf8_lossy(&std::fs::read(raw).unwrap()).into_owned();
+    let frames: Vec<String> = bytes
+        .split(['\r', '\n'])
+        .filter_map(|f| f.find("kt: syncing: ").map(|at| f[at..].trim_end().to_string()))
+        .filter(|f| f.contains("/s") && !f.contains(" in "))
+        .collect();
+    let done = frames
+        .iter()
+        .map(|f| human_bytes(f["kt: syncing: ".len()..].split(", ").next().unwrap_or_else(|| panic!("no bytes in {f:?}"))))
+        .filter(|done| *done > 0.0)
+        .collect();
+    (frames, done)
 }
 
 /// A source tree of `n` files of 256 KiB for `kt ha sync`.
@@ -173,6 +222,38 @@ fn a_terminal_shows_files_and_bytes_of_a_sync() {
     // Nothing changed, nothing to show.
     let screen = tmux.run("again", &script, &dir.path, &dir.join("again.raw"));
     assert_eq!(lines(&screen), ["kt-exit=0"], "{screen}");
+}
+
+/// A push (DEST on "another host", through the ssh stand-in) shows the
+/// files and bytes its sender sends, a pull those it receives: the bar
+/// while it runs (rising bytes, a file count), then the summary line.
+#[test]
+fn a_terminal_shows_files_and_bytes_of_a_push_and_a_pull() {
+    let tmux = Tmux::new();
+    let dir = TestDir::new("progress-push-tty");
+    let ssh = crate::sync::script(&dir, "ssh", crate::sync::SSH);
+    // 64 MiB: long enough for several frames at indicatif's 20 a second.
+    let src = sync_source(&dir, 256);
+    for (name, from, to) in [
+        ("push", format!("{}/", src.display()), format!("kts02.example.com:{}", dir.join("pushed").display())),
+        ("pull", format!("kts01:{}/", src.display()), dir.join("pulled").display().to_string()),
+    ] {
+        let raw = dir.join(&format!("{name}.raw"));
+        let script = format!("'{KT}' ha sync -a -e '{ssh}' --remote-kt '{KT}' '{from}' '{to}'");
+        let screen = tmux.run(name, &script, &dir.path, &raw);
+        eprintln!("kt ha sync ({name}) on a terminal:\n{screen}");
+        let shown = lines(&screen);
+        assert_eq!(shown.len(), 2, "{name}: {screen}");
+        assert!(shown[0].starts_with("kt: syncing: 64.00 MiB in ") && shown[0].ends_with("/s), 256 files"), "{name}: {screen}");
+        assert_eq!(shown[1], "kt-exit=0", "{name}: {screen}");
+        let (frames, done) = sync_frames(&raw);
+        assert_rising(&done, &frames.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(done.iter().any(|d| *d < 64.0 * 1048576.0), "{name}: every frame at the total: {frames:?}");
+        assert!(frames.iter().any(|f| f.ends_with(" files")), "{name}: no file count drawn: {frames:?}");
+    }
+    for got in ["pushed", "pulled"] {
+        assert_eq!(std::fs::read(dir.join(got).join("sub/f1")).unwrap(), std::fs::read(src.join("sub/f1")).unwrap(), "{got}");
+    }
 }
 
 /// No escape sequence and no carriage return (on a terminal, the pty turns

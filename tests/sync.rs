@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{kt, run, Run, TestDir, KT};
 
-const SSH: &str = "#!/bin/sh\n\
+pub const SSH: &str = "#!/bin/sh\n\
     # ssh stand-in: skips options (-l USER takes a value) and the host,\n\
     # runs the remote command here, as ssh hands it to the remote shell\n\
     while [ $# -gt 0 ]; do case \"$1\" in -l|-p) shift 2;; -*) shift;; *) break;; esac; done\n\
     shift\n\
     exec sh -c \"$*\"\n";
 
-fn script(dir: &TestDir, name: &str, body: &str) -> String {
+pub fn script(dir: &TestDir, name: &str, body: &str) -> String {
     let path = dir.join(name);
     fs::write(&path, body).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();

@@ -136,7 +136,7 @@ pub fn check(instance: &Instance, peer: &PeerConfdir, reach: &Reach) -> Result<D
     src.push("/");
     let dest = Location::Remote { host: peer.host.clone().into(), path: peer.confdir.clone().into_os_string() };
     let mut items: Vec<Item> = Vec::new();
-    let outcome = sync::run(&[Location::Local(src.into())], &dest, &session, reach, &mut |i: &Item| items.push(i.clone()))?;
+    let outcome = sync::run(&[Location::Local(src.into())], &dest, &session, reach, &mut |i: &Item| items.push(i.clone()), &crate::progress::Silent)?;
     if let Some(first) = outcome.errors.first() {
         return Err(Error::env(format!("the peer could not compare its confdir {}", peer.confdir.display())).because(first.clone()));
     }
@@ -181,7 +181,7 @@ fn fetch_config(peer: &PeerConfdir, reach: &Reach) -> Result<Config> {
         report_items: false,
     };
     let src = Location::Remote { host: peer.host.clone().into(), path: peer.confdir.join(CONFIG_FILE).into_os_string() };
-    sync::run(&[src], &Location::Local(dir.0.clone()), &session, reach, &mut |_| {})?;
+    sync::run(&[src], &Location::Local(dir.0.clone()), &session, reach, &mut |_| {}, &crate::progress::Silent)?;
     let file = dir.0.join(CONFIG_FILE);
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     if size > MAX_CONFIG_BYTES {

@@ -14,6 +14,8 @@
 //!   strict and bounded parsing.
 //! - [`send`]: the sending side. [`receive`]: the receiving side, which
 //!   holds every safety check.
+//! - [`meter`]: files and bytes done, for a [`crate::progress::Progress`]:
+//!   reported by whichever side runs in the caller's thread.
 //! - [`sync_local`]: both sides in one process over two pipes; the same
 //!   [`send::send`] and [`receive::receive`] run over any `Read`/`Write`
 //!   pair, which is how the remote side is driven ([`remote`]).
@@ -162,6 +164,7 @@
 
 pub mod filter;
 pub mod list;
+pub mod meter;
 pub mod receive;
 pub mod remote;
 pub mod send;
@@ -174,6 +177,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Silent};
 use receive::ReceiveStats;
 use send::SendStats;
 
@@ -194,12 +198,14 @@ pub struct Report {
 
 /// Syncs `srcs` into `dest` with both sides in this process, talking the
 /// real protocol over two pipes. `receive.filter` is used by both sides.
+/// The receiver (this thread) reports files and bytes to `progress`.
 pub fn sync_local(
     srcs: &[PathBuf],
     dest: &Path,
     list_opts: &ListOptions,
     receive_opts: &ReceiveOptions,
     itemize: &mut dyn FnMut(&Item),
+    progress: &dyn Progress,
 ) -> Result<Report> {
     let list = list::build(srcs, list_opts, &receive_opts.filter)?;
     let pipe = || std::io::pipe().map_err(|e| Error::env("cannot create a pipe").because_err(&e));
@@ -212,11 +218,11 @@ pub fn sync_local(
         // by the kernel); `--no-whole-file` runs the remote protocol over
         // the pipes, deltas and all.
         let (sender, received) = if receive_opts.whole_file == Some(false) {
-            let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver));
-            (sender, receive::receive(dest, receive_opts, from_sender, to_sender, itemize))
+            let sender = scope.spawn(move || send::send(list, from_receiver, to_receiver, &Silent));
+            (sender, receive::receive(dest, receive_opts, from_sender, to_sender, itemize, progress))
         } else {
             let sender = scope.spawn(move || send::send_local(list, from_receiver, to_receiver));
-            (sender, receive::receive_local(dest, receive_opts, &list.sources, from_sender, to_sender, itemize))
+            (sender, receive::receive_local(dest, receive_opts, &list.sources, from_sender, to_sender, itemize, progress))
         };
         let sent = sender.join().unwrap_or_else(|_| Err(Error::problem("the sync sender thread panicked")));
         match (received, sent) {
@@ -256,14 +262,17 @@ pub struct Outcome {
 /// this process, [`sync_local`]), a push (DEST remote) or a pull (SRCs
 /// remote, all on one host). Changes go to `on_item` as they are known,
 /// with rsync's direction: a push's transfers read `<` (sent), a pull's
-/// and a local run's `>` (received). Refused (exit 2) when both sides or
-/// SRCs on different hosts are remote.
+/// and a local run's `>` (received). Files and bytes go to `progress` as
+/// they are done ([`meter`]: landed by this side's receiver, or sent by
+/// its sender in a push). Refused (exit 2) when both sides or SRCs on
+/// different hosts are remote.
 pub fn run(
     srcs: &[Location],
     dest: &Location,
     opts: &SessionOptions,
     shell: &RemoteShell,
     on_item: &mut dyn FnMut(&Item),
+    progress: &dyn Progress,
 ) -> Result<Outcome> {
     let local_srcs = || -> Vec<PathBuf> {
         srcs.iter()
@@ -276,7 +285,7 @@ pub fn run(
     let all_local = srcs.iter().all(|s| matches!(s, Location::Local(_)));
     match (dest, all_local) {
         (Location::Local(dest), true) => {
-            let report = sync_local(&local_srcs(), dest, &opts.list, &opts.receive, on_item)?;
+            let report = sync_local(&local_srcs(), dest, &opts.list, &opts.receive, on_item, progress)?;
             Ok(Outcome {
                 sent: report.send.bytes_written,
                 received: report.send.bytes_read,
@@ -300,7 +309,7 @@ pub fn run(
                 } else {
                     on_item(i);
                 }
-            });
+            }, progress);
             let counters = t.counters.clone();
             drop(t);
             let (report, said) = child.finish(result)?;
@@ -318,7 +327,7 @@ pub fn run(
             let args = remote::server_args(remote::Role::Sender, opts, &paths);
             let (child, stdout, stdin) = remote::Remote::start(&shell.rsh, &host, &shell.remote_kt, &args)?;
             let mut t = remote::Transport::new(stdout, stdin, opts.compress);
-            let result = receive::receive(dest, &opts.receive, &mut t.input, &mut t.output, on_item);
+            let result = receive::receive(dest, &opts.receive, &mut t.input, &mut t.output, on_item, progress);
             let counters = t.counters.clone();
             drop(t);
             let (stats, said) = child.finish(result)?;
@@ -374,7 +383,7 @@ pub fn serve(sender: bool, paths: &[OsString], opts: &SessionOptions) -> Result<
                 return Err(e);
             }
         };
-        send::send(&list, &mut t.input, &mut t.output)?;
+        send::send(&list, &mut t.input, &mut t.output, &Silent)?;
         Ok(list.skipped.into_iter().filter(|s| !s.starts_with("skipping ")).collect())
     } else {
         let [dest] = paths else {

@@ -46,7 +46,9 @@ use std::sync::mpsc;
 use super::filter::Filter;
 use super::list::{display_name, Entry, FileKind};
 use super::wire::{self, Msg, Reader, Writer};
+use super::meter::Meter;
 use crate::error::{Context, Error, Result};
+use crate::progress::Progress;
 
 /// Names of temp files start with this; a later run removes any it finds
 /// in a directory it syncs (unless the name is in the list itself).
@@ -165,19 +167,20 @@ pub struct ReceiveStats {
 }
 
 /// Receives a sync session from `input`/`output` into `dest`, reporting
-/// each change to `itemize`.
+/// each change to `itemize` and the files and bytes received to `progress`.
 pub fn receive<R, W>(
     dest: &Path,
     opts: &ReceiveOptions,
     input: R,
     output: W,
     itemize: &mut dyn FnMut(&Item),
+    progress: &dyn Progress,
 ) -> Result<ReceiveStats>
 where
     R: Read,
     W: Write + Send,
 {
-    receive_session(dest, opts, None, input, output, itemize)
+    receive_session(dest, opts, None, input, output, itemize, progress)
 }
 
 /// The receiving side of a local session ([`super::sync_local`]):
@@ -190,12 +193,13 @@ pub fn receive_local<R, W>(
     input: R,
     output: W,
     itemize: &mut dyn FnMut(&Item),
+    progress: &dyn Progress,
 ) -> Result<ReceiveStats>
 where
     R: Read,
     W: Write + Send,
 {
-    receive_session(dest, opts, Some(sources), input, output, itemize)
+    receive_session(dest, opts, Some(sources), input, output, itemize, progress)
 }
 
 fn receive_session<R, W>(
@@ -205,6 +209,7 @@ fn receive_session<R, W>(
     input: R,
     output: W,
     itemize: &mut dyn FnMut(&Item),
+    progress: &dyn Progress,
 ) -> Result<ReceiveStats>
 where
     R: Read,
@@ -222,7 +227,7 @@ where
         }
     };
     let total_size = super::list::total_size(&entries);
-    let mut rx = Receiver::new(dest, opts, entries);
+    let mut rx = Receiver::new(dest, opts, entries, Meter::new(progress));
     if let Some(sources) = sources {
         if sources.len() != rx.entries.len() {
             return Err(Error::problem("internal error: a local sync's sources do not match its list"));
@@ -392,6 +397,8 @@ struct Receiver<'a> {
     whole: bool,
     /// The read-back buffer of local copies.
     copy_buf: Vec<u8>,
+    /// File data written and files verified, as they are.
+    meter: Meter<'a>,
 }
 
 /// Old files the generator read for their signatures, handed to the
@@ -447,7 +454,7 @@ enum GenCmd {
 }
 
 impl<'a> Receiver<'a> {
-    fn new(dest: &'a Path, opts: &'a ReceiveOptions, entries: Vec<Entry>) -> Receiver<'a> {
+    fn new(dest: &'a Path, opts: &'a ReceiveOptions, entries: Vec<Entry>, meter: Meter<'a>) -> Receiver<'a> {
         let listed = entries.iter().map(|e| e.path.clone()).collect();
         Receiver {
             dest,
@@ -469,6 +476,7 @@ impl<'a> Receiver<'a> {
             local: None,
             whole: false,
             copy_buf: Vec::new(),
+            meter,
         }
     }
 
@@ -1167,7 +1175,7 @@ impl<'a> Receiver<'a> {
                     if written != 0 || local_failed.is_some() {
                         return Err(lie("mixed a local copy with other data"));
                     }
-                    match copy_local(source, file, e.size, &mut hasher, &mut self.copy_buf) {
+                    match copy_local(source, file, e.size, &mut hasher, &mut self.copy_buf, &mut self.meter) {
                         Ok(n) if n == e.size => written = n,
                         Ok(_) => local_failed = Some("changed size while being copied".into()),
                         Err(err) => local_failed = Some(format!("cannot copy: {err}")),
@@ -1191,6 +1199,7 @@ impl<'a> Receiver<'a> {
                     }
                     self.stats.transferred += 1;
                     self.stats.transferred_bytes += written;
+                    self.meter.file();
                     return Ok(None);
                 }
                 Msg::FileError { index: failed, message } => {
@@ -1210,6 +1219,7 @@ impl<'a> Receiver<'a> {
             }
             hasher.update(chunk);
             file.write_all(chunk).env_context(|| format!("cannot write the temp file of {}", path.display()))?;
+            self.meter.bytes(chunk.len() as u64);
         }
     }
 
@@ -1471,8 +1481,15 @@ const LOCAL_CHUNK: u64 = 1 << 20;
 /// no pass through user space), then each copied chunk is read back from
 /// the temp file and hashed, so the hash is of what landed. Never follows
 /// a symlink; stops once more than `size` bytes came (the file grew: the
-/// caller sees the count).
-fn copy_local(source: &Path, file: &mut File, size: u64, hasher: &mut blake3::Hasher, buf: &mut Vec<u8>) -> std::io::Result<u64> {
+/// caller sees the count). Each chunk copied goes to `meter`.
+fn copy_local(
+    source: &Path,
+    file: &mut File,
+    size: u64,
+    hasher: &mut blake3::Hasher,
+    buf: &mut Vec<u8>,
+    meter: &mut Meter,
+) -> std::io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let src = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source)?;
     if !src.metadata()?.is_file() {
@@ -1499,6 +1516,7 @@ fn copy_local(source: &Path, file: &mut File, size: u64, hasher: &mut blake3::Ha
             at += k as u64;
         }
         done += n;
+        meter.bytes(n);
     }
     Ok(done)
 }

@@ -226,11 +226,13 @@ impl Transport {
 /// changes (when asked) and the per-file failures to the client.
 pub fn serve_receiver(dest: &Path, opts: &ReceiveOptions, report_items: bool, t: &mut Transport) -> Result<ReceiveStats> {
     let mut items = Vec::new();
-    let stats = receive::receive(dest, opts, &mut t.input, &mut t.output, &mut |i: &Item| {
+    let mut keep = |i: &Item| {
         if report_items {
             items.push(i.clone())
         }
-    })?;
+    };
+    // The client shows a push's progress (its sender's).
+    let stats = receive::receive(dest, opts, &mut t.input, &mut t.output, &mut keep, &crate::progress::Silent)?;
     let mut w = Writer::new(&mut t.output);
     for i in items {
         w.send(&Msg::Item { code: i.code, path: i.path, kind: i.kind, target: i.target })?;
@@ -250,10 +252,16 @@ pub struct PushReport {
     pub errors: Vec<String>,
 }
 
-/// The client's sending side: the session, then the remote receiver's
-/// reports (changes to `itemize`, failures in the report).
-pub fn push(list: &FileList, t: &mut Transport, itemize: &mut dyn FnMut(&Item)) -> Result<PushReport> {
-    let send = send::send(list, &mut t.input, &mut t.output)?;
+/// The client's sending side: the session (files and bytes sent to
+/// `progress`), then the remote receiver's reports (changes to `itemize`,
+/// failures in the report).
+pub fn push(
+    list: &FileList,
+    t: &mut Transport,
+    itemize: &mut dyn FnMut(&Item),
+    progress: &dyn crate::progress::Progress,
+) -> Result<PushReport> {
+    let send = send::send(list, &mut t.input, &mut t.output, progress)?;
     let mut errors = Vec::new();
     let mut r = Reader::new(&mut t.input);
     loop {

@@ -12,8 +12,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::list::{FileKind, FileList};
+use super::meter::Meter;
 use super::wire::{self, Msg, Reader, Writer};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// What a send did.
 #[derive(Debug, Default, Clone)]
@@ -37,9 +39,10 @@ pub struct SendStats {
     pub errors: Vec<String>,
 }
 
-/// Runs the sending side of a session over `input`/`output`.
-pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<SendStats> {
-    send_session(list, false, input, output)
+/// Runs the sending side of a session over `input`/`output`, reporting
+/// the files and bytes sent to `progress`.
+pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W, progress: &dyn Progress) -> Result<SendStats> {
+    send_session(list, false, input, output, &mut Meter::new(progress))
 }
 
 /// The sending side of a local session (the receiver runs in this
@@ -49,10 +52,16 @@ pub fn send<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<S
 /// file that changed during its copy is sent through the pipe, hashed as
 /// it is sent.
 pub fn send_local<R: Read, W: Write>(list: &FileList, input: R, output: W) -> Result<SendStats> {
-    send_session(list, true, input, output)
+    send_session(list, true, input, output, &mut Meter::silent())
 }
 
-fn send_session<R: Read, W: Write>(list: &FileList, local: bool, input: R, output: W) -> Result<SendStats> {
+fn send_session<R: Read, W: Write>(
+    list: &FileList,
+    local: bool,
+    input: R,
+    output: W,
+    meter: &mut Meter,
+) -> Result<SendStats> {
     let mut reader = Reader::new(input);
     let mut writer = Writer::new(output);
     let mut stats = SendStats::default();
@@ -78,7 +87,7 @@ fn send_session<R: Read, W: Write>(list: &FileList, local: bool, input: R, outpu
                 let answered = if local && phase == 1 && signature.is_empty() {
                     answer_local(list, index, &mut writer, &mut buf, &mut stats)
                 } else {
-                    answer(list, index, &signature, &chunks, phase == 1, &mut writer, &mut buf, &mut stats)
+                    answer(list, index, &signature, &chunks, phase == 1, &mut writer, &mut buf, &mut stats, meter)
                 };
                 if let Err(err) = answered {
                     let _ = writer.send(&Msg::Error { message: err.to_string() });
@@ -224,6 +233,7 @@ fn answer<W: Write>(
     writer: &mut Writer<W>,
     buf: &mut Vec<u8>,
     stats: &mut SendStats,
+    meter: &mut Meter,
 ) -> Result<()> {
     let e = &list.entries[index as usize];
     let source = &list.sources[index as usize];
@@ -338,8 +348,10 @@ fn answer<W: Write>(
                 Piece::Copy(first, n) => {
                     let chunk = chunk.unwrap_or(1) as u64;
                     let start = first as u64 * chunk;
-                    stats.chunk_bytes += ((first as u64 + n as u64) * chunk).min(e.size) - start;
+                    let copied = ((first as u64 + n as u64) * chunk).min(e.size) - start;
+                    stats.chunk_bytes += copied;
                     writer.send(&Msg::Copy { chunk: first, count: n })?;
+                    meter.bytes(copied);
                 }
                 Piece::Data(a, z) => {
                     let data = &b[a..z];
@@ -356,11 +368,18 @@ fn answer<W: Write>(
                             writer.send_literal(data)?;
                         }
                     }
+                    meter.bytes(data.len() as u64);
                 }
             }
         }
     }
     stats.files_sent += 1;
     let hash = known.unwrap_or_else(|| hasher.finalize().into());
-    writer.send(&Msg::FileEnd { index, hash })
+    writer.send(&Msg::FileEnd { index, hash })?;
+    // A file sent again (the redo phase, where `reuse_sum` is false) is
+    // counted once.
+    if reuse_sum {
+        meter.file();
+    }
+    Ok(())
 }

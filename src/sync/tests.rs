@@ -15,6 +15,7 @@ use super::receive::{receive, Item, ReceiveOptions, ReceiveStats, TMP_PREFIX};
 use super::sync_local;
 use super::wire::{Msg, Reader, Writer, VERSION};
 use crate::error::Result;
+use crate::progress::{Progress, Silent};
 
 /// `-a`: `-rlptgoD`.
 fn archive() -> (ListOptions, ReceiveOptions) {
@@ -25,7 +26,7 @@ fn archive() -> (ListOptions, ReceiveOptions) {
 
 fn run(srcs: &[PathBuf], dest: &Path, list: &ListOptions, recv: &ReceiveOptions) -> (super::Report, Vec<String>) {
     let mut lines = Vec::new();
-    let report = sync_local(srcs, dest, list, recv, &mut |i: &Item| lines.push(i.line())).unwrap();
+    let report = sync_local(srcs, dest, list, recv, &mut |i: &Item| lines.push(i.line()), &Silent).unwrap();
     (report, lines)
 }
 
@@ -378,7 +379,7 @@ fn hostile_with(dest: &Path, entries: Vec<Entry>, answer: Answer, recv: ReceiveO
             w.flush()?;
             answer(&mut r, &mut w)
         });
-        receive(dest, &recv, from_sender, to_sender, &mut |_| {})
+        receive(dest, &recv, from_sender, to_sender, &mut |_| {}, &Silent)
     })
 }
 
@@ -587,7 +588,7 @@ fn against_sender(src: &Path, request: Msg) -> Result<super::send::SendStats> {
             while !matches!(r.read()?, Msg::Error { .. }) {}
             Ok(())
         });
-        super::send::send(&list, from_receiver, to_receiver)
+        super::send::send(&list, from_receiver, to_receiver, &Silent)
     })
 }
 
@@ -701,4 +702,84 @@ fn itemized_changes_match_rsync_with_and_without_checksum() {
         assert_eq!(sorted(lines), sorted(out.lines().map(String::from).collect()), "checksum {checksum}");
         assert_eq!(snapshot(&ours), snapshot(&theirs));
     }
+}
+
+// ---- progress ----
+
+/// What a session reported: the bytes after each report, the last count.
+#[derive(Default)]
+struct Recorder {
+    bytes: std::cell::RefCell<Vec<u64>>,
+    files: std::cell::Cell<u64>,
+}
+
+impl Progress for Recorder {
+    fn step(&self, message: &str) {
+        panic!("a sync reports no steps: {message}");
+    }
+    fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
+        assert_eq!((what, total), (super::meter::SYNCING, None));
+        self.bytes.borrow_mut().push(done);
+    }
+    fn count(&self, what: &str, done: u64) {
+        assert_eq!(what, "files");
+        assert_eq!(done, self.files.get() + 1, "files are counted one by one");
+        self.files.set(done);
+    }
+}
+
+impl Recorder {
+    /// Files and bytes at the end; the bytes never went down and were
+    /// reported more than once on the way (not only at the end).
+    fn totals(&self) -> (u64, u64) {
+        let bytes = self.bytes.borrow();
+        assert!(bytes.windows(2).all(|w| w[0] <= w[1]), "{bytes:?}");
+        let last = bytes.last().copied().unwrap_or(0);
+        assert!(bytes.iter().filter(|b| **b > 0 && **b < last).count() >= 2, "{bytes:?}");
+        (self.files.get(), last)
+    }
+}
+
+/// Three files, one of several segments: 9 MiB + 1000 bytes + empty.
+fn progress_source(s: &Scratch) -> PathBuf {
+    write(&s.join("src/big"), &noise(9 << 20, 3));
+    write(&s.join("src/d/small"), &noise(1000, 4));
+    write(&s.join("src/d/empty"), b"");
+    s.join("src/")
+}
+
+#[test]
+fn a_local_session_reports_files_and_bytes_as_they_land() {
+    for (name, whole) in [("progress-local", None), ("progress-delta", Some(false))] {
+        let s = Scratch::new(name);
+        let src = progress_source(&s);
+        let (list, mut recv) = archive();
+        recv.whole_file = whole;
+        let seen = Recorder::default();
+        sync_local(std::slice::from_ref(&src), &s.join("dest"), &list, &recv, &mut |_| {}, &seen).unwrap();
+        assert_eq!(seen.totals(), (3, (9 << 20) + 1000), "{name}");
+        // Nothing to do, nothing reported.
+        let again = Recorder::default();
+        sync_local(&[src], &s.join("dest"), &list, &recv, &mut |_| {}, &again).unwrap();
+        assert!(again.bytes.borrow().is_empty() && again.files.get() == 0, "{name}");
+    }
+}
+
+#[test]
+fn a_sender_reports_files_and_bytes_as_it_sends() {
+    let s = Scratch::new("progress-send");
+    let src = progress_source(&s);
+    let (list_opts, recv) = archive();
+    let list = super::list::build(&[src], &list_opts, &super::filter::Filter::new()).unwrap();
+    let (from_sender, to_receiver) = std::io::pipe().unwrap();
+    let (from_receiver, to_sender) = std::io::pipe().unwrap();
+    let seen = Recorder::default();
+    let dest = s.join("dest");
+    std::thread::scope(|scope| {
+        let received = scope.spawn(|| receive(&dest, &recv, from_sender, to_sender, &mut |_| {}, &Silent));
+        super::send::send(&list, from_receiver, to_receiver, &seen).unwrap();
+        received.join().unwrap().unwrap();
+    });
+    assert_eq!(seen.totals(), (3, (9 << 20) + 1000));
+    assert_eq!(fs::read(dest.join("big")).unwrap(), fs::read(s.join("src/big")).unwrap());
 }
