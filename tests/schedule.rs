@@ -1,8 +1,11 @@
 //! `kt schedule`: crontab semantics checked against systemd's calendar
-//! (an independent implementation, fed the translated OnCalendar=), the
-//! cron file refused or written whole, the foreground runner at a real
-//! minute and under SIGTERM, and a failing scheduled backup as
-//! `kt verify --max-age` reports it.
+//! (an independent implementation, fed the translated OnCalendar=) and
+//! against a brute-force matcher written here from crontab(5), the cron
+//! file refused or written whole, the foreground runner at a real minute,
+//! under SIGTERM while a backup waits on a lock the test holds, and alone
+//! on its cron file, and a failing scheduled backup as `kt verify
+//! --max-age` reports it. Times in UTC (TZ=UTC for kt and date) unless a
+//! test names a zone.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -16,6 +19,9 @@ use crate::harness::{is_root, kt, mode, run, Instance, TestDir};
 /// 7 = Sunday, month ends, leap days, nicknames.
 const EXPRESSIONS: &[&str] = &[
     "0 2 1 * mon",
+    "0 2 */2 * mon",
+    "0 2 1-31 * mon",
+    "30 4 * * fri-sun",
     "15 */6 1-7 * 1",
     "0 0 */10 * fri",
     "*/15 * * * *",
@@ -116,7 +122,114 @@ fn next_runs_equal_systemd_calendar() {
         }
     }
     assert_eq!(checked, 2 * EXPRESSIONS.len() * BASES.len());
-    assert_eq!(diverged, 1, "only '30 2 * * *' falls into the skipped hour");
+    assert_eq!(diverged, 2, "only '30 2 * * *' and '0 2 1-31 * mon' (every day at 02:00) fall into the skipped hour");
+}
+
+/// One crontab(5) field as the set of values it matches (index = value):
+/// a comma list of `*`, `N`, `N-M`, each optionally `/STEP`, numbers or
+/// the first three letters of month and day names.
+fn crontab_field(text: &str, min: usize, max: usize, names: &[&str]) -> Vec<bool> {
+    let value = |t: &str| -> usize {
+        match names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
+            Some(i) => i + if max == 12 { 1 } else { 0 },
+            None => t.parse().unwrap_or_else(|_| panic!("{t} in {text}")),
+        }
+    };
+    let mut set = vec![false; max + 1];
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, s.parse::<usize>().unwrap()),
+            None => (item, 1),
+        };
+        let (low, high) = match range.split_once('-') {
+            _ if range == "*" => (min, max),
+            // "sun" closes a range of days as 7.
+            Some((a, b)) if max == 7 && b.eq_ignore_ascii_case("sun") => (value(a), 7),
+            Some((a, b)) => (value(a), value(b)),
+            None => (value(range), value(range)),
+        };
+        for v in (low..=high).step_by(step) {
+            set[v] = true;
+        }
+    }
+    set
+}
+
+/// The next `n` times after `base` (UTC) at which cron runs `expr`,
+/// found by trying every minute of every day: crontab(5)'s rules read
+/// literally, sharing nothing with kt. The command runs when minute, hour
+/// and month match and the day matches; the day matches when both day
+/// fields match, or, when neither field starts with `*`, when either does.
+fn crontab_next(expr: &str, base: &str, n: usize) -> Vec<String> {
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let expr = match expr {
+        "@hourly" => "0 * * * *",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@weekly" => "0 0 * * 0",
+        "@monthly" => "0 0 1 * *",
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        other => other,
+    };
+    let f: Vec<&str> = expr.split_whitespace().collect();
+    let minute = crontab_field(f[0], 0, 59, &[]);
+    let hour = crontab_field(f[1], 0, 23, &[]);
+    let dom = crontab_field(f[2], 1, 31, &[]);
+    let month = crontab_field(f[3], 1, 12, &MONTHS);
+    let mut dow = crontab_field(f[4], 0, 7, &DAYS);
+    dow[0] |= dow[7];
+    let either = !f[2].starts_with('*') && !f[4].starts_with('*');
+    let base = chrono::NaiveDateTime::parse_from_str(base, "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut out = Vec::new();
+    let mut day = base.date();
+    while out.len() < n {
+        use chrono::Datelike;
+        assert!(day.year() < base.year() + 30, "{expr}: fewer than {n} runs in 30 years");
+        let (d, w) = (dom[day.day() as usize], dow[day.weekday().num_days_from_sunday() as usize]);
+        if month[day.month() as usize] && (if either { d || w } else { d && w }) {
+            for (h, m) in (0..24).flat_map(|h| (0..60).map(move |m| (h, m))) {
+                let at = day.and_hms_opt(h, m, 0).unwrap();
+                if hour[h as usize] && minute[m as usize] && at > base && out.len() < n {
+                    out.push(at.format("%Y-%m-%d %H:%M:%S").to_string());
+                }
+            }
+        }
+        day = day.succ_opt().unwrap();
+    }
+    out
+}
+
+#[test]
+fn next_runs_equal_crontab_read_literally() {
+    let runs_of = |expr: &str, base: &str| {
+        let out = run(kt().env("TZ", "UTC").args(["schedule", "next", expr, "--from", base, "--count", "5", "--json"])).expect(0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let ours: Vec<String> = kt_runs(&v).into_iter().map(|(local, _)| local).collect();
+        assert_eq!(ours, crontab_next(expr, base, 5), "{expr} from {base}");
+        ours
+    };
+    for expr in EXPRESSIONS {
+        for base in BASES {
+            runs_of(expr, base);
+        }
+    }
+    // The day rule, pinned (and the matcher with it): AND when a day field
+    // starts with *, OR when neither does.
+    let day = |t: &String| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap().date();
+    use chrono::Datelike;
+    let and = runs_of("0 2 */2 * mon", BASES[0]);
+    assert!(and.iter().map(day).all(|d| d.weekday() == chrono::Weekday::Mon && d.day() % 2 == 1), "{and:?}");
+    let every_day = runs_of("0 2 1-31 * mon", BASES[0]);
+    assert!(every_day.windows(2).all(|w| day(&w[1]) == day(&w[0]).succ_opt().unwrap()), "{every_day:?}");
+    let or = runs_of("0 2 1 * mon", BASES[0]);
+    assert!(or.iter().map(day).all(|d| d.weekday() == chrono::Weekday::Mon || d.day() == 1), "{or:?}");
+    assert!(or.iter().map(day).any(|d| d.weekday() != chrono::Weekday::Mon), "{or:?}");
+    assert!(or.iter().map(day).filter(|d| d.weekday() == chrono::Weekday::Mon).count() > 2, "{or:?}");
+    // Expressions that never run are refused, not listed as "at boot".
+    for never in ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 4,6,9,11 */2"] {
+        let out = run(kt().args(["schedule", "next", never])).expect(2);
+        assert!(out.stderr.contains("never run"), "{never}: {}", out.stderr);
+    }
 }
 
 #[test]
