@@ -488,7 +488,7 @@ fn sigterm_waits_for_the_running_backup_and_one_runner_per_file() {
         assert_eq!(status.code(), Some(0), "{args:?}: {}", seen.join("\n"));
         assert_eq!(backups_in(&out_dir).len(), before + 1, "{args:?}: the backup did not finish: {}", seen.join("\n"));
         if args.is_empty() {
-            let done = seen.iter().position(|l| l.contains("boot done")).expect(&seen.join("\n"));
+            let done = seen.iter().position(|l| l.contains("boot done")).unwrap_or_else(|| panic!("{}", seen.join("\n")));
             assert!(seen[done + 1..].iter().any(|l| l.contains("stopped")), "{}", seen.join("\n"));
         }
     }
