@@ -1,10 +1,13 @@
 //! `kt schedule add|list|remove|next|run|systemd`
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Local};
 use kt::account::Account;
 use kt::backup::recipients;
 use kt::instance::Layout;
 use kt::schedule::{cronfile, runner, systemd, CronFile, Entry, Schedule};
+use kt::error::Kind;
 use kt::Error;
 
 use crate::cli::{BackupArgs, Cli, Command, GlobalArgs, ScheduleCommand};
@@ -88,14 +91,31 @@ fn add(
     };
     for recipient in &args.recipients {
         recipients::from_keyring_of(recipient, Some(&account)).map_err(|e| {
-            Error::usage(format!("{} (in the keyring of {}, who runs the scheduled backup)", e.message(), account.name))
-                .with_hint(format!("import the public key as that account: sudo -u {} -H gpg --import KEY.asc", account.name))
+            // The kind stays (gpg missing is not bad input); the account is added.
+            let hint = match e.kind() {
+                Kind::Usage => Some(format!("import the public key as that account: sudo -u {} -H gpg --import KEY.asc", account.name)),
+                _ => e.hint().map(str::to_string),
+            };
+            let message = format!("{} (in the keyring of {}, who runs the scheduled backup)", e.message(), account.name);
+            let kind = e.kind();
+            let e = e.restate(kind, message);
+            match hint {
+                Some(h) => e.with_hint(h),
+                None => e,
+            }
         })?;
     }
     for file in &args.recipient_files {
         recipients::from_file(file)?;
     }
     let exe = std::env::current_exe().map_err(|e| Error::env("cannot find kt's own path").because_err(&e))?;
+    // Linux names a replaced or removed executable "PATH (deleted)": the
+    // line would run a file that is not there.
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        return Err(Error::env(format!("kt's own file {} has been replaced or removed since this kt started", exe.display()))
+            .with_hint("run the kt now installed")
+            .into());
+    }
     // Always explicit: cron has no KT_CONFDIR, and the instance checked
     // here is the one the entry must back up.
     let mut argv = vec![exe.to_string_lossy().into_owned()];
@@ -116,12 +136,13 @@ fn add(
     }
     let next: Vec<String> = schedule.next_runs(&Local::now(), 1).iter().map(|t| t.format(SHOWN).to_string()).collect();
     let user = account.name.clone();
+    let schedule_is_reboot = schedule.is_reboot();
     let name = CronFile::edit(cron_file, |cron| {
         let name = name.unwrap_or_else(|| cron.free_name("backup"));
         cron.add(Entry { name: name.clone(), schedule, user, argv })?;
         Ok(name)
     })?;
-    let when = next.first().cloned().unwrap_or_else(|| "at boot".into());
+    let when = if schedule_is_reboot { "at boot".to_string() } else { next.first().cloned().expect("Schedule::parse refuses what never runs") };
     printer.info(format!("kt: added {name} to {} (runs as {}; next: {when})", cron_file.display(), account.name));
     Ok(Status::Success)
 }
@@ -211,23 +232,52 @@ fn next(expr: &str, count: usize, from: Option<&str>, json: bool, printer: &Prin
     Ok(Status::Success)
 }
 
+/// Set by SIGTERM and SIGINT once [`stop_on_signals`] ran.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGTERM and SIGINT set [`STOP`] instead of ending kt, so that a
+/// running backup is waited for (it runs in a session of its own, so the
+/// signal does not reach it). Process-wide: the CLI's business, not the
+/// library's.
+fn stop_on_signals() -> &'static AtomicBool {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+    &STOP
+}
+
 fn run_entries(path: &std::path::Path, once: Option<&str>, printer: &Printer) -> CommandResult {
     let cron = CronFile::load(path)?;
     if let Some(name) = once {
         let entry = cron.get(name).ok_or_else(|| Error::usage(format!("{} has no entry named {name}", path.display())))?;
+        stop_on_signals();
         let status = runner::run_once(entry)?;
-        return match status.code() {
-            Some(0) => Ok(Status::Success),
-            Some(2) => Err(Error::usage(format!("the entry {name} failed (exit 2)")).into()),
-            Some(3) => Err(Error::env(format!("the entry {name} failed (exit 3)")).into()),
-            _ => Err(Error::problem(format!("the entry {name} failed ({status})")).into()),
+        if status.success() {
+            return Ok(Status::Success);
+        }
+        // The child's exit code passed through (kt's 1, 2, 3); anything
+        // else, a signal included, is the environment (3).
+        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+            (_, Some(signal)) => format!("killed by signal {signal}"),
+            (code, None) => format!("exit {}", code.unwrap_or(-1)),
         };
+        return Err(Error::new(Kind::from_exit_code(status.code()), format!("the entry {name} failed ({how})")).into());
     }
     let entries: Vec<Entry> = cron.entries().cloned().collect();
     if entries.is_empty() {
         return Err(Error::usage(format!("no kt entries in {}", path.display())).with_hint("add one with kt schedule add").into());
     }
-    let stop = runner::stop_on_signals();
+    let _lock = runner::lock(path)?;
+    let stop = stop_on_signals();
     runner::run(&entries, stop, &mut |event| match event {
         runner::Event::Next { entry, at } => printer.info(format!("kt: schedule: {} next at {}", entry.name, at.format(SHOWN))),
         runner::Event::Started { entry } => printer.info(format!("kt: schedule: running {}", entry.name)),
@@ -236,6 +286,11 @@ fn run_entries(path: &std::path::Path, once: Option<&str>, printer: &Printer) ->
         }
         runner::Event::Finished { entry, status, took } => {
             printer.warn(format!("the scheduled {} failed ({status}) after {:.1} s", entry.name, took.as_secs_f64()))
+        }
+        runner::Event::Failed { entry, error, took } => {
+            let causes = error.causes().join(": ");
+            let because = if causes.is_empty() { String::new() } else { format!(": {causes}") };
+            printer.warn(format!("the scheduled {} failed after {:.1} s: {}{because}", entry.name, took.as_secs_f64(), error.message()))
         }
         runner::Event::Stopping => printer.info("kt: schedule: stopped"),
     })?;

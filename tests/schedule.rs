@@ -1,8 +1,11 @@
 //! `kt schedule`: crontab semantics checked against systemd's calendar
-//! (an independent implementation, fed the translated OnCalendar=), the
-//! cron file refused or written whole, the foreground runner at a real
-//! minute and under SIGTERM, and a failing scheduled backup as
-//! `kt verify --max-age` reports it.
+//! (an independent implementation, fed the translated OnCalendar=) and
+//! against a brute-force matcher written here from crontab(5), the cron
+//! file refused or written whole, the foreground runner at a real minute,
+//! under SIGTERM while a backup waits on a lock the test holds, and alone
+//! on its cron file, and a failing scheduled backup as `kt verify
+//! --max-age` reports it. Times in UTC (TZ=UTC for kt and date) unless a
+//! test names a zone.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -16,6 +19,9 @@ use crate::harness::{is_root, kt, mode, run, Instance, TestDir};
 /// 7 = Sunday, month ends, leap days, nicknames.
 const EXPRESSIONS: &[&str] = &[
     "0 2 1 * mon",
+    "0 2 */2 * mon",
+    "0 2 1-31 * mon",
+    "30 4 * * fri-sun",
     "15 */6 1-7 * 1",
     "0 0 */10 * fri",
     "*/15 * * * *",
@@ -116,7 +122,114 @@ fn next_runs_equal_systemd_calendar() {
         }
     }
     assert_eq!(checked, 2 * EXPRESSIONS.len() * BASES.len());
-    assert_eq!(diverged, 1, "only '30 2 * * *' falls into the skipped hour");
+    assert_eq!(diverged, 2, "only '30 2 * * *' and '0 2 1-31 * mon' (every day at 02:00) fall into the skipped hour");
+}
+
+/// One crontab(5) field as the set of values it matches (index = value):
+/// a comma list of `*`, `N`, `N-M`, each optionally `/STEP`, numbers or
+/// the first three letters of month and day names.
+fn crontab_field(text: &str, min: usize, max: usize, names: &[&str]) -> Vec<bool> {
+    let value = |t: &str| -> usize {
+        match names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
+            Some(i) => i + if max == 12 { 1 } else { 0 },
+            None => t.parse().unwrap_or_else(|_| panic!("{t} in {text}")),
+        }
+    };
+    let mut set = vec![false; max + 1];
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, s.parse::<usize>().unwrap()),
+            None => (item, 1),
+        };
+        let (low, high) = match range.split_once('-') {
+            _ if range == "*" => (min, max),
+            // "sun" closes a range of days as 7.
+            Some((a, b)) if max == 7 && b.eq_ignore_ascii_case("sun") => (value(a), 7),
+            Some((a, b)) => (value(a), value(b)),
+            None => (value(range), value(range)),
+        };
+        for v in (low..=high).step_by(step) {
+            set[v] = true;
+        }
+    }
+    set
+}
+
+/// The next `n` times after `base` (UTC) at which cron runs `expr`,
+/// found by trying every minute of every day: crontab(5)'s rules read
+/// literally, sharing nothing with kt. The command runs when minute, hour
+/// and month match and the day matches; the day matches when both day
+/// fields match, or, when neither field starts with `*`, when either does.
+fn crontab_next(expr: &str, base: &str, n: usize) -> Vec<String> {
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let expr = match expr {
+        "@hourly" => "0 * * * *",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@weekly" => "0 0 * * 0",
+        "@monthly" => "0 0 1 * *",
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        other => other,
+    };
+    let f: Vec<&str> = expr.split_whitespace().collect();
+    let minute = crontab_field(f[0], 0, 59, &[]);
+    let hour = crontab_field(f[1], 0, 23, &[]);
+    let dom = crontab_field(f[2], 1, 31, &[]);
+    let month = crontab_field(f[3], 1, 12, &MONTHS);
+    let mut dow = crontab_field(f[4], 0, 7, &DAYS);
+    dow[0] |= dow[7];
+    let either = !f[2].starts_with('*') && !f[4].starts_with('*');
+    let base = chrono::NaiveDateTime::parse_from_str(base, "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut out = Vec::new();
+    let mut day = base.date();
+    while out.len() < n {
+        use chrono::Datelike;
+        assert!(day.year() < base.year() + 30, "{expr}: fewer than {n} runs in 30 years");
+        let (d, w) = (dom[day.day() as usize], dow[day.weekday().num_days_from_sunday() as usize]);
+        if month[day.month() as usize] && (if either { d || w } else { d && w }) {
+            for (h, m) in (0..24).flat_map(|h| (0..60).map(move |m| (h, m))) {
+                let at = day.and_hms_opt(h, m, 0).unwrap();
+                if hour[h as usize] && minute[m as usize] && at > base && out.len() < n {
+                    out.push(at.format("%Y-%m-%d %H:%M:%S").to_string());
+                }
+            }
+        }
+        day = day.succ_opt().unwrap();
+    }
+    out
+}
+
+#[test]
+fn next_runs_equal_crontab_read_literally() {
+    let runs_of = |expr: &str, base: &str| {
+        let out = run(kt().env("TZ", "UTC").args(["schedule", "next", expr, "--from", base, "--count", "5", "--json"])).expect(0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let ours: Vec<String> = kt_runs(&v).into_iter().map(|(local, _)| local).collect();
+        assert_eq!(ours, crontab_next(expr, base, 5), "{expr} from {base}");
+        ours
+    };
+    for expr in EXPRESSIONS {
+        for base in BASES {
+            runs_of(expr, base);
+        }
+    }
+    // The day rule, pinned (and the matcher with it): AND when a day field
+    // starts with *, OR when neither does.
+    let day = |t: &String| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap().date();
+    use chrono::Datelike;
+    let and = runs_of("0 2 */2 * mon", BASES[0]);
+    assert!(and.iter().map(day).all(|d| d.weekday() == chrono::Weekday::Mon && d.day() % 2 == 1), "{and:?}");
+    let every_day = runs_of("0 2 1-31 * mon", BASES[0]);
+    assert!(every_day.windows(2).all(|w| day(&w[1]) == day(&w[0]).succ_opt().unwrap()), "{every_day:?}");
+    let or = runs_of("0 2 1 * mon", BASES[0]);
+    assert!(or.iter().map(day).all(|d| d.weekday() == chrono::Weekday::Mon || d.day() == 1), "{or:?}");
+    assert!(or.iter().map(day).any(|d| d.weekday() != chrono::Weekday::Mon), "{or:?}");
+    assert!(or.iter().map(day).filter(|d| d.weekday() == chrono::Weekday::Mon).count() > 2, "{or:?}");
+    // Expressions that never run are refused, not listed as "at boot".
+    for never in ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 4,6,9,11 */2"] {
+        let out = run(kt().args(["schedule", "next", never])).expect(2);
+        assert!(out.stderr.contains("never run"), "{never}: {}", out.stderr);
+    }
 }
 
 #[test]
@@ -172,6 +285,8 @@ fn add_refuses_bad_input_and_leaves_the_file() {
         (&["--cron", "0 2 * * *", "--name", "no good", "--", "backup", "--cleartext"], "bad schedule name"),
         (&["--cron", "0 2 * * *", "--", "-c", "rel/confdir", "backup", "--cleartext"], "relative"),
         (&["--cron", "0 2 * * *", "--", "-v", "backup", "--cleartext"], "not valid"),
+        (&["--cron", "0 0 30 2 *", "--", "backup", "--cleartext"], "never run"),
+        (&["--cron", "0 2 * * *", "--", "backup", "--cleartext", "--output", &format!("/{}", "x".repeat(900))], "more than 900"),
     ] {
         let out = add(args).expect(2);
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
@@ -256,8 +371,44 @@ fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str, lim
     }
 }
 
+/// `kt schedule run ARGS` on `cron_file`, in a process group of its own
+/// (the test signals the group, as a terminal or a container runtime
+/// does), stderr read line by line.
+fn spawn_runner(cron_file: &str, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    use std::os::unix::process::CommandExt;
+    let mut child = kt()
+        .env("TZ", "UTC")
+        .args(["schedule", "run", "--cron-file", cron_file])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let rx = lines_of(child.stderr.take().unwrap());
+    (child, rx)
+}
+
+fn backups_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("kts_bak_") && n.ends_with(".tar"))
+        .collect()
+}
+
+/// Whether a `kt ... backup` process writing to `out_dir` is running.
+fn backup_running(out_dir: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()).any(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        words.contains(&&b"backup"[..]) && words.contains(&out_dir.as_bytes())
+    })
+}
+
 #[test]
-fn run_backs_up_at_the_minute_and_waits_on_sigterm() {
+fn run_backs_up_at_the_minute() {
     let inst = Instance::new("sched-run");
     inst.kt(&["db", "start"]).expect(0);
     let dir = TestDir::new("sched-run-files");
@@ -268,33 +419,21 @@ fn run_backs_up_at_the_minute_and_waits_on_sigterm() {
     let (c, f, o) = (inst.confdir.to_str().unwrap(), cron.to_str().unwrap(), out_dir.to_str().unwrap());
     run(kt().args(["-c", c, "schedule", "add", "--cron-file", f, "--cron", "* * * * *", "--", "backup", "--cleartext", "--output", o])).expect(0);
 
-    let mut child = Command::new(crate::harness::KT)
-        .args(["schedule", "run", "--cron-file", f])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(child.stderr.take().unwrap());
+    let (mut child, rx) = spawn_runner(f, &[]);
     let mut seen = Vec::new();
     let next = wait_for(&rx, &mut seen, "next at", Duration::from_secs(10));
     // "... next at Sun 2026-11-29 10:45:00 +00:00": the minute it must start.
     let minute = next.split_whitespace().nth(7).unwrap()[..5].to_string();
     wait_for(&rx, &mut seen, "running backup", Duration::from_secs(75));
-    let started = run(Command::new("date").args(["+%H:%M"])).expect(0).stdout.trim().to_string();
+    let started = run(Command::new("date").env("TZ", "UTC").args(["+%H:%M"])).expect(0).stdout.trim().to_string();
     assert_eq!(started, minute, "the backup started at {started}, scheduled {minute}");
-    // SIGTERM while the backup runs: it is finished, then kt exits 0.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_for(&rx, &mut seen, "backup done", Duration::from_secs(50));
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.iter().collect();
-    seen.extend(rest);
+    seen.extend(rx.iter());
     assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
-    assert!(seen.iter().any(|l| l.contains("backup done")), "the running backup was not waited for:\n{}", seen.join("\n"));
-    let backups: Vec<_> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("kts_bak_") && n.ends_with(".tar"))
-        .collect();
+    assert!(seen.last().is_some_and(|l| l.contains("stopped")), "{}", seen.join("\n"));
+    let backups = backups_in(&out_dir);
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(backups[0].contains(&minute.replace(':', "-")), "{backups:?} not made at {minute}");
     let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
@@ -302,6 +441,57 @@ fn run_backs_up_at_the_minute_and_waits_on_sigterm() {
     assert!(status["last_failure"].is_null(), "{status}");
     let list = inst.kt(&["backup", "list", "--output", o]).expect(0).stdout;
     assert!(list.lines().next().unwrap().starts_with("last success: "), "{list}");
+}
+
+/// SIGTERM to the runner's process group while its backup waits on the
+/// output directory's lock, which this test holds: the backup is not cut
+/// short (it runs in its own session), the runner waits for it and exits
+/// 0 once it has finished, after the lock is released. The same for
+/// `--once`. A second runner on the same cron file is refused.
+#[test]
+fn sigterm_waits_for_the_running_backup_and_one_runner_per_file() {
+    let inst = Instance::new("sched-term");
+    inst.kt(&["db", "start"]).expect(0);
+    let dir = TestDir::new("sched-term-files");
+    let out_dir = dir.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    chown_to_service(&out_dir);
+    let lock_path = out_dir.join(".kt-backup.lock");
+    std::fs::write(&lock_path, "").unwrap();
+    chown_to_service(&lock_path);
+    let cron = dir.join("kt.cron");
+    let (c, f, o) = (inst.confdir.to_str().unwrap(), cron.to_str().unwrap(), out_dir.to_str().unwrap());
+    run(kt().args(["-c", c, "schedule", "add", "--cron-file", f, "--name", "boot", "--cron", "@reboot", "--", "backup", "--cleartext", "--output", o, "--lock-wait", "2m"])).expect(0);
+
+    for args in [&[][..], &["--once", "boot"]] {
+        let before = backups_in(&out_dir).len();
+        let lock = std::fs::File::open(&lock_path).unwrap();
+        lock.lock().unwrap();
+        let (mut child, rx) = spawn_runner(f, args);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !backup_running(o) {
+            assert!(Instant::now() < deadline, "{args:?}: no backup started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if args.is_empty() {
+            let second = run(kt().args(["schedule", "run", "--cron-file", f])).expect(3);
+            assert!(second.stderr.contains("another kt schedule run"), "{}", second.stderr);
+        }
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(child.try_wait().unwrap().is_none(), "{args:?}: the runner did not wait for its backup");
+        assert!(backup_running(o), "{args:?}: the signal reached the backup");
+        assert_eq!(backups_in(&out_dir).len(), before, "{args:?}: a backup made through the lock");
+        drop(lock);
+        let status = child.wait().unwrap();
+        let seen: Vec<String> = rx.iter().collect();
+        assert_eq!(status.code(), Some(0), "{args:?}: {}", seen.join("\n"));
+        assert_eq!(backups_in(&out_dir).len(), before + 1, "{args:?}: the backup did not finish: {}", seen.join("\n"));
+        if args.is_empty() {
+            let done = seen.iter().position(|l| l.contains("boot done")).unwrap_or_else(|| panic!("{}", seen.join("\n")));
+            assert!(seen[done + 1..].iter().any(|l| l.contains("stopped")), "{}", seen.join("\n"));
+        }
+    }
 }
 
 #[test]
@@ -317,11 +507,13 @@ fn a_failing_scheduled_backup_shows_in_verify_with_its_reason() {
     run(kt().args(["-c", c, "schedule", "add", "--cron-file", f, "--name", "hourly", "--cron", "@hourly", "--", "backup", "--cleartext", "--output", o])).expect(0);
     // As cron would run it: as keytrustee, quiet, stdout dropped; a
     // success prints nothing at all (cron mails nothing).
-    let ok = run(kt().args(["schedule", "run", "--cron-file", f, "--once", "hourly"])).expect(0);
+    let ok = run(kt().env("TZ", "UTC").args(["schedule", "run", "--cron-file", f, "--once", "hourly"])).expect(0);
     assert_eq!((ok.stdout.as_str(), ok.stderr.as_str()), ("", ""));
-    inst.kt(&["verify", "--backup-dir", o, "--max-age", "1h"]);
+    let out = inst.kt(&["verify", "--backup-dir", o, "--max-age", "1h"]);
+    let job = out.stdout.lines().find(|l| l.contains("backup job:")).expect(&out.stdout);
+    assert!(job.starts_with("ok") && job.contains("succeeded"), "{job}");
     inst.kt(&["db", "stop"]).expect(0);
-    let failed = run(kt().args(["schedule", "run", "--cron-file", f, "--once", "hourly"])).expect(3);
+    let failed = run(kt().env("TZ", "UTC").args(["schedule", "run", "--cron-file", f, "--once", "hourly"])).expect(3);
     let reason = failed.stderr.lines().find_map(|l| l.strip_prefix("kt: error: ")).expect(&failed.stderr).to_string();
     assert!(!reason.contains("the entry hourly"), "the backup's own error comes first: {}", failed.stderr);
     let out = inst.kt(&["verify", "--backup-dir", o, "--max-age", "1h"]).expect(1);

@@ -117,11 +117,16 @@ fn unusable(validity: &str) -> Option<&'static str> {
 /// gpg as this process, or as `account` with that account's own keyring
 /// (its HOME, no GNUPGHOME inherited): how `kt schedule add` checks the
 /// keyring its scheduled runs will use.
+/// gpg as this process, or as another account as its scheduled backup
+/// will run: started as cron starts a job (that account's HOME and so its
+/// keyring, a clean environment, a session of its own), and with
+/// `--no-options`: the account's gpg.conf, which it can write, is not read
+/// by a probe that root starts.
 fn gpg_command(account: Option<&Account>) -> Command {
     let mut cmd = Command::new("gpg");
     if let Some(account) = account.filter(|a| a.is_other_than_current()) {
-        account.apply(&mut cmd);
-        cmd.env_remove("GNUPGHOME");
+        crate::schedule::runner::as_cron_runs(&mut cmd, account);
+        cmd.arg("--no-options");
     }
     cmd
 }

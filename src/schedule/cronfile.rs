@@ -24,6 +24,13 @@ const MARK: &str = "# kt-schedule: ";
 /// stdout of a scheduled run (the backup's path) is dropped, so that cron
 /// mails only what goes to stderr: errors.
 const TAIL: &str = " >/dev/null";
+/// The PATH the cron file sets for its entries (and `kt schedule run`
+/// gives them).
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The longest line kt writes: Debian's cron cuts a line at 1000 bytes
+/// (MAX_COMMAND) and runs what is left, so a long line is refused well
+/// before that.
+pub const MAX_LINE: usize = 900;
 
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -50,8 +57,7 @@ pub struct CronFile {
 impl Entry {
     /// The cron.d line (without the naming comment).
     pub fn line(&self) -> String {
-        let words: Vec<String> = self.argv.iter().map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_default()).collect();
-        format!("{} {} {}{TAIL}", self.schedule.source, self.user, words.join(" "))
+        format!("{} {} {}{TAIL}", self.schedule.source, self.user, self.command())
     }
 
     /// The command as a shell would read it, for display.
@@ -97,7 +103,7 @@ impl CronFile {
         for (n, raw) in text.lines().enumerate() {
             if let Some(name) = pending.take() {
                 let entry = parse_entry(&name, raw).map_err(|why| {
-                    Error::problem(format!("{}:{}: the entry {name} is not one kt can read: {why}", path.display(), n + 1))
+                    Error::usage(format!("{}:{}: the entry {name} is not one kt can read: {why}", path.display(), n + 1))
                         .with_hint("fix or remove the line by hand, or kt schedule remove it")
                 })?;
                 lines.push(Line::Entry(entry));
@@ -110,7 +116,8 @@ impl CronFile {
             lines.push(Line::Other(raw.to_string()));
         }
         if let Some(name) = pending {
-            return Err(Error::problem(format!("{}: the entry {name} has no line", path.display())));
+            return Err(Error::usage(format!("{}: the entry {name} has no line", path.display()))
+                .with_hint("fix or remove the comment by hand"));
         }
         Ok(CronFile { path: path.to_path_buf(), lines })
     }
@@ -156,13 +163,19 @@ impl CronFile {
             return Err(Error::usage(format!("{} already has an entry named {}", self.path.display(), entry.name))
                 .with_hint("choose another --name, or kt schedule remove it first"));
         }
+        let length = entry.line().len();
+        if length > MAX_LINE {
+            return Err(Error::usage(format!("the cron line of {} would be {length} bytes, more than {MAX_LINE}", entry.name))
+                .because("cron cuts a line at 1000 bytes and would run the rest")
+                .with_hint("shorten the command: fewer or shorter paths and recipients (a --gpg-recipient-file, a fingerprint)"));
+        }
         if self.lines.is_empty() {
             for header in [
                 "# Written by kt schedule add; change it with kt schedule add / remove.",
                 "SHELL=/bin/sh",
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                &format!("PATH={PATH}"),
             ] {
-                self.lines.push(Line::Other(header.into()));
+                self.lines.push(Line::Other(header.to_string()));
             }
         }
         self.lines.push(Line::Entry(entry));
@@ -213,8 +226,9 @@ fn parse_entry(name: &str, line: &str) -> std::result::Result<Entry, String> {
     let line = line.trim();
     let body = line.strip_suffix(TAIL.trim_start()).map(str::trim_end).ok_or("it does not end with >/dev/null")?;
     let mut rest = body;
+    // cron separates fields by any run of spaces and tabs.
     let mut take = || {
-        let word_end = rest.find(' ').unwrap_or(rest.len());
+        let word_end = rest.find([' ', '\t']).unwrap_or(rest.len());
         let word = &rest[..word_end];
         rest = rest[word_end..].trim_start();
         word.to_string()
@@ -236,4 +250,34 @@ fn parse_entry(name: &str, line: &str) -> std::result::Result<Entry, String> {
         return Err("no user or no command".into());
     }
     Ok(Entry { name: name.to_string(), schedule, user, argv })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_separated_by_tabs_and_runs_of_spaces() {
+        let e = parse_entry("n", "30\t2  *\t* *   keytrustee\t/usr/local/bin/kt -c /etc/kt --quiet backup --cleartext\t>/dev/null").unwrap();
+        assert_eq!((e.schedule.source.as_str(), e.user.as_str()), ("30 2 * * *", "keytrustee"));
+        assert_eq!(e.argv, ["/usr/local/bin/kt", "-c", "/etc/kt", "--quiet", "backup", "--cleartext"]);
+        let r = parse_entry("r", "@reboot\tkeytrustee  /kt backup >/dev/null").unwrap();
+        assert!(r.schedule.is_reboot() && r.user == "keytrustee" && r.argv == ["/kt", "backup"]);
+    }
+
+    #[test]
+    fn refuses_a_line_cron_would_cut() {
+        let path = Path::new("/nonexistent/kt");
+        let mut file = CronFile { path: path.into(), lines: Vec::new() };
+        let entry = |n: usize| Entry {
+            name: "long".into(),
+            schedule: Schedule::parse("@daily").unwrap(),
+            user: "keytrustee".into(),
+            argv: vec!["/kt".into(), "backup".into(), "x".repeat(n)],
+        };
+        let err = file.add(entry(MAX_LINE)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Usage);
+        file.add(entry(MAX_LINE - 40)).unwrap();
+        assert!(file.render().lines().all(|l| l.len() <= MAX_LINE));
+    }
 }

@@ -1,20 +1,21 @@
 //! Crontab(5) expressions, as cron reads them: the one adapter between kt
 //! and the scheduling crate.
 //!
-//! croner evaluates the expression (next run times, month ends, leap days,
-//! daylight-saving changes in local time), but it also accepts more than
-//! crontab does (seconds and years fields, Quartz's `L`, `W`, `#`, `?`, a
-//! `+` that changes the day rule), and it applies the day-of-month /
-//! day-of-week OR rule only when both fields are exactly `*`-free, where
-//! cron (and crontab(5): "do not contain the `*` character"... as Vixie
-//! cron implements it, a field that *starts* with `*`, such as `*/2`) counts
-//! a field starting with `*` as unrestricted. So this module parses each
-//! field itself first, with crontab's grammar (lists, ranges, steps on `*`
-//! and ranges, month and day names, 0 and 7 both Sunday), refuses anything
-//! else, and tells croner which day rule applies. The sets it parsed are
-//! also what [`Schedule::on_calendar`] translates into systemd's
-//! `OnCalendar=`: two parsers that the tests compare, through croner's next
-//! runs and `systemd-analyze calendar`'s.
+//! croner evaluates the expression (next run times, month ends, leap days),
+//! but it accepts more than crontab does (seconds and years fields, Quartz's
+//! `L`, `W`, `#`, `?`, a `+` that changes the day rule) and reads some of
+//! crontab's text its own way. So this module parses each field itself,
+//! with crontab's grammar (lists, ranges, steps on `*` and ranges, month and
+//! day names, 0 and 7 both Sunday), refuses anything else, and hands croner
+//! only the resulting sets as plain numbers, with the day rule decided here:
+//! crontab(5) runs a job when either day field matches if both are
+//! restricted, and Vixie cron counts a field as unrestricted when it starts
+//! with `*` (so `*/2` is unrestricted); otherwise both must match.
+//!
+//! The same sets are what [`Schedule::on_calendar`] translates into
+//! systemd's `OnCalendar=`; the tests compare croner's next runs with
+//! `systemd-analyze calendar` on that translation and with a brute-force
+//! matcher written from crontab(5).
 
 use std::str::FromStr;
 
@@ -107,12 +108,20 @@ impl Schedule {
         // croner ORs the two day fields unless told otherwise; cron ORs
         // them only when both are restricted.
         let or_rule = days_restricted && weekdays_restricted;
+        if !or_rule && !some_date_exists(&sets[2], &sets[3]) {
+            // Under the AND rule a date that exists falls on every weekday
+            // within 28 years (29 February too): none exists, none ever runs.
+            return Err(bad("no month has any of these days: it would never run".into()));
+        }
+        // croner gets the sets, not the text: it reads nothing its own way.
+        let numbers = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let plain = [numbers(&sets[0]), numbers(&sets[1]), numbers(&sets[2]), numbers(&sets[3]), numbers(&weekdays)].join(" ");
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Disallowed)
             .year(croner::parser::Year::Disallowed)
             .dom_and_dow(!or_rule)
             .build()
-            .parse(&expanded)
+            .parse(&plain)
             .map_err(|e| bad(e.to_string()))?;
         let calendar = Calendar {
             minutes: sets[0].clone(),
@@ -250,6 +259,13 @@ fn utc_offset_at(instant: i64) -> Option<i64> {
     }
 }
 
+/// Whether some month of `months` has some day of `days` (29 February
+/// counts: leap years come within 8 years).
+fn some_date_exists(days: &[u32], months: &[u32]) -> bool {
+    const LONGEST: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    months.iter().any(|m| days.iter().any(|d| *d <= LONGEST[*m as usize - 1]))
+}
+
 /// `*` for a full range, else the values, two digits each.
 fn list(values: &[u32], min: u32, max: u32) -> String {
     if values.len() as u32 == max - min + 1 {
@@ -275,8 +291,12 @@ fn parse_field(text: &str, field: &Field) -> std::result::Result<Vec<u32>, Strin
         };
         let (low, high) = if base == "*" {
             (field.min, field.max)
-        } else if let Some((a, b)) = base.split_once('-') {
-            let (a, b) = (value(a, field)?, value(b, field)?);
+        } else if let Some((a_text, b_text)) = base.split_once('-') {
+            let (a, mut b) = (value(a_text, field)?, value(b_text, field)?);
+            // `fri-sun`: Sunday at the end of a range is 7, as in cron.
+            if field.max == 7 && b == 0 && a > 0 && b_text.eq_ignore_ascii_case("sun") {
+                b = 7;
+            }
             if a > b {
                 return Err(format!("the range {base} runs backwards"));
             }
@@ -327,6 +347,30 @@ mod tests {
         for bad in ["* * * *", "0 0 * * * *", "61 * * * *", "0 0 L * *", "0 0 * * 5#2", "0 0 ? * *", "5/10 * * * *", "0 0 * * 8", "0 0 * foo *", "@often", "*/0 * * * *", "10-5 * * * *", "0 0 * * mon-jan"] {
             assert!(Schedule::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn refuses_what_never_runs_and_nothing_that_runs() {
+        let now = Local::now();
+        let horizon = now + chrono::Duration::days(28 * 366);
+        for never in ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 2,4,6,9,11 *", "0 0 30-31 2 */2", "0 0 31 4 */9"] {
+            let err = Schedule::parse(never).expect_err(never);
+            assert!(err.message().contains("never run"), "{never}: {}", err.message());
+        }
+        // Rare but real: each has a run within 28 years.
+        for rare in ["0 0 29 2 *", "0 0 29 2 mon", "0 0 29 2 */3", "0 0 31 * *", "0 0 30 2 mon", "0 0 29 2 fri-sun"] {
+            let s = Schedule::parse(rare).unwrap_or_else(|e| panic!("{rare}: {}", e.message()));
+            let next = s.next_after(&now).unwrap_or_else(|| panic!("{rare}: no next run"));
+            assert!(next < horizon, "{rare}: {next}");
+        }
+    }
+
+    #[test]
+    fn sunday_ends_a_range_as_7() {
+        let s = Schedule::parse("0 2 * * fri-sun").unwrap();
+        assert_eq!(s.on_calendar(), ["Sun,Fri,Sat *-*-* 02:00:00"]);
+        assert!(Schedule::parse("0 2 * * 5-0").is_err(), "only the name sun ends a range as 7");
+        assert!(Schedule::parse("0 2 * * sun-sat").is_ok());
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! One run at a time: entries that fall due while another runs run once
 //! when it ends (a missed run is never replayed twice), and an entry's next
 //! time is counted from the end of its run, so a job never queues behind
-//! itself. Each run is a child process in its own process group (a signal
-//! to the foreground group does not reach it), as the entry's account with
-//! that account's HOME and keyring, stdout dropped as in the cron line.
-//! SIGTERM or SIGINT stops the loop: a running backup is waited for, then
-//! [`run`] returns.
+//! itself. Each run is started as cron starts a job ([`as_cron_runs`]): as
+//! the entry's account, in a session of its own, with a clean environment;
+//! stdout dropped as in the cron line. A run that cannot be started is a
+//! failed run, not the end of the loop. One runner per cron file
+//! ([`lock`]). The caller decides when to stop (its signal handling sets
+//! the flag [`run`] watches); a running backup is waited for first.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,26 +23,69 @@ use chrono::{DateTime, Local};
 
 use crate::account::Account;
 use crate::error::{Error, Result};
-use crate::schedule::cronfile::Entry;
+use crate::schedule::cronfile::{self, Entry};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+/// Configures `cmd` the way cron starts a job: as `account` (when it is
+/// not this process's), from `/`, in a new session (setsid), so that it has
+/// no controlling terminal of ours (it can neither read root's terminal nor
+/// be stopped by SIGTTOU under `stty tostop`) and a signal to our process
+/// group does not reach it; and with a clean environment: the cron file's
+/// PATH, the account's HOME, USER and LOGNAME, LANG=LC_ALL=C, nothing of
+/// ours (GNUPGHOME, KT_CONFDIR, ...) but TZ, so that the job reads the
+/// clock in the zone its times were planned in.
+pub fn as_cron_runs(cmd: &mut Command, account: &Account) {
+    cmd.env_clear()
+        .env("PATH", cronfile::PATH)
+        .env("HOME", &account.home)
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name)
+        .env("LANG", "C")
+        .env("LC_ALL", "C");
+    if let Some(tz) = std::env::var_os("TZ") {
+        cmd.env("TZ", tz);
+    }
+    account.apply(cmd);
+    cmd.current_dir("/");
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
 }
 
-/// Makes SIGTERM and SIGINT set the flag [`run`] watches, instead of
-/// ending the process.
-pub fn stop_on_signals() -> &'static AtomicBool {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+/// Held while `kt schedule run` runs the entries of a cron file.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// The lock file of `cron_file`'s runner: beside it, hidden (cron skips
+/// dot files in cron.d).
+pub fn lock_path(cron_file: &Path) -> PathBuf {
+    let name = cron_file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kt".into());
+    crate::fsutil::parent_dir(cron_file).join(format!(".{name}.run-lock"))
+}
+
+/// Takes the runner's lock on `cron_file` without waiting: a second
+/// runner would run every entry twice, so it is refused (environment).
+pub fn lock(cron_file: &Path) -> Result<RunLock> {
+    let path = lock_path(cron_file);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        // An account that cannot create it can still lock a read-only handle.
+        .or_else(|_| File::open(&path))
+        .map_err(|e| Error::env(format!("cannot open the lock file {}", path.display())).because_err(&e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(Error::env(format!("another kt schedule run is running the entries of {}", cron_file.display()))
+            .because(format!("{} is locked", path.display()))
+            .with_hint("stop it first: one runner per cron file, or each entry would run twice")),
+        Err(TryLockError::Error(e)) => Err(Error::env(format!("cannot lock {}", path.display())).because_err(&e)),
     }
-    &STOP
 }
 
 /// What the loop reports as it goes.
@@ -46,6 +93,8 @@ pub enum Event<'a> {
     Next { entry: &'a Entry, at: DateTime<Local> },
     Started { entry: &'a Entry },
     Finished { entry: &'a Entry, status: ExitStatus, took: Duration },
+    /// The run could not be started (or waited for): a failed run.
+    Failed { entry: &'a Entry, error: Error, took: Duration },
     Stopping,
 }
 
@@ -69,16 +118,13 @@ fn account_for(entry: &Entry) -> Result<Account> {
     Ok(account)
 }
 
-/// Runs `entry` once, now, and waits for it (signals do not stop it).
+/// Runs `entry` once, now, as cron would, and waits for it (signals to
+/// this process do not reach it).
 pub fn run_once(entry: &Entry) -> Result<ExitStatus> {
     let account = account_for(entry)?;
     let mut cmd = Command::new(&entry.argv[0]);
-    cmd.args(&entry.argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
-    if account.is_other_than_current() {
-        account.apply(&mut cmd);
-        // The account's own keyring, as under cron.
-        cmd.env_remove("GNUPGHOME");
-    }
+    cmd.args(&entry.argv[1..]).stdin(Stdio::null()).stdout(Stdio::null());
+    as_cron_runs(&mut cmd, &account);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::env(format!("cannot run the entry {} ({})", entry.name, entry.argv[0])).because_err(&e))?;
@@ -140,8 +186,10 @@ pub fn run(entries: &[Entry], stop: &AtomicBool, on_event: &mut dyn FnMut(Event)
         let entry = &entries[i];
         on_event(Event::Started { entry });
         let started = Instant::now();
-        let status = run_once(entry)?;
-        on_event(Event::Finished { entry, status, took: started.elapsed() });
+        match run_once(entry) {
+            Ok(status) => on_event(Event::Finished { entry, status, took: started.elapsed() }),
+            Err(error) => on_event(Event::Failed { entry, error, took: started.elapsed() }),
+        }
         plan.ran(entries, i, Local::now());
         if let Some(at) = plan.due(i) {
             on_event(Event::Next { entry, at });
