@@ -23,6 +23,10 @@ pub struct Account {
     pub home: PathBuf,
 }
 
+/// The PATH a job started as cron starts it gets ([`Account::apply_as_job`];
+/// the cron file `kt schedule` writes sets the same).
+pub const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -81,6 +85,35 @@ impl Account {
             cmd.env("HOME", &self.home).env("USER", &self.name).env("LOGNAME", &self.name);
             // The child must not inherit a working directory it cannot enter.
             cmd.current_dir("/");
+        }
+    }
+
+    /// Configures `cmd` the way cron starts a job (`kt schedule`'s runs,
+    /// and the probes that must see what such a run will see): as this
+    /// account (when it is not this process's), from `/`, in a new session
+    /// (setsid), so that it has no controlling terminal of ours (it can
+    /// neither read root's terminal nor be stopped by SIGTTOU under `stty
+    /// tostop`) and a signal to our process group does not reach it; and
+    /// with a clean environment: [`JOB_PATH`], the account's HOME, USER and
+    /// LOGNAME, LANG=LC_ALL=C, nothing of ours (GNUPGHOME, KT_CONFDIR, ...)
+    /// but TZ, so that the job reads the clock in the zone its times were
+    /// planned in.
+    pub fn apply_as_job(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", JOB_PATH)
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .env("LOGNAME", &self.name)
+            .env("LANG", "C")
+            .env("LC_ALL", "C");
+        if let Some(tz) = std::env::var_os("TZ") {
+            cmd.env("TZ", tz);
+        }
+        self.apply(cmd);
+        cmd.current_dir("/");
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
         }
     }
 

@@ -439,8 +439,9 @@ fn run_backs_up_at_the_minute() {
     let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
     assert!(status["last_success"]["file"].as_str().unwrap().ends_with(&backups[0]), "{status}");
     assert!(status["last_failure"].is_null(), "{status}");
-    let list = inst.kt(&["backup", "list", "--output", o]).expect(0).stdout;
-    assert!(list.lines().next().unwrap().starts_with("last success: "), "{list}");
+    let list = inst.kt(&["backup", "list", "--output", o]).expect(0);
+    assert!(list.stderr.lines().next().unwrap().starts_with("kt: last success: "), "{}", list.stderr);
+    assert!(list.stdout.lines().next().unwrap().contains("kts_bak_"), "stdout is the backups only: {}", list.stdout);
 }
 
 /// SIGTERM to the runner's process group while its backup waits on the
@@ -529,6 +530,6 @@ fn a_failing_scheduled_backup_shows_in_verify_with_its_reason() {
     let out = inst.kt(&["verify", "--backup-dir", o, "--max-age", "1h"]).expect(1);
     let age = out.stdout.lines().find(|l| l.contains("backup age:")).expect(&out.stdout);
     assert!(age.contains("old") && age.contains(&reason), "{age}");
-    let list = inst.kt(&["backup", "list", "--output", o]).expect(0).stdout;
-    assert!(list.lines().nth(1).unwrap().starts_with("last failure: ") && list.contains(&reason), "{list}");
+    let list = inst.kt(&["backup", "list", "--output", o]).expect(0).stderr;
+    assert!(list.contains("the most recent backup run FAILED at") && list.contains(&reason), "{list}");
 }

@@ -125,7 +125,7 @@ fn unusable(validity: &str) -> Option<&'static str> {
 fn gpg_command(account: Option<&Account>) -> Command {
     let mut cmd = Command::new("gpg");
     if let Some(account) = account.filter(|a| a.is_other_than_current()) {
-        crate::schedule::runner::as_cron_runs(&mut cmd, account);
+        account.apply_as_job(&mut cmd);
         cmd.arg("--no-options");
     }
     cmd

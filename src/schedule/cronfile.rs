@@ -26,7 +26,7 @@ const MARK: &str = "# kt-schedule: ";
 const TAIL: &str = " >/dev/null";
 /// The PATH the cron file sets for its entries (and `kt schedule run`
 /// gives them).
-pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const PATH: &str = crate::account::JOB_PATH;
 /// The longest line kt writes: Debian's cron cuts a line at 1000 bytes
 /// (MAX_COMMAND) and runs what is left, so a long line is refused well
 /// before that.

@@ -4,7 +4,7 @@
 //! One run at a time: entries that fall due while another runs run once
 //! when it ends (a missed run is never replayed twice), and an entry's next
 //! time is counted from the end of its run, so a job never queues behind
-//! itself. Each run is started as cron starts a job ([`as_cron_runs`]): as
+//! itself. Each run is started as cron starts a job ([`Account::apply_as_job`]): as
 //! the entry's account, in a session of its own, with a clean environment;
 //! stdout dropped as in the cron line. A run that cannot be started is a
 //! failed run, not the end of the loop. One runner per cron file
@@ -13,7 +13,6 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,34 +22,7 @@ use chrono::{DateTime, Local};
 
 use crate::account::Account;
 use crate::error::{Error, Result};
-use crate::schedule::cronfile::{self, Entry};
-
-/// Configures `cmd` the way cron starts a job: as `account` (when it is
-/// not this process's), from `/`, in a new session (setsid), so that it has
-/// no controlling terminal of ours (it can neither read root's terminal nor
-/// be stopped by SIGTTOU under `stty tostop`) and a signal to our process
-/// group does not reach it; and with a clean environment: the cron file's
-/// PATH, the account's HOME, USER and LOGNAME, LANG=LC_ALL=C, nothing of
-/// ours (GNUPGHOME, KT_CONFDIR, ...) but TZ, so that the job reads the
-/// clock in the zone its times were planned in.
-pub fn as_cron_runs(cmd: &mut Command, account: &Account) {
-    cmd.env_clear()
-        .env("PATH", cronfile::PATH)
-        .env("HOME", &account.home)
-        .env("USER", &account.name)
-        .env("LOGNAME", &account.name)
-        .env("LANG", "C")
-        .env("LC_ALL", "C");
-    if let Some(tz) = std::env::var_os("TZ") {
-        cmd.env("TZ", tz);
-    }
-    account.apply(cmd);
-    cmd.current_dir("/");
-    // SAFETY: setsid is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(|| if libc::setsid() == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
-    }
-}
+use crate::schedule::cronfile::Entry;
 
 /// Held while `kt schedule run` runs the entries of a cron file.
 #[derive(Debug)]
@@ -124,7 +96,7 @@ pub fn run_once(entry: &Entry) -> Result<ExitStatus> {
     let account = account_for(entry)?;
     let mut cmd = Command::new(&entry.argv[0]);
     cmd.args(&entry.argv[1..]).stdin(Stdio::null()).stdout(Stdio::null());
-    as_cron_runs(&mut cmd, &account);
+    account.apply_as_job(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::env(format!("cannot run the entry {} ({})", entry.name, entry.argv[0])).because_err(&e))?;
