@@ -7,9 +7,10 @@
 //! the list by index, and its block signatures are checked before use
 //! (a block size of 0 would make fast_rsync's diff loop for ever).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use super::list::{FileKind, FileList};
 use super::meter::Meter;
@@ -124,6 +125,29 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
     fast_rsync::Signature::deserialize(sig).map_err(|e| bad(&e.to_string()))
 }
 
+/// Opens the listed file `index` (never through a symlink) and returns it
+/// with its listed `-c` hash when that may be reused: the listed hash
+/// stands for this file only while it is the same inode with the same
+/// ctime (any write since moves ctime; should a write slip within one
+/// timestamp tick, the receiver's check fails and the redo phase hashes
+/// what it sends). The error is the reason, for a `FileError`.
+fn open_listed(list: &FileList, index: u32, source: &Path, reuse_sum: bool) -> std::result::Result<(File, Option<[u8; 32]>), String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(source)
+        .map_err(|err| format!("cannot open: {err}"))?;
+    let known = match file.metadata() {
+        Ok(m) if m.is_file() => match list.sums.get(index as usize) {
+            Some(Some((sum, stamp))) if reuse_sum && *stamp == super::list::Stamp::of(&m) => Some(*sum),
+            _ => None,
+        },
+        Ok(_) => return Err("is no longer a regular file".into()),
+        Err(err) => return Err(format!("cannot read: {err}")),
+    };
+    Ok((file, known))
+}
+
 /// Answers a whole-file request in a local session: `LocalCopy`, then the
 /// file's hash: the listing's (`-c`, same inode and ctime) or one taken
 /// now, while the receiver copies (it compares what landed with it).
@@ -141,17 +165,9 @@ fn answer_local<W: Write>(
         stats.errors.push(format!("{}: {why}", e.display()));
         writer.send(&Msg::FileError { index, message: why })
     };
-    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source) {
-        Ok(f) => f,
-        Err(err) => return fail(writer, stats, format!("cannot open: {err}")),
-    };
-    let known = match file.metadata() {
-        Ok(m) if m.is_file() => match list.sums.get(index as usize) {
-            Some(Some((sum, stamp))) if *stamp == super::list::Stamp::of(&m) => Some(*sum),
-            _ => None,
-        },
-        Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
-        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+    let (mut file, known) = match open_listed(list, index, source, true) {
+        Ok(opened) => opened,
+        Err(why) => return fail(writer, stats, why),
     };
     writer.send(&Msg::LocalCopy)?;
     let hash = match known {
@@ -258,21 +274,9 @@ fn answer<W: Write>(
         stats.errors.push(format!("{}: {why}", e.display()));
         writer.send(&Msg::FileError { index, message: why })
     };
-    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source) {
-        Ok(f) => f,
-        Err(err) => return fail(writer, stats, format!("cannot open: {err}")),
-    };
-    let known = match file.metadata() {
-        Ok(m) if m.is_file() => match list.sums.get(index as usize) {
-            // The listed hash stands for this file only while it is the
-            // same inode with the same ctime: any write since moves ctime.
-            // Should a write slip within one timestamp tick, the receiver's
-            // check fails and the redo phase hashes what it sends.
-            Some(Some((sum, stamp))) if reuse_sum && *stamp == super::list::Stamp::of(&m) => Some(*sum),
-            _ => None,
-        },
-        Ok(_) => return fail(writer, stats, "is no longer a regular file".into()),
-        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+    let (mut file, known) = match open_listed(list, index, source, reuse_sum) {
+        Ok(opened) => opened,
+        Err(why) => return fail(writer, stats, why),
     };
     let mut hasher = blake3::Hasher::new();
     let mut left = e.size;
