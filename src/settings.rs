@@ -286,21 +286,9 @@ impl Settings {
 
 /// The keys [`Settings`] reads: everything else is kept in `extra`.
 fn known_keys() -> Vec<&'static str> {
-    let mut keys = vec![
-        config::HOSTNAME,
-        config::LISTEN,
-        config::DB_PORT,
-        config::PG_ROOTDIR,
-        config::SSL_CERTIFICATE,
-        config::SSL_PRIVATE_KEY,
-        config::SSL_CA,
-        config::SSL_PRIVATE_KEY_PASSWORD_SCRIPT,
-        config::TLS_MIN_VERSION,
-        config::CIPHERS,
-        config::SERVICE_USER,
-        config::HA_ROLE,
-        config::HA_PEER,
-    ];
+    // Every host key (src/hostconf.rs), then the keys both hosts share.
+    let mut keys = crate::hostconf::HOST_KEYS.to_vec();
+    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER]);
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys
 }
