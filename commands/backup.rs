@@ -30,11 +30,13 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
     let (recipients, instance) = match loaded {
         Ok(both) => both,
         Err(e) => {
-            let output = options.output.clone().or_else(|| {
-                Layout::new(global.confdir.as_deref()).and_then(|l| l.load()).ok().map(|i| i.layout.home)
-            });
-            if let Some(output) = output {
-                backup::record_refusal(&output, &e);
+            // The instance's output directory and host name when it loads;
+            // else this machine's name (the backups' names use it too).
+            let instance = Layout::new(global.confdir.as_deref()).and_then(|l| l.load()).ok();
+            let output = options.output.clone().or_else(|| instance.as_ref().map(|i| i.layout.home.clone()));
+            let host = instance.as_ref().and_then(|i| i.hostname().ok().map(str::to_string)).or_else(|| kt::hostname::fqdn().ok());
+            if let (Some(output), Some(host)) = (output, host) {
+                backup::record_refusal(&output, &host, &e);
             }
             return Err(e.into());
         }
@@ -94,8 +96,8 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
     };
     let backups = list::list(&dir)?;
     if json {
-        // The array as before; the status record is its own JSON file
-        // (backup::status::STATUS_FILE) for machines.
+        // The array as before; the status records are JSON files of their
+        // own (backup::status::file_name) for machines.
         let items: Vec<_> = backups
             .iter()
             .map(|b| {
@@ -109,30 +111,34 @@ fn list_backups(global: &GlobalArgs, output: Option<std::path::PathBuf>, json: b
         printer.data(serde_json::to_string_pretty(&items).expect("JSON"))?;
         return Ok(Status::Success);
     }
-    // The record is a summary: one that cannot be read (written by root,
-    // listed by the service account) does not hide the list.
-    let status = backup::status::read(&dir).unwrap_or_else(|e| {
-        printer.warn(format!("{e}"));
-        None
-    });
-    // On stderr, so that stdout stays one backup per line, newest first
-    // (scripts take `kt backup list | head -1`).
-    if let Some(status) = status {
+    // The records are a summary, one per host with backups here: one that
+    // cannot be read (written by root, listed by the service account) does
+    // not hide the list. On stderr, so that stdout stays one backup per
+    // line, newest first (scripts take `kt backup list | head -1`).
+    for host in backup::status::hosts(&dir) {
+        let status = match backup::status::read(&dir, &host) {
+            Ok(Some(status)) => status,
+            Ok(None) => continue,
+            Err(e) => {
+                printer.warn(format!("{e}"));
+                continue;
+            }
+        };
         match &status.last_success {
             Some(s) => printer.info(format!(
-                "kt: last success: {}  {}  {} bytes  {:.1} s",
+                "kt: {host}: last success: {}  {}  {} bytes  {:.1} s",
                 s.time,
                 s.file.display(),
                 s.size,
                 s.duration_seconds
             )),
-            None => printer.info("kt: last success: never"),
+            None => printer.info(format!("kt: {host}: last success: never")),
         }
         if let Some(f) = &status.last_failure {
             if status.failing().is_some() {
-                printer.warn(format!("the most recent backup run FAILED at {}: {}", f.time, f.error));
+                printer.warn(format!("{host}: the most recent backup run FAILED at {}: {}", f.time, f.error));
             } else {
-                printer.info(format!("kt: last failure: {}  {}", f.time, f.error));
+                printer.info(format!("kt: {host}: last failure: {}  {}", f.time, f.error));
             }
         }
     }

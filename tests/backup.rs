@@ -228,8 +228,8 @@ fn refusals_write_no_backup_and_record_why() {
         // says why (a scheduled run that stops on an expired key shows in
         // kt verify --max-age with its reason).
         let names: Vec<_> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(names, [".kt-backup-status.json"], "{args:?} wrote something else");
-        let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
+        assert_eq!(names, [".kt-backup-status.localhost.json"], "{args:?} wrote something else");
+        let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.localhost.json")).unwrap()).unwrap();
         // (--roll=0 is refused by the command line parser, before kt runs.)
         if needle != "roll" {
             assert!(status["last_failure"]["error"].as_str().unwrap().contains(needle), "{args:?}: {status}");
@@ -248,9 +248,9 @@ fn refusals_write_no_backup_and_record_why() {
     assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
     assert!(final_backups(&out_dir.path).is_empty());
     let leftovers: Vec<_> = std::fs::read_dir(&out_dir.path).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.iter().all(|n| n == ".kt-backup.lock" || n == ".kt-backup-status.json"), "{leftovers:?}");
+    assert!(leftovers.iter().all(|n| n == ".kt-backup.lock" || n == ".kt-backup-status.localhost.json"), "{leftovers:?}");
     // The failure is recorded, with the error's first line.
-    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.localhost.json")).unwrap()).unwrap();
     assert!(status["last_failure"]["error"].as_str().unwrap().contains("cannot connect to the database"), "{status}");
 }
 
@@ -478,7 +478,7 @@ fn a_forged_status_record_neither_reaches_the_terminal_nor_hides_a_failure() {
     let out_dir = TestDir::new("out");
     let o = out_dir.path.to_str().unwrap();
     backup(&inst, &["--output", o, "--cleartext", "-q"]).expect(0);
-    let record = out_dir.join(".kt-backup-status.json");
+    let record = out_dir.join(".kt-backup-status.localhost.json");
     let forged = |unix: i64| {
         serde_json::json!({
             "last_success": {"time": "t\u{1b}[2J", "unix": 1, "file": "/x\u{1b}[32mOK", "size": 1, "duration_seconds": 1.0},
@@ -497,4 +497,25 @@ fn a_forged_status_record_neither_reaches_the_terminal_nor_hides_a_failure() {
     let verify = inst.kt(&["verify", "--max-age", "1d", "--backup-dir", o]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
     assert!(verify.stdout.contains("dated in the future"), "{}", verify.stdout);
+}
+
+/// Two hosts of a pair backing up into one directory: each has its own
+/// status record, and each one's verify reports its own job only.
+#[test]
+fn each_host_has_its_own_status_record() {
+    let inst = instance_with_data("two-hosts", 5);
+    let out_dir = TestDir::new("out");
+    let o = out_dir.path.to_str().unwrap();
+    backup(&inst, &["--output", o, "--cleartext", "-q"]).expect(0);
+    let other = serde_json::json!({
+        "last_success": null,
+        "last_failure": {"time": "2026-01-01T00:00:00Z", "unix": 1_767_225_600, "error": "the other host's failure"}
+    });
+    std::fs::write(out_dir.join(".kt-backup-status.kts02_example_com.json"), other.to_string()).unwrap();
+    let verify = inst.kt(&["verify", "--max-age", "1d", "--backup-dir", o]);
+    assert!(!verify.stdout.contains("the other host's failure"), "{}", verify.stdout);
+    assert!(verify.stdout.contains("backup job: the last run succeeded"), "{}", verify.stdout);
+    let list = inst.kt(&["backup", "list", "--output", o]).expect(0);
+    assert!(list.stderr.contains("kt: localhost: last success: "), "{}", list.stderr);
+    assert!(list.stderr.contains("kts02_example_com: the most recent backup run FAILED"), "{}", list.stderr);
 }

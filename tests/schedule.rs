@@ -436,11 +436,11 @@ fn run_backs_up_at_the_minute() {
     let backups = backups_in(&out_dir);
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(backups[0].contains(&minute.replace(':', "-")), "{backups:?} not made at {minute}");
-    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.json")).unwrap()).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join(".kt-backup-status.localhost.json")).unwrap()).unwrap();
     assert!(status["last_success"]["file"].as_str().unwrap().ends_with(&backups[0]), "{status}");
     assert!(status["last_failure"].is_null(), "{status}");
     let list = inst.kt(&["backup", "list", "--output", o]).expect(0);
-    assert!(list.stderr.lines().next().unwrap().starts_with("kt: last success: "), "{}", list.stderr);
+    assert!(list.stderr.lines().next().unwrap().starts_with("kt: localhost: last success: "), "{}", list.stderr);
     assert!(list.stdout.lines().next().unwrap().contains("kts_bak_"), "stdout is the backups only: {}", list.stdout);
 }
 

@@ -107,15 +107,15 @@ pub fn resolve_recipients(options: &BackupOptions) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
-/// Records, in the output directory's status record, a run refused before
-/// it began (its recipients or its instance): for the status record, and
-/// so for `kt verify --max-age`, a refused nightly run is a failed one (an
-/// expired key, a key removed from the keyring). Nothing else is written;
-/// a directory that does not exist is left alone.
-pub fn record_refusal(output: &Path, error: &Error) {
+/// Records, in the output directory's status record of `hostname`, a run
+/// refused before it began (its recipients or its instance): for the
+/// status record, and so for `kt verify --max-age`, a refused nightly run
+/// is a failed one (an expired key, a key removed from the keyring).
+/// Nothing else is written; a directory that does not exist is left alone.
+pub fn record_refusal(output: &Path, hostname: &str, error: &Error) {
     let Ok(output) = fsutil::absolute(output) else { return };
     if output.is_dir() {
-        let _ = status::record_failure(&output, error);
+        let _ = status::record_failure(&output, &crate::hostname::slug(hostname), error);
     }
 }
 
@@ -135,23 +135,24 @@ pub fn backup(
         return Err(Error::env(format!("the output directory {} does not exist", output.display()))
             .with_hint("create it first (mkdir -m 700 DIR)"));
     }
+    let host = crate::hostname::slug(instance.hostname()?);
     let _lock = lock::acquire(&output, options.lock_wait).inspect_err(|e| {
         // A run that never started is a failed run too (a job stuck behind
         // another, or a lock it cannot create).
-        let _ = status::record_failure(&output, e);
+        let _ = status::record_failure(&output, &host, e);
     })?;
     // Recorded under the lock, success or failure (`status`).
     let started = std::time::Instant::now();
     let result = backup_locked(instance, options, recipients, progress, &output);
     match result {
         Ok(mut report) => {
-            if let Err(e) = status::record_success(&output, &report.path, report.size, started.elapsed()) {
+            if let Err(e) = status::record_success(&output, &host, &report.path, report.size, started.elapsed()) {
                 report.status_error = Some(e.to_string());
             }
             Ok(report)
         }
         Err(e) => {
-            let _ = status::record_failure(&output, &e);
+            let _ = status::record_failure(&output, &host, &e);
             Err(e)
         }
     }

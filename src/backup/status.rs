@@ -1,6 +1,9 @@
-//! The backup status record, `<output>/.kt-backup-status.json`: the last
-//! success (time, file, size, duration) and the last failure (time, the
-//! error's first line) of `kt backup` into that directory.
+//! The backup status record, `<output>/.kt-backup-status.<host>.json`: the
+//! last success (time, file, size, duration) and the last failure (time,
+//! the error's first line) of `kt backup` of one host into that directory.
+//! One per host, as the backups' names are: the two hosts of an HA pair
+//! may back up into one shared directory, and each must report its own
+//! job, never the other's.
 //!
 //! A nightly job that stops working is otherwise noticed only when a
 //! backup is needed; with this record `kt backup list` and
@@ -15,7 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub const STATUS_FILE: &str = ".kt-backup-status.json";
+/// `.kt-backup-status.<host>.json`: the name's parts.
+const PREFIX: &str = ".kt-backup-status.";
+const SUFFIX: &str = ".json";
+
+/// The record's file name for `host` (a host slug, as in backup names).
+pub fn file_name(host: &str) -> String {
+    format!("{PREFIX}{host}{SUFFIX}")
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -52,19 +62,38 @@ impl Status {
     }
 }
 
-pub fn path(dir: &Path) -> PathBuf {
-    dir.join(STATUS_FILE)
+pub fn path(dir: &Path, host: &str) -> PathBuf {
+    dir.join(file_name(host))
 }
 
-/// The record in `dir` (None when there is none yet).
+/// The hosts that have a record in `dir`, sorted.
+pub fn hosts(dir: &Path) -> Vec<String> {
+    let mut hosts: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let host = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+            // Only names kt writes (host slugs): a file the service
+            // account made up never puts its name on root's terminal.
+            let slug_like = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            slug_like.then(|| host.to_string())
+        })
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+/// The record of `host` in `dir` (None when there is none yet).
 ///
 /// The file sits in the output directory, which the service account
 /// writes, and is printed on root's terminal by `kt verify` and `kt backup
 /// list`: every text in it comes back with control characters escaped, and
 /// a record dated in the future (which would hide failures, or pin one
 /// for ever) is refused as not trustworthy.
-pub fn read(dir: &Path) -> Result<Option<Status>> {
-    let path = path(dir);
+pub fn read(dir: &Path, host: &str) -> Result<Option<Status>> {
+    let path = path(dir, host);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -97,9 +126,9 @@ pub fn printable(text: &str) -> String {
 }
 
 /// Records a success. The caller holds the directory's backup lock.
-pub fn record_success(dir: &Path, file: &Path, size: u64, duration: std::time::Duration) -> Result<()> {
+pub fn record_success(dir: &Path, host: &str, file: &Path, size: u64, duration: std::time::Duration) -> Result<()> {
     let unix = crate::clock::unix_now();
-    update(dir, |s| {
+    update(dir, host, |s| {
         s.last_success = Some(Success {
             time: crate::clock::rfc3339(unix),
             unix,
@@ -113,17 +142,17 @@ pub fn record_success(dir: &Path, file: &Path, size: u64, duration: std::time::D
 /// Records a failure. The caller holds the directory's backup lock, or
 /// could not get it (a run refused before it: the record is replaced
 /// atomically, so at worst one update is lost, never the file).
-pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
+pub fn record_failure(dir: &Path, host: &str, error: &Error) -> Result<()> {
     let unix = crate::clock::unix_now();
     let first_line = printable(error.message().lines().next().unwrap_or(""));
-    update(dir, |s| s.last_failure = Some(Failure { time: crate::clock::rfc3339(unix), unix, error: first_line }))
+    update(dir, host, |s| s.last_failure = Some(Failure { time: crate::clock::rfc3339(unix), unix, error: first_line }))
 }
 
-fn update(dir: &Path, change: impl FnOnce(&mut Status)) -> Result<()> {
+fn update(dir: &Path, host: &str, change: impl FnOnce(&mut Status)) -> Result<()> {
     // A damaged record is replaced rather than blocking every later run.
-    let mut status = read(dir).ok().flatten().unwrap_or_default();
+    let mut status = read(dir, host).ok().flatten().unwrap_or_default();
     change(&mut status);
     let mut bytes = serde_json::to_vec_pretty(&status).expect("JSON");
     bytes.push(b'\n');
-    crate::fsutil::write_atomic(&path(dir), &bytes, 0o600, None)
+    crate::fsutil::write_atomic(&path(dir, host), &bytes, 0o600, None)
 }

@@ -199,7 +199,7 @@ fn backups(instance: &Instance, options: &LocalOptions, report: &mut Report) {
         return;
     };
     // The status record (backup::status) says why a job stopped working.
-    let status = crate::backup::status::read(&dir);
+    let status = crate::backup::status::read(&dir, &host);
     let reason = match &status {
         Ok(Some(s)) => s.failing().map(|f| format!("; the last backup run failed at {}: {}", f.time, f.error)),
         _ => None,
