@@ -203,12 +203,7 @@ fn the_documented_bootstrap_with_kt_alone_and_back() {
 
     // A deposit written on A is read on B; B refuses writes, naming the active.
     org_with_secret(&a, "acme", "");
-    let cas = a.dir.join("both-ca.pem");
-    let mut pem = std::fs::read(a.ca()).unwrap();
-    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
-    std::fs::write(&cas, pem).unwrap();
-    let cdir = a.dir.join("client");
-    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let cdir = register_on_both(&a, &b, "acme");
     let data = a.dir.join("data");
     std::fs::write(&data, "the secret key").unwrap();
     let uuid = client(&cdir, &["put", "k1", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
@@ -344,6 +339,18 @@ pub(crate) fn synchronous_pair(name: &str, write_timeout: u64) -> (Instance, Pas
 }
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
+/// Registers a client (in `<a's dir>/client`) of `org` that knows both
+/// servers, active first, and trusts both hosts' CAs.
+fn register_on_both(a: &Instance, b: &Passive, org: &str) -> PathBuf {
+    let cdir = a.dir.join("client");
+    let cas = a.dir.join("both-ca.pem");
+    let mut pem = std::fs::read(a.ca()).unwrap();
+    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
+    std::fs::write(&cas, pem).unwrap();
+    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", org, "--ca", cas.to_str().unwrap()]).expect(0);
+    cdir
+}
+
 pub(crate) fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
@@ -359,12 +366,7 @@ pub(crate) fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled() {
     let (a, b) = synchronous_pair("ha-writes", 2);
     org_with_secret(&a, "acme", "");
-    let cdir = a.dir.join("client");
-    let cas = a.dir.join("both-ca.pem");
-    let mut pem = std::fs::read(a.ca()).unwrap();
-    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
-    std::fs::write(&cas, pem).unwrap();
-    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let cdir = register_on_both(&a, &b, "acme");
     let data = a.dir.join("data");
     std::fs::write(&data, "payload").unwrap();
     let put = |name: &str| client(&cdir, &["put", name, data.to_str().unwrap()]);
@@ -692,12 +694,7 @@ fn after_a_restore_on_the_active_the_marker_stays_until_a_standby_has_replayed_i
     b.kt(&["server", "start"]).expect(0);
 
     // A deposit written on A after the restore is read on B.
-    let cdir = a.dir.join("client");
-    let cas = a.dir.join("both-ca.pem");
-    let mut pem = std::fs::read(a.ca()).unwrap();
-    pem.extend(std::fs::read(b.confdir.join(".ssl/ssl-cert-keytrustee-ca.pem")).unwrap());
-    std::fs::write(&cas, pem).unwrap();
-    client(&cdir, &["register", "--server", &a.url(), "--server", &b.url(), "--org", "acme", "--ca", cas.to_str().unwrap()]).expect(0);
+    let cdir = register_on_both(&a, &b, "acme");
     let data = a.dir.join("data");
     std::fs::write(&data, "after the restore").unwrap();
     let uuid = client(&cdir, &["put", "late", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();

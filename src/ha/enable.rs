@@ -93,13 +93,7 @@ pub fn enable(instance: &Instance, peer: &Peer, progress: &dyn Progress) -> Resu
             return Err(Error::usage("this host is the passive of an HA pair").with_hint("run `kt ha enable` on the active"))
         }
     }
-    let cluster = Cluster::for_instance(instance)?;
-    let conf_path = cluster.data_dir.join("postgresql.conf");
-    let hba_path = cluster.data_dir.join("pg_hba.conf");
-    let conf = pgconf::read(&conf_path)?;
-    let hba = pgconf::read(&hba_path)?;
-    let pgpass_path = ha::replication_pgpass(instance);
-    let ca_copy = ha::active_ca(instance);
+    let HaFiles { cluster, conf_path, hba_path, conf, hba, pgpass_path, ca_copy } = HaFiles::read(instance)?;
     let (cert, key, ca) = instance.tls_files();
     check_key_for_postgres(instance, &key, &cluster.account)?;
     let anchor = if ca.is_file() { ca } else { cert.clone() };
@@ -275,6 +269,30 @@ pub struct DisableReport {
     pub restarted: bool,
 }
 
+/// What `enable` and `disable` read before deciding anything: the
+/// cluster, its two configuration files (paths and text) and where kt's
+/// HA files go in the confdir.
+struct HaFiles {
+    cluster: Cluster,
+    conf_path: PathBuf,
+    hba_path: PathBuf,
+    conf: String,
+    hba: String,
+    pgpass_path: PathBuf,
+    ca_copy: PathBuf,
+}
+
+impl HaFiles {
+    fn read(instance: &Instance) -> Result<HaFiles> {
+        let cluster = Cluster::for_instance(instance)?;
+        let conf_path = cluster.data_dir.join("postgresql.conf");
+        let hba_path = cluster.data_dir.join("pg_hba.conf");
+        let conf = pgconf::read(&conf_path)?;
+        let hba = pgconf::read(&hba_path)?;
+        Ok(HaFiles { cluster, conf_path, hba_path, conf, hba, pgpass_path: ha::replication_pgpass(instance), ca_copy: ha::active_ca(instance) })
+    }
+}
+
 /// Removes whatever part of `enable`'s setup is here: all of it, or the
 /// subset an interrupted `enable` (or `disable`) left. Synchronous
 /// replication must be off. Nothing there at all is refused (exit 2).
@@ -282,13 +300,7 @@ pub fn disable(instance: &Instance, progress: &dyn Progress) -> Result<DisableRe
     if instance.settings.ha_role == Some(HaRole::Passive) {
         return Err(Error::usage("this host is the passive of an HA pair").with_hint("run `kt ha disable` on the active"));
     }
-    let cluster = Cluster::for_instance(instance)?;
-    let conf_path = cluster.data_dir.join("postgresql.conf");
-    let hba_path = cluster.data_dir.join("pg_hba.conf");
-    let conf = pgconf::read(&conf_path)?;
-    let hba = pgconf::read(&hba_path)?;
-    let pgpass_path = ha::replication_pgpass(instance);
-    let ca_copy = ha::active_ca(instance);
+    let HaFiles { cluster, conf_path, hba_path, conf, hba, pgpass_path, ca_copy } = HaFiles::read(instance)?;
     let config_path = instance.layout.config_file();
     let old_config = std::fs::read(&config_path)
         .map_err(|e| Error::env(format!("cannot read {}", config_path.display())).because_err(&e))?;
