@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "documented organization ids, client host names",
         sql: include_str!("migrations/0003_documented_org_ids.sql"),
     },
+    Migration {
+        version: 4,
+        description: "contact registration tokens and contacts' OpenPGP keys",
+        sql: include_str!("migrations/0004_contact_registration.sql"),
+    },
 ];
 
 /// The schema version this kt builds and expects.
