@@ -24,6 +24,7 @@ pub mod hostname;
 pub mod hostaddr;
 pub mod init;
 pub mod journal;
+pub mod mail;
 pub mod instance;
 pub mod org;
 pub mod pgp;
