@@ -146,16 +146,16 @@ fn qp_decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        if let (b'=', Some(byte)) = (bytes[i], hex) {
+            out.push(byte);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).unwrap().replace("\r\n", "\n")
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
 
 /// Checks the PGP/MIME signature of a multipart/signed entity with gpg and
@@ -177,7 +177,7 @@ fn verify_signed(entity: &str, inst: &Instance, gpg: &GnupgHome) -> String {
     let fpr = inst.kt(&["fingerprint"]).expect(0).stdout.trim().rsplit('/').next().unwrap().to_string();
     assert!(out.stdout.contains(&format!("VALIDSIG {fpr}")), "{}", out.stdout);
     // A changed byte breaks it.
-    std::fs::write(&signed, parts[0].replace("Hello", "Hallo")).unwrap();
+    std::fs::write(&signed, format!("{}.", parts[0])).unwrap();
     gpg.gpg(&["--verify", sig.to_str().unwrap(), signed.to_str().unwrap()]).expect(1);
     let (_, text) = parts[0].split_once("\r\n\r\n").unwrap();
     qp_decode(text)
@@ -388,10 +388,21 @@ fn an_mta_that_is_down_delays_mail_and_a_restart_loses_none() {
 /// The test user Postfix delivers to, in /var/mail/<user>.
 const MAILBOX_USER: &str = "ktmailtest";
 
+/// Stops Postfix at the end of the test when the test started it.
+struct StopPostfix(bool);
+
+impl Drop for StopPostfix {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = run(Command::new("/usr/sbin/postfix").env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").arg("stop"));
+        }
+    }
+}
+
 /// Postfix on loopback, delivering to the local mailbox of
 /// [`MAILBOX_USER`]. Postfix must be installed (scripts/install-deps --for
 /// test): as root, its absence fails the test.
-fn postfix_on_loopback() {
+fn postfix_on_loopback() -> StopPostfix {
     let path = "/usr/sbin:/usr/bin:/sbin:/bin";
     let postfix = ["/usr/sbin/postfix"].into_iter().find(|p| Path::new(p).exists()).unwrap_or_else(|| {
         panic!("Postfix is not installed: run scripts/install-deps --for test (as root)")
@@ -409,7 +420,8 @@ fn postfix_on_loopback() {
     ]))
     .expect(0);
     // inet_interfaces takes a restart, not a reload.
-    if run(Command::new(postfix).env("PATH", path).arg("status")).code == 0 {
+    let was_running = run(Command::new(postfix).env("PATH", path).arg("status")).code == 0;
+    if was_running {
         run(Command::new(postfix).env("PATH", path).arg("stop")).expect(0);
     }
     let out = run(Command::new(postfix).env("PATH", path).arg("start"));
@@ -418,6 +430,7 @@ fn postfix_on_loopback() {
         eventually(20, || TcpStream::connect(("127.0.0.1", 25)).is_ok()),
         "Postfix does not listen on 127.0.0.1:25"
     );
+    StopPostfix(!was_running)
 }
 
 #[test]
@@ -426,7 +439,7 @@ fn through_postfix_to_a_local_mailbox() {
         eprintln!("SKIPPED through_postfix_to_a_local_mailbox: needs root to run Postfix (CI runs it as root)");
         return;
     }
-    postfix_on_loopback();
+    let _postfix = postfix_on_loopback();
     let inst = Instance::serving("mail-postfix");
     // The documented setup: SMTP to localhost:25 (the defaults), with
     // STARTTLS when Postfix offers it.
@@ -460,6 +473,9 @@ fn through_postfix_to_a_local_mailbox() {
     let message = if first.split_once(':').is_none_or(|(name, _)| name.contains(' ')) { rest.to_string() } else { message.clone() };
     let (headers, _) = mime_parts(&message);
     assert_eq!(header(&headers, "Subject").as_deref(), Some("KeyTrustee Contact Registration"));
+    // Postfix offers STARTTLS (Debian's snakeoil certificate): kt took it.
+    let received = header(&headers, "Received").unwrap();
+    assert!(received.contains("with ESMTPS"), "{received}");
     let text = verify_signed(&message, &inst, &GnupgHome::new());
     assert_eq!(link_token(&text, &format!("https://localhost:{}", inst.server_port)).len(), 43);
     let reply = sql(&inst, "SELECT mta_reply FROM mail_outbox");
