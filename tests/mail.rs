@@ -368,16 +368,28 @@ fn an_mta_that_is_down_delays_mail_and_a_restart_loses_none() {
     assert!(queue.contains(&format!("127.0.0.1:{port}")), "{queue}");
     let test = inst.kt(&["mail", "test", "--to", "alice@example.com"]).expect(3);
     assert!(test.stderr.contains("not accepted"), "{}", test.stderr);
+    // A message older than MAIL_GIVE_UP_HOURS (72) is given up at its next
+    // attempt: failed, its body (the link) erased, listed with its reason.
+    inst.kt(&["org", "add", "-n", "acme", "-c", "old@example.com"]).expect(0);
+    sql(&inst, "UPDATE mail_outbox SET created = created - interval '73 hours' WHERE recipient = 'old@example.com'");
+    assert!(
+        eventually(30, || sql(&inst, "SELECT state, body IS NULL FROM mail_outbox WHERE recipient = 'old@example.com'") == "failed|t"),
+        "{}",
+        inst.server_log()
+    );
+    let queue = inst.kt(&["mail", "queue"]).expect(0).stdout;
+    assert!(queue.contains("failed  contact-registration  to old@example.com"), "{queue}");
+    assert!(inst.server_log().contains("mail: gave up"), "{}", inst.server_log());
 
     // Stopped while queued; the MTA comes up; the new server delivers.
     inst.kt(&["server", "stop"]).expect(0);
-    assert_eq!(sql(&inst, "SELECT state, body IS NOT NULL FROM mail_outbox"), "queued|t");
+    assert_eq!(sql(&inst, "SELECT state, body IS NOT NULL FROM mail_outbox WHERE recipient = 'alice@example.com'"), "queued|t");
     let smtp = Recorder::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
     sql(&inst, "UPDATE mail_outbox SET next_attempt = now()");
     inst.kt(&["server", "start"]).expect(0);
     let mails = smtp.wait_for(1, 30, &inst);
     assert_eq!(mails[0].recipients, ["alice@example.com"]);
-    assert!(eventually(10, || sql(&inst, "SELECT state FROM mail_outbox") == "sent"));
+    assert!(eventually(10, || sql(&inst, "SELECT state FROM mail_outbox WHERE recipient = 'alice@example.com'") == "sent"));
     // And `kt mail test` reports the MTA's answer.
     let out = inst.kt(&["mail", "test", "--to", "carol@example.com"]).expect(0);
     assert!(out.stdout.starts_with("250 ") && out.stdout.contains("queued as REC2"), "{}", out.stdout);
@@ -480,4 +492,37 @@ fn through_postfix_to_a_local_mailbox() {
     assert_eq!(link_token(&text, &format!("https://localhost:{}", inst.server_port)).len(), 43);
     let reply = sql(&inst, "SELECT mta_reply FROM mail_outbox");
     assert!(reply.starts_with("250 "), "{reply}");
+}
+
+#[test]
+fn the_sendmail_transport_and_mail_test() {
+    let inst = Instance::new("mail-sendmail");
+    inst.kt(&["db", "start"]).expect(0);
+    // A sendmail stand-in that records its arguments and the message.
+    let out = inst.dir.join("sent.eml");
+    let args = inst.dir.join("args.txt");
+    let script = inst.dir.join("fake-sendmail");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" > {}\ncat > {}\n", args.display(), out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    inst.set_config("MAIL_TRANSPORT", "sendmail".into());
+    inst.set_config("MAIL_SENDMAIL", script.to_str().unwrap().into());
+    inst.set_config("MAIL_FROM", "kms@example.org".into());
+    let run = inst.kt(&["mail", "test", "--to", "dave@example.com"]).expect(0);
+    assert!(run.stdout.contains("accepted the message"), "{}", run.stdout);
+    assert!(std::fs::read_to_string(&args).unwrap().contains("dave@example.com"));
+    let message = std::fs::read_to_string(&out).unwrap().replace("\r\n", "\n").replace('\n', "\r\n");
+    let (headers, _) = mime_parts(&message);
+    assert_eq!(header(&headers, "From").as_deref(), Some("kms@example.org"));
+    let text = verify_signed(&message, &inst, &GnupgHome::new());
+    assert!(text.contains("kt mail test"), "{text}");
+    // Off: refused, nothing sent. A bad address: exit 2.
+    inst.set_config("MAIL_TRANSPORT", "off".into());
+    assert!(inst.kt(&["mail", "test", "--to", "dave@example.com"]).expect(2).stderr.contains("MAIL_TRANSPORT is off"));
+    inst.kt(&["mail", "test", "--to", "not an address"]).expect(2);
+    inst.set_config("MAIL_TRANSPORT", "pigeon".into());
+    assert!(inst.kt(&["mail", "queue"]).expect(2).stderr.contains("MAIL_TRANSPORT"));
 }
