@@ -526,3 +526,37 @@ fn the_sendmail_transport_and_mail_test() {
     inst.set_config("MAIL_TRANSPORT", "pigeon".into());
     assert!(inst.kt(&["mail", "queue"]).expect(2).stderr.contains("MAIL_TRANSPORT"));
 }
+
+/// Sets `key` in the keytrustee.conf of `confdir` (a passive's, which
+/// `kt ha sync` copied from its active).
+fn set_conf(confdir: &Path, key: &str, value: serde_json::Value) {
+    let path = confdir.join("keytrustee.conf");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config[key] = value;
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn in_an_ha_pair_only_the_active_sends() {
+    let smtp = Recorder::start();
+    let (a, b) = crate::ha::synchronous_pair("mail-ha", 5);
+    // Both hosts could reach the MTA; both servers run and see the queue.
+    for confdir in [&a.confdir, &b.confdir] {
+        set_conf(confdir, "MAIL_SMTP_HOST", "127.0.0.1".into());
+        set_conf(confdir, "MAIL_SMTP_PORT", smtp.port.into());
+        set_conf(confdir, "MAIL_RETRY_SECONDS", 1.into());
+    }
+    a.kt(&["server", "restart"]).expect(0);
+    b.kt(&["server", "restart"]).expect(0);
+    a.kt(&["org", "add", "-n", "acme", "-c", "alice@example.com,bob@example.com"]).expect(0);
+    // The queue replicated to the passive, which leaves it alone.
+    assert!(eventually(10, || b.psql("SELECT count(*) FROM mail_outbox").expect(0).stdout.trim() == "2"));
+    smtp.wait_for(2, 30, &a);
+    std::thread::sleep(Duration::from_secs(5));
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "each message once: {mails:?}");
+    let passive_log = std::fs::read_to_string(b.home.join("logs/kt-server.log")).unwrap_or_default();
+    assert!(passive_log.contains("serving https://"), "the passive's server ran: {passive_log}");
+    assert!(!passive_log.contains("mail: sent"), "{passive_log}");
+    assert_eq!(a.server_log().matches("mail: sent").count(), 2, "{}", a.server_log());
+}
