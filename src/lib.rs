@@ -27,6 +27,7 @@ pub mod journal;
 pub mod instance;
 pub mod org;
 pub mod pgp;
+pub mod registration;
 pub mod progress;
 pub mod restore;
 pub mod schedule;

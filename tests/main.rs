@@ -23,6 +23,7 @@ mod init;
 mod load;
 mod org;
 mod progress;
+mod registration;
 mod restore;
 mod schedule;
 mod server;

@@ -88,6 +88,8 @@ pub struct AppState {
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
     pub writes_open: std::sync::atomic::AtomicBool,
+    /// The contact registration form's anti-forgery key and failure counts.
+    pub registration: crate::registration::form::FormGuard,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -221,6 +223,10 @@ async fn within<T>(deadline: tokio::time::Instant, fut: impl std::future::Future
 async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::Instant) -> Result<Resp, Refusal> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    // The contact key registration page (`?q=TOKEN`): HTML, not JSON.
+    if let ([], Some(token)) = (segments.as_slice(), query_param(req.uri().query().unwrap_or(""), "q")) {
+        return Ok(contact_page(state, req, &token, deadline).await);
+    }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, []) => public_query(state, req.uri().query().unwrap_or("")),
         (&Method::GET, ["health"]) => within(deadline, async { Ok(health(state).await) }).await,
@@ -281,6 +287,19 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
             Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"))
         }
         _ => Err(refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
+    }
+}
+
+/// `GET` and `POST /?q=TOKEN` ([`crate::server::contact_page`]); any other
+/// method gets the page's 405.
+async fn contact_page(state: &AppState, req: Request<Incoming>, token: &str, deadline: tokio::time::Instant) -> Resp {
+    use crate::server::contact_page as page;
+    match *req.method() {
+        Method::GET => within(deadline, async { Ok(page::get(state, token).await) })
+            .await
+            .unwrap_or_else(|r| r.into_response()),
+        Method::POST => page::post(state, token, req, deadline).await,
+        _ => page::respond(crate::registration::page::refused(405, "Method not allowed", "Open the link in a browser.")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! graceful stop on SIGTERM/SIGINT.
 
 pub mod api;
+pub mod contact_page;
 pub mod db;
 pub mod log;
 pub mod replay;
@@ -62,6 +63,9 @@ pub struct ServerSettings {
     /// On a passive (`HA_ROLE` passive): the active's host, named when a
     /// write is refused.
     pub ha_active: Option<String>,
+    /// The contact registration form's guard, keyed from the server's
+    /// secret key (the same on both servers of an HA pair).
+    pub registration: crate::registration::form::FormGuard,
 }
 
 impl ServerSettings {
@@ -102,8 +106,19 @@ impl ServerSettings {
                 Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
                 _ => None,
             },
+            registration: registration_guard(instance)?,
         })
     }
+}
+
+/// The registration form's guard, its key derived from the server's
+/// secret key file (read once; the bytes are wiped after).
+fn registration_guard(instance: &Instance) -> Result<crate::registration::form::FormGuard> {
+    let path = instance.layout.secring();
+    let secret = zeroize::Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        Error::env(format!("cannot read the server key {}", path.display())).because_err(&e)
+    })?);
+    Ok(crate::registration::form::FormGuard::new(&secret))
 }
 
 /// Runs the server until SIGTERM or SIGINT. `on_ready` runs once the
@@ -143,6 +158,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
+        registration: settings.registration,
     });
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
