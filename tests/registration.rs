@@ -159,6 +159,13 @@ fn every_answer_of_the_registration_page() {
     assert!(html.contains("expired"), "{html}");
     let (code, _) = post(&inst, &expired, &good, &form_value_for(&inst, &token), &[]);
     assert_eq!(code, 410);
+    // A token that expires between the form and the post: the clock moved
+    // through the database.
+    let late = issue(&inst, CONTACT, 12);
+    let late_form = form_value_for(&inst, &late);
+    inst.psql("keytrustee", &format!("UPDATE contact_tokens SET expires = now() - interval '1 second' WHERE token_sha256 = sha256(convert_to('{late}', 'UTF8'))")).expect(0);
+    let (code, html) = post(&inst, &late, &good, &late_form, &[]);
+    assert_eq!(code, 410, "{html}");
     assert_eq!(stored(&inst), "|0");
 
     // 400 bad keys: garbage, two keys, an expired key, a revoked key; the
@@ -225,6 +232,16 @@ fn every_answer_of_the_registration_page() {
     std::fs::write(&back, armored).unwrap();
     let shown = keys.gpg.gpg(&["--with-colons", "--show-keys", back.to_str().unwrap()]).expect(0).stdout;
     assert!(shown.contains(&format!("fpr:::::::::{fpr}:")), "{shown}");
+
+    // The registered key is instance data: a backup holds it.
+    let out_dir = TestDir::new("contact-backup");
+    let made = inst.kt(&["backup", "--cleartext", "--quiet", "--output", out_dir.path.to_str().unwrap()]).expect(0);
+    let tarball = PathBuf::from(made.stdout.trim());
+    run(Command::new("tar").arg("xf").arg(&tarball).arg("-C").arg(&out_dir.path)).expect(0);
+    let stem = tarball.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar");
+    let manifest = out_dir.path.join(inst.home.strip_prefix("/").unwrap()).join(format!("{stem}.manifest.json"));
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(manifest["row_counts"]["contact_keys"], 1, "{manifest}");
 
     // 410: the link worked once.
     let (code, html) = curl(&["-k", &link(&inst, &token)]);

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
+//! | `GET /?q=TOKEN`, `POST /?q=TOKEN` | the contact key registration page: HTML, its own statuses ([`crate::server::contact_page`]) |
 //! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
 //! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
