@@ -469,3 +469,47 @@ fn a_browser_registers_a_key() {
     driver.call("DELETE", &format!("/session/{session}"), None);
     assert_eq!(stored(&inst), format!("{CONTACT}={fpr}|1"));
 }
+
+/// The consuming statement itself, on two connections: while one
+/// transaction holds the token (used, not yet committed), the other's
+/// statement waits for it and then finds the token used; one key stored.
+#[test]
+fn the_consuming_statement_lets_one_of_two_concurrent_uses_through() {
+    let inst = Instance::new("contact-lock");
+    inst.kt(&["db", "start"]).expect(0);
+    inst.kt(&["org", "add", "-n", ORG, "-c", CONTACT]).expect(0);
+    let token = issue(&inst, CONTACT, 12);
+    let hash = kt::registration::token::hash(&token).to_vec();
+    let password = kt::storage::pgpass::Password::read(&inst.confdir.join(".pgpass"), "keytrustee").unwrap();
+    let connect = || {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(inst.db_port)
+            .user("keytrustee")
+            .password(password.expose())
+            .dbname("keytrustee")
+            .connect(postgres::NoTls)
+            .unwrap()
+    };
+    let sql = kt::registration::token::CONSUME_SQL;
+    let (first_fpr, second_fpr) = ("A".repeat(40), "B".repeat(40));
+    let ids: Vec<String> = vec!["x".into()];
+    let mut first = connect();
+    let mut tx = first.transaction().unwrap();
+    let row = tx.query_one(sql, &[&hash, &first_fpr, &"armored one", &ids]).unwrap();
+    assert!(row.get::<_, bool>(0), "the first use stores");
+    let second = std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let mut c = connect();
+            let row = c.query_one(sql, &[&hash, &second_fpr, &"armored two", &ids]).unwrap();
+            (row.get::<_, bool>(0), row.get::<_, bool>(4))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(!waiting.is_finished(), "the second use did not wait for the first");
+        tx.commit().unwrap();
+        waiting.join().unwrap()
+    });
+    assert_eq!(second, (false, true), "the second use is refused as used");
+    let keys = inst.psql("keytrustee", "SELECT string_agg(fingerprint, ',') FROM contact_keys").expect(0).stdout;
+    assert_eq!(keys.trim(), first_fpr);
+}

@@ -296,9 +296,7 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
 async fn contact_page(state: &AppState, req: Request<Incoming>, token: &str, deadline: tokio::time::Instant) -> Resp {
     use crate::server::contact_page as page;
     match *req.method() {
-        Method::GET => within(deadline, async { Ok(page::get(state, token).await) })
-            .await
-            .unwrap_or_else(|r| r.into_response()),
+        Method::GET => page::get(state, token, deadline).await,
         Method::POST => page::post(state, token, req, deadline).await,
         _ => page::respond(crate::registration::page::refused(405, "Method not allowed", "Open the link in a browser.")),
     }

@@ -9,11 +9,12 @@
 //! | 403 | a cross-site post, or a form not rendered by this server (anti-forgery field) |
 //! | 404 | unknown token |
 //! | 410 | expired or used token |
+//! | 408 | the request (reading, checks) did not complete within `REQUEST_TIMEOUT_SECONDS` |
 //! | 413 | a form larger than the key limit allows |
 //! | 415 | a post that is not `application/x-www-form-urlencoded` |
 //! | 429 | too many failed posts with this token within the hour |
-//! | 503 | `POST` on a passive server (it cannot write; the active is named), or the database is unavailable |
-//! | 504 | the key is stored on the active but the passive did not confirm it in time |
+//! | 503 | `POST` on a passive server (it cannot write; the active is named); the database is unavailable; synchronous replication without its standby, or no write connection free (nothing changed) |
+//! | 504 | the key is stored on the active but the passive did not confirm it in time; or the connection was lost after the commit was sent (outcome unknown: the link's page tells) |
 //!
 //! The passive answers 503 rather than 409: nothing about the token or
 //! the key conflicts with anything; this server cannot take writes, the
@@ -84,6 +85,16 @@ fn unavailable(e: DbError) -> Page {
             "Key stored, not yet confirmed",
             "Your key is stored on this server but its standby server did not confirm it in time; it is not lost. Do not send it again.",
         ),
+        DbError::PassiveUnavailable | DbError::Busy => page::refused(
+            503,
+            "Try again later",
+            "The server cannot store keys right now (its standby server is not connected, or it is busy). Nothing was changed; try again in a few minutes.",
+        ),
+        DbError::OutcomeUnknown => page::refused(
+            504,
+            "Outcome unknown",
+            "The connection to the database was lost while your key was being stored: it may or may not be stored. Open the link again: if it says the link was already used, your key is registered; if it shows the form, send the key again.",
+        ),
         other => {
             error!("registration page: database: {other:?}");
             page::refused(503, "Try again later", "The server cannot reach its database right now. Nothing was changed; try again in a few minutes.")
@@ -100,24 +111,28 @@ fn passive(active: Option<&str>) -> Page {
     )
 }
 
-/// `GET /?q=TOKEN`: the form, or why not.
-pub async fn get(state: &AppState, token: &str) -> Resp {
+fn too_long() -> Page {
+    page::refused(408, "The request took too long", "Nothing was changed; try again.")
+}
+
+/// `GET /?q=TOKEN`: the form, or why not, within the request's deadline.
+pub async fn get(state: &AppState, token: &str, deadline: tokio::time::Instant) -> Resp {
     if !token::well_formed(token) {
         return respond(malformed());
     }
-    match state.pool.contact_token(&token::hash(token)).await {
-        Ok(Lookup::Valid(holder)) => respond(page::form(&holder, token, &state.registration.field(token), None)),
-        Ok(other) => respond(not_valid(&other)),
-        Err(e) => respond(unavailable(e)),
-    }
+    let page = tokio::time::timeout_at(deadline, state.pool.contact_token(&token::hash(token))).await;
+    respond(match page {
+        Ok(Ok(Lookup::Valid(holder))) => page::form(&holder, token, &state.registration.field(token), None),
+        Ok(Ok(other)) => not_valid(&other),
+        Ok(Err(e)) => unavailable(e),
+        Err(_) => too_long(),
+    })
 }
 
 /// `POST /?q=TOKEN`: checks, then stores. Everything before the write is
 /// bounded by the request's deadline; the write by the write timeout.
 pub async fn post(state: &AppState, token: &str, req: Request<Incoming>, deadline: tokio::time::Instant) -> Resp {
-    let checked = tokio::time::timeout_at(deadline, check_post(state, token, req)).await.unwrap_or_else(|_| {
-        Err(page::refused(408, "The request took too long", "Nothing was changed; send the form again."))
-    });
+    let checked = tokio::time::timeout_at(deadline, check_post(state, token, req)).await.unwrap_or_else(|_| Err(too_long()));
     let (hash, holder, key) = match checked {
         Ok(ready) => ready,
         Err(page) => return respond(page),
