@@ -28,6 +28,7 @@ pub mod mail;
 pub mod instance;
 pub mod org;
 pub mod pgp;
+pub mod registration;
 pub mod progress;
 pub mod restore;
 pub mod schedule;

@@ -149,7 +149,8 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String], site: &cr
 /// `expiration` [`NO_EXPIRATION`] when there is none, `creation` in UTC
 /// without fraction, `uuid` the documented 43-character id (the RFC 4122
 /// uuid for organizations made before kt had one, shown as it is), and
-/// `key_info` null until contact keys exist.
+/// `key_info` null until a contact registered a key, then the registered
+/// keys by contact ([`contact_keys`]).
 ///
 /// `extended` adds kt's own fields (`kt_state`, `kt_id`, `clients`,
 /// `pending_clients`) that the documented format does not have.
@@ -165,6 +166,7 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
             &[],
         )
         .map_err(db_error("cannot list organizations"))?;
+    let mut keys = contact_keys(db)?;
     let mut out = Map::new();
     for r in rows {
         let name: String = r.get(0);
@@ -174,7 +176,7 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
             "contacts": r.get::<_, Vec<String>>(3),
             "creation": r.get::<_, Option<String>>(5),
             "expiration": r.get::<_, Option<String>>(6).unwrap_or_else(|| NO_EXPIRATION.to_string()),
-            "key_info": Value::Null,
+            "key_info": keys.remove(&name).map(Value::Object).unwrap_or(Value::Null),
             "name": name,
             "state": state_code(&state),
             "uuid": r.get::<_, String>(1),
@@ -188,6 +190,33 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
         out.insert(name, entry);
     }
     Ok(Value::Object(out))
+}
+
+/// The contacts' registered OpenPGP keys (the registration page), by
+/// organization name, each organization's keyed by contact:
+/// `{"fingerprint": "40 HEX", "user_ids": [...], "registered": "UTC"}`.
+/// The armored key itself stays in the database (`contact_keys`).
+fn contact_keys(db: &mut postgres::Client) -> Result<std::collections::HashMap<String, Map<String, Value>>> {
+    let rows = db
+        .query(
+            "SELECT o.name, k.contact, k.fingerprint, k.user_ids, \
+             to_char(k.registered AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
+             FROM contact_keys k JOIN organizations o ON o.uuid = k.organization ORDER BY o.name, k.contact",
+            &[],
+        )
+        .map_err(db_error("cannot list the contacts' keys"))?;
+    let mut out: std::collections::HashMap<String, Map<String, Value>> = std::collections::HashMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().insert(
+            r.get(1),
+            json!({
+                "fingerprint": r.get::<_, String>(2),
+                "user_ids": r.get::<_, Vec<String>>(3),
+                "registered": r.get::<_, Option<String>>(4),
+            }),
+        );
+    }
+    Ok(out)
 }
 
 /// Sets the auth secret ("" for automatic approval of new clients).

@@ -246,6 +246,10 @@ fn a_new_contact_gets_the_documented_signed_registration_mail() {
     assert!(text.contains(&format!("will expire in 12 hours, at {expires} UTC")), "{text}");
     assert!(text.contains("including the BEGIN and END strings"), "{text}");
     assert!(text.contains("\"acme\""), "{text}");
+    // The link as mailed opens the registration page (GET uses nothing).
+    let (status, page) = curl(&["--cacert", inst.ca().to_str().unwrap(), &format!("{base}/?q={token}")]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("alice@example.com"), "{page}");
 
     // Sent: the body (and with it the token) is gone from the database.
     assert!(eventually(10, || sql(&inst, "SELECT state FROM mail_outbox") == "sent"), "{}", inst.server_log());

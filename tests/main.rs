@@ -24,6 +24,7 @@ mod load;
 mod mail;
 mod org;
 mod progress;
+mod registration;
 mod restore;
 mod schedule;
 mod server;

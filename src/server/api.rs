@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
+//! | `GET /?q=TOKEN`, `POST /?q=TOKEN` | the contact key registration page: HTML, its own statuses ([`crate::server::contact_page`]) |
 //! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
 //! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
@@ -90,6 +91,8 @@ pub struct AppState {
     pub writes_open: std::sync::atomic::AtomicBool,
     /// `HOSTNAME`, named in the mail to contacts.
     pub hostname: String,
+    /// The contact registration form's anti-forgery key and failure counts.
+    pub registration: crate::registration::form::FormGuard,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -223,6 +226,10 @@ async fn within<T>(deadline: tokio::time::Instant, fut: impl std::future::Future
 async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::Instant) -> Result<Resp, Refusal> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    // The contact key registration page (`?q=TOKEN`): HTML, not JSON.
+    if let ([], Some(token)) = (segments.as_slice(), query_param(req.uri().query().unwrap_or(""), "q")) {
+        return Ok(contact_page(state, req, &token, deadline).await);
+    }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, []) => public_query(state, req.uri().query().unwrap_or("")),
         (&Method::GET, ["health"]) => within(deadline, async { Ok(health(state).await) }).await,
@@ -283,6 +290,17 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
             Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"))
         }
         _ => Err(refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
+    }
+}
+
+/// `GET` and `POST /?q=TOKEN` ([`crate::server::contact_page`]); any other
+/// method gets the page's 405.
+async fn contact_page(state: &AppState, req: Request<Incoming>, token: &str, deadline: tokio::time::Instant) -> Resp {
+    use crate::server::contact_page as page;
+    match *req.method() {
+        Method::GET => page::get(state, token, deadline).await,
+        Method::POST => page::post(state, token, req, deadline).await,
+        _ => page::respond(crate::registration::page::refused(405, "Method not allowed", "Open the link in a browser.")),
     }
 }
 

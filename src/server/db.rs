@@ -20,6 +20,8 @@ use tokio_postgres::{Client, Statement};
 
 use crate::server::log::warn;
 
+mod contacts;
+
 /// Why a database call failed, as the endpoints need to tell it.
 #[derive(Debug)]
 pub enum DbError {

@@ -5,6 +5,7 @@
 //! graceful stop on SIGTERM/SIGINT.
 
 pub mod api;
+pub mod contact_page;
 pub mod db;
 pub mod log;
 pub mod replay;
@@ -68,6 +69,9 @@ pub struct ServerSettings {
     /// outbox worker signs and sends contact mail (src/mail/worker.rs).
     pub mail: crate::settings::MailSettings,
     pub secring: PathBuf,
+    /// The contact registration form's guard, keyed from the server's
+    /// secret key (the same on both servers of an HA pair).
+    pub registration: crate::registration::form::FormGuard,
 }
 
 impl ServerSettings {
@@ -111,8 +115,19 @@ impl ServerSettings {
             hostname: s.hostname.clone(),
             mail: s.mail.clone(),
             secring: instance.layout.secring(),
+            registration: registration_guard(instance)?,
         })
     }
+}
+
+/// The registration form's guard, its key derived from the server's
+/// secret key file (read once; the bytes are wiped after).
+fn registration_guard(instance: &Instance) -> Result<crate::registration::form::FormGuard> {
+    let path = instance.layout.secring();
+    let secret = zeroize::Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        Error::env(format!("cannot read the server key {}", path.display())).because_err(&e)
+    })?);
+    Ok(crate::registration::form::FormGuard::new(&secret))
 }
 
 /// Runs the server until SIGTERM or SIGINT. `on_ready` runs once the
@@ -153,6 +168,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         keys: Default::default(),
         limits: settings.limits.clone(),
         hostname: settings.hostname.clone(),
+        registration: settings.registration,
     });
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
