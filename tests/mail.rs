@@ -493,9 +493,22 @@ fn through_postfix_to_a_local_mailbox() {
     let received = header(&headers, "Received").unwrap();
     assert!(received.contains("with ESMTPS"), "{received}");
     let text = verify_signed(&message, &inst, &GnupgHome::new());
-    assert_eq!(link_token(&text, &format!("https://localhost:{}", inst.server_port)).len(), 43);
+    let base = format!("https://localhost:{}", inst.server_port);
+    let token = link_token(&text, &base);
+    assert_eq!(token.len(), 43);
     let reply = sql(&inst, "SELECT mta_reply FROM mail_outbox");
     assert!(reply.starts_with("250 "), "{reply}");
+
+    // The contact follows the delivered link in a real browser and
+    // registers a key made by GnuPG; kt org list then shows it.
+    let keys = crate::registration::Keys::new();
+    let fpr = keys.make(&format!("Mailbox <{to}>"), &[], "1y");
+    let armored = std::fs::read_to_string(keys.export(&[&to], &inst.dir.join("contact.asc"))).unwrap();
+    let (shown, user_ids) = crate::registration::register_in_browser(&format!("{base}/?q={token}"), &to, &armored, &inst.dir);
+    assert_eq!(shown, crate::registration::grouped(&fpr));
+    assert!(user_ids.contains(&to), "{user_ids}");
+    let list = inst.kt(&["org", "list"]).expect(0).stdout;
+    assert!(list.contains(&fpr), "kt org list does not show the registered key:\n{list}");
 }
 
 #[test]

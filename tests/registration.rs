@@ -70,19 +70,20 @@ fn post(inst: &Instance, token: &str, key: &Path, form: &str, extra: &[&str]) ->
     curl(&args)
 }
 
-/// A GnuPG home with keys made by `gpg --quick-gen-key`.
-struct Keys {
+/// A GnuPG home with keys made by `gpg --quick-gen-key` (also used by
+/// tests/mail.rs to register a key through a mailed link).
+pub(crate) struct Keys {
     gpg: GnupgHome,
 }
 
 impl Keys {
-    fn new() -> Keys {
+    pub(crate) fn new() -> Keys {
         Keys { gpg: GnupgHome::new() }
     }
 
     /// Makes a key for `uid` (extra: algorithm, usage, expiry, options
     /// before the command) and returns its fingerprint.
-    fn make(&self, uid: &str, before: &[&str], expire: &str) -> String {
+    pub(crate) fn make(&self, uid: &str, before: &[&str], expire: &str) -> String {
         let mut args = vec!["--passphrase", ""];
         args.extend_from_slice(before);
         args.extend_from_slice(&["--quick-gen-key", uid, "ed25519", "default", expire]);
@@ -96,7 +97,7 @@ impl Keys {
     }
 
     /// `gpg --armor --export UIDS...` into a file.
-    fn export(&self, uids: &[&str], file: &Path) -> PathBuf {
+    pub(crate) fn export(&self, uids: &[&str], file: &Path) -> PathBuf {
         let mut args = vec!["--armor", "--export"];
         args.extend_from_slice(uids);
         let out = self.gpg.gpg(&args).expect(0).stdout;
@@ -439,6 +440,37 @@ impl Driver {
     }
 }
 
+/// Follows a registration link in headless Chromium as a contact would:
+/// the form names `contact`; the key is pasted and submitted; the result
+/// page's inline style applies (the Content-Security-Policy's hash matches
+/// it); both pages are screenshot into `dir` and checked to differ.
+/// Returns the fingerprint and user IDs the result page shows.
+pub(crate) fn register_in_browser(url: &str, contact: &str, armored: &str, dir: &Path) -> (String, String) {
+    let driver = Driver::start();
+    let session = driver.session();
+    driver.call("POST", &format!("/session/{session}/url"), Some(serde_json::json!({"url": url})));
+    assert_eq!(driver.text(&session, "#contact"), contact);
+    let form_png = driver.screenshot(&session, &dir.join("form.png"));
+    let textarea = driver.element(&session, "#key");
+    driver.call("POST", &format!("/session/{session}/element/{textarea}/value"), Some(serde_json::json!({"text": armored})));
+    let submit = driver.element(&session, "#submit");
+    driver.call("POST", &format!("/session/{session}/element/{submit}/click"), None);
+    let shown = driver.text(&session, "#fingerprint");
+    let user_ids = driver.text(&session, "#user-ids");
+    let result = driver.element(&session, "#result");
+    let background = driver.call("GET", &format!("/session/{session}/element/{result}/css/background-color"), None);
+    assert_eq!(background["value"], "rgba(236, 253, 236, 1)", "{background}");
+    let result_png = driver.screenshot(&session, &dir.join("result.png"));
+    assert_ne!(form_png, result_png, "the result page looks like the form");
+    driver.call("DELETE", &format!("/session/{session}"), None);
+    (shown, user_ids)
+}
+
+/// A fingerprint as the result page groups it: blocks of four.
+pub(crate) fn grouped(fingerprint: &str) -> String {
+    fingerprint.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
 #[test]
 fn a_browser_registers_a_key() {
     let inst = setup("contact-browser");
@@ -446,27 +478,9 @@ fn a_browser_registers_a_key() {
     let fpr = keys.make(&format!("Finn <{CONTACT}>"), &[], "1y");
     let armored = std::fs::read_to_string(keys.export(&[CONTACT], &inst.dir.join("good.asc"))).unwrap();
     let token = issue(&inst, CONTACT, 12);
-
-    let driver = Driver::start();
-    let session = driver.session();
-    driver.call("POST", &format!("/session/{session}/url"), Some(serde_json::json!({"url": link(&inst, &token)})));
-    assert_eq!(driver.text(&session, "#contact"), CONTACT);
-    let form_png = driver.screenshot(&session, &inst.dir.join("form.png"));
-    let textarea = driver.element(&session, "#key");
-    driver.call("POST", &format!("/session/{session}/element/{textarea}/value"), Some(serde_json::json!({"text": armored})));
-    let submit = driver.element(&session, "#submit");
-    driver.call("POST", &format!("/session/{session}/element/{submit}/click"), None);
-    let shown = driver.text(&session, "#fingerprint");
-    let grouped: Vec<String> = fpr.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    assert_eq!(shown, grouped.join(" "));
-    assert!(driver.text(&session, "#user-ids").contains(CONTACT));
-    // The inline style applies: the Content-Security-Policy's hash matches it.
-    let result = driver.element(&session, "#result");
-    let background = driver.call("GET", &format!("/session/{session}/element/{result}/css/background-color"), None);
-    assert_eq!(background["value"], "rgba(236, 253, 236, 1)", "{background}");
-    let result_png = driver.screenshot(&session, &inst.dir.join("result.png"));
-    assert_ne!(form_png, result_png, "the result page looks like the form");
-    driver.call("DELETE", &format!("/session/{session}"), None);
+    let (shown, user_ids) = register_in_browser(&link(&inst, &token), CONTACT, &armored, &inst.dir);
+    assert_eq!(shown, grouped(&fpr));
+    assert!(user_ids.contains(CONTACT), "{user_ids}");
     assert_eq!(stored(&inst), format!("{CONTACT}={fpr}|1"));
 }
 
