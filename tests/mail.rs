@@ -504,7 +504,7 @@ fn through_postfix_to_a_local_mailbox() {
     let keys = crate::registration::Keys::new();
     let fpr = keys.make(&format!("Mailbox <{to}>"), &[], "1y");
     let armored = std::fs::read_to_string(keys.export(&[&to], &inst.dir.join("contact.asc"))).unwrap();
-    let (shown, user_ids) = crate::registration::register_in_browser(&format!("{base}/?q={token}"), &to, &armored, &inst.dir);
+    let (shown, user_ids) = crate::registration::register_in_browser(&format!("{base}/?q={token}"), &to, &armored, &inst.dir.path);
     assert_eq!(shown, crate::registration::grouped(&fpr));
     assert!(user_ids.contains(&to), "{user_ids}");
     let list = inst.kt(&["org", "list"]).expect(0).stdout;

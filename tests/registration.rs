@@ -478,7 +478,7 @@ fn a_browser_registers_a_key() {
     let fpr = keys.make(&format!("Finn <{CONTACT}>"), &[], "1y");
     let armored = std::fs::read_to_string(keys.export(&[CONTACT], &inst.dir.join("good.asc"))).unwrap();
     let token = issue(&inst, CONTACT, 12);
-    let (shown, user_ids) = register_in_browser(&link(&inst, &token), CONTACT, &armored, &inst.dir);
+    let (shown, user_ids) = register_in_browser(&link(&inst, &token), CONTACT, &armored, &inst.dir.path);
     assert_eq!(shown, grouped(&fpr));
     assert!(user_ids.contains(CONTACT), "{user_ids}");
     assert_eq!(stored(&inst), format!("{CONTACT}={fpr}|1"));
