@@ -1,12 +1,13 @@
 //! The database dump: `pg_dump` in plain format (SQL with COPY blocks that
 //! `psql -f` loads into an empty database), taken from one snapshot while
-//! the server goes on writing. pg_dump writes it straight to a private
-//! temp file (a tar member needs its size before its data); its SHA-256 and
-//! the rows of every table are computed while it is streamed into the
-//! archive, so each byte is read once and memory stays flat.
+//! the server goes on writing. kt reads pg_dump's output as it comes and
+//! writes it to a private temp file (a tar member needs its size before
+//! its data), computing its SHA-256 and the rows of every table on the way,
+//! so they cost no time after pg_dump ends and memory stays flat.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
@@ -35,42 +37,92 @@ impl DumpFacts {
     }
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
-/// writing straight into `out` (created here, 0600, before pg_dump opens
-/// it). Returns the dump's size.
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> {
-    OpenOptions::new()
+/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file
+/// and writes its output into `out` (created here, 0600), hashing it and
+/// counting its rows as it arrives: by the time pg_dump ends, everything
+/// the manifest says about the dump is known, and only the archive (the
+/// encryption) is left to do.
+///
+/// The hash is of the bytes written to `out`; the archive reads `out` back
+/// (a tar member needs its size before its data), and every reader of the
+/// backup checks those bytes against the manifest.
+pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(out)
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
     let pg_dump = bindir.join("pg_dump");
-    let output = Command::new(&pg_dump)
+    let mut child = Command::new(&pg_dump)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
         .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
-        .arg("--file")
-        .arg(out)
         .env("PGPASSFILE", pgpass)
         .env("PGCONNECT_TIMEOUT", "10")
         .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e))?;
-    if !output.status.success() {
-        let mut err = Error::env(format!("pg_dump failed ({})", output.status));
-        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| !l.trim().is_empty()).take(5) {
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    // Fewer, larger reads; a pipe that stays at 64 KiB works too.
+    // SAFETY: F_SETPIPE_SZ on a pipe this process owns.
+    unsafe {
+        libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdout), libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+    // Drained on the side, so pg_dump never waits on a full stderr pipe.
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let streamed = stream(&mut stdout, &mut file, progress);
+    if streamed.is_err() {
+        let _ = child.kill(); // our own child, by its handle
+    }
+    drop(stdout);
+    let status = child.wait().map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e));
+    let stderr = errors.join().unwrap_or_default();
+    let digest = streamed?;
+    let status = status?;
+    if !status.success() {
+        let mut err = Error::env(format!("pg_dump failed ({status})"));
+        for line in String::from_utf8_lossy(&stderr).lines().filter(|l| !l.trim().is_empty()).take(5) {
             err = err.because(line.trim().to_string());
         }
         return Err(err.with_hint("is the database running, is the disk full? `kt db status`, `df`"));
     }
     // No fsync: this temp file is read back at once and then removed; the
     // archive made from it is what gets fsynced.
-    std::fs::metadata(out)
-        .map(|m| m.len())
-        .map_err(|e| Error::env(format!("cannot read {}", out.display())).because_err(&e))
+    Ok(digest.finish())
+}
+
+/// The pipe between pg_dump and kt.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+/// Copies pg_dump's output into the temp file, hashing and counting it.
+fn stream(from: &mut impl Read, to: &mut File, progress: &dyn Progress) -> Result<DumpDigest> {
+    let mut digest = DumpDigest::default();
+    let mut buf = vec![0u8; PIPE_SIZE as usize];
+    let mut reported = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::env("cannot read pg_dump's output").because_err(&e)),
+        };
+        digest.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(|e| Error::env("cannot write the dump").because_err(&e))?;
+        if digest.size - reported >= 8 << 20 {
+            reported = digest.size;
+            progress.count("rows", digest.rows());
+        }
+    }
+    progress.count("rows", digest.rows());
+    Ok(digest)
 }
 
 /// Hashes and counts the dump's bytes as they pass on their way into the
