@@ -1,13 +1,13 @@
 //! The database dump: `pg_dump` in plain format (SQL with COPY blocks that
 //! `psql -f` loads into an empty database), taken from one snapshot while
-//! the server goes on writing. kt reads pg_dump's output as it comes and
-//! writes it to a private temp file (a tar member needs its size before
-//! its data), computing its SHA-256 and the rows of every table on the way,
-//! so they cost no time after pg_dump ends and memory stays flat.
+//! the server goes on writing. pg_dump writes a private temp file (a tar
+//! member needs its size before its data) which kt reads right behind it,
+//! computing its SHA-256 and the rows of every table on the way, so they
+//! cost no time after pg_dump ends and memory stays flat.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -37,55 +37,54 @@ impl DumpFacts {
     }
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file
-/// and writes its output into `out` (created here, 0600), hashing it and
-/// counting its rows as it arrives: by the time pg_dump ends, everything
-/// the manifest says about the dump is known, and only the archive (the
-/// encryption) is left to do.
+/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
+/// writing into `out` (created here, 0600, before pg_dump opens it), and
+/// reads the file behind it as it grows, hashing it and counting its rows:
+/// by the time pg_dump ends, everything the manifest says about the dump
+/// is known, and only the archive (the encryption) is left to do.
 ///
-/// The hash is of the bytes written to `out`; the archive reads `out` back
-/// (a tar member needs its size before its data), and every reader of the
-/// backup checks those bytes against the manifest.
+/// Following the file rather than piping pg_dump's output through kt saves
+/// a copy of every byte (pipe in, pipe out, file write become one read of
+/// the page cache), and pg_dump never waits for kt. The hash is of the
+/// file's bytes; the archive reads the same file back (a tar member needs
+/// its size before its data) and every reader of the backup checks those
+/// bytes against the manifest.
 pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
-    let mut file = OpenOptions::new()
+    let cannot_read = |e: std::io::Error| Error::env(format!("cannot read {}", out.display())).because_err(&e);
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(out)
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
+    let mut file = File::open(out).map_err(cannot_read)?;
     let pg_dump = bindir.join("pg_dump");
     let mut child = Command::new(&pg_dump)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
         .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
+        .arg("--file")
+        .arg(out)
         .env("PGPASSFILE", pgpass)
         .env("PGCONNECT_TIMEOUT", "10")
         .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e))?;
-    let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    // Fewer, larger reads; a pipe that stays at 64 KiB works too.
-    // SAFETY: F_SETPIPE_SZ on a pipe this process owns.
-    unsafe {
-        libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdout), libc::F_SETPIPE_SZ, PIPE_SIZE);
-    }
     // Drained on the side, so pg_dump never waits on a full stderr pipe.
     let errors = std::thread::spawn(move || {
         let mut text = Vec::new();
         let _ = stderr.read_to_end(&mut text);
         text
     });
-    let streamed = stream(&mut stdout, &mut file, progress);
-    if streamed.is_err() {
+    let followed = follow(&mut file, &mut child, progress);
+    if followed.is_err() {
         let _ = child.kill(); // our own child, by its handle
     }
-    drop(stdout);
     let status = child.wait().map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e));
     let stderr = errors.join().unwrap_or_default();
-    let digest = streamed?;
     let status = status?;
     if !status.success() {
         let mut err = Error::env(format!("pg_dump failed ({status})"));
@@ -94,31 +93,50 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn 
         }
         return Err(err.with_hint("is the database running, is the disk full? `kt db status`, `df`"));
     }
+    let digest = followed?;
+    // The file must be what was hashed: nothing but pg_dump wrote to it.
+    let size = file.metadata().map_err(cannot_read)?.len();
+    if size != digest.size {
+        return Err(Error::env(format!("{} changed while it was read ({size} bytes, {} hashed)", out.display(), digest.size)));
+    }
     // No fsync: this temp file is read back at once and then removed; the
     // archive made from it is what gets fsynced.
     Ok(digest.finish())
 }
 
-/// The pipe between pg_dump and kt.
-const PIPE_SIZE: libc::c_int = 1 << 20;
+/// How long to wait when the reader has caught up with pg_dump.
+const CAUGHT_UP: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Copies pg_dump's output into the temp file, hashing and counting it.
-fn stream(from: &mut impl Read, to: &mut File, progress: &dyn Progress) -> Result<DumpDigest> {
+/// Reads `file` behind pg_dump (`child`) until pg_dump has exited and the
+/// file's end is reached, hashing and counting every byte once.
+fn follow(file: &mut File, child: &mut std::process::Child, progress: &dyn Progress) -> Result<DumpDigest> {
     let mut digest = DumpDigest::default();
-    let mut buf = vec![0u8; PIPE_SIZE as usize];
+    let mut buf = vec![0u8; 1 << 20];
     let mut reported = 0u64;
+    let mut exited = false;
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
+        let n = match file.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::env("cannot read pg_dump's output").because_err(&e)),
+            Err(e) => return Err(Error::env("cannot read the dump").because_err(&e)),
         };
-        digest.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(|e| Error::env("cannot write the dump").because_err(&e))?;
-        if digest.size - reported >= 8 << 20 {
-            reported = digest.size;
-            progress.count("rows", digest.rows());
+        if n > 0 {
+            digest.update(&buf[..n]);
+            if digest.size - reported >= 8 << 20 {
+                reported = digest.size;
+                progress.count("rows", digest.rows());
+            }
+            continue;
+        }
+        if exited {
+            break; // pg_dump is gone and its last byte has been read
+        }
+        // Caught up: once pg_dump has exited, whatever it wrote is in the
+        // file, and one more pass reads the rest.
+        match child.try_wait() {
+            Ok(Some(_)) => exited = true,
+            Ok(None) => std::thread::sleep(CAUGHT_UP),
+            Err(e) => return Err(Error::env("cannot watch pg_dump").because_err(&e)),
         }
     }
     progress.count("rows", digest.rows());
