@@ -217,7 +217,7 @@ impl TarStream {
     }
 
     /// The whole archive's length in bytes.
-    pub fn len(&self) -> u64 {
+    pub fn total_len(&self) -> u64 {
         self.len
     }
 
@@ -313,7 +313,7 @@ pub fn write_archive(
         std::io::copy(&mut stream, out).map_err(|e| failed(&e))?;
         out.flush().map_err(|e| failed(&e))?;
     } else {
-        let len = stream.len();
+        let len = stream.total_len();
         super::seal::encrypt(recipients, &mut stream, len, out)?;
     }
     if !stream.at_end().map_err(|e| failed(&e))? {

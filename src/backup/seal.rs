@@ -106,8 +106,7 @@ pub fn encrypt(recipients: &[Recipient], plaintext: impl Read + Send, len: u64, 
         let mut framed = Framed::new(Tag::SymEncryptedProtectedData, seipd_body, &mut *out);
         framed.write_all(&version).map_err(|e| failed(&e))?;
         framed.write_all(&prefix).map_err(|e| failed(&e))?;
-        let hasher = encrypt_blocks(&mut cfb, from_hasher, recycle, &mut framed)?;
-        let mut hasher = hasher;
+        let mut hasher = encrypt_blocks(&mut cfb, from_hasher, recycle, &mut framed)?;
         hasher.update(&mdc_header);
         let mut mdc = mdc_header.clone();
         mdc.extend_from_slice(&hasher.finalize());
