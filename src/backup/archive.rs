@@ -1,23 +1,18 @@
 //! The archive: a POSIX tar whose members are the confdir and the dump at
 //! their absolute paths without the leading `/`, then a manifest; written
 //! either as is (`--cleartext`) or through an OpenPGP encryptor (SEIPD v1
-//! with MDC, v3 PKESK per recipient: what GnuPG 2.2 reads).
+//! with MDC, v3 PKESK per recipient: what GnuPG 2.2 reads; see
+//! [`super::seal`]).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use pgp::composed::MessageBuilder;
-use pgp::crypto::sym::SymmetricKeyAlgorithm;
-use pgp::types::KeyDetails;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-use crate::backup::dump::{DumpDigest, DumpFacts};
 use crate::backup::recipients::Recipient;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -114,11 +109,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Builds the manifest once the dump's facts are known: its bytes and
-/// their detached signature by the server key (see [`super::manifest`]).
-pub type ManifestFn<'a> = Box<dyn FnOnce(&DumpFacts) -> Result<SignedManifest> + Send + 'a>;
-
-/// The last two members of the archive.
+/// The last two members of the archive: the manifest and its detached
+/// signature by the server key (see [`super::manifest`]).
 pub struct SignedManifest {
     pub manifest: Vec<u8>,
     pub signature: Vec<u8>,
@@ -132,9 +124,6 @@ pub struct Payload<'a> {
     pub dump_size: u64,
     pub dump_owner: (u32, u32),
     pub manifest_member: String,
-    /// Data rows of the dump streamed so far, for progress: updated by the
-    /// reader (which may run on another thread than the writer).
-    pub rows_seen: Arc<AtomicU64>,
 }
 
 /// User and group names for tar headers, so `tar tv` shows them.
@@ -172,26 +161,18 @@ fn header(kind: EntryType, mode: u32, uid: u32, gid: u32, mtime: u64, size: u64,
 }
 
 /// The tar stream as one reader: the confdir members and the dump's header
-/// (built in memory), the dump file itself (hashed and counted on the way
-/// through), then its padding, the manifest (made from what the dump turned
-/// out to hold) and the end-of-archive blocks. No thread, no pipe, no
-/// second pass over the dump.
-pub struct TarStream<'a> {
+/// (built in memory), the dump file itself, then its padding, the manifest
+/// with its signature and the end-of-archive blocks. Its length is known
+/// before the first byte is read (the encrypted packet is framed by it).
+pub struct TarStream {
     prefix: std::io::Cursor<Vec<u8>>,
     dump: SizeChecked<File>,
-    digest: Option<DumpDigest>,
-    manifest: Option<ManifestFn<'a>>,
-    suffix: Option<std::io::Cursor<Vec<u8>>>,
-    suffix_header: (u32, u32, u64),
-    manifest_member: String,
-    dump_size: u64,
-    rows_seen: Arc<AtomicU64>,
-    /// Set once the dump has been streamed.
-    pub facts: Option<DumpFacts>,
+    suffix: std::io::Cursor<Vec<u8>>,
+    len: u64,
 }
 
-impl<'a> TarStream<'a> {
-    pub fn new(payload: &Payload<'_>, manifest: ManifestFn<'a>) -> std::io::Result<TarStream<'a>> {
+impl TarStream {
+    pub fn new(payload: &Payload<'_>, signed: &SignedManifest) -> std::io::Result<TarStream> {
         let mut names = Names::default();
         let now = crate::clock::unix_now().max(0) as u64;
         let mut prefix = tar::Builder::new(Vec::new());
@@ -217,55 +198,46 @@ impl<'a> TarStream<'a> {
         prefix.append_data(&mut h, &payload.dump_member, std::io::empty())?;
         let prefix_bytes = std::mem::take(prefix.get_mut());
         drop(prefix);
-        Ok(TarStream {
-            prefix: std::io::Cursor::new(prefix_bytes),
-            dump: SizeChecked { inner: File::open(payload.dump_file)?, left: payload.dump_size },
-            digest: Some(DumpDigest::default()),
-            manifest: Some(manifest),
-            suffix: None,
-            suffix_header: (uid, gid, now),
-            manifest_member: payload.manifest_member.clone(),
-            dump_size: payload.dump_size,
-            rows_seen: payload.rows_seen.clone(),
-            facts: None,
-        })
-    }
 
-    fn build_suffix(&mut self) -> std::io::Result<()> {
-        let facts = self.digest.take().expect("built once").finish();
-        let signed = (self.manifest.take().expect("built once"))(&facts).map_err(std::io::Error::other)?;
-        let padding = (512 - self.dump_size % 512) % 512;
+        let padding = (512 - payload.dump_size % 512) % 512;
         let mut suffix = tar::Builder::new(vec![0u8; padding as usize]);
-        let (uid, gid, now) = self.suffix_header;
-        let mut names = Names::default();
-        let signature_member = format!("{}{}", self.manifest_member, super::manifest::SIG_SUFFIX);
-        for (member, bytes) in [(&self.manifest_member, &signed.manifest), (&signature_member, &signed.signature)] {
+        let signature_member = format!("{}{}", payload.manifest_member, super::manifest::SIG_SUFFIX);
+        for (member, bytes) in [(&payload.manifest_member, &signed.manifest), (&signature_member, &signed.signature)] {
             let mut h = header(EntryType::Regular, 0o600, uid, gid, now, bytes.len() as u64, &mut names);
             suffix.append_data(&mut h, member, &bytes[..])?;
         }
-        self.suffix = Some(std::io::Cursor::new(suffix.into_inner()?));
-        self.facts = Some(facts);
-        Ok(())
+        let suffix_bytes = suffix.into_inner()?;
+        let len = prefix_bytes.len() as u64 + payload.dump_size + suffix_bytes.len() as u64;
+        Ok(TarStream {
+            prefix: std::io::Cursor::new(prefix_bytes),
+            dump: SizeChecked { inner: File::open(payload.dump_file)?, left: payload.dump_size },
+            suffix: std::io::Cursor::new(suffix_bytes),
+            len,
+        })
+    }
+
+    /// The whole archive's length in bytes.
+    pub fn total_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether every byte has been read, and the dump file ended where its
+    /// size said (it did not grow while it was archived).
+    fn at_end(&mut self) -> std::io::Result<bool> {
+        let mut probe = [0u8; 1];
+        Ok(self.read(&mut probe)? == 0 && self.dump.inner.read(&mut probe)? == 0)
     }
 }
 
-impl Read for TarStream<'_> {
+impl Read for TarStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if (self.prefix.position() as usize) < self.prefix.get_ref().len() {
             return self.prefix.read(buf);
         }
         if self.dump.left > 0 {
-            let n = self.dump.read(buf)?;
-            if let Some(d) = self.digest.as_mut() {
-                d.update(&buf[..n]);
-                self.rows_seen.store(d.rows(), Ordering::Relaxed);
-            }
-            return Ok(n);
+            return self.dump.read(buf);
         }
-        if self.suffix.is_none() {
-            self.build_suffix()?;
-        }
-        self.suffix.as_mut().expect("built above").read(buf)
+        self.suffix.read(buf)
     }
 }
 
@@ -290,28 +262,24 @@ impl<R: Read> Read for SizeChecked<R> {
     }
 }
 
-/// Counts bytes written and reports them as progress, with the rows of
-/// the dump read so far when `rows` is given.
+/// Counts bytes written and reports them as progress (the dump's rows are
+/// reported while it is taken, see [`super::dump`]).
 pub struct CountingWriter<'p, W> {
     pub inner: W,
     pub written: u64,
     pub total: u64,
     pub progress: &'p dyn Progress,
-    pub rows: Option<Arc<AtomicU64>>,
     reported: u64,
 }
 
 impl<'p, W> CountingWriter<'p, W> {
     pub fn new(inner: W, total: u64, progress: &'p dyn Progress) -> Self {
-        CountingWriter { inner, written: 0, total, progress, rows: None, reported: 0 }
+        CountingWriter { inner, written: 0, total, progress, reported: 0 }
     }
 
     /// Reports where the transfer stands (also the last state, which the
     /// 8 MiB steps of `write` can miss).
     pub fn report(&mut self) {
-        if let Some(rows) = &self.rows {
-            self.progress.count("rows", rows.load(Ordering::Relaxed));
-        }
         self.progress.bytes("writing the backup", self.written, Some(self.total.max(self.written)));
         self.reported = self.written;
     }
@@ -332,100 +300,24 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 }
 
 /// Writes the archive, encrypted to `recipients` (none: cleartext), to
-/// `out`; returns what the dump held.
-pub fn write_archive<'a>(
+/// `out`.
+pub fn write_archive(
     payload: &Payload<'_>,
-    manifest: ManifestFn<'a>,
+    signed: &SignedManifest,
     recipients: &[Recipient],
-    mut out: impl Write,
-) -> Result<DumpFacts> {
+    out: &mut impl Write,
+) -> Result<()> {
     let failed = |e: &dyn std::fmt::Display| Error::env("cannot write the backup").because(e);
-    let mut stream = TarStream::new(payload, manifest).map_err(|e| failed(&e))?;
+    let mut stream = TarStream::new(payload, signed).map_err(|e| failed(&e))?;
     if recipients.is_empty() {
-        std::io::copy(&mut stream, &mut out).map_err(|e| failed(&e))?;
+        std::io::copy(&mut stream, out).map_err(|e| failed(&e))?;
         out.flush().map_err(|e| failed(&e))?;
-        return stream.facts.take().ok_or_else(|| Error::env("the archive ended early"));
+    } else {
+        let len = stream.total_len();
+        super::seal::encrypt(recipients, &mut stream, len, out)?;
     }
-    let mut rng = rand::thread_rng();
-    // Reading, hashing and counting run on a second core while this one
-    // encrypts: blocks travel through a small bounded channel.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> Option<DumpFacts> {
-            loop {
-                let mut block = vec![0u8; 1 << 20];
-                match read_full(&mut stream, &mut block) {
-                    Ok(0) => return stream.facts.take(),
-                    Ok(n) => {
-                        block.truncate(n);
-                        if tx.send(Ok(block)).is_err() {
-                            return None; // the encryptor gave up
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return None;
-                    }
-                }
-            }
-        });
-        let source = ChannelReader { rx, current: std::io::Cursor::new(Vec::new()) };
-        let mut builder = MessageBuilder::from_reader("", source).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
-        for r in recipients {
-            let result = match &r.subkey_fingerprint {
-                Some(fpr) => {
-                    let sub = r
-                        .key
-                        .public_subkeys
-                        .iter()
-                        .find(|s| format!("{:X}", s.key.fingerprint()).eq_ignore_ascii_case(fpr))
-                        .ok_or_else(|| Error::env(format!("the subkey {fpr} went missing")))?;
-                    builder.encrypt_to_key(&mut rng, &sub.key)
-                }
-                None => builder.encrypt_to_key(&mut rng, &r.key.primary_key),
-            };
-            result.map_err(|e| Error::usage(format!("cannot encrypt to {:?}", r.label)).because(e))?;
-        }
-        let written = builder.to_writer(&mut rng, &mut out);
-        let facts = reader.join().map_err(|_| Error::env("the archive reader panicked"))?;
-        written.map_err(|e| failed(&e))?;
-        out.flush().map_err(|e| failed(&e))?;
-        facts.ok_or_else(|| Error::env("the archive ended early"))
-    })
-}
-
-/// Fills `buf` as far as the reader goes.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    if !stream.at_end().map_err(|e| failed(&e))? {
+        return Err(Error::env("the dump changed size while it was archived"));
     }
-    Ok(filled)
-}
-
-/// The receiving end of the reader thread, as a `Read`.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    current: std::io::Cursor<Vec<u8>>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let n = self.current.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            match self.rx.recv() {
-                Ok(Ok(block)) => self.current = std::io::Cursor::new(block),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0), // the reader is done
-            }
-        }
-    }
+    Ok(())
 }

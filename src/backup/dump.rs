@@ -1,12 +1,13 @@
 //! The database dump: `pg_dump` in plain format (SQL with COPY blocks that
 //! `psql -f` loads into an empty database), taken from one snapshot while
-//! the server goes on writing. pg_dump writes it straight to a private
-//! temp file (a tar member needs its size before its data); its SHA-256 and
-//! the rows of every table are computed while it is streamed into the
-//! archive, so each byte is read once and memory stays flat.
+//! the server goes on writing. pg_dump writes a private temp file (a tar
+//! member needs its size before its data) which kt reads right behind it,
+//! computing its SHA-256 and the rows of every table on the way, so they
+//! cost no time after pg_dump ends and memory stays flat.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
@@ -36,17 +38,28 @@ impl DumpFacts {
 }
 
 /// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
-/// writing straight into `out` (created here, 0600, before pg_dump opens
-/// it). Returns the dump's size.
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> {
+/// writing into `out` (created here, 0600, before pg_dump opens it), and
+/// reads the file behind it as it grows, hashing it and counting its rows:
+/// by the time pg_dump ends, everything the manifest says about the dump
+/// is known, and only the archive (the encryption) is left to do.
+///
+/// Following the file rather than piping pg_dump's output through kt saves
+/// a copy of every byte (pipe in, pipe out, file write become one read of
+/// the page cache), and pg_dump never waits for kt. The hash is of the
+/// file's bytes; the archive reads the same file back (a tar member needs
+/// its size before its data) and every reader of the backup checks those
+/// bytes against the manifest.
+pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
+    let cannot_read = |e: std::io::Error| Error::env(format!("cannot read {}", out.display())).because_err(&e);
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(out)
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
+    let mut file = File::open(out).map_err(cannot_read)?;
     let pg_dump = bindir.join("pg_dump");
-    let output = Command::new(&pg_dump)
+    let mut child = Command::new(&pg_dump)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
         .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
         .arg("--file")
@@ -57,20 +70,77 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e))?;
-    if !output.status.success() {
-        let mut err = Error::env(format!("pg_dump failed ({})", output.status));
-        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| !l.trim().is_empty()).take(5) {
+    let mut stderr = child.stderr.take().expect("piped");
+    // Drained on the side, so pg_dump never waits on a full stderr pipe.
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let followed = follow(&mut file, &mut child, progress);
+    if followed.is_err() {
+        let _ = child.kill(); // our own child, by its handle
+    }
+    let status = child.wait().map_err(|e| Error::env(format!("cannot run {}", pg_dump.display())).because_err(&e));
+    let stderr = errors.join().unwrap_or_default();
+    let status = status?;
+    if !status.success() {
+        let mut err = Error::env(format!("pg_dump failed ({status})"));
+        for line in String::from_utf8_lossy(&stderr).lines().filter(|l| !l.trim().is_empty()).take(5) {
             err = err.because(line.trim().to_string());
         }
         return Err(err.with_hint("is the database running, is the disk full? `kt db status`, `df`"));
     }
+    let digest = followed?;
+    // The file must be what was hashed: nothing but pg_dump wrote to it.
+    let size = file.metadata().map_err(cannot_read)?.len();
+    if size != digest.size {
+        return Err(Error::env(format!("{} changed while it was read ({size} bytes, {} hashed)", out.display(), digest.size)));
+    }
     // No fsync: this temp file is read back at once and then removed; the
     // archive made from it is what gets fsynced.
-    std::fs::metadata(out)
-        .map(|m| m.len())
-        .map_err(|e| Error::env(format!("cannot read {}", out.display())).because_err(&e))
+    Ok(digest.finish())
+}
+
+/// How long to wait when the reader has caught up with pg_dump.
+const CAUGHT_UP: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Reads `file` behind pg_dump (`child`) until pg_dump has exited and the
+/// file's end is reached, hashing and counting every byte once.
+fn follow(file: &mut File, child: &mut std::process::Child, progress: &dyn Progress) -> Result<DumpDigest> {
+    let mut digest = DumpDigest::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut reported = 0u64;
+    let mut exited = false;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::env("cannot read the dump").because_err(&e)),
+        };
+        if n > 0 {
+            digest.update(&buf[..n]);
+            if digest.size - reported >= 8 << 20 {
+                reported = digest.size;
+                progress.count("rows", digest.rows());
+            }
+            continue;
+        }
+        if exited {
+            break; // pg_dump is gone and its last byte has been read
+        }
+        // Caught up: once pg_dump has exited, whatever it wrote is in the
+        // file, and one more pass reads the rest.
+        match child.try_wait() {
+            Ok(Some(_)) => exited = true,
+            Ok(None) => std::thread::sleep(CAUGHT_UP),
+            Err(e) => return Err(Error::env("cannot watch pg_dump").because_err(&e)),
+        }
+    }
+    progress.count("rows", digest.rows());
+    Ok(digest)
 }
 
 /// Hashes and counts the dump's bytes as they pass on their way into the

@@ -3,9 +3,9 @@
 //! Order of work, so that nothing is half-written and nothing is lost:
 //! check the input and resolve every recipient (exit 2 before any file is
 //! written); take the output directory's lock; remove temp files an
-//! interrupted run left; check the database; dump it to a private temp file;
-//! stream it into the archive (hash and row counts on the fly, the manifest
-//! last) written to a temp file
+//! interrupted run left; check the database; dump it to a private temp file
+//! (hash and row counts on the fly, as pg_dump writes); sign the manifest;
+//! stream the archive (the manifest last) to a temp file
 //! (0600), fsync it, rename it to its final name, fsync the directory;
 //! only then roll old backups. Any failure removes this run's temp files
 //! and leaves older backups untouched.
@@ -19,6 +19,7 @@ pub mod message;
 pub mod naming;
 pub mod read;
 pub mod recipients;
+pub mod seal;
 pub mod status;
 pub mod trust;
 
@@ -26,8 +27,6 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -208,7 +207,8 @@ fn backup_locked(
 
     progress.step("dumping the database");
     let bindir = cluster::find_bindir()?;
-    let dump_size = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp)?;
+    let facts = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp, progress)?;
+    let dump_size = facts.size;
 
     // Shared with other readers; a kt cert replace or rollback holds it
     // exclusively while it swaps .ssl and rewrites keytrustee.conf, so a
@@ -244,7 +244,9 @@ fn backup_locked(
         })
         .collect();
     members.push((dump_member.clone(), dump_size));
-    let manifest_base = manifest::Manifest {
+    // The manifest and its signature are the last members, made before
+    // the archive is written from what the dump turned out to hold.
+    let mut manifest = manifest::Manifest {
         format: manifest::FORMAT.to_string(),
         created: crate::clock::rfc3339_now(),
         hostname: hostname.clone(),
@@ -255,29 +257,22 @@ fn backup_locked(
         home: instance.layout.home.clone(),
         dump: dump_member.clone(),
         encrypted_to: recipients.iter().map(|r| r.primary_fingerprint.clone()).collect(),
-        row_counts: BTreeMap::new(),
+        row_counts: facts.row_counts.clone(),
         members: conf_members,
     };
-    // The manifest and its signature are the last members: made once the
-    // dump has been streamed, from the hash and row counts taken on the way.
-    let manifest: archive::ManifestFn<'_> = Box::new(move |facts: &dump::DumpFacts| {
-        let mut m = manifest_base;
-        m.row_counts = facts.row_counts.clone();
-        m.members.push(manifest::Member::File {
-            path: m.dump.clone(),
-            mode: "600".into(),
-            size: facts.size,
-            sha256: facts.sha256.clone(),
-        });
-        let bytes = m.to_bytes();
-        let signature = crate::pgp::sign_detached(&server_secret, &bytes)?;
-        Ok(archive::SignedManifest { manifest: bytes, signature })
+    manifest.members.push(manifest::Member::File {
+        path: dump_member.clone(),
+        mode: "600".into(),
+        size: facts.size,
+        sha256: facts.sha256.clone(),
     });
+    let manifest_bytes = manifest.to_bytes();
+    let signature = crate::pgp::sign_detached(&server_secret, &manifest_bytes)?;
+    let signed = archive::SignedManifest { manifest: manifest_bytes, signature };
     let owner = std::fs::metadata(&instance.layout.confdir)
         .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
         .unwrap_or((0, 0));
     let payload_manifest_member = manifest_member.clone();
-    let rows_seen = Arc::new(AtomicU64::new(0));
     let payload = archive::Payload {
         confdir: &confdir,
         dump_file: &dump_tmp,
@@ -285,7 +280,6 @@ fn backup_locked(
         dump_size,
         dump_owner: owner,
         manifest_member,
-        rows_seen: rows_seen.clone(),
     };
 
     progress.step(if encrypted { "writing the encrypted archive" } else { "writing the archive (cleartext)" });
@@ -296,13 +290,15 @@ fn backup_locked(
         .open(&archive_tmp)
         .map_err(|e| Error::env(format!("cannot create {}", archive_tmp.display())).because_err(&e))?;
     let estimate = dump_size + confdir.iter().map(|e| e.data.len() as u64 + 512).sum::<u64>();
+    // Small, so the encryptor's half-MiB pieces go straight to the file
+    // (a write at least the buffer's size bypasses it): one copy fewer on
+    // the busiest thread; headers and cleartext reads are still gathered.
     let mut counting = archive::CountingWriter::new(
-        std::io::BufWriter::with_capacity(1 << 20, fsutil::WritebackFile::new(file)),
+        std::io::BufWriter::with_capacity(256 << 10, fsutil::WritebackFile::new(file)),
         estimate,
         progress,
     );
-    counting.rows = Some(rows_seen);
-    let facts = archive::write_archive(&payload, manifest, recipients, &mut counting)?;
+    archive::write_archive(&payload, &signed, recipients, &mut counting)?;
     counting.report();
     let size = counting.written;
     let file = counting
@@ -313,9 +309,6 @@ fn backup_locked(
         .map_err(|e| Error::env("cannot fsync the backup").because_err(&e))?;
     drop(file);
     progress.finish();
-    if facts.size != dump_size {
-        return Err(Error::env("the dump changed size while it was archived"));
-    }
     std::fs::rename(&archive_tmp, &final_path)
         .map_err(|e| Error::env(format!("cannot rename the backup to {}", final_path.display())).because_err(&e))?;
     fsutil::sync_dir(&output)?;
