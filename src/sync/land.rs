@@ -18,11 +18,13 @@
 //! The price: `syncfs` also writes out other processes' dirty data on
 //! the same filesystem, so a batch may wait for their writeback too (as
 //! `sync -f` after rsync would); an fsync per file waited for a device
-//! cache flush per file, which cost far more on every machine measured.
+//! cache flush per file, which cost far more on the machine measured.
 //!
 //! This runs on a thread of its own ([`Durable`]), so the receiving thread
 //! keeps reading the pipe (and the sender keeps sending) while a batch is
-//! flushed; the receiving thread renames a batch only once it comes back
+//! flushed (a batch is handed over as soon as this thread is idle, so a
+//! slow flush gathers a bigger next batch instead of stalling the
+//! receiver); the receiving thread renames a batch only once it comes back
 //! from here durable. At most one batch is in flight, so at most two
 //! batches of temp files are open.
 
@@ -87,6 +89,11 @@ impl Durable {
                 self.in_flight = true;
             }
         }
+    }
+
+    /// Whether a batch is in flight (not yet taken back).
+    pub fn busy(&self) -> bool {
+        self.in_flight
     }
 
     /// The batch in flight once it is flushed: waits for it when `wait`,

@@ -97,8 +97,10 @@
 //! file (named [`receive::TMP_PREFIX`]`...`, removed by the next run) +
 //! flush to disk + rename. The flushes are batched, not skipped: a
 //! verified temp file's writeback starts at once (`sync_file_range`), and
-//! every 256 files or 64 MiB (and at the end of each phase, or of a failed
-//! session) the batch is made durable on a thread of its own (`land`:
+//! the files gathered so far (at least 32 files or 8 MiB, handed over as
+//! soon as the landing thread is idle; the receiver waits for it at 256
+//! files or 64 MiB; and all of them at the end of each phase, or of a
+//! failed session) are made durable on a thread of its own (`land`:
 //! one `syncfs` per filesystem, the guarantee of an fsync of each file
 //! with one device cache flush instead of one per file, then each file's
 //! writeback checked for errors) while the next batch is received, and

@@ -1023,10 +1023,18 @@ impl<'a> Receiver<'a> {
                     bases.release(cached);
                     match received? {
                         Landed::Pending => {
-                            if self.pending.len() >= LAND_FILES || self.pending_bytes >= LAND_BYTES {
-                                self.flush_batch(itemize)?;
-                            } else if let Some(flushed) = self.durable.take(false) {
+                            if let Some(flushed) = self.durable.take(false) {
                                 self.rename_flushed(flushed, itemize)?;
+                            }
+                            // A batch goes as soon as the landing thread is
+                            // idle (a slow flush gathers a bigger one), and
+                            // the receiver waits only at the cap.
+                            let enough = self.pending.len() >= LAND_MIN_FILES || self.pending_bytes >= LAND_MIN_BYTES;
+                            if (enough && !self.durable.busy())
+                                || self.pending.len() >= LAND_FILES
+                                || self.pending_bytes >= LAND_BYTES
+                            {
+                                self.flush_batch(itemize)?;
                             }
                         }
                         Landed::Mismatch if phase == 1 => {
@@ -1344,9 +1352,14 @@ fn remove_temps(batch: Vec<PendingFile>) {
     }
 }
 
-/// Verified temp files are made durable and renamed in batches of this
-/// many files or bytes: one flush for the batch instead of one per file
-/// (see [`land`]).
+/// Verified temp files are made durable and renamed in batches (see
+/// [`land`]): one flush for the batch instead of one per file. A batch is
+/// handed over once it holds this many files or bytes and the landing
+/// thread is idle...
+const LAND_MIN_FILES: usize = 32;
+const LAND_MIN_BYTES: u64 = 8 << 20;
+/// ...and the receiver waits for the landing thread when one holds this
+/// many (at most two batches of temp files are open).
 const LAND_FILES: usize = 256;
 const LAND_BYTES: u64 = 64 << 20;
 
