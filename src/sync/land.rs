@@ -49,9 +49,12 @@ pub(super) struct PendingFile {
 /// A batch and whether it is on disk.
 pub(super) type Flushed = (Vec<PendingFile>, Result<()>);
 
+/// The flushing thread: batches in, flushed batches out.
+type Worker = (mpsc::Sender<Vec<PendingFile>>, mpsc::Receiver<Flushed>, JoinHandle<()>);
+
 /// The flushing thread and its one batch in flight.
 pub(super) struct Durable {
-    worker: Option<(mpsc::Sender<Vec<PendingFile>>, mpsc::Receiver<Flushed>, JoinHandle<()>)>,
+    worker: Option<Worker>,
     in_flight: bool,
     /// A batch flushed on this thread because the flushing thread was gone.
     returned: Option<Flushed>,
