@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::storage::endpoint::Endpoint;
 
 /// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
@@ -35,10 +36,11 @@ impl DumpFacts {
     }
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
-/// writing straight into `out` (created here, 0600, before pg_dump opens
-/// it). Returns the dump's size.
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> {
+/// Runs pg_dump against the instance's database (local, or external over
+/// TLS as DB_SSLMODE says) with the instance's password file, writing
+/// straight into `out` (created here, 0600, before pg_dump opens it).
+/// Returns the dump's size.
+pub fn dump(bindir: &Path, endpoint: &Endpoint, pgpass: &Path, out: &Path) -> Result<u64> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -46,14 +48,12 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path) -> Result<u64> 
         .open(out)
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
     let pg_dump = bindir.join("pg_dump");
-    let output = Command::new(&pg_dump)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
-        .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
+    let mut command = Command::new(&pg_dump);
+    endpoint.libpq_env(&mut command, pgpass);
+    let output = command
+        .args(["--no-password", "--format", "plain", "--encoding", "UTF8"])
         .arg("--file")
         .arg(out)
-        .env("PGPASSFILE", pgpass)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
