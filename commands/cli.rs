@@ -228,11 +228,14 @@ pub enum DbCommand {
     Start(DbStartArgs),
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
-    /// Stopping a stopped database is not an error.
+    /// Stopping a stopped database is not an error. On an instance whose
+    /// database is external (kt init --external-db), start and stop refuse
+    /// with exit 2: kt does not run that server.
     Stop(DbStopArgs),
     /// Show whether the database runs, with its pid, port and data directory.
     ///
-    /// Exits 1 when the database is stopped.
+    /// Exits 1 when the database is stopped. For an external database:
+    /// where it is, whether it answers kt, and the session's TLS version.
     Status(DbStatusArgs),
 }
 
