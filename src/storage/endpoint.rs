@@ -144,7 +144,9 @@ impl Endpoint {
     /// setting in its environment, the password by PGPASSFILE, none of the
     /// caller's own PG* variables left to interfere.
     pub fn libpq_env(&self, command: &mut Command, pgpass: &Path) {
-        for (key, _) in std::env::vars_os() {
+        let inherited = std::env::vars_os().map(|(k, _)| k);
+        let given: Vec<_> = command.get_envs().map(|(k, _)| k.to_os_string()).collect();
+        for key in inherited.chain(given) {
             if key.to_str().is_some_and(|k| k.starts_with("PG")) {
                 command.env_remove(key);
             }
@@ -188,4 +190,62 @@ pub fn tls_in_use(db: &mut postgres::Client) -> Result<Option<String>> {
         .map_err(|e| Error::env("cannot read the session's TLS state").because_err(&e))?;
     let ssl: bool = row.get(0);
     Ok(ssl.then(|| row.get::<_, Option<String>>(1).unwrap_or_else(|| "TLS".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external() -> Endpoint {
+        Endpoint {
+            host: "db.example.com".into(),
+            port: 5432,
+            dbname: "kt".into(),
+            user: "ktapp".into(),
+            sslmode: SslMode::VerifyFull,
+            sslrootcert: Some("/etc/kt/db-ca.pem".into()),
+            external: true,
+        }
+    }
+
+    #[test]
+    fn each_mode_says_where_it_is() {
+        assert_eq!(Endpoint::local(11381).describe(), "local 127.0.0.1:11381");
+        assert_eq!(external().describe(), "external db.example.com:5432/kt");
+    }
+
+    #[test]
+    fn libpq_tools_get_every_setting_and_nothing_of_the_callers() {
+        let mut command = Command::new("pg_dump");
+        // PG variables from elsewhere (kt's own environment is handled the
+        // same way; not set here, as tests share the process) do not reach
+        // pg_dump.
+        command.env("PGPASSWORD", "leak").env("PGSERVICE", "other");
+        external().libpq_env(&mut command, Path::new("/c/.pgpass"));
+        let env: std::collections::BTreeMap<String, Option<String>> = command
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        let get = |k: &str| env.get(k).cloned().flatten();
+        assert_eq!(get("PGHOST").as_deref(), Some("db.example.com"));
+        assert_eq!(get("PGPORT").as_deref(), Some("5432"));
+        assert_eq!(get("PGDATABASE").as_deref(), Some("kt"));
+        assert_eq!(get("PGUSER").as_deref(), Some("ktapp"));
+        assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-full"));
+        assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/kt/db-ca.pem"));
+        assert_eq!(get("PGPASSFILE").as_deref(), Some("/c/.pgpass"));
+        assert_eq!(env.get("PGSERVICE"), Some(&None), "other PG variables are removed");
+        assert_eq!(env.get("PGPASSWORD"), Some(&None));
+    }
+
+    #[test]
+    fn the_verifying_modes_need_a_ca() {
+        for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            let e = MakeRustls::new(mode, None).unwrap_err();
+            assert!(e.to_string().contains("DB_SSLROOTCERT"), "{e}");
+        }
+        for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
+            MakeRustls::new(mode, None).unwrap();
+        }
+    }
 }
