@@ -218,7 +218,7 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert!(cluster.admin(DATABASE, "SELECT max(version) FROM schema_version").parse::<i32>().unwrap() >= 4);
 
     // kt does not run that server; status says where it is.
-    for args in [&["db", "start"][..], &["db", "stop"]] {
+    for args in [&["db", "start"][..], &["db", "stop"], &["ha", "status"]] {
         let out = inst.kt(args).expect(2);
         assert!(out.stderr.contains("the database is external"), "{}", out.stderr);
     }
