@@ -11,6 +11,7 @@ mod fingerprint;
 mod ha;
 mod ha_pair;
 mod init;
+mod mail;
 mod org;
 mod printer;
 mod progress;
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         Command::Cert(command) => cert::run(&cli.global, command, &printer),
         Command::Ha(command) => ha::run(&cli.global, command, &printer),
         Command::Schedule(command) => schedule::run(&cli.global, command, &printer),
+        Command::Mail(command) => mail::run(&cli.global, command, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

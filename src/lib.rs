@@ -25,6 +25,7 @@ pub mod hostaddr;
 pub mod init;
 pub mod init_external;
 pub mod journal;
+pub mod mail;
 pub mod instance;
 pub mod org;
 pub mod pgp;

@@ -95,8 +95,12 @@ pub fn new_auth_secret() -> String {
 
 /// Adds an organization with a random auth secret and documented id, or
 /// merges contacts into an existing one (an existing contact is not added
-/// twice; its id and secret stay).
-pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result<Added> {
+/// twice; its id and secret stay). Every contact new to the organization
+/// is queued the documented registration mail, with its link to `site`, in
+/// the same transaction (src/mail/outbox.rs): the mail exists exactly when
+/// the contact does, and sending it is the server's job, never this
+/// command's, so an MTA that is down does not fail it.
+pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String], site: &crate::mail::messages::Site) -> Result<Added> {
     validate_name(name)?;
     for c in contacts {
         validate_contact(c)?;
@@ -105,29 +109,37 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result
     let token = new_token();
     let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
     let existing = tx
-        .query_opt("SELECT contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
+        .query_opt("SELECT uuid::text, contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
         .map_err(db_error("cannot read the organization"))?;
-    let added = match existing {
+    let (added, uuid, new_contacts) = match existing {
         None => {
-            tx.execute(
-                "INSERT INTO organizations (name, auth_secret, contacts, token) VALUES ($1, $2, $3, $4)",
-                &[&name, &secret, &contacts, &token],
-            )
-            .map_err(db_error("cannot add the organization"))?;
-            Added::Created
+            let uuid: String = tx
+                .query_one(
+                    "INSERT INTO organizations (name, auth_secret, contacts, token) VALUES ($1, $2, $3, $4) RETURNING uuid::text",
+                    &[&name, &secret, &contacts, &token],
+                )
+                .map_err(db_error("cannot add the organization"))?
+                .get(0);
+            (Added::Created, uuid, contacts.to_vec())
         }
         Some(row) => {
-            let mut merged: Vec<String> = row.get(0);
+            let uuid: String = row.get(0);
+            let mut merged: Vec<String> = row.get(1);
+            let mut new_contacts = Vec::new();
             for c in contacts {
                 if !merged.iter().any(|m| m.eq_ignore_ascii_case(c)) {
                     merged.push(c.clone());
+                    new_contacts.push(c.clone());
                 }
             }
             tx.execute("UPDATE organizations SET contacts = $2 WHERE name = $1", &[&name, &merged])
                 .map_err(db_error("cannot update the organization"))?;
-            Added::Updated
+            (Added::Updated, uuid, new_contacts)
         }
     };
+    for contact in &new_contacts {
+        crate::mail::outbox::queue_registration(&mut tx, site, &uuid, name, contact)?;
+    }
     tx.commit().map_err(db_error("cannot commit"))?;
     Ok(added)
 }

@@ -22,6 +22,7 @@ mod ha_peer;
 mod ha_write;
 mod init;
 mod load;
+mod mail;
 mod org;
 mod progress;
 mod registration;

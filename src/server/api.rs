@@ -89,6 +89,8 @@ pub struct AppState {
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
     pub writes_open: std::sync::atomic::AtomicBool,
+    /// `HOSTNAME`, named in the mail to contacts.
+    pub hostname: String,
     /// The contact registration form's anti-forgery key and failure counts.
     pub registration: crate::registration::form::FormGuard,
 }
@@ -554,18 +556,26 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     }
     let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
     let host = request.host.as_deref();
-    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host).await?;
+    let time_utc = crate::mail::messages::utc_now();
+    let facts = crate::mail::messages::ClientFacts {
+        organization: &request.organization,
+        fingerprint: &fingerprint,
+        host,
+        time_utc: &time_utc,
+        server: &state.hostname,
+    };
+    let notices = super::db::ClientNotices {
+        registered: crate::mail::messages::client_registered(&facts),
+        pending: crate::mail::messages::client_pending(&facts),
+    };
+    let (client_state, client_org) =
+        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, &notices).await?;
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }
     info!("registered client {fingerprint} with organization {} ({client_state})", request.organization);
     let mut answer = serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization});
     if client_state == "pending" {
-        approval::notify_contacts_of_pending(&approval::PendingClient {
-            organization: &request.organization,
-            fingerprint: &fingerprint,
-            host,
-        });
         answer["status"] = "registration_pending".into();
         answer["message"] = format!(
             "the client awaits approval by an administrator of {}: kt org enable-client --fingerprint {fingerprint}",

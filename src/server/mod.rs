@@ -63,6 +63,12 @@ pub struct ServerSettings {
     /// On a passive (`HA_ROLE` passive): the active's host, named when a
     /// write is refused.
     pub ha_active: Option<String>,
+    /// `HOSTNAME`.
+    pub hostname: String,
+    /// The mail settings and the server's secret key (`secring.gpg`): the
+    /// outbox worker signs and sends contact mail (src/mail/worker.rs).
+    pub mail: crate::settings::MailSettings,
+    pub secring: PathBuf,
     /// The contact registration form's guard, keyed from the server's
     /// secret key (the same on both servers of an HA pair).
     pub registration: crate::registration::form::FormGuard,
@@ -106,6 +112,9 @@ impl ServerSettings {
                 Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
                 _ => None,
             },
+            hostname: s.hostname.clone(),
+            mail: s.mail.clone(),
+            secring: instance.layout.secring(),
             registration: registration_guard(instance)?,
         })
     }
@@ -159,6 +168,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
+        hostname: settings.hostname.clone(),
         registration: settings.registration,
     });
     if let Err(e) = state.pool.warm_up().await {
@@ -170,6 +180,28 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             .with_hint("is another server running? see `kt server status`, or change LISTEN in keytrustee.conf")
     })?;
     on_ready()?;
+    // Contact mail leaves from its own thread: no request waits for an MTA.
+    let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut db_config = postgres::Config::new();
+    db_config
+        .host("127.0.0.1")
+        .port(settings.db_port)
+        .user(DB_USER)
+        .password(password.expose())
+        .dbname(DB_NAME)
+        .application_name("kt serve mail")
+        .connect_timeout(Duration::from_secs(5));
+    let worker = crate::mail::worker::WorkerSettings {
+        db: db_config,
+        mail: settings.mail.clone(),
+        hostname: settings.hostname.clone(),
+        secring: settings.secring.clone(),
+        // `kt serve` runs as the service account already.
+        account: None,
+    };
+    if let Err(e) = crate::mail::worker::spawn(worker, mail_stop.clone(), log::line) {
+        error!("cannot start the mail worker: {e}; contact mail stays queued");
+    }
     info!(
         "kt {} serving https://{} (key {}, up to {} connections)",
         env!("CARGO_PKG_VERSION"),
@@ -291,6 +323,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         }
     }
     info!("stopping: no new connections, letting open ones finish");
+    mail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(listener);
     let _ = stop_tx.send(true);
     let all = settings.max_connections as u32;

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "contact registration tokens and contacts' OpenPGP keys",
         sql: include_str!("migrations/0004_contact_registration.sql"),
     },
+    Migration {
+        version: 5,
+        description: "the mail outbox",
+        sql: include_str!("migrations/0005_mail_outbox.sql"),
+    },
 ];
 
 /// The schema version this kt builds and expects.
