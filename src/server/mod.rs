@@ -182,17 +182,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     on_ready()?;
     // Contact mail leaves from its own thread: no request waits for an MTA.
     let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut db_config = postgres::Config::new();
-    db_config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve mail")
-        .connect_timeout(Duration::from_secs(5));
     let worker = crate::mail::worker::WorkerSettings {
-        db: db_config,
+        db: postgres::Config::from(settings.db.async_config(&password, "kt serve mail")),
+        db_tls: settings.db.tls()?,
         mail: settings.mail.clone(),
         hostname: settings.hostname.clone(),
         secring: settings.secring.clone(),
