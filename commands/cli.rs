@@ -139,8 +139,54 @@ pub struct InitArgs {
     pub database_port: u16,
 
     /// The PostgreSQL data directory. Defaults to <home>/db.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "external_db")]
     pub pg_rootdir: Option<PathBuf>,
+
+    /// Keep the database on an existing PostgreSQL server instead of a
+    /// cluster of the instance's own.
+    ///
+    /// kt creates its schema there (the role needs no superuser rights:
+    /// CONNECT on the database and CREATE on the schema public, or
+    /// ownership of the database) and never initdb's, starts or stops that
+    /// server. The database must hold no tables yet. Needs --db-host and
+    /// --db-password-file.
+    #[arg(long, requires_all = ["db_host", "db_password_file"], help_heading = "External database")]
+    pub external_db: bool,
+
+    /// The external database server's host name or address.
+    #[arg(long, value_name = "HOST", requires = "external_db", help_heading = "External database")]
+    pub db_host: Option<String>,
+
+    /// The external database server's port.
+    #[arg(long, value_name = "PORT", default_value_t = 5432, value_parser = clap::value_parser!(u16).range(1..), help_heading = "External database")]
+    pub db_port: u16,
+
+    /// The database kt uses on the external server.
+    #[arg(long, value_name = "NAME", default_value = "keytrustee", help_heading = "External database")]
+    pub db_name: String,
+
+    /// The role kt logs in as (no superuser).
+    #[arg(long, value_name = "ROLE", default_value = "keytrustee", help_heading = "External database")]
+    pub db_user: String,
+
+    /// How the connection is protected, with libpq's meanings.
+    ///
+    /// verify-ca and verify-full check the server's certificate against
+    /// --db-sslrootcert (verify-full also its host name); require
+    /// encrypts, checking the certificate when a CA file is given.
+    #[arg(long, value_name = "MODE", default_value = "verify-full", value_parser = kt::settings::SslMode::NAMES, help_heading = "External database")]
+    pub db_sslmode: String,
+
+    /// The CA certificate(s) of the database server's certificate (PEM);
+    /// copied into the confdir.
+    #[arg(long, value_name = "FILE", requires = "external_db", help_heading = "External database")]
+    pub db_sslrootcert: Option<PathBuf>,
+
+    /// A file whose first line is the role's password; - reads standard
+    /// input. Stored in the confdir's .pgpass (0600), never in argv or the
+    /// configuration.
+    #[arg(long, value_name = "FILE", requires = "external_db", help_heading = "External database")]
+    pub db_password_file: Option<PathBuf>,
 
     /// The account PostgreSQL runs as when kt runs as root.
     ///
@@ -184,11 +230,14 @@ pub enum DbCommand {
     Start(DbStartArgs),
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
-    /// Stopping a stopped database is not an error.
+    /// Stopping a stopped database is not an error. On an instance whose
+    /// database is external (kt init --external-db), start and stop refuse
+    /// with exit 2: kt does not run that server.
     Stop(DbStopArgs),
     /// Show whether the database runs, with its pid, port and data directory.
     ///
-    /// Exits 1 when the database is stopped.
+    /// Exits 1 when the database is stopped. For an external database:
+    /// where it is, whether it answers kt, and the session's TLS version.
     Status(DbStatusArgs),
 }
 

@@ -1,9 +1,7 @@
 //! `kt mail queue` and `kt mail test`
 
-use kt::instance::{Layout, DB_NAME, DB_USER};
+use kt::instance::Layout;
 use kt::mail::{compose, messages, outbox, transport::Sender};
-use kt::storage::pgpass::Password;
-use kt::storage::Cluster;
 use kt::Error;
 
 use crate::cli::{GlobalArgs, MailCommand};
@@ -17,9 +15,7 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     match command {
         MailCommand::Queue { all, json } => {
-            let cluster = Cluster::for_instance(&instance)?;
-            let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
-            let mut db = cluster.connect(&password, DB_NAME)?;
+            let mut db = kt::storage::endpoint::connect_instance(&instance, "kt")?;
             kt::storage::schema::require_current(&mut db)?;
             let entries = outbox::list(&mut db, all)?;
             if json {

@@ -1,9 +1,7 @@
 //! `kt org ...` (the documented keytrustee-orgtool)
 
-use kt::instance::{Layout, DB_NAME, DB_USER};
+use kt::instance::Layout;
 use kt::org;
-use kt::storage::pgpass::Password;
-use kt::storage::Cluster;
 
 use crate::cli::{GlobalArgs, OrgCommand};
 use crate::printer::Printer;
@@ -30,9 +28,7 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
         _ => global.confdir.as_deref(),
     };
     let instance = Layout::new(confdir)?.load()?;
-    let cluster = Cluster::for_instance(&instance)?;
-    let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
-    let mut db = cluster.connect(&password, DB_NAME)?;
+    let mut db = kt::storage::endpoint::connect_instance(&instance, "kt")?;
     // An older schema is upgraded by `kt db start` or `kt serve` on the
     // active, not here: `kt org` may run on a passive or beside a server.
     kt::storage::schema::require_current(&mut db)?;

@@ -2783,7 +2783,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__init)
-            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --external-db --db-host --db-port --db-name --db-user --db-sslmode --db-sslrootcert --db-password-file --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2802,6 +2802,34 @@ _kt() {
                     return 0
                     ;;
                 --pg-rootdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-sslmode)
+                    COMPREPLY=($(compgen -W "disable prefer require verify-ca verify-full" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-sslrootcert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-password-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

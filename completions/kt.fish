@@ -49,12 +49,24 @@ complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l database-port -d 'The TCP port of the instance\'s PostgreSQL (on 127.0.0.1)' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l pg-rootdir -d 'The PostgreSQL data directory. Defaults to <home>/db' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-host -d 'The external database server\'s host name or address' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-port -d 'The external database server\'s port' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-name -d 'The database kt uses on the external server' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-user -d 'The role kt logs in as (no superuser)' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-sslmode -d 'How the connection is protected, with libpq\'s meanings' -r -f -a "disable\t''
+prefer\t''
+require\t''
+verify-ca\t''
+verify-full\t''"
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-sslrootcert -d 'The CA certificate(s) of the database server\'s certificate (PEM); copied into the confdir' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-password-file -d 'A file whose first line is the role\'s password; - reads standard input. Stored in the confdir\'s .pgpass (0600), never in argv or the configuration' -r -F
 complete -c kt -n "__fish_kt_using_subcommand init" -l service-user -d 'The account PostgreSQL runs as when kt runs as root' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l key-type -d 'The kind of server OpenPGP key to generate' -r -f -a "rsa4096\t'RSA 4096 with an RSA 4096 encryption subkey'
 ed25519\t'Ed25519 with a Curve25519 encryption subkey'"
 complete -c kt -n "__fish_kt_using_subcommand init" -l cert-days -d 'Days the self-signed TLS certificate is valid' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l san -d 'An extra DNS name or IP address for the TLS certificate (repeatable)' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l external-db -d 'Keep the database on an existing PostgreSQL server instead of a cluster of the instance\'s own'
 complete -c kt -n "__fish_kt_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand init" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand init" -l no-progress -d 'Never show progress bars, even on a terminal'

@@ -31,6 +31,17 @@ pub const SSL_PRIVATE_KEY_PASSWORD_SCRIPT: &str = "SSL_PRIVATE_KEY_PASSWORD_SCRI
 pub const HA_ROLE: &str = "HA_ROLE";
 /// HA: the other host's database address, HOST:DBPORT.
 pub const HA_PEER: &str = "HA_PEER";
+/// The database: `local` (default: the instance's own cluster under
+/// PG_ROOTDIR) or `external` (an existing PostgreSQL server kt never
+/// starts, stops or initdb's; the keys below say where).
+pub const DB_MODE: &str = "DB_MODE";
+pub const DB_HOST: &str = "DB_HOST";
+pub const DB_NAME: &str = "DB_NAME";
+pub const DB_USER: &str = "DB_USER";
+/// libpq's sslmode names: disable, prefer, require, verify-ca, verify-full.
+pub const DB_SSLMODE: &str = "DB_SSLMODE";
+/// The CA certificate(s) that sign the external database's certificate.
+pub const DB_SSLROOTCERT: &str = "DB_SSLROOTCERT";
 /// Server limits (optional; defaults below).
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// The highest MAX_BODY_BYTES a server accepts: no deposit is larger, so

@@ -23,6 +23,7 @@ pub mod hostconf;
 pub mod hostname;
 pub mod hostaddr;
 pub mod init;
+pub mod init_external;
 pub mod journal;
 pub mod mail;
 pub mod instance;

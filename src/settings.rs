@@ -107,6 +107,9 @@ pub struct Settings {
     pub ha_role: Option<HaRole>,
     /// `HA_PEER`: the other host's database, HOST:DBPORT.
     pub ha_peer: Option<String>,
+    /// `DB_MODE` `external` and its keys: where the external database is.
+    /// None (`DB_MODE` absent or `local`): the instance's own cluster.
+    pub external_db: Option<ExternalDb>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// `MAIL_*`: how contact mail leaves this host (see [`MailSettings`]).
@@ -322,6 +325,61 @@ impl HaRole {
     }
 }
 
+/// An existing PostgreSQL server that holds the instance's database
+/// (`DB_MODE` `external`). Its port is `DB_PORT`; the password is in the
+/// confdir's `.pgpass`, never here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalDb {
+    /// `DB_HOST` (required): a host name or address.
+    pub host: String,
+    /// `DB_NAME` (default keytrustee).
+    pub name: String,
+    /// `DB_USER` (default keytrustee): a role without superuser rights.
+    pub user: String,
+    /// `DB_SSLMODE` (default verify-full).
+    pub sslmode: SslMode,
+    /// `DB_SSLROOTCERT`: the CA file; required by verify-ca and verify-full.
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// libpq's `sslmode`, with libpq's meaning (what `psql` and `pg_dump`
+/// do with the same name is what kt does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    /// TLS, the certificate checked against DB_SSLROOTCERT when given.
+    Require,
+    /// TLS, the chain checked against DB_SSLROOTCERT, not the host name.
+    VerifyCa,
+    /// TLS, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const NAMES: [&'static str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(text: &str) -> Option<SslMode> {
+        [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+
+    /// Whether the server's certificate chain is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// The defaults of an external database's settings.
+pub const DEFAULT_DB_NAME: &str = "keytrustee";
+pub const DEFAULT_DB_USER: &str = "keytrustee";
+pub const DEFAULT_DB_SSLMODE: SslMode = SslMode::VerifyFull;
+
 /// The server's resource limits (each a [`Bounded`] setting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -403,6 +461,7 @@ impl Settings {
             Some("passive") => Some(HaRole::Passive),
             Some(other) => return Err(bad(config::HA_ROLE, &format!("is {other:?}, not \"active\" or \"passive\""))),
         };
+        let external_db = external_db(c)?;
         let known = known_keys();
         let extra = c.values().iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Settings {
@@ -419,6 +478,7 @@ impl Settings {
             service_user: text(config::SERVICE_USER)?,
             ha_role,
             ha_peer: text(config::HA_PEER)?,
+            external_db,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -475,6 +535,12 @@ impl Settings {
             (config::SERVICE_USER, text(&self.service_user)),
             (config::HA_ROLE, self.ha_role.map(|r| Value::from(r.name()))),
             (config::HA_PEER, text(&self.ha_peer)),
+            (config::DB_MODE, self.external_db.as_ref().map(|_| Value::from("external"))),
+            (config::DB_HOST, self.external_db.as_ref().map(|e| Value::from(e.host.clone()))),
+            (config::DB_NAME, self.external_db.as_ref().map(|e| Value::from(e.name.clone()))),
+            (config::DB_USER, self.external_db.as_ref().map(|e| Value::from(e.user.clone()))),
+            (config::DB_SSLMODE, self.external_db.as_ref().map(|e| Value::from(e.sslmode.name()))),
+            (config::DB_SSLROOTCERT, self.external_db.as_ref().and_then(|e| path(&e.sslrootcert))),
         ]
     }
 }
@@ -484,9 +550,63 @@ fn known_keys() -> Vec<&'static str> {
     // Every host key (src/hostconf.rs), then the keys both hosts share.
     let mut keys = crate::hostconf::HOST_KEYS.to_vec();
     keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER]);
+    keys.extend(EXTERNAL_KEYS);
+    keys.push(config::DB_MODE);
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys.extend(MAIL_KEYS);
     keys
+}
+
+/// The keys that describe an external database (besides DB_MODE, DB_PORT).
+const EXTERNAL_KEYS: [&str; 5] = [config::DB_HOST, config::DB_NAME, config::DB_USER, config::DB_SSLMODE, config::DB_SSLROOTCERT];
+
+/// `DB_MODE` and the external database's keys. In local mode those keys
+/// are refused rather than ignored: a half-edited file that names a
+/// database kt would not use is a mistake to point out, not to guess at.
+fn external_db(c: &Config) -> Result<Option<ExternalDb>> {
+    match c.optional_string(config::DB_MODE)? {
+        None | Some("local") => {
+            let set = |k: &&&str| matches!(c.get(k), Some(v) if !v.is_null() && v.as_str() != Some(""));
+            if let Some(key) = EXTERNAL_KEYS.iter().find(set) {
+                return Err(bad(key, "is set but DB_MODE is not \"external\""));
+            }
+            Ok(None)
+        }
+        Some("external") => {
+            let host = c.optional_string(config::DB_HOST)?.ok_or_else(|| bad(config::DB_HOST, "is missing (DB_MODE is \"external\")"))?;
+            let name = c.optional_string(config::DB_NAME)?.unwrap_or(DEFAULT_DB_NAME);
+            let user = c.optional_string(config::DB_USER)?.unwrap_or(DEFAULT_DB_USER);
+            // Names go into SQL text, `.pgpass` and libpq's environment:
+            // plain words only, no quoting to get wrong. Database and role
+            // names are lower case, as PostgreSQL folds unquoted names.
+            if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)) {
+                return Err(bad(config::DB_HOST, &format!("{host:?} is not a host name or address")));
+            }
+            for (key, value) in [(config::DB_NAME, name), (config::DB_USER, user)] {
+                if !is_plain_identifier(value) {
+                    return Err(bad(key, &format!("{value:?} is not a plain name (a-z, 0-9, _; not starting with a digit)")));
+                }
+            }
+            let sslmode = match c.optional_string(config::DB_SSLMODE)? {
+                None => DEFAULT_DB_SSLMODE,
+                Some(text) => SslMode::parse(text)
+                    .ok_or_else(|| bad(config::DB_SSLMODE, &format!("is {text:?}, not one of {}", SslMode::NAMES.join(", "))))?,
+            };
+            let sslrootcert = c.optional_string(config::DB_SSLROOTCERT)?.map(PathBuf::from);
+            if sslmode.verifies() && sslrootcert.is_none() {
+                return Err(bad(config::DB_SSLROOTCERT, &format!("is missing: DB_SSLMODE {} checks the server's certificate against it", sslmode.name())));
+            }
+            Ok(Some(ExternalDb { host: host.to_string(), name: name.to_string(), user: user.to_string(), sslmode, sslrootcert }))
+        }
+        Some(other) => Err(bad(config::DB_MODE, &format!("is {other:?}, not \"local\" or \"external\""))),
+    }
+}
+
+/// A lower-case SQL identifier that needs no quoting.
+pub fn is_plain_identifier(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn bad(key: &str, what: &str) -> Error {
@@ -520,6 +640,48 @@ mod tests {
 
     fn parse(text: &str) -> Result<Settings> {
         Settings::from_config(&Config::parse(text).unwrap())
+    }
+
+    #[test]
+    fn an_external_database_is_read_checked_and_written_back() {
+        let s = parse(r#"{"HOSTNAME": "h", "DB_MODE": "external", "DB_HOST": "db.example.com", "DB_PORT": 5432,
+            "DB_SSLROOTCERT": "/etc/kt/db-ca.pem"}"#)
+        .unwrap();
+        let e = s.external_db.clone().unwrap();
+        assert_eq!((e.host.as_str(), e.name.as_str(), e.user.as_str()), ("db.example.com", "keytrustee", "keytrustee"));
+        assert_eq!((e.sslmode, s.db_port), (SslMode::VerifyFull, 5432));
+        let mut config = Config::new();
+        s.store(&mut config);
+        assert_eq!(config.get("DB_SSLMODE"), Some(&Value::from("verify-full")));
+        assert_eq!(Settings::from_config(&config).unwrap(), s);
+        // Local (the default) writes none of the keys.
+        let local = parse(r#"{"HOSTNAME": "h"}"#).unwrap();
+        let mut config = Config::new();
+        local.store(&mut config);
+        assert!(config.get("DB_MODE").is_none() && config.get("DB_HOST").is_none());
+        for mode in SslMode::NAMES {
+            assert_eq!(SslMode::parse(mode).unwrap().name(), mode);
+        }
+    }
+
+    #[test]
+    fn bad_external_settings_name_their_key() {
+        for (text, key) in [
+            (r#""DB_MODE": "remote""#, "DB_MODE"),
+            (r#""DB_MODE": "external""#, "DB_HOST"),
+            (r#""DB_HOST": "db""#, "DB_HOST"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "verify""#, "DB_SSLMODE"),
+            (r#""DB_MODE": "external", "DB_HOST": "db""#, "DB_SSLROOTCERT"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_USER": "Kt""#, "DB_USER"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_NAME": "a;b""#, "DB_NAME"),
+            (r#""DB_MODE": "external", "DB_HOST": "a b", "DB_SSLMODE": "require""#, "DB_HOST"),
+        ] {
+            let e = parse(&format!(r#"{{"HOSTNAME": "h", {text}}}"#)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{text}");
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        assert!(parse(r#"{"HOSTNAME": "h", "DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require"}"#).is_ok());
+        assert!(parse(r#"{"HOSTNAME": "h", "DB_MODE": "local", "DB_HOST": ""}"#).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod cert_show;
 mod cli;
 mod compat;
 mod db;
+mod external_db;
 mod forged;
 mod ha;
 mod ha_dr;

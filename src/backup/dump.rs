@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::storage::endpoint::Endpoint;
 
 /// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
@@ -37,11 +38,12 @@ impl DumpFacts {
     }
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
-/// writing into `out` (created here, 0600, before pg_dump opens it), and
-/// reads the file behind it as it grows, hashing it and counting its rows:
-/// by the time pg_dump ends, everything the manifest says about the dump
-/// is known, and only the archive (the encryption) is left to do.
+/// Runs pg_dump against the instance's database (local, or external over
+/// TLS as DB_SSLMODE says) with the instance's password file, writing
+/// into `out` (created here, 0600, before pg_dump opens it), and reads the
+/// file behind it as it grows, hashing it and counting its rows: by the
+/// time pg_dump ends, everything the manifest says about the dump is
+/// known, and only the archive (the encryption) is left to do.
 ///
 /// Following the file rather than piping pg_dump's output through kt saves
 /// a copy of every byte (pipe in, pipe out, file write become one read of
@@ -49,7 +51,7 @@ impl DumpFacts {
 /// file's bytes; the archive reads the same file back (a tar member needs
 /// its size before its data) and every reader of the backup checks those
 /// bytes against the manifest.
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
+pub fn dump(bindir: &Path, endpoint: &Endpoint, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
     let cannot_read = |e: std::io::Error| Error::env(format!("cannot read {}", out.display())).because_err(&e);
     OpenOptions::new()
         .write(true)
@@ -59,14 +61,12 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn 
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
     let mut file = File::open(out).map_err(cannot_read)?;
     let pg_dump = bindir.join("pg_dump");
-    let mut child = Command::new(&pg_dump)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
-        .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
+    let mut command = Command::new(&pg_dump);
+    endpoint.libpq_env(&mut command, pgpass);
+    let mut child = command
+        .args(["--no-password", "--format", "plain", "--encoding", "UTF8"])
         .arg("--file")
         .arg(out)
-        .env("PGPASSFILE", pgpass)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

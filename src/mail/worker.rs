@@ -33,6 +33,8 @@ pub type Log = fn(&str, std::fmt::Arguments<'_>);
 pub struct WorkerSettings {
     /// The instance's database (password inside; redacted in Debug).
     pub db: postgres::Config,
+    /// TLS to an external database (`storage::endpoint`).
+    pub db_tls: crate::storage::pgtls::MakeRustls,
     pub mail: MailSettings,
     pub hostname: String,
     /// The server's secret key (`secring.gpg`), which signs every message.
@@ -98,7 +100,7 @@ fn round(
 ) -> Result<bool> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
         *db = Some(
-            s.db.connect(postgres::NoTls)
+            s.db.connect(s.db_tls.clone())
                 .map_err(|e| crate::Error::env("the mail queue's database does not answer").because_err(&e))?,
         );
     }

@@ -139,6 +139,9 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     };
     let target = target_layout(options, &conf_member)?;
     let existing = target.clone().load().ok();
+    if let Some(inst) = existing.as_ref().filter(|i| i.settings.external_db.is_some()) {
+        return Err(external_not_supported(&crate::storage::endpoint::Endpoint::for_instance(inst).address()));
+    }
     let instance_key = existing.as_ref().and_then(|inst| crate::pgp::load_public_key(&inst.layout.pubring()).ok());
     let assessment = trust::assess(
         &contents,
@@ -154,6 +157,9 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let staged_confdir = root.join(&conf_member);
     let staged_config = crate::hostconf::load_merged(&staged_confdir)?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
+    if staged_config.optional_string(config::DB_MODE)? == Some("external") {
+        return Err(external_not_supported(staged_config.optional_string(config::DB_HOST)?.unwrap_or("?")));
+    }
 
     // Identity: the instance being replaced, or this host.
     let foreign = match (&assessment.identity, &existing) {
@@ -192,6 +198,15 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         staged_confdir,
         _staging: staging,
     })
+}
+
+/// A restore into an external database (the instance's, or the one the
+/// backup's configuration names) is refused before anything changes:
+/// swapping databases on a server kt does not own, with the role's limited
+/// rights, is not built yet, and a half-working restore is worse than none.
+fn external_not_supported(database: &str) -> Error {
+    Error::usage(format!("kt restore is not yet supported for an external database ({database})"))
+        .with_hint("load the backup's .sql member by hand (README, \"External database\"), or restore into a local instance")
 }
 
 /// The staging directory of the restore run by process `<pid>`.

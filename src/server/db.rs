@@ -19,6 +19,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use crate::server::log::warn;
+use crate::storage::pgtls::MakeRustls;
 
 mod contacts;
 
@@ -114,6 +115,8 @@ struct Conn {
     /// deadline, a late cancel meant for the previous write on the
     /// connection, an administrator), the write is not confirmed.
     sync_wait_cancelled: Arc<AtomicBool>,
+    /// A cancel request goes over TLS like the session it cancels.
+    tls: MakeRustls,
 }
 
 /// The start of PostgreSQL's warning when a commit's wait for the
@@ -163,6 +166,9 @@ impl Conn {
 /// that wait (after `write_timeout`) can only hit the write that timed out.
 pub struct Pool {
     config: tokio_postgres::Config,
+    /// TLS to an external database (src/storage/pgtls.rs); unused with
+    /// the local one (sslmode disable).
+    tls: MakeRustls,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     write_slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
@@ -301,9 +307,10 @@ impl Drop for InFlight<'_> {
         }
         *self.slot = None;
         let token = self.conn.client.cancel_token();
+        let tls = self.conn.tls.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                let _ = token.cancel_query(tls).await;
             });
         }
         match &self.purpose {
@@ -363,19 +370,12 @@ pub struct OrgRow {
 }
 
 impl Pool {
-    pub fn new(port: u16, user: &str, password: &str, database: &str, size: usize, write_timeout: Duration) -> Pool {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(port)
-            .user(user)
-            .password(password)
-            .dbname(database)
-            .application_name("kt serve")
-            .connect_timeout(Duration::from_secs(5));
+    /// `config` and `tls` from [`crate::storage::endpoint::Endpoint`].
+    pub fn new(config: tokio_postgres::Config, tls: MakeRustls, size: usize, write_timeout: Duration) -> Pool {
         let slots = |n: usize| (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
         Pool {
             config,
+            tls,
             slots: slots(size),
             next: AtomicUsize::new(0),
             write_slots: slots(size),
@@ -464,7 +464,7 @@ impl Pool {
                 let grace = Instant::now() + CANCEL_GRACE;
                 let mut result = None;
                 while Instant::now() < grace {
-                    let _ = conn.client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                    let _ = conn.client.cancel_token().cancel_query(conn.tls.clone()).await;
                     let until = (Instant::now() + CANCEL_REPEAT).min(grace);
                     if let Ok(r) = tokio::time::timeout_at(until, &mut fut).await {
                         result = Some(r);
@@ -655,7 +655,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
-        let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
         let flag = sync_wait_cancelled.clone();
         tokio::spawn(async move {
@@ -695,7 +695,7 @@ impl Pool {
                 )
                 .await?,
         };
-        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled }))
+        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled, tls: self.tls.clone() }))
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {

@@ -22,8 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::error::{Context, Error, Result};
-use crate::instance::{Instance, DB_NAME, DB_USER};
-use crate::storage::pgpass::Password;
+use crate::instance::Instance;
 use crate::cert::material::KeyMaterial;
 use crate::tls::{self, ReloadableCert};
 use log::{error, info, warn};
@@ -53,7 +52,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub limits: api::Limits,
-    pub db_port: u16,
+    /// The database (local or external) and how to reach it.
+    pub db: crate::storage::endpoint::Endpoint,
     pub db_pool_size: usize,
     /// `HA_WRITE_TIMEOUT_SECONDS`: how long a write waits for the passive.
     pub ha_write_timeout: Duration,
@@ -102,7 +102,7 @@ impl ServerSettings {
                 request_timeout: limits.request_timeout(),
                 max_pending_clients: limits.max_pending_clients as i64,
             },
-            db_port: s.db_port,
+            db: crate::storage::endpoint::Endpoint::for_instance(instance),
             db_pool_size: limits.db_pool_size as usize,
             ha_write_timeout: Duration::from_secs(limits.ha_write_timeout_seconds),
             pgpass: instance.layout.pgpass(),
@@ -156,14 +156,15 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let cert = ReloadableCert::new(certified);
     let tls_config = tls::server_config(settings.provider.clone(), &settings.versions, cert.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let password = Password::read(&settings.pgpass, DB_USER)?;
+    let password = settings.db.password(&settings.pgpass)?;
+    let db_tls = settings.db.tls()?;
     let state = Arc::new(api::AppState {
         fingerprint: settings.fingerprint.clone(),
         pubkey_armored: settings.pubkey_armored.clone(),
         ha_active: settings.ha_active.clone(),
         ha_write_timeout: settings.ha_write_timeout,
         writes_open: std::sync::atomic::AtomicBool::new(true),
-        pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size, settings.ha_write_timeout),
+        pool: db::Pool::new(settings.db.async_config(&password, "kt serve"), db_tls, settings.db_pool_size, settings.ha_write_timeout),
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
@@ -181,17 +182,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     on_ready()?;
     // Contact mail leaves from its own thread: no request waits for an MTA.
     let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut db_config = postgres::Config::new();
-    db_config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve mail")
-        .connect_timeout(Duration::from_secs(5));
     let worker = crate::mail::worker::WorkerSettings {
-        db: db_config,
+        db: postgres::Config::from(settings.db.async_config(&password, "kt serve mail")),
+        db_tls: settings.db.tls()?,
         mail: settings.mail.clone(),
         hostname: settings.hostname.clone(),
         secring: settings.secring.clone(),
@@ -344,17 +337,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
 /// Runs before the async runtime exists (the sync client makes its own).
 fn check_schema(settings: &ServerSettings) -> Result<()> {
     use crate::storage::schema::{self, Standing};
-    let password = Password::read(&settings.pgpass, DB_USER)?;
-    let mut config = postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve")
-        .connect_timeout(Duration::from_secs(5));
-    let mut client = match config.connect(postgres::NoTls) {
+    let password = settings.db.password(&settings.pgpass)?;
+    let config = postgres::Config::from(settings.db.async_config(&password, "kt serve"));
+    let mut client = match config.connect(settings.db.tls()?) {
         Ok(client) => client,
         Err(e) => {
             warn!("the schema was not checked for migrations: the database does not answer ({e})");
