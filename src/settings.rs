@@ -60,9 +60,13 @@ pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
 /// row anyone who knows an organization's name can add, so they are capped.
 pub const MAX_PENDING_CLIENTS: Bounded =
     Bounded { key: config::MAX_PENDING_CLIENTS, default: 100, range: 1..=100_000 };
+/// A stopping server's grace with /health at 503 before it stops
+/// accepting: 0 by default (a lone server has nobody to tell); behind a
+/// load balancer, its health-check interval times its failure count.
+pub const DRAIN_SECONDS: Bounded = Bounded { key: config::DRAIN_SECONDS, default: 0, range: 0..=300 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 9] = [
+const LIMITS: [&Bounded; 10] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -72,6 +76,7 @@ const LIMITS: [&Bounded; 9] = [
     &DB_POOL_SIZE,
     &HA_WRITE_TIMEOUT_SECONDS,
     &MAX_PENDING_CLIENTS,
+    &DRAIN_SECONDS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -107,6 +112,9 @@ pub struct Settings {
     pub ha_role: Option<HaRole>,
     /// `HA_PEER`: the other host's database, HOST:DBPORT.
     pub ha_peer: Option<String>,
+    /// `METRICS_LISTEN`: a loopback address and port for `GET /metrics`
+    /// (None: no metrics listener).
+    pub metrics_listen: Option<SocketAddr>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// Keys kt does not know, kept as they were for every rewrite.
@@ -143,6 +151,8 @@ pub struct Limits {
     pub ha_write_timeout_seconds: u64,
     /// Clients awaiting approval per organization; more are refused (429).
     pub max_pending_clients: u64,
+    /// A stopping server's /health-503 grace before it stops accepting.
+    pub drain_seconds: u64,
 }
 
 impl Default for Limits {
@@ -157,12 +167,13 @@ impl Default for Limits {
             db_pool_size: DB_POOL_SIZE.default,
             ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
             max_pending_clients: MAX_PENDING_CLIENTS.default,
+            drain_seconds: DRAIN_SECONDS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 9] {
+    fn values(&self) -> [u64; 10] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -173,6 +184,7 @@ impl Limits {
             self.db_pool_size,
             self.ha_write_timeout_seconds,
             self.max_pending_clients,
+            self.drain_seconds,
         ]
     }
 
@@ -226,6 +238,7 @@ impl Settings {
             service_user: text(config::SERVICE_USER)?,
             ha_role,
             ha_peer: text(config::HA_PEER)?,
+            metrics_listen: metrics_listen(c)?,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -236,6 +249,7 @@ impl Settings {
                 db_pool_size: number(&DB_POOL_SIZE)?,
                 ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
                 max_pending_clients: number(&MAX_PENDING_CLIENTS)?,
+                drain_seconds: number(&DRAIN_SECONDS)?,
             },
             extra,
         })
@@ -280,6 +294,7 @@ impl Settings {
             (config::SERVICE_USER, text(&self.service_user)),
             (config::HA_ROLE, self.ha_role.map(|r| Value::from(r.name()))),
             (config::HA_PEER, text(&self.ha_peer)),
+            (config::METRICS_LISTEN, self.metrics_listen.map(|a| Value::from(a.to_string()))),
         ]
     }
 }
@@ -288,9 +303,23 @@ impl Settings {
 fn known_keys() -> Vec<&'static str> {
     // Every host key (src/hostconf.rs), then the keys both hosts share.
     let mut keys = crate::hostconf::HOST_KEYS.to_vec();
-    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER]);
+    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER, config::METRICS_LISTEN]);
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys
+}
+
+/// `METRICS_LISTEN`: off when absent; on, a loopback address only. The
+/// metrics name the server's key, its clients' refusal counts and its
+/// database's state: they are for the host's own collector (or an agent
+/// that forwards them), never an open port.
+fn metrics_listen(c: &Config) -> Result<Option<SocketAddr>> {
+    let Some(text) = c.optional_string(config::METRICS_LISTEN)? else { return Ok(None) };
+    let addr: SocketAddr =
+        text.parse().map_err(|e| bad(config::METRICS_LISTEN, &format!("{text:?} is not an address and port")).because(e))?;
+    if !addr.ip().is_loopback() {
+        return Err(bad(config::METRICS_LISTEN, &format!("is {addr}: the metrics listener takes a loopback address only (127.0.0.1 or ::1)")));
+    }
+    Ok(Some(addr))
 }
 
 fn bad(key: &str, what: &str) -> Error {

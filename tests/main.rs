@@ -21,6 +21,7 @@ mod ha_peer;
 mod ha_write;
 mod init;
 mod load;
+mod nodes;
 mod org;
 mod progress;
 mod restore;

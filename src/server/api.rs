@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
-//! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
+//! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise (also `{"draining": true}` once the server was told to stop) |
 //! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
 //! | `GET /deposits` | JSON list of the client's deposits |
@@ -57,7 +57,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use pgp::composed::SignedPublicKey;
 
 use crate::{approval, auth};
-use crate::server::db::{DbError, Pool, RequestKey};
+use crate::server::db::{DbError, NonceKey, Pool, RequestKey};
 use crate::server::log::{error, info};
 use crate::server::replay::{ReplayGuard, Seen};
 
@@ -88,6 +88,8 @@ pub struct AppState {
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
     pub writes_open: std::sync::atomic::AtomicBool,
+    /// Set on SIGTERM: `/health` answers 503 `draining`.
+    pub drain: crate::server::drain::Drain,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -139,6 +141,7 @@ impl From<DbError> for Refusal {
                 "write_outcome_unknown",
                 "the connection to the database was lost while the change was being committed: it may or may not be stored; send the same request again with the same X-KT-Request-Id to learn which (it is never written twice)",
             ),
+            DbError::Replayed => replayed(),
             DbError::RequestIdReused => refuse(
                 StatusCode::CONFLICT,
                 "request_id_reused",
@@ -229,7 +232,9 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
         (&Method::GET, ["deposits"]) => {
             within(deadline, async {
                 let signed = authenticate(state, req).await?;
-                list_deposits(state, &signed.client).await
+                let (claimed, listed) = tokio::join!(claim_shared(state, signed.nonce()), list_deposits(state, &signed.client));
+                claimed?;
+                listed
             })
             .await
         }
@@ -241,7 +246,7 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
             }
             let signed = within(deadline, authenticate(state, req)).await?;
             let (client, body) = (&signed.client, &signed.body);
-            let uuid = state.pool.deposit_insert(signed.key(), client, &name, body).await?;
+            let uuid = state.pool.deposit_insert(signed.key(), Some(signed.nonce()), client, &name, body).await?;
             Ok(json(StatusCode::CREATED, serde_json::json!({"uuid": uuid, "name": name, "size": body.len()})))
         }
         (m @ (&Method::GET | &Method::PUT | &Method::DELETE), ["deposits", uuid]) => {
@@ -255,19 +260,27 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
                 return Err(not_found());
             }
             match method {
-                Method::GET => match within(deadline, async { Ok(state.pool.deposit_get(&uuid, client).await?) }).await? {
+                Method::GET => match within(deadline, async {
+                    // The read and the nonce's claim go together; the
+                    // content is answered only when the claim holds.
+                    let (claimed, content) = tokio::join!(claim_shared(state, signed.nonce()), state.pool.deposit_get(&uuid, client));
+                    claimed?;
+                    Ok(content?)
+                })
+                .await?
+                {
                     Some(content) => Ok(text(content, "application/octet-stream")),
                     None => Err(not_found()),
                 },
                 Method::PUT => {
-                    if state.pool.deposit_update(signed.key(), &uuid, client, body).await? {
+                    if state.pool.deposit_update(signed.key(), Some(signed.nonce()), &uuid, client, body).await? {
                         Ok(json(StatusCode::OK, serde_json::json!({"uuid": uuid, "size": body.len()})))
                     } else {
                         Err(not_found())
                     }
                 }
                 _ => {
-                    if state.pool.deposit_delete(signed.key(), &uuid, client).await? {
+                    if state.pool.deposit_delete(signed.key(), Some(signed.nonce()), &uuid, client).await? {
                         let mut resp = Response::new(Full::new(Bytes::new()));
                         *resp.status_mut() = StatusCode::NO_CONTENT;
                         Ok(resp)
@@ -294,6 +307,13 @@ fn public_query(state: &AppState, query: &str) -> Result<Resp, Refusal> {
 
 async fn health(state: &AppState) -> Resp {
     let version = env!("CARGO_PKG_VERSION");
+    if state.drain.is_draining() {
+        // Before anything else: a load balancer must stop sending here.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"draining": true, "version": version, "fingerprint": state.fingerprint}),
+        );
+    }
     match state.pool.health().await {
         Ok((in_recovery, schema)) => {
             use crate::storage::schema::{latest_version, standing_of, Standing};
@@ -365,9 +385,16 @@ struct Signed {
     client: String,
     body: Bytes,
     request: Option<(String, Vec<u8>)>,
+    nonce: String,
+    /// Until when the nonce is remembered (Unix seconds).
+    expires: i64,
 }
 
 impl Signed {
+    fn nonce(&self) -> NonceKey<'_> {
+        NonceKey { client: &self.client, nonce: &self.nonce, expires: self.expires }
+    }
+
     fn key(&self) -> Option<RequestKey<'_>> {
         self.request.as_ref().map(|(id, digest)| RequestKey { client: &self.client, id, digest })
     }
@@ -400,9 +427,9 @@ async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<Signed
         }
         _ => return Err(refuse(StatusCode::LOCKED, "client_disabled", "this client is disabled")),
     }
-    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    let expires = check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
     let request = signed.request_id.map(|id| (id.to_string(), auth::request_digest(&method, &path_and_query, &body)));
-    Ok(Signed { client: fingerprint, body, request })
+    Ok(Signed { client: fingerprint, body, request, nonce: signed.nonce.to_string(), expires })
 }
 
 struct SignedParts<'a> {
@@ -455,13 +482,34 @@ fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<(), Refusal> {
+/// The node's own replay guard: a replay to this node is refused here,
+/// without a round trip to the database. The shared guard (the
+/// `replay_nonces` table) is the authority across nodes: a write takes its
+/// nonce in its own transaction, a read with [`claim_shared`]. Answers
+/// until when the nonce must be remembered.
+fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<i64, Refusal> {
     let now = crate::clock::unix_now();
     let expires = timestamp + state.limits.auth_window_seconds + 1;
     match state.replay.check(client, nonce, now, expires) {
-        Seen::First => Ok(()),
-        Seen::Replayed => Err(refuse(StatusCode::CONFLICT, "replayed", "this request was already received")),
+        Seen::First => Ok(expires),
+        Seen::Replayed => Err(replayed()),
         Seen::Full => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in the window")),
+    }
+}
+
+fn replayed() -> Refusal {
+    refuse(StatusCode::CONFLICT, "replayed", "this request was already received")
+}
+
+/// Takes a read's (or a registration's) nonce in the shared replay guard.
+/// A passive cannot write it: there the node's own guard is the only one
+/// (a passive is one node; DESIGN.md, "Several nodes"). So is a database
+/// whose schema lacks the table (a passive upgraded before its active).
+async fn claim_shared(state: &AppState, nonce: NonceKey<'_>) -> Result<(), Refusal> {
+    match state.pool.claim_nonce(nonce).await {
+        Ok(true) | Err(DbError::ReadOnly) | Err(DbError::SchemaBehind(_)) => Ok(()),
+        Ok(false) => Err(replayed()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -506,7 +554,8 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     if !auth::verify(&key, &text, signed.signature) {
         return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
     }
-    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    let expires = check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    claim_shared(state, NonceKey { client: &fingerprint, nonce: signed.nonce, expires }).await?;
     let refused = || refuse(StatusCode::FORBIDDEN, "registration_refused", "unknown organization or wrong auth secret");
     if let Some(host) = &request.host {
         crate::hostname::validate(host).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "invalid host name"))?;

@@ -45,6 +45,9 @@ pub enum DbError {
     /// A request id came back with another method, path or body than the
     /// request it first named.
     RequestIdReused,
+    /// The request's nonce is in the shared replay guard: another node (or
+    /// this one, before a restart) already took this very request.
+    Replayed,
     /// The database lacks a table or column this kt uses: its schema is
     /// older than this kt (a passive upgraded before its active).
     SchemaBehind(String),
@@ -102,10 +105,21 @@ struct RequestStatements {
     lookup: Statement,
 }
 
+/// The statements on `replay_nonces` (schema version 6), prepared on first
+/// use like [`RequestStatements`].
+struct NonceStatements {
+    /// A read's claim, on its own: no row back when the nonce is taken.
+    claim: Statement,
+    /// A write's claim, inside its transaction: a taken nonce is a unique
+    /// violation, which aborts the transaction before the write runs.
+    claim_strict: Statement,
+}
+
 struct Conn {
     client: Client,
     st: Statements,
     requests: tokio::sync::OnceCell<RequestStatements>,
+    nonces: tokio::sync::OnceCell<NonceStatements>,
     /// Set when PostgreSQL warned that a commit's wait for the synchronous
     /// standby was cancelled (committed here, not confirmed). Read by the
     /// write after its commit: whoever sent the cancel (this write at its
@@ -120,6 +134,26 @@ struct Conn {
 const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 impl Conn {
+    async fn nonces(&self) -> Result<&NonceStatements, tokio_postgres::Error> {
+        self.nonces
+            .get_or_try_init(|| async {
+                Ok(NonceStatements {
+                    claim: self
+                        .client
+                        .prepare(
+                            "INSERT INTO replay_nonces (client, nonce, expires) VALUES ($1, $2, $3) \
+                             ON CONFLICT DO NOTHING RETURNING true",
+                        )
+                        .await?,
+                    claim_strict: self
+                        .client
+                        .prepare("INSERT INTO replay_nonces (client, nonce, expires) VALUES ($1, $2, $3)")
+                        .await?,
+                })
+            })
+            .await
+    }
+
     async fn requests(&self) -> Result<&RequestStatements, tokio_postgres::Error> {
         self.requests
             .get_or_try_init(|| async {
@@ -236,6 +270,16 @@ pub struct RequestKey<'a> {
     pub digest: &'a [u8],
 }
 
+/// One authenticated request's nonce for the shared replay guard: taken
+/// once per client across every node over the database, until `expires`
+/// (Unix seconds: the request's timestamp plus the authentication window).
+#[derive(Debug, Clone, Copy)]
+pub struct NonceKey<'a> {
+    pub client: &'a str,
+    pub nonce: &'a str,
+    pub expires: i64,
+}
+
 /// How far a write got, read when it fails: it says whether a lost
 /// connection can have left the change stored.
 const NOT_SENT: u8 = 0;
@@ -253,6 +297,8 @@ enum Step<T> {
     Recorded(String),
     /// The request id was recorded for another request: rolled back.
     Reused,
+    /// The nonce was taken (a replay): rolled back, nothing written.
+    Replayed,
 }
 
 /// A write in flight on its connection. If the write's future is dropped
@@ -406,13 +452,13 @@ impl Pool {
     /// With a request id the statement runs in a transaction with the row
     /// that records its answer; when an earlier attempt with that id
     /// committed, this one rolls back and answers from that record.
-    async fn write<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
+    async fn write<T, F, Fut>(&self, key: Option<RequestKey<'_>>, nonce: Option<NonceKey<'_>>, run: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
         T: Answer,
     {
-        match self.write_unchecked(key, run).await {
+        match self.write_unchecked(key, nonce, run).await {
             // A statement on a table or column this schema lacks: on a
             // passive (upgraded before its active) that is a write sent
             // to the read-only side, and says so.
@@ -424,7 +470,7 @@ impl Pool {
         }
     }
 
-    async fn write_unchecked<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
+    async fn write_unchecked<T, F, Fut>(&self, key: Option<RequestKey<'_>>, nonce: Option<NonceKey<'_>>, run: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
@@ -445,7 +491,7 @@ impl Pool {
         let guard = InFlight { slot, conn: conn.clone(), armed: true, purpose: Purpose::Write(key.map(|k| k.id.to_string())) };
         let phase = AtomicU8::new(NOT_SENT);
         conn.sync_wait_cancelled.store(false, Ordering::SeqCst);
-        let fut = steps(&conn, key, &phase, run);
+        let fut = steps(&conn, key, nonce, &phase, run);
         tokio::pin!(fut);
         let (result, cancelled) = match tokio::time::timeout_at(deadline, &mut fut).await {
             Ok(result) => (Some(result), false),
@@ -497,6 +543,10 @@ impl Pool {
             Some(Ok(Step::Reused)) => {
                 keep(guard);
                 Err(DbError::RequestIdReused)
+            }
+            Some(Ok(Step::Replayed)) => {
+                keep(guard);
+                Err(DbError::Replayed)
             }
             Some(Err(e)) => {
                 // Inside a transaction an error leaves it aborted: rolled
@@ -639,12 +689,21 @@ impl Pool {
                 return Ok(conn.clone());
             }
         }
-        let conn = self.connect().await?;
+        let conn = self.connect_for(true).await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
+        self.connect_for(false).await
+    }
+
+    /// A connection; `reads` for the shared pool, whose only inserts are
+    /// read requests' nonces: committed without waiting for the disk or
+    /// the passive (`synchronous_commit` off), so a read pays no flush.
+    /// What a crash of the database can lose is the last fraction of a
+    /// second of read nonces; a failover, those the passive had not got.
+    async fn connect_for(&self, reads: bool) -> Result<Arc<Conn>, DbError> {
         let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
         let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
         let flag = sync_wait_cancelled.clone();
@@ -661,6 +720,9 @@ impl Pool {
                 }
             }
         });
+        if reads {
+            client.batch_execute("SET synchronous_commit TO off").await?;
+        }
         let st = Statements {
             client_auth: client.prepare("SELECT state, public_key FROM clients WHERE fingerprint = $1").await?,
             deposit_get: client
@@ -685,7 +747,32 @@ impl Pool {
                 )
                 .await?,
         };
-        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled }))
+        Ok(Arc::new(Conn {
+            client,
+            st,
+            requests: tokio::sync::OnceCell::new(),
+            nonces: tokio::sync::OnceCell::new(),
+            sync_wait_cancelled,
+        }))
+    }
+
+    /// Takes a read's nonce in the shared replay guard: `false` when it
+    /// was taken already (a replay). On its own statement, committed
+    /// without a flush (see [`Pool::connect_for`]); a passive cannot
+    /// insert and answers [`DbError::ReadOnly`].
+    pub async fn claim_nonce(&self, nonce: NonceKey<'_>) -> Result<bool, DbError> {
+        let c = self.conn().await?;
+        let st = c.nonces().await?;
+        Ok(c.client.query_opt(&st.claim, &[&nonce.client, &nonce.nonce, &nonce.expires]).await?.is_some())
+    }
+
+    /// Deletes the nonces whose requests left the authentication window
+    /// before `now` (Unix seconds): a request that old is refused as stale
+    /// before its nonce is looked at. Every node runs it; they do not
+    /// collide (a row deleted twice is deleted once).
+    pub async fn prune_nonces(&self, now: i64) -> Result<u64, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.execute("DELETE FROM replay_nonces WHERE expires < $1", &[&now]).await?)
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
@@ -703,11 +790,12 @@ impl Pool {
     pub async fn deposit_insert(
         &self,
         key: Option<RequestKey<'_>>,
+        nonce: Option<NonceKey<'_>>,
         owner: &str,
         name: &str,
         content: &[u8],
     ) -> Result<String, DbError> {
-        self.write(key, |c| async move {
+        self.write(key, nonce, |c| async move {
             let row = c.client.query_one(&c.st.deposit_insert, &[&owner, &name, &content]).await?;
             Ok(row.get::<_, String>(0))
         })
@@ -717,16 +805,23 @@ impl Pool {
     pub async fn deposit_update(
         &self,
         key: Option<RequestKey<'_>>,
+        nonce: Option<NonceKey<'_>>,
         uuid: &str,
         owner: &str,
         content: &[u8],
     ) -> Result<bool, DbError> {
-        self.write(key, |c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
+        self.write(key, nonce, |c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
             .await
     }
 
-    pub async fn deposit_delete(&self, key: Option<RequestKey<'_>>, uuid: &str, owner: &str) -> Result<bool, DbError> {
-        self.write(key, |c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
+    pub async fn deposit_delete(
+        &self,
+        key: Option<RequestKey<'_>>,
+        nonce: Option<NonceKey<'_>>,
+        uuid: &str,
+        owner: &str,
+    ) -> Result<bool, DbError> {
+        self.write(key, nonce, |c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
     }
 
     pub async fn deposit_list(&self, owner: &str) -> Result<Vec<DepositInfo>, DbError> {
@@ -760,7 +855,7 @@ impl Pool {
         host: Option<&str>,
     ) -> Result<(String, String), DbError> {
         let inserted = self
-            .write(None, |c| async move {
+            .write(None, None, |c| async move {
                 c.client
                     .query_opt(
                         "INSERT INTO clients (fingerprint, organization, public_key, state, host) \
@@ -830,19 +925,36 @@ impl Pool {
 
 /// The steps of one write on its connection; `phase` tells the caller how
 /// far they got when they fail.
-async fn steps<T, F, Fut>(conn: &Arc<Conn>, key: Option<RequestKey<'_>>, phase: &AtomicU8, run: F) -> Result<Step<T>, tokio_postgres::Error>
+async fn steps<T, F, Fut>(
+    conn: &Arc<Conn>,
+    key: Option<RequestKey<'_>>,
+    nonce: Option<NonceKey<'_>>,
+    phase: &AtomicU8,
+    run: F,
+) -> Result<Step<T>, tokio_postgres::Error>
 where
     F: FnOnce(Arc<Conn>) -> Fut,
     Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     T: Answer,
 {
     let Some(key) = key else {
-        phase.store(COMMIT_SENT, Ordering::Relaxed);
-        return run(conn.clone()).await.map(Step::Done);
+        let Some(nonce) = nonce else {
+            phase.store(COMMIT_SENT, Ordering::Relaxed);
+            return run(conn.clone()).await.map(Step::Done);
+        };
+        return pipelined(conn, nonce, phase, run).await;
     };
     let rq = conn.requests().await?;
     conn.client.batch_execute("BEGIN").await?;
     phase.store(IN_TRANSACTION, Ordering::Relaxed);
+    if let Some(nonce) = nonce {
+        let ns = conn.nonces().await?;
+        if conn.client.query_opt(&ns.claim, &[&nonce.client, &nonce.nonce, &nonce.expires]).await?.is_none() {
+            conn.client.batch_execute("ROLLBACK").await?;
+            phase.store(NOT_SENT, Ordering::Relaxed);
+            return Ok(Step::Replayed);
+        }
+    }
     // The id is claimed before the write runs: the claim waits for a
     // concurrent attempt with the same id to end, and when an attempt
     // committed, the write does not run at all.
@@ -865,6 +977,43 @@ where
     conn.client.execute(&rq.answer, &[&key.client, &key.id, &value.encode()]).await?;
     phase.store(COMMIT_SENT, Ordering::Relaxed);
     conn.client.batch_execute("COMMIT").await?;
+    Ok(Step::Done(value))
+}
+
+/// A write without a request id and its nonce in one round trip: `BEGIN`,
+/// the nonce's insert, the statement and `COMMIT` are sent together
+/// (tokio-postgres pipelines requests in the order they are first polled,
+/// which `join!(biased; ..)` makes the written order). A taken nonce fails
+/// its insert, which aborts the transaction: the statement fails without
+/// running and the `COMMIT` answers as a rollback. The commit is sent with
+/// the rest, so a lost connection leaves the outcome unknown, as the same
+/// write's autocommit statement would.
+async fn pipelined<T, F, Fut>(conn: &Arc<Conn>, nonce: NonceKey<'_>, phase: &AtomicU8, run: F) -> Result<Step<T>, tokio_postgres::Error>
+where
+    F: FnOnce(Arc<Conn>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    T: Answer,
+{
+    let ns = conn.nonces().await?;
+    phase.store(COMMIT_SENT, Ordering::Relaxed);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&nonce.client, &nonce.nonce, &nonce.expires];
+    let (begun, claimed, value, committed) = tokio::join!(
+        biased;
+        conn.client.batch_execute("BEGIN"),
+        conn.client.execute(&ns.claim_strict, &params),
+        run(conn.clone()),
+        conn.client.batch_execute("COMMIT"),
+    );
+    begun?;
+    if let Err(e) = &claimed {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            committed?;
+            return Ok(Step::Replayed);
+        }
+    }
+    claimed?;
+    let value = value?;
+    committed?;
     Ok(Step::Done(value))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod db;
+pub mod drain;
 pub mod log;
 pub mod replay;
 
@@ -36,6 +37,9 @@ const GATE_INTERVAL: Duration = Duration::from_millis(250);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often nonces past the authentication window are deleted from the
+/// shared replay guard.
+const NONCE_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything `serve` needs, read from the instance before any change.
 pub struct ServerSettings {
@@ -51,6 +55,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// `DRAIN_SECONDS`: /health at 503 before the listener closes on SIGTERM.
+    pub drain: Duration,
     pub limits: api::Limits,
     pub db_port: u16,
     pub db_pool_size: usize,
@@ -86,6 +92,7 @@ impl ServerSettings {
             max_header_bytes: limits.max_header_bytes as usize,
             max_connections: limits.max_connections as usize,
             idle_timeout: limits.idle_timeout(),
+            drain: Duration::from_secs(limits.drain_seconds),
             limits: api::Limits {
                 max_body_bytes: limits.max_body_bytes as usize,
                 auth_window_seconds: limits.auth_window_seconds as i64,
@@ -143,6 +150,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
+        drain: Default::default(),
     });
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
@@ -167,6 +175,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    let mut prune_nonces = tokio::time::interval(NONCE_PRUNE_INTERVAL);
+    prune_nonces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Set by the first SIGTERM when DRAIN_SECONDS is not 0: the end of the drain.
+    let mut drained: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Whether writes may go ahead (synchronous replication with the
@@ -240,8 +252,26 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     Err(e) => error!("SIGHUP: reload failed, still serving the old certificate: {}", describe(&e)),
                 }
             }
-            _ = sigterm.recv() => break,
+            _ = sigterm.recv() => {
+                if settings.drain.is_zero() || drained.is_some() {
+                    break;
+                }
+                state.drain.begin();
+                info!("SIGTERM: draining: /health answers 503 for {} s, then no new connections", settings.drain.as_secs());
+                drained = Some(Box::pin(tokio::time::sleep(settings.drain)));
+            }
+            _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
             _ = sigint.recv() => break,
+            _ = prune_nonces.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // A passive deletes nothing: it gets the active's deletes.
+                    match state.pool.prune_nonces(crate::clock::unix_now()).await {
+                        Ok(_) | Err(db::DbError::ReadOnly) | Err(db::DbError::SchemaBehind(_)) => {}
+                        Err(e) => warn!("pruning the shared replay guard failed: {e:?}"),
+                    }
+                });
+            }
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
             _ = prune.tick() => {
                 let state = state.clone();
@@ -273,6 +303,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             }
         }
     }
+    state.drain.begin();
     info!("stopping: no new connections, letting open ones finish");
     drop(listener);
     let _ = stop_tx.send(true);

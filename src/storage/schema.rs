@@ -35,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "contact registration tokens and contacts' OpenPGP keys",
         sql: include_str!("migrations/0004_contact_registration.sql"),
     },
+    // Version 5 is issue 16's (mail); this branch is merged after it.
+    Migration {
+        version: 6,
+        description: "the shared replay guard's nonces",
+        sql: include_str!("migrations/0006_replay_nonces.sql"),
+    },
 ];
 
 /// The schema version this kt builds and expects.
