@@ -247,3 +247,107 @@ fn a_stopping_node_drains_then_finishes_its_requests() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("draining"), "{log}");
 }
+
+/// A python3 that has the `prometheus_client` package (PATH's, else the
+/// system's): scripts/install-deps --for test installs it. None is a
+/// failure, never a skipped check.
+fn prometheus_python() -> String {
+    for python in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(python).args(["-c", "import prometheus_client"]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+        if ok {
+            return python.to_string();
+        }
+    }
+    panic!("no python3 with prometheus_client: run scripts/install-deps --for test");
+}
+
+const PARSE_METRICS: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+
+/// `/metrics` of the node, read by the Prometheus client library's own
+/// text-format parser: (sample name, labels, value).
+fn scrape(python: &str, metrics_port: u16) -> Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> {
+    let (code, text) = curl(&[&format!("http://127.0.0.1:{metrics_port}/metrics")]);
+    assert_eq!(code, 200, "{text}");
+    let mut child = Command::new(python).args(["-c", PARSE_METRICS]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused the metrics:\n{text}");
+    let samples: Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    samples
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when absent).
+fn value(samples: &[(String, serde_json::Map<String, serde_json::Value>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(*v)))
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+#[test]
+fn metrics_count_what_was_asked() {
+    let python = prometheus_python();
+    let inst = Instance::serving("metrics");
+    // Never on an open address.
+    inst.set_config("METRICS_LISTEN", serde_json::json!("0.0.0.0:9100"));
+    let out = inst.kt(&["server", "start"]).expect(2);
+    assert!(out.stderr.contains("METRICS_LISTEN") && out.stderr.contains("loopback"), "{}", out.stderr);
+    let metrics_port = free_port();
+    inst.set_config("METRICS_LISTEN", serde_json::json!(format!("127.0.0.1:{metrics_port}")));
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let (dir, out) = register(&inst, "alice", "acme", "");
+    out.expect(0);
+    let mut raw = Raw::new(&inst, &dir);
+
+    let before = scrape(&python, metrics_port);
+    for _ in 0..3 {
+        assert_eq!(curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]).0, 200);
+    }
+    let h = raw.signed("GET", "/deposits", b"", kt::clock::unix_now(), &kt::auth::random_nonce());
+    assert_eq!(raw.send("GET", "/deposits", b"", &h).0, 200);
+    assert_eq!(raw.send("GET", "/deposits", b"", &h), (409, "replayed".into()));
+    assert_eq!(curl(&["-k", &format!("{}/deposits", inst.url())]).0, 401);
+    // A client that does not speak TLS.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", inst.server_port)).unwrap();
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let _ = std::io::Read::read(&mut plain, &mut [0u8; 64]);
+    drop(plain);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = scrape(&python, metrics_port);
+
+    let delta = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels) - value(&before, name, labels);
+    let requests = "kt_http_requests_total";
+    assert_eq!(delta(requests, &[("route", "/"), ("method", "GET"), ("status", "200")]), 3.0);
+    assert_eq!(delta(requests, &[("route", "/deposits"), ("method", "GET"), ("status", "200")]), 1.0);
+    assert_eq!(delta(requests, &[("route", "/deposits"), ("method", "GET"), ("status", "409")]), 1.0);
+    assert_eq!(delta(requests, &[("route", "/deposits"), ("method", "GET"), ("status", "401")]), 1.0);
+    let durations = "kt_http_request_duration_seconds_count";
+    assert_eq!(delta(durations, &[("route", "/deposits"), ("method", "GET"), ("status", "200")]), 1.0);
+    assert_eq!(delta("kt_auth_refusals_total", &[("reason", "replayed")]), 1.0);
+    assert_eq!(delta("kt_auth_refusals_total", &[("reason", "unsigned")]), 1.0);
+    assert_eq!(delta("kt_auth_refusals_total", &[("reason", "forged")]), 0.0);
+    assert_eq!(delta("kt_tls_handshake_failures_total", &[]), 1.0);
+    assert_eq!(value(&after, "kt_db_up", &[]), 1.0);
+    assert_eq!(value(&after, "kt_ha_role", &[("role", "active")]), 1.0);
+    assert!(value(&after, "kt_db_pool_connections", &[("pool", "read"), ("state", "open")]) >= 1.0);
+    let (_, served) = curl(&["-k", &format!("{}/?a=fingerprint", inst.url())]);
+    assert_eq!(value(&after, "kt_server_key_info", &[("fingerprint", served.trim())]), 1.0, "{after:?}");
+    let expiry = value(&after, "kt_certificate_expiry_timestamp_seconds", &[]);
+    let not_after = openssl(&["x509", "-noout", "-enddate", "-in", inst.confdir.join(".ssl/ssl-cert-keytrustee.pem").to_str().unwrap()]).stdout;
+    // openssl's notAfter, in Unix seconds by date(1): the same instant.
+    let when = not_after.trim().trim_start_matches("notAfter=");
+    let seconds = run(Command::new("date").args(["-u", "-d", when, "+%s"])).expect(0).stdout;
+    assert_eq!(expiry, seconds.trim().parse::<f64>().unwrap(), "{not_after}");
+    // Only /metrics there.
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{metrics_port}/other")]).0, 404);
+}

@@ -181,13 +181,19 @@ fn text(body: impl Into<Bytes>, content_type: &'static str) -> Resp {
     resp
 }
 
+/// The refusal code of an answer (a response extension), for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalCode(pub &'static str);
+
 impl Refusal {
     fn into_response(self) -> Resp {
         let mut body = serde_json::json!({"error": self.code, "message": self.message});
         if let Some(uuid) = self.uuid {
             body["uuid"] = uuid.into();
         }
-        json(self.status, body)
+        let mut resp = json(self.status, body);
+        resp.extensions_mut().insert(RefusalCode(self.code));
+        resp
     }
 }
 

@@ -382,6 +382,34 @@ pub struct ClientRow {
     pub public_key: Vec<u8>,
 }
 
+/// How many connections the pools hold, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolUsage {
+    pub read_open: usize,
+    pub write_open: usize,
+    /// Write connections running a write now.
+    pub write_busy: usize,
+}
+
+/// One standby as its primary sees it, for the metrics.
+pub struct StandbyLag {
+    pub name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub lag_bytes: i64,
+    pub lag_seconds: f64,
+}
+
+/// The replication state of this node's database, for the metrics.
+pub struct ReplicationMetrics {
+    pub in_recovery: bool,
+    /// On a standby: seconds since the last replayed change, 0 when it
+    /// has replayed all it received.
+    pub replay_delay_seconds: f64,
+    /// On a primary: its standbys.
+    pub standbys: Vec<StandbyLag>,
+}
+
 /// One line of a deposit listing.
 pub struct DepositInfo {
     pub uuid: String,
@@ -906,6 +934,61 @@ impl Pool {
             .query_one("SELECT pg_is_in_recovery(), (SELECT max(version) FROM schema_version)", &[])
             .await?;
         Ok((row.get(0), row.get::<_, Option<i32>>(1).unwrap_or(0)))
+    }
+
+    /// The pools' connections now (a write slot that is locked runs a
+    /// write; a read slot is locked only while it connects).
+    pub fn usage(&self) -> PoolUsage {
+        let open = |conn: &Option<Arc<Conn>>| conn.as_ref().is_some_and(|c| !c.client.is_closed());
+        let mut usage = PoolUsage::default();
+        for slot in &self.slots {
+            if slot.try_lock().map(|g| open(&g)).unwrap_or(false) {
+                usage.read_open += 1;
+            }
+        }
+        for slot in &self.write_slots {
+            match slot.try_lock() {
+                Ok(g) => usage.write_open += usize::from(open(&g)),
+                Err(_) => {
+                    usage.write_open += 1;
+                    usage.write_busy += 1;
+                }
+            }
+        }
+        usage
+    }
+
+    /// Role, standbys and lag, read for `/metrics` (the queries of
+    /// `kt ha status`, src/ha/status.rs, from this node's pool).
+    pub async fn replication_metrics(&self) -> Result<ReplicationMetrics, DbError> {
+        let c = self.conn().await?;
+        let row = c
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() \
+                 OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                 ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.get(0);
+        let mut standbys = Vec::new();
+        if !in_recovery {
+            let rows = c
+                .client
+                .query(
+                    "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
+                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, \
+                     coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication",
+                    &[],
+                )
+                .await?;
+            standbys = rows
+                .iter()
+                .map(|r| StandbyLag { name: r.get(0), state: r.get(1), sync_state: r.get(2), lag_bytes: r.get(3), lag_seconds: r.get(4) })
+                .collect();
+        }
+        Ok(ReplicationMetrics { in_recovery, replay_delay_seconds: row.get(1), standbys })
     }
 
     /// The replication state seen from this database, as JSON-ready rows.

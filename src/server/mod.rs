@@ -8,6 +8,7 @@ pub mod api;
 pub mod db;
 pub mod drain;
 pub mod log;
+pub mod metrics;
 pub mod replay;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct ServerSettings {
     /// `DRAIN_SECONDS`: /health at 503 before the listener closes on SIGTERM.
     pub drain: Duration,
     pub limits: api::Limits,
+    /// `METRICS_LISTEN`: where `/metrics` is served (None: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     pub db_port: u16,
     pub db_pool_size: usize,
     /// `HA_WRITE_TIMEOUT_SECONDS`: how long a write waits for the passive.
@@ -99,6 +102,7 @@ impl ServerSettings {
                 request_timeout: limits.request_timeout(),
                 max_pending_clients: limits.max_pending_clients as i64,
             },
+            metrics_listen: s.metrics_listen,
             db_port: s.db_port,
             db_pool_size: limits.db_pool_size as usize,
             ha_write_timeout: Duration::from_secs(limits.ha_write_timeout_seconds),
@@ -136,6 +140,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         warn!("{warning}");
     }
     let certified = settings.key_material.load(&settings.provider)?;
+    let metrics = Arc::new(metrics::Metrics::new(&settings.fingerprint));
+    if let Some(leaf) = certified.cert.first() {
+        metrics.certificate(leaf);
+    }
     let cert = ReloadableCert::new(certified);
     let tls_config = tls::server_config(settings.provider.clone(), &settings.versions, cert.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
@@ -160,6 +168,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             .because_err(&e)
             .with_hint("is another server running? see `kt server status`, or change LISTEN in keytrustee.conf")
     })?;
+    if let Some(addr) = settings.metrics_listen {
+        metrics::listen(addr, metrics.clone(), state.clone()).await?;
+        info!("metrics on http://{addr}/metrics");
+    }
     on_ready()?;
     info!(
         "kt {} serving https://{} (key {}, up to {} connections)",
@@ -206,6 +218,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = state.clone();
+                let metrics = metrics.clone();
                 let mut stop = stop_rx.clone();
                 let idle = settings.idle_timeout;
                 let max_header = settings.max_header_bytes;
@@ -214,9 +227,12 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         // Failed handshakes (scanners, wrong versions or ciphers) are routine.
-                        Ok(Err(_)) | Err(_) => return,
+                        Ok(Err(_)) | Err(_) => {
+                            metrics.handshake_failed();
+                            return;
+                        }
                     };
-                    let service = service_fn(move |req| api::handle(state.clone(), req));
+                    let service = service_fn(move |req| measured(state.clone(), metrics.clone(), req));
                     let mut builder = http1::Builder::new();
                     builder
                         .timer(TokioTimer::new())
@@ -246,6 +262,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     .and_then(|instance| KeyMaterial::for_instance(&instance));
                 match fresh.and_then(|material| material.load(&settings.provider)) {
                     Ok(new) => {
+                        if let Some(leaf) = new.cert.first() {
+                            metrics.certificate(leaf);
+                        }
                         cert.replace(new);
                         info!("SIGHUP: reloaded the certificate, key and CA");
                     }
@@ -313,6 +332,21 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// [`api::handle`] with its answer counted and timed in [`metrics`].
+async fn measured(
+    state: Arc<api::AppState>,
+    metrics: Arc<metrics::Metrics>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let route = metrics::route_of(req.uri().path());
+    let method = req.method().clone();
+    let resp = api::handle(state, req).await?;
+    let code = resp.extensions().get::<api::RefusalCode>().map(|c| c.0);
+    metrics.request(route, &method, resp.status().as_u16(), code, started.elapsed());
+    Ok(resp)
 }
 
 /// An instance made by an older kt has an older schema: on an active it is
