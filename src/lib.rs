@@ -23,6 +23,7 @@ pub mod hostconf;
 pub mod hostname;
 pub mod hostaddr;
 pub mod init;
+pub mod jobmetrics;
 pub mod journal;
 pub mod instance;
 pub mod org;

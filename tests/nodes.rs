@@ -351,3 +351,76 @@ fn metrics_count_what_was_asked() {
     // Only /metrics there.
     assert_eq!(curl(&[&format!("http://127.0.0.1:{metrics_port}/other")]).0, 404);
 }
+
+/// A textfile-collector file read by the Prometheus parser: name → value
+/// (labels folded into the name as `name{k=v}` for the rows).
+fn read_prom(python: &str, path: &Path) -> std::collections::BTreeMap<String, f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut child = Command::new(python).args(["-c", PARSE_METRICS]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused:\n{text}");
+    let samples: Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    samples
+        .into_iter()
+        .map(|(name, labels, v)| match labels.get("table") {
+            Some(t) => (format!("{name}{{table={}}}", t.as_str().unwrap()), v),
+            None => (name, v),
+        })
+        .collect()
+}
+
+#[test]
+fn backup_and_restore_leave_a_metrics_file_for_node_exporter() {
+    let python = prometheus_python();
+    let inst = Instance::serving("jobmetrics");
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let (dir, out) = register(&inst, "alice", "acme", "");
+    out.expect(0);
+    let mut raw = Raw::new(&inst, &dir);
+    for name in ["a", "b"] {
+        let path = format!("/deposits?name={name}");
+        let h = raw.signed("POST", &path, b"x", kt::clock::unix_now(), &kt::auth::random_nonce());
+        assert_eq!(raw.send("POST", &path, b"x", &h).0, 201);
+    }
+    let textfiles = inst.dir.join("textfiles");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let prom = textfiles.join("kt_backup.prom");
+    let out_dir = inst.dir.join("backups");
+    std::fs::create_dir_all(&out_dir).unwrap();
+
+    let made = inst
+        .kt(&["--quiet", "backup", "--cleartext", "--output", out_dir.to_str().unwrap(), "--metrics-file", prom.to_str().unwrap()])
+        .expect(0);
+    let backup = PathBuf::from(made.stdout.trim());
+    let m = read_prom(&python, &prom);
+    assert_eq!(m["kt_backup_success"], 1.0, "{m:?}");
+    assert_eq!(m["kt_backup_bytes"], std::fs::metadata(&backup).unwrap().len() as f64);
+    assert_eq!(m["kt_backup_rows{table=deposits}"], 2.0, "{m:?}");
+    assert_eq!(m["kt_backup_rows{table=clients}"], 1.0, "{m:?}");
+    assert!(m["kt_backup_duration_seconds"] > 0.0);
+    assert!((m["kt_backup_last_run_timestamp_seconds"] - kt::clock::unix_now() as f64).abs() < 60.0);
+    // Only the file itself in the directory: the temp file was renamed.
+    assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 1);
+
+    // A failed run replaces it, success 0.
+    let nowhere = inst.dir.join("no-such-dir");
+    inst.kt(&["backup", "--cleartext", "--output", nowhere.to_str().unwrap(), "--metrics-file", prom.to_str().unwrap()]).expect(3);
+    let m = read_prom(&python, &prom);
+    assert_eq!((m["kt_backup_success"], m["kt_backup_bytes"]), (0.0, 0.0), "{m:?}");
+
+    // Restore: a dry run writes nothing, a restore its result.
+    let rprom = textfiles.join("kt_restore.prom");
+    inst.kt(&["restore", backup.to_str().unwrap(), "--dry-run", "--allow-unsigned", "--metrics-file", rprom.to_str().unwrap()]);
+    assert!(!rprom.exists());
+    let out = inst.kt(&["restore", backup.to_str().unwrap(), "--yes", "--allow-unsigned", "--metrics-file", rprom.to_str().unwrap()]);
+    let m = read_prom(&python, &rprom);
+    assert_eq!(m["kt_restore_success"], if out.code == 0 { 1.0 } else { 0.0 }, "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(m["kt_restore_bytes"], std::fs::metadata(&backup).unwrap().len() as f64);
+    assert_eq!(m["kt_restore_rows{table=deposits}"], 2.0, "{m:?}");
+    let missing = inst.dir.join("missing.tar");
+    inst.kt(&["restore", missing.to_str().unwrap(), "--yes", "--metrics-file", rprom.to_str().unwrap()]);
+    assert_eq!(read_prom(&python, &rprom)["kt_restore_success"], 0.0);
+}

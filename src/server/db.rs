@@ -1028,20 +1028,32 @@ where
         return pipelined(conn, nonce, phase, run).await;
     };
     let rq = conn.requests().await?;
+    let ns = match nonce {
+        Some(_) => Some(conn.nonces().await?),
+        None => None,
+    };
     conn.client.batch_execute("BEGIN").await?;
     phase.store(IN_TRANSACTION, Ordering::Relaxed);
-    if let Some(nonce) = nonce {
-        let ns = conn.nonces().await?;
-        if conn.client.query_opt(&ns.claim, &[&nonce.client, &nonce.nonce, &nonce.expires]).await?.is_none() {
-            conn.client.batch_execute("ROLLBACK").await?;
-            phase.store(NOT_SENT, Ordering::Relaxed);
-            return Ok(Step::Replayed);
-        }
-    }
     // The id is claimed before the write runs: the claim waits for a
     // concurrent attempt with the same id to end, and when an attempt
-    // committed, the write does not run at all.
-    let claimed = conn.client.query_opt(&rq.claim, &[&key.client, &key.id, &key.digest]).await?;
+    // committed, the write does not run at all. The nonce is taken in the
+    // same round trip (pipelined); a taken one rolls both back.
+    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&key.client, &key.id, &key.digest];
+    let claim = conn.client.query_opt(&rq.claim, &key_params);
+    let claimed = match (nonce, ns) {
+        (Some(nonce), Some(ns)) => {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&nonce.client, &nonce.nonce, &nonce.expires];
+            let (fresh, claimed) = tokio::join!(biased; conn.client.query_opt(&ns.claim, &params), claim);
+            if fresh?.is_none() {
+                claimed?;
+                conn.client.batch_execute("ROLLBACK").await?;
+                phase.store(NOT_SENT, Ordering::Relaxed);
+                return Ok(Step::Replayed);
+            }
+            claimed?
+        }
+        _ => claim.await?,
+    };
     if claimed.is_none() {
         let row = conn.client.query_one(&rq.confirm, &[&key.client, &key.id]).await?;
         let digest: Vec<u8> = row.get(0);
