@@ -90,6 +90,8 @@ pub struct AppState {
     pub writes_open: std::sync::atomic::AtomicBool,
     /// Set on SIGTERM: `/health` answers 503 `draining`.
     pub drain: crate::server::drain::Drain,
+    /// The shared replay guard's queue of nonces.
+    pub nonces: crate::server::nonces::SharedGuard,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -141,7 +143,6 @@ impl From<DbError> for Refusal {
                 "write_outcome_unknown",
                 "the connection to the database was lost while the change was being committed: it may or may not be stored; send the same request again with the same X-KT-Request-Id to learn which (it is never written twice)",
             ),
-            DbError::Replayed => replayed(),
             DbError::RequestIdReused => refuse(
                 StatusCode::CONFLICT,
                 "request_id_reused",
@@ -238,9 +239,7 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
         (&Method::GET, ["deposits"]) => {
             within(deadline, async {
                 let signed = authenticate(state, req).await?;
-                let (claimed, listed) = tokio::join!(claim_shared(state, signed.nonce()), list_deposits(state, &signed.client));
-                claimed?;
-                listed
+                list_deposits(state, &signed.client).await
             })
             .await
         }
@@ -252,7 +251,7 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
             }
             let signed = within(deadline, authenticate(state, req)).await?;
             let (client, body) = (&signed.client, &signed.body);
-            let uuid = state.pool.deposit_insert(signed.key(), Some(signed.nonce()), client, &name, body).await?;
+            let uuid = state.pool.deposit_insert(signed.key(), client, &name, body).await?;
             Ok(json(StatusCode::CREATED, serde_json::json!({"uuid": uuid, "name": name, "size": body.len()})))
         }
         (m @ (&Method::GET | &Method::PUT | &Method::DELETE), ["deposits", uuid]) => {
@@ -266,27 +265,19 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
                 return Err(not_found());
             }
             match method {
-                Method::GET => match within(deadline, async {
-                    // The read and the nonce's claim go together; the
-                    // content is answered only when the claim holds.
-                    let (claimed, content) = tokio::join!(claim_shared(state, signed.nonce()), state.pool.deposit_get(&uuid, client));
-                    claimed?;
-                    Ok(content?)
-                })
-                .await?
-                {
+                Method::GET => match within(deadline, async { Ok(state.pool.deposit_get(&uuid, client).await?) }).await? {
                     Some(content) => Ok(text(content, "application/octet-stream")),
                     None => Err(not_found()),
                 },
                 Method::PUT => {
-                    if state.pool.deposit_update(signed.key(), Some(signed.nonce()), &uuid, client, body).await? {
+                    if state.pool.deposit_update(signed.key(), &uuid, client, body).await? {
                         Ok(json(StatusCode::OK, serde_json::json!({"uuid": uuid, "size": body.len()})))
                     } else {
                         Err(not_found())
                     }
                 }
                 _ => {
-                    if state.pool.deposit_delete(signed.key(), Some(signed.nonce()), &uuid, client).await? {
+                    if state.pool.deposit_delete(signed.key(), &uuid, client).await? {
                         let mut resp = Response::new(Full::new(Bytes::new()));
                         *resp.status_mut() = StatusCode::NO_CONTENT;
                         Ok(resp)
@@ -391,16 +382,9 @@ struct Signed {
     client: String,
     body: Bytes,
     request: Option<(String, Vec<u8>)>,
-    nonce: String,
-    /// Until when the nonce is remembered (Unix seconds).
-    expires: i64,
 }
 
 impl Signed {
-    fn nonce(&self) -> NonceKey<'_> {
-        NonceKey { client: &self.client, nonce: &self.nonce, expires: self.expires }
-    }
-
     fn key(&self) -> Option<RequestKey<'_>> {
         self.request.as_ref().map(|(id, digest)| RequestKey { client: &self.client, id, digest })
     }
@@ -434,8 +418,9 @@ async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<Signed
         _ => return Err(refuse(StatusCode::LOCKED, "client_disabled", "this client is disabled")),
     }
     let expires = check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    claim_shared(state, NonceKey { client: &fingerprint, nonce: signed.nonce, expires }).await?;
     let request = signed.request_id.map(|id| (id.to_string(), auth::request_digest(&method, &path_and_query, &body)));
-    Ok(Signed { client: fingerprint, body, request, nonce: signed.nonce.to_string(), expires })
+    Ok(Signed { client: fingerprint, body, request })
 }
 
 struct SignedParts<'a> {
@@ -490,9 +475,8 @@ fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
 
 /// The node's own replay guard: a replay to this node is refused here,
 /// without a round trip to the database. The shared guard (the
-/// `replay_nonces` table) is the authority across nodes: a write takes its
-/// nonce in its own transaction, a read with [`claim_shared`]. Answers
-/// until when the nonce must be remembered.
+/// `replay_nonces` table, [`claim_shared`]) is the authority across nodes.
+/// Answers until when the nonce must be remembered.
 fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<i64, Refusal> {
     let now = crate::clock::unix_now();
     let expires = timestamp + state.limits.auth_window_seconds + 1;
@@ -507,12 +491,13 @@ fn replayed() -> Refusal {
     refuse(StatusCode::CONFLICT, "replayed", "this request was already received")
 }
 
-/// Takes a read's (or a registration's) nonce in the shared replay guard.
-/// A passive cannot write it: there the node's own guard is the only one
-/// (a passive is one node; DESIGN.md, "Several nodes"). So is a database
+/// Takes an authenticated request's nonce in the shared replay guard
+/// (src/server/nonces.rs), before the request does anything. A passive
+/// cannot write it: there the node's own guard is the only one (a passive
+/// is one node; README, "Running several servers"). So is a database
 /// whose schema lacks the table (a passive upgraded before its active).
 async fn claim_shared(state: &AppState, nonce: NonceKey<'_>) -> Result<(), Refusal> {
-    match state.pool.claim_nonce(nonce).await {
+    match state.nonces.claim(nonce).await {
         Ok(true) | Err(DbError::ReadOnly) | Err(DbError::SchemaBehind(_)) => Ok(()),
         Ok(false) => Err(replayed()),
         Err(e) => Err(e.into()),

@@ -45,9 +45,6 @@ pub enum DbError {
     /// A request id came back with another method, path or body than the
     /// request it first named.
     RequestIdReused,
-    /// The request's nonce is in the shared replay guard: another node (or
-    /// this one, before a restart) already took this very request.
-    Replayed,
     /// The database lacks a table or column this kt uses: its schema is
     /// older than this kt (a passive upgraded before its active).
     SchemaBehind(String),
@@ -105,14 +102,11 @@ struct RequestStatements {
     lookup: Statement,
 }
 
-/// The statements on `replay_nonces` (schema version 6), prepared on first
-/// use like [`RequestStatements`].
+/// The statement on `replay_nonces` (schema version 6), prepared on first
+/// use like [`RequestStatements`]: a batch of nonces in one insert, those
+/// that were not taken yet come back.
 struct NonceStatements {
-    /// A read's claim, on its own: no row back when the nonce is taken.
-    claim: Statement,
-    /// A write's claim, inside its transaction: a taken nonce is a unique
-    /// violation, which aborts the transaction before the write runs.
-    claim_strict: Statement,
+    claim_batch: Statement,
 }
 
 struct Conn {
@@ -138,16 +132,13 @@ impl Conn {
         self.nonces
             .get_or_try_init(|| async {
                 Ok(NonceStatements {
-                    claim: self
+                    claim_batch: self
                         .client
                         .prepare(
-                            "INSERT INTO replay_nonces (client, nonce, expires) VALUES ($1, $2, $3) \
-                             ON CONFLICT DO NOTHING RETURNING true",
+                            "INSERT INTO replay_nonces (client, nonce, expires) \
+                             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) \
+                             ON CONFLICT DO NOTHING RETURNING client, nonce",
                         )
-                        .await?,
-                    claim_strict: self
-                        .client
-                        .prepare("INSERT INTO replay_nonces (client, nonce, expires) VALUES ($1, $2, $3)")
                         .await?,
                 })
             })
@@ -297,8 +288,6 @@ enum Step<T> {
     Recorded(String),
     /// The request id was recorded for another request: rolled back.
     Reused,
-    /// The nonce was taken (a replay): rolled back, nothing written.
-    Replayed,
 }
 
 /// A write in flight on its connection. If the write's future is dropped
@@ -480,13 +469,13 @@ impl Pool {
     /// With a request id the statement runs in a transaction with the row
     /// that records its answer; when an earlier attempt with that id
     /// committed, this one rolls back and answers from that record.
-    async fn write<T, F, Fut>(&self, key: Option<RequestKey<'_>>, nonce: Option<NonceKey<'_>>, run: F) -> Result<T, DbError>
+    async fn write<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
         T: Answer,
     {
-        match self.write_unchecked(key, nonce, run).await {
+        match self.write_unchecked(key, run).await {
             // A statement on a table or column this schema lacks: on a
             // passive (upgraded before its active) that is a write sent
             // to the read-only side, and says so.
@@ -498,7 +487,7 @@ impl Pool {
         }
     }
 
-    async fn write_unchecked<T, F, Fut>(&self, key: Option<RequestKey<'_>>, nonce: Option<NonceKey<'_>>, run: F) -> Result<T, DbError>
+    async fn write_unchecked<T, F, Fut>(&self, key: Option<RequestKey<'_>>, run: F) -> Result<T, DbError>
     where
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
@@ -519,7 +508,7 @@ impl Pool {
         let guard = InFlight { slot, conn: conn.clone(), armed: true, purpose: Purpose::Write(key.map(|k| k.id.to_string())) };
         let phase = AtomicU8::new(NOT_SENT);
         conn.sync_wait_cancelled.store(false, Ordering::SeqCst);
-        let fut = steps(&conn, key, nonce, &phase, run);
+        let fut = steps(&conn, key, &phase, run);
         tokio::pin!(fut);
         let (result, cancelled) = match tokio::time::timeout_at(deadline, &mut fut).await {
             Ok(result) => (Some(result), false),
@@ -571,10 +560,6 @@ impl Pool {
             Some(Ok(Step::Reused)) => {
                 keep(guard);
                 Err(DbError::RequestIdReused)
-            }
-            Some(Ok(Step::Replayed)) => {
-                keep(guard);
-                Err(DbError::Replayed)
             }
             Some(Err(e)) => {
                 // Inside a transaction an error leaves it aborted: rolled
@@ -727,10 +712,10 @@ impl Pool {
     }
 
     /// A connection; `reads` for the shared pool, whose only inserts are
-    /// read requests' nonces: committed without waiting for the disk or
-    /// the passive (`synchronous_commit` off), so a read pays no flush.
-    /// What a crash of the database can lose is the last fraction of a
-    /// second of read nonces; a failover, those the passive had not got.
+    /// the replay guard's nonces: committed without waiting for the disk
+    /// or the passive (`synchronous_commit` off). What a crash of the
+    /// database can lose is the last fraction of a second of nonces; a
+    /// failover, those the passive had not received.
     async fn connect_for(&self, reads: bool) -> Result<Arc<Conn>, DbError> {
         let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
         let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
@@ -784,14 +769,19 @@ impl Pool {
         }))
     }
 
-    /// Takes a read's nonce in the shared replay guard: `false` when it
-    /// was taken already (a replay). On its own statement, committed
-    /// without a flush (see [`Pool::connect_for`]); a passive cannot
-    /// insert and answers [`DbError::ReadOnly`].
-    pub async fn claim_nonce(&self, nonce: NonceKey<'_>) -> Result<bool, DbError> {
+    /// Takes a batch of nonces in the shared replay guard, in one
+    /// statement (src/server/nonces.rs gathers them): for each, whether it
+    /// was free (a `false` is a replay; of two equal ones in the batch,
+    /// the second). A passive cannot insert: [`DbError::ReadOnly`].
+    pub async fn claim_nonces(&self, batch: &[NonceKey<'_>]) -> Result<Vec<bool>, DbError> {
         let c = self.conn().await?;
         let st = c.nonces().await?;
-        Ok(c.client.query_opt(&st.claim, &[&nonce.client, &nonce.nonce, &nonce.expires]).await?.is_some())
+        let clients: Vec<&str> = batch.iter().map(|n| n.client).collect();
+        let nonces: Vec<&str> = batch.iter().map(|n| n.nonce).collect();
+        let expires: Vec<i64> = batch.iter().map(|n| n.expires).collect();
+        let rows = c.client.query(&st.claim_batch, &[&clients, &nonces, &expires]).await?;
+        let mut free: std::collections::HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(batch.iter().map(|n| free.remove(&(n.client.to_string(), n.nonce.to_string()))).collect())
     }
 
     /// Deletes the nonces whose requests left the authentication window
@@ -818,12 +808,11 @@ impl Pool {
     pub async fn deposit_insert(
         &self,
         key: Option<RequestKey<'_>>,
-        nonce: Option<NonceKey<'_>>,
         owner: &str,
         name: &str,
         content: &[u8],
     ) -> Result<String, DbError> {
-        self.write(key, nonce, |c| async move {
+        self.write(key, |c| async move {
             let row = c.client.query_one(&c.st.deposit_insert, &[&owner, &name, &content]).await?;
             Ok(row.get::<_, String>(0))
         })
@@ -833,23 +822,16 @@ impl Pool {
     pub async fn deposit_update(
         &self,
         key: Option<RequestKey<'_>>,
-        nonce: Option<NonceKey<'_>>,
         uuid: &str,
         owner: &str,
         content: &[u8],
     ) -> Result<bool, DbError> {
-        self.write(key, nonce, |c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
+        self.write(key, |c| async move { Ok(c.client.query_opt(&c.st.deposit_update, &[&uuid, &owner, &content]).await?.is_some()) })
             .await
     }
 
-    pub async fn deposit_delete(
-        &self,
-        key: Option<RequestKey<'_>>,
-        nonce: Option<NonceKey<'_>>,
-        uuid: &str,
-        owner: &str,
-    ) -> Result<bool, DbError> {
-        self.write(key, nonce, |c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
+    pub async fn deposit_delete(&self, key: Option<RequestKey<'_>>, uuid: &str, owner: &str) -> Result<bool, DbError> {
+        self.write(key, |c| async move { Ok(c.client.execute(&c.st.deposit_delete, &[&uuid, &owner]).await? == 1) }).await
     }
 
     pub async fn deposit_list(&self, owner: &str) -> Result<Vec<DepositInfo>, DbError> {
@@ -883,7 +865,7 @@ impl Pool {
         host: Option<&str>,
     ) -> Result<(String, String), DbError> {
         let inserted = self
-            .write(None, None, |c| async move {
+            .write(None, |c| async move {
                 c.client
                     .query_opt(
                         "INSERT INTO clients (fingerprint, organization, public_key, state, host) \
@@ -1008,52 +990,23 @@ impl Pool {
 
 /// The steps of one write on its connection; `phase` tells the caller how
 /// far they got when they fail.
-async fn steps<T, F, Fut>(
-    conn: &Arc<Conn>,
-    key: Option<RequestKey<'_>>,
-    nonce: Option<NonceKey<'_>>,
-    phase: &AtomicU8,
-    run: F,
-) -> Result<Step<T>, tokio_postgres::Error>
+async fn steps<T, F, Fut>(conn: &Arc<Conn>, key: Option<RequestKey<'_>>, phase: &AtomicU8, run: F) -> Result<Step<T>, tokio_postgres::Error>
 where
     F: FnOnce(Arc<Conn>) -> Fut,
     Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     T: Answer,
 {
     let Some(key) = key else {
-        let Some(nonce) = nonce else {
-            phase.store(COMMIT_SENT, Ordering::Relaxed);
-            return run(conn.clone()).await.map(Step::Done);
-        };
-        return pipelined(conn, nonce, phase, run).await;
+        phase.store(COMMIT_SENT, Ordering::Relaxed);
+        return run(conn.clone()).await.map(Step::Done);
     };
     let rq = conn.requests().await?;
-    let ns = match nonce {
-        Some(_) => Some(conn.nonces().await?),
-        None => None,
-    };
     conn.client.batch_execute("BEGIN").await?;
     phase.store(IN_TRANSACTION, Ordering::Relaxed);
     // The id is claimed before the write runs: the claim waits for a
     // concurrent attempt with the same id to end, and when an attempt
-    // committed, the write does not run at all. The nonce is taken in the
-    // same round trip (pipelined); a taken one rolls both back.
-    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&key.client, &key.id, &key.digest];
-    let claim = conn.client.query_opt(&rq.claim, &key_params);
-    let claimed = match (nonce, ns) {
-        (Some(nonce), Some(ns)) => {
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&nonce.client, &nonce.nonce, &nonce.expires];
-            let (fresh, claimed) = tokio::join!(biased; conn.client.query_opt(&ns.claim, &params), claim);
-            if fresh?.is_none() {
-                claimed?;
-                conn.client.batch_execute("ROLLBACK").await?;
-                phase.store(NOT_SENT, Ordering::Relaxed);
-                return Ok(Step::Replayed);
-            }
-            claimed?
-        }
-        _ => claim.await?,
-    };
+    // committed, the write does not run at all.
+    let claimed = conn.client.query_opt(&rq.claim, &[&key.client, &key.id, &key.digest]).await?;
     if claimed.is_none() {
         let row = conn.client.query_one(&rq.confirm, &[&key.client, &key.id]).await?;
         let digest: Vec<u8> = row.get(0);
@@ -1072,43 +1025,6 @@ where
     conn.client.execute(&rq.answer, &[&key.client, &key.id, &value.encode()]).await?;
     phase.store(COMMIT_SENT, Ordering::Relaxed);
     conn.client.batch_execute("COMMIT").await?;
-    Ok(Step::Done(value))
-}
-
-/// A write without a request id and its nonce in one round trip: `BEGIN`,
-/// the nonce's insert, the statement and `COMMIT` are sent together
-/// (tokio-postgres pipelines requests in the order they are first polled,
-/// which `join!(biased; ..)` makes the written order). A taken nonce fails
-/// its insert, which aborts the transaction: the statement fails without
-/// running and the `COMMIT` answers as a rollback. The commit is sent with
-/// the rest, so a lost connection leaves the outcome unknown, as the same
-/// write's autocommit statement would.
-async fn pipelined<T, F, Fut>(conn: &Arc<Conn>, nonce: NonceKey<'_>, phase: &AtomicU8, run: F) -> Result<Step<T>, tokio_postgres::Error>
-where
-    F: FnOnce(Arc<Conn>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    T: Answer,
-{
-    let ns = conn.nonces().await?;
-    phase.store(COMMIT_SENT, Ordering::Relaxed);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&nonce.client, &nonce.nonce, &nonce.expires];
-    let (begun, claimed, value, committed) = tokio::join!(
-        biased;
-        conn.client.batch_execute("BEGIN"),
-        conn.client.execute(&ns.claim_strict, &params),
-        run(conn.clone()),
-        conn.client.batch_execute("COMMIT"),
-    );
-    begun?;
-    if let Err(e) = &claimed {
-        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-            committed?;
-            return Ok(Step::Replayed);
-        }
-    }
-    claimed?;
-    let value = value?;
-    committed?;
     Ok(Step::Done(value))
 }
 

@@ -9,6 +9,7 @@ pub mod db;
 pub mod drain;
 pub mod log;
 pub mod metrics;
+pub mod nonces;
 pub mod replay;
 
 use std::net::SocketAddr;
@@ -159,7 +160,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         keys: Default::default(),
         limits: settings.limits.clone(),
         drain: Default::default(),
+        nonces: Default::default(),
     });
+    state.nonces.start(state.clone());
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
     }
