@@ -2,8 +2,8 @@
 -- request, kept until its timestamp leaves the authentication window
 -- (`expires`, Unix seconds; the servers delete older rows). Every `kt serve`
 -- node over this database inserts here, so a request replayed to another
--- node is refused as it is on the node that first saw it. A write's row is
--- inserted in the write's own transaction; a read's on its own.
+-- node is refused as it is on the node that first saw it. Each node inserts
+-- the nonces of its requests in batches, before the requests act.
 -- No foreign key to clients: short-lived bookkeeping, like write_requests.
 CREATE TABLE replay_nonces (
     client  text NOT NULL,
