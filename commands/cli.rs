@@ -104,6 +104,8 @@ pub enum Command {
     Ha(HaCommand),
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    #[command(subcommand)]
+    Mail(MailCommand),
 }
 
 /// Create a new instance: configuration, keys, certificate and database.
@@ -1229,4 +1231,37 @@ pub struct CronFileArg {
     /// The cron file holding kt's entries.
     #[arg(long, value_name = "FILE", default_value = "/etc/cron.d/kt")]
     pub cron_file: PathBuf,
+}
+
+/// Contact mail: the outbox and the MTA.
+///
+/// kt mails an organization's contacts when they are added (the
+/// "KeyTrustee Contact Registration" link) and when a client registers or
+/// waits for approval. Each message is queued in the database with the
+/// change that causes it and sent by the active `kt serve`, signed with the
+/// server's OpenPGP key (PGP/MIME) and encrypted to the contact's key once
+/// registered. Settings (keytrustee.conf): MAIL_TRANSPORT (smtp, sendmail,
+/// off), MAIL_SMTP_HOST, MAIL_SMTP_PORT, MAIL_SMTP_TLS, MAIL_SMTP_CA,
+/// MAIL_SMTP_USER with MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT,
+/// MAIL_SENDMAIL, MAIL_FROM, MAIL_RETRY_SECONDS, MAIL_GIVE_UP_HOURS.
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// List the messages not sent yet and why: state (queued, or failed:
+    /// given up), attempts, the last error and when the next attempt is due.
+    Queue {
+        /// Include the sent messages still kept (30 days), with the MTA's answer.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signed test message now, through the configured transport,
+    /// and print the MTA's answer. Exit 3 when the MTA refuses it or cannot
+    /// be reached. The message does not go through the queue.
+    Test {
+        /// The address to send to.
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
 }

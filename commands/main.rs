@@ -12,6 +12,7 @@ mod ha;
 mod ha_pair;
 mod init;
 mod jobmetrics;
+mod mail;
 mod org;
 mod printer;
 mod progress;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         Command::Cert(command) => cert::run(&cli.global, command, &printer),
         Command::Ha(command) => ha::run(&cli.global, command, &printer),
         Command::Schedule(command) => schedule::run(&cli.global, command, &printer),
+        Command::Mail(command) => mail::run(&cli.global, command, &printer),
     };
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,

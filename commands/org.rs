@@ -42,7 +42,8 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
     match command {
         OrgCommand::Add { name, contacts, .. } => {
             let contacts = org::parse_contacts(&contacts)?;
-            match org::add(&mut db, &name, &contacts)? {
+            let site = kt::mail::messages::Site::for_settings(&instance.settings);
+            match org::add(&mut db, &name, &contacts, &site)? {
                 org::Added::Created => printer.info(format!("kt: added organization {name}")),
                 org::Added::Updated => printer.info(format!("kt: organization {name} exists: contacts merged")),
             }

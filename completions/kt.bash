@@ -40,6 +40,9 @@ _kt() {
             kt,init)
                 cmd="kt__subcmd__init"
                 ;;
+            kt,mail)
+                cmd="kt__subcmd__mail"
+                ;;
             kt,org)
                 cmd="kt__subcmd__org"
                 ;;
@@ -250,6 +253,9 @@ _kt() {
             kt__subcmd__help,init)
                 cmd="kt__subcmd__help__subcmd__init"
                 ;;
+            kt__subcmd__help,mail)
+                cmd="kt__subcmd__help__subcmd__mail"
+                ;;
             kt__subcmd__help,org)
                 cmd="kt__subcmd__help__subcmd__org"
                 ;;
@@ -337,6 +343,12 @@ _kt() {
             kt__subcmd__help__subcmd__ha,sync)
                 cmd="kt__subcmd__help__subcmd__ha__subcmd__sync"
                 ;;
+            kt__subcmd__help__subcmd__mail,queue)
+                cmd="kt__subcmd__help__subcmd__mail__subcmd__queue"
+                ;;
+            kt__subcmd__help__subcmd__mail,test)
+                cmd="kt__subcmd__help__subcmd__mail__subcmd__test"
+                ;;
             kt__subcmd__help__subcmd__org,add)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__add"
                 ;;
@@ -393,6 +405,24 @@ _kt() {
                 ;;
             kt__subcmd__help__subcmd__verify,backup)
                 cmd="kt__subcmd__help__subcmd__verify__subcmd__backup"
+                ;;
+            kt__subcmd__mail,help)
+                cmd="kt__subcmd__mail__subcmd__help"
+                ;;
+            kt__subcmd__mail,queue)
+                cmd="kt__subcmd__mail__subcmd__queue"
+                ;;
+            kt__subcmd__mail,test)
+                cmd="kt__subcmd__mail__subcmd__test"
+                ;;
+            kt__subcmd__mail__subcmd__help,help)
+                cmd="kt__subcmd__mail__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__mail__subcmd__help,queue)
+                cmd="kt__subcmd__mail__subcmd__help__subcmd__queue"
+                ;;
+            kt__subcmd__mail__subcmd__help,test)
+                cmd="kt__subcmd__mail__subcmd__help__subcmd__test"
                 ;;
             kt__subcmd__org,add)
                 cmd="kt__subcmd__org__subcmd__add"
@@ -539,7 +569,7 @@ _kt() {
 
     case "${cmd}" in
         kt)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert ha schedule help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version init db fingerprint serve server org client backup verify restore cert ha schedule mail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1917,7 +1947,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help)
-            opts="init db fingerprint serve server org client backup verify restore cert ha schedule help"
+            opts="init db fingerprint serve server org client backup verify restore cert ha schedule mail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2364,6 +2394,48 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__help__subcmd__mail)
+            opts="queue test"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__mail__subcmd__queue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__mail__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__help__subcmd__org)
             opts="add list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2750,6 +2822,132 @@ _kt() {
                     return 0
                     ;;
                 --san)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail)
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version queue test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__help)
+            opts="queue test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__help__subcmd__queue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__queue)
+            opts="-c -q -v -h -V --all --json --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__mail__subcmd__test)
+            opts="-c -q -v -h -V --to --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

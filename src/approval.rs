@@ -1,6 +1,7 @@
 //! Client approval: the rule that decides whether a registration is
-//! accepted, held for an administrator, or refused, and the hook through
-//! which an organization's contacts will be told about a held one.
+//! accepted, held for an administrator, or refused. The organization's
+//! contacts are told about a held one (and an admitted one) by mail queued
+//! with the registration itself (src/server/db.rs, src/mail/).
 //!
 //! The documented flow: an organization with an auth secret admits a
 //! client that gives that secret; a client that names the organization but
@@ -34,27 +35,6 @@ pub fn decide(org_secret: &str, given: &str, matches: impl FnOnce() -> bool) -> 
     } else {
         Decision::Refuse
     }
-}
-
-/// A registration answered `pending`, as the notification needs it.
-#[derive(Debug, Clone)]
-pub struct PendingClient<'a> {
-    pub organization: &'a str,
-    pub fingerprint: &'a str,
-    /// The host name the client gave, if any: its claim, not verified
-    /// (a notification must say so).
-    pub host: Option<&'a str>,
-}
-
-/// The hook for the mail issue: called by the server for every
-/// registration it answers `pending` (a repeated request too, so a
-/// reminder is possible; rate-limit there). It will tell the
-/// organization's contacts that `client` asks to be approved and which
-/// command approves it. It must not block the request nor fail it: the
-/// registration is already stored when it is called. Today it does
-/// nothing; the server's log line records the request.
-pub fn notify_contacts_of_pending(client: &PendingClient<'_>) {
-    let _ = client;
 }
 
 #[cfg(test)]

@@ -95,8 +95,12 @@ pub fn new_auth_secret() -> String {
 
 /// Adds an organization with a random auth secret and documented id, or
 /// merges contacts into an existing one (an existing contact is not added
-/// twice; its id and secret stay).
-pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result<Added> {
+/// twice; its id and secret stay). Every contact new to the organization
+/// is queued the documented registration mail, with its link to `site`, in
+/// the same transaction (src/mail/outbox.rs): the mail exists exactly when
+/// the contact does, and sending it is the server's job, never this
+/// command's, so an MTA that is down does not fail it.
+pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String], site: &crate::mail::messages::Site) -> Result<Added> {
     validate_name(name)?;
     for c in contacts {
         validate_contact(c)?;
@@ -105,29 +109,37 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result
     let token = new_token();
     let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
     let existing = tx
-        .query_opt("SELECT contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
+        .query_opt("SELECT uuid::text, contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
         .map_err(db_error("cannot read the organization"))?;
-    let added = match existing {
+    let (added, uuid, new_contacts) = match existing {
         None => {
-            tx.execute(
-                "INSERT INTO organizations (name, auth_secret, contacts, token) VALUES ($1, $2, $3, $4)",
-                &[&name, &secret, &contacts, &token],
-            )
-            .map_err(db_error("cannot add the organization"))?;
-            Added::Created
+            let uuid: String = tx
+                .query_one(
+                    "INSERT INTO organizations (name, auth_secret, contacts, token) VALUES ($1, $2, $3, $4) RETURNING uuid::text",
+                    &[&name, &secret, &contacts, &token],
+                )
+                .map_err(db_error("cannot add the organization"))?
+                .get(0);
+            (Added::Created, uuid, contacts.to_vec())
         }
         Some(row) => {
-            let mut merged: Vec<String> = row.get(0);
+            let uuid: String = row.get(0);
+            let mut merged: Vec<String> = row.get(1);
+            let mut new_contacts = Vec::new();
             for c in contacts {
                 if !merged.iter().any(|m| m.eq_ignore_ascii_case(c)) {
                     merged.push(c.clone());
+                    new_contacts.push(c.clone());
                 }
             }
             tx.execute("UPDATE organizations SET contacts = $2 WHERE name = $1", &[&name, &merged])
                 .map_err(db_error("cannot update the organization"))?;
-            Added::Updated
+            (Added::Updated, uuid, new_contacts)
         }
     };
+    for contact in &new_contacts {
+        crate::mail::outbox::queue_registration(&mut tx, site, &uuid, name, contact)?;
+    }
     tx.commit().map_err(db_error("cannot commit"))?;
     Ok(added)
 }
@@ -137,7 +149,8 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String]) -> Result
 /// `expiration` [`NO_EXPIRATION`] when there is none, `creation` in UTC
 /// without fraction, `uuid` the documented 43-character id (the RFC 4122
 /// uuid for organizations made before kt had one, shown as it is), and
-/// `key_info` null until contact keys exist.
+/// `key_info` null until a contact registered a key, then the registered
+/// keys by contact ([`contact_keys`]).
 ///
 /// `extended` adds kt's own fields (`kt_state`, `kt_id`, `clients`,
 /// `pending_clients`) that the documented format does not have.
@@ -153,6 +166,7 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
             &[],
         )
         .map_err(db_error("cannot list organizations"))?;
+    let mut keys = contact_keys(db)?;
     let mut out = Map::new();
     for r in rows {
         let name: String = r.get(0);
@@ -162,7 +176,7 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
             "contacts": r.get::<_, Vec<String>>(3),
             "creation": r.get::<_, Option<String>>(5),
             "expiration": r.get::<_, Option<String>>(6).unwrap_or_else(|| NO_EXPIRATION.to_string()),
-            "key_info": Value::Null,
+            "key_info": keys.remove(&name).map(Value::Object).unwrap_or(Value::Null),
             "name": name,
             "state": state_code(&state),
             "uuid": r.get::<_, String>(1),
@@ -176,6 +190,33 @@ pub fn list(db: &mut postgres::Client, extended: bool) -> Result<Value> {
         out.insert(name, entry);
     }
     Ok(Value::Object(out))
+}
+
+/// The contacts' registered OpenPGP keys (the registration page), by
+/// organization name, each organization's keyed by contact:
+/// `{"fingerprint": "40 HEX", "user_ids": [...], "registered": "UTC"}`.
+/// The armored key itself stays in the database (`contact_keys`).
+fn contact_keys(db: &mut postgres::Client) -> Result<std::collections::HashMap<String, Map<String, Value>>> {
+    let rows = db
+        .query(
+            "SELECT o.name, k.contact, k.fingerprint, k.user_ids, \
+             to_char(k.registered AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
+             FROM contact_keys k JOIN organizations o ON o.uuid = k.organization ORDER BY o.name, k.contact",
+            &[],
+        )
+        .map_err(db_error("cannot list the contacts' keys"))?;
+    let mut out: std::collections::HashMap<String, Map<String, Value>> = std::collections::HashMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().insert(
+            r.get(1),
+            json!({
+                "fingerprint": r.get::<_, String>(2),
+                "user_ids": r.get::<_, Vec<String>>(3),
+                "registered": r.get::<_, Option<String>>(4),
+            }),
+        );
+    }
+    Ok(out)
 }
 
 /// Sets the auth secret ("" for automatic approval of new clients).

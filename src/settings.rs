@@ -117,9 +117,202 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
+    /// `MAIL_*`: how contact mail leaves this host (see [`MailSettings`]).
+    pub mail: MailSettings,
     /// Keys kt does not know, kept as they were for every rewrite.
     pub extra: Map<String, Value>,
 }
+
+/// The mail keys of `keytrustee.conf`.
+pub const MAIL_TRANSPORT: &str = "MAIL_TRANSPORT";
+pub const MAIL_SMTP_HOST: &str = "MAIL_SMTP_HOST";
+pub const MAIL_SMTP_PORT: &str = "MAIL_SMTP_PORT";
+pub const MAIL_SMTP_TLS: &str = "MAIL_SMTP_TLS";
+pub const MAIL_SMTP_CA: &str = "MAIL_SMTP_CA";
+pub const MAIL_SMTP_USER: &str = "MAIL_SMTP_USER";
+pub const MAIL_SMTP_PASSWORD_FILE: &str = "MAIL_SMTP_PASSWORD_FILE";
+pub const MAIL_SMTP_PASSWORD_SCRIPT: &str = "MAIL_SMTP_PASSWORD_SCRIPT";
+pub const MAIL_SENDMAIL: &str = "MAIL_SENDMAIL";
+pub const MAIL_FROM: &str = "MAIL_FROM";
+/// The first retry's delay; each later one doubles, up to an hour.
+pub const MAIL_RETRY_SECONDS: Bounded = Bounded { key: "MAIL_RETRY_SECONDS", default: 60, range: 1..=3600 };
+/// How long a message is retried before it is given up (`failed`).
+pub const MAIL_GIVE_UP_HOURS: Bounded = Bounded { key: "MAIL_GIVE_UP_HOURS", default: 72, range: 1..=720 };
+pub const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// How contact mail is sent (`MAIL_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTransport {
+    /// SMTP to `MAIL_SMTP_HOST:MAIL_SMTP_PORT` (default localhost:25, the
+    /// documented local Postfix).
+    Smtp,
+    /// The local `sendmail` program (`MAIL_SENDMAIL`).
+    Sendmail,
+    /// No mail leaves: messages stay queued (`kt mail queue` shows them)
+    /// until a transport is configured.
+    Off,
+}
+
+impl MailTransport {
+    pub fn name(self) -> &'static str {
+        match self {
+            MailTransport::Smtp => "smtp",
+            MailTransport::Sendmail => "sendmail",
+            MailTransport::Off => "off",
+        }
+    }
+}
+
+/// TLS on the SMTP connection (`MAIL_SMTP_TLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// STARTTLS when the server offers it (default). To a loopback address
+    /// the certificate is not checked (the traffic does not leave the host,
+    /// and Debian's Postfix offers a self-signed "snakeoil" one); to any
+    /// other host it is, against the system's CAs and `MAIL_SMTP_CA`.
+    Opportunistic,
+    /// STARTTLS or no mail; the certificate is always checked.
+    Required,
+    /// TLS from the first byte (port 465, "SMTPS"); checked.
+    Wrapper,
+    /// Plain SMTP; allowed only without authentication or to loopback.
+    Off,
+}
+
+impl SmtpTls {
+    pub fn name(self) -> &'static str {
+        match self {
+            SmtpTls::Opportunistic => "opportunistic",
+            SmtpTls::Required => "required",
+            SmtpTls::Wrapper => "wrapper",
+            SmtpTls::Off => "off",
+        }
+    }
+}
+
+/// The mail settings, checked. A password is never in the configuration:
+/// only where to read it (a file or a script, as with
+/// `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    pub transport: MailTransport,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    /// `MAIL_SMTP_CA`: extra CA certificates (PEM) for the relay's certificate.
+    pub smtp_ca: Option<PathBuf>,
+    pub smtp_user: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    pub smtp_password_script: Option<String>,
+    pub sendmail: PathBuf,
+    /// `MAIL_FROM` as written (None: `keytrustee@<HOSTNAME>`).
+    pub from: Option<String>,
+    pub retry_seconds: u64,
+    pub give_up_hours: u64,
+}
+
+impl MailSettings {
+    /// The sender address: `MAIL_FROM`, else `keytrustee@<HOSTNAME>`.
+    pub fn from_address(&self, hostname: &str) -> String {
+        self.from.clone().unwrap_or_else(|| format!("keytrustee@{hostname}"))
+    }
+
+    fn read(c: &Config) -> Result<MailSettings> {
+        let text = |key: &str| -> Result<Option<String>> { Ok(c.optional_string(key)?.map(str::to_string)) };
+        let transport = match c.optional_string(MAIL_TRANSPORT)? {
+            None | Some("smtp") => MailTransport::Smtp,
+            Some("sendmail") => MailTransport::Sendmail,
+            Some("off") => MailTransport::Off,
+            Some(other) => return Err(bad(MAIL_TRANSPORT, &format!("is {other:?}, not \"smtp\", \"sendmail\" or \"off\""))),
+        };
+        let smtp_tls = match c.optional_string(MAIL_SMTP_TLS)? {
+            None | Some("opportunistic") => SmtpTls::Opportunistic,
+            Some("required") => SmtpTls::Required,
+            Some("wrapper") => SmtpTls::Wrapper,
+            Some("off") => SmtpTls::Off,
+            Some(other) => {
+                return Err(bad(MAIL_SMTP_TLS, &format!("is {other:?}, not \"opportunistic\", \"required\", \"wrapper\" or \"off\"")))
+            }
+        };
+        let smtp_port = match c.get(MAIL_SMTP_PORT) {
+            None | Some(Value::Null) => if smtp_tls == SmtpTls::Wrapper { 465 } else { 25 },
+            Some(_) => c.port(MAIL_SMTP_PORT)?,
+        };
+        let smtp_host = text(MAIL_SMTP_HOST)?.unwrap_or_else(|| "localhost".to_string());
+        if crate::hostname::validate(&smtp_host).is_err() && smtp_host.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(MAIL_SMTP_HOST, &format!("{smtp_host:?} is not a host name or address")));
+        }
+        let from = text(MAIL_FROM)?;
+        if let Some(from) = &from {
+            crate::org::validate_contact(from).map_err(|e| bad(MAIL_FROM, "is not a mail address").because(e.to_string()))?;
+        }
+        let smtp_user = text(MAIL_SMTP_USER)?;
+        let smtp_password_file = c.optional_string(MAIL_SMTP_PASSWORD_FILE)?.map(PathBuf::from);
+        let smtp_password_script = text(MAIL_SMTP_PASSWORD_SCRIPT)?;
+        if smtp_password_file.is_some() && smtp_password_script.is_some() {
+            return Err(bad(MAIL_SMTP_PASSWORD_FILE, "and MAIL_SMTP_PASSWORD_SCRIPT are both set: keep one"));
+        }
+        if smtp_user.is_some() != (smtp_password_file.is_some() || smtp_password_script.is_some()) {
+            return Err(bad(MAIL_SMTP_USER, "needs MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT, and they need it"));
+        }
+        Ok(MailSettings {
+            transport,
+            smtp_host,
+            smtp_port,
+            smtp_tls,
+            smtp_ca: c.optional_string(MAIL_SMTP_CA)?.map(PathBuf::from),
+            smtp_user,
+            smtp_password_file,
+            smtp_password_script,
+            sendmail: c.optional_string(MAIL_SENDMAIL)?.map_or_else(|| PathBuf::from(DEFAULT_SENDMAIL), PathBuf::from),
+            from,
+            retry_seconds: c.number_or(MAIL_RETRY_SECONDS.key, MAIL_RETRY_SECONDS.default, MAIL_RETRY_SECONDS.range.clone())?,
+            give_up_hours: c.number_or(MAIL_GIVE_UP_HOURS.key, MAIL_GIVE_UP_HOURS.default, MAIL_GIVE_UP_HOURS.range.clone())?,
+        })
+    }
+
+    /// The keys to write back: only those set in the file or away from
+    /// their default (an untouched file stays as it was).
+    fn store(&self, config: &mut Config) {
+        let d = MailSettings::read(&Config::new()).expect("the defaults are valid");
+        let mut put = |key: &str, value: Option<Value>, default: Option<Value>| match value {
+            Some(v) if Some(&v) != default.as_ref() || config.get(key).is_some() => config.set(key, v),
+            Some(_) => {}
+            None => config.remove(key),
+        };
+        let text = |s: &Option<String>| s.clone().map(Value::from);
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| Value::from(p.to_string_lossy().into_owned()));
+        put(MAIL_TRANSPORT, Some(self.transport.name().into()), Some(d.transport.name().into()));
+        put(MAIL_SMTP_HOST, Some(self.smtp_host.clone().into()), Some(d.smtp_host.into()));
+        let default_port = if self.smtp_tls == SmtpTls::Wrapper { 465 } else { 25 };
+        put(MAIL_SMTP_PORT, Some(self.smtp_port.into()), Some(default_port.into()));
+        put(MAIL_SMTP_TLS, Some(self.smtp_tls.name().into()), Some(d.smtp_tls.name().into()));
+        put(MAIL_SMTP_CA, path(&self.smtp_ca), None);
+        put(MAIL_SMTP_USER, text(&self.smtp_user), None);
+        put(MAIL_SMTP_PASSWORD_FILE, path(&self.smtp_password_file), None);
+        put(MAIL_SMTP_PASSWORD_SCRIPT, text(&self.smtp_password_script), None);
+        put(MAIL_SENDMAIL, Some(self.sendmail.to_string_lossy().into_owned().into()), Some(DEFAULT_SENDMAIL.into()));
+        put(MAIL_FROM, text(&self.from), None);
+        put(MAIL_RETRY_SECONDS.key, Some(self.retry_seconds.into()), Some(MAIL_RETRY_SECONDS.default.into()));
+        put(MAIL_GIVE_UP_HOURS.key, Some(self.give_up_hours.into()), Some(MAIL_GIVE_UP_HOURS.default.into()));
+    }
+}
+
+/// Every mail key (not in `extra`).
+const MAIL_KEYS: [&str; 12] = [
+    MAIL_TRANSPORT,
+    MAIL_SMTP_HOST,
+    MAIL_SMTP_PORT,
+    MAIL_SMTP_TLS,
+    MAIL_SMTP_CA,
+    MAIL_SMTP_USER,
+    MAIL_SMTP_PASSWORD_FILE,
+    MAIL_SMTP_PASSWORD_SCRIPT,
+    MAIL_SENDMAIL,
+    MAIL_FROM,
+    MAIL_RETRY_SECONDS.key,
+    MAIL_GIVE_UP_HOURS.key,
+];
 
 /// This host's part in an HA pair (`HA_ROLE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +444,7 @@ impl Settings {
                 max_pending_clients: number(&MAX_PENDING_CLIENTS)?,
                 drain_seconds: number(&DRAIN_SECONDS)?,
             },
+            mail: MailSettings::read(c)?,
             extra,
         })
     }
@@ -270,6 +464,7 @@ impl Settings {
                 config.set(bounded.key, value);
             }
         }
+        self.mail.store(config);
         for (key, value) in &self.extra {
             config.set(key, value.clone());
         }
@@ -305,6 +500,7 @@ fn known_keys() -> Vec<&'static str> {
     let mut keys = crate::hostconf::HOST_KEYS.to_vec();
     keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER, config::METRICS_LISTEN]);
     keys.extend(LIMITS.iter().map(|b| b.key));
+    keys.extend(MAIL_KEYS);
     keys
 }
 
@@ -443,6 +639,35 @@ mod tests {
         assert_eq!(again, settings);
         let err = serde_json::from_str::<Settings>(r#"{"HOSTNAME": "a", "DB_PORT": "x"}"#).unwrap_err();
         assert!(err.to_string().contains("DB_PORT"), "{err}");
+    }
+
+    #[test]
+    fn mail_settings_defaults_and_checks() {
+        let s = parse(r#"{"HOSTNAME": "kts01.example.com"}"#).unwrap();
+        assert_eq!(s.mail.transport, MailTransport::Smtp);
+        assert_eq!((s.mail.smtp_host.as_str(), s.mail.smtp_port, s.mail.smtp_tls), ("localhost", 25, SmtpTls::Opportunistic));
+        assert_eq!(s.mail.from_address(&s.hostname), "keytrustee@kts01.example.com");
+        assert_eq!((s.mail.retry_seconds, s.mail.give_up_hours), (60, 72));
+        let s = parse(r#"{"HOSTNAME": "h", "MAIL_SMTP_TLS": "wrapper", "MAIL_FROM": "kms@example.com"}"#).unwrap();
+        assert_eq!((s.mail.smtp_port, s.mail.from_address("h").as_str()), (465, "kms@example.com"));
+        for (text, key) in [
+            (r#"{"HOSTNAME": "h", "MAIL_TRANSPORT": "pigeon"}"#, "MAIL_TRANSPORT is \"pigeon\""),
+            (r#"{"HOSTNAME": "h", "MAIL_SMTP_TLS": "maybe"}"#, "MAIL_SMTP_TLS is"),
+            (r#"{"HOSTNAME": "h", "MAIL_SMTP_PORT": 0}"#, "MAIL_SMTP_PORT"),
+            (r#"{"HOSTNAME": "h", "MAIL_FROM": "nobody"}"#, "MAIL_FROM"),
+            (r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "u"}"#, "MAIL_SMTP_USER needs"),
+            (r#"{"HOSTNAME": "h", "MAIL_SMTP_PASSWORD_FILE": "/p"}"#, "MAIL_SMTP_USER needs"),
+            (r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "u", "MAIL_SMTP_PASSWORD_FILE": "/p", "MAIL_SMTP_PASSWORD_SCRIPT": "cat /p"}"#, "both set"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.kind(), crate::Kind::Usage, "{text}");
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        // A file without mail keys gets none on rewrite; set ones stay.
+        let mut config = Config::parse(r#"{"HOSTNAME": "a", "MAIL_SMTP_PORT": 2525}"#).unwrap();
+        Settings::from_config(&config).unwrap().store(&mut config);
+        assert_eq!(config.get(MAIL_SMTP_PORT), Some(&Value::from(2525)));
+        assert!(config.get(MAIL_TRANSPORT).is_none() && config.get(MAIL_SENDMAIL).is_none());
     }
 
     #[test]

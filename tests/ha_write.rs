@@ -136,6 +136,12 @@ pub(crate) fn downgrade_schema(inst: &Instance, version: i32) {
     .unwrap();
     assert_eq!(kt::storage::schema::migrate_to(&mut db, version).unwrap().last(), Some(&version));
     for (t, json) in tables.iter().zip(&rows) {
+        // A table of a later migration (contact_keys at version 1) is not there.
+        let exists: bool = db.query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("public.{t}")]).unwrap().get(0);
+        if !exists {
+            assert_eq!(json, "[]", "{t} has rows that version {version} cannot hold");
+            continue;
+        }
         db.execute(&format!("INSERT INTO {t} SELECT * FROM json_populate_recordset(NULL::{t}, $1::text::json)"), &[json]).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
+//! | `GET /?q=TOKEN`, `POST /?q=TOKEN` | the contact key registration page: HTML, its own statuses ([`crate::server::contact_page`]) |
 //! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise (also `{"draining": true}` once the server was told to stop) |
 //! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
@@ -88,6 +89,10 @@ pub struct AppState {
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
     pub writes_open: std::sync::atomic::AtomicBool,
+    /// `HOSTNAME`, named in the mail to contacts.
+    pub hostname: String,
+    /// The contact registration form's anti-forgery key and failure counts.
+    pub registration: crate::registration::form::FormGuard,
     /// Set on SIGTERM: `/health` answers 503 `draining`.
     pub drain: crate::server::drain::Drain,
     /// The shared replay guard's queue of nonces.
@@ -231,6 +236,10 @@ async fn within<T>(deadline: tokio::time::Instant, fut: impl std::future::Future
 async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::Instant) -> Result<Resp, Refusal> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    // The contact key registration page (`?q=TOKEN`): HTML, not JSON.
+    if let ([], Some(token)) = (segments.as_slice(), query_param(req.uri().query().unwrap_or(""), "q")) {
+        return Ok(contact_page(state, req, &token, deadline).await);
+    }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, []) => public_query(state, req.uri().query().unwrap_or("")),
         (&Method::GET, ["health"]) => within(deadline, async { Ok(health(state).await) }).await,
@@ -291,6 +300,17 @@ async fn route(state: &AppState, req: Request<Incoming>, deadline: tokio::time::
             Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"))
         }
         _ => Err(refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
+    }
+}
+
+/// `GET` and `POST /?q=TOKEN` ([`crate::server::contact_page`]); any other
+/// method gets the page's 405.
+async fn contact_page(state: &AppState, req: Request<Incoming>, token: &str, deadline: tokio::time::Instant) -> Resp {
+    use crate::server::contact_page as page;
+    match *req.method() {
+        Method::GET => page::get(state, token, deadline).await,
+        Method::POST => page::post(state, token, req, deadline).await,
+        _ => page::respond(crate::registration::page::refused(405, "Method not allowed", "Open the link in a browser.")),
     }
 }
 
@@ -576,18 +596,26 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     }
     let stored = crate::pgp::serialize_public(&key).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "cannot encode the key"))?;
     let host = request.host.as_deref();
-    let (client_state, client_org) = state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host).await?;
+    let time_utc = crate::mail::messages::utc_now();
+    let facts = crate::mail::messages::ClientFacts {
+        organization: &request.organization,
+        fingerprint: &fingerprint,
+        host,
+        time_utc: &time_utc,
+        server: &state.hostname,
+    };
+    let notices = super::db::ClientNotices {
+        registered: crate::mail::messages::client_registered(&facts),
+        pending: crate::mail::messages::client_pending(&facts),
+    };
+    let (client_state, client_org) =
+        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, &notices).await?;
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }
     info!("registered client {fingerprint} with organization {} ({client_state})", request.organization);
     let mut answer = serde_json::json!({"fingerprint": fingerprint, "state": client_state, "organization": request.organization});
     if client_state == "pending" {
-        approval::notify_contacts_of_pending(&approval::PendingClient {
-            organization: &request.organization,
-            fingerprint: &fingerprint,
-            host,
-        });
         answer["status"] = "registration_pending".into();
         answer["message"] = format!(
             "the client awaits approval by an administrator of {}: kt org enable-client --fingerprint {fingerprint}",

@@ -20,6 +20,8 @@ use tokio_postgres::{Client, Statement};
 
 use crate::server::log::warn;
 
+mod contacts;
+
 /// Why a database call failed, as the endpoints need to tell it.
 #[derive(Debug)]
 pub enum DbError {
@@ -406,6 +408,14 @@ pub struct DepositInfo {
     pub size: i32,
     pub created: String,
     pub updated: String,
+}
+
+/// The two texts a registration may queue to the organization's contacts:
+/// which one depends on the state the statement stores.
+#[derive(Debug)]
+pub struct ClientNotices {
+    pub registered: crate::mail::messages::Text,
+    pub pending: crate::mail::messages::Text,
 }
 
 /// An organization as registration needs it.
@@ -856,6 +866,12 @@ impl Pool {
     /// existing registration of the same key is returned as is (with its
     /// organization's uuid) instead, except that a pending one becomes
     /// active when this registration carries the right secret.
+    ///
+    /// The organization's contacts are told (src/mail/): the message is
+    /// queued by the same statement that stores the registration, so it
+    /// exists exactly when the registration does. A repeated request of a
+    /// pending key queues a reminder, at most one an hour per client, in a
+    /// statement of its own whose failure is logged, not answered.
     pub async fn register_client(
         &self,
         fingerprint: &str,
@@ -863,17 +879,36 @@ impl Pool {
         public_key: &[u8],
         state: &str,
         host: Option<&str>,
+        notices: &ClientNotices,
     ) -> Result<(String, String), DbError> {
+        let (pending, active) = (&notices.pending, &notices.registered);
         let inserted = self
             .write(None, |c| async move {
                 c.client
                     .query_opt(
-                        "INSERT INTO clients (fingerprint, organization, public_key, state, host) \
+                        "WITH reg AS (INSERT INTO clients (fingerprint, organization, public_key, state, host) \
                  VALUES ($1, $2::text::uuid, $3, $4, $5) ON CONFLICT (fingerprint) DO UPDATE SET state = 'active' \
                  WHERE clients.state = 'pending' AND EXCLUDED.state = 'active' \
                  AND clients.organization = EXCLUDED.organization \
-                 RETURNING state, organization::text",
-                        &[&fingerprint, &org_uuid, &public_key, &state, &host],
+                 RETURNING state, organization), \
+                 mail AS (INSERT INTO mail_outbox (kind, organization, recipient, subject, body, about_client) \
+                 SELECT CASE WHEN reg.state = 'pending' THEN 'client-pending' ELSE 'client-registered' END, \
+                 o.uuid, contact, \
+                 CASE WHEN reg.state = 'pending' THEN $6 ELSE $8 END, \
+                 CASE WHEN reg.state = 'pending' THEN $7 ELSE $9 END, $1 \
+                 FROM reg JOIN organizations o ON o.uuid = reg.organization, unnest(o.contacts) AS contact) \
+                 SELECT state, organization::text FROM reg",
+                        &[
+                            &fingerprint,
+                            &org_uuid,
+                            &public_key,
+                            &state,
+                            &host,
+                            &pending.subject,
+                            &pending.body,
+                            &active.subject,
+                            &active.body,
+                        ],
                     )
                     .await
                     .map(|row| row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))))
@@ -887,9 +922,35 @@ impl Pool {
                     .client
                     .query_one("SELECT state, organization::text FROM clients WHERE fingerprint = $1", &[&fingerprint])
                     .await?;
-                Ok((row.get(0), row.get(1)))
+                let (state, org): (String, String) = (row.get(0), row.get(1));
+                if state == "pending" && org == org_uuid {
+                    if let Err(e) = self.remind_pending(fingerprint, org_uuid, pending).await {
+                        crate::server::log::warn!("mail: the reminder about pending client {fingerprint} was not queued: {e:?}");
+                    }
+                }
+                Ok((state, org))
             }
         }
+    }
+
+    /// Queues the pending notice again for a client that keeps asking,
+    /// unless one was queued in the last hour.
+    async fn remind_pending(&self, fingerprint: &str, org_uuid: &str, text: &crate::mail::messages::Text) -> Result<bool, DbError> {
+        self.write(None, |c| async move {
+            c.client
+                .execute(
+                    "INSERT INTO mail_outbox (kind, organization, recipient, subject, body, about_client) \
+                     SELECT 'client-pending', o.uuid, contact, $3, $4, $1 \
+                     FROM clients cl JOIN organizations o ON o.uuid = cl.organization, unnest(o.contacts) AS contact \
+                     WHERE cl.fingerprint = $1 AND cl.state = 'pending' AND cl.organization = $2::text::uuid \
+                     AND NOT EXISTS (SELECT 1 FROM mail_outbox m WHERE m.about_client = $1 \
+                     AND m.kind = 'client-pending' AND m.created > now() - interval '1 hour')",
+                    &[&fingerprint, &org_uuid, &text.subject, &text.body],
+                )
+                .await
+                .map(|n| n > 0)
+        })
+        .await
     }
 
     /// `(pending clients of the organization, whether this key is

@@ -5,6 +5,7 @@
 //! graceful stop on SIGTERM/SIGINT.
 
 pub mod api;
+pub mod contact_page;
 pub mod db;
 pub mod drain;
 pub mod log;
@@ -72,6 +73,15 @@ pub struct ServerSettings {
     /// On a passive (`HA_ROLE` passive): the active's host, named when a
     /// write is refused.
     pub ha_active: Option<String>,
+    /// `HOSTNAME`.
+    pub hostname: String,
+    /// The mail settings and the server's secret key (`secring.gpg`): the
+    /// outbox worker signs and sends contact mail (src/mail/worker.rs).
+    pub mail: crate::settings::MailSettings,
+    pub secring: PathBuf,
+    /// The contact registration form's guard, keyed from the server's
+    /// secret key (the same on both servers of an HA pair).
+    pub registration: crate::registration::form::FormGuard,
 }
 
 impl ServerSettings {
@@ -114,8 +124,22 @@ impl ServerSettings {
                 Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
                 _ => None,
             },
+            hostname: s.hostname.clone(),
+            mail: s.mail.clone(),
+            secring: instance.layout.secring(),
+            registration: registration_guard(instance)?,
         })
     }
+}
+
+/// The registration form's guard, its key derived from the server's
+/// secret key file (read once; the bytes are wiped after).
+fn registration_guard(instance: &Instance) -> Result<crate::registration::form::FormGuard> {
+    let path = instance.layout.secring();
+    let secret = zeroize::Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        Error::env(format!("cannot read the server key {}", path.display())).because_err(&e)
+    })?);
+    Ok(crate::registration::form::FormGuard::new(&secret))
 }
 
 /// Runs the server until SIGTERM or SIGINT. `on_ready` runs once the
@@ -159,6 +183,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
+        hostname: settings.hostname.clone(),
+        registration: settings.registration,
         drain: Default::default(),
         nonces: Default::default(),
     });
@@ -176,6 +202,28 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         info!("metrics on http://{addr}/metrics");
     }
     on_ready()?;
+    // Contact mail leaves from its own thread: no request waits for an MTA.
+    let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut db_config = postgres::Config::new();
+    db_config
+        .host("127.0.0.1")
+        .port(settings.db_port)
+        .user(DB_USER)
+        .password(password.expose())
+        .dbname(DB_NAME)
+        .application_name("kt serve mail")
+        .connect_timeout(Duration::from_secs(5));
+    let worker = crate::mail::worker::WorkerSettings {
+        db: db_config,
+        mail: settings.mail.clone(),
+        hostname: settings.hostname.clone(),
+        secring: settings.secring.clone(),
+        // `kt serve` runs as the service account already.
+        account: None,
+    };
+    if let Err(e) = crate::mail::worker::spawn(worker, mail_stop.clone(), log::line) {
+        error!("cannot start the mail worker: {e}; contact mail stays queued");
+    }
     info!(
         "kt {} serving https://{} (key {}, up to {} connections)",
         env!("CARGO_PKG_VERSION"),
@@ -327,6 +375,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     state.drain.begin();
     info!("stopping: no new connections, letting open ones finish");
+    mail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(listener);
     let _ = stop_tx.send(true);
     let all = settings.max_connections as u32;
