@@ -517,6 +517,13 @@ pub struct BackupArgs {
     /// Connect to the database on this port instead of DB_PORT.
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub database_port: Option<u16>,
+
+    /// Also write the run's result (success, duration, bytes, rows) to
+    /// this file in the Prometheus text format, for node-exporter's
+    /// textfile collector (name it *.prom in its directory); written
+    /// atomically, after a failed run too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -678,6 +685,12 @@ pub struct RestoreArgs {
     /// The account PostgreSQL runs as when root (default: the backup's SERVICE_USER).
     #[arg(long, value_name = "USER")]
     pub service_user: Option<String>,
+    /// Also write the restore's result (success, duration, bytes read,
+    /// rows) to this file in the Prometheus text format, for
+    /// node-exporter's textfile collector; written atomically, after a
+    /// failed restore too (not with --dry-run).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Generate, replace, show and check the server's TLS certificate.

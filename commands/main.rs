@@ -11,6 +11,7 @@ mod fingerprint;
 mod ha;
 mod ha_pair;
 mod init;
+mod jobmetrics;
 mod mail;
 mod org;
 mod printer;

@@ -591,7 +591,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__backup)
-            opts="-c -q -v -h -V --gpg-recipient --gpg-recipient-file --cleartext --output --roll --lock-wait --database-port --confdir --quiet --verbose --no-progress --help --version list help"
+            opts="-c -q -v -h -V --gpg-recipient --gpg-recipient-file --cleartext --output --roll --lock-wait --database-port --metrics-file --confdir --quiet --verbose --no-progress --help --version list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -618,6 +618,10 @@ _kt() {
                     return 0
                     ;;
                 --database-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3345,7 +3349,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__restore)
-            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --expect-fingerprint --allow-unsigned --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --expect-fingerprint --allow-unsigned --dry-run --yes --service-user --metrics-file --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3368,6 +3372,10 @@ _kt() {
                     return 0
                     ;;
                 --service-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -327,6 +327,7 @@ complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcom
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l roll -d 'Keep the N newest backups of this host, the new one included, and remove older ones (after the new one is complete)' -r
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l lock-wait -d 'Wait this long (30s, 10m, 2h) for another backup to finish instead of failing at once' -r
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l database-port -d 'Connect to the database on this port instead of DB_PORT' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l metrics-file -d 'Also write the run\'s result (success, duration, bytes, rows) to this file in the Prometheus text format, for node-exporter\'s textfile collector (name it *.prom in its directory); written atomically, after a failed run too' -r -F
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l cleartext -d 'Write an unencrypted tarball (only when asked for)'
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -382,6 +383,7 @@ complete -c kt -n "__fish_kt_using_subcommand restore" -l secret-key -d 'Decrypt
 complete -c kt -n "__fish_kt_using_subcommand restore" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l expect-fingerprint -d 'The server key the backup must carry (`4096R/4EDC...` or the bare fingerprint). Needed with --yes where there is no instance key to compare with (a fresh host, or --force-foreign)' -r
 complete -c kt -n "__fish_kt_using_subcommand restore" -l service-user -d 'The account PostgreSQL runs as when root (default: the backup\'s SERVICE_USER)' -r
+complete -c kt -n "__fish_kt_using_subcommand restore" -l metrics-file -d 'Also write the restore\'s result (success, duration, bytes read, rows) to this file in the Prometheus text format, for node-exporter\'s textfile collector; written atomically, after a failed restore too (not with --dry-run)' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l force-foreign -d 'Accept a backup of another host or key (this host replaces it)'
 complete -c kt -n "__fish_kt_using_subcommand restore" -l allow-unsigned -d 'Accept a backup without kt\'s signature (made the documented way, or by kt before backups were signed)'

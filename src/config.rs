@@ -57,6 +57,11 @@ pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const HA_WRITE_TIMEOUT_SECONDS: &str = "HA_WRITE_TIMEOUT_SECONDS";
 /// How many clients may await approval in one organization.
 pub const MAX_PENDING_CLIENTS: &str = "MAX_PENDING_CLIENTS";
+/// How long a stopping server (SIGTERM) answers 503 on /health while it
+/// still takes connections, before it stops accepting.
+pub const DRAIN_SECONDS: &str = "DRAIN_SECONDS";
+/// Where `kt serve` answers `GET /metrics` (loopback only; unset: off).
+pub const METRICS_LISTEN: &str = "METRICS_LISTEN";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;

@@ -24,6 +24,7 @@ pub mod hostname;
 pub mod hostaddr;
 pub mod init;
 pub mod init_external;
+pub mod jobmetrics;
 pub mod journal;
 pub mod mail;
 pub mod instance;

@@ -60,9 +60,13 @@ pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
 /// row anyone who knows an organization's name can add, so they are capped.
 pub const MAX_PENDING_CLIENTS: Bounded =
     Bounded { key: config::MAX_PENDING_CLIENTS, default: 100, range: 1..=100_000 };
+/// A stopping server's grace with /health at 503 before it stops
+/// accepting: 0 by default (a lone server has nobody to tell); behind a
+/// load balancer, its health-check interval times its failure count.
+pub const DRAIN_SECONDS: Bounded = Bounded { key: config::DRAIN_SECONDS, default: 0, range: 0..=300 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 9] = [
+const LIMITS: [&Bounded; 10] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -72,6 +76,7 @@ const LIMITS: [&Bounded; 9] = [
     &DB_POOL_SIZE,
     &HA_WRITE_TIMEOUT_SECONDS,
     &MAX_PENDING_CLIENTS,
+    &DRAIN_SECONDS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -110,6 +115,9 @@ pub struct Settings {
     /// `DB_MODE` `external` and its keys: where the external database is.
     /// None (`DB_MODE` absent or `local`): the instance's own cluster.
     pub external_db: Option<ExternalDb>,
+    /// `METRICS_LISTEN`: a loopback address and port for `GET /metrics`
+    /// (None: no metrics listener).
+    pub metrics_listen: Option<SocketAddr>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// `MAIL_*`: how contact mail leaves this host (see [`MailSettings`]).
@@ -394,6 +402,8 @@ pub struct Limits {
     pub ha_write_timeout_seconds: u64,
     /// Clients awaiting approval per organization; more are refused (429).
     pub max_pending_clients: u64,
+    /// A stopping server's /health-503 grace before it stops accepting.
+    pub drain_seconds: u64,
 }
 
 impl Default for Limits {
@@ -408,12 +418,13 @@ impl Default for Limits {
             db_pool_size: DB_POOL_SIZE.default,
             ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
             max_pending_clients: MAX_PENDING_CLIENTS.default,
+            drain_seconds: DRAIN_SECONDS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 9] {
+    fn values(&self) -> [u64; 10] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -424,6 +435,7 @@ impl Limits {
             self.db_pool_size,
             self.ha_write_timeout_seconds,
             self.max_pending_clients,
+            self.drain_seconds,
         ]
     }
 
@@ -479,6 +491,7 @@ impl Settings {
             ha_role,
             ha_peer: text(config::HA_PEER)?,
             external_db,
+            metrics_listen: metrics_listen(c)?,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -489,6 +502,7 @@ impl Settings {
                 db_pool_size: number(&DB_POOL_SIZE)?,
                 ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
                 max_pending_clients: number(&MAX_PENDING_CLIENTS)?,
+                drain_seconds: number(&DRAIN_SECONDS)?,
             },
             mail: MailSettings::read(c)?,
             extra,
@@ -541,6 +555,7 @@ impl Settings {
             (config::DB_USER, self.external_db.as_ref().map(|e| Value::from(e.user.clone()))),
             (config::DB_SSLMODE, self.external_db.as_ref().map(|e| Value::from(e.sslmode.name()))),
             (config::DB_SSLROOTCERT, self.external_db.as_ref().and_then(|e| path(&e.sslrootcert))),
+            (config::METRICS_LISTEN, self.metrics_listen.map(|a| Value::from(a.to_string()))),
         ]
     }
 }
@@ -549,7 +564,7 @@ impl Settings {
 fn known_keys() -> Vec<&'static str> {
     // Every host key (src/hostconf.rs), then the keys both hosts share.
     let mut keys = crate::hostconf::HOST_KEYS.to_vec();
-    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER]);
+    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER, config::METRICS_LISTEN]);
     keys.extend(EXTERNAL_KEYS);
     keys.push(config::DB_MODE);
     keys.extend(LIMITS.iter().map(|b| b.key));
@@ -607,6 +622,20 @@ pub fn is_plain_identifier(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `METRICS_LISTEN`: off when absent; on, a loopback address only. The
+/// metrics name the server's key, its clients' refusal counts and its
+/// database's state: they are for the host's own collector (or an agent
+/// that forwards them), never an open port.
+fn metrics_listen(c: &Config) -> Result<Option<SocketAddr>> {
+    let Some(text) = c.optional_string(config::METRICS_LISTEN)? else { return Ok(None) };
+    let addr: SocketAddr =
+        text.parse().map_err(|e| bad(config::METRICS_LISTEN, &format!("{text:?} is not an address and port")).because(e))?;
+    if !addr.ip().is_loopback() {
+        return Err(bad(config::METRICS_LISTEN, &format!("is {addr}: the metrics listener takes a loopback address only (127.0.0.1 or ::1)")));
+    }
+    Ok(Some(addr))
 }
 
 fn bad(key: &str, what: &str) -> Error {
@@ -720,6 +749,9 @@ mod tests {
             (r#"{"HOSTNAME": "h", "MAX_CONNECTIONS": 0}"#, "MAX_CONNECTIONS must be"),
             (r#"{"HOSTNAME": "h", "IDLE_TIMEOUT_SECONDS": 3601}"#, "IDLE_TIMEOUT_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "DB_POOL_SIZE": "many"}"#, "DB_POOL_SIZE must be"),
+            (r#"{"HOSTNAME": "h", "METRICS_LISTEN": "0.0.0.0:9100"}"#, "METRICS_LISTEN is 0.0.0.0:9100: the metrics listener takes a loopback address only"),
+            (r#"{"HOSTNAME": "h", "METRICS_LISTEN": "localhost"}"#, "METRICS_LISTEN \"localhost\" is not an address and port"),
+            (r#"{"HOSTNAME": "h", "DRAIN_SECONDS": 301}"#, "DRAIN_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "SERVICE_USER": false}"#, "SERVICE_USER is not a string"),
             (r#"{"HOSTNAME": "h", "HA_ROLE": "primary"}"#, "HA_ROLE is \"primary\""),
             (r#"{"HOSTNAME": "h", "HA_WRITE_TIMEOUT_SECONDS": 0}"#, "HA_WRITE_TIMEOUT_SECONDS must be"),

@@ -23,6 +23,7 @@ mod ha_write;
 mod init;
 mod load;
 mod mail;
+mod nodes;
 mod org;
 mod progress;
 mod registration;

@@ -105,10 +105,18 @@ struct RequestStatements {
     lookup: Statement,
 }
 
+/// The statement on `replay_nonces` (schema version 6), prepared on first
+/// use like [`RequestStatements`]: a batch of nonces in one insert, those
+/// that were not taken yet come back.
+struct NonceStatements {
+    claim_batch: Statement,
+}
+
 struct Conn {
     client: Client,
     st: Statements,
     requests: tokio::sync::OnceCell<RequestStatements>,
+    nonces: tokio::sync::OnceCell<NonceStatements>,
     /// Set when PostgreSQL warned that a commit's wait for the synchronous
     /// standby was cancelled (committed here, not confirmed). Read by the
     /// write after its commit: whoever sent the cancel (this write at its
@@ -125,6 +133,23 @@ struct Conn {
 const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 impl Conn {
+    async fn nonces(&self) -> Result<&NonceStatements, tokio_postgres::Error> {
+        self.nonces
+            .get_or_try_init(|| async {
+                Ok(NonceStatements {
+                    claim_batch: self
+                        .client
+                        .prepare(
+                            "INSERT INTO replay_nonces (client, nonce, expires) \
+                             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) \
+                             ON CONFLICT DO NOTHING RETURNING client, nonce",
+                        )
+                        .await?,
+                })
+            })
+            .await
+    }
+
     async fn requests(&self) -> Result<&RequestStatements, tokio_postgres::Error> {
         self.requests
             .get_or_try_init(|| async {
@@ -244,6 +269,16 @@ pub struct RequestKey<'a> {
     pub digest: &'a [u8],
 }
 
+/// One authenticated request's nonce for the shared replay guard: taken
+/// once per client across every node over the database, until `expires`
+/// (Unix seconds: the request's timestamp plus the authentication window).
+#[derive(Debug, Clone, Copy)]
+pub struct NonceKey<'a> {
+    pub client: &'a str,
+    pub nonce: &'a str,
+    pub expires: i64,
+}
+
 /// How far a write got, read when it fails: it says whether a lost
 /// connection can have left the change stored.
 const NOT_SENT: u8 = 0;
@@ -343,6 +378,34 @@ fn definite_code(code: Option<&SqlState>) -> bool {
 pub struct ClientRow {
     pub state: String,
     pub public_key: Vec<u8>,
+}
+
+/// How many connections the pools hold, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolUsage {
+    pub read_open: usize,
+    pub write_open: usize,
+    /// Write connections running a write now.
+    pub write_busy: usize,
+}
+
+/// One standby as its primary sees it, for the metrics.
+pub struct StandbyLag {
+    pub name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub lag_bytes: i64,
+    pub lag_seconds: f64,
+}
+
+/// The replication state of this node's database, for the metrics.
+pub struct ReplicationMetrics {
+    pub in_recovery: bool,
+    /// On a standby: seconds since the last replayed change, 0 when it
+    /// has replayed all it received.
+    pub replay_delay_seconds: f64,
+    /// On a primary: its standbys.
+    pub standbys: Vec<StandbyLag>,
 }
 
 /// One line of a deposit listing.
@@ -649,12 +712,21 @@ impl Pool {
                 return Ok(conn.clone());
             }
         }
-        let conn = self.connect().await?;
+        let conn = self.connect_for(true).await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
+        self.connect_for(false).await
+    }
+
+    /// A connection; `reads` for the shared pool, whose only inserts are
+    /// the replay guard's nonces: committed without waiting for the disk
+    /// or the passive (`synchronous_commit` off). What a crash of the
+    /// database can lose is the last fraction of a second of nonces; a
+    /// failover, those the passive had not received.
+    async fn connect_for(&self, reads: bool) -> Result<Arc<Conn>, DbError> {
         let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
         let flag = sync_wait_cancelled.clone();
@@ -671,6 +743,9 @@ impl Pool {
                 }
             }
         });
+        if reads {
+            client.batch_execute("SET synchronous_commit TO off").await?;
+        }
         let st = Statements {
             client_auth: client.prepare("SELECT state, public_key FROM clients WHERE fingerprint = $1").await?,
             deposit_get: client
@@ -695,7 +770,38 @@ impl Pool {
                 )
                 .await?,
         };
-        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled, tls: self.tls.clone() }))
+        Ok(Arc::new(Conn {
+            client,
+            st,
+            requests: tokio::sync::OnceCell::new(),
+            nonces: tokio::sync::OnceCell::new(),
+            sync_wait_cancelled,
+            tls: self.tls.clone(),
+        }))
+    }
+
+    /// Takes a batch of nonces in the shared replay guard, in one
+    /// statement (src/server/nonces.rs gathers them): for each, whether it
+    /// was free (a `false` is a replay; of two equal ones in the batch,
+    /// the second). A passive cannot insert: [`DbError::ReadOnly`].
+    pub async fn claim_nonces(&self, batch: &[NonceKey<'_>]) -> Result<Vec<bool>, DbError> {
+        let c = self.conn().await?;
+        let st = c.nonces().await?;
+        let clients: Vec<&str> = batch.iter().map(|n| n.client).collect();
+        let nonces: Vec<&str> = batch.iter().map(|n| n.nonce).collect();
+        let expires: Vec<i64> = batch.iter().map(|n| n.expires).collect();
+        let rows = c.client.query(&st.claim_batch, &[&clients, &nonces, &expires]).await?;
+        let mut free: std::collections::HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(batch.iter().map(|n| free.remove(&(n.client.to_string(), n.nonce.to_string()))).collect())
+    }
+
+    /// Deletes the nonces whose requests left the authentication window
+    /// before `now` (Unix seconds): a request that old is refused as stale
+    /// before its nonce is looked at. Every node runs it; they do not
+    /// collide (a row deleted twice is deleted once).
+    pub async fn prune_nonces(&self, now: i64) -> Result<u64, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.execute("DELETE FROM replay_nonces WHERE expires < $1", &[&now]).await?)
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
@@ -872,6 +978,61 @@ impl Pool {
             .query_one("SELECT pg_is_in_recovery(), (SELECT max(version) FROM schema_version)", &[])
             .await?;
         Ok((row.get(0), row.get::<_, Option<i32>>(1).unwrap_or(0)))
+    }
+
+    /// The pools' connections now (a write slot that is locked runs a
+    /// write; a read slot is locked only while it connects).
+    pub fn usage(&self) -> PoolUsage {
+        let open = |conn: &Option<Arc<Conn>>| conn.as_ref().is_some_and(|c| !c.client.is_closed());
+        let mut usage = PoolUsage::default();
+        for slot in &self.slots {
+            if slot.try_lock().map(|g| open(&g)).unwrap_or(false) {
+                usage.read_open += 1;
+            }
+        }
+        for slot in &self.write_slots {
+            match slot.try_lock() {
+                Ok(g) => usage.write_open += usize::from(open(&g)),
+                Err(_) => {
+                    usage.write_open += 1;
+                    usage.write_busy += 1;
+                }
+            }
+        }
+        usage
+    }
+
+    /// Role, standbys and lag, read for `/metrics` (the queries of
+    /// `kt ha status`, src/ha/status.rs, from this node's pool).
+    pub async fn replication_metrics(&self) -> Result<ReplicationMetrics, DbError> {
+        let c = self.conn().await?;
+        let row = c
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() \
+                 OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                 ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.get(0);
+        let mut standbys = Vec::new();
+        if !in_recovery {
+            let rows = c
+                .client
+                .query(
+                    "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
+                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, \
+                     coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication",
+                    &[],
+                )
+                .await?;
+            standbys = rows
+                .iter()
+                .map(|r| StandbyLag { name: r.get(0), state: r.get(1), sync_state: r.get(2), lag_bytes: r.get(3), lag_seconds: r.get(4) })
+                .collect();
+        }
+        Ok(ReplicationMetrics { in_recovery, replay_delay_seconds: row.get(1), standbys })
     }
 
     /// The replication state seen from this database, as JSON-ready rows.

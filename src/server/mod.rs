@@ -7,7 +7,10 @@
 pub mod api;
 pub mod contact_page;
 pub mod db;
+pub mod drain;
 pub mod log;
+pub mod metrics;
+pub mod nonces;
 pub mod replay;
 
 use std::net::SocketAddr;
@@ -36,6 +39,9 @@ const GATE_INTERVAL: Duration = Duration::from_millis(250);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often nonces past the authentication window are deleted from the
+/// shared replay guard.
+const NONCE_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything `serve` needs, read from the instance before any change.
 pub struct ServerSettings {
@@ -51,9 +57,13 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// `DRAIN_SECONDS`: /health at 503 before the listener closes on SIGTERM.
+    pub drain: Duration,
     pub limits: api::Limits,
     /// The database (local or external) and how to reach it.
     pub db: crate::storage::endpoint::Endpoint,
+    /// `METRICS_LISTEN`: where `/metrics` is served (None: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     pub db_pool_size: usize,
     /// `HA_WRITE_TIMEOUT_SECONDS`: how long a write waits for the passive.
     pub ha_write_timeout: Duration,
@@ -96,6 +106,7 @@ impl ServerSettings {
             max_header_bytes: limits.max_header_bytes as usize,
             max_connections: limits.max_connections as usize,
             idle_timeout: limits.idle_timeout(),
+            drain: Duration::from_secs(limits.drain_seconds),
             limits: api::Limits {
                 max_body_bytes: limits.max_body_bytes as usize,
                 auth_window_seconds: limits.auth_window_seconds as i64,
@@ -103,6 +114,7 @@ impl ServerSettings {
                 max_pending_clients: limits.max_pending_clients as i64,
             },
             db: crate::storage::endpoint::Endpoint::for_instance(instance),
+            metrics_listen: s.metrics_listen,
             db_pool_size: limits.db_pool_size as usize,
             ha_write_timeout: Duration::from_secs(limits.ha_write_timeout_seconds),
             pgpass: instance.layout.pgpass(),
@@ -153,6 +165,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         warn!("{warning}");
     }
     let certified = settings.key_material.load(&settings.provider)?;
+    let metrics = Arc::new(metrics::Metrics::new(&settings.fingerprint));
+    if let Some(leaf) = certified.cert.first() {
+        metrics.certificate(leaf);
+    }
     let cert = ReloadableCert::new(certified);
     let tls_config = tls::server_config(settings.provider.clone(), &settings.versions, cert.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
@@ -170,7 +186,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         limits: settings.limits.clone(),
         hostname: settings.hostname.clone(),
         registration: settings.registration,
+        drain: Default::default(),
+        nonces: Default::default(),
     });
+    state.nonces.start(state.clone());
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
     }
@@ -179,6 +198,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             .because_err(&e)
             .with_hint("is another server running? see `kt server status`, or change LISTEN in keytrustee.conf")
     })?;
+    if let Some(addr) = settings.metrics_listen {
+        metrics::listen(addr, metrics.clone(), state.clone()).await?;
+        info!("metrics on http://{addr}/metrics");
+    }
     on_ready()?;
     // Contact mail leaves from its own thread: no request waits for an MTA.
     let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -208,6 +231,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    let mut prune_nonces = tokio::time::interval(NONCE_PRUNE_INTERVAL);
+    prune_nonces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Set by the first SIGTERM when DRAIN_SECONDS is not 0: the end of the drain.
+    let mut drained: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Whether writes may go ahead (synchronous replication with the
@@ -235,6 +262,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = state.clone();
+                let metrics = metrics.clone();
                 let mut stop = stop_rx.clone();
                 let idle = settings.idle_timeout;
                 let max_header = settings.max_header_bytes;
@@ -243,9 +271,12 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         // Failed handshakes (scanners, wrong versions or ciphers) are routine.
-                        Ok(Err(_)) | Err(_) => return,
+                        Ok(Err(_)) | Err(_) => {
+                            metrics.handshake_failed();
+                            return;
+                        }
                     };
-                    let service = service_fn(move |req| api::handle(state.clone(), req));
+                    let service = service_fn(move |req| measured(state.clone(), metrics.clone(), req));
                     let mut builder = http1::Builder::new();
                     builder
                         .timer(TokioTimer::new())
@@ -275,14 +306,35 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     .and_then(|instance| KeyMaterial::for_instance(&instance));
                 match fresh.and_then(|material| material.load(&settings.provider)) {
                     Ok(new) => {
+                        if let Some(leaf) = new.cert.first() {
+                            metrics.certificate(leaf);
+                        }
                         cert.replace(new);
                         info!("SIGHUP: reloaded the certificate, key and CA");
                     }
                     Err(e) => error!("SIGHUP: reload failed, still serving the old certificate: {}", describe(&e)),
                 }
             }
-            _ = sigterm.recv() => break,
+            _ = sigterm.recv() => {
+                if settings.drain.is_zero() || drained.is_some() {
+                    break;
+                }
+                state.drain.begin();
+                info!("SIGTERM: draining: /health answers 503 for {} s, then no new connections", settings.drain.as_secs());
+                drained = Some(Box::pin(tokio::time::sleep(settings.drain)));
+            }
+            _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
             _ = sigint.recv() => break,
+            _ = prune_nonces.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // A passive deletes nothing: it gets the active's deletes.
+                    match state.pool.prune_nonces(crate::clock::unix_now()).await {
+                        Ok(_) | Err(db::DbError::ReadOnly) | Err(db::DbError::SchemaBehind(_)) => {}
+                        Err(e) => warn!("pruning the shared replay guard failed: {e:?}"),
+                    }
+                });
+            }
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
             _ = prune.tick() => {
                 let state = state.clone();
@@ -314,6 +366,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             }
         }
     }
+    state.drain.begin();
     info!("stopping: no new connections, letting open ones finish");
     mail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(listener);
@@ -324,6 +377,21 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// [`api::handle`] with its answer counted and timed in [`metrics`].
+async fn measured(
+    state: Arc<api::AppState>,
+    metrics: Arc<metrics::Metrics>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let route = metrics::route_of(req.uri().path());
+    let method = req.method().clone();
+    let resp = api::handle(state, req).await?;
+    let code = resp.extensions().get::<api::RefusalCode>().map(|c| c.0);
+    metrics.request(route, &method, resp.status().as_u16(), code, started.elapsed());
+    Ok(resp)
 }
 
 /// An instance made by an older kt has an older schema: on an active it is
