@@ -494,17 +494,7 @@ fn the_consuming_statement_lets_one_of_two_concurrent_uses_through() {
     inst.kt(&["org", "add", "-n", ORG, "-c", CONTACT]).expect(0);
     let token = issue(&inst, CONTACT, 12);
     let hash = kt::registration::token::hash(&token).to_vec();
-    let password = kt::storage::pgpass::Password::read(&inst.confdir.join(".pgpass"), "keytrustee").unwrap();
-    let connect = || {
-        postgres::Config::new()
-            .host("127.0.0.1")
-            .port(inst.db_port)
-            .user("keytrustee")
-            .password(password.expose())
-            .dbname("keytrustee")
-            .connect(postgres::NoTls)
-            .unwrap()
-    };
+    let connect = || inst.db_client();
     let sql = kt::registration::token::CONSUME_SQL;
     let (first_fpr, second_fpr) = ("A".repeat(40), "B".repeat(40));
     let ids: Vec<String> = vec!["x".into()];
@@ -518,8 +508,14 @@ fn the_consuming_statement_lets_one_of_two_concurrent_uses_through() {
             let row = c.query_one(sql, &[&hash, &second_fpr, &"armored two", &ids]).unwrap();
             (row.get::<_, bool>(0), row.get::<_, bool>(4))
         });
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        assert!(!waiting.is_finished(), "the second use did not wait for the first");
+        // The second statement must be seen waiting on the token row's
+        // lock: only then does its outcome show that the lock serialises
+        // the two uses (a second use that merely started late would see
+        // the committed "used" without any lock).
+        let blocked = eventually(30, || {
+            inst.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'keytrustee' AND wait_event_type = 'Lock'") == "1"
+        });
+        assert!(blocked && !waiting.is_finished(), "the second use did not wait for the first");
         tx.commit().unwrap();
         waiting.join().unwrap()
     });
