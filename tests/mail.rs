@@ -23,8 +23,11 @@ struct Received {
     data: String,
 }
 
-/// A tiny SMTP server on loopback that accepts everything and records it.
+/// A tiny SMTP server on loopback that records what it accepts: every
+/// recipient but [`UNKNOWN_USER`], which it refuses permanently (550).
 /// It offers no STARTTLS and no AUTH: plain SMTP, as a local MTA may.
+const UNKNOWN_USER: &str = "nosuchuser@example.com";
+
 struct Recorder {
     port: u16,
     mails: Arc<Mutex<Vec<Received>>>,
@@ -83,6 +86,10 @@ fn session(stream: TcpStream, mails: &Mutex<Vec<Received>>) -> std::io::Result<(
             "EHLO" => out.write_all(b"250-recorder\r\n250 8BITMIME\r\n")?,
             "RCPT" => {
                 let to = line.split(['<', '>']).nth(1).unwrap_or("").to_string();
+                if to == UNKNOWN_USER {
+                    out.write_all(b"550 5.1.1 <nosuchuser@example.com>: Recipient address rejected: User unknown\r\n")?;
+                    continue;
+                }
                 recipients.push(to);
                 out.write_all(b"250 2.1.5 Ok\r\n")?;
             }
@@ -251,6 +258,12 @@ fn a_new_contact_gets_the_documented_signed_registration_mail() {
     assert_eq!(mails[1].recipients, ["bob@example.com"]);
     assert_eq!(inst.sql("SELECT count(*) FROM contact_tokens"), "2");
     assert_eq!(link_token(&verify_signed(&mails[1].data, &inst, &gpg), &base).len(), 43);
+
+    // A permanent refusal (550: no such user) is given up at the first
+    // attempt, its body erased, not retried for MAIL_GIVE_UP_HOURS.
+    inst.kt(&["org", "add", "-n", "acme", "-c", UNKNOWN_USER]).expect(0);
+    let outcome = format!("SELECT state, attempts, body IS NULL, last_error LIKE '%550%' FROM mail_outbox WHERE recipient = '{UNKNOWN_USER}'");
+    assert!(eventually(30, || inst.sql(&outcome) == "failed|1|t|t"), "{}\n{}", inst.sql(&outcome), inst.server_log());
 }
 
 #[test]
