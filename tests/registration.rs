@@ -5,6 +5,7 @@
 //! `contact_tokens` with the SHA-256 of the token text, through psql.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use crate::harness::*;
@@ -336,16 +337,24 @@ fn a_passive_serves_the_page_and_refuses_the_post() {
     assert_eq!(stored(&inst), "|0");
 }
 
-/// chromedriver on a free port, stopped on drop.
+/// chromedriver on a free port in a process group of its own. On drop,
+/// also when a test panics mid-session: the browser session is ended
+/// (chromedriver quits Chromium), then the whole group is killed, so no
+/// chromedriver or Chromium outlives the test.
 struct Driver {
     child: Child,
     port: u16,
     dir: TestDir,
+    session: std::cell::RefCell<Option<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Some(session) = self.session.borrow_mut().take() {
+            self.call("DELETE", &format!("/session/{session}"), None);
+        }
+        // SAFETY: kill(2) on the group this driver's child leads.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -359,12 +368,13 @@ impl Driver {
         let port = free_port();
         let dir = TestDir::new("chromium");
         let child = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start chromedriver");
-        let driver = Driver { child, port, dir };
+        let driver = Driver { child, port, dir, session: Default::default() };
         for _ in 0..100 {
             if driver.call("GET", "/status", None).get("value").is_some() {
                 return driver;
@@ -404,7 +414,9 @@ impl Driver {
                 }
             }}})),
         );
-        answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {answer}")).to_string()
+        let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {answer}")).to_string();
+        *self.session.borrow_mut() = Some(id.clone());
+        id
     }
 
     fn element(&self, session: &str, css: &str) -> String {
@@ -462,7 +474,6 @@ pub(crate) fn register_in_browser(url: &str, contact: &str, armored: &str, dir: 
     assert_eq!(background["value"], "rgba(236, 253, 236, 1)", "{background}");
     let result_png = driver.screenshot(&session, &dir.join("result.png"));
     assert_ne!(form_png, result_png, "the result page looks like the form");
-    driver.call("DELETE", &format!("/session/{session}"), None);
     (shown, user_ids)
 }
 
