@@ -130,6 +130,22 @@ fn registration_guard(instance: &Instance) -> Result<crate::registration::form::
     Ok(crate::registration::form::FormGuard::new(&secret))
 }
 
+/// The instance's database as a blocking (non-async) client reaches it:
+/// the schema check before the runtime starts, and the mail worker's own
+/// thread. `application` names the connection in `pg_stat_activity`.
+fn sync_db_config(db_port: u16, password: &Password, application: &str) -> postgres::Config {
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(db_port)
+        .user(DB_USER)
+        .password(password.expose())
+        .dbname(DB_NAME)
+        .application_name(application)
+        .connect_timeout(Duration::from_secs(5));
+    config
+}
+
 /// Runs the server until SIGTERM or SIGINT. `on_ready` runs once the
 /// socket is bound (the pid file is written there).
 pub fn serve(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()> + Send) -> Result<()> {
@@ -181,17 +197,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     on_ready()?;
     // Contact mail leaves from its own thread: no request waits for an MTA.
     let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut db_config = postgres::Config::new();
-    db_config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve mail")
-        .connect_timeout(Duration::from_secs(5));
     let worker = crate::mail::worker::WorkerSettings {
-        db: db_config,
+        db: sync_db_config(settings.db_port, &password, "kt serve mail"),
         mail: settings.mail.clone(),
         hostname: settings.hostname.clone(),
         secring: settings.secring.clone(),
@@ -345,16 +352,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
 fn check_schema(settings: &ServerSettings) -> Result<()> {
     use crate::storage::schema::{self, Standing};
     let password = Password::read(&settings.pgpass, DB_USER)?;
-    let mut config = postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve")
-        .connect_timeout(Duration::from_secs(5));
-    let mut client = match config.connect(postgres::NoTls) {
+    let mut client = match sync_db_config(settings.db_port, &password, "kt serve").connect(postgres::NoTls) {
         Ok(client) => client,
         Err(e) => {
             warn!("the schema was not checked for migrations: the database does not answer ({e})");
