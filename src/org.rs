@@ -78,11 +78,14 @@ pub fn state_code(state: &str) -> i64 {
 pub const NO_EXPIRATION: &str = "9999-12-31T15:59:59";
 
 /// A new organization's documented id: base64url (no padding) of 32
-/// random bytes, 43 characters.
+/// random bytes from the OS random source, 43 characters. Contact
+/// registration links use the same form
+/// ([`crate::registration::token::LinkToken`]), so this is their generator
+/// too; the raw bytes are wiped after encoding.
 pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut bytes[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..])
 }
 
 /// A new organization's auth secret in the documented form: base64 of 16

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::secret::PasswordSource;
 
 /// The default `LISTEN`: every address, the documented port.
 pub const DEFAULT_LISTEN: &str = config::DEFAULT_LISTEN;
@@ -193,6 +194,27 @@ impl SmtpTls {
     }
 }
 
+/// SMTP authentication: `MAIL_SMTP_USER` and where its password comes
+/// from (`MAIL_SMTP_PASSWORD_FILE` or `MAIL_SMTP_PASSWORD_SCRIPT`), as a
+/// [`PasswordSource`], the one reader of password files and scripts, whose
+/// Debug output never shows a script (it may hold a password inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpAuth {
+    pub user: String,
+    /// `PasswordSource::File` or `PasswordSource::Script`, as configured.
+    pub password: PasswordSource,
+}
+
+impl SmtpAuth {
+    /// The key the password comes from, for messages.
+    pub fn password_key(&self) -> &'static str {
+        match self.password {
+            PasswordSource::File(_) => MAIL_SMTP_PASSWORD_FILE,
+            _ => MAIL_SMTP_PASSWORD_SCRIPT,
+        }
+    }
+}
+
 /// The mail settings, checked. A password is never in the configuration:
 /// only where to read it (a file or a script, as with
 /// `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`).
@@ -204,9 +226,8 @@ pub struct MailSettings {
     pub smtp_tls: SmtpTls,
     /// `MAIL_SMTP_CA`: extra CA certificates (PEM) for the relay's certificate.
     pub smtp_ca: Option<PathBuf>,
-    pub smtp_user: Option<String>,
-    pub smtp_password_file: Option<PathBuf>,
-    pub smtp_password_script: Option<String>,
+    /// `MAIL_SMTP_USER` with its password source (None: no authentication).
+    pub smtp_auth: Option<SmtpAuth>,
     pub sendmail: PathBuf,
     /// `MAIL_FROM` as written (None: `keytrustee@<HOSTNAME>`).
     pub from: Option<String>,
@@ -255,18 +276,19 @@ impl MailSettings {
         if smtp_password_file.is_some() && smtp_password_script.is_some() {
             return Err(bad(MAIL_SMTP_PASSWORD_FILE, "and MAIL_SMTP_PASSWORD_SCRIPT are both set: keep one"));
         }
-        if smtp_user.is_some() != (smtp_password_file.is_some() || smtp_password_script.is_some()) {
-            return Err(bad(MAIL_SMTP_USER, "needs MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT, and they need it"));
-        }
+        let smtp_auth = match (smtp_user, smtp_password_file, smtp_password_script) {
+            (None, None, None) => None,
+            (Some(user), Some(file), None) => Some(SmtpAuth { user, password: PasswordSource::File(file) }),
+            (Some(user), None, Some(script)) => Some(SmtpAuth { user, password: PasswordSource::Script(script) }),
+            _ => return Err(bad(MAIL_SMTP_USER, "needs MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT, and they need it")),
+        };
         Ok(MailSettings {
             transport,
             smtp_host,
             smtp_port,
             smtp_tls,
             smtp_ca: c.optional_string(MAIL_SMTP_CA)?.map(PathBuf::from),
-            smtp_user,
-            smtp_password_file,
-            smtp_password_script,
+            smtp_auth,
             sendmail: c.optional_string(MAIL_SENDMAIL)?.map_or_else(|| PathBuf::from(DEFAULT_SENDMAIL), PathBuf::from),
             from,
             retry_seconds: c.number_or(MAIL_RETRY_SECONDS.key, MAIL_RETRY_SECONDS.default, MAIL_RETRY_SECONDS.range.clone())?,
@@ -291,9 +313,15 @@ impl MailSettings {
         put(MAIL_SMTP_PORT, Some(self.smtp_port.into()), Some(default_port.into()));
         put(MAIL_SMTP_TLS, Some(self.smtp_tls.name().into()), Some(d.smtp_tls.name().into()));
         put(MAIL_SMTP_CA, path(&self.smtp_ca), None);
-        put(MAIL_SMTP_USER, text(&self.smtp_user), None);
-        put(MAIL_SMTP_PASSWORD_FILE, path(&self.smtp_password_file), None);
-        put(MAIL_SMTP_PASSWORD_SCRIPT, text(&self.smtp_password_script), None);
+        let auth = self.smtp_auth.as_ref();
+        let (file, script) = match auth.map(|a| &a.password) {
+            Some(PasswordSource::File(p)) => (Some(p.clone()), None),
+            Some(PasswordSource::Script(s)) => (None, Some(s.clone())),
+            _ => (None, None),
+        };
+        put(MAIL_SMTP_USER, text(&auth.map(|a| a.user.clone())), None);
+        put(MAIL_SMTP_PASSWORD_FILE, path(&file), None);
+        put(MAIL_SMTP_PASSWORD_SCRIPT, text(&script), None);
         put(MAIL_SENDMAIL, Some(self.sendmail.to_string_lossy().into_owned().into()), Some(DEFAULT_SENDMAIL.into()));
         put(MAIL_FROM, text(&self.from), None);
         put(MAIL_RETRY_SECONDS.key, Some(self.retry_seconds.into()), Some(MAIL_RETRY_SECONDS.default.into()));
@@ -830,6 +858,23 @@ mod tests {
         Settings::from_config(&config).unwrap().store(&mut config);
         assert_eq!(config.get(MAIL_SMTP_PORT), Some(&Value::from(2525)));
         assert!(config.get(MAIL_TRANSPORT).is_none() && config.get(MAIL_SENDMAIL).is_none());
+    }
+
+    /// A password script may carry the password inline: the settings'
+    /// Debug output (which a log line or a panic may show) never has it,
+    /// and the source survives a rewrite.
+    #[test]
+    fn the_smtp_password_script_is_not_in_debug_output() {
+        let text = r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "kt", "MAIL_SMTP_PASSWORD_SCRIPT": "echo hunter2"}"#;
+        let s = parse(text).unwrap();
+        let auth = s.mail.smtp_auth.clone().unwrap();
+        assert_eq!((auth.user.as_str(), auth.password_key()), ("kt", MAIL_SMTP_PASSWORD_SCRIPT));
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+        let mut config = Config::parse(text).unwrap();
+        s.store(&mut config);
+        assert_eq!(config.get(MAIL_SMTP_PASSWORD_SCRIPT), Some(&Value::from("echo hunter2")));
+        let s = parse(r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "kt", "MAIL_SMTP_PASSWORD_FILE": "/pw"}"#).unwrap();
+        assert_eq!(s.mail.smtp_auth.unwrap().password, PasswordSource::File("/pw".into()));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! - [`messages`] holds the texts (contact registration with its link, a client
 //!   registered or waiting for approval), plain functions of their facts.
-//! - [`token`] makes the registration link's token (32 bytes from the OS random
-//!   source; only its SHA-256 is stored, in `contact_tokens`).
+//! - the registration link's token is
+//!   [`crate::registration::token::LinkToken`]: the page that checks it
+//!   owns its form and hash, so issuing and checking cannot disagree.
 //! - [`outbox`] owns the `mail_outbox` table: messages are queued in the same
 //!   transaction as the change that causes them, listed by `kt mail
 //!   queue`, delivered by [`worker`] with retries and backoff.
@@ -22,6 +23,5 @@
 pub mod compose;
 pub mod messages;
 pub mod outbox;
-pub mod token;
 pub mod transport;
 pub mod worker;

@@ -22,7 +22,6 @@ use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 
 use crate::account::Account;
 use crate::error::{Error, Result};
-use crate::secret::PasswordSource;
 use crate::settings::{MailSettings, MailTransport, SmtpTls};
 
 /// How long one SMTP exchange may take before it counts as a failure.
@@ -94,7 +93,7 @@ impl Sender {
             .tls(tls)
             .hello_name(ClientId::Domain(hostname.to_string()))
             .timeout(Some(SMTP_TIMEOUT));
-        if let Some(user) = &s.smtp_user {
+        if let Some(auth) = &s.smtp_auth {
             if !loopback && matches!(s.smtp_tls, SmtpTls::Off | SmtpTls::Opportunistic) {
                 return Err(Error::usage(format!(
                     "MAIL_SMTP_USER is set but MAIL_SMTP_TLS is {}: the password could cross the network in clear",
@@ -102,14 +101,8 @@ impl Sender {
                 ))
                 .with_hint("set MAIL_SMTP_TLS to \"required\" or \"wrapper\" in keytrustee.conf"));
             }
-            let source = match (&s.smtp_password_file, &s.smtp_password_script) {
-                (Some(file), _) => PasswordSource::File(file.clone()),
-                (None, Some(script)) => PasswordSource::Script(script.clone()).run_by(account),
-                (None, None) => return Err(Error::usage("MAIL_SMTP_USER is set without a password source")),
-            };
-            let what = if s.smtp_password_file.is_some() { "MAIL_SMTP_PASSWORD_FILE" } else { "MAIL_SMTP_PASSWORD_SCRIPT" };
-            let password = source.read(what)?;
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+            let password = auth.password.clone().run_by(account).read(auth.password_key())?;
+            builder = builder.credentials(Credentials::new(auth.user.clone(), password.expose().to_string()));
         }
         Ok(Sender::Smtp { transport: builder.build(), server: format!("{}:{}", s.smtp_host, s.smtp_port) })
     }

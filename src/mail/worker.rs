@@ -3,7 +3,8 @@
 //! takes writes: a passive (a standby in recovery) never sends, and starts
 //! to when it is promoted. Every round claims one due message (see
 //! [`super::outbox`]), composes it (signed; encrypted to the contact's key
-//! when registered), sends it and records the outcome.
+//! when registered), sends it and records the outcome: sent, retried after
+//! the backoff, or given up (too old, or refused permanently by the MTA).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use pgp::composed::SignedSecretKey;
 
 use super::compose;
 use super::outbox;
-use super::transport::Sender;
+use super::transport::{Refused, Sender};
 use crate::account::Account;
 use crate::error::Result;
 use crate::settings::MailSettings;
@@ -156,8 +157,8 @@ fn round(
         Err(e) => Err(e),
     };
     let outcome = match composed {
-        Ok(c) => sender.send(&c.message).map(|reply| (reply, c.encrypted)).map_err(|r| r.reason),
-        Err(e) => Err(describe(&e)),
+        Ok(c) => sender.send(&c.message).map(|reply| (reply, c.encrypted)),
+        Err(e) => Err(Refused { reason: describe(&e), permanent: false }),
     };
     match outcome {
         Ok((reply, encrypted)) => {
@@ -174,9 +175,12 @@ fn round(
                 ),
             );
         }
-        Err(reason) => {
-            outbox::mark_failed(&mut tx, &due.id, &reason, due.last_chance, s.mail.retry_seconds, due.attempts)?;
-            if due.last_chance {
+        Err(Refused { reason, permanent }) => {
+            // A permanent refusal (5xx: no such mailbox, relay denied) is
+            // the same on every retry: given up at once, not for days.
+            let give_up = due.last_chance || permanent;
+            outbox::mark_failed(&mut tx, &due.id, &reason, give_up, s.mail.retry_seconds, due.attempts)?;
+            if give_up {
                 log("ERROR", format_args!("mail: gave up {} to {} after {} attempts: {reason}", due.id, due.recipient, due.attempts + 1));
             } else {
                 log("WARN", format_args!("mail: attempt {} of {} to {} failed, will retry: {reason}", due.attempts + 1, due.id, due.recipient));
