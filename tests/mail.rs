@@ -352,6 +352,28 @@ fn contacts_are_told_of_a_pending_client_once_an_hour() {
     smtp.wait_for(3, 30, &inst);
 }
 
+/// Anyone who knows an organization's name can ask to register clients
+/// (a fresh key each time): the registrations are stored as always, but
+/// the notices to the organization's contacts are bounded
+/// (src/mail/budget.rs), so the server is no mail cannon.
+#[test]
+fn client_notices_to_contacts_are_bounded() {
+    let inst = Instance::serving("mail-flood");
+    inst.set_config("MAIL_TRANSPORT", "off".into());
+    inst.kt(&["server", "start"]).expect(0);
+    crate::server::org_with_secret(&inst, "acme", "s3cret-value");
+    let limit = kt::mail::budget::MAX_NOTICES as usize;
+    for i in 0..limit + 3 {
+        let dir = inst.dir.join(&format!("asker{i}"));
+        crate::server::client(&dir, &["register", "--server", &inst.url(), "--org", "acme", "--ca", inst.ca().to_str().unwrap()])
+            .expect(1);
+    }
+    assert_eq!(sql(&inst, "SELECT count(*) FROM clients WHERE state = 'pending'"), (limit + 3).to_string());
+    assert_eq!(sql(&inst, "SELECT count(*) FROM mail_outbox WHERE kind = 'client-pending'"), limit.to_string());
+    let log = inst.server_log();
+    assert!(log.contains("were not told of client"), "{log}");
+}
+
 #[test]
 fn an_mta_that_is_down_delays_mail_and_a_restart_loses_none() {
     let port = free_port();

@@ -169,6 +169,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         limits: settings.limits.clone(),
         hostname: settings.hostname.clone(),
         registration: settings.registration,
+        notice_budget: Default::default(),
     });
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
