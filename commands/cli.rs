@@ -328,6 +328,23 @@ pub enum OrgCommand {
         #[arg(long, env = "KT_CONFDIR", hide_env_values = true, value_name = "DIR")]
         confdir: Option<PathBuf>,
     },
+    /// Mail contacts of an organization a new registration link (theirs
+    /// expired, was used, or never arrived); their older unused links stop
+    /// working.
+    Invite {
+        /// The organization's name.
+        #[arg(short, long)]
+        name: String,
+        /// Contact addresses of the organization, separated by commas.
+        ///
+        /// -c means contacts here, as in `kt org add`: give the confdir as
+        /// --confdir (or before `org`: kt -c DIR org invite ...).
+        #[arg(short, long, value_name = "ADDRESSES")]
+        contacts: String,
+        /// The instance's configuration directory (long form only here).
+        #[arg(long, env = "KT_CONFDIR", hide_env_values = true, value_name = "DIR")]
+        confdir: Option<PathBuf>,
+    },
     /// Print every organization as JSON (auth_secret, contacts, creation,
     /// expiration, key_info, name, state, uuid), keyed by name.
     ///

@@ -10,7 +10,7 @@ use crate::{CommandResult, Status};
 pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> CommandResult {
     // Check the input before touching the database.
     match &command {
-        OrgCommand::Add { name, contacts, .. } => {
+        OrgCommand::Add { name, contacts, .. } | OrgCommand::Invite { name, contacts, .. } => {
             org::validate_name(name)?;
             org::parse_contacts(contacts)?;
         }
@@ -24,7 +24,7 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
         _ => {}
     }
     let confdir = match &command {
-        OrgCommand::Add { confdir: Some(dir), .. } => Some(dir.as_path()),
+        OrgCommand::Add { confdir: Some(dir), .. } | OrgCommand::Invite { confdir: Some(dir), .. } => Some(dir.as_path()),
         _ => global.confdir.as_deref(),
     };
     let instance = Layout::new(confdir)?.load()?;
@@ -43,6 +43,15 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
                 org::Added::Created => printer.info(format!("kt: added organization {name}")),
                 org::Added::Updated => printer.info(format!("kt: organization {name} exists: contacts merged")),
             }
+        }
+        OrgCommand::Invite { name, contacts, .. } => {
+            let contacts = org::parse_contacts(&contacts)?;
+            let site = kt::mail::messages::Site::for_settings(&instance.settings);
+            org::invite(&mut db, &name, &contacts, &site)?;
+            printer.info(format!(
+                "kt: queued a new registration link to {} ({name}); older unused links stopped working",
+                contacts.join(", ")
+            ));
         }
         OrgCommand::List { json_extended } => {
             let list = org::list(&mut db, json_extended || printer.verbose)?;

@@ -364,6 +364,9 @@ _kt() {
             kt__subcmd__help__subcmd__org,enable-client)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__enable__subcmd__client"
                 ;;
+            kt__subcmd__help__subcmd__org,invite)
+                cmd="kt__subcmd__help__subcmd__org__subcmd__invite"
+                ;;
             kt__subcmd__help__subcmd__org,list)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__list"
                 ;;
@@ -442,6 +445,9 @@ _kt() {
             kt__subcmd__org,help)
                 cmd="kt__subcmd__org__subcmd__help"
                 ;;
+            kt__subcmd__org,invite)
+                cmd="kt__subcmd__org__subcmd__invite"
+                ;;
             kt__subcmd__org,list)
                 cmd="kt__subcmd__org__subcmd__list"
                 ;;
@@ -465,6 +471,9 @@ _kt() {
                 ;;
             kt__subcmd__org__subcmd__help,help)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__org__subcmd__help,invite)
+                cmd="kt__subcmd__org__subcmd__help__subcmd__invite"
                 ;;
             kt__subcmd__org__subcmd__help,list)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__list"
@@ -2437,7 +2446,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org)
-            opts="add list set-auth enable-client deny-client disable-client clients"
+            opts="add invite list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2507,6 +2516,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org__subcmd__enable__subcmd__client)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__org__subcmd__invite)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2995,7 +3018,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client deny-client disable-client clients help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add invite list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3159,7 +3182,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help)
-            opts="add list set-auth enable-client deny-client disable-client clients help"
+            opts="add invite list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3256,6 +3279,20 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__org__subcmd__help__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__org__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -3277,6 +3314,40 @@ _kt() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__org__subcmd__invite)
+            opts="-n -c -q -v -h -V --name --contacts --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contacts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -147,6 +147,43 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String], site: &cr
     Ok(added)
 }
 
+/// Queues a new registration link to contacts already in organization
+/// `name` (`kt org invite`): the pages of an expired or used link tell the
+/// contact to ask the administrator for a new one, and a link whose mail
+/// was given up never arrived. The contacts' older links that are still
+/// unused stop working (they expire now): a new link is asked for when an
+/// old one may have gone astray. All in one transaction.
+pub fn invite(db: &mut postgres::Client, name: &str, contacts: &[String], site: &crate::mail::messages::Site) -> Result<()> {
+    validate_name(name)?;
+    for c in contacts {
+        validate_contact(c)?;
+    }
+    if contacts.is_empty() {
+        return Err(Error::usage("no contact to invite").with_hint("name them with -c ADDRESS[,ADDRESS...]"));
+    }
+    let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
+    let row = tx
+        .query_opt("SELECT uuid::text, contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
+        .map_err(db_error("cannot read the organization"))?
+        .ok_or_else(|| Error::usage(format!("no organization {name:?}")).with_hint("kt org list shows the organizations"))?;
+    let (uuid, known): (String, Vec<String>) = (row.get(0), row.get(1));
+    for c in contacts {
+        let Some(contact) = known.iter().find(|k| k.eq_ignore_ascii_case(c)) else {
+            return Err(Error::usage(format!("{c} is not a contact of {name}"))
+                .with_hint(format!("add it (it is mailed a link then): kt org add -n {name} -c {c}")));
+        };
+        tx.execute(
+            "UPDATE contact_tokens SET expires = now() WHERE organization = $1::text::uuid \
+             AND lower(contact) = lower($2) AND used IS NULL AND expires > now()",
+            &[&uuid, contact],
+        )
+        .map_err(db_error("cannot retire the contact's older links"))?;
+        crate::mail::outbox::queue_registration(&mut tx, site, &uuid, name, contact)?;
+    }
+    tx.commit().map_err(db_error("cannot commit"))?;
+    Ok(())
+}
+
 /// Every organization in the documented keytrustee-orgtool JSON shape,
 /// keyed by name: `state` as its integer code ([`state_code`]),
 /// `expiration` [`NO_EXPIRATION`] when there is none, `creation` in UTC

@@ -266,6 +266,34 @@ fn a_new_contact_gets_the_documented_signed_registration_mail() {
     assert!(eventually(30, || inst.sql(&outcome) == "failed|1|t|t"), "{}\n{}", inst.sql(&outcome), inst.server_log());
 }
 
+/// The pages of an expired or used link tell the contact to ask the
+/// administrator for a new one: `kt org invite` queues it, and the
+/// contact's older unused link stops working. Only the organization's
+/// contacts can be invited; a refused invitation changes nothing.
+#[test]
+fn an_administrator_sends_a_contact_a_new_link() {
+    let inst = Instance::serving("mail-invite");
+    let q = |query: &str| inst.psql("keytrustee", query).expect(0).stdout.trim().to_string();
+    inst.kt(&["org", "add", "-n", "acme", "-c", "alice@example.com,bob@example.com"]).expect(0);
+    let first = q("SELECT encode(token_sha256, 'hex') FROM contact_tokens WHERE contact = 'alice@example.com'");
+    inst.kt(&["org", "invite", "-n", "acme", "-c", "Alice@Example.com"]).expect(0);
+    assert_eq!(
+        q("SELECT count(*) FROM mail_outbox WHERE kind = 'contact-registration' AND recipient = 'alice@example.com'"),
+        "2"
+    );
+    assert_eq!(q("SELECT count(*) FROM contact_tokens WHERE contact = 'alice@example.com'"), "2");
+    assert_eq!(
+        q(&format!("SELECT expires <= now() FROM contact_tokens WHERE encode(token_sha256, 'hex') = '{first}'")),
+        "t",
+        "the older link stopped working"
+    );
+    assert_eq!(q("SELECT count(*) FROM contact_tokens WHERE expires > now()"), "2", "alice's new link and bob's");
+    let out = inst.kt(&["org", "invite", "-n", "acme", "-c", "mallory@example.com"]).expect(2);
+    assert!(out.stderr.contains("not a contact of acme"), "{}", out.stderr);
+    inst.kt(&["org", "invite", "-n", "nope", "-c", "alice@example.com"]).expect(2);
+    assert_eq!(q("SELECT count(*) FROM mail_outbox"), "3", "refused invitations queue nothing");
+}
+
 #[test]
 fn mail_to_a_contact_with_a_registered_key_is_encrypted_to_it() {
     let smtp = Recorder::start();
@@ -348,6 +376,29 @@ fn contacts_are_told_of_a_pending_client_once_an_hour() {
     inst.sql("UPDATE mail_outbox SET created = created - interval '61 minutes' WHERE kind = 'client-pending'");
     ask();
     smtp.wait_for(3, 30, &inst);
+}
+
+/// Anyone who knows an organization's name can ask to register clients
+/// (a fresh key each time): the registrations are stored as always, but
+/// the notices to the organization's contacts are bounded
+/// (src/mail/budget.rs), so the server is no mail cannon.
+#[test]
+fn client_notices_to_contacts_are_bounded() {
+    let inst = Instance::serving("mail-flood");
+    inst.set_config("MAIL_TRANSPORT", "off".into());
+    inst.kt(&["server", "start"]).expect(0);
+    crate::server::org_with_secret(&inst, "acme", "s3cret-value");
+    let limit = kt::mail::budget::MAX_NOTICES as usize;
+    for i in 0..limit + 3 {
+        let dir = inst.dir.join(&format!("asker{i}"));
+        crate::server::client(&dir, &["register", "--server", &inst.url(), "--org", "acme", "--ca", inst.ca().to_str().unwrap()])
+            .expect(1);
+    }
+    let count = |query: &str| inst.psql("keytrustee", query).expect(0).stdout.trim().to_string();
+    assert_eq!(count("SELECT count(*) FROM clients WHERE state = 'pending'"), (limit + 3).to_string());
+    assert_eq!(count("SELECT count(*) FROM mail_outbox WHERE kind = 'client-pending'"), limit.to_string());
+    let log = inst.server_log();
+    assert!(log.contains("were not told of client"), "{log}");
 }
 
 #[test]

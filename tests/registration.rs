@@ -82,12 +82,13 @@ impl Keys {
         Keys { gpg: GnupgHome::new() }
     }
 
-    /// Makes a key for `uid` (extra: algorithm, usage, expiry, options
-    /// before the command) and returns its fingerprint.
+    /// Makes a key for `uid` (options before the command, expiry) and
+    /// returns its fingerprint: GnuPG's default kind, a signing primary
+    /// key and an encryption subkey (mail to a contact is encrypted to it).
     pub(crate) fn make(&self, uid: &str, before: &[&str], expire: &str) -> String {
         let mut args = vec!["--passphrase", ""];
         args.extend_from_slice(before);
-        args.extend_from_slice(&["--quick-gen-key", uid, "ed25519", "default", expire]);
+        args.extend_from_slice(&["--quick-gen-key", uid, "future-default", "default", expire]);
         self.gpg.gpg(&args).expect(0);
         self.fingerprint(uid)
     }
@@ -170,8 +171,9 @@ fn every_answer_of_the_registration_page() {
     assert_eq!(code, 410, "{html}");
     assert_eq!(stored(&inst), "|0");
 
-    // 400 bad keys: garbage, two keys, an expired key, a revoked key; the
-    // form comes back with the reason, nothing is stored.
+    // 400 bad keys: garbage, two keys, an expired key, a revoked key, a
+    // key without an encryption subkey (mail could not be encrypted to
+    // it); the form comes back with the reason, nothing is stored.
     let garbage = inst.dir.join("garbage.asc");
     std::fs::write(&garbage, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm90IGEga2V5\n=AAAA\n-----END PGP PUBLIC KEY BLOCK-----\n").unwrap();
     keys.make("Jake <jake@acme.example.com>", &[], "1y");
@@ -181,6 +183,8 @@ fn every_answer_of_the_registration_page() {
     let revoked_fpr = keys.make("Gone <gone@acme.example.com>", &[], "1y");
     keys.revoke(&revoked_fpr);
     let revoked = keys.export(&["gone@acme.example.com"], &inst.dir.join("revoked.asc"));
+    keys.gpg.gpg(&["--passphrase", "", "--quick-gen-key", "Sig <sig@acme.example.com>", "ed25519", "sign", "1y"]).expect(0);
+    let sign_only = keys.export(&["sig@acme.example.com"], &inst.dir.join("sign-only.asc"));
     let incomplete = inst.dir.join("incomplete.asc");
     let text = std::fs::read_to_string(&good).unwrap();
     std::fs::write(&incomplete, &text[..text.find("-----END").unwrap()]).unwrap();
@@ -189,6 +193,7 @@ fn every_answer_of_the_registration_page() {
         (&two, "more than one key"),
         (&old, "expired"),
         (&revoked, "revoked"),
+        (&sign_only, "cannot be encrypted to"),
         (&incomplete, "including the BEGIN and END"),
     ] {
         let (code, html) = post(&inst, &token, file, &form, &[]);

@@ -9,6 +9,8 @@
 //! - [`outbox`] owns the `mail_outbox` table: messages are queued in the same
 //!   transaction as the change that causes them, listed by `kt mail
 //!   queue`, delivered by [`worker`] with retries and backoff.
+//! - [`budget`] bounds the client notices an organization's contacts get
+//!   (anyone can ask to register a client).
 //! - [`compose`] turns a queued text into a PGP/MIME message (RFC 3156),
 //!   signed with the server's OpenPGP key, and encrypted as well to the
 //!   contact's registered key when there is one.
@@ -20,6 +22,7 @@
 //! (commands/mail.rs) does. It must not import the server (src/server/),
 //! which calls into it.
 
+pub mod budget;
 pub mod compose;
 pub mod messages;
 pub mod outbox;

@@ -59,7 +59,7 @@ use pgp::composed::SignedPublicKey;
 
 use crate::{approval, auth};
 use crate::server::db::{DbError, NonceKey, Pool, RequestKey};
-use crate::server::log::{error, info};
+use crate::server::log::{error, info, warn};
 use crate::server::replay::{ReplayGuard, Seen};
 
 /// Limits of what one request may cost.
@@ -97,6 +97,8 @@ pub struct AppState {
     pub drain: crate::server::drain::Drain,
     /// The shared replay guard's queue of nonces.
     pub nonces: crate::server::nonces::SharedGuard,
+    /// Client notices queued per organization (anyone can ask to register).
+    pub notice_budget: crate::mail::budget::NoticeBudget,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -608,8 +610,20 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
         registered: crate::mail::messages::client_registered(&facts),
         pending: crate::mail::messages::client_pending(&facts),
     };
-    let (client_state, client_org) =
-        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, &notices).await?;
+    // Anyone can ask: the notices to the contacts are bounded per organization.
+    let now = crate::clock::unix_now().max(0) as u64;
+    let mail = state.notice_budget.available(&org.uuid, now);
+    let (client_state, client_org, queued) =
+        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, mail.then_some(&notices)).await?;
+    if queued {
+        state.notice_budget.spend(&org.uuid, now);
+    } else if !mail {
+        warn!(
+            "mail: the contacts of organization {} were not told of client {fingerprint}: they were sent {} client notices within the hour, the most (kt org clients lists every client)",
+            request.organization,
+            crate::mail::budget::MAX_NOTICES
+        );
+    }
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }

@@ -872,7 +872,10 @@ impl Pool {
     /// queued by the same statement that stores the registration, so it
     /// exists exactly when the registration does. A repeated request of a
     /// pending key queues a reminder, at most one an hour per client, in a
-    /// statement of its own whose failure is logged, not answered.
+    /// statement of its own whose failure is logged, not answered. Without
+    /// `notices` (the organization's notice budget is spent,
+    /// [`crate::mail::budget`]) nothing is queued. The third value tells
+    /// whether a notice was queued.
     pub async fn register_client(
         &self,
         fingerprint: &str,
@@ -880,9 +883,11 @@ impl Pool {
         public_key: &[u8],
         state: &str,
         host: Option<&str>,
-        notices: &ClientNotices,
-    ) -> Result<(String, String), DbError> {
-        let (pending, active) = (&notices.pending, &notices.registered);
+        notices: Option<&ClientNotices>,
+    ) -> Result<(String, String, bool), DbError> {
+        let empty = crate::mail::messages::Text { subject: String::new(), body: String::new() };
+        let (pending, active) = notices.map_or((&empty, &empty), |n| (&n.pending, &n.registered));
+        let mail = notices.is_some();
         let inserted = self
             .write(None, |c| async move {
                 c.client
@@ -897,7 +902,8 @@ impl Pool {
                  o.uuid, contact, \
                  CASE WHEN reg.state = 'pending' THEN $6 ELSE $8 END, \
                  CASE WHEN reg.state = 'pending' THEN $7 ELSE $9 END, $1 \
-                 FROM reg JOIN organizations o ON o.uuid = reg.organization, unnest(o.contacts) AS contact) \
+                 FROM reg JOIN organizations o ON o.uuid = reg.organization, unnest(o.contacts) AS contact \
+                 WHERE $10) \
                  SELECT state, organization::text FROM reg",
                         &[
                             &fingerprint,
@@ -909,6 +915,7 @@ impl Pool {
                             &pending.body,
                             &active.subject,
                             &active.body,
+                            &mail,
                         ],
                     )
                     .await
@@ -916,7 +923,9 @@ impl Pool {
             })
             .await?;
         match inserted {
-            Some(pair) => Ok(pair),
+            // A row is stored (or a pending one admitted): its notice went
+            // to every contact.
+            Some((state, org)) => Ok((state, org, mail)),
             None => {
                 let c = self.conn().await?;
                 let row = c
@@ -924,12 +933,14 @@ impl Pool {
                     .query_one("SELECT state, organization::text FROM clients WHERE fingerprint = $1", &[&fingerprint])
                     .await?;
                 let (state, org): (String, String) = (row.get(0), row.get(1));
-                if state == "pending" && org == org_uuid {
-                    if let Err(e) = self.remind_pending(fingerprint, org_uuid, pending).await {
-                        crate::server::log::warn!("mail: the reminder about pending client {fingerprint} was not queued: {e:?}");
+                let mut queued = false;
+                if state == "pending" && org == org_uuid && mail {
+                    match self.remind_pending(fingerprint, org_uuid, pending).await {
+                        Ok(q) => queued = q,
+                        Err(e) => crate::server::log::warn!("mail: the reminder about pending client {fingerprint} was not queued: {e:?}"),
                     }
                 }
-                Ok((state, org))
+                Ok((state, org, queued))
             }
         }
     }

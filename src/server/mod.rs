@@ -188,6 +188,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         registration: settings.registration,
         drain: Default::default(),
         nonces: Default::default(),
+        notice_budget: Default::default(),
     });
     state.nonces.start(state.clone());
     if let Err(e) = state.pool.warm_up().await {
