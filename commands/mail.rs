@@ -2,6 +2,7 @@
 
 use kt::instance::Layout;
 use kt::mail::{compose, messages, outbox, transport::Sender};
+use kt::text::printable;
 use kt::Error;
 
 use crate::cli::{GlobalArgs, MailCommand};
@@ -33,10 +34,10 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
                     printer.data(format!("    next attempt {next}"))?;
                 }
                 if let Some(err) = &e.last_error {
-                    printer.data(format!("    last error: {err}"))?;
+                    printer.data(format!("    last error: {}", printable(err)))?;
                 }
                 if let Some(sent) = &e.sent {
-                    printer.data(format!("    sent {sent}: {}", e.mta_reply.as_deref().unwrap_or("")))?;
+                    printer.data(format!("    sent {sent}: {}", printable(e.mta_reply.as_deref().unwrap_or(""))))?;
                 }
             }
             Ok(Status::Success)
@@ -57,7 +58,7 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
             printer.info(format!("kt: sending a signed test message from {from} to {to} via {}", sender.describe()));
             match sender.send(&composed.message) {
                 Ok(reply) => {
-                    printer.data(reply)?;
+                    printer.data(printable(&reply))?;
                     Ok(Status::Success)
                 }
                 Err(refused) => Err(Error::env(format!("the mail was not accepted ({})", sender.describe()))

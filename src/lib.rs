@@ -39,6 +39,7 @@ pub mod server;
 pub mod settings;
 pub mod storage;
 pub mod sync;
+pub mod text;
 pub mod tls;
 pub mod verify;
 

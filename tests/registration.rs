@@ -156,6 +156,14 @@ fn every_answer_of_the_registration_page() {
     }
     let (code, _) = post(&inst, "short", &good, &form, &[]);
     assert_eq!(code, 400);
+    // A disabled organization's links read as unknown and store nothing.
+    let set_state = |state: &str| inst.psql("keytrustee", &format!("UPDATE organizations SET state = '{state}' WHERE name = '{ORG}'")).expect(0);
+    set_state("disabled");
+    let (code, html) = curl(&["-k", &link(&inst, &token)]);
+    assert_eq!(code, 404, "{html}");
+    let (code, _) = post(&inst, &token, &good, &form, &[]);
+    assert_eq!(code, 404);
+    set_state("active");
     let expired = issue(&inst, CONTACT, -1);
     let (code, html) = curl(&["-k", &link(&inst, &expired)]);
     assert_eq!(code, 410, "{html}");

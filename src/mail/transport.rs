@@ -48,6 +48,24 @@ fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A warning for the server's log when the settings let someone on the
+/// network read the mail: opportunistic STARTTLS to a relay that is not on
+/// this host can be stripped by whoever sits between, and the mail holds
+/// registration links (a link is enough to register a key for a contact).
+/// None when the relay is loopback or TLS is required.
+pub fn downgrade_warning(s: &MailSettings) -> Option<String> {
+    let exposed = s.transport == MailTransport::Smtp
+        && !is_loopback(&s.smtp_host)
+        && matches!(s.smtp_tls, SmtpTls::Off | SmtpTls::Opportunistic);
+    exposed.then(|| {
+        format!(
+            "mail: MAIL_SMTP_TLS is {} for the relay {}: someone on the network between can read the registration links in contact mail; set MAIL_SMTP_TLS to \"required\"",
+            s.smtp_tls.name(),
+            s.smtp_host
+        )
+    })
+}
+
 impl Sender {
     /// Builds the transport of `settings`. `hostname` is this server's name
     /// (EHLO); `account` runs a password script (the service account when
@@ -161,5 +179,19 @@ mod tests {
     fn loopback_names() {
         assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("::1"));
         assert!(!is_loopback("mail.example.com") && !is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_strippable_relay_is_warned_about() {
+        let mail = |json: &str| -> MailSettings {
+            let settings: crate::settings::Settings = serde_json::from_str(json).unwrap();
+            settings.mail
+        };
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h"}"#)), None, "the documented local MTA");
+        let warning = downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com"}"#)).unwrap();
+        assert!(warning.contains("opportunistic") && warning.contains("relay.example.com"), "{warning}");
+        assert!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_SMTP_TLS": "off"}"#)).is_some());
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_SMTP_TLS": "required"}"#)), None);
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_TRANSPORT": "sendmail"}"#)), None);
     }
 }

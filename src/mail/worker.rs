@@ -64,8 +64,9 @@ fn run(settings: WorkerSettings, stop: Arc<AtomicBool>, log: Log) {
     };
     while !stop.load(Ordering::Relaxed) {
         let wait = match round(&settings, &mut db, &mut sender, &mut key, &mut last_prune, log) {
-            Ok(true) => Duration::ZERO,
-            Ok(false) => POLL,
+            Ok(Next::Now) => Duration::ZERO,
+            Ok(Next::Poll) => POLL,
+            Ok(Next::Passive) => IDLE_RETRY,
             Err(e) => {
                 complain("WARN", describe(&e));
                 IDLE_RETRY
@@ -90,7 +91,18 @@ fn describe(e: &crate::Error) -> String {
     s
 }
 
-/// One delivery attempt; true when a message was handled (more may be due).
+/// When the next round runs.
+enum Next {
+    /// A message was handled: more may be due.
+    Now,
+    /// Nothing was due.
+    Poll,
+    /// The database is a standby: its active sends; look again later (the
+    /// wait is cut short by the stop flag like every other).
+    Passive,
+}
+
+/// One delivery attempt.
 fn round(
     s: &WorkerSettings,
     db: &mut Option<postgres::Client>,
@@ -98,7 +110,7 @@ fn round(
     key: &mut Option<SignedSecretKey>,
     last_prune: &mut Instant,
     log: Log,
-) -> Result<bool> {
+) -> Result<Next> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
         *db = Some(
             s.db.connect(s.db_tls.clone())
@@ -115,8 +127,7 @@ fn round(
     };
     if in_recovery {
         // A passive: its active sends.
-        std::thread::sleep(IDLE_RETRY.saturating_sub(POLL));
-        return Ok(false);
+        return Ok(Next::Passive);
     }
     if last_prune.elapsed() >= PRUNE_EVERY {
         *last_prune = Instant::now();
@@ -132,11 +143,11 @@ fn round(
     }
     let (sender, key) = (sender.as_ref().expect("set above"), key.as_ref().expect("set above"));
     if matches!(sender, Sender::Off) {
-        return Ok(false);
+        return Ok(Next::Poll);
     }
     let mut tx = client.transaction().map_err(|e| crate::Error::env("cannot start a transaction").because_err(&e))?;
     let Some(due) = outbox::claim(&mut tx, s.mail.give_up_hours)? else {
-        return Ok(false);
+        return Ok(Next::Poll);
     };
     let from = s.mail.from_address(&s.hostname);
     let mut note = String::new();
@@ -188,5 +199,5 @@ fn round(
         }
     }
     tx.commit().map_err(|e| crate::Error::env("cannot record the mail's outcome").because_err(&e))?;
-    Ok(true)
+    Ok(Next::Now)
 }

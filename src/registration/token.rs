@@ -90,11 +90,13 @@ const HOLDER_COLUMNS: &str = "o.name, t.contact, \
      to_char(t.expires AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), \
      t.used IS NOT NULL, t.expires <= now()";
 
-/// Reads where the token with this hash stands.
+/// Reads where the token with this hash stands. A token of an
+/// organization that is not active (disabled) reads as unknown: its
+/// contacts register no keys while it is disabled.
 pub async fn lookup(client: &tokio_postgres::Client, token_hash: &[u8; 32]) -> Result<Lookup, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {HOLDER_COLUMNS} FROM contact_tokens t JOIN organizations o ON o.uuid = t.organization \
-         WHERE t.token_sha256 = $1"
+         WHERE t.token_sha256 = $1 AND o.state = 'active'"
     );
     let row = client.query_opt(&sql, &[&&token_hash[..]]).await?;
     Ok(match row {
@@ -128,7 +130,9 @@ pub enum Consumed {
 pub const CONSUME_SQL: &str = "\
 WITH t AS (
     SELECT token_sha256, organization, contact, used, expires
-    FROM contact_tokens WHERE token_sha256 = $1 FOR UPDATE
+    FROM contact_tokens WHERE token_sha256 = $1
+        AND organization IN (SELECT uuid FROM organizations WHERE state = 'active')
+    FOR UPDATE
 ), consumed AS (
     UPDATE contact_tokens c SET used = now() FROM t
     WHERE c.token_sha256 = t.token_sha256 AND c.used IS NULL AND c.expires > now()

@@ -215,6 +215,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         // `kt serve` runs as the service account already.
         account: None,
     };
+    if let Some(warning) = crate::mail::transport::downgrade_warning(&settings.mail) {
+        warn!("{warning}");
+    }
     if let Err(e) = crate::mail::worker::spawn(worker, mail_stop.clone(), log::line) {
         error!("cannot start the mail worker: {e}; contact mail stays queued");
     }
