@@ -49,6 +49,11 @@ const DEPTH: usize = 4;
 /// encrypted to every recipient.
 pub fn encrypt(recipients: &[Recipient], plaintext: impl Read + Send, len: u64, out: &mut impl Write) -> Result<()> {
     let failed = |e: &dyn std::fmt::Display| Error::env("cannot write the backup").because(e);
+    // A message with no PKESK could be read by nobody: a caller's bug, not
+    // a backup.
+    if recipients.is_empty() {
+        return Err(Error::problem("internal error: a backup encrypted to no recipient"));
+    }
     let mut rng = rand::thread_rng();
     let alg = SymmetricKeyAlgorithm::AES256;
     let session_key = alg.new_session_key(&mut rng);
