@@ -330,7 +330,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 let state = state.clone();
                 tokio::spawn(async move {
                     // A passive deletes nothing: it gets the active's deletes.
-                    match state.pool.prune_nonces(crate::clock::unix_now()).await {
+                    let before = nonces::prune_before(crate::clock::unix_now(), state.limits.auth_window_seconds);
+                    match state.pool.prune_nonces(before).await {
                         Ok(_) | Err(db::DbError::ReadOnly) | Err(db::DbError::SchemaBehind(_)) => {}
                         Err(e) => warn!("pruning the shared replay guard failed: {e:?}"),
                     }
