@@ -170,6 +170,33 @@ fn two_nodes_share_deposits_and_refuse_each_others_replays() {
     drop(b);
 }
 
+/// A node that is no passive never skips the shared guard: when the
+/// database turns read-only under it (DB_HOST now names a standby, a
+/// read-only default), requests are refused instead of guarded by the
+/// node's memory alone, which another node does not share.
+#[test]
+fn a_read_only_database_refuses_requests_rather_than_skipping_the_shared_guard() {
+    let inst = Instance::serving("nodes-ro");
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let (dir, out) = register(&inst, "alice", "acme", "");
+    out.expect(0);
+    // Every new session read-only; A restarted into it, B started in it.
+    inst.sql("ALTER DATABASE keytrustee SET default_transaction_read_only = on");
+    inst.kt(&["server", "stop"]).expect(0);
+    inst.kt(&["server", "start"]).expect(0);
+    let b = Node::copy_of(&inst, "b", &[]);
+    let mut on_a = Raw::new(&inst, &dir);
+    let mut on_b = b.raw(&inst, &dir);
+    let h = on_a.signed("GET", "/deposits", b"", kt::clock::unix_now(), &kt::auth::random_nonce());
+    let answer = on_a.send("GET", "/deposits", b"", &h);
+    assert_eq!(answer, (503, "read_only".into()), "node A must refuse a request whose nonce it cannot share");
+    // Had A answered, this replay would have passed on B, which never saw it.
+    let replay = on_b.send("GET", "/deposits", b"", &h);
+    assert_eq!(replay, (503, "read_only".into()), "node B must refuse it too");
+    drop(b);
+}
+
 /// A slow request over TLS, sent in two halves (python's ssl module: an
 /// independent client), so that it is in flight while the server stops.
 struct SlowRequest {

@@ -85,6 +85,9 @@ pub struct AppState {
     pub limits: Limits,
     /// On a passive: the active's host, named when a write is refused.
     pub ha_active: Option<String>,
+    /// `HA_ROLE` passive: the database cannot take the shared replay
+    /// guard's nonces, and need not (a passive is one node).
+    pub passive: bool,
     /// `HA_WRITE_TIMEOUT_SECONDS`, named in the refusals it causes.
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
@@ -515,13 +518,24 @@ fn replayed() -> Refusal {
 
 /// Takes an authenticated request's nonce in the shared replay guard
 /// (src/server/nonces.rs), before the request does anything. A passive
-/// cannot write it: there the node's own guard is the only one (a passive
-/// is one node; README, "Running several servers"). So is a database
-/// whose schema lacks the table (a passive upgraded before its active).
+/// (`HA_ROLE` passive) cannot write it: there the node's own guard is the
+/// only one (a passive is one node; README, "Running several servers").
+/// So is a passive's database whose schema lacks the table (a passive
+/// upgraded before its active). Any other node fails closed: a read-only
+/// database under it (DB_HOST naming a standby, a read-only default) is
+/// no reason to let through what another node, which never saw the
+/// nonce, would also let through.
 async fn claim_shared(state: &AppState, nonce: NonceKey<'_>) -> Result<(), Refusal> {
+    let passive = state.passive;
     match state.nonces.claim(nonce).await {
-        Ok(true) | Err(DbError::ReadOnly) | Err(DbError::SchemaBehind(_)) => Ok(()),
+        Ok(true) => Ok(()),
+        Err(DbError::ReadOnly) | Err(DbError::SchemaBehind(_)) if passive => Ok(()),
         Ok(false) => Err(replayed()),
+        Err(DbError::ReadOnly) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_only",
+            "the database is read-only and this server is no passive: it cannot record the request in the shared replay guard, so it takes no requests (is the database a standby?)",
+        )),
         Err(e) => Err(e.into()),
     }
 }

@@ -795,13 +795,13 @@ impl Pool {
         Ok(batch.iter().map(|n| free.remove(&(n.client.to_string(), n.nonce.to_string()))).collect())
     }
 
-    /// Deletes the nonces whose requests left the authentication window
-    /// before `now` (Unix seconds): a request that old is refused as stale
-    /// before its nonce is looked at. Every node runs it; they do not
-    /// collide (a row deleted twice is deleted once).
-    pub async fn prune_nonces(&self, now: i64) -> Result<u64, DbError> {
+    /// Deletes the nonces that expired before `before` (Unix seconds;
+    /// `nonces::prune_before`: a window after their requests turned stale,
+    /// so that other nodes' clocks may differ). Every node runs it; they do
+    /// not collide (a row deleted twice is deleted once).
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, DbError> {
         let c = self.conn().await?;
-        Ok(c.client.execute("DELETE FROM replay_nonces WHERE expires < $1", &[&now]).await?)
+        Ok(c.client.execute("DELETE FROM replay_nonces WHERE expires < $1", &[&before]).await?)
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {

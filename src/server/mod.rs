@@ -70,6 +70,8 @@ pub struct ServerSettings {
     pub pgpass: PathBuf,
     pub fingerprint: String,
     pub pubkey_armored: String,
+    /// `HA_ROLE` passive: the shared replay guard may be skipped.
+    pub passive: bool,
     /// On a passive (`HA_ROLE` passive): the active's host, named when a
     /// write is refused.
     pub ha_active: Option<String>,
@@ -120,6 +122,7 @@ impl ServerSettings {
             pgpass: instance.layout.pgpass(),
             fingerprint: crate::pgp::wire_fingerprint(&public),
             pubkey_armored: crate::pgp::armored(&public)?,
+            passive: s.ha_role == Some(crate::settings::HaRole::Passive),
             ha_active: match s.ha_role {
                 Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
                 _ => None,
@@ -178,6 +181,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         fingerprint: settings.fingerprint.clone(),
         pubkey_armored: settings.pubkey_armored.clone(),
         ha_active: settings.ha_active.clone(),
+        passive: settings.passive,
         ha_write_timeout: settings.ha_write_timeout,
         writes_open: std::sync::atomic::AtomicBool::new(true),
         pool: db::Pool::new(settings.db.async_config(&password, "kt serve"), db_tls, settings.db_pool_size, settings.ha_write_timeout),
@@ -333,7 +337,8 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 let state = state.clone();
                 tokio::spawn(async move {
                     // A passive deletes nothing: it gets the active's deletes.
-                    match state.pool.prune_nonces(crate::clock::unix_now()).await {
+                    let before = nonces::prune_before(crate::clock::unix_now(), state.limits.auth_window_seconds);
+                    match state.pool.prune_nonces(before).await {
                         Ok(_) | Err(db::DbError::ReadOnly) | Err(db::DbError::SchemaBehind(_)) => {}
                         Err(e) => warn!("pruning the shared replay guard failed: {e:?}"),
                     }

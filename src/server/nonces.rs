@@ -19,6 +19,19 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::server::api::AppState;
 use crate::server::db::{DbError, NonceKey};
 
+/// Until when (Unix seconds, exclusive) the shared guard's rows may be
+/// deleted by a node whose clock reads `now`. A row's `expires` is its
+/// request's timestamp plus the window (plus one), but the node that
+/// prunes and the node a replay is sent to read different clocks: with
+/// the pruner's clock S seconds ahead, a row deleted at `expires` is gone
+/// S seconds before its request turns stale on the other node, and a
+/// replay sent there meanwhile would pass (it never saw the nonce). So
+/// rows are kept one more window: nodes whose clocks differ by up to
+/// `window` seconds stay safe, at the price of twice the rows.
+pub fn prune_before(now: i64, window: i64) -> i64 {
+    now - window
+}
+
 /// Claims in one statement at most.
 const MAX_BATCH: usize = 512;
 /// Batches in flight at once (each on a pool connection).
@@ -121,5 +134,28 @@ fn describe(e: &DbError) -> Shared {
         DbError::SchemaBehind(s) => Shared::SchemaBehind(s.clone()),
         DbError::Unavailable(s) => Shared::Unavailable(s.clone()),
         other => Shared::Other(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prune_before;
+
+    /// Whatever node accepted a request, and whatever node prunes, a row
+    /// stays while any node whose clock is within one window of the
+    /// pruner's could still take the request as fresh (`check_fresh`:
+    /// |timestamp - now| <= window; `check_nonce`: expires = timestamp +
+    /// window + 1).
+    #[test]
+    fn a_pruner_with_a_fast_clock_keeps_what_a_slower_node_still_accepts() {
+        let window = 300;
+        let pruner_now = 1_000_000;
+        for skew in 0..=window {
+            let acceptor_now = pruner_now - skew;
+            // The oldest timestamp the slower node still takes.
+            let timestamp = acceptor_now - window;
+            let expires = timestamp + window + 1;
+            assert!(expires >= prune_before(pruner_now, window), "skew {skew}: the row would be deleted while its request is fresh");
+        }
     }
 }
