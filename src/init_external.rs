@@ -103,7 +103,11 @@ fn check_database(endpoint: &Endpoint, db: &mut postgres::Client) -> Result<()> 
     }
     let grants = grants::read(db)?;
     if grants.superuser {
-        return Err(Error::usage(format!("the database role {} is a superuser", grants.role)).with_hint(
+        return Err(Error::usage(format!(
+            "the database role {} is a superuser (or a member of a superuser role, pg_execute_server_program or pg_write_server_files)",
+            grants.role
+        ))
+        .with_hint(
             "give kt a role without superuser rights (README, \"External database\"): a dump it loads could otherwise run programs on the database server",
         ));
     }
@@ -114,18 +118,36 @@ fn check_database(endpoint: &Endpoint, db: &mut postgres::Client) -> Result<()> 
             role = grants.role
         )));
     }
-    let tables = public_tables(db)?;
-    if !tables.is_empty() {
-        return Err(Error::usage(format!("the database {} already holds tables: {}", endpoint.address(), tables.join(", "))).with_hint(
+    let objects = public_objects(db)?;
+    if !objects.is_empty() {
+        return Err(Error::usage(format!("the database {} already holds objects in schema public: {}", endpoint.address(), objects.join(", "))).with_hint(
             "kt init never overwrites: give kt an empty database; further kt serve nodes share an instance's confdir instead of running kt init",
         ));
     }
     Ok(())
 }
 
-fn public_tables(db: &mut postgres::Client) -> Result<Vec<String>> {
+/// Everything in schema `public` that kt's schema could collide with or
+/// that someone else relies on: tables, views, sequences, foreign tables,
+/// functions. kt only starts on an empty schema.
+fn public_objects(db: &mut postgres::Client) -> Result<Vec<String>> {
     let rows = db
-        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+             UNION SELECT p.proname::text || '()' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'public' ORDER BY 1",
+            &[],
+        )
+        .map_err(|e| Error::env("cannot list the database's objects").because_err(&e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The tables in `public` that kt's role owns: what kt's migrations made
+/// (the schema was empty before them), never another role's table.
+fn own_public_tables(db: &mut postgres::Client) -> Result<Vec<String>> {
+    let rows = db
+        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user ORDER BY 1", &[])
         .map_err(|e| Error::env("cannot list the database's tables").because_err(&e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -190,10 +212,12 @@ fn create(
     })
 }
 
-/// The undo of the schema: every table in `public`, which held none before.
+/// The undo of the schema: the tables kt's role owns in `public`, which
+/// held nothing before; a table another role made meanwhile is not kt's
+/// to drop.
 fn drop_tables(endpoint: &Endpoint, password: &Password) -> Result<()> {
     let mut db = endpoint.connect(password, "kt init")?;
-    let tables = public_tables(&mut db)?;
+    let tables = own_public_tables(&mut db)?;
     if tables.is_empty() {
         return Ok(());
     }

@@ -81,7 +81,11 @@ impl ExternalCluster {
                 "CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{PASSWORD}';\n\
                  CREATE DATABASE {DATABASE} OWNER {ROLE};\n\
                  CREATE ROLE boss LOGIN SUPERUSER PASSWORD '{PASSWORD}';\n\
-                 CREATE DATABASE bossdb OWNER boss;\n"
+                 CREATE DATABASE bossdb OWNER boss;\n\
+                 CREATE ROLE deputy LOGIN NOSUPERUSER PASSWORD '{PASSWORD}';\n\
+                 GRANT boss TO deputy;\n\
+                 CREATE DATABASE deputydb OWNER deputy;\n\
+                 CREATE DATABASE viewdb OWNER {ROLE};\n"
             ),
         );
         cluster
@@ -191,6 +195,18 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert!(out.expect(2).stderr.contains("superuser"));
     assert!(!confdir.exists());
     assert_eq!(cluster.admin("bossdb", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0");
+    // A member of a superuser role can do what it can: refused the same way.
+    let (_, confdir, _, out) = init(&cluster, "ext-deputy", &["--db-name", "deputydb", "--db-user", "deputy", "--db-sslrootcert", &ca]);
+    assert!(out.expect(2).stderr.contains("member of a superuser role"));
+    assert!(!confdir.exists());
+    // A schema holding someone's view (no table) is not empty: refused,
+    // and the view is left as it was.
+    cluster.admin("viewdb", &format!("CREATE VIEW public.report AS SELECT 1 AS one; ALTER VIEW public.report OWNER TO {ROLE}"));
+    let (_, confdir, _, out) = init(&cluster, "ext-view", &["--db-name", "viewdb", "--db-user", ROLE, "--db-sslrootcert", &ca]);
+    let out = out.expect(2);
+    assert!(out.stderr.contains("already holds objects in schema public: report"), "{}", out.stderr);
+    assert!(!confdir.exists());
+    assert_eq!(cluster.admin("viewdb", "SELECT one FROM public.report"), "1");
 
     // The instance: verify-full against the test's CA.
     let (dir, confdir, server_port, out) =

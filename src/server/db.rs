@@ -64,6 +64,13 @@ impl From<tokio_postgres::Error> for DbError {
             if db.code() == &SqlState::UNDEFINED_TABLE || db.code() == &SqlState::UNDEFINED_COLUMN {
                 return DbError::SchemaBehind(db.message().to_string());
             }
+            // The database going away (shut down, crashed, starting, a
+            // failover) or the connection failing: 503, as a database that
+            // does not answer is, never 500. (Writes decide between this
+            // and an unknown outcome before they get here.)
+            if unavailable_code(db.code()) {
+                return DbError::Unavailable(format!("{}: {}", db.code().code(), db.message()));
+            }
             return DbError::Other(format!("{}: {}", db.code().code(), db.message()));
         }
         if e.is_closed() {
@@ -360,6 +367,14 @@ impl Drop for InFlight<'_> {
 /// (rolled back, nothing changed) rather than that the session was lost or
 /// ended under it (connection, operator intervention, crash), after which
 /// a commit already sent may or may not have happened.
+/// SQLSTATEs of a database that is not there to answer: class 08
+/// (connection exception), 57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now.
+fn unavailable_code(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code)
+}
+
 fn definite(e: &tokio_postgres::Error) -> bool {
     definite_code(e.code())
 }
@@ -1104,6 +1119,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_going_away_is_unavailable_not_internal() {
+        for code in [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW, SqlState::CONNECTION_FAILURE] {
+            assert!(unavailable_code(&code), "{}", code.code());
+        }
+        for code in [SqlState::UNIQUE_VIOLATION, SqlState::QUERY_CANCELED, SqlState::READ_ONLY_SQL_TRANSACTION] {
+            assert!(!unavailable_code(&code), "{}", code.code());
+        }
+    }
 
     #[test]
     fn answers_survive_their_record() {

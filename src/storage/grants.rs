@@ -50,7 +50,13 @@ impl Grants {
 pub fn read(db: &mut postgres::Client) -> Result<Grants> {
     let row = db
         .query_one(
-            "SELECT current_user::text, r.rolsuper, \
+            // A member of a superuser role, or of the roles that run
+            // programs or write files on the database server, can do what
+            // a superuser can: counted as one.
+            "SELECT current_user::text, r.rolsuper OR EXISTS (SELECT 1 FROM pg_roles s \
+                        WHERE s.oid <> r.oid \
+                          AND (s.rolsuper OR s.rolname IN ('pg_execute_server_program', 'pg_write_server_files')) \
+                          AND pg_has_role(current_user, s.oid, 'MEMBER')), \
                     has_database_privilege(current_database(), 'CONNECT'), \
                     has_schema_privilege('public', 'CREATE'), \
                     ARRAY(SELECT tablename::text FROM pg_tables \
