@@ -70,23 +70,31 @@ fn endpoint_of(external: &ExternalInit, sslrootcert: Option<PathBuf>) -> Endpoin
     }
 }
 
+/// The external database's keys in `config`, as the instance will read
+/// them: the checks' probe and the written configuration share them.
+fn set_database(config: &mut config::Config, external: &ExternalInit, sslrootcert: Option<&Path>) {
+    config.set(config::DB_MODE, "external");
+    config.set(config::DB_HOST, external.db.host.clone());
+    config.set(config::DB_PORT, external.port);
+    config.set(config::DB_NAME, external.db.name.clone());
+    config.set(config::DB_USER, external.db.user.clone());
+    config.set(config::DB_SSLMODE, external.db.sslmode.name());
+    if let Some(ca) = sslrootcert {
+        config.set(config::DB_SSLROOTCERT, ca.to_string_lossy().into_owned());
+    }
+}
+
 /// The same checks the settings get when an instance loads (the names
 /// go into SQL and `.pgpass`), here so that a bad option changes nothing.
 fn check_settings(external: &ExternalInit) -> Result<()> {
     let mut probe = config::Config::new();
     probe.set(config::HOSTNAME, "probe.invalid");
-    probe.set(config::DB_MODE, "external");
-    probe.set(config::DB_HOST, external.db.host.clone());
-    probe.set(config::DB_PORT, external.port);
-    probe.set(config::DB_NAME, external.db.name.clone());
-    probe.set(config::DB_USER, external.db.user.clone());
-    probe.set(config::DB_SSLMODE, external.db.sslmode.name());
     if let Some(ca) = &external.db.sslrootcert {
         if !ca.is_file() {
             return Err(Error::usage(format!("the database CA file {} does not exist", ca.display())));
         }
-        probe.set(config::DB_SSLROOTCERT, ca.to_string_lossy().into_owned());
     }
+    set_database(&mut probe, external, external.db.sslrootcert.as_deref());
     crate::settings::Settings::from_config(&probe)
         .map_err(|e| Error::usage(e.message().replace("configuration key ", "")).with_hint("fix the --db-* options"))?;
     if external.password.expose().is_empty() || external.password.expose().contains(['\n', '\r']) {
@@ -189,15 +197,7 @@ fn create(
 
     // The configuration is written last: its presence marks a complete instance.
     let mut config = init::base_config(options, &made, account);
-    config.set(config::DB_MODE, "external");
-    config.set(config::DB_HOST, external.db.host.clone());
-    config.set(config::DB_PORT, external.port);
-    config.set(config::DB_NAME, external.db.name.clone());
-    config.set(config::DB_USER, external.db.user.clone());
-    config.set(config::DB_SSLMODE, external.db.sslmode.name());
-    if let Some(copy) = &ca_copy {
-        config.set(config::DB_SSLROOTCERT, copy.to_string_lossy().into_owned());
-    }
+    set_database(&mut config, external, ca_copy.as_deref());
     let config_path = layout.config_file();
     journal.record_created([config_path.clone()]);
     config.save(&config_path, owner)?;
