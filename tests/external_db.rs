@@ -286,7 +286,7 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     let before = snapshot(&confdir);
     let out = inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]);
     let out = out.expect(2);
-    assert!(out.stderr.contains("not yet supported for an external database"), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot restore into an external database"), "{}", out.stderr);
     assert_eq!(snapshot(&confdir), before);
     assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM deposits"), "1");
 

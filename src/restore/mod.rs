@@ -201,11 +201,16 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
 }
 
 /// A restore into an external database (the instance's, or the one the
-/// backup's configuration names) is refused before anything changes:
-/// swapping databases on a server kt does not own, with the role's limited
-/// rights, is not built yet, and a half-working restore is worse than none.
+/// backup's configuration names) is refused before anything changes. kt's
+/// restore loads through a role it creates and swaps whole databases, which
+/// takes superuser rights an external role must not have (init refuses
+/// such a role); a restore within the role's own rights (a scratch schema
+/// and a swap, with the same rollback) is issue 18's open part, and a
+/// half-working restore is worse than none.
 fn external_not_supported(database: &str) -> Error {
-    Error::usage(format!("kt restore is not yet supported for an external database ({database})"))
+    Error::usage(format!(
+        "kt restore cannot restore into an external database ({database}): it needs superuser rights there, which kt's role does not have"
+    ))
         .with_hint("load the backup's .sql member by hand (README, \"External database\"), or restore into a local instance")
 }
 
