@@ -419,6 +419,9 @@ impl Driver {
             Some(serde_json::json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "acceptInsecureCerts": true,
+                // A submitted form's answer may still be loading when the
+                // next element is asked for: finding one waits up to 15 s.
+                "timeouts": {"implicit": 15000},
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
