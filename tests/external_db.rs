@@ -282,15 +282,155 @@ fn an_instance_on_an_external_database_works_end_to_end() {
         "pg_dump ended"
     );
 
-    // restore: refused clearly, nothing changed.
-    let before = snapshot(&confdir);
-    let out = inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]);
+    // restore onto a fresh host (no instance there): refused, nothing made.
+    let fresh = TestDir::new("ext-fresh");
+    let out = run(kt().arg("-c").arg(fresh.join("home/.keytrustee")).args(["restore", archive.to_str().unwrap(), "--yes", "--force-foreign"]));
     let out = out.expect(2);
-    assert!(out.stderr.contains("cannot restore into an external database"), "{}", out.stderr);
-    assert_eq!(snapshot(&confdir), before);
+    assert!(out.stderr.contains("there is no such instance"), "{}", out.stderr);
+    assert!(!fresh.join("home/.keytrustee").exists());
     assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM deposits"), "1");
 
     inst.kt(&["server", "stop"]).expect(0);
+}
+
+/// The schemas a restore made for itself (scratch, reference, safety copy).
+fn restore_schemas(cluster: &ExternalCluster) -> String {
+    cluster.admin(DATABASE, "SELECT COALESCE(string_agg(nspname, ',' ORDER BY nspname), '') FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_%'")
+}
+
+/// The whole database as its administrator dumps it (pg_dump's random
+/// `\restrict` key left out): the witness that nothing changed. Without
+/// the mail outbox's rows, which the running server's mail worker updates
+/// (no mail server here: it counts its attempts).
+fn dump_as_admin(cluster: &ExternalCluster, schemas: &[&str]) -> String {
+    let mut cmd = cluster.tool("pg_dump");
+    cmd.args(["-U", "admin", "-h"]).arg(&cluster.dir.path).args(["-p", &cluster.port.to_string(), DATABASE]);
+    cmd.arg("--exclude-table-data=public.mail_outbox");
+    for schema in schemas {
+        cmd.args(["--schema", schema]);
+    }
+    let out = run(&mut cmd).expect(0).stdout;
+    out.lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).collect::<Vec<_>>().join("\n")
+}
+
+/// Rewrites the tar `from` into `to`, replacing member `name`'s data.
+fn replace_member(from: &Path, to: &Path, name: &str, data: &str) {
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(concat!(
+            "import tarfile,sys,io\n",
+            "src=tarfile.open(sys.argv[1]); dst=tarfile.open(sys.argv[2],'w')\n",
+            "for m in src.getmembers():\n",
+            "  d=src.extractfile(m).read() if m.isfile() else None\n",
+            "  if m.name==sys.argv[3]:\n",
+            "    d=sys.argv[4].encode() if not sys.argv[4].startswith('+') else d+sys.argv[4][1:].encode(); m.size=len(d)\n",
+            "  dst.addfile(m, io.BytesIO(d) if d is not None else None)\n",
+            "dst.close()\n"
+        ))
+        .arg(from)
+        .arg(to)
+        .arg(name)
+        .arg(data))
+    .expect(0);
+}
+
+#[test]
+fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
+    let cluster = ExternalCluster::start();
+    let ca = cluster.ca.to_str().unwrap().to_string();
+    let (dir, confdir, server_port, out) =
+        init(&cluster, "ext-restore", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full"]);
+    let out = out.expect(0);
+    let home = dir.join("home");
+    let inst = Instance { dir, confdir: confdir.clone(), home, db_port: cluster.port, server_port, init: out };
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let (cdir, out) = register(&inst, "web01", "acme", "");
+    out.expect(0);
+    let data = inst.dir.join("data");
+    std::fs::write(&data, "the secret key").unwrap();
+    let kept = client(&cdir, &["put", "k1", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    let out_dir = TestDir::new("ext-restore-backups");
+    let out = run(kt().arg("-c").arg(&confdir).args(["backup", "--cleartext", "--quiet", "--output", out_dir.path.to_str().unwrap()])).expect(0);
+    let archive = PathBuf::from(out.stdout.trim());
+    // After the backup: a second deposit, which the restore takes back.
+    std::fs::write(&data, "written later").unwrap();
+    let later = client(&cdir, &["put", "k2", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    let listing = run(Command::new("tar").arg("tf").arg(&archive)).expect(0).stdout;
+    let sql_member = listing.lines().find(|l| l.ends_with(".sql")).unwrap().to_string();
+
+    // A forged backup (its dump changed after signing): refused before
+    // anything of it reaches the database.
+    let before = dump_as_admin(&cluster, &[]);
+    let forged = out_dir.join("forged.tar");
+    replace_member(&archive, &forged, &sql_member, "+DROP TABLE public.deposits;\n");
+    let out = inst.kt(&["restore", forged.to_str().unwrap(), "--yes"]).expect(2);
+    assert!(out.stderr.contains("manifest") || out.stderr.contains("checksum"), "{}", out.stderr);
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "a forged backup changed the database");
+    assert_eq!(restore_schemas(&cluster), "");
+
+    // A failure after the swap (the restored certificate is garbage, so the
+    // server does not start again): everything goes back, in the database
+    // too. A backup made the documented way (pg_dump, tar of the confdir).
+    let work = TestDir::new("ext-restore-work");
+    let sql = work.join("kts_bak_localhost_2026-01-01_00-00-01.sql");
+    let mut pg_dump = cluster.tool("pg_dump");
+    pg_dump.args(["-U", "admin", "-h"]).arg(&cluster.dir.path).args(["-p", &cluster.port.to_string(), DATABASE]);
+    std::fs::write(&sql, run(&mut pg_dump).expect(0).stdout).unwrap();
+    let documented = work.join("documented.tar");
+    documented_tar(&inst, &sql, &documented);
+    let bad_cert = work.join("bad-cert.tar");
+    let cert_member = confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    replace_member(&documented, &bad_cert, cert_member.strip_prefix("/").unwrap().to_str().unwrap(), "not a certificate\n");
+    let before = dump_as_admin(&cluster, &[]);
+    let conf_before = snapshot(&confdir);
+    let out = inst.kt(&["restore", bad_cert.to_str().unwrap(), "--yes", "--allow-unsigned"]);
+    let out = out.expect(3);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    assert!(out.stderr.contains("moved kt's tables into the schema"), "the swap was undone: {}", out.stderr);
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
+    assert_eq!(snapshot(&confdir), conf_before);
+    assert_eq!(restore_schemas(&cluster), "", "no scratch schema or safety copy stays");
+    assert_eq!(client(&cdir, &["get", &later]).expect(0).stdout, "written later", "the server serves as before");
+
+    // kill -9 while the restore checks what it loaded (it waits for the
+    // migration lock, which this test holds): the scratch schemas stay
+    // behind, nothing live changed; the next restore sweeps them.
+    let mut locker = cluster.psql(DATABASE).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lock_stdin = locker.stdin.take().unwrap();
+    std::io::Write::write_all(&mut lock_stdin, b"SELECT pg_advisory_lock(7742940530147159393);\n").unwrap();
+    let granted = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    wait_until(|| cluster.admin(DATABASE, granted) != "0", "the test holds the migration lock");
+    let before = dump_as_admin(&cluster, &["public"]);
+    let mut restoring = kt().arg("-c").arg(&confdir).args(["restore", archive.to_str().unwrap(), "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_until(|| restore_schemas(&cluster).contains("kt_restore_ref_"), "the restore loaded and checks");
+    restoring.kill().unwrap();
+    restoring.wait().unwrap();
+    drop(lock_stdin);
+    locker.wait().unwrap();
+    assert!(restore_schemas(&cluster).contains("kt_restore_load_"), "a killed restore leaves its scratch schema: {}", restore_schemas(&cluster));
+    assert_eq!(dump_as_admin(&cluster, &["public"]), before, "nothing live changed");
+    assert_eq!(client(&cdir, &["get", &later]).expect(0).stdout, "written later", "the server serves as before");
+
+    // The restore: the backup's deposits, served by the restarted server;
+    // no scratch schema or safety copy left, kt's role owns every table.
+    inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]).expect(0);
+    assert_eq!(restore_schemas(&cluster), "", "the stale scratch schemas were swept and this run's dropped");
+    assert_eq!(client(&cdir, &["get", &kept]).expect(0).stdout, "the secret key");
+    assert_ne!(client(&cdir, &["get", &later]).code, 0, "the deposit made after the backup is gone");
+    assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM deposits"), "1");
+    assert_eq!(cluster.admin(DATABASE, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"), ROLE);
+    inst.kt(&["verify"]).expect(0);
+    inst.kt(&["server", "stop"]).expect(0);
+}
+
+#[track_caller]
+fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "timed out waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 trait TapMkdir {

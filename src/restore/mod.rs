@@ -20,6 +20,7 @@
 //!    created first and the dump loaded the same way. Any failure puts the
 //!    previous state back: the old state or the new one, never a mix.
 
+pub mod external;
 pub mod preload;
 pub mod stage;
 
@@ -139,9 +140,6 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     };
     let target = target_layout(options, &conf_member)?;
     let existing = target.clone().load().ok();
-    if let Some(inst) = existing.as_ref().filter(|i| i.settings.external_db.is_some()) {
-        return Err(external_not_supported(&crate::storage::endpoint::Endpoint::for_instance(inst).address()));
-    }
     let instance_key = existing.as_ref().and_then(|inst| crate::pgp::load_public_key(&inst.layout.pubring()).ok());
     let assessment = trust::assess(
         &contents,
@@ -157,9 +155,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let staged_confdir = root.join(&conf_member);
     let staged_config = crate::hostconf::load_merged(&staged_confdir)?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
-    if staged_config.optional_string(config::DB_MODE)? == Some("external") {
-        return Err(external_not_supported(staged_config.optional_string(config::DB_HOST)?.unwrap_or("?")));
-    }
+    check_external(existing.as_ref(), &target, &staged_confdir, staged_config.optional_string(config::DB_MODE)? == Some("external"))?;
 
     // Identity: the instance being replaced, or this host.
     let foreign = match (&assessment.identity, &existing) {
@@ -200,18 +196,50 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     })
 }
 
-/// A restore into an external database (the instance's, or the one the
-/// backup's configuration names) is refused before anything changes. kt's
-/// restore loads through a role it creates and swaps whole databases, which
-/// takes superuser rights an external role must not have (init refuses
-/// such a role); a restore within the role's own rights (a scratch schema
-/// and a swap, with the same rollback) is issue 18's open part, and a
-/// half-working restore is worse than none.
-fn external_not_supported(database: &str) -> Error {
-    Error::usage(format!(
-        "kt restore cannot restore into an external database ({database}): it needs superuser rights there, which kt's role does not have"
-    ))
-        .with_hint("load the backup's .sql member by hand (README, \"External database\"), or restore into a local instance")
+/// An external database is restored in place only: the instance being
+/// replaced uses it, and the backup's configuration names the same server,
+/// database and role (`external`). Anything else that involves one (a
+/// local backup over an external instance, an external one over a local
+/// instance or onto a fresh host) is refused before anything changes: the
+/// restore would have to move the data between servers, which it does not.
+fn check_external(existing: Option<&Instance>, target: &Layout, staged_confdir: &Path, staged_external: bool) -> Result<()> {
+    let live_external = existing.filter(|i| i.settings.external_db.is_some());
+    if live_external.is_none() && !staged_external {
+        return Ok(());
+    }
+    let restored = Instance::new(target.clone(), crate::hostconf::load_merged(staged_confdir)?)?;
+    let named = crate::storage::endpoint::Endpoint::for_instance(&restored);
+    match live_external {
+        Some(live) if external::same_database(live, &restored) => Ok(()),
+        Some(live) => {
+            let here = crate::storage::endpoint::Endpoint::for_instance(live);
+            Err(Error::usage(format!(
+                "the backup's database ({}) is not this instance's external database ({} as {}): refused",
+                named.describe(),
+                here.address(),
+                here.user
+            ))
+            .with_hint("kt restores an external database in place only; load another instance's data by hand (README, \"External database\")"))
+        }
+        None => Err(Error::usage(format!(
+            "the backup is of an instance on the external database {}, and there is no such instance at {}: refused",
+            named.address(),
+            target.confdir.display()
+        ))
+        .with_hint("run kt init --external-db against that database first, or restore where the instance's confdir is (-c CONFDIR)")),
+    }
+}
+
+/// A failed load, told as one that changed nothing.
+fn nothing_changed(e: Error) -> Error {
+    let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
+    for cause in e.causes() {
+        told = told.because(cause);
+    }
+    match e.hint() {
+        Some(hint) => told.with_hint(hint),
+        None => told,
+    }
 }
 
 /// The staging directory of the restore run by process `<pid>`.
@@ -297,10 +325,17 @@ pub struct Outcome {
 struct Changed {
     /// The previous confdir was moved into the safety directory.
     kept_confdir: bool,
-    /// The previous database, renamed aside: dropped once the restore
+    /// The previous database, renamed aside (or an external database's
+    /// previous tables, moved into a schema): dropped once the restore
     /// succeeded (the backup is the copy of record then).
-    renamed_db: Option<(Cluster, Password, String)>,
+    renamed_db: Option<SetAside>,
     restarted_server: bool,
+}
+
+/// Where the previous database went during the restore.
+enum SetAside {
+    Database(Cluster, Password, String),
+    Schema(external::Aside),
 }
 
 /// Puts the staged backup in place. Every step is recorded in an undo
@@ -325,22 +360,24 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
             rewrite_paths(&host_file, &plan.recorded_confdir, &target.confdir)?;
         }
     }
-    // The load first, into a scratch database, while the live instance
-    // goes on serving: a dump that does not load changes nothing.
+    // The load first, into a scratch database (or a scratch schema of an
+    // external database), while the live instance goes on serving: a dump
+    // that does not load changes nothing.
+    let external_loaded = match target.clone().load().ok().filter(|i| i.settings.external_db.is_some()) {
+        Some(live) => {
+            let restored = Instance::new(target.clone(), crate::hostconf::load_merged(&plan.staged_confdir)?)?;
+            external::check_restored_login(&restored, &plan.staged_confdir)?;
+            progress.step("loading the dump into a scratch schema of the external database");
+            let loaded = external::load(&live, &plan.dump, progress).map_err(nothing_changed)?;
+            check_rows(&plan, &loaded.report)?;
+            Some(loaded)
+        }
+        None => None,
+    };
     let preloaded = match preload::live_cluster(&target, &plan.staged_confdir) {
         Some((cluster, password)) => {
             progress.step("loading the dump into a scratch database");
-            let loaded = preload::load(&cluster, &password, &plan.dump, progress)
-                .map_err(|e| {
-                    let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
-                    for cause in e.causes() {
-                        told = told.because(cause);
-                    }
-                    match e.hint() {
-                        Some(hint) => told.with_hint(hint),
-                        None => told,
-                    }
-                })?;
+            let loaded = preload::load(&cluster, &password, &plan.dump, progress).map_err(nothing_changed)?;
             check_rows(&plan, &loaded.report)?;
             Some(loaded)
         }
@@ -371,16 +408,24 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         if created_home.last() == Some(&target.home) {
             account.chown(&target.home)?;
         }
-        change(&plan, preloaded, &target, &account, &safety_dir, &mut journal, progress)
+        change(&plan, preloaded, external_loaded, &target, &account, &safety_dir, &mut journal, progress)
     });
     match result {
         Ok(changed) => {
             journal.commit();
-            if let Some((cl, password, name)) = &changed.renamed_db {
+            match &changed.renamed_db {
                 // Best effort: `kt verify` points at a database left aside.
-                if let Ok(mut admin) = cl.connect(password, "postgres") {
-                    let _ = databases::drop(&mut admin, name);
+                Some(SetAside::Database(cl, password, name)) => {
+                    if let Ok(mut admin) = cl.connect(password, "postgres") {
+                        let _ = databases::drop(&mut admin, name);
+                    }
                 }
+                Some(SetAside::Schema(aside)) => {
+                    if let Err(e) = aside.drop_copy() {
+                        progress.step(&format!("could not drop the previous tables in the schema {}: {e}", aside.schema));
+                    }
+                }
+                None => {}
             }
             if !changed.kept_confdir {
                 let _ = std::fs::remove_dir_all(&safety_dir);
@@ -465,9 +510,11 @@ fn remove_dir_if_empty(dir: &Path) -> Result<()> {
 /// running with the password they were done with (each undo captures that
 /// password), and the server, stopped first, is started last, when the old
 /// confdir is back.
+#[allow(clippy::too_many_arguments)]
 fn change(
     plan: &Plan,
     preloaded: Option<preload::Preloaded>,
+    external_loaded: Option<external::Loaded>,
     target: &Layout,
     account: &Account,
     safety_dir: &Path,
@@ -523,7 +570,7 @@ fn change(
     }
     let was_active = existing.as_ref().is_some_and(|i| i.settings.ha_role == Some(crate::settings::HaRole::Active));
     let old_peer = existing.as_ref().and_then(|i| i.settings.ha_peer.clone());
-    let renamed_db = put_in_place(plan, preloaded, target, account, old_password, journal, progress)?;
+    let renamed_db = put_in_place(plan, preloaded, external_loaded, target, account, old_password, journal, progress)?;
     mark_reinit_needed(target, account, was_active, old_peer, journal)?;
     // The server's restart is part of the change: a restored instance whose
     // server does not start is a failed restore, not a success with a
@@ -559,15 +606,17 @@ fn mark_reinit_needed(target: &Layout, account: &Account, was_active: bool, old_
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn put_in_place(
     plan: &Plan,
     preloaded: Option<preload::Preloaded>,
+    external_loaded: Option<external::Loaded>,
     target: &Layout,
     account: &Account,
     old_password: Option<Password>,
     journal: &mut Journal,
     progress: &dyn Progress,
-) -> Result<Option<(Cluster, Password, String)>> {
+) -> Result<Option<SetAside>> {
     progress.step(&format!("putting the confdir in place at {}", target.confdir.display()));
     chown_tree(&plan.staged_confdir, account)?;
     match std::fs::rename(&plan.staged_confdir, &target.confdir) {
@@ -594,6 +643,13 @@ fn put_in_place(
     }
     fsutil::sync_dir(&target.home)?;
     let inst: Instance = target.clone().load()?;
+    if inst.settings.external_db.is_some() {
+        let loaded = external_loaded.ok_or_else(|| Error::env("the restored configuration names an external database the dump was not loaded into"))?;
+        let aside = external::swap_in(loaded, journal, progress)?;
+        check_key(plan, &inst)?;
+        return Ok(Some(SetAside::Schema(aside)));
+    }
+    drop(external_loaded);
     let mut cl = Cluster::for_instance(&inst)?;
     cl.account = account.clone();
     let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
@@ -685,7 +741,7 @@ fn put_in_place(
             format!("set the database {DB_NAME} aside as {aside}"),
             undo_db(databases::rename, aside.clone(), DB_NAME.to_string()),
         );
-        renamed_db = Some((cl.clone(), password.clone(), aside));
+        renamed_db = Some(SetAside::Database(cl.clone(), password.clone(), aside));
     }
     let drop_new = undo_db(|c, name, _| databases::drop(c, name), DB_NAME.to_string(), String::new());
     let scratch = preloaded.scratch.name.clone();
@@ -693,11 +749,17 @@ fn put_in_place(
     journal.record(format!("renamed the loaded database {scratch} to {DB_NAME}"), drop_new);
     let mut db = cl.connect(&password, DB_NAME)?;
     schema::migrate(&mut db)?;
+    check_key(plan, &inst)?;
+    Ok(renamed_db)
+}
+
+/// The restored confdir's server key is the backup's.
+fn check_key(plan: &Plan, inst: &Instance) -> Result<()> {
     let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
     if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
         return Err(Error::env("the restored key does not match the backup's"));
     }
-    Ok(renamed_db)
+    Ok(())
 }
 
 /// The rows the load put into each table, as the server counted them

@@ -58,10 +58,16 @@ pub fn latest_version() -> i32 {
 /// data: they expire within hours.
 pub const DATA_TABLES: &[&str] = &["organizations", "clients", "deposits", "contact_keys"];
 
-/// The version the database is at (0: no schema yet).
+/// The version the database is at (0: no schema yet): its table in the
+/// session's current schema (`public`, or the reference schema a restore
+/// into an external database builds, `storage::shape`), where the
+/// unqualified queries and migrations find it.
 pub fn current_version(client: &mut postgres::Client) -> Result<i32> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('public.schema_version') IS NOT NULL", &[])
+        .query_one(
+            "SELECT pg_catalog.current_schema() IS NOT NULL AND pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.schema_version') IS NOT NULL",
+            &[],
+        )
         .map_err(|e| Error::env("cannot read the schema version").because_err(&e))?
         .get(0);
     if !exists {

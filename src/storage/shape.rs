@@ -32,9 +32,9 @@ const USER_NAMESPACES: &str = "SELECT oid FROM pg_catalog.pg_namespace \
     WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
     AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%'";
 
-/// One line per object; equal sets mean equal schemas.
-fn queries() -> Vec<String> {
-    let user = USER_NAMESPACES;
+/// One line per object; equal sets mean equal schemas. `user` selects
+/// the namespaces described ([`USER_NAMESPACES`], or one scratch schema).
+fn queries(user: &str) -> Vec<String> {
     vec![
         format!("SELECT 'schema ' || nspname || ' ' || COALESCE(nspacl::pg_catalog.text, '') FROM pg_catalog.pg_namespace WHERE oid IN ({user})"),
         format!(
@@ -88,25 +88,34 @@ fn queries() -> Vec<String> {
     ]
 }
 
-/// Describes the database `client` is connected to.
-fn describe(client: &mut postgres::Client) -> Result<BTreeSet<String>> {
+/// Describes the database `client` is connected to; with `schema`, only
+/// that schema's objects (and the database-wide ones), its name replaced
+/// by `<scratch>` so that two schemas of one database compare.
+fn describe(client: &mut postgres::Client, schema: Option<&str>) -> Result<BTreeSet<String>> {
     client
         .batch_execute("SET search_path = pg_catalog")
         .map_err(|e| Error::env("cannot prepare the schema check").because(db_error_text(&e)))?;
+    let user = match schema {
+        Some(ns) => format!("SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = '{ns}'"),
+        None => USER_NAMESPACES.to_string(),
+    };
     let mut lines = BTreeSet::new();
-    for q in queries() {
+    for q in queries(&user) {
         for row in client.query(q.as_str(), &[]).map_err(|e| Error::env("cannot read the catalog").because(db_error_text(&e)))? {
-            let line: Option<String> = row.get(0);
-            lines.insert(line.unwrap_or_default());
+            let line: String = row.get::<_, Option<String>>(0).unwrap_or_default();
+            lines.insert(match schema {
+                Some(ns) => line.replace(&format!("{ns}."), "").replace(ns, "<scratch>"),
+                None => line,
+            });
         }
     }
     Ok(lines)
 }
 
 /// The schema version the loaded data claims, read as the loading role.
-fn loaded_version(client: &mut postgres::Client) -> Result<i32> {
+fn loaded_version(client: &mut postgres::Client, schema: &str) -> Result<i32> {
     let row = client
-        .query_one("SELECT pg_catalog.max(version) FROM public.schema_version", &[])
+        .query_one(&format!("SELECT pg_catalog.max(version) FROM \"{schema}\".schema_version"), &[])
         .map_err(|e| Error::usage("the loaded database has no schema_version table kt can read").because(db_error_text(&e)))?;
     let version: Option<i32> = row.get(0);
     match version {
@@ -122,8 +131,8 @@ fn loaded_version(client: &mut postgres::Client) -> Result<i32> {
 /// of its own (created and dropped through the superuser `admin_password`).
 pub fn check(cluster: &Cluster, admin_password: &Password, login: &Login, database: &str) -> Result<()> {
     let mut loaded_db = cluster.connect_as(&login.user, &login.password, database)?;
-    let version = loaded_version(&mut loaded_db)?;
-    let loaded = describe(&mut loaded_db)?;
+    let version = loaded_version(&mut loaded_db, "public")?;
+    let loaded = describe(&mut loaded_db, None)?;
     drop(loaded_db);
 
     let reference_name = format!("kt_shape_reference_{}", std::process::id());
@@ -133,13 +142,33 @@ pub fn check(cluster: &Cluster, admin_password: &Password, login: &Login, databa
     let reference = (|| {
         let mut db = cluster.connect(admin_password, &reference_name)?;
         schema::migrate_to(&mut db, version)?;
-        describe(&mut db)
+        describe(&mut db, None)
     })();
     let _ = databases::drop(&mut admin, &reference_name);
-    let reference = reference?;
+    compare(version, &loaded, &reference?)
+}
 
-    let extra: Vec<&String> = loaded.difference(&reference).collect();
-    let missing: Vec<&String> = reference.difference(&loaded).collect();
+/// The same check within one database (an external one, where kt's role
+/// may not create databases): the schema `loaded` against kt's migrations
+/// at the same version, built in the schema `reference` (new and empty,
+/// made by the caller, which drops it). `connect` opens a session as kt's
+/// role.
+pub fn check_schema(connect: &dyn Fn() -> Result<postgres::Client>, loaded: &str, reference: &str) -> Result<()> {
+    let mut db = connect()?;
+    let version = loaded_version(&mut db, loaded)?;
+    let described = describe(&mut db, Some(loaded))?;
+    drop(db);
+    let mut db = connect()?;
+    db.batch_execute(&format!("SET search_path = \"{reference}\""))
+        .map_err(|e| Error::env("cannot prepare the schema check").because(db_error_text(&e)))?;
+    schema::migrate_to(&mut db, version)?;
+    let built = describe(&mut db, Some(reference))?;
+    compare(version, &described, &built)
+}
+
+fn compare(version: i32, loaded: &BTreeSet<String>, reference: &BTreeSet<String>) -> Result<()> {
+    let extra: Vec<&String> = loaded.difference(reference).collect();
+    let missing: Vec<&String> = reference.difference(loaded).collect();
     if extra.is_empty() && missing.is_empty() {
         return Ok(());
     }

@@ -196,7 +196,7 @@ fn describe(words: &[&str]) -> String {
 /// comments; a string literal becomes `'` followed by its text as written,
 /// a quoted identifier keeps its quotes (and case), a dollar-quoted body
 /// becomes `$`.
-fn tokenize(sql: &str) -> Vec<String> {
+pub(crate) fn tokenize(sql: &str) -> Vec<String> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;

@@ -24,6 +24,7 @@
 
 pub mod binary;
 pub mod filter;
+pub mod requalify;
 pub mod script;
 mod workers;
 
@@ -86,6 +87,22 @@ pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, progress: &
     load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, progress)
 }
 
+/// Where a load goes: how to open a connection to it, the owner a dump may
+/// name (`OWNER TO`), and the scratch schema to map `public` into
+/// ([`requalify`]; `None`: a scratch database of its own, as is).
+pub struct Target<'a> {
+    pub connect: &'a dyn Fn() -> Result<postgres::Client>,
+    pub owner: &'a str,
+    pub schema: Option<&'a str>,
+}
+
+/// Loads the staged dump `sql` into `target`.
+pub fn load_into(target: &Target, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
+    let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    load_source(target, BufReader::with_capacity(1 << 20, file), total, progress)
+}
+
 fn refused(n: usize, what: &str) -> Error {
     Error::usage(format!("the dump holds a statement kt does not load: {what} (statement {n})"))
         .with_hint("kt loads only what pg_dump writes for kt's schema; a backup with anything else was not made by kt")
@@ -101,14 +118,22 @@ pub fn load_from<R: BufRead>(
     total: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
+    let connect = || cl.connect_as(&login.user, &login.password, database);
+    load_source(&Target { connect: &connect, owner: DB_USER, schema: None }, source, total, progress)
+}
+
+fn load_source<R: BufRead>(target: &Target, source: R, total: Option<u64>, progress: &dyn Progress) -> Result<LoadReport> {
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
-    let mut main = cl.connect_as(&login.user, &login.password, database)?;
+    let mut main = (target.connect)()?;
     // Index builds after the data are most of the rest of a load.
     main.batch_execute(&format!("SET maintenance_work_mem = '256MB'; {SESSION}")).map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
+    if let Some(schema) = target.schema {
+        // Until the dump empties it: unqualified names find nothing live.
+        main.batch_execute(&format!("SET search_path = \"{schema}\""))
+            .map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
+    }
     let loader = Loader {
-        cl,
-        login,
-        database,
+        target,
         main,
         script: Script::new(source),
         total,
@@ -139,9 +164,7 @@ impl From<String> for Failure {
 }
 
 struct Loader<'a, R> {
-    cl: &'a Cluster,
-    login: &'a Login,
-    database: &'a str,
+    target: &'a Target<'a>,
     main: postgres::Client,
     script: Script<R>,
     total: Option<u64>,
@@ -160,11 +183,22 @@ impl<R: BufRead> Loader<'_, R> {
             match item {
                 Item::Statement(sql) => {
                     statements += 1;
-                    match filter::judge(&sql, DB_USER) {
+                    match filter::judge(&sql, self.target.owner) {
                         filter::Verdict::Run => {}
                         filter::Verdict::SkipOwnership => continue,
                         filter::Verdict::Refuse(what) => return Err(Failure::Refused(statements, what)),
                     }
+                    let sql = match self.target.schema {
+                        None => sql,
+                        Some(schema) => {
+                            self.check_search_path(schema)?;
+                            match requalify::map(&sql, schema) {
+                                requalify::Mapped::Run(mapped) => mapped,
+                                requalify::Mapped::Skip => continue,
+                                requalify::Mapped::Refuse(why) => return Err(Failure::Refused(statements, format!("{} ({why})", first_line(&sql)))),
+                            }
+                        }
+                    };
                     // The extended protocol runs exactly one statement:
                     // nothing can ride along after a `;` that the script
                     // reader and the server might read differently.
@@ -181,7 +215,10 @@ impl<R: BufRead> Loader<'_, R> {
                 Item::Copy(statement) => {
                     // Only the target is taken from the dump: kt writes the
                     // COPY itself (no options, no WHERE clause).
-                    let statement = plain_copy(&statement).ok_or_else(|| {
+                    if let Some(schema) = self.target.schema {
+                        self.check_search_path(schema)?;
+                    }
+                    let statement = plain_copy(&statement, self.target.schema).ok_or_else(|| {
                         Failure::Refused(statements + 1, format!("{} (kt loads COPY into public tables with plain column names)", first_line(&statement)))
                     })?;
                     let (table, rows) = self.copy(&statement, progress)?;
@@ -191,6 +228,20 @@ impl<R: BufRead> Loader<'_, R> {
             progress.bytes("loading the dump", self.script.offset(), self.total);
         }
         Ok(self.report)
+    }
+
+    /// In a scratch schema: the session's search_path is still the scratch
+    /// schema or empty (the dump's own setting), so that no unqualified
+    /// name can resolve to a live table (a column default that called
+    /// set_config while rows loaded would show here).
+    fn check_search_path(&mut self, schema: &str) -> std::result::Result<(), String> {
+        let row = self.main.query_one("SELECT pg_catalog.current_setting('search_path')", &[]).map_err(|e| db_error_text(&e))?;
+        let path: String = row.get(0);
+        if path.is_empty() || path == "\"\"" || path == format!("\"{schema}\"") || path == schema {
+            Ok(())
+        } else {
+            Err(format!("the load's search_path changed to {path}: refused"))
+        }
     }
 
     /// One COPY block: binary over the pool when every column converts,
@@ -238,7 +289,7 @@ impl<R: BufRead> Loader<'_, R> {
         if self.pool.is_none() {
             let mut clients = Vec::new();
             for _ in 0..self.parallel {
-                let mut client = self.cl.connect_as(&self.login.user, &self.login.password, self.database).map_err(|e| e.to_string())?;
+                let mut client = (self.target.connect)().map_err(|e| e.to_string())?;
                 client.batch_execute(SESSION).map_err(|e| db_error_text(&e))?;
                 clients.push(client);
             }
@@ -311,8 +362,9 @@ impl<R: BufRead> Loader<'_, R> {
 
 /// `COPY public.table (col, ...) FROM stdin` rebuilt from a dump's COPY
 /// statement, when its table is in `public` and its columns are plain
-/// (or double-quoted plain) names; `None` otherwise.
-fn plain_copy(statement: &str) -> Option<String> {
+/// (or double-quoted plain) names; `None` otherwise. With `schema`, the
+/// table is that scratch schema's instead (`requalify`).
+fn plain_copy(statement: &str, schema: Option<&str>) -> Option<String> {
     let (table, columns) = script::copy_target(statement)?;
     let plain = |name: &str| {
         let bare = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
@@ -328,7 +380,11 @@ fn plain_copy(statement: &str) -> Option<String> {
     if columns.iter().any(|c| !plain(c)) {
         return None;
     }
-    Some(format!("COPY public.{name} ({}) FROM stdin", columns.join(", ")))
+    let schema = match schema {
+        Some(s) => format!("\"{s}\""),
+        None => "public".into(),
+    };
+    Some(format!("COPY {schema}.{name} ({}) FROM stdin", columns.join(", ")))
 }
 
 /// `SET ...` and `SELECT pg_catalog.set_config(...)`: what pg_dump uses
@@ -359,12 +415,13 @@ mod tests {
         assert!(check_dump(&m(&["\\! touch /tmp/x"]), None).is_err());
         assert!(check_dump(&[], Some("LATIN1")).is_err());
         assert!(is_setting("SET client_encoding = 'UTF8'"));
-        assert_eq!(plain_copy("COPY public.deposits (uuid, \"by\") FROM stdin").as_deref(), Some("COPY public.deposits (uuid, \"by\") FROM stdin"));
-        assert_eq!(plain_copy("COPY pg_temp.clients (a) FROM stdin"), None);
-        assert_eq!(plain_copy("COPY public.t FROM stdin"), None);
+        assert_eq!(plain_copy("COPY public.deposits (uuid, \"by\") FROM stdin", None).as_deref(), Some("COPY public.deposits (uuid, \"by\") FROM stdin"));
+        assert_eq!(plain_copy("COPY pg_temp.clients (a) FROM stdin", None), None);
+        assert_eq!(plain_copy("COPY public.t FROM stdin", None), None);
+        assert_eq!(plain_copy("COPY public.t (a) FROM stdin", Some("kt_restore_load_1")).as_deref(), Some("COPY \"kt_restore_load_1\".t (a) FROM stdin"));
         // Only the target is taken: whatever else the text holds is not.
-        assert_eq!(plain_copy("COPY public.t (a) FROM stdin WHERE (f())").as_deref(), Some("COPY public.t (a) FROM stdin"));
-        assert_eq!(plain_copy("COPY public.t (a, \"b\"\"c\") FROM stdin"), None);
+        assert_eq!(plain_copy("COPY public.t (a) FROM stdin WHERE (f())", None).as_deref(), Some("COPY public.t (a) FROM stdin"));
+        assert_eq!(plain_copy("COPY public.t (a, \"b\"\"c\") FROM stdin", None), None);
         assert!(is_setting("SELECT pg_catalog.set_config('search_path', '', false)"));
         assert!(!is_setting("SELECT pg_catalog.setval('s', 1, true)"));
     }
