@@ -173,7 +173,7 @@ mod tests {
             map("COMMENT ON TABLE public.deposits IS 'see public.deposits'", S),
             Mapped::Run(format!("COMMENT ON TABLE \"{S}\".deposits IS 'see public.deposits'"))
         );
-        assert_eq!(map("CREATE INDEX i ON Public . deposits USING btree (owner)", S), Mapped::Run(format!("CREATE INDEX i ON \"{S}\". deposits USING btree (owner)")));
+        assert_eq!(map("CREATE INDEX i ON Public . deposits USING btree (owner)", S), Mapped::Run(format!("CREATE INDEX i ON \"{S}\" . deposits USING btree (owner)")));
         assert_eq!(map("SELECT pg_catalog.set_config('search_path', '', false)", S), Mapped::Run("SELECT pg_catalog.set_config('search_path', '', false)".into()));
         assert_eq!(map("COMMENT ON SCHEMA public IS 'standard public schema'", S), Mapped::Skip);
     }
