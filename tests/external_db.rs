@@ -359,6 +359,11 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     let listing = run(Command::new("tar").arg("tf").arg(&archive)).expect(0).stdout;
     let sql_member = listing.lines().find(|l| l.ends_with(".sql")).unwrap().to_string();
 
+    // The restore test loads it into a scratch schema and drops that again.
+    let out = inst.kt(&["verify", "backup", archive.to_str().unwrap(), "--restore-test"]).expect(0);
+    assert!(out.stdout.contains("scratch schema of the external database"), "{}", out.stdout);
+    assert_eq!(restore_schemas(&cluster), "");
+
     // A forged backup (its dump changed after signing): refused before
     // anything of it reaches the database.
     let before = dump_as_admin(&cluster, &[]);

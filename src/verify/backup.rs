@@ -11,7 +11,9 @@
 //! `--expect-fingerprint`. `--restore-test` then loads the dump into a
 //! scratch database of the instance's cluster as a role without superuser
 //! rights, through the statement filter, compares the rows, and drops it
-//! again; only a backup whose key this host trusts is loaded at all.
+//! again (on an external database: a scratch schema of kt's database,
+//! loaded as kt's role, as `kt restore` does there, `restore::external`);
+//! only a backup whose key this host trusts is loaded at all.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -152,25 +154,31 @@ fn restore_test(
     contents: &Contents,
     assessment: &Assessment,
 ) -> std::result::Result<String, String> {
-    if instance.settings.external_db.is_some() {
-        // Like `kt restore`: a scratch database and a loading role need
-        // superuser rights on a server kt does not own.
-        return Err("not run: a restore test needs superuser rights on the external database, which kt's role does not have".into());
-    }
     if !matches!(assessment.identity, Identity::Instance | Identity::Expected) {
         return Err("not loaded: the backup's server key is not one this host trusts (this instance's, or --expect-fingerprint)".into());
     }
     let (dump_member, facts) = contents.dump.as_ref().ok_or("the archive has no SQL dump")?;
     facts.check_loadable().map_err(|e| e.to_string())?;
+    let expected = match &assessment.manifest {
+        Some(m) => m.row_counts.clone(),
+        None => facts.row_counts.clone(),
+    };
+    if instance.settings.external_db.is_some() {
+        // What `kt restore` loads there: a scratch schema of kt's own
+        // database, as kt's role; dropped (with the reference schema)
+        // when `loaded` goes.
+        let loaded = crate::restore::external::load(instance, &root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
+        let counted: BTreeMap<String, u64> = expected.keys().map(|t| (t.clone(), loaded.report.rows.get(t).copied().unwrap_or(0))).collect();
+        if counted != expected {
+            return Err(format!("loaded {}, the backup says {}", format_counts(&counted), format_counts(&expected)));
+        }
+        return Ok(format!("the dump loads (as kt's role, through the statement filter) into a scratch schema of the external database with kt's schema and the same rows; {} dropped again", loaded.schema));
+    }
     let cl = cluster::Cluster::for_instance(instance).map_err(|e| e.to_string())?;
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
     // Dropped (with its loading role) when `_scratch` goes.
     let (_scratch, loaded) =
         ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
-    let expected = match &assessment.manifest {
-        Some(m) => m.row_counts.clone(),
-        None => facts.row_counts.clone(),
-    };
     // As the server counted them while loading (no superuser ever queries
     // the scratch database).
     let counted: BTreeMap<String, u64> = expected.keys().map(|t| (t.clone(), loaded.rows.get(t).copied().unwrap_or(0))).collect();
