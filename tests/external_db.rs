@@ -398,6 +398,29 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     assert_eq!(restore_schemas(&cluster), "", "no scratch schema or safety copy stays");
     assert_eq!(client(&cdir, &["get", &later]).expect(0).stdout, "written later", "the server serves as before");
 
+    // Another kt serve node on the database: its sessions would keep
+    // statements prepared against the previous tables, so the swap is
+    // refused while it runs, and everything goes back.
+    let node_home = inst.dir.join("node2");
+    std::fs::create_dir_all(&node_home).unwrap();
+    let node_confdir = node_home.join(".keytrustee");
+    run(Command::new("cp").arg("-a").arg(&confdir).arg(&node_confdir)).expect(0);
+    run(Command::new("chown").arg("keytrustee:").arg(&node_home)).expect(0);
+    let node_port = free_port();
+    let conf_path = node_confdir.join("keytrustee.conf");
+    let mut node_conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    node_conf["LISTEN"] = format!("127.0.0.1:{node_port}").into();
+    std::fs::write(&conf_path, serde_json::to_string_pretty(&node_conf).unwrap()).unwrap();
+    let node = crate::nodes::Node::serve(node_confdir, node_port);
+    let before = dump_as_admin(&cluster, &[]);
+    let out = inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]).expect(3);
+    assert!(out.stderr.contains("session(s) of kt serve on other nodes"), "{}", out.stderr);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
+    assert_eq!(restore_schemas(&cluster), "");
+    assert_eq!(client(&cdir, &["get", &later]).expect(0).stdout, "written later", "the server serves as before");
+    drop(node);
+
     // kill -9 while the restore checks what it loaded (it waits for the
     // migration lock, which this test holds): the scratch schemas stay
     // behind, nothing live changed; the next restore sweeps them.
