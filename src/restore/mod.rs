@@ -19,6 +19,10 @@
 //!    and key, start the server again. On a fresh host the cluster is
 //!    created first and the dump loaded the same way. Any failure puts the
 //!    previous state back: the old state or the new one, never a mix.
+//!
+//! On an external database (kt's role there creates no databases or
+//! roles) the load goes into a scratch schema of kt's database and the
+//! swap moves kt's tables in one transaction: [`external`].
 
 pub mod external;
 pub mod preload;
