@@ -449,6 +449,11 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM deposits"), "1");
     assert_eq!(cluster.admin(DATABASE, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"), ROLE);
     inst.kt(&["verify"]).expect(0);
+    // A safety copy a killed restore left behind is named by kt verify.
+    cluster.admin(DATABASE, "CREATE SCHEMA kt_restore_prev_999");
+    let out = inst.kt(&["verify"]).expect(1);
+    assert!(out.stdout.contains("kt_restore_prev_999 holds tables set aside"), "{}", out.stdout);
+    cluster.admin(DATABASE, "DROP SCHEMA kt_restore_prev_999");
     inst.kt(&["server", "stop"]).expect(0);
 }
 

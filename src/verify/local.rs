@@ -172,6 +172,20 @@ fn external_database(endpoint: &Endpoint, db: &mut postgres::Client) -> std::res
     }
     let grants = crate::storage::grants::read(db).map_err(|e| e.to_string())?;
     grants.problem().map_or(Ok(()), |p| Err(format!("database: {at}: {p}")))?;
+    // A restore killed after its swap leaves kt's previous tables in a
+    // schema of this name (`restore::external`): maybe the only copy.
+    let aside: Vec<String> = db
+        .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_prev\\_%' ORDER BY 1", &[])
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !aside.is_empty() {
+        return Err(format!(
+            "database: {at}: the schema {} holds tables set aside by a restore that did not finish: check them, then drop it (DROP SCHEMA ... CASCADE) once kt's tables are right",
+            aside.join(", ")
+        ));
+    }
     let tls = match tls {
         Some(version) => format!("{version}, sslmode {}", endpoint.sslmode.name()),
         None => "no TLS (DB_SSLMODE disable)".into(),
