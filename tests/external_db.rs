@@ -384,6 +384,31 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     std::fs::write(&sql, run(&mut pg_dump).expect(0).stdout).unwrap();
     let documented = work.join("documented.tar");
     documented_tar(&inst, &sql, &documented);
+
+    // Dumps with more than kt's schema, or that would reach the live
+    // tables while loading: refused, the scratch schema dropped, nothing
+    // changed.
+    let dump_text = std::fs::read_to_string(&sql).unwrap();
+    let before = dump_as_admin(&cluster, &[]);
+    for (n, (extra, needle)) in [
+        ("CREATE TABLE public.extra (a integer);\n", "not kt's schema"),
+        ("SELECT pg_catalog.set_config('search_path', 'public', false);\nCREATE TABLE deposits2 (a integer);\n", "search_path"),
+        ("ALTER TABLE deposits ADD CONSTRAINT c CHECK (false);\n", "names nothing in schema public"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let evil_sql = work.join(&format!("kts_bak_localhost_2026-01-02_00-00-0{n}.sql"));
+        let cut = dump_text.find("--\n-- Data for Name").unwrap();
+        std::fs::write(&evil_sql, format!("{}{extra}{}", &dump_text[..cut], &dump_text[cut..])).unwrap();
+        let evil_tar = work.join(&format!("evil-{n}.tar"));
+        documented_tar(&inst, &evil_sql, &evil_tar);
+        std::fs::remove_file(&evil_sql).unwrap();
+        let out = inst.kt(&["restore", evil_tar.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(2);
+        assert!(out.stderr.contains(needle) && out.stderr.contains("nothing was changed"), "{extra}: {}", out.stderr);
+        assert_eq!(dump_as_admin(&cluster, &[]), before, "{extra}: the database changed");
+        assert_eq!(restore_schemas(&cluster), "", "{extra}: a scratch schema stayed");
+    }
     let bad_cert = work.join("bad-cert.tar");
     let cert_member = confdir.join(".ssl/ssl-cert-keytrustee.pem");
     replace_member(&documented, &bad_cert, cert_member.strip_prefix("/").unwrap().to_str().unwrap(), "not a certificate\n");
