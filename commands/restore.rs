@@ -66,10 +66,16 @@ fn restore_once(global: &GlobalArgs, args: RestoreArgs, printer: &Printer, tally
         plan.target.confdir.display(),
         if plan.replaces_confdir { " (the current one is moved to a safety copy)" } else { " (new)" }
     ))?;
-    printer.data(
-        "database:     keytrustee is replaced by a copy loaded from this backup into a scratch database \
-         (the current one is set aside until the restore succeeded)",
-    )?;
+    match &plan.external_db {
+        Some(address) => printer.data(format!(
+            "database:     kt's tables in the external database {address} are replaced by a copy loaded from this backup \
+             into a scratch schema (the current ones are set aside until the restore succeeded; other kt serve nodes must be stopped)"
+        ))?,
+        None => printer.data(
+            "database:     keytrustee is replaced by a copy loaded from this backup into a scratch database \
+             (the current one is set aside until the restore succeeded)",
+        )?,
+    }
     printer.data(format!(
         "signature:    {}",
         match (plan.signed, &plan.identity) {

@@ -467,7 +467,8 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
 
     // The restore: the backup's deposits, served by the restarted server;
     // no scratch schema or safety copy left, kt's role owns every table.
-    inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]).expect(0);
+    let out = inst.kt(&["restore", archive.to_str().unwrap(), "--yes"]).expect(0);
+    assert!(out.stdout.contains(&format!("kt's tables in the external database localhost:{}/{DATABASE}", cluster.port)), "{}", out.stdout);
     assert_eq!(restore_schemas(&cluster), "", "the stale scratch schemas were swept and this run's dropped");
     assert_eq!(client(&cdir, &["get", &kept]).expect(0).stdout, "the secret key");
     assert_ne!(client(&cdir, &["get", &later]).code, 0, "the deposit made after the backup is gone");

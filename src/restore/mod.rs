@@ -84,6 +84,9 @@ pub struct Plan {
     pub identity: Identity,
     /// Why the backup looks foreign (accepted with --force-foreign).
     pub foreign: Option<String>,
+    /// The external database restored in place (`HOST:PORT/DB`), when the
+    /// instance has one.
+    pub external_db: Option<String>,
     /// The backup's host name does not resolve to an address of this host
     /// (a warning: the documented restore wants the same name and address).
     pub address_warning: Option<String>,
@@ -194,6 +197,10 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         identity: assessment.identity,
         foreign,
         address_warning,
+        external_db: existing
+            .as_ref()
+            .filter(|i| i.settings.external_db.is_some())
+            .map(|i| crate::storage::endpoint::Endpoint::for_instance(i).address()),
         dump: root.join(dump_member),
         staged_confdir,
         _staging: staging,
