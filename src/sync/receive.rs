@@ -1159,7 +1159,7 @@ impl<'a> Receiver<'a> {
             let chunk: &[u8] = match reader.read()? {
                 Msg::Literal(data) => {
                     self.stats.data_bytes += data.len() as u64;
-                    out = data;
+                    reader.recycle(std::mem::replace(&mut out, data));
                     &out
                 }
                 Msg::Delta { len, delta } => {
@@ -1218,6 +1218,7 @@ impl<'a> Receiver<'a> {
                     if let Some(why) = local_failed {
                         return Ok(Some(Landed::Failed(format!("{}: {why}", e.display()))));
                     }
+                    reader.recycle(std::mem::take(&mut out));
                     if written != e.size {
                         return Err(lie(&format!("sent {written} bytes for a file of {} bytes", e.size)));
                     }

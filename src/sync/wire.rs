@@ -727,11 +727,22 @@ pub fn greet<R: Read, W: Write>(reader: &mut Reader<R>, writer: &mut Writer<W>, 
 pub struct Reader<R> {
     inner: R,
     pub bytes: u64,
+    /// A data buffer handed back ([`Reader::recycle`]) for the next
+    /// `Literal`: its pages are mapped and its bytes need no zeroing.
+    spare: Vec<u8>,
 }
 
 impl<R: Read> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader { inner, bytes: 0 }
+        Reader { inner, bytes: 0, spare: Vec::new() }
+    }
+
+    /// Gives a `Literal`'s buffer back once its data is used: the next
+    /// data frame is read into it instead of a freshly zeroed allocation.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() > self.spare.capacity() {
+            self.spare = buf;
+        }
     }
 
     /// The next message; a closed pipe is an environment failure (exit 3),
@@ -743,7 +754,18 @@ impl<R: Read> Reader<R> {
         if len > MAX_FRAME {
             return Err(bad(&format!("frame of {len} bytes exceeds the limit of {MAX_FRAME}")));
         }
-        let mut payload = vec![0u8; len];
+        let mut payload = if head[0] == T_LITERAL && len <= SEGMENT {
+            // Overwritten whole by the read: only growth is zeroed.
+            let mut b = std::mem::take(&mut self.spare);
+            if b.len() >= len {
+                b.truncate(len);
+            } else {
+                b.resize(len, 0);
+            }
+            b
+        } else {
+            vec![0u8; len]
+        };
         self.inner.read_exact(&mut payload).map_err(broken)?;
         self.bytes += 5 + len as u64;
         // File data and list entries keep the buffer they were read into
