@@ -202,7 +202,7 @@ fn answer_local<W: Write>(
             writer.flush()?;
             let mut hasher = blake3::Hasher::new();
             let mut left = e.size;
-            buf.resize(wire::SEGMENT, 0);
+            buf.resize(wire::WHOLE_SEGMENT, 0);
             while left > 0 {
                 let want = left.min(buf.len() as u64) as usize;
                 match file.read(&mut buf[..want]) {
@@ -292,7 +292,7 @@ fn answer<W: Write>(
     let segment = match (block, chunk) {
         (_, Some(c)) => (wire::SEGMENT / c).max(1) * c,
         (Some(b), None) => (wire::SEGMENT / b as usize).max(1) * b as usize,
-        _ => wire::SEGMENT,
+        _ => wire::WHOLE_SEGMENT,
     };
     let basis_sums: Vec<&[u8]> = chunks.chunks(wire::CHUNK_SUM).collect();
     writer.send(&Msg::FileStart { index })?;
