@@ -87,9 +87,6 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// Device number of a character or block device.
     pub rdev: u64,
-    /// The first [`LIST_SUM`] bytes of the BLAKE3 hash of a regular file's
-    /// content, with `-c` only.
-    pub checksum: Option<[u8; LIST_SUM]>,
 }
 
 impl Entry {
@@ -116,10 +113,11 @@ pub fn display_name(path: &[u8]) -> String {
     out
 }
 
-/// Bytes of BLAKE3 a list entry carries for `-c`: 128 bits decide
-/// whether a file is already up to date (rsync's `-c` sums are 128 bits
-/// too, MD5 or xxh128). Data that is transferred is checked against the
-/// 32-byte BLAKE3 hash (`FileEnd`) before it lands.
+/// Bytes of BLAKE3 a `-c` sum carries (`Sums`, asked for by the receiver
+/// for the files it has at the same size): 128 bits decide whether a file
+/// is already up to date (rsync's `-c` sums are 128 bits too, MD5 or
+/// xxh128). Data that is transferred is checked against the 32-byte
+/// BLAKE3 hash (`FileEnd`) before it lands.
 pub const LIST_SUM: usize = 16;
 
 /// Which kinds of file the walk takes (rsync's `-r`, `-l`, `-D`).
@@ -132,7 +130,9 @@ pub struct ListOptions {
     pub links: bool,
     /// `-D`: list devices, fifos and sockets.
     pub devices: bool,
-    /// `-c`: compute each regular file's BLAKE3 hash for the list.
+    /// `-c`: compare by content. The list itself carries no hash (protocol
+    /// 6): the sender hashes the files the receiver asks sums for
+    /// ([`sums_of`]), and every other file once, as it sends it.
     pub checksum: bool,
 }
 
@@ -142,11 +142,6 @@ pub struct FileList {
     pub entries: Vec<Entry>,
     /// `sources[i]` is the file behind `entries[i]`.
     pub sources: Vec<PathBuf>,
-    /// `-c`: the full BLAKE3 hash of each regular file as listed, and the
-    /// inode state it was taken under: the sender sends it again in
-    /// `FileEnd` without hashing the file a second time, as long as the
-    /// file it opens is still that inode, unchanged (see `send`).
-    pub sums: Vec<Option<([u8; 32], Stamp)>>,
     /// Files that vanished or could not be read while listing (rsync goes
     /// on and reports them; so does the caller).
     pub skipped: Vec<String>,
@@ -208,40 +203,18 @@ pub fn build(srcs: &[PathBuf], opts: &ListOptions, filter: &Filter) -> Result<Fi
             w.walk_dir(src, &name)?;
         }
     }
-    let mut list = w.list;
-    if opts.checksum {
-        add_checksums(&mut list);
-    }
-    Ok(list)
+    Ok(w.list)
 }
 
-/// `-c`: every regular file's BLAKE3 hash, on all cores; a file that cannot be
-/// read leaves the list (rsync goes on without it and reports it).
-fn add_checksums(list: &mut FileList) {
-    let files: Vec<usize> = (0..list.entries.len()).filter(|&i| list.entries[i].kind == FileKind::File).collect();
-    let paths: Vec<&Path> = files.iter().map(|&i| list.sources[i].as_path()).collect();
-    let sizes: Vec<u64> = files.iter().map(|&i| list.entries[i].size).collect();
-    let sums = hash_files(&paths, &sizes);
-    let mut unreadable = Vec::new();
-    list.sums = vec![None; list.entries.len()];
-    for (&i, sum) in files.iter().zip(sums) {
-        match sum {
-            Ok((h, stamp)) => {
-                list.entries[i].checksum = Some(h[..LIST_SUM].try_into().unwrap());
-                list.sums[i] = Some((h, stamp));
-            }
-            Err(e) => {
-                list.skipped.push(format!("cannot read {}: {e}", list.sources[i].display()));
-                unreadable.push(i);
-            }
-        }
-    }
-    // Regular files only: nothing below them to renumber.
-    for &i in unreadable.iter().rev() {
-        list.entries.remove(i);
-        list.sources.remove(i);
-        list.sums.remove(i);
-    }
+/// `-c`: the BLAKE3 hashes of the listed files `indices` (regular files),
+/// on all cores, with the inode state each was taken under (the sender
+/// sends the hash again in `FileEnd` without reading the file a second
+/// time while it is still that inode, unchanged); None for a file that
+/// cannot be read (the receiver then asks for it and hears why).
+pub fn sums_of(list: &FileList, indices: &[u32]) -> Vec<Option<([u8; 32], Stamp)>> {
+    let paths: Vec<&Path> = indices.iter().map(|&i| list.sources[i as usize].as_path()).collect();
+    let sizes: Vec<u64> = indices.iter().map(|&i| list.entries[i as usize].size).collect();
+    hash_files(&paths, &sizes).into_iter().map(Result::ok).collect()
 }
 
 struct Walker<'a> {
@@ -306,8 +279,6 @@ impl Walker<'_> {
         } else {
             Vec::new()
         };
-        // With -c the checksums are computed after the walk, on every core.
-        let checksum = None;
         let uid = meta.uid();
         let gid = meta.gid();
         let user = self
@@ -333,7 +304,6 @@ impl Walker<'_> {
             group: truncate_name(group),
             target,
             rdev: if matches!(kind, FileKind::CharDev | FileKind::BlockDev) { meta.rdev() } else { 0 },
-            checksum,
         });
         self.list.sources.push(path);
         Ok(true)
@@ -494,7 +464,9 @@ pub(crate) mod tests {
         let l = build(&[s.join("src")], &opts, &Filter::new()).unwrap();
         let key = l.entries.iter().find(|e| e.path == b"src/.ssl/key.pem").unwrap();
         assert_eq!((key.kind, key.mode, key.size), (FileKind::File, 0o600, 6));
-        assert_eq!(key.checksum.unwrap().to_vec(), blake3::hash(b"secret").as_bytes()[..LIST_SUM].to_vec());
+        let k = l.entries.iter().position(|e| e.path == b"src/.ssl/key.pem").unwrap() as u32;
+        let sums = sums_of(&l, &[k]);
+        assert_eq!(sums[0].unwrap().0, *blake3::hash(b"secret").as_bytes());
         let link = l.entries.iter().find(|e| e.path == b"src/a/link").unwrap();
         assert_eq!((link.kind, link.target.as_slice(), link.size), (FileKind::Symlink, &b"../b.txt"[..], 0));
         let me = crate::account::Account::current().unwrap();

@@ -27,6 +27,10 @@
 //! sender                                  receiver
 //!   Hello ------------------------------->  (both ways; version must match)
 //!   Entries* EndOfList ------------------>  validate the whole list, plan
+//!              <------------------------- WantSums{i...}  (-c only, files
+//!   Sums{sum|none...} ------------------>   DEST has at the same size;
+//!     (hashed on every core while the       DEST's hashed meanwhile)
+//!      receiver hashes its own)
 //!              <------------- Request{i, signature, chunks}* EndOfPhase
 //!   per request: FileStart{i}             (a generator thread computes the
 //!     (Literal | Delta{len} | Copy{k,n})*  fast_rsync block signature and
@@ -42,11 +46,19 @@
 //!
 //! The list is compact (`wire`'s list format: each entry carries only the
 //! fields that differ from the previous one, names share prefixes, owner
-//! and group names go once per id). With `-c` an entry carries 16 bytes
-//! of the file's BLAKE3 hash ([`list::LIST_SUM`], 128 bits as rsync's MD5 or
-//! xxh128 sums): they decide whether a file is up to date; every file that
-//! is transferred is checked against its full 32-byte BLAKE3 hash
-//! (`FileEnd`). BLAKE3 is a cryptographic hash (rsync's xxh128 is not): a
+//! and group names go once per id). It carries no `-c` hash (protocol 6):
+//! a sum can only decide for a file DEST has at the same size, so the
+//! receiver asks for those alone (`WantSums`, at most
+//! [`wire::MAX_WANT_SUMS`] a message, one answer each) and the sender
+//! answers 16 bytes of each file's BLAKE3 hash ([`list::LIST_SUM`], 128
+//! bits as rsync's MD5 or xxh128 sums). Every other file is read once by
+//! the sender, to send it, and hashed as it is read; the 32-byte BLAKE3
+//! hash of every file that is transferred comes after its data
+//! (`FileEnd`, a trailer) and the receiver checks what it wrote against
+//! it before the file may land. Protocol 5 hashed every file for the list
+//! first, so a first copy read each source twice. A false sum can only
+//! make the receiver keep its own file or fetch one it did not need; it
+//! cannot make anything land unchecked. BLAKE3 is a cryptographic hash (rsync's xxh128 is not): a
 //! sender cannot make two contents collide in the list sum or in the
 //! whole-file check, so the receiver's check of what lands stays an
 //! integrity check against a hostile peer, not only against corruption;
@@ -75,8 +87,8 @@
 //! two local paths (`-W` is its default there: a delta saves pipe bytes,
 //! not disk work). Sender and receiver share one process, so the data does
 //! not go through the pipe at all: the sender answers `LocalCopy` and the
-//! file's hash (the listing's under `-c`, else hashed while the receiver
-//! copies); the receiver copies the source into its temp file with
+//! file's hash (the `-c` sum's when one was asked for, else hashed while
+//! the receiver copies); the receiver copies the source into its temp file with
 //! `copy_file_range` (`O_NOFOLLOW`, at most the listed size plus one byte),
 //! reads back and hashes what landed, and checks it against the sender's
 //! hash and size like any other file; a file that changed during the copy
@@ -137,11 +149,12 @@
 //! # Left for the next session
 //!
 //! - Performance against rsync: see the figures of `scripts/bench-sync`
-//!   in BENCHMARKS.md. `-c` hashes SRC (sender, while listing) and DEST's
-//!   candidates (receiver, while planning) with BLAKE3 on every core;
-//!   the sender reuses the listing's hash for a file whose inode and ctime
-//!   have not changed, so each SRC byte is hashed once, and the receiver
-//!   hashes what it receives once. BLAKE3 runs at about 4 GB/s a core
+//!   in BENCHMARKS.md. `-c` hashes only the files DEST has at the same
+//!   size, on both sides at once (`WantSums`), with BLAKE3 on every core;
+//!   the sender reuses such a hash for a file whose inode and ctime have
+//!   not changed and hashes every other file as it sends it, so each SRC
+//!   byte is read and hashed once, and the receiver hashes what it
+//!   receives once. BLAKE3 runs at about 4 GB/s a core
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
 //!   receiver holds a whole old file (up to 512 MiB) as the basis (the
 //!   generator's read for the signature, handed over: read once); a large

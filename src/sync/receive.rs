@@ -69,7 +69,8 @@ pub struct ReceiveOptions {
     pub group: bool,
     /// `-D`: create devices and special files.
     pub devices: bool,
-    /// `-c`: compare content by checksum (the list carries the sender's).
+    /// `-c`: compare content by checksum (the sender's sums, asked for the
+    /// files DEST has at the same size).
     pub checksum: bool,
     /// `--delete`: remove what the sender does not have.
     pub delete: bool,
@@ -251,6 +252,8 @@ fn unexpected(msg: &Msg, wanted: &str) -> Error {
         Msg::Hello { .. } => "greeting",
         Msg::Entries(_) => "file list entries",
         Msg::EndOfList => "end of list",
+        Msg::WantSums(_) => "a request for sums",
+        Msg::Sums(_) => "sums",
         Msg::Request { .. } => "request",
         Msg::EndOfPhase => "end of phase",
         Msg::FileStart { .. } => "file start",
@@ -495,11 +498,11 @@ impl<'a> Receiver<'a> {
 
     fn run<R: Read, W: Write + Send>(
         &mut self,
-        reader: Reader<R>,
+        mut reader: Reader<R>,
         mut writer: Writer<W>,
         itemize: &mut dyn FnMut(&Item),
     ) -> Result<()> {
-        let prepared = self.prepare();
+        let prepared = self.prepare().and_then(|()| self.settle_checksums(&mut reader, &mut writer));
         if let Err(e) = prepared {
             let _ = writer.send(&Msg::Error { message: e.to_string() });
             let _ = writer.flush();
@@ -515,7 +518,6 @@ impl<'a> Receiver<'a> {
                 itemize(&deleting(rel, *is_dir));
             }
             // Close the session: no requests in either phase.
-            let mut reader = reader;
             for m in [Msg::EndOfPhase, Msg::EndOfPhase, Msg::Done] {
                 writer.send(&m)?;
             }
@@ -614,7 +616,6 @@ impl<'a> Receiver<'a> {
             }
             self.plan.push(planned);
         }
-        self.settle_checksums();
         if dest_exists && !self.listed.contains(b".".as_slice()) {
             // Temp files of an earlier run of `dir` into DEST.
             self.scan_leftovers(self.dest.to_path_buf())?;
@@ -710,14 +711,15 @@ impl<'a> Receiver<'a> {
             }
             FileKind::File => {
                 let size = m.len() != e.size;
-                let same = match &e.checksum {
-                    // Hashed later with the other candidates, on all cores.
-                    Some(_) if self.opts.checksum && !size => {
+                let same = if self.opts.checksum {
+                    // Of the same size: settled by the sender's sum
+                    // against this file's, once every entry is planned.
+                    if !size {
                         self.to_hash.push((i, attrs, m.len(), m.mtime()));
-                        false
                     }
-                    Some(_) if self.opts.checksum => false,
-                    _ => !size && m.mtime() == e.mtime,
+                    false
+                } else {
+                    !size && m.mtime() == e.mtime
                 };
                 self.file_plan(&e, attrs, m.len(), m.mtime(), same)
             }
@@ -762,19 +764,35 @@ impl<'a> Receiver<'a> {
         }
     }
 
-    /// `-c`: hashes the DEST files of the same size as the sender's, all
-    /// at once on every core, and settles their plans.
-    fn settle_checksums(&mut self) {
+    /// `-c`: asks the sender for the sums of the files DEST has at the
+    /// same size (`WantSums`), hashes those DEST files on every core while
+    /// the sender hashes its own, and settles their plans. A file the
+    /// sender has no sum for is fetched. The answer is checked: one sum
+    /// per file asked for, nothing else (a false "same" only leaves DEST's
+    /// file as it is).
+    fn settle_checksums<R: Read, W: Write>(&mut self, reader: &mut Reader<R>, writer: &mut Writer<W>) -> Result<()> {
         let pending = std::mem::take(&mut self.to_hash);
-        let paths: Vec<PathBuf> = pending.iter().map(|&(i, ..)| self.abs(&self.entries[i].path)).collect();
-        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        let sizes: Vec<u64> = pending.iter().map(|&(_, _, len, _)| len).collect();
-        let sums = super::list::hash_files(&refs, &sizes);
-        for ((i, attrs, len, mtime), sum) in pending.into_iter().zip(sums) {
-            let e = &self.entries[i];
-            let same = matches!((&sum, &e.checksum), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
-            self.plan[i] = self.file_plan(e, attrs, len, mtime, same);
+        for batch in pending.chunks(wire::MAX_WANT_SUMS) {
+            writer.send(&Msg::WantSums(batch.iter().map(|&(i, ..)| i as u32).collect()))?;
+            writer.flush()?;
+            let paths: Vec<PathBuf> = batch.iter().map(|&(i, ..)| self.abs(&self.entries[i].path)).collect();
+            let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            let sizes: Vec<u64> = batch.iter().map(|&(_, _, len, _)| len).collect();
+            let ours = super::list::hash_files(&refs, &sizes);
+            let theirs = match reader.read()? {
+                Msg::Sums(sums) if sums.len() == batch.len() => sums,
+                Msg::Sums(sums) => {
+                    return Err(Error::usage("sync protocol violation")
+                        .because(format!("the sender answered {} sums for {} files", sums.len(), batch.len())))
+                }
+                other => return Err(unexpected(&other, "sums")),
+            };
+            for ((&(i, attrs, len, mtime), mine), theirs) in batch.iter().zip(ours).zip(theirs) {
+                let same = matches!((&mine, &theirs), (Ok((h, _)), Some(want)) if h[..want.len()] == want[..]);
+                self.plan[i] = self.file_plan(&self.entries[i], attrs, len, mtime, same);
+            }
         }
+        Ok(())
     }
 
     fn may_make(&self, e: &Entry) -> bool {
@@ -1141,7 +1159,7 @@ impl<'a> Receiver<'a> {
             let chunk: &[u8] = match reader.read()? {
                 Msg::Literal(data) => {
                     self.stats.data_bytes += data.len() as u64;
-                    out = data;
+                    reader.recycle(std::mem::replace(&mut out, data));
                     &out
                 }
                 Msg::Delta { len, delta } => {
@@ -1200,6 +1218,7 @@ impl<'a> Receiver<'a> {
                     if let Some(why) = local_failed {
                         return Ok(Some(Landed::Failed(format!("{}: {why}", e.display()))));
                     }
+                    reader.recycle(std::mem::take(&mut out));
                     if written != e.size {
                         return Err(lie(&format!("sent {written} bytes for a file of {} bytes", e.size)));
                     }

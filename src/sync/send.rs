@@ -1,6 +1,9 @@
-//! The sending side: sends the file list, then answers the receiver's
-//! requests with literal data or fast_rsync deltas, segment by segment,
-//! and a BLAKE3 hash of each whole file.
+//! The sending side: sends the file list, answers the receiver's `-c`
+//! sums (`WantSums`: only the files it has at the same size, hashed here
+//! on every core), then its requests with literal data or fast_rsync
+//! deltas, segment by segment, and a BLAKE3 hash of each whole file,
+//! taken while reading it for sending (or the sum's, when the file is
+//! still the inode it was hashed from): each file is read once.
 //!
 //! The receiver is untrusted too (in a pull, the remote side receives
 //! nothing but may ask for anything): it may only ask for regular files of
@@ -12,7 +15,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::list::{FileKind, FileList};
+use super::list::{FileKind, FileList, Stamp, LIST_SUM};
 use super::meter::Meter;
 use super::wire::{self, Msg, Reader, Writer};
 use crate::error::{Error, Result};
@@ -71,24 +74,43 @@ fn send_session<R: Read, W: Write>(
     writer.send(&Msg::EndOfList)?;
     writer.flush()?;
     let mut buf = Vec::with_capacity(wire::SEGMENT);
-    // Phase 1 may reuse the listing's hash; the redo phase (a file whose
-    // data did not match) always hashes what it sends.
+    // `-c` sums taken for `WantSums`, by list index: phase 1 reuses them
+    // for `FileEnd`; the redo phase (a file whose data did not match)
+    // always hashes what it sends.
+    let mut sums: Vec<Option<([u8; 32], Stamp)>> = vec![None; list.entries.len()];
     let mut phase = 1;
+    let refuse = |writer: &mut Writer<W>, index: u32| -> Error {
+        let err = Error::usage("sync protocol violation")
+            .because(format!("the receiver asked for file number {index}, which is no file of the list"));
+        let _ = writer.send(&Msg::Error { message: err.to_string() });
+        let _ = writer.flush();
+        err
+    };
     loop {
         match reader.read()? {
+            Msg::WantSums(indices) if phase == 1 => {
+                let is_file = |i: &u32| list.entries.get(*i as usize).is_some_and(|e| e.kind == FileKind::File);
+                if let Some(&bad) = indices.iter().find(|i| !is_file(i)) {
+                    return Err(refuse(&mut writer, bad));
+                }
+                let hashed = super::list::sums_of(list, &indices);
+                let mut answer: Vec<Option<[u8; LIST_SUM]>> = Vec::with_capacity(indices.len());
+                for (&i, h) in indices.iter().zip(hashed) {
+                    answer.push(h.map(|(full, _)| full[..LIST_SUM].try_into().unwrap()));
+                    sums[i as usize] = h;
+                }
+                writer.send(&Msg::Sums(answer))?;
+                writer.flush()?;
+            }
             Msg::Request { index, signature, chunks } => {
                 let ok = list.entries.get(index as usize).is_some_and(|e| e.kind == FileKind::File);
                 if !ok {
-                    let err = Error::usage("sync protocol violation")
-                        .because(format!("the receiver asked for file number {index}, which is no file of the list"));
-                    let _ = writer.send(&Msg::Error { message: err.to_string() });
-                    let _ = writer.flush();
-                    return Err(err);
+                    return Err(refuse(&mut writer, index));
                 }
                 let answered = if local && phase == 1 && signature.is_empty() {
-                    answer_local(list, index, &mut writer, &mut buf, &mut stats)
+                    answer_local(list, &sums, index, &mut writer, &mut buf, &mut stats)
                 } else {
-                    answer(list, index, &signature, &chunks, phase == 1, &mut writer, &mut buf, &mut stats, meter)
+                    answer(list, &sums, index, &signature, &chunks, phase == 1, &mut writer, &mut buf, &mut stats, meter)
                 };
                 if let Err(err) = answered {
                     let _ = writer.send(&Msg::Error { message: err.to_string() });
@@ -126,20 +148,22 @@ fn parse_signature(sig: Vec<u8>) -> Result<fast_rsync::Signature> {
 }
 
 /// Opens the listed file `index` (never through a symlink) and returns it
-/// with its listed `-c` hash when that may be reused: the listed hash
+/// with its `-c` hash (`sums`) when that may be reused: the hash
 /// stands for this file only while it is the same inode with the same
 /// ctime (any write since moves ctime; should a write slip within one
 /// timestamp tick, the receiver's check fails and the redo phase hashes
 /// what it sends). The error is the reason, for a `FileError`.
-fn open_listed(list: &FileList, index: u32, source: &Path, reuse_sum: bool) -> std::result::Result<(File, Option<[u8; 32]>), String> {
+type Sums = [Option<([u8; 32], Stamp)>];
+
+fn open_listed(sums: &Sums, index: u32, source: &Path, reuse_sum: bool) -> std::result::Result<(File, Option<[u8; 32]>), String> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(source)
         .map_err(|err| format!("cannot open: {err}"))?;
     let known = match file.metadata() {
-        Ok(m) if m.is_file() => match list.sums.get(index as usize) {
-            Some(Some((sum, stamp))) if reuse_sum && *stamp == super::list::Stamp::of(&m) => Some(*sum),
+        Ok(m) if m.is_file() => match sums.get(index as usize) {
+            Some(Some((sum, stamp))) if reuse_sum && *stamp == Stamp::of(&m) => Some(*sum),
             _ => None,
         },
         Ok(_) => return Err("is no longer a regular file".into()),
@@ -149,10 +173,11 @@ fn open_listed(list: &FileList, index: u32, source: &Path, reuse_sum: bool) -> s
 }
 
 /// Answers a whole-file request in a local session: `LocalCopy`, then the
-/// file's hash: the listing's (`-c`, same inode and ctime) or one taken
+/// file's hash: the `-c` sum's (same inode and ctime) or one taken
 /// now, while the receiver copies (it compares what landed with it).
 fn answer_local<W: Write>(
     list: &FileList,
+    sums: &Sums,
     index: u32,
     writer: &mut Writer<W>,
     buf: &mut Vec<u8>,
@@ -165,7 +190,7 @@ fn answer_local<W: Write>(
         stats.errors.push(format!("{}: {why}", e.display()));
         writer.send(&Msg::FileError { index, message: why })
     };
-    let (mut file, known) = match open_listed(list, index, source, true) {
+    let (mut file, known) = match open_listed(sums, index, source, true) {
         Ok(opened) => opened,
         Err(why) => return fail(writer, stats, why),
     };
@@ -177,7 +202,7 @@ fn answer_local<W: Write>(
             writer.flush()?;
             let mut hasher = blake3::Hasher::new();
             let mut left = e.size;
-            buf.resize(wire::SEGMENT, 0);
+            buf.resize(wire::WHOLE_SEGMENT, 0);
             while left > 0 {
                 let want = left.min(buf.len() as u64) as usize;
                 match file.read(&mut buf[..want]) {
@@ -242,6 +267,7 @@ fn parallelism() -> usize {
 #[allow(clippy::too_many_arguments)]
 fn answer<W: Write>(
     list: &FileList,
+    sums: &Sums,
     index: u32,
     signature: &[u8],
     chunks: &[u8],
@@ -266,7 +292,7 @@ fn answer<W: Write>(
     let segment = match (block, chunk) {
         (_, Some(c)) => (wire::SEGMENT / c).max(1) * c,
         (Some(b), None) => (wire::SEGMENT / b as usize).max(1) * b as usize,
-        _ => wire::SEGMENT,
+        _ => wire::WHOLE_SEGMENT,
     };
     let basis_sums: Vec<&[u8]> = chunks.chunks(wire::CHUNK_SUM).collect();
     writer.send(&Msg::FileStart { index })?;
@@ -274,7 +300,7 @@ fn answer<W: Write>(
         stats.errors.push(format!("{}: {why}", e.display()));
         writer.send(&Msg::FileError { index, message: why })
     };
-    let (mut file, known) = match open_listed(list, index, source, reuse_sum) {
+    let (mut file, known) = match open_listed(sums, index, source, reuse_sum) {
         Ok(opened) => opened,
         Err(why) => return fail(writer, stats, why),
     };

@@ -360,7 +360,6 @@ fn entry(path: &[u8], kind: FileKind, size: u64) -> Entry {
         group: Vec::new(),
         target: if kind == FileKind::Symlink { b"x".to_vec() } else { Vec::new() },
         rdev: 0,
-        checksum: None,
     }
 }
 
@@ -481,6 +480,68 @@ fn a_sender_lying_about_size_is_refused_and_the_file_stays_old() {
     let after = snapshot(&dest);
     assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
     assert_eq!(after[b"d/f".as_slice()], before[b"d/f".as_slice()]);
+}
+
+/// `-c` against a scripted sender: the receiver asks sums for `d/f` only
+/// (DEST has it at the same size), and `sums` answers.
+fn hostile_sums(dest: &Path, sums: Answer) -> Result<ReceiveStats> {
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 3)];
+    let recv = ReceiveOptions { checksum: true, ..archive().1 };
+    hostile_with(dest, entries, sums, recv)
+}
+
+/// Reads the receiver's `WantSums`, which must ask for `d/f` alone.
+fn want_sums(r: &mut Reader<std::io::PipeReader>) -> Result<()> {
+    match r.read()? {
+        Msg::WantSums(indices) if indices == [1] => Ok(()),
+        other => Err(crate::error::Error::problem(format!("expected sums asked for [1], got {other:?}"))),
+    }
+}
+
+#[test]
+fn sums_that_do_not_answer_the_question_are_refused() {
+    let s = Scratch::new("hostile-sums");
+    let dest = hostile_dest(&s);
+    let before = snapshot(&dest);
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::Sums(vec![None, None]))?;
+        w.flush()
+    });
+    assert_refused(result, "answered 2 sums for 1 files");
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::FileStart { index: 1 })?;
+        w.flush()
+    });
+    assert_refused(result, "expected sums, got file start");
+    assert_eq!(snapshot(&dest), before);
+}
+
+#[test]
+fn under_checksum_data_that_does_not_match_its_trailer_hash_is_refused() {
+    let s = Scratch::new("hostile-sums-hash");
+    let dest = hostile_dest(&s);
+    let before = snapshot(&dest);
+    // The sum says the file differs; the data then lies about its hash.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::Sums(vec![Some([7; super::list::LIST_SUM])]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, hash: [0; 32] }])
+    });
+    assert_refused(result, "does not match the sender's BLAKE3 hash, twice");
+    assert_eq!(snapshot(&dest)[b"d/f".as_slice()], before[b"d/f".as_slice()]);
+    // A sum that claims DEST's content asks for nothing: the file stays.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::Sums(vec![Some(blake3::hash(b"old").as_bytes()[..16].try_into().unwrap())]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::FileError { index, message: "asked".into() }])
+    });
+    let stats = result.unwrap();
+    assert_eq!((stats.transferred, stats.errors.len()), (0, 0), "{:?}", stats.errors);
+    assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"old");
 }
 
 #[test]
@@ -607,6 +668,11 @@ fn a_receiver_may_only_ask_for_files_of_the_list_with_sane_signatures() {
     assert!(format!("{err}").contains("no file of the list"), "{err}");
     let err = against_sender(&s.join("src"), Msg::Request { index: 99, signature: vec![], chunks: vec![] }).unwrap_err();
     assert!(format!("{err}").contains("no file of the list"), "{err}");
+    // Sums only of files of the list (0 is the directory).
+    let err = against_sender(&s.join("src"), Msg::WantSums(vec![0])).unwrap_err();
+    assert!(format!("{err}").contains("file number 0, which is no file of the list"), "{err}");
+    let err = against_sender(&s.join("src"), Msg::WantSums(vec![1, 99])).unwrap_err();
+    assert!(format!("{err}").contains("file number 99"), "{err}");
     // A block size of 0 would make fast_rsync's diff loop for ever.
     let mut sig = fast_rsync::Signature::calculate(b"abc", fast_rsync::SignatureOptions { block_size: 8, crypto_hash_size: 8 })
         .into_serialized();
