@@ -20,6 +20,7 @@
 //!    created first and the dump loaded the same way. Any failure puts the
 //!    previous state back: the old state or the new one, never a mix.
 
+pub mod fresh;
 pub mod preload;
 pub mod stage;
 
@@ -84,6 +85,8 @@ pub struct Plan {
     pub address_warning: Option<String>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
+    /// On what may be a fresh host: the cluster made while decrypting.
+    cluster: Option<fresh::Speculation>,
     staged_confdir: PathBuf,
     dump: PathBuf,
 }
@@ -116,6 +119,15 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let staging_parent = staging_parent(options)?;
     sweep_stagings(&staging_parent);
     let staging = StagingDir::create(staging_parent.join(format!("{STAGING_PREFIX}{}", std::process::id())))?;
+    // What may be a fresh host (no instance, or no cluster, where the
+    // restore goes, as far as known before the archive is read): the new
+    // cluster is made in the staging area meanwhile (`fresh`; nothing of
+    // the backup is involved).
+    let no_cluster = match Layout::new(options.confdir.as_deref()).and_then(|l| l.load()) {
+        Err(_) => true,
+        Ok(inst) => Cluster::for_instance(&inst).is_ok_and(|c| !c.exists()),
+    };
+    let cluster = if no_cluster { fresh::Speculation::start(&staging.0, options.service_user.as_deref()) } else { None };
     let gnupg_home = match &options.secret_key {
         Some(key) => Some(staging.import_secret_key(key)?),
         None => None,
@@ -190,6 +202,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         address_warning,
         dump: root.join(dump_member),
         staged_confdir,
+        cluster,
         _staging: staging,
     })
 }
@@ -225,15 +238,26 @@ fn sweep_stagings(parent: &Path) {
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)).filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else { continue };
+        // `.kt-restore-<pid>.db`: the cluster a killed fresh-host restore
+        // was loading (`fresh`), its server perhaps still running.
+        let (digits, cluster) = match rest.strip_suffix(fresh::SUFFIX) {
+            Some(digits) => (digits, true),
+            None => (rest, false),
+        };
+        let Some(pid) = Some(digits).filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
-        if !meta.is_dir() || meta.uid() != me || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        if !meta.is_dir() || (meta.uid() != me && !cluster) || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        // Its Drop stops a GnuPG agent left running there, then removes it.
-        drop(StagingDir(entry.path()));
+        if cluster {
+            fresh::sweep(&entry.path());
+        } else {
+            // Its Drop stops a GnuPG agent left running there, then removes it.
+            drop(StagingDir(entry.path()));
+        }
     }
 }
 
@@ -288,8 +312,9 @@ struct Changed {
 /// reverse order, whatever fails on the way, and the error lists each
 /// step undone and each one that could not be (DESIGN.md, "Trust before
 /// action").
-pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
+pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
     let target = plan.target.clone();
+    let speculation = plan.cluster.take();
     // On an HA active whose passive is gone, with synchronous replication
     // on, every write of the restore would wait without end: refused
     // before anything changes (exit 3).
@@ -332,6 +357,28 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         .clone()
         .or_else(|| staged_config.string(config::SERVICE_USER).ok().map(str::to_string))
         .unwrap_or_else(|| "keytrustee".into());
+    // On a fresh host, the cluster made while decrypting is loaded now, in
+    // the staging area: a dump that does not load leaves nothing in place.
+    let loaded = match (preloaded, speculation.and_then(|s| s.take())) {
+        (Some(p), _) => Loaded::Scratch(p),
+        (None, Some(mut staged)) => match fresh_target(&plan, &target, &service_name, &staged)? {
+            Some((port, password)) => {
+                fresh::load(&mut staged, port, &password, &plan.dump, |report| check_rows(&plan, report), progress).map_err(|e| {
+                    let mut told = Error::new(e.kind(), "the dump does not load (tried in the new cluster, in the staging area): nothing was changed").because(e.message());
+                    for cause in e.causes() {
+                        told = told.because(cause);
+                    }
+                    match e.hint() {
+                        Some(hint) => told.with_hint(hint),
+                        None => told,
+                    }
+                })?;
+                Loaded::Staged(staged)
+            }
+            None => Loaded::Not,
+        },
+        (None, None) => Loaded::Not,
+    };
 
     let mut journal = Journal::new();
     let created_home = fsutil::create_dirs(&target.home, 0o755)?;
@@ -351,7 +398,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         if created_home.last() == Some(&target.home) {
             account.chown(&target.home)?;
         }
-        change(&plan, preloaded, &target, &account, &safety_dir, &mut journal, progress)
+        change(&plan, loaded, &target, &account, &safety_dir, &mut journal, progress)
     });
     match result {
         Ok(changed) => {
@@ -447,7 +494,7 @@ fn remove_dir_if_empty(dir: &Path) -> Result<()> {
 /// confdir is back.
 fn change(
     plan: &Plan,
-    preloaded: Option<preload::Preloaded>,
+    loaded: Loaded,
     target: &Layout,
     account: &Account,
     safety_dir: &Path,
@@ -471,7 +518,7 @@ fn change(
         if let Ok(cl) = Cluster::for_instance(inst) {
             if cl.exists() {
                 let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
-                if let Some(p) = &preloaded {
+                if let Loaded::Scratch(p) = &loaded {
                     // Dropped by the preload itself when the restore ends
                     // before the swap, unless the password was switched
                     // under it; this step drops it (and its loading role)
@@ -503,7 +550,7 @@ fn change(
     }
     let was_active = existing.as_ref().is_some_and(|i| i.settings.ha_role == Some(crate::settings::HaRole::Active));
     let old_peer = existing.as_ref().and_then(|i| i.settings.ha_peer.clone());
-    let renamed_db = put_in_place(plan, preloaded, target, account, old_password, journal, progress)?;
+    let renamed_db = put_in_place(plan, loaded, target, account, old_password, journal, progress)?;
     mark_reinit_needed(target, account, was_active, old_peer, journal)?;
     // The server's restart is part of the change: a restored instance whose
     // server does not start is a failed restore, not a success with a
@@ -541,7 +588,7 @@ fn mark_reinit_needed(target: &Layout, account: &Account, was_active: bool, old_
 
 fn put_in_place(
     plan: &Plan,
-    preloaded: Option<preload::Preloaded>,
+    loaded: Loaded,
     target: &Layout,
     account: &Account,
     old_password: Option<Password>,
@@ -577,7 +624,31 @@ fn put_in_place(
     let mut cl = Cluster::for_instance(&inst)?;
     cl.account = account.clone();
     let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
-    if !cl.exists() {
+    if let Loaded::Staged(staged) = &loaded {
+        // The loaded cluster from the staging area, in one rename; undone
+        // like a cluster created here (stopped and removed).
+        progress.step(&format!("putting the loaded database cluster in place at {}", cl.data_dir.display()));
+        if cl.exists() || cl.data_dir.exists() {
+            return Err(Error::env(format!("{} exists: not touching it", cl.data_dir.display())));
+        }
+        let created = fsutil::create_dirs(fsutil::parent_dir(&cl.data_dir), 0o700)?;
+        for dir in &created {
+            account.chown(dir)?;
+        }
+        staged.move_to(&cl.data_dir)?;
+        {
+            let (cl, outermost) = (cl.clone(), created.first().cloned().unwrap_or_else(|| cl.data_dir.clone()));
+            journal.record(format!("put the loaded database cluster in place at {}", cl.data_dir.display()), move || {
+                if cl.exists() {
+                    cl.stop()?;
+                }
+                std::fs::remove_dir_all(&outermost).map_err(|e| Error::env(format!("cannot remove {}", outermost.display())).because_err(&e))
+            });
+        }
+        for dir in fsutil::create_dirs(&inst.layout.log_dir(), 0o700)? {
+            account.chown(&dir)?;
+        }
+    } else if !cl.exists() {
         progress.step(&format!("creating the database cluster in {}", cl.data_dir.display()));
         if cl.data_dir.exists() && std::fs::read_dir(&cl.data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
             return Err(Error::env(format!("{} exists but holds no cluster: not touching it", cl.data_dir.display())));
@@ -643,12 +714,16 @@ fn put_in_place(
     };
     // The preload checked that the restored configuration names this
     // cluster; should that have changed since, there is no dump to load.
-    if preloaded.as_ref().is_some_and(|p| p.scratch.cluster().data_dir != cl.data_dir || p.scratch.cluster().port != cl.port) {
-        return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
+    if let Loaded::Scratch(p) = &loaded {
+        if p.scratch.cluster().data_dir != cl.data_dir || p.scratch.cluster().port != cl.port {
+            return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
+        }
     }
-    let preloaded = match preloaded {
-        Some(p) => p,
-        None => {
+    let preloaded = match loaded {
+        Loaded::Scratch(p) => p,
+        // Loaded, checked and named in the staging area already.
+        Loaded::Staged(_) => return finish_database(plan, &cl, &password, &inst, None),
+        Loaded::Not => {
             progress.step("loading the dump");
             let p = preload::load(&cl, &password, &plan.dump, progress)?;
             check_rows(plan, &p.report)?;
@@ -671,13 +746,78 @@ fn put_in_place(
     let scratch = preloaded.scratch.name.clone();
     preloaded.scratch.adopt_as(&mut admin, DB_NAME)?;
     journal.record(format!("renamed the loaded database {scratch} to {DB_NAME}"), drop_new);
-    let mut db = cl.connect(&password, DB_NAME)?;
+    finish_database(plan, &cl, &password, &inst, renamed_db)
+}
+
+/// The restored database in place: kt's migrations, and the restored key
+/// against the backup's.
+fn finish_database(
+    plan: &Plan,
+    cl: &Cluster,
+    password: &Password,
+    inst: &Instance,
+    renamed_db: Option<(Cluster, Password, String)>,
+) -> Result<Option<(Cluster, Password, String)>> {
+    let mut db = cl.connect(password, DB_NAME)?;
     schema::migrate(&mut db)?;
     let key = crate::pgp::load_public_key(&inst.layout.pubring())?;
     if crate::pgp::wire_fingerprint(&key) != plan.fingerprint {
         return Err(Error::env("the restored key does not match the backup's"));
     }
     Ok(renamed_db)
+}
+
+/// Where the dump is loaded.
+enum Loaded {
+    /// Into a scratch database of the live cluster, before anything changed.
+    Scratch(preload::Preloaded),
+    /// Into the new cluster in the staging area (a fresh host), which is
+    /// moved into place.
+    Staged(fresh::StagedCluster),
+    /// Not yet: into the cluster in place, once it is there.
+    Not,
+}
+
+/// Whether the cluster staged while decrypting can become the restored
+/// instance's: a fresh host (no instance at the target, or one whose
+/// cluster is gone), the restored data
+/// directory absent, on the staging area's file system, run by the same
+/// account. Gives the restored database port and password then.
+fn fresh_target(plan: &Plan, target: &Layout, service_name: &str, staged: &fresh::StagedCluster) -> Result<Option<(u16, Password)>> {
+    if let Ok(inst) = target.clone().load() {
+        if Cluster::for_instance(&inst).map_or(true, |c| c.exists()) {
+            return Ok(None);
+        }
+    }
+    let restored = Instance::new(target.clone(), crate::hostconf::load_merged(&plan.staged_confdir)?)?;
+    let data_dir = restored.pg_rootdir()?;
+    if data_dir.exists() || std::fs::symlink_metadata(&data_dir).is_ok() {
+        return Ok(None);
+    }
+    let account_uid = if crate::account::is_root() {
+        match Account::lookup(service_name)? {
+            Some(a) => a.uid,
+            None => return Ok(None),
+        }
+    } else {
+        Account::current()?.uid
+    };
+    if account_uid != staged.account().uid {
+        return Ok(None);
+    }
+    let mut ancestor = fsutil::parent_dir(&data_dir);
+    while !ancestor.is_dir() {
+        match ancestor.parent() {
+            Some(p) => ancestor = p,
+            None => return Ok(None),
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(ancestor).map(|m| m.dev()).ok() != staged.device() {
+        return Ok(None);
+    }
+    let password = Password::read(&plan.staged_confdir.join(crate::instance::PGPASS), DB_USER)?;
+    Ok(Some((restored.db_port()?, password)))
 }
 
 /// The rows the load put into each table, as the server counted them
