@@ -4,9 +4,10 @@
 //! cluster is moved into place.
 //!
 //! Why: on a fresh host initdb, the first start and the load are on the
-//! critical path of the recovery. initdb runs nothing of the backup (it
-//! gets a password of kt's own, switched to the restored one at the end),
-//! so it can run while GnuPG decrypts. The load follows the live path's
+//! critical path of the recovery. initdb and the start run nothing of the
+//! backup (the cluster gets a password of kt's own, switched to the
+//! restored one at the end, and any free port: it serves only the load),
+//! so they run while GnuPG decrypts. The load follows the live path's
 //! trust rule exactly: no SQL of the backup runs before GnuPG's verdict,
 //! the manifest, its signature, the identity check and the confirmation,
 //! and then only in a scratch database loaded by a role without superuser
@@ -40,10 +41,13 @@ use crate::storage::{roles, Cluster, State};
 /// `.kt-restore-<pid>` + this.
 pub const SUFFIX: &str = ".db";
 
-/// Settings of the staged cluster while it loads (none survives the move).
+/// Settings of the staged cluster while it loads (none survives the move):
+/// no flushes and no checkpoint during the load; at the clean shutdown the
+/// WAL of the load is removed, not recycled, so neither the flush before
+/// the move nor the restored cluster carry gigabytes of spent segments.
 const LOAD_SETTINGS: &str = "\n# kt restore: loading in the staging area (removed before the move)\n\
     fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nwal_level = minimal\nmax_wal_senders = 0\n\
-    max_wal_size = '64GB'\ncheckpoint_timeout = '1d'\nautovacuum = off\n";
+    max_wal_size = '64GB'\ncheckpoint_timeout = '1d'\nwal_recycle = off\nautovacuum = off\n";
 
 /// A cluster made in the staging area (`<dir>/data`, its log beside it),
 /// owned by the service account, with a password of kt's own for the
@@ -55,7 +59,10 @@ pub struct StagedCluster {
     password: Password,
     /// `postgresql.auto.conf` as initdb wrote it.
     auto_conf: Vec<u8>,
+    /// A start was tried (the Drop stops what may run).
     started: bool,
+    /// The server runs, on `cluster.port`.
+    running: bool,
 }
 
 impl StagedCluster {
@@ -66,7 +73,7 @@ impl StagedCluster {
         account.chown(&dir)?;
         let data_dir = dir.join("data");
         let cluster = Cluster { data_dir: data_dir.clone(), port: 0, log_file: dir.join("postgres.log"), account: account.clone(), bindir };
-        let mut staged = StagedCluster { dir, cluster, password: Password::generate(), auto_conf: Vec::new(), started: false };
+        let mut staged = StagedCluster { dir, cluster, password: Password::generate(), auto_conf: Vec::new(), started: false, running: false };
         std::fs::create_dir(&data_dir).map_err(|e| Error::env(format!("cannot create {}", data_dir.display())).because_err(&e))?;
         fsutil::set_mode(&data_dir, 0o700)?;
         account.chown(&data_dir)?;
@@ -93,7 +100,18 @@ impl StagedCluster {
         self.cluster.port = port;
         self.started = true;
         self.cluster.start()?;
+        self.running = true;
         Ok(self.cluster.clone())
+    }
+
+    /// Starts the cluster on a free port of 127.0.0.1 (any will do: it
+    /// serves only this restore's load), best effort: when this fails,
+    /// [`load`] starts it later.
+    fn start_early(&mut self) {
+        let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).map(|a| a.port());
+        if let Ok(port) = port {
+            let _ = self.start(port);
+        }
     }
 
     /// Stops the cluster, puts initdb's `postgresql.auto.conf` back and
@@ -101,6 +119,7 @@ impl StagedCluster {
     fn stop_and_sync(&mut self) -> Result<()> {
         self.cluster.stop()?;
         self.started = false;
+        self.running = false;
         fsutil::write_atomic(&self.cluster.data_dir.join("postgresql.auto.conf"), &self.auto_conf, 0o600, Some(&self.cluster.account))?;
         syncfs(&self.cluster.data_dir)
     }
@@ -156,7 +175,14 @@ impl Speculation {
             return None;
         }
         let dir = PathBuf::from(format!("{}{SUFFIX}", staging.display()));
-        let handle = std::thread::Builder::new().name("initdb".into()).spawn(move || StagedCluster::create(dir, account)).ok()?;
+        let handle = std::thread::Builder::new()
+            .name("initdb".into())
+            .spawn(move || {
+                let mut staged = StagedCluster::create(dir, account)?;
+                staged.start_early();
+                Ok(staged)
+            })
+            .ok()?;
         Some(Speculation(Some(handle)))
     }
 
@@ -176,7 +202,8 @@ impl Drop for Speculation {
 }
 
 /// Loads the dump into a scratch database of the staged cluster (started
-/// on `port`, the restored instance's), checks it with `check`, renames it
+/// while decrypting, else now on `port`, the restored instance's), checks
+/// it with `check`, renames it
 /// to the instance's database, switches the database user's password to
 /// the restored one (`password`), and stops the cluster, flushed: ready to
 /// be moved into place.
@@ -188,7 +215,7 @@ pub fn load(
     check: impl FnOnce(&LoadReport) -> Result<()>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let cl = staged.start(port)?;
+    let cl = if staged.running { staged.cluster.clone() } else { staged.start(port)? };
     progress.step("loading the dump into a scratch database of the new cluster (in the staging area)");
     let loaded = super::preload::load(&cl, &staged.password, dump, progress)?;
     check(&loaded.report)?;
