@@ -236,7 +236,8 @@ pub fn sweep(dir: &Path) {
         let _ = std::fs::remove_dir_all(dir);
         return;
     };
-    let account = Account::lookup_uid(meta.uid());
+    // Only a real directory of an ordinary account is a cluster kt staged.
+    let account = Account::lookup_uid(meta.uid()).filter(|a| a.uid != 0 && meta.is_dir());
     if let (Some(account), Ok(bindir)) = (account, find_bindir()) {
         let mut cl = Cluster { data_dir, port: 0, log_file: dir.join("postgres.log"), account, bindir };
         if let Ok(State::Running { port, .. }) = cl.state() {
