@@ -4,14 +4,24 @@ use kt::backup::{self, list, BackupOptions};
 use kt::instance::Layout;
 
 use crate::cli::{BackupArgs, BackupCommand, GlobalArgs};
+use crate::jobmetrics::Tally;
 use crate::printer::Printer;
 use crate::progress::TerminalProgress;
 use crate::{CommandResult, Status};
 
-pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandResult {
-    if let Some(BackupCommand::List { output, json }) = args.command {
+pub fn run(global: &GlobalArgs, mut args: BackupArgs, printer: &Printer) -> CommandResult {
+    if let Some(BackupCommand::List { output, json }) = args.command.take() {
         return list_backups(global, output, json, printer);
     }
+    let metrics_file = args.metrics_file.take();
+    let started = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let result = backup_once(global, args, printer, &mut tally);
+    crate::jobmetrics::write(printer, metrics_file.as_deref(), "backup", started, &result, tally);
+    result
+}
+
+fn backup_once(global: &GlobalArgs, args: BackupArgs, printer: &Printer, tally: &mut Tally) -> CommandResult {
     let options = BackupOptions {
         output: args.output,
         recipients: args.recipients,
@@ -44,6 +54,8 @@ pub fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> CommandR
     let progress = TerminalProgress::new(printer);
     let report = backup::backup(&instance, &options, &recipients, &progress)?;
     progress.done();
+    tally.bytes = report.size;
+    tally.rows = report.row_counts.clone();
     for path in &report.stale_temps_removed {
         printer.info(format!("kt: removed {} left by an interrupted backup", path.display()));
     }

@@ -139,8 +139,54 @@ pub struct InitArgs {
     pub database_port: u16,
 
     /// The PostgreSQL data directory. Defaults to <home>/db.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "external_db")]
     pub pg_rootdir: Option<PathBuf>,
+
+    /// Keep the database on an existing PostgreSQL server instead of a
+    /// cluster of the instance's own.
+    ///
+    /// kt creates its schema there (the role needs no superuser rights:
+    /// CONNECT on the database and CREATE on the schema public, or
+    /// ownership of the database) and never initdb's, starts or stops that
+    /// server. The database must hold no tables yet. Needs --db-host and
+    /// --db-password-file.
+    #[arg(long, requires_all = ["db_host", "db_password_file"], help_heading = "External database")]
+    pub external_db: bool,
+
+    /// The external database server's host name or address.
+    #[arg(long, value_name = "HOST", requires = "external_db", help_heading = "External database")]
+    pub db_host: Option<String>,
+
+    /// The external database server's port.
+    #[arg(long, value_name = "PORT", default_value_t = 5432, value_parser = clap::value_parser!(u16).range(1..), help_heading = "External database")]
+    pub db_port: u16,
+
+    /// The database kt uses on the external server.
+    #[arg(long, value_name = "NAME", default_value = "keytrustee", help_heading = "External database")]
+    pub db_name: String,
+
+    /// The role kt logs in as (no superuser).
+    #[arg(long, value_name = "ROLE", default_value = "keytrustee", help_heading = "External database")]
+    pub db_user: String,
+
+    /// How the connection is protected, with libpq's meanings.
+    ///
+    /// verify-ca and verify-full check the server's certificate against
+    /// --db-sslrootcert (verify-full also its host name); require
+    /// encrypts, checking the certificate when a CA file is given.
+    #[arg(long, value_name = "MODE", default_value = "verify-full", value_parser = kt::settings::SslMode::NAMES, help_heading = "External database")]
+    pub db_sslmode: String,
+
+    /// The CA certificate(s) of the database server's certificate (PEM);
+    /// copied into the confdir.
+    #[arg(long, value_name = "FILE", requires = "external_db", help_heading = "External database")]
+    pub db_sslrootcert: Option<PathBuf>,
+
+    /// A file whose first line is the role's password; - reads standard
+    /// input. Stored in the confdir's .pgpass (0600), never in argv or the
+    /// configuration.
+    #[arg(long, value_name = "FILE", requires = "external_db", help_heading = "External database")]
+    pub db_password_file: Option<PathBuf>,
 
     /// The account PostgreSQL runs as when kt runs as root.
     ///
@@ -184,11 +230,14 @@ pub enum DbCommand {
     Start(DbStartArgs),
     /// Stop the database (fast shutdown) and wait until it is down.
     ///
-    /// Stopping a stopped database is not an error.
+    /// Stopping a stopped database is not an error. On an instance whose
+    /// database is external (kt init --external-db), start and stop refuse
+    /// with exit 2: kt does not run that server.
     Stop(DbStopArgs),
     /// Show whether the database runs, with its pid, port and data directory.
     ///
-    /// Exits 1 when the database is stopped.
+    /// Exits 1 when the database is stopped. For an external database:
+    /// where it is, whether it answers kt, and the session's TLS version.
     Status(DbStatusArgs),
 }
 
@@ -274,6 +323,23 @@ pub enum OrgCommand {
         /// -c means contacts here, as in keytrustee-orgtool: give the
         /// confdir as --confdir (or before `org`: kt -c DIR org add ...).
         #[arg(short, long, value_name = "ADDRESSES", default_value = "")]
+        contacts: String,
+        /// The instance's configuration directory (long form only here).
+        #[arg(long, env = "KT_CONFDIR", hide_env_values = true, value_name = "DIR")]
+        confdir: Option<PathBuf>,
+    },
+    /// Mail contacts of an organization a new registration link (theirs
+    /// expired, was used, or never arrived); their older unused links stop
+    /// working.
+    Invite {
+        /// The organization's name.
+        #[arg(short, long)]
+        name: String,
+        /// Contact addresses of the organization, separated by commas.
+        ///
+        /// -c means contacts here, as in `kt org add`: give the confdir as
+        /// --confdir (or before `org`: kt -c DIR org invite ...).
+        #[arg(short, long, value_name = "ADDRESSES")]
         contacts: String,
         /// The instance's configuration directory (long form only here).
         #[arg(long, env = "KT_CONFDIR", hide_env_values = true, value_name = "DIR")]
@@ -468,6 +534,13 @@ pub struct BackupArgs {
     /// Connect to the database on this port instead of DB_PORT.
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub database_port: Option<u16>,
+
+    /// Also write the run's result (success, duration, bytes, rows) to
+    /// this file in the Prometheus text format, for node-exporter's
+    /// textfile collector (name it *.prom in its directory); written
+    /// atomically, after a failed run too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,6 +702,12 @@ pub struct RestoreArgs {
     /// The account PostgreSQL runs as when root (default: the backup's SERVICE_USER).
     #[arg(long, value_name = "USER")]
     pub service_user: Option<String>,
+    /// Also write the restore's result (success, duration, bytes read,
+    /// rows) to this file in the Prometheus text format, for
+    /// node-exporter's textfile collector; written atomically, after a
+    /// failed restore too (not with --dry-run).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Generate, replace, show and check the server's TLS certificate.

@@ -10,6 +10,12 @@ use crate::{CommandResult, Status};
 
 pub fn run(global: &GlobalArgs, command: DbCommand, printer: &Printer) -> CommandResult {
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
+    if instance.settings.external_db.is_some() {
+        return match command {
+            DbCommand::Status(args) => external_status(&instance, args, printer),
+            _ => Err(kt::storage::cluster::external_refusal(&instance).into()),
+        };
+    }
     let cluster = Cluster::for_instance(&instance)?;
     match command {
         DbCommand::Start(args) => {
@@ -108,8 +114,7 @@ fn upgrade_schema(instance: &kt::instance::Instance, cluster: &Cluster, printer:
     {
         return Ok(());
     }
-    let password = kt::storage::pgpass::Password::read(&instance.layout.pgpass(), kt::instance::DB_USER)?;
-    let mut db = cluster.connect(&password, kt::instance::DB_NAME)?;
+    let mut db = kt::storage::endpoint::connect_instance(instance, "kt")?;
     if let Some(last) = kt::storage::schema::upgrade(&mut db)?.last() {
         printer.info(format!("kt: brought the database schema up to version {last}"));
     }
@@ -184,4 +189,40 @@ fn status(cluster: &Cluster, args: DbStatusArgs, printer: &Printer) -> CommandRe
         }
     }
     Ok(if pid.is_some() { Status::Success } else { Status::Problem })
+}
+
+/// `kt db status` on an instance whose database is external: where it is,
+/// whether it answers kt (with TLS or not). Exit 1 when it does not answer,
+/// like a stopped local cluster.
+fn external_status(instance: &kt::instance::Instance, args: DbStatusArgs, printer: &Printer) -> CommandResult {
+    let endpoint = kt::storage::endpoint::Endpoint::for_instance(instance);
+    let answer = kt::storage::endpoint::connect_instance(instance, "kt")
+        .and_then(|mut db| kt::storage::endpoint::tls_in_use(&mut db));
+    let (state, tls, problem) = match &answer {
+        Ok(tls) => ("answering", tls.clone(), None),
+        Err(e) => ("not answering", None, Some(e.to_string())),
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "mode": "external",
+            "state": state,
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "database": endpoint.dbname,
+            "user": endpoint.user,
+            "sslmode": endpoint.sslmode.name(),
+            "tls": tls,
+            "note": problem,
+        });
+        printer.data(value.to_string())?;
+    } else {
+        printer.data(format!("database: {}", endpoint.describe()))?;
+        printer.data(format!("state:    {state}"))?;
+        printer.data(format!("user:     {}", endpoint.user))?;
+        printer.data(format!("tls:      {} (sslmode {})", tls.as_deref().unwrap_or("none"), endpoint.sslmode.name()))?;
+        if let Some(problem) = problem {
+            printer.warn(problem);
+        }
+    }
+    Ok(if answer.is_ok() { Status::Success } else { Status::Problem })
 }

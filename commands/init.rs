@@ -14,6 +14,20 @@ pub fn run(global: &GlobalArgs, args: InitArgs, printer: &Printer) -> CommandRes
         Some(name) => name,
         None => kt::hostname::fqdn()?,
     };
+    let external = match (args.external_db, args.db_host) {
+        (true, Some(host)) => Some(kt::init_external::ExternalInit {
+            db: kt::settings::ExternalDb {
+                host,
+                name: args.db_name,
+                user: args.db_user,
+                sslmode: kt::settings::SslMode::parse(&args.db_sslmode).expect("clap checked the name"),
+                sslrootcert: args.db_sslrootcert.map(|p| kt::fsutil::absolute(&p)).transpose()?,
+            },
+            port: args.db_port,
+            password: kt::init_external::read_password(args.db_password_file.as_deref().expect("clap requires it"))?,
+        }),
+        _ => None,
+    };
     let options = InitOptions {
         layout,
         hostname,
@@ -27,13 +41,14 @@ pub fn run(global: &GlobalArgs, args: InitArgs, printer: &Printer) -> CommandRes
         },
         cert_days: args.cert_days,
         extra_sans: args.extra_sans,
+        external,
     };
     printer.detail(format!("kt: {options:#?}"));
     let report = init(&options, printer)?;
     printer.info(format!(
-        "kt: created the instance in {} (database in {}, run by {}, schema version {})",
+        "kt: created the instance in {} (database {}, run by {}, schema version {})",
         report.confdir.display(),
-        report.pg_rootdir.display(),
+        report.database,
         report.service_user,
         report.schema_version
     ));

@@ -1,9 +1,8 @@
 //! `kt mail queue` and `kt mail test`
 
-use kt::instance::{Layout, DB_NAME, DB_USER};
+use kt::instance::Layout;
 use kt::mail::{compose, messages, outbox, transport::Sender};
-use kt::storage::pgpass::Password;
-use kt::storage::Cluster;
+use kt::text::printable;
 use kt::Error;
 
 use crate::cli::{GlobalArgs, MailCommand};
@@ -17,9 +16,7 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
     let instance = Layout::new(global.confdir.as_deref())?.load()?;
     match command {
         MailCommand::Queue { all, json } => {
-            let cluster = Cluster::for_instance(&instance)?;
-            let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
-            let mut db = cluster.connect(&password, DB_NAME)?;
+            let mut db = kt::storage::endpoint::connect_instance(&instance, "kt")?;
             kt::storage::schema::require_current(&mut db)?;
             let entries = outbox::list(&mut db, all)?;
             if json {
@@ -37,10 +34,10 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
                     printer.data(format!("    next attempt {next}"))?;
                 }
                 if let Some(err) = &e.last_error {
-                    printer.data(format!("    last error: {err}"))?;
+                    printer.data(format!("    last error: {}", printable(err)))?;
                 }
                 if let Some(sent) = &e.sent {
-                    printer.data(format!("    sent {sent}: {}", e.mta_reply.as_deref().unwrap_or("")))?;
+                    printer.data(format!("    sent {sent}: {}", printable(e.mta_reply.as_deref().unwrap_or(""))))?;
                 }
             }
             Ok(Status::Success)
@@ -61,7 +58,7 @@ pub fn run(global: &GlobalArgs, command: MailCommand, printer: &Printer) -> Comm
             printer.info(format!("kt: sending a signed test message from {from} to {to} via {}", sender.describe()));
             match sender.send(&composed.message) {
                 Ok(reply) => {
-                    printer.data(reply)?;
+                    printer.data(printable(&reply))?;
                     Ok(Status::Success)
                 }
                 Err(refused) => Err(Error::env(format!("the mail was not accepted ({})", sender.describe()))

@@ -11,6 +11,7 @@ mod fingerprint;
 mod ha;
 mod ha_pair;
 mod init;
+mod jobmetrics;
 mod mail;
 mod org;
 mod printer;
@@ -93,14 +94,18 @@ fn main() -> ExitCode {
 }
 
 /// `kt: error: <what>`, the cause chain, then `hint: <what to do>`.
+/// Causes often quote outside text (a server's or an MTA's answer, a
+/// file's content): control characters are escaped, so none of it can
+/// rewrite the operator's terminal.
 fn report(error: &kt::Error) {
+    use kt::text::printable;
     use std::io::Write;
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "kt: error: {}", error.message());
+    let _ = writeln!(err, "kt: error: {}", printable(error.message()));
     for cause in error.causes() {
-        let _ = writeln!(err, "  cause: {cause}");
+        let _ = writeln!(err, "  cause: {}", printable(cause));
     }
     if let Some(hint) = error.hint() {
-        let _ = writeln!(err, "hint: {hint}");
+        let _ = writeln!(err, "hint: {}", printable(hint));
     }
 }

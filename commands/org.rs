@@ -1,9 +1,7 @@
 //! `kt org ...` (the documented keytrustee-orgtool)
 
-use kt::instance::{Layout, DB_NAME, DB_USER};
+use kt::instance::Layout;
 use kt::org;
-use kt::storage::pgpass::Password;
-use kt::storage::Cluster;
 
 use crate::cli::{GlobalArgs, OrgCommand};
 use crate::printer::Printer;
@@ -12,7 +10,7 @@ use crate::{CommandResult, Status};
 pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> CommandResult {
     // Check the input before touching the database.
     match &command {
-        OrgCommand::Add { name, contacts, .. } => {
+        OrgCommand::Add { name, contacts, .. } | OrgCommand::Invite { name, contacts, .. } => {
             org::validate_name(name)?;
             org::parse_contacts(contacts)?;
         }
@@ -26,13 +24,11 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
         _ => {}
     }
     let confdir = match &command {
-        OrgCommand::Add { confdir: Some(dir), .. } => Some(dir.as_path()),
+        OrgCommand::Add { confdir: Some(dir), .. } | OrgCommand::Invite { confdir: Some(dir), .. } => Some(dir.as_path()),
         _ => global.confdir.as_deref(),
     };
     let instance = Layout::new(confdir)?.load()?;
-    let cluster = Cluster::for_instance(&instance)?;
-    let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
-    let mut db = cluster.connect(&password, DB_NAME)?;
+    let mut db = kt::storage::endpoint::connect_instance(&instance, "kt")?;
     // An older schema is upgraded by `kt db start` or `kt serve` on the
     // active, not here: `kt org` may run on a passive or beside a server.
     kt::storage::schema::require_current(&mut db)?;
@@ -47,6 +43,15 @@ pub fn run(global: &GlobalArgs, command: OrgCommand, printer: &Printer) -> Comma
                 org::Added::Created => printer.info(format!("kt: added organization {name}")),
                 org::Added::Updated => printer.info(format!("kt: organization {name} exists: contacts merged")),
             }
+        }
+        OrgCommand::Invite { name, contacts, .. } => {
+            let contacts = org::parse_contacts(&contacts)?;
+            let site = kt::mail::messages::Site::for_settings(&instance.settings);
+            org::invite(&mut db, &name, &contacts, &site)?;
+            printer.info(format!(
+                "kt: queued a new registration link to {} ({name}); older unused links stopped working",
+                contacts.join(", ")
+            ));
         }
         OrgCommand::List { json_extended } => {
             let list = org::list(&mut db, json_extended || printer.verbose)?;

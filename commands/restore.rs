@@ -6,11 +6,25 @@ use kt::backup::trust::Identity;
 use kt::restore::{self, RestoreOptions};
 
 use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::jobmetrics::Tally;
 use crate::printer::Printer;
 use crate::progress::TerminalProgress;
 use crate::{CommandResult, Status};
 
-pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> CommandResult {
+pub fn run(global: &GlobalArgs, mut args: RestoreArgs, printer: &Printer) -> CommandResult {
+    let metrics_file = args.metrics_file.take().filter(|_| !args.dry_run);
+    let started = std::time::Instant::now();
+    // What was read: the backup's files.
+    let mut tally = Tally {
+        bytes: args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum(),
+        ..Tally::default()
+    };
+    let result = restore_once(global, args, printer, &mut tally);
+    crate::jobmetrics::write(printer, metrics_file.as_deref(), "restore", started, &result, tally);
+    result
+}
+
+fn restore_once(global: &GlobalArgs, args: RestoreArgs, printer: &Printer, tally: &mut Tally) -> CommandResult {
     let zips = args.files.iter().any(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")));
     let zip_password = match (&args.zip_password_file, zips) {
         (Some(file), _) => Some(kt::storage::pgpass::Password::new(crate::org::read_secret_file(file)?)),
@@ -39,6 +53,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Command
     let progress = TerminalProgress::new(printer);
     let plan = restore::prepare(&options, &progress)?;
     progress.done();
+    tally.rows = plan.row_counts.clone();
     let names: Vec<String> = options.files.iter().map(|f| f.display().to_string()).collect();
     printer.data(format!("backup:       {}", names.join(" + ")))?;
     printer.data(format!("host:         {}", plan.hostname))?;

@@ -364,6 +364,9 @@ _kt() {
             kt__subcmd__help__subcmd__org,enable-client)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__enable__subcmd__client"
                 ;;
+            kt__subcmd__help__subcmd__org,invite)
+                cmd="kt__subcmd__help__subcmd__org__subcmd__invite"
+                ;;
             kt__subcmd__help__subcmd__org,list)
                 cmd="kt__subcmd__help__subcmd__org__subcmd__list"
                 ;;
@@ -442,6 +445,9 @@ _kt() {
             kt__subcmd__org,help)
                 cmd="kt__subcmd__org__subcmd__help"
                 ;;
+            kt__subcmd__org,invite)
+                cmd="kt__subcmd__org__subcmd__invite"
+                ;;
             kt__subcmd__org,list)
                 cmd="kt__subcmd__org__subcmd__list"
                 ;;
@@ -465,6 +471,9 @@ _kt() {
                 ;;
             kt__subcmd__org__subcmd__help,help)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__help"
+                ;;
+            kt__subcmd__org__subcmd__help,invite)
+                cmd="kt__subcmd__org__subcmd__help__subcmd__invite"
                 ;;
             kt__subcmd__org__subcmd__help,list)
                 cmd="kt__subcmd__org__subcmd__help__subcmd__list"
@@ -591,7 +600,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__backup)
-            opts="-c -q -v -h -V --gpg-recipient --gpg-recipient-file --cleartext --output --roll --lock-wait --database-port --confdir --quiet --verbose --no-progress --help --version list help"
+            opts="-c -q -v -h -V --gpg-recipient --gpg-recipient-file --cleartext --output --roll --lock-wait --database-port --metrics-file --confdir --quiet --verbose --no-progress --help --version list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -618,6 +627,10 @@ _kt() {
                     return 0
                     ;;
                 --database-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2433,7 +2446,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org)
-            opts="add list set-auth enable-client deny-client disable-client clients"
+            opts="add invite list set-auth enable-client deny-client disable-client clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2503,6 +2516,20 @@ _kt() {
             return 0
             ;;
         kt__subcmd__help__subcmd__org__subcmd__enable__subcmd__client)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__help__subcmd__org__subcmd__invite)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2783,7 +2810,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__init)
-            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --external-db --db-host --db-port --db-name --db-user --db-sslmode --db-sslrootcert --db-password-file --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2802,6 +2829,34 @@ _kt() {
                     return 0
                     ;;
                 --pg-rootdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-sslmode)
+                    COMPREPLY=($(compgen -W "disable prefer require verify-ca verify-full" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-sslrootcert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-password-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2963,7 +3018,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org)
-            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add list set-auth enable-client deny-client disable-client clients help"
+            opts="-c -q -v -h -V --confdir --quiet --verbose --no-progress --help --version add invite list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3127,7 +3182,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__org__subcmd__help)
-            opts="add list set-auth enable-client deny-client disable-client clients help"
+            opts="add invite list set-auth enable-client deny-client disable-client clients help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3224,6 +3279,20 @@ _kt() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kt__subcmd__org__subcmd__help__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kt__subcmd__org__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -3245,6 +3314,40 @@ _kt() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kt__subcmd__org__subcmd__invite)
+            opts="-n -c -q -v -h -V --name --contacts --confdir --quiet --verbose --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contacts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3317,7 +3420,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__restore)
-            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --expect-fingerprint --allow-unsigned --dry-run --yes --service-user --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --zip-password-file --secret-key --passphrase-file --force-foreign --expect-fingerprint --allow-unsigned --dry-run --yes --service-user --metrics-file --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3340,6 +3443,10 @@ _kt() {
                     return 0
                     ;;
                 --service-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,12 +49,24 @@ complete -c kt -n "__fish_kt_using_subcommand init" -l hostname -d 'The server\'
 complete -c kt -n "__fish_kt_using_subcommand init" -l listen -d 'The address and port the key server listens on' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l database-port -d 'The TCP port of the instance\'s PostgreSQL (on 127.0.0.1)' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l pg-rootdir -d 'The PostgreSQL data directory. Defaults to <home>/db' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-host -d 'The external database server\'s host name or address' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-port -d 'The external database server\'s port' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-name -d 'The database kt uses on the external server' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-user -d 'The role kt logs in as (no superuser)' -r
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-sslmode -d 'How the connection is protected, with libpq\'s meanings' -r -f -a "disable\t''
+prefer\t''
+require\t''
+verify-ca\t''
+verify-full\t''"
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-sslrootcert -d 'The CA certificate(s) of the database server\'s certificate (PEM); copied into the confdir' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-password-file -d 'A file whose first line is the role\'s password; - reads standard input. Stored in the confdir\'s .pgpass (0600), never in argv or the configuration' -r -F
 complete -c kt -n "__fish_kt_using_subcommand init" -l service-user -d 'The account PostgreSQL runs as when kt runs as root' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l key-type -d 'The kind of server OpenPGP key to generate' -r -f -a "rsa4096\t'RSA 4096 with an RSA 4096 encryption subkey'
 ed25519\t'Ed25519 with a Curve25519 encryption subkey'"
 complete -c kt -n "__fish_kt_using_subcommand init" -l cert-days -d 'Days the self-signed TLS certificate is valid' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l san -d 'An extra DNS name or IP address for the TLS certificate (repeatable)' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l external-db -d 'Keep the database on an existing PostgreSQL server instead of a cluster of the instance\'s own'
 complete -c kt -n "__fish_kt_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c kt -n "__fish_kt_using_subcommand init" -s v -l verbose -d 'Print more about what kt does'
 complete -c kt -n "__fish_kt_using_subcommand init" -l no-progress -d 'Never show progress bars, even on a terminal'
@@ -156,20 +168,21 @@ complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "reload" -d 'Reload the certificate, key and CA (SIGHUP) without a restart'
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show whether the server runs; exits 1 when it does not'
 complete -c kt -n "__fish_kt_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s v -l verbose -d 'Print more about what kt does'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -l no-progress -d 'Never show progress bars, even on a terminal'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -s V -l version -d 'Print version'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "deny-client" -d 'Refuse a client that awaits approval: its registration is removed (it may ask again later)'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "disable-client" -d 'Refuse every further request of a client'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON, with their state (active, disabled, pending), the host name each gave (claimed_host: the client\'s claim, not verified) and registration time'
-complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add list set-auth enable-client deny-client disable-client clients help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "invite" -d 'Mail contacts of an organization a new registration link (theirs expired, was used, or never arrived); their older unused links stop working'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "deny-client" -d 'Refuse a client that awaits approval: its registration is removed (it may ask again later)'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "disable-client" -d 'Refuse every further request of a client'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "clients" -d 'Print the clients (of one organization, or all) as JSON, with their state (active, disabled, pending), the host name each gave (claimed_host: the client\'s claim, not verified) and registration time'
+complete -c kt -n "__fish_kt_using_subcommand org; and not __fish_seen_subcommand_from add invite list set-auth enable-client deny-client disable-client clients help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s n -l name -d 'The organization\'s name: letters, digits, \'.\', \'_\', \'-\'' -r
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s c -l contacts -d 'Contact addresses, separated by commas' -r
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -l confdir -d 'The instance\'s configuration directory (long form only here)' -r -F
@@ -178,6 +191,14 @@ complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_fr
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -l no-progress -d 'Never show progress bars, even on a terminal'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s n -l name -d 'The organization\'s name' -r
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s c -l contacts -d 'Contact addresses of the organization, separated by commas' -r
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -l confdir -d 'The instance\'s configuration directory (long form only here)' -r -F
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s v -l verbose -d 'Print more about what kt does'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -l no-progress -d 'Never show progress bars, even on a terminal'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from invite" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -l json-extended -d 'Add kt\'s own fields to the documented ones (as --verbose does)'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
@@ -223,6 +244,7 @@ complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_fr
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from clients" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from clients" -s V -l version -d 'Print version'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
+complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "invite" -d 'Mail contacts of an organization a new registration link (theirs expired, was used, or never arrived); their older unused links stop working'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
 complete -c kt -n "__fish_kt_using_subcommand org; and __fish_seen_subcommand_from help" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'
@@ -315,6 +337,7 @@ complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcom
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l roll -d 'Keep the N newest backups of this host, the new one included, and remove older ones (after the new one is complete)' -r
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l lock-wait -d 'Wait this long (30s, 10m, 2h) for another backup to finish instead of failing at once' -r
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l database-port -d 'Connect to the database on this port instead of DB_PORT' -r
+complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l metrics-file -d 'Also write the run\'s result (success, duration, bytes, rows) to this file in the Prometheus text format, for node-exporter\'s textfile collector (name it *.prom in its directory); written atomically, after a failed run too' -r -F
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -l cleartext -d 'Write an unencrypted tarball (only when asked for)'
 complete -c kt -n "__fish_kt_using_subcommand backup; and not __fish_seen_subcommand_from list help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -370,6 +393,7 @@ complete -c kt -n "__fish_kt_using_subcommand restore" -l secret-key -d 'Decrypt
 complete -c kt -n "__fish_kt_using_subcommand restore" -l passphrase-file -d 'The secret key\'s passphrase, from a file' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l expect-fingerprint -d 'The server key the backup must carry (`4096R/4EDC...` or the bare fingerprint). Needed with --yes where there is no instance key to compare with (a fresh host, or --force-foreign)' -r
 complete -c kt -n "__fish_kt_using_subcommand restore" -l service-user -d 'The account PostgreSQL runs as when root (default: the backup\'s SERVICE_USER)' -r
+complete -c kt -n "__fish_kt_using_subcommand restore" -l metrics-file -d 'Also write the restore\'s result (success, duration, bytes read, rows) to this file in the Prometheus text format, for node-exporter\'s textfile collector; written atomically, after a failed restore too (not with --dry-run)' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -s c -l confdir -d 'The instance\'s configuration directory' -r -F
 complete -c kt -n "__fish_kt_using_subcommand restore" -l force-foreign -d 'Accept a backup of another host or key (this host replaces it)'
 complete -c kt -n "__fish_kt_using_subcommand restore" -l allow-unsigned -d 'Accept a backup without kt\'s signature (made the documented way, or by kt before backups were signed)'
@@ -686,6 +710,7 @@ complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_f
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "reload" -d 'Reload the certificate, key and CA (SIGHUP) without a restart'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "status" -d 'Show whether the server runs; exits 1 when it does not'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "add" -d 'Add an organization with a random auth secret, or add contacts to an existing one'
+complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "invite" -d 'Mail contacts of an organization a new registration link (theirs expired, was used, or never arrived); their older unused links stop working'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "list" -d 'Print every organization as JSON (auth_secret, contacts, creation, expiration, key_info, name, state, uuid), keyed by name'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "set-auth" -d 'Set an organization\'s auth secret; an empty secret (-s "") approves every new client automatically'
 complete -c kt -n "__fish_kt_using_subcommand help; and __fish_seen_subcommand_from org" -f -a "enable-client" -d 'Approve a client that awaits approval, or allow a disabled client to act again'

@@ -7,7 +7,8 @@ so a pipeline is charged for its biggest member, kt for itself. The CPU
 time (user + system) is that of the command and the processes it waited
 for (kt and its pg_dump, say), not of servers it talked to (PostgreSQL's
 backend). Used by the benchmark scripts so that every contender is
-measured the same way."""
+measured the same way. The CPU figure survives a machine shared with
+other jobs better than wall time."""
 import resource, subprocess, sys, time
 
 args = sys.argv[1:]

@@ -31,6 +31,17 @@ pub const SSL_PRIVATE_KEY_PASSWORD_SCRIPT: &str = "SSL_PRIVATE_KEY_PASSWORD_SCRI
 pub const HA_ROLE: &str = "HA_ROLE";
 /// HA: the other host's database address, HOST:DBPORT.
 pub const HA_PEER: &str = "HA_PEER";
+/// The database: `local` (default: the instance's own cluster under
+/// PG_ROOTDIR) or `external` (an existing PostgreSQL server kt never
+/// starts, stops or initdb's; the keys below say where).
+pub const DB_MODE: &str = "DB_MODE";
+pub const DB_HOST: &str = "DB_HOST";
+pub const DB_NAME: &str = "DB_NAME";
+pub const DB_USER: &str = "DB_USER";
+/// libpq's sslmode names: disable, prefer, require, verify-ca, verify-full.
+pub const DB_SSLMODE: &str = "DB_SSLMODE";
+/// The CA certificate(s) that sign the external database's certificate.
+pub const DB_SSLROOTCERT: &str = "DB_SSLROOTCERT";
 /// Server limits (optional; defaults below).
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// The highest MAX_BODY_BYTES a server accepts: no deposit is larger, so
@@ -46,6 +57,11 @@ pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
 pub const HA_WRITE_TIMEOUT_SECONDS: &str = "HA_WRITE_TIMEOUT_SECONDS";
 /// How many clients may await approval in one organization.
 pub const MAX_PENDING_CLIENTS: &str = "MAX_PENDING_CLIENTS";
+/// How long a stopping server (SIGTERM) answers 503 on /health while it
+/// still takes connections, before it stops accepting.
+pub const DRAIN_SECONDS: &str = "DRAIN_SECONDS";
+/// Where `kt serve` answers `GET /metrics` (loopback only; unset: off).
+pub const METRICS_LISTEN: &str = "METRICS_LISTEN";
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:11371";
 pub const DEFAULT_DB_PORT: u16 = 11381;

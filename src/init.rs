@@ -42,13 +42,17 @@ pub struct InitOptions {
     pub cert_days: u32,
     /// Extra DNS names or IP addresses for the certificate.
     pub extra_sans: Vec<String>,
+    /// `--external-db`: the database is an existing server (then
+    /// `db_port` and `pg_rootdir` are not used; see src/init_external.rs).
+    pub external: Option<crate::init_external::ExternalInit>,
 }
 
 /// What a successful init made.
 #[derive(Debug, Clone)]
 pub struct InitReport {
     pub confdir: PathBuf,
-    pub pg_rootdir: PathBuf,
+    /// The data directory, or `external HOST:PORT/DB`.
+    pub database: String,
     pub service_user: String,
     pub fingerprint: String,
     pub schema_version: i32,
@@ -56,6 +60,9 @@ pub struct InitReport {
 
 /// Creates the instance described by `options`.
 pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport> {
+    if let Some(external) = &options.external {
+        return crate::init_external::init(options, external, progress);
+    }
     let layout = &options.layout;
     let pg_rootdir = match &options.pg_rootdir {
         Some(dir) => fsutil::absolute(dir)?,
@@ -63,24 +70,11 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     };
 
     // -- Checks of the input: nothing changes before these pass.
-    hostname::validate(&options.hostname)?;
-    options.listen.parse::<SocketAddr>().map_err(|e| {
-        Error::usage(format!("invalid listen address {:?}", options.listen))
-            .because(e)
-            .with_hint("give an address and port such as 0.0.0.0:11371 or [::]:11371")
-    })?;
+    check_input(options)?;
     if options.db_port == 0 {
         return Err(Error::usage("the database port must be between 1 and 65535"));
     }
-    for san in &options.extra_sans {
-        if san.parse::<std::net::IpAddr>().is_err() {
-            hostname::validate(san)?;
-        }
-    }
-    if options.cert_days == 0 {
-        return Err(Error::usage("the certificate validity must be at least one day"));
-    }
-    refuse_existing(layout, &pg_rootdir)?;
+    refuse_existing(layout, &[&layout.confdir, &pg_rootdir])?;
 
     // -- Checks of the environment.
     let bindir = cluster::find_bindir()?;
@@ -90,19 +84,7 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     }
     let account = Account::service(&options.service_user, &layout.home)?;
     for dir in [&layout.confdir, &pg_rootdir] {
-        let reachable = nearest_existing(dir);
-        if let Some(blocked) = account.first_untraversable(&reachable) {
-            return Err(Error::env(format!(
-                "the service account {} cannot enter {}",
-                account.name,
-                blocked.display()
-            ))
-            .with_hint(format!(
-                "PostgreSQL runs as {} and must reach {}: put the instance under a directory it can enter (such as /var/lib or /tmp)",
-                account.name,
-                dir.display()
-            )));
-        }
+        check_reachable(&account, dir)?;
     }
 
     // -- Changes, each recorded in an undo journal: a failure undoes them
@@ -112,19 +94,53 @@ pub fn init(options: &InitOptions, progress: &dyn Progress) -> Result<InitReport
     journal.finish(result, "remove what is marked NOT UNDONE by hand before running kt init again")
 }
 
-/// The changes of [`init`], after every check passed.
-fn create(
-    options: &InitOptions,
-    pg_rootdir: &Path,
-    bindir: PathBuf,
-    account: Account,
-    journal: &mut Journal,
-    progress: &dyn Progress,
-) -> Result<InitReport> {
-    let layout = &options.layout;
-    let pg_rootdir = pg_rootdir.to_path_buf();
-    let owner = Some(&account);
+/// The checks of the options both kinds of instance share.
+pub(crate) fn check_input(options: &InitOptions) -> Result<()> {
+    hostname::validate(&options.hostname)?;
+    options.listen.parse::<SocketAddr>().map_err(|e| {
+        Error::usage(format!("invalid listen address {:?}", options.listen))
+            .because(e)
+            .with_hint("give an address and port such as 0.0.0.0:11371 or [::]:11371")
+    })?;
+    for san in &options.extra_sans {
+        if san.parse::<std::net::IpAddr>().is_err() {
+            hostname::validate(san)?;
+        }
+    }
+    if options.cert_days == 0 {
+        return Err(Error::usage("the certificate validity must be at least one day"));
+    }
+    Ok(())
+}
 
+/// The service account can enter every parent of `dir`.
+pub(crate) fn check_reachable(account: &Account, dir: &Path) -> Result<()> {
+    let reachable = nearest_existing(dir);
+    if let Some(blocked) = account.first_untraversable(&reachable) {
+        return Err(Error::env(format!("the service account {} cannot enter {}", account.name, blocked.display())).with_hint(
+            format!(
+                "kt runs as {} and must reach {}: put the instance under a directory it can enter (such as /var/lib or /tmp)",
+                account.name,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The files of an instance whatever its database: the confdir, the
+/// server's OpenPGP key and its self-signed TLS certificate.
+pub(crate) struct Made {
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub ca_path: PathBuf,
+}
+
+/// Creates the confdir, the server key and the certificate (recorded).
+pub(crate) fn create_confdir(options: &InitOptions, account: &Account, journal: &mut Journal, progress: &dyn Progress) -> Result<Made> {
+    let layout = &options.layout;
+    let owner = Some(account);
     progress.step(&format!("creating {}", layout.confdir.display()));
     // The home must stay enterable by the service account; only the
     // confdir and the data inside are private.
@@ -157,6 +173,36 @@ fn create(
     write_new(journal, &key_path, tls.key_pem.as_bytes(), owner)?;
     // Self-signed: the certificate is its own CA, which clients can pin.
     write_new(journal, &ca_path, tls.cert_pem.as_bytes(), owner)?;
+    Ok(Made { fingerprint: key.fingerprint, cert_path, key_path, ca_path })
+}
+
+/// The configuration keys both kinds of instance write.
+pub(crate) fn base_config(options: &InitOptions, made: &Made, account: &Account) -> Config {
+    let mut config = Config::new();
+    config.set(config::HOSTNAME, options.hostname.clone());
+    config.set(config::LISTEN, options.listen.clone());
+    config.set(config::SSL_CERTIFICATE, made.cert_path.to_string_lossy().into_owned());
+    config.set(config::SSL_PRIVATE_KEY, made.key_path.to_string_lossy().into_owned());
+    config.set(config::SSL_CA, made.ca_path.to_string_lossy().into_owned());
+    config.set(config::TLS_MIN_VERSION, config::DEFAULT_TLS_MIN_VERSION);
+    config.set(config::CIPHERS, config::DEFAULT_CIPHERS);
+    config.set(config::SERVICE_USER, account.name.clone());
+    config
+}
+
+/// The changes of [`init`], after every check passed.
+fn create(
+    options: &InitOptions,
+    pg_rootdir: &Path,
+    bindir: PathBuf,
+    account: Account,
+    journal: &mut Journal,
+    progress: &dyn Progress,
+) -> Result<InitReport> {
+    let layout = &options.layout;
+    let pg_rootdir = pg_rootdir.to_path_buf();
+    let owner = Some(&account);
+    let made = create_confdir(options, &account, journal, progress)?;
 
     let password = Password::generate();
     write_new(journal, &layout.pgpass(), password.pgpass_line(DB_USER).as_bytes(), owner)?;
@@ -196,17 +242,9 @@ fn create(
     drop(client);
 
     // The configuration is written last: its presence marks a complete instance.
-    let mut config = Config::new();
-    config.set(config::HOSTNAME, options.hostname.clone());
-    config.set(config::LISTEN, options.listen.clone());
+    let mut config = base_config(options, &made, &account);
     config.set(config::DB_PORT, options.db_port);
     config.set(config::PG_ROOTDIR, pg_rootdir.to_string_lossy().into_owned());
-    config.set(config::SSL_CERTIFICATE, cert_path.to_string_lossy().into_owned());
-    config.set(config::SSL_PRIVATE_KEY, key_path.to_string_lossy().into_owned());
-    config.set(config::SSL_CA, ca_path.to_string_lossy().into_owned());
-    config.set(config::TLS_MIN_VERSION, config::DEFAULT_TLS_MIN_VERSION);
-    config.set(config::CIPHERS, config::DEFAULT_CIPHERS);
-    config.set(config::SERVICE_USER, account.name.clone());
     // No host file (src/hostconf.rs): a single host keeps every key in
     // keytrustee.conf, where the operator edits them; only a passive,
     // whose keytrustee.conf comes from the active, needs one.
@@ -218,15 +256,15 @@ fn create(
     cluster.stop()?;
     Ok(InitReport {
         confdir: layout.confdir.clone(),
-        pg_rootdir,
+        database: pg_rootdir.display().to_string(),
         service_user: account.name,
-        fingerprint: key.fingerprint,
+        fingerprint: made.fingerprint,
         schema_version,
     })
 }
 
 /// Refuses to touch an existing instance or a non-empty directory.
-fn refuse_existing(layout: &Layout, pg_rootdir: &Path) -> Result<()> {
+pub(crate) fn refuse_existing(layout: &Layout, dirs: &[&Path]) -> Result<()> {
     let refuse = |what: String| {
         Err(Error::usage(what).with_hint(
             "kt init never overwrites: choose another --confdir/--pg-rootdir, or remove the old instance yourself",
@@ -235,7 +273,7 @@ fn refuse_existing(layout: &Layout, pg_rootdir: &Path) -> Result<()> {
     if layout.config_file().exists() {
         return refuse(format!("an instance already exists at {}", layout.confdir.display()));
     }
-    for dir in [&layout.confdir, &pg_rootdir.to_path_buf()] {
+    for dir in dirs {
         match std::fs::read_dir(dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -268,7 +306,7 @@ fn nearest_existing(dir: &Path) -> PathBuf {
 
 /// Checks that `dir` could be created: its nearest existing ancestor is a
 /// directory this process may write to.
-fn check_creatable(dir: &Path) -> Result<()> {
+pub(crate) fn check_creatable(dir: &Path) -> Result<()> {
     let ancestor = nearest_existing(dir);
     let fail = |why: String| {
         Err(Error::env(format!("cannot create {}", dir.display())).because(why))
@@ -287,7 +325,7 @@ fn check_creatable(dir: &Path) -> Result<()> {
 }
 
 /// Writes a file that must not exist yet (0600), recording it for undo.
-fn write_new(journal: &mut Journal, path: &Path, contents: &[u8], owner: Option<&Account>) -> Result<()> {
+pub(crate) fn write_new(journal: &mut Journal, path: &Path, contents: &[u8], owner: Option<&Account>) -> Result<()> {
     if path.exists() {
         return Err(Error::env(format!("{} appeared while kt init was running", path.display())));
     }

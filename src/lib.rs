@@ -23,6 +23,8 @@ pub mod hostconf;
 pub mod hostname;
 pub mod hostaddr;
 pub mod init;
+pub mod init_external;
+pub mod jobmetrics;
 pub mod journal;
 pub mod mail;
 pub mod instance;
@@ -37,6 +39,7 @@ pub mod server;
 pub mod settings;
 pub mod storage;
 pub mod sync;
+pub mod text;
 pub mod tls;
 pub mod verify;
 

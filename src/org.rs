@@ -78,11 +78,14 @@ pub fn state_code(state: &str) -> i64 {
 pub const NO_EXPIRATION: &str = "9999-12-31T15:59:59";
 
 /// A new organization's documented id: base64url (no padding) of 32
-/// random bytes, 43 characters.
+/// random bytes from the OS random source, 43 characters. Contact
+/// registration links use the same form
+/// ([`crate::registration::token::LinkToken`]), so this is their generator
+/// too; the raw bytes are wiped after encoding.
 pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut bytes[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..])
 }
 
 /// A new organization's auth secret in the documented form: base64 of 16
@@ -142,6 +145,43 @@ pub fn add(db: &mut postgres::Client, name: &str, contacts: &[String], site: &cr
     }
     tx.commit().map_err(db_error("cannot commit"))?;
     Ok(added)
+}
+
+/// Queues a new registration link to contacts already in organization
+/// `name` (`kt org invite`): the pages of an expired or used link tell the
+/// contact to ask the administrator for a new one, and a link whose mail
+/// was given up never arrived. The contacts' older links that are still
+/// unused stop working (they expire now): a new link is asked for when an
+/// old one may have gone astray. All in one transaction.
+pub fn invite(db: &mut postgres::Client, name: &str, contacts: &[String], site: &crate::mail::messages::Site) -> Result<()> {
+    validate_name(name)?;
+    for c in contacts {
+        validate_contact(c)?;
+    }
+    if contacts.is_empty() {
+        return Err(Error::usage("no contact to invite").with_hint("name them with -c ADDRESS[,ADDRESS...]"));
+    }
+    let mut tx = db.transaction().map_err(db_error("cannot start a transaction"))?;
+    let row = tx
+        .query_opt("SELECT uuid::text, contacts FROM organizations WHERE name = $1 FOR UPDATE", &[&name])
+        .map_err(db_error("cannot read the organization"))?
+        .ok_or_else(|| Error::usage(format!("no organization {name:?}")).with_hint("kt org list shows the organizations"))?;
+    let (uuid, known): (String, Vec<String>) = (row.get(0), row.get(1));
+    for c in contacts {
+        let Some(contact) = known.iter().find(|k| k.eq_ignore_ascii_case(c)) else {
+            return Err(Error::usage(format!("{c} is not a contact of {name}"))
+                .with_hint(format!("add it (it is mailed a link then): kt org add -n {name} -c {c}")));
+        };
+        tx.execute(
+            "UPDATE contact_tokens SET expires = now() WHERE organization = $1::text::uuid \
+             AND lower(contact) = lower($2) AND used IS NULL AND expires > now()",
+            &[&uuid, contact],
+        )
+        .map_err(db_error("cannot retire the contact's older links"))?;
+        crate::mail::outbox::queue_registration(&mut tx, site, &uuid, name, contact)?;
+    }
+    tx.commit().map_err(db_error("cannot commit"))?;
+    Ok(())
 }
 
 /// Every organization in the documented keytrustee-orgtool JSON shape,

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::secret::PasswordSource;
 
 /// The default `LISTEN`: every address, the documented port.
 pub const DEFAULT_LISTEN: &str = config::DEFAULT_LISTEN;
@@ -60,9 +61,13 @@ pub const HA_WRITE_TIMEOUT_SECONDS: Bounded =
 /// row anyone who knows an organization's name can add, so they are capped.
 pub const MAX_PENDING_CLIENTS: Bounded =
     Bounded { key: config::MAX_PENDING_CLIENTS, default: 100, range: 1..=100_000 };
+/// A stopping server's grace with /health at 503 before it stops
+/// accepting: 0 by default (a lone server has nobody to tell); behind a
+/// load balancer, its health-check interval times its failure count.
+pub const DRAIN_SECONDS: Bounded = Bounded { key: config::DRAIN_SECONDS, default: 0, range: 0..=300 };
 
 /// Every limit, in the order they are written.
-const LIMITS: [&Bounded; 9] = [
+const LIMITS: [&Bounded; 10] = [
     &MAX_BODY_BYTES,
     &MAX_HEADER_BYTES,
     &MAX_CONNECTIONS,
@@ -72,6 +77,7 @@ const LIMITS: [&Bounded; 9] = [
     &DB_POOL_SIZE,
     &HA_WRITE_TIMEOUT_SECONDS,
     &MAX_PENDING_CLIENTS,
+    &DRAIN_SECONDS,
 ];
 
 /// The settings of `keytrustee.conf`, checked and with defaults filled in.
@@ -107,6 +113,12 @@ pub struct Settings {
     pub ha_role: Option<HaRole>,
     /// `HA_PEER`: the other host's database, HOST:DBPORT.
     pub ha_peer: Option<String>,
+    /// `DB_MODE` `external` and its keys: where the external database is.
+    /// None (`DB_MODE` absent or `local`): the instance's own cluster.
+    pub external_db: Option<ExternalDb>,
+    /// `METRICS_LISTEN`: a loopback address and port for `GET /metrics`
+    /// (None: no metrics listener).
+    pub metrics_listen: Option<SocketAddr>,
     /// `MAX_BODY_BYTES`, `MAX_HEADER_BYTES`, ... (see [`Limits`]).
     pub limits: Limits,
     /// `MAIL_*`: how contact mail leaves this host (see [`MailSettings`]).
@@ -182,6 +194,27 @@ impl SmtpTls {
     }
 }
 
+/// SMTP authentication: `MAIL_SMTP_USER` and where its password comes
+/// from (`MAIL_SMTP_PASSWORD_FILE` or `MAIL_SMTP_PASSWORD_SCRIPT`), as a
+/// [`PasswordSource`], the one reader of password files and scripts, whose
+/// Debug output never shows a script (it may hold a password inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpAuth {
+    pub user: String,
+    /// `PasswordSource::File` or `PasswordSource::Script`, as configured.
+    pub password: PasswordSource,
+}
+
+impl SmtpAuth {
+    /// The key the password comes from, for messages.
+    pub fn password_key(&self) -> &'static str {
+        match self.password {
+            PasswordSource::File(_) => MAIL_SMTP_PASSWORD_FILE,
+            _ => MAIL_SMTP_PASSWORD_SCRIPT,
+        }
+    }
+}
+
 /// The mail settings, checked. A password is never in the configuration:
 /// only where to read it (a file or a script, as with
 /// `SSL_PRIVATE_KEY_PASSWORD_SCRIPT`).
@@ -193,9 +226,8 @@ pub struct MailSettings {
     pub smtp_tls: SmtpTls,
     /// `MAIL_SMTP_CA`: extra CA certificates (PEM) for the relay's certificate.
     pub smtp_ca: Option<PathBuf>,
-    pub smtp_user: Option<String>,
-    pub smtp_password_file: Option<PathBuf>,
-    pub smtp_password_script: Option<String>,
+    /// `MAIL_SMTP_USER` with its password source (None: no authentication).
+    pub smtp_auth: Option<SmtpAuth>,
     pub sendmail: PathBuf,
     /// `MAIL_FROM` as written (None: `keytrustee@<HOSTNAME>`).
     pub from: Option<String>,
@@ -244,18 +276,19 @@ impl MailSettings {
         if smtp_password_file.is_some() && smtp_password_script.is_some() {
             return Err(bad(MAIL_SMTP_PASSWORD_FILE, "and MAIL_SMTP_PASSWORD_SCRIPT are both set: keep one"));
         }
-        if smtp_user.is_some() != (smtp_password_file.is_some() || smtp_password_script.is_some()) {
-            return Err(bad(MAIL_SMTP_USER, "needs MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT, and they need it"));
-        }
+        let smtp_auth = match (smtp_user, smtp_password_file, smtp_password_script) {
+            (None, None, None) => None,
+            (Some(user), Some(file), None) => Some(SmtpAuth { user, password: PasswordSource::File(file) }),
+            (Some(user), None, Some(script)) => Some(SmtpAuth { user, password: PasswordSource::Script(script) }),
+            _ => return Err(bad(MAIL_SMTP_USER, "needs MAIL_SMTP_PASSWORD_FILE or MAIL_SMTP_PASSWORD_SCRIPT, and they need it")),
+        };
         Ok(MailSettings {
             transport,
             smtp_host,
             smtp_port,
             smtp_tls,
             smtp_ca: c.optional_string(MAIL_SMTP_CA)?.map(PathBuf::from),
-            smtp_user,
-            smtp_password_file,
-            smtp_password_script,
+            smtp_auth,
             sendmail: c.optional_string(MAIL_SENDMAIL)?.map_or_else(|| PathBuf::from(DEFAULT_SENDMAIL), PathBuf::from),
             from,
             retry_seconds: c.number_or(MAIL_RETRY_SECONDS.key, MAIL_RETRY_SECONDS.default, MAIL_RETRY_SECONDS.range.clone())?,
@@ -280,9 +313,15 @@ impl MailSettings {
         put(MAIL_SMTP_PORT, Some(self.smtp_port.into()), Some(default_port.into()));
         put(MAIL_SMTP_TLS, Some(self.smtp_tls.name().into()), Some(d.smtp_tls.name().into()));
         put(MAIL_SMTP_CA, path(&self.smtp_ca), None);
-        put(MAIL_SMTP_USER, text(&self.smtp_user), None);
-        put(MAIL_SMTP_PASSWORD_FILE, path(&self.smtp_password_file), None);
-        put(MAIL_SMTP_PASSWORD_SCRIPT, text(&self.smtp_password_script), None);
+        let auth = self.smtp_auth.as_ref();
+        let (file, script) = match auth.map(|a| &a.password) {
+            Some(PasswordSource::File(p)) => (Some(p.clone()), None),
+            Some(PasswordSource::Script(s)) => (None, Some(s.clone())),
+            _ => (None, None),
+        };
+        put(MAIL_SMTP_USER, text(&auth.map(|a| a.user.clone())), None);
+        put(MAIL_SMTP_PASSWORD_FILE, path(&file), None);
+        put(MAIL_SMTP_PASSWORD_SCRIPT, text(&script), None);
         put(MAIL_SENDMAIL, Some(self.sendmail.to_string_lossy().into_owned().into()), Some(DEFAULT_SENDMAIL.into()));
         put(MAIL_FROM, text(&self.from), None);
         put(MAIL_RETRY_SECONDS.key, Some(self.retry_seconds.into()), Some(MAIL_RETRY_SECONDS.default.into()));
@@ -322,6 +361,61 @@ impl HaRole {
     }
 }
 
+/// An existing PostgreSQL server that holds the instance's database
+/// (`DB_MODE` `external`). Its port is `DB_PORT`; the password is in the
+/// confdir's `.pgpass`, never here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalDb {
+    /// `DB_HOST` (required): a host name or address.
+    pub host: String,
+    /// `DB_NAME` (default keytrustee).
+    pub name: String,
+    /// `DB_USER` (default keytrustee): a role without superuser rights.
+    pub user: String,
+    /// `DB_SSLMODE` (default verify-full).
+    pub sslmode: SslMode,
+    /// `DB_SSLROOTCERT`: the CA file; required by verify-ca and verify-full.
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// libpq's `sslmode`, with libpq's meaning (what `psql` and `pg_dump`
+/// do with the same name is what kt does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    /// TLS, the certificate checked against DB_SSLROOTCERT when given.
+    Require,
+    /// TLS, the chain checked against DB_SSLROOTCERT, not the host name.
+    VerifyCa,
+    /// TLS, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const NAMES: [&'static str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(text: &str) -> Option<SslMode> {
+        [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+
+    /// Whether the server's certificate chain is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// The defaults of an external database's settings.
+pub const DEFAULT_DB_NAME: &str = "keytrustee";
+pub const DEFAULT_DB_USER: &str = "keytrustee";
+pub const DEFAULT_DB_SSLMODE: SslMode = SslMode::VerifyFull;
+
 /// The server's resource limits (each a [`Bounded`] setting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -336,6 +430,8 @@ pub struct Limits {
     pub ha_write_timeout_seconds: u64,
     /// Clients awaiting approval per organization; more are refused (429).
     pub max_pending_clients: u64,
+    /// A stopping server's /health-503 grace before it stops accepting.
+    pub drain_seconds: u64,
 }
 
 impl Default for Limits {
@@ -350,12 +446,13 @@ impl Default for Limits {
             db_pool_size: DB_POOL_SIZE.default,
             ha_write_timeout_seconds: HA_WRITE_TIMEOUT_SECONDS.default,
             max_pending_clients: MAX_PENDING_CLIENTS.default,
+            drain_seconds: DRAIN_SECONDS.default,
         }
     }
 }
 
 impl Limits {
-    fn values(&self) -> [u64; 9] {
+    fn values(&self) -> [u64; 10] {
         [
             self.max_body_bytes,
             self.max_header_bytes,
@@ -366,6 +463,7 @@ impl Limits {
             self.db_pool_size,
             self.ha_write_timeout_seconds,
             self.max_pending_clients,
+            self.drain_seconds,
         ]
     }
 
@@ -403,6 +501,7 @@ impl Settings {
             Some("passive") => Some(HaRole::Passive),
             Some(other) => return Err(bad(config::HA_ROLE, &format!("is {other:?}, not \"active\" or \"passive\""))),
         };
+        let external_db = external_db(c)?;
         let known = known_keys();
         let extra = c.values().iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Settings {
@@ -419,6 +518,8 @@ impl Settings {
             service_user: text(config::SERVICE_USER)?,
             ha_role,
             ha_peer: text(config::HA_PEER)?,
+            external_db,
+            metrics_listen: metrics_listen(c)?,
             limits: Limits {
                 max_body_bytes: number(&MAX_BODY_BYTES)?,
                 max_header_bytes: number(&MAX_HEADER_BYTES)?,
@@ -429,6 +530,7 @@ impl Settings {
                 db_pool_size: number(&DB_POOL_SIZE)?,
                 ha_write_timeout_seconds: number(&HA_WRITE_TIMEOUT_SECONDS)?,
                 max_pending_clients: number(&MAX_PENDING_CLIENTS)?,
+                drain_seconds: number(&DRAIN_SECONDS)?,
             },
             mail: MailSettings::read(c)?,
             extra,
@@ -475,6 +577,13 @@ impl Settings {
             (config::SERVICE_USER, text(&self.service_user)),
             (config::HA_ROLE, self.ha_role.map(|r| Value::from(r.name()))),
             (config::HA_PEER, text(&self.ha_peer)),
+            (config::DB_MODE, self.external_db.as_ref().map(|_| Value::from("external"))),
+            (config::DB_HOST, self.external_db.as_ref().map(|e| Value::from(e.host.clone()))),
+            (config::DB_NAME, self.external_db.as_ref().map(|e| Value::from(e.name.clone()))),
+            (config::DB_USER, self.external_db.as_ref().map(|e| Value::from(e.user.clone()))),
+            (config::DB_SSLMODE, self.external_db.as_ref().map(|e| Value::from(e.sslmode.name()))),
+            (config::DB_SSLROOTCERT, self.external_db.as_ref().and_then(|e| path(&e.sslrootcert))),
+            (config::METRICS_LISTEN, self.metrics_listen.map(|a| Value::from(a.to_string()))),
         ]
     }
 }
@@ -483,10 +592,78 @@ impl Settings {
 fn known_keys() -> Vec<&'static str> {
     // Every host key (src/hostconf.rs), then the keys both hosts share.
     let mut keys = crate::hostconf::HOST_KEYS.to_vec();
-    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER]);
+    keys.extend([config::TLS_MIN_VERSION, config::CIPHERS, config::SERVICE_USER, config::METRICS_LISTEN]);
+    keys.extend(EXTERNAL_KEYS);
+    keys.push(config::DB_MODE);
     keys.extend(LIMITS.iter().map(|b| b.key));
     keys.extend(MAIL_KEYS);
     keys
+}
+
+/// The keys that describe an external database (besides DB_MODE, DB_PORT).
+const EXTERNAL_KEYS: [&str; 5] = [config::DB_HOST, config::DB_NAME, config::DB_USER, config::DB_SSLMODE, config::DB_SSLROOTCERT];
+
+/// `DB_MODE` and the external database's keys. In local mode those keys
+/// are refused rather than ignored: a half-edited file that names a
+/// database kt would not use is a mistake to point out, not to guess at.
+fn external_db(c: &Config) -> Result<Option<ExternalDb>> {
+    match c.optional_string(config::DB_MODE)? {
+        None | Some("local") => {
+            let set = |k: &&&str| matches!(c.get(k), Some(v) if !v.is_null() && v.as_str() != Some(""));
+            if let Some(key) = EXTERNAL_KEYS.iter().find(set) {
+                return Err(bad(key, "is set but DB_MODE is not \"external\""));
+            }
+            Ok(None)
+        }
+        Some("external") => {
+            let host = c.optional_string(config::DB_HOST)?.ok_or_else(|| bad(config::DB_HOST, "is missing (DB_MODE is \"external\")"))?;
+            let name = c.optional_string(config::DB_NAME)?.unwrap_or(DEFAULT_DB_NAME);
+            let user = c.optional_string(config::DB_USER)?.unwrap_or(DEFAULT_DB_USER);
+            // Names go into SQL text, `.pgpass` and libpq's environment:
+            // plain words only, no quoting to get wrong. Database and role
+            // names are lower case, as PostgreSQL folds unquoted names.
+            if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)) {
+                return Err(bad(config::DB_HOST, &format!("{host:?} is not a host name or address")));
+            }
+            for (key, value) in [(config::DB_NAME, name), (config::DB_USER, user)] {
+                if !is_plain_identifier(value) {
+                    return Err(bad(key, &format!("{value:?} is not a plain name (a-z, 0-9, _; not starting with a digit)")));
+                }
+            }
+            let sslmode = match c.optional_string(config::DB_SSLMODE)? {
+                None => DEFAULT_DB_SSLMODE,
+                Some(text) => SslMode::parse(text)
+                    .ok_or_else(|| bad(config::DB_SSLMODE, &format!("is {text:?}, not one of {}", SslMode::NAMES.join(", "))))?,
+            };
+            let sslrootcert = c.optional_string(config::DB_SSLROOTCERT)?.map(PathBuf::from);
+            if sslmode.verifies() && sslrootcert.is_none() {
+                return Err(bad(config::DB_SSLROOTCERT, &format!("is missing: DB_SSLMODE {} checks the server's certificate against it", sslmode.name())));
+            }
+            Ok(Some(ExternalDb { host: host.to_string(), name: name.to_string(), user: user.to_string(), sslmode, sslrootcert }))
+        }
+        Some(other) => Err(bad(config::DB_MODE, &format!("is {other:?}, not \"local\" or \"external\""))),
+    }
+}
+
+/// A lower-case SQL identifier that needs no quoting.
+pub fn is_plain_identifier(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `METRICS_LISTEN`: off when absent; on, a loopback address only. The
+/// metrics name the server's key, its clients' refusal counts and its
+/// database's state: they are for the host's own collector (or an agent
+/// that forwards them), never an open port.
+fn metrics_listen(c: &Config) -> Result<Option<SocketAddr>> {
+    let Some(text) = c.optional_string(config::METRICS_LISTEN)? else { return Ok(None) };
+    let addr: SocketAddr =
+        text.parse().map_err(|e| bad(config::METRICS_LISTEN, &format!("{text:?} is not an address and port")).because(e))?;
+    if !addr.ip().is_loopback() {
+        return Err(bad(config::METRICS_LISTEN, &format!("is {addr}: the metrics listener takes a loopback address only (127.0.0.1 or ::1)")));
+    }
+    Ok(Some(addr))
 }
 
 fn bad(key: &str, what: &str) -> Error {
@@ -520,6 +697,48 @@ mod tests {
 
     fn parse(text: &str) -> Result<Settings> {
         Settings::from_config(&Config::parse(text).unwrap())
+    }
+
+    #[test]
+    fn an_external_database_is_read_checked_and_written_back() {
+        let s = parse(r#"{"HOSTNAME": "h", "DB_MODE": "external", "DB_HOST": "db.example.com", "DB_PORT": 5432,
+            "DB_SSLROOTCERT": "/etc/kt/db-ca.pem"}"#)
+        .unwrap();
+        let e = s.external_db.clone().unwrap();
+        assert_eq!((e.host.as_str(), e.name.as_str(), e.user.as_str()), ("db.example.com", "keytrustee", "keytrustee"));
+        assert_eq!((e.sslmode, s.db_port), (SslMode::VerifyFull, 5432));
+        let mut config = Config::new();
+        s.store(&mut config);
+        assert_eq!(config.get("DB_SSLMODE"), Some(&Value::from("verify-full")));
+        assert_eq!(Settings::from_config(&config).unwrap(), s);
+        // Local (the default) writes none of the keys.
+        let local = parse(r#"{"HOSTNAME": "h"}"#).unwrap();
+        let mut config = Config::new();
+        local.store(&mut config);
+        assert!(config.get("DB_MODE").is_none() && config.get("DB_HOST").is_none());
+        for mode in SslMode::NAMES {
+            assert_eq!(SslMode::parse(mode).unwrap().name(), mode);
+        }
+    }
+
+    #[test]
+    fn bad_external_settings_name_their_key() {
+        for (text, key) in [
+            (r#""DB_MODE": "remote""#, "DB_MODE"),
+            (r#""DB_MODE": "external""#, "DB_HOST"),
+            (r#""DB_HOST": "db""#, "DB_HOST"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "verify""#, "DB_SSLMODE"),
+            (r#""DB_MODE": "external", "DB_HOST": "db""#, "DB_SSLROOTCERT"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_USER": "Kt""#, "DB_USER"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_NAME": "a;b""#, "DB_NAME"),
+            (r#""DB_MODE": "external", "DB_HOST": "a b", "DB_SSLMODE": "require""#, "DB_HOST"),
+        ] {
+            let e = parse(&format!(r#"{{"HOSTNAME": "h", {text}}}"#)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{text}");
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        assert!(parse(r#"{"HOSTNAME": "h", "DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require"}"#).is_ok());
+        assert!(parse(r#"{"HOSTNAME": "h", "DB_MODE": "local", "DB_HOST": ""}"#).is_ok());
     }
 
     #[test]
@@ -558,6 +777,9 @@ mod tests {
             (r#"{"HOSTNAME": "h", "MAX_CONNECTIONS": 0}"#, "MAX_CONNECTIONS must be"),
             (r#"{"HOSTNAME": "h", "IDLE_TIMEOUT_SECONDS": 3601}"#, "IDLE_TIMEOUT_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "DB_POOL_SIZE": "many"}"#, "DB_POOL_SIZE must be"),
+            (r#"{"HOSTNAME": "h", "METRICS_LISTEN": "0.0.0.0:9100"}"#, "METRICS_LISTEN is 0.0.0.0:9100: the metrics listener takes a loopback address only"),
+            (r#"{"HOSTNAME": "h", "METRICS_LISTEN": "localhost"}"#, "METRICS_LISTEN \"localhost\" is not an address and port"),
+            (r#"{"HOSTNAME": "h", "DRAIN_SECONDS": 301}"#, "DRAIN_SECONDS must be"),
             (r#"{"HOSTNAME": "h", "SERVICE_USER": false}"#, "SERVICE_USER is not a string"),
             (r#"{"HOSTNAME": "h", "HA_ROLE": "primary"}"#, "HA_ROLE is \"primary\""),
             (r#"{"HOSTNAME": "h", "HA_WRITE_TIMEOUT_SECONDS": 0}"#, "HA_WRITE_TIMEOUT_SECONDS must be"),
@@ -636,6 +858,23 @@ mod tests {
         Settings::from_config(&config).unwrap().store(&mut config);
         assert_eq!(config.get(MAIL_SMTP_PORT), Some(&Value::from(2525)));
         assert!(config.get(MAIL_TRANSPORT).is_none() && config.get(MAIL_SENDMAIL).is_none());
+    }
+
+    /// A password script may carry the password inline: the settings'
+    /// Debug output (which a log line or a panic may show) never has it,
+    /// and the source survives a rewrite.
+    #[test]
+    fn the_smtp_password_script_is_not_in_debug_output() {
+        let text = r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "kt", "MAIL_SMTP_PASSWORD_SCRIPT": "echo hunter2"}"#;
+        let s = parse(text).unwrap();
+        let auth = s.mail.smtp_auth.clone().unwrap();
+        assert_eq!((auth.user.as_str(), auth.password_key()), ("kt", MAIL_SMTP_PASSWORD_SCRIPT));
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+        let mut config = Config::parse(text).unwrap();
+        s.store(&mut config);
+        assert_eq!(config.get(MAIL_SMTP_PASSWORD_SCRIPT), Some(&Value::from("echo hunter2")));
+        let s = parse(r#"{"HOSTNAME": "h", "MAIL_SMTP_USER": "kt", "MAIL_SMTP_PASSWORD_FILE": "/pw"}"#).unwrap();
+        assert_eq!(s.mail.smtp_auth.unwrap().password, PasswordSource::File("/pw".into()));
     }
 
     #[test]

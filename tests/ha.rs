@@ -351,17 +351,6 @@ fn register_on_both(a: &Instance, b: &Passive, org: &str) -> PathBuf {
     cdir
 }
 
-pub(crate) fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn writes_need_both_servers_and_an_unconfirmed_one_is_neither_lost_nor_doubled() {
     let (a, b) = synchronous_pair("ha-writes", 2);

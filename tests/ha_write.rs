@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kt::client::https::{HttpsClient, Trust, Url};
 use pgp::composed::{Deserializable, SignedSecretKey};
 
-use crate::ha::{eventually, synchronous_pair, Passive};
+use crate::ha::{synchronous_pair, Passive};
 use crate::harness::*;
 use crate::server::{client, org_with_secret};
 
@@ -119,15 +119,7 @@ pub(crate) fn downgrade_schema(inst: &Instance, version: i32) {
         .iter()
         .map(|t| inst.psql("keytrustee", &format!("SELECT coalesce(json_agg(t), '[]') FROM {t} t")).expect(0).stdout.trim().to_string())
         .collect();
-    let password = kt::storage::pgpass::Password::read(&inst.confdir.join(".pgpass"), "keytrustee").unwrap();
-    let mut db = postgres::Config::new()
-        .host("127.0.0.1")
-        .port(inst.db_port)
-        .user("keytrustee")
-        .password(password.expose())
-        .dbname("keytrustee")
-        .connect(postgres::NoTls)
-        .unwrap();
+    let mut db = inst.db_client();
     db.batch_execute(
         "DO $$ DECLARE r record; BEGIN \
          FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP \

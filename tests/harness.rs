@@ -54,6 +54,19 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Polls `check` (every 100 ms) until it holds or `secs` pass; whether it
+/// held. For waiting on a server or a database, never a fixed sleep.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -194,6 +207,26 @@ impl Instance {
             .env("PGCONNECT_TIMEOUT", "10")
             .args(["-h", "127.0.0.1", "-p", &self.db_port.to_string(), "-U", "keytrustee", "-d", database])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]))
+    }
+
+    /// One query in the instance's database through psql; its output,
+    /// trimmed (the query must succeed).
+    pub fn sql(&self, query: &str) -> String {
+        self.psql("keytrustee", query).expect(0).stdout.trim().to_string()
+    }
+
+    /// A connection of kt's own database user (with the password from the
+    /// instance's .pgpass), for tests that drive transactions themselves.
+    pub fn db_client(&self) -> postgres::Client {
+        let password = kt::storage::pgpass::Password::read(&self.confdir.join(".pgpass"), "keytrustee").unwrap();
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.db_port)
+            .user("keytrustee")
+            .password(password.expose())
+            .dbname("keytrustee")
+            .connect(postgres::NoTls)
+            .unwrap()
     }
 }
 

@@ -78,7 +78,7 @@ fn creates_a_complete_instance() {
     inst.kt(&["db", "status"]).expect(1);
     inst.kt(&["db", "start"]).expect(0);
     let tables = inst.psql("keytrustee", "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'").expect(0);
-    assert_eq!(tables.stdout.trim(), "clients,deposits,organizations,schema_version,write_requests");
+    assert_eq!(tables.stdout.trim(), "clients,contact_keys,contact_tokens,deposits,mail_outbox,organizations,replay_nonces,schema_version,write_requests");
     assert_eq!(
         inst.psql("keytrustee", "SELECT max(version) FROM schema_version").expect(0).stdout.trim(),
         kt::storage::schema::latest_version().to_string()

@@ -5,6 +5,7 @@
 //! `contact_tokens` with the SHA-256 of the token text, through psql.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use crate::harness::*;
@@ -81,12 +82,13 @@ impl Keys {
         Keys { gpg: GnupgHome::new() }
     }
 
-    /// Makes a key for `uid` (extra: algorithm, usage, expiry, options
-    /// before the command) and returns its fingerprint.
+    /// Makes a key for `uid` (options before the command, expiry) and
+    /// returns its fingerprint: GnuPG's default kind, a signing primary
+    /// key and an encryption subkey (mail to a contact is encrypted to it).
     pub(crate) fn make(&self, uid: &str, before: &[&str], expire: &str) -> String {
         let mut args = vec!["--passphrase", ""];
         args.extend_from_slice(before);
-        args.extend_from_slice(&["--quick-gen-key", uid, "ed25519", "default", expire]);
+        args.extend_from_slice(&["--quick-gen-key", uid, "future-default", "default", expire]);
         self.gpg.gpg(&args).expect(0);
         self.fingerprint(uid)
     }
@@ -154,6 +156,14 @@ fn every_answer_of_the_registration_page() {
     }
     let (code, _) = post(&inst, "short", &good, &form, &[]);
     assert_eq!(code, 400);
+    // A disabled organization's links read as unknown and store nothing.
+    let set_state = |state: &str| inst.psql("keytrustee", &format!("UPDATE organizations SET state = '{state}' WHERE name = '{ORG}'")).expect(0);
+    set_state("disabled");
+    let (code, html) = curl(&["-k", &link(&inst, &token)]);
+    assert_eq!(code, 404, "{html}");
+    let (code, _) = post(&inst, &token, &good, &form, &[]);
+    assert_eq!(code, 404);
+    set_state("active");
     let expired = issue(&inst, CONTACT, -1);
     let (code, html) = curl(&["-k", &link(&inst, &expired)]);
     assert_eq!(code, 410, "{html}");
@@ -169,8 +179,9 @@ fn every_answer_of_the_registration_page() {
     assert_eq!(code, 410, "{html}");
     assert_eq!(stored(&inst), "|0");
 
-    // 400 bad keys: garbage, two keys, an expired key, a revoked key; the
-    // form comes back with the reason, nothing is stored.
+    // 400 bad keys: garbage, two keys, an expired key, a revoked key, a
+    // key without an encryption subkey (mail could not be encrypted to
+    // it); the form comes back with the reason, nothing is stored.
     let garbage = inst.dir.join("garbage.asc");
     std::fs::write(&garbage, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm90IGEga2V5\n=AAAA\n-----END PGP PUBLIC KEY BLOCK-----\n").unwrap();
     keys.make("Jake <jake@acme.example.com>", &[], "1y");
@@ -180,6 +191,8 @@ fn every_answer_of_the_registration_page() {
     let revoked_fpr = keys.make("Gone <gone@acme.example.com>", &[], "1y");
     keys.revoke(&revoked_fpr);
     let revoked = keys.export(&["gone@acme.example.com"], &inst.dir.join("revoked.asc"));
+    keys.gpg.gpg(&["--passphrase", "", "--quick-gen-key", "Sig <sig@acme.example.com>", "ed25519", "sign", "1y"]).expect(0);
+    let sign_only = keys.export(&["sig@acme.example.com"], &inst.dir.join("sign-only.asc"));
     let incomplete = inst.dir.join("incomplete.asc");
     let text = std::fs::read_to_string(&good).unwrap();
     std::fs::write(&incomplete, &text[..text.find("-----END").unwrap()]).unwrap();
@@ -188,6 +201,7 @@ fn every_answer_of_the_registration_page() {
         (&two, "more than one key"),
         (&old, "expired"),
         (&revoked, "revoked"),
+        (&sign_only, "cannot be encrypted to"),
         (&incomplete, "including the BEGIN and END"),
     ] {
         let (code, html) = post(&inst, &token, file, &form, &[]);
@@ -336,16 +350,24 @@ fn a_passive_serves_the_page_and_refuses_the_post() {
     assert_eq!(stored(&inst), "|0");
 }
 
-/// chromedriver on a free port, stopped on drop.
+/// chromedriver on a free port in a process group of its own. On drop,
+/// also when a test panics mid-session: the browser session is ended
+/// (chromedriver quits Chromium), then the whole group is killed, so no
+/// chromedriver or Chromium outlives the test.
 struct Driver {
     child: Child,
     port: u16,
     dir: TestDir,
+    session: std::cell::RefCell<Option<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Some(session) = self.session.borrow_mut().take() {
+            self.call("DELETE", &format!("/session/{session}"), None);
+        }
+        // SAFETY: kill(2) on the group this driver's child leads.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -359,12 +381,13 @@ impl Driver {
         let port = free_port();
         let dir = TestDir::new("chromium");
         let child = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start chromedriver");
-        let driver = Driver { child, port, dir };
+        let driver = Driver { child, port, dir, session: Default::default() };
         for _ in 0..100 {
             if driver.call("GET", "/status", None).get("value").is_some() {
                 return driver;
@@ -396,6 +419,9 @@ impl Driver {
             Some(serde_json::json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "acceptInsecureCerts": true,
+                // A submitted form's answer may still be loading when the
+                // next element is asked for: finding one waits up to 15 s.
+                "timeouts": {"implicit": 15000},
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -404,7 +430,9 @@ impl Driver {
                 }
             }}})),
         );
-        answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {answer}")).to_string()
+        let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {answer}")).to_string();
+        *self.session.borrow_mut() = Some(id.clone());
+        id
     }
 
     fn element(&self, session: &str, css: &str) -> String {
@@ -462,7 +490,6 @@ pub(crate) fn register_in_browser(url: &str, contact: &str, armored: &str, dir: 
     assert_eq!(background["value"], "rgba(236, 253, 236, 1)", "{background}");
     let result_png = driver.screenshot(&session, &dir.join("result.png"));
     assert_ne!(form_png, result_png, "the result page looks like the form");
-    driver.call("DELETE", &format!("/session/{session}"), None);
     (shown, user_ids)
 }
 
@@ -494,17 +521,7 @@ fn the_consuming_statement_lets_one_of_two_concurrent_uses_through() {
     inst.kt(&["org", "add", "-n", ORG, "-c", CONTACT]).expect(0);
     let token = issue(&inst, CONTACT, 12);
     let hash = kt::registration::token::hash(&token).to_vec();
-    let password = kt::storage::pgpass::Password::read(&inst.confdir.join(".pgpass"), "keytrustee").unwrap();
-    let connect = || {
-        postgres::Config::new()
-            .host("127.0.0.1")
-            .port(inst.db_port)
-            .user("keytrustee")
-            .password(password.expose())
-            .dbname("keytrustee")
-            .connect(postgres::NoTls)
-            .unwrap()
-    };
+    let connect = || inst.db_client();
     let sql = kt::registration::token::CONSUME_SQL;
     let (first_fpr, second_fpr) = ("A".repeat(40), "B".repeat(40));
     let ids: Vec<String> = vec!["x".into()];
@@ -518,8 +535,14 @@ fn the_consuming_statement_lets_one_of_two_concurrent_uses_through() {
             let row = c.query_one(sql, &[&hash, &second_fpr, &"armored two", &ids]).unwrap();
             (row.get::<_, bool>(0), row.get::<_, bool>(4))
         });
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        assert!(!waiting.is_finished(), "the second use did not wait for the first");
+        // The second statement must be seen waiting on the token row's
+        // lock: only then does its outcome show that the lock serialises
+        // the two uses (a second use that merely started late would see
+        // the committed "used" without any lock).
+        let blocked = eventually(30, || {
+            inst.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'keytrustee' AND wait_event_type = 'Lock'") == "1"
+        });
+        assert!(blocked && !waiting.is_finished(), "the second use did not wait for the first");
         tx.commit().unwrap();
         waiting.join().unwrap()
     });

@@ -190,41 +190,53 @@ fn deposits_belong_to_their_client() {
 
 /// A raw HTTPS client and the registered key of a client directory, to
 /// craft requests kt's own client would never send.
-struct Raw {
-    http: HttpsClient,
+pub struct Raw {
+    pub http: HttpsClient,
     key: SignedSecretKey,
-    fpr: String,
+    pub fpr: String,
 }
 
 impl Raw {
-    fn new(inst: &Instance, dir: &Path) -> Raw {
-        let url = Url::parse(&inst.url()).unwrap();
-        let http = HttpsClient::new(&url, &Trust::Ca(inst.ca()), Duration::from_secs(10)).unwrap();
+    pub fn new(inst: &Instance, dir: &Path) -> Raw {
+        Raw::to(&inst.url(), inst.ca(), dir)
+    }
+
+    /// A raw client of the server at `url` (another node of the instance).
+    pub fn to(url: &str, ca: PathBuf, dir: &Path) -> Raw {
+        let url = Url::parse(url).unwrap();
+        let http = HttpsClient::new(&url, &Trust::Ca(ca), Duration::from_secs(10)).unwrap();
         let key = SignedSecretKey::from_bytes(&std::fs::read(dir.join("secret.gpg")).unwrap()[..]).unwrap();
         let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("client.json")).unwrap()).unwrap();
         Raw { http, key, fpr: settings["fingerprint"].as_str().unwrap().to_string() }
     }
 
-    fn send(&mut self, method: &str, path: &str, body: &[u8], h: &kt::auth::SignedHeaders) -> (u16, String) {
-        let ts = h.timestamp.to_string();
-        let resp = self
-            .http
-            .request(
-                method,
-                path,
-                &[
-                    ("X-KT-Client", &h.client),
-                    ("X-KT-Timestamp", &ts),
-                    ("X-KT-Nonce", &h.nonce),
-                    ("X-KT-Signature", &h.signature),
-                ],
-                body,
-            )
-            .unwrap();
+    pub fn send(&mut self, method: &str, path: &str, body: &[u8], h: &kt::auth::SignedHeaders) -> (u16, String) {
+        let resp = self.answer(method, path, body, h);
         (resp.status, resp.error_code().unwrap_or_default())
     }
 
-    fn signed(&self, method: &str, path: &str, body: &[u8], timestamp: i64, nonce: &str) -> kt::auth::SignedHeaders {
+    /// The whole answer to a request sent with the headers `h` (and its
+    /// request id, when `h` has one).
+    pub fn answer(&mut self, method: &str, path: &str, body: &[u8], h: &kt::auth::SignedHeaders) -> kt::client::https::Response {
+        let ts = h.timestamp.to_string();
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("X-KT-Client", &h.client),
+            ("X-KT-Timestamp", &ts),
+            ("X-KT-Nonce", &h.nonce),
+            ("X-KT-Signature", &h.signature),
+        ];
+        if let Some(id) = &h.request_id {
+            headers.push(("X-KT-Request-Id", id));
+        }
+        self.http.request(method, path, &headers, body).unwrap()
+    }
+
+    /// Signs a write with a request id, as kt's client does.
+    pub fn signed_with_id(&self, method: &str, path: &str, body: &[u8], id: &str) -> kt::auth::SignedHeaders {
+        kt::auth::sign_request_with_id(&self.key, &self.fpr, method, path, body, id).unwrap()
+    }
+
+    pub fn signed(&self, method: &str, path: &str, body: &[u8], timestamp: i64, nonce: &str) -> kt::auth::SignedHeaders {
         kt::auth::sign_request_at(&self.key, &self.fpr, method, path, body, timestamp, nonce).unwrap()
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::storage::endpoint::Endpoint;
 
 /// What the dump turned out to hold, learned while it is archived.
 #[derive(Debug, Clone)]
@@ -37,11 +38,12 @@ impl DumpFacts {
     }
 }
 
-/// Runs pg_dump against 127.0.0.1:`port` with the instance's password file,
-/// writing into `out` (created here, 0600, before pg_dump opens it), and
-/// reads the file behind it as it grows, hashing it and counting its rows:
-/// by the time pg_dump ends, everything the manifest says about the dump
-/// is known, and only the archive (the encryption) is left to do.
+/// Runs pg_dump against the instance's database (local, or external over
+/// TLS as DB_SSLMODE says) with the instance's password file, writing
+/// into `out` (created here, 0600, before pg_dump opens it), and reads the
+/// file behind it as it grows, hashing it and counting its rows: by the
+/// time pg_dump ends, everything the manifest says about the dump is
+/// known, and only the archive (the encryption) is left to do.
 ///
 /// Following the file rather than piping pg_dump's output through kt saves
 /// a copy of every byte (pipe in, pipe out, file write become one read of
@@ -49,7 +51,7 @@ impl DumpFacts {
 /// file's bytes; the archive reads the same file back (a tar member needs
 /// its size before its data) and every reader of the backup checks those
 /// bytes against the manifest.
-pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
+pub fn dump(bindir: &Path, endpoint: &Endpoint, pgpass: &Path, out: &Path, progress: &dyn Progress) -> Result<DumpFacts> {
     let cannot_read = |e: std::io::Error| Error::env(format!("cannot read {}", out.display())).because_err(&e);
     OpenOptions::new()
         .write(true)
@@ -59,14 +61,12 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn 
         .map_err(|e| Error::env(format!("cannot create {}", out.display())).because_err(&e))?;
     let mut file = File::open(out).map_err(cannot_read)?;
     let pg_dump = bindir.join("pg_dump");
-    let mut child = Command::new(&pg_dump)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--username", crate::instance::DB_USER])
-        .args(["--no-password", "--dbname", crate::instance::DB_NAME, "--format", "plain", "--encoding", "UTF8"])
+    let mut command = Command::new(&pg_dump);
+    endpoint.libpq_env(&mut command, pgpass);
+    let mut child = command
+        .args(["--no-password", "--format", "plain", "--encoding", "UTF8"])
         .arg("--file")
         .arg(out)
-        .env("PGPASSFILE", pgpass)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,8 +94,14 @@ pub fn dump(bindir: &Path, port: u16, pgpass: &Path, out: &Path, progress: &dyn 
         return Err(err.with_hint("is the database running, is the disk full? `kt db status`, `df`"));
     }
     let digest = followed?;
-    // The file must be what was hashed: nothing but pg_dump wrote to it.
-    let size = file.metadata().map_err(cannot_read)?.len();
+    // The file must be what was hashed: nothing but pg_dump wrote to it,
+    // and the path still names it (the archive reads it by its path).
+    let meta = file.metadata().map_err(cannot_read)?;
+    let named = std::fs::metadata(out).map_err(cannot_read)?;
+    if (named.dev(), named.ino()) != (meta.dev(), meta.ino()) {
+        return Err(Error::env(format!("{} was replaced while it was read", out.display())));
+    }
+    let size = meta.len();
     if size != digest.size {
         return Err(Error::env(format!("{} changed while it was read ({size} bytes, {} hashed)", out.display(), digest.size)));
     }
@@ -260,6 +266,73 @@ impl RowCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory with a `pg_dump` that runs `script` (sh) with the
+    /// file kt names in `$F`, standing in for the real one: what `dump`
+    /// does when the file grows in pieces, is cut short, replaced or
+    /// truncated under it.
+    fn fake_pg_dump(script: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("kt-dump-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir(&dir).unwrap();
+        let bin = dir.join("pg_dump");
+        let text = format!("#!/bin/sh\nwhile [ \"$1\" != --file ]; do shift; done\nF=\"$2\"\n{script}\n");
+        std::fs::write(&bin, text).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    fn run_fake(script: &str) -> (Result<DumpFacts>, std::path::PathBuf) {
+        let dir = fake_pg_dump(script);
+        let out = dir.join("dump.sql");
+        let facts = dump(&dir, &Endpoint::local(1), &dir.join("pgpass"), &out, &crate::progress::Silent);
+        (facts, dir)
+    }
+
+    const PIECES: &str = "printf 'COPY public.deposits (a) FROM stdin;\\nx\\n' >> \"$F\"; sleep 0.2; printf 'y' >> \"$F\"; sleep 0.2; printf '\\nz\\n\\\\.\\n' >> \"$F\"";
+
+    #[test]
+    fn follows_the_file_to_its_end() {
+        let (facts, dir) = run_fake(&format!("{PIECES}; sleep 0.1"));
+        let facts = facts.unwrap();
+        let bytes = std::fs::read(dir.join("dump.sql")).unwrap();
+        assert_eq!(bytes, b"COPY public.deposits (a) FROM stdin;\nx\ny\nz\n\\.\n");
+        assert_eq!(facts.size, bytes.len() as u64);
+        assert_eq!(facts.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(facts.row_counts.get("deposits"), Some(&3));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_pg_dump_failing_half_way_fails_the_dump() {
+        let (facts, dir) = run_fake(&format!("{PIECES}; echo 'pg_dump: error: connection lost' >&2; exit 1"));
+        let err = facts.unwrap_err().to_string();
+        assert!(err.contains("pg_dump failed"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_truncated_under_it_fails_the_dump() {
+        let (facts, dir) = run_fake(&format!("{PIECES}; sleep 0.2; : > \"$F\"; printf 'COPY' >> \"$F\""));
+        let err = facts.unwrap_err().to_string();
+        assert!(err.contains("changed while it was read"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The archive is read from the path: a dump file replaced there
+    /// (same size, other bytes) while pg_dump ran would go into the
+    /// archive under the manifest's hash of the bytes kt followed.
+    #[test]
+    fn a_file_replaced_under_it_fails_the_dump() {
+        let (facts, dir) = run_fake(&format!(
+            "{PIECES}; sleep 0.2; tr xyz XYZ < \"$F\" > \"$F.new\"; mv \"$F.new\" \"$F\""
+        ));
+        let err = facts.unwrap_err().to_string();
+        assert!(err.contains("replaced while it was read"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn notes_meta_commands_and_encoding() {

@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::instance::{Instance, DB_NAME, DB_USER};
+use crate::instance::Instance;
 use crate::progress::Progress;
-use crate::storage::pgpass::Password;
-use crate::storage::{cluster, schema, Cluster};
+use crate::storage::endpoint::Endpoint;
+use crate::storage::{cluster, schema};
 use recipients::Recipient;
 
 /// What `kt backup` was asked to do.
@@ -169,13 +169,13 @@ fn backup_locked(
     let stale_temps_removed = naming::remove_stale_temps(&output);
 
     // The database must answer before anything is written.
-    let mut cluster = Cluster::for_instance(instance)?;
+    let mut endpoint = Endpoint::for_instance(instance);
     if let Some(port) = options.db_port {
-        cluster.port = port;
+        endpoint.port = port;
     }
-    let password = Password::read(&instance.layout.pgpass(), DB_USER)?;
+    let password = endpoint.password(&instance.layout.pgpass())?;
     let schema_version = {
-        let mut db = cluster.connect(&password, DB_NAME)?;
+        let mut db = endpoint.connect(&password, "kt backup")?;
         schema::current_version(&mut db)?
     };
     let server_key = crate::pgp::load_public_key(&instance.layout.pubring())?;
@@ -207,7 +207,7 @@ fn backup_locked(
 
     progress.step("dumping the database");
     let bindir = cluster::find_bindir()?;
-    let facts = dump::dump(&bindir, cluster.port, &instance.layout.pgpass(), &dump_tmp, progress)?;
+    let facts = dump::dump(&bindir, &endpoint, &instance.layout.pgpass(), &dump_tmp, progress)?;
     let dump_size = facts.size;
 
     // Shared with other readers; a kt cert replace or rollback holds it

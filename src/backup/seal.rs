@@ -49,6 +49,11 @@ const DEPTH: usize = 4;
 /// encrypted to every recipient.
 pub fn encrypt(recipients: &[Recipient], plaintext: impl Read + Send, len: u64, out: &mut impl Write) -> Result<()> {
     let failed = |e: &dyn std::fmt::Display| Error::env("cannot write the backup").because(e);
+    // A message with no PKESK could be read by nobody: a caller's bug, not
+    // a backup.
+    if recipients.is_empty() {
+        return Err(Error::problem("internal error: a backup encrypted to no recipient"));
+    }
     let mut rng = rand::thread_rng();
     let alg = SymmetricKeyAlgorithm::AES256;
     let session_key = alg.new_session_key(&mut rng);
@@ -415,6 +420,151 @@ mod tests {
             w.finish().unwrap();
             assert_eq!(unframe(&written), (18, body), "len {len}");
         }
+    }
+
+    /// A recipient with an Ed25519 key and a Curve25519 encryption
+    /// subkey (quick to make), and its secret key.
+    fn recipient() -> (Recipient, pgp::composed::SignedSecretKey) {
+        use pgp::composed::{Deserializable, SignedSecretKey};
+        let generated = crate::pgp::generate_key(crate::pgp::KeySpec::Ed25519, "Seal Test <seal@example.com>").unwrap();
+        let secret = SignedSecretKey::from_bytes(&generated.secret[..]).unwrap();
+        let key = crate::pgp::parse_public_key(&generated.public).unwrap();
+        let sub = format!("{:X}", key.public_subkeys[0].key.fingerprint());
+        let primary = format!("{:X}", key.primary_key.fingerprint());
+        (Recipient { label: "seal".into(), primary_fingerprint: primary, key, subkey_fingerprint: Some(sub) }, secret)
+    }
+
+    fn sealed(r: &Recipient, plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encrypt(std::slice::from_ref(r), plaintext, plaintext.len() as u64, &mut out).unwrap();
+        out
+    }
+
+    fn opened(secret: &pgp::composed::SignedSecretKey, message: &[u8]) -> std::io::Result<Vec<u8>> {
+        let msg = pgp::composed::Message::from_bytes(message).map_err(std::io::Error::other)?;
+        let mut msg = msg.decrypt(&pgp::types::Password::empty(), secret).map_err(std::io::Error::other)?;
+        msg.as_data_vec()
+    }
+
+    /// Plaintext lengths at every edge of the framing (the literal body
+    /// and the encrypted body each at one chunk, one short, one over, two
+    /// chunks) and of the threads' blocks: rpgp reads each back whole,
+    /// with its MDC checked.
+    #[test]
+    fn rpgp_decrypts_every_edge_length() {
+        let (r, secret) = recipient();
+        let literal_header = {
+            let mut bytes = Vec::new();
+            LiteralDataHeader::new(DataMode::Binary).to_writer(&mut bytes).unwrap();
+            bytes.len()
+        };
+        let c = CHUNK as usize;
+        // SEIPD body = version (1) + prefix (18) + framed literal + MDC (22).
+        let seipd_body = |len: usize| 1 + 18 + framed_len(Tag::LiteralData, (literal_header + len) as u64).unwrap() as usize + 22;
+        let seipd_at = |target: usize| (0..target).rev().find(|&l| seipd_body(l) <= target).unwrap();
+        let mut lengths = vec![0, 1, 15, 16, 17, c - literal_header - 1, c - literal_header, c - literal_header + 1];
+        lengths.extend([2 * c - literal_header, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3]);
+        for target in [c, 2 * c] {
+            let l = seipd_at(target);
+            assert_eq!(seipd_body(l), target, "no length puts the encrypted body at {target}");
+            lengths.extend([l - 1, l, l + 1]);
+        }
+        for len in lengths {
+            let plaintext: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let message = sealed(&r, &plaintext);
+            let back = opened(&secret, &message).unwrap_or_else(|e| panic!("len {len}: {e}"));
+            assert!(back == plaintext, "len {len}: a different plaintext came back");
+        }
+    }
+
+    /// A changed ciphertext byte anywhere (the prefix, the data, the MDC)
+    /// fails rpgp's checks instead of yielding data.
+    #[test]
+    fn a_changed_byte_fails_the_mdc() {
+        let (r, secret) = recipient();
+        let plaintext = vec![0x5au8; 3 * CHUNK as usize];
+        let message = sealed(&r, &plaintext);
+        assert_eq!(opened(&secret, &message).unwrap(), plaintext);
+        for at in [message.len() / 2, message.len() - 1, message.len() - 21] {
+            let mut bad = message.clone();
+            bad[at] ^= 0x01;
+            assert!(opened(&secret, &bad).is_err(), "a flipped byte at {at} of {} went unnoticed", message.len());
+        }
+    }
+
+    /// Two messages never share a session key: the first one's PKESK in
+    /// front of the second one's encrypted packet decrypts to nothing.
+    #[test]
+    fn each_message_has_its_own_session_key() {
+        let (r, secret) = recipient();
+        /// The length of the first packet (a PKESK: one fixed length).
+        fn first_packet(m: &[u8]) -> usize {
+            if m[0] & 0x40 != 0 {
+                match m[1] {
+                    0..=191 => 2 + m[1] as usize,
+                    192..=223 => 3 + (((m[1] as usize) - 192) << 8) + m[2] as usize + 192,
+                    _ => 6 + u32::from_be_bytes(m[2..6].try_into().unwrap()) as usize,
+                }
+            } else {
+                let n = [1, 2, 4][(m[0] & 3) as usize];
+                1 + n + m[1..1 + n].iter().fold(0usize, |v, b| (v << 8) | *b as usize)
+            }
+        }
+        let (a, b) = (sealed(&r, b"same"), sealed(&r, b"same"));
+        assert_eq!(opened(&secret, &a).unwrap(), b"same");
+        let (pa, pb) = (first_packet(&a), first_packet(&b));
+        let spliced = [&a[..pa], &b[pb..]].concat();
+        assert_eq!(opened(&secret, &[&b[..pb], &b[pb..]].concat()).unwrap(), b"same");
+        assert!(opened(&secret, &spliced).is_err(), "two messages share a session key");
+    }
+
+    /// A plaintext that fails, ends early, panics, or an output that
+    /// fails, half way through: an error (or the panic) comes out, never
+    /// a message that looks complete, and no thread is left waiting.
+    #[test]
+    fn a_failure_on_any_thread_is_never_a_message() {
+        struct Failing(usize, &'static str);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    match self.1 {
+                        "panic" => panic!("the reader panicked"),
+                        "eof" => return Ok(0),
+                        _ => return Err(std::io::Error::other("disk on fire")),
+                    }
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(std::io::Error::other("no space left"));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (r, _) = recipient();
+        let len = 5 * BLOCK as u64;
+        for how in ["error", "eof"] {
+            let mut out = Vec::new();
+            assert!(encrypt(std::slice::from_ref(&r), Failing(3 * BLOCK + 5, how), len, &mut out).is_err(), "{how}");
+        }
+        let panicked = std::panic::catch_unwind(|| {
+            let mut out = Vec::new();
+            let _ = encrypt(std::slice::from_ref(&r), Failing(BLOCK + 5, "panic"), len, &mut out);
+        });
+        assert!(panicked.is_err(), "a reader's panic became a result");
+        let plaintext = vec![0u8; 5 * BLOCK];
+        assert!(encrypt(std::slice::from_ref(&r), &plaintext[..], len, &mut Full(2 * BLOCK)).is_err());
     }
 
     #[test]

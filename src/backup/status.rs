@@ -120,10 +120,7 @@ pub fn read(dir: &Path, host: &str) -> Result<Option<Status>> {
 /// Clock differences tolerated between the writer and the reader.
 const FUTURE_SLACK_SECONDS: i64 = 300;
 
-/// `text` with control characters escaped (`\u{1b}`), safe on a terminal.
-pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
+pub use crate::text::printable;
 
 /// Records a success. The caller holds the directory's backup lock.
 pub fn record_success(dir: &Path, host: &str, file: &Path, size: u64, duration: std::time::Duration) -> Result<()> {

@@ -125,15 +125,7 @@ pub fn format_utc(unix: i64) -> String {
     crate::clock::rfc3339(unix).replacen('T', " ", 1).replace('Z', " UTC")
 }
 
-/// `text` with control characters escaped (`\u{1b}`): a certificate's
-/// names come from whoever made it and are printed on an operator's
-/// terminal, where an escape sequence could rewrite what is shown.
-pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
+pub use crate::text::printable;
 
 /// SHA-256 of `der` as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {

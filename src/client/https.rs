@@ -487,7 +487,7 @@ fn client_config(trust: &Trust) -> Result<ClientConfig> {
 /// `--insecure`: accepts any certificate but still checks the handshake
 /// signatures, so the connection is encrypted, just not authenticated.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AcceptAnyCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(

@@ -93,7 +93,7 @@ fn encrypted_entity(entity: &[u8], key: &SignedPublicKey) -> Result<MultiPart> {
     let failed = |e: &dyn std::fmt::Display| Error::env("cannot encrypt the message to the contact's key").because(e);
     let mut rng = rand::thread_rng();
     let mut builder = MessageBuilder::from_bytes("", entity.to_vec()).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
-    match encryption_subkey(key) {
+    match encryption_subkey(key, crate::clock::unix_now()) {
         Some(sub) => builder.encrypt_to_key(&mut rng, &sub.key).map_err(|e| failed(&e))?,
         None => return Err(failed(&format!("the key {:X} has no usable encryption subkey", key.fingerprint()))),
     };
@@ -109,25 +109,47 @@ fn encrypted_entity(entity: &[u8], key: &SignedPublicKey) -> Result<MultiPart> {
     Ok(MultiPart::encrypted("application/pgp-encrypted".to_string()).singlepart(control).singlepart(data))
 }
 
-/// The newest subkey whose binding allows encryption and that has not
-/// expired (as gpg picks one).
-fn encryption_subkey(key: &SignedPublicKey) -> Option<&pgp::composed::SignedPublicSubKey> {
-    let now = crate::clock::unix_now();
+/// The newest subkey that mail can be encrypted to at `now` (seconds), as
+/// gpg picks one: a binding signature by the primary key that verifies,
+/// allows encryption and has not expired; and no subkey revocation by the
+/// primary key. Signatures are verified here, not only at upload, so a
+/// key row changed behind the page's back does not bind a stranger's
+/// subkey or revive a revoked one.
+pub fn encryption_subkey(key: &SignedPublicKey, now: i64) -> Option<&pgp::composed::SignedPublicSubKey> {
+    let primary = &key.primary_key;
     key.public_subkeys
         .iter()
         .filter(|sub| {
-            sub.signatures.iter().any(|sig| {
-                let flags = sig.key_flags();
-                let can = flags.encrypt_comms() || flags.encrypt_storage();
-                let created = i64::from(sub.key.created_at().as_secs());
-                let alive = match sig.key_expiration_time() {
-                    Some(d) if d.as_secs() > 0 => created + i64::from(d.as_secs()) > now,
-                    _ => true,
-                };
-                can && alive
-            })
+            let verified = |sig: &&pgp::packet::Signature| sig.verify_subkey_binding(primary, &sub.key).is_ok();
+            let revoked =
+                sub.signatures.iter().filter(verified).any(|sig| sig.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation));
+            !revoked
+                && sub.signatures.iter().filter(verified).any(|sig| {
+                    let flags = sig.key_flags();
+                    let can = sig.typ() == Some(pgp::packet::SignatureType::SubkeyBinding)
+                        && (flags.encrypt_comms() || flags.encrypt_storage());
+                    let created = i64::from(sub.key.created_at().as_secs());
+                    let alive = match sig.key_expiration_time() {
+                        Some(d) if d.as_secs() > 0 => created + i64::from(d.as_secs()) > now,
+                        _ => true,
+                    };
+                    can && alive
+                })
         })
         .max_by_key(|sub| sub.key.created_at().as_secs())
+}
+
+/// Whether mail can be encrypted to `key` at `now`: a trial encryption to
+/// the subkey [`encryption_subkey`] picks, so that a key the page accepts
+/// is one the outbox can use (the page promises encrypted mail); the
+/// reason when not.
+pub fn encryptable(key: &SignedPublicKey, now: i64) -> std::result::Result<(), String> {
+    let sub = encryption_subkey(key, now).ok_or_else(|| "no subkey for encryption that is bound, valid and not revoked".to_string())?;
+    let mut rng = rand::thread_rng();
+    let mut builder = MessageBuilder::from_bytes("", b"kt".to_vec()).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+    builder.encrypt_to_key(&mut rng, &sub.key).map_err(|e| format!("its encryption subkey cannot be used: {e}"))?;
+    builder.to_armored_string(&mut rng, ArmorOptions::default()).map_err(|e| format!("its encryption subkey cannot be used: {e}"))?;
+    Ok(())
 }
 
 /// Parses a contact's registered (armored) key.

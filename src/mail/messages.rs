@@ -3,7 +3,7 @@
 //! message is queued. A line never starts with "From " (an mbox would
 //! change it, and the signature with it).
 
-use super::token::LinkToken;
+use crate::registration::token::LinkToken;
 
 /// The subject of the documented contact registration message.
 pub const REGISTRATION_SUBJECT: &str = "KeyTrustee Contact Registration";

@@ -18,7 +18,7 @@
 use serde::Serialize;
 
 use super::messages::{self, Site, Text};
-use super::token::LinkToken;
+use crate::registration::token::LinkToken;
 use crate::error::{Error, Result};
 
 /// The longest wait between two attempts.
@@ -46,7 +46,7 @@ pub fn queue_registration(
             "INSERT INTO contact_tokens (token_sha256, organization, contact, expires) \
              VALUES ($1, $2::text::uuid, $3, now() + make_interval(hours => $4)) \
              RETURNING to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
-            &[&token.sha256(), &org_uuid, &contact, &(messages::LINK_VALID_HOURS as i32)],
+            &[&&token.hash()[..], &org_uuid, &contact, &(messages::LINK_VALID_HOURS as i32)],
         )
         .map_err(db_error("cannot store the contact's registration token"))?;
     let expires: String = row.get(0);

@@ -22,7 +22,6 @@ use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 
 use crate::account::Account;
 use crate::error::{Error, Result};
-use crate::secret::PasswordSource;
 use crate::settings::{MailSettings, MailTransport, SmtpTls};
 
 /// How long one SMTP exchange may take before it counts as a failure.
@@ -47,6 +46,24 @@ pub struct Refused {
 
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A warning for the server's log when the settings let someone on the
+/// network read the mail: opportunistic STARTTLS to a relay that is not on
+/// this host can be stripped by whoever sits between, and the mail holds
+/// registration links (a link is enough to register a key for a contact).
+/// None when the relay is loopback or TLS is required.
+pub fn downgrade_warning(s: &MailSettings) -> Option<String> {
+    let exposed = s.transport == MailTransport::Smtp
+        && !is_loopback(&s.smtp_host)
+        && matches!(s.smtp_tls, SmtpTls::Off | SmtpTls::Opportunistic);
+    exposed.then(|| {
+        format!(
+            "mail: MAIL_SMTP_TLS is {} for the relay {}: someone on the network between can read the registration links in contact mail; set MAIL_SMTP_TLS to \"required\"",
+            s.smtp_tls.name(),
+            s.smtp_host
+        )
+    })
 }
 
 impl Sender {
@@ -94,7 +111,7 @@ impl Sender {
             .tls(tls)
             .hello_name(ClientId::Domain(hostname.to_string()))
             .timeout(Some(SMTP_TIMEOUT));
-        if let Some(user) = &s.smtp_user {
+        if let Some(auth) = &s.smtp_auth {
             if !loopback && matches!(s.smtp_tls, SmtpTls::Off | SmtpTls::Opportunistic) {
                 return Err(Error::usage(format!(
                     "MAIL_SMTP_USER is set but MAIL_SMTP_TLS is {}: the password could cross the network in clear",
@@ -102,14 +119,8 @@ impl Sender {
                 ))
                 .with_hint("set MAIL_SMTP_TLS to \"required\" or \"wrapper\" in keytrustee.conf"));
             }
-            let source = match (&s.smtp_password_file, &s.smtp_password_script) {
-                (Some(file), _) => PasswordSource::File(file.clone()),
-                (None, Some(script)) => PasswordSource::Script(script.clone()).run_by(account),
-                (None, None) => return Err(Error::usage("MAIL_SMTP_USER is set without a password source")),
-            };
-            let what = if s.smtp_password_file.is_some() { "MAIL_SMTP_PASSWORD_FILE" } else { "MAIL_SMTP_PASSWORD_SCRIPT" };
-            let password = source.read(what)?;
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+            let password = auth.password.clone().run_by(account).read(auth.password_key())?;
+            builder = builder.credentials(Credentials::new(auth.user.clone(), password.expose().to_string()));
         }
         Ok(Sender::Smtp { transport: builder.build(), server: format!("{}:{}", s.smtp_host, s.smtp_port) })
     }
@@ -168,5 +179,19 @@ mod tests {
     fn loopback_names() {
         assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("::1"));
         assert!(!is_loopback("mail.example.com") && !is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_strippable_relay_is_warned_about() {
+        let mail = |json: &str| -> MailSettings {
+            let settings: crate::settings::Settings = serde_json::from_str(json).unwrap();
+            settings.mail
+        };
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h"}"#)), None, "the documented local MTA");
+        let warning = downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com"}"#)).unwrap();
+        assert!(warning.contains("opportunistic") && warning.contains("relay.example.com"), "{warning}");
+        assert!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_SMTP_TLS": "off"}"#)).is_some());
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_SMTP_TLS": "required"}"#)), None);
+        assert_eq!(downgrade_warning(&mail(r#"{"HOSTNAME": "h", "MAIL_SMTP_HOST": "relay.example.com", "MAIL_TRANSPORT": "sendmail"}"#)), None);
     }
 }

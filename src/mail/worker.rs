@@ -3,7 +3,8 @@
 //! takes writes: a passive (a standby in recovery) never sends, and starts
 //! to when it is promoted. Every round claims one due message (see
 //! [`super::outbox`]), composes it (signed; encrypted to the contact's key
-//! when registered), sends it and records the outcome.
+//! when registered), sends it and records the outcome: sent, retried after
+//! the backoff, or given up (too old, or refused permanently by the MTA).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use pgp::composed::SignedSecretKey;
 
 use super::compose;
 use super::outbox;
-use super::transport::Sender;
+use super::transport::{Refused, Sender};
 use crate::account::Account;
 use crate::error::Result;
 use crate::settings::MailSettings;
@@ -33,6 +34,8 @@ pub type Log = fn(&str, std::fmt::Arguments<'_>);
 pub struct WorkerSettings {
     /// The instance's database (password inside; redacted in Debug).
     pub db: postgres::Config,
+    /// TLS to an external database (`storage::endpoint`).
+    pub db_tls: crate::storage::pgtls::MakeRustls,
     pub mail: MailSettings,
     pub hostname: String,
     /// The server's secret key (`secring.gpg`), which signs every message.
@@ -61,8 +64,9 @@ fn run(settings: WorkerSettings, stop: Arc<AtomicBool>, log: Log) {
     };
     while !stop.load(Ordering::Relaxed) {
         let wait = match round(&settings, &mut db, &mut sender, &mut key, &mut last_prune, log) {
-            Ok(true) => Duration::ZERO,
-            Ok(false) => POLL,
+            Ok(Next::Now) => Duration::ZERO,
+            Ok(Next::Poll) => POLL,
+            Ok(Next::Passive) => IDLE_RETRY,
             Err(e) => {
                 complain("WARN", describe(&e));
                 IDLE_RETRY
@@ -87,7 +91,18 @@ fn describe(e: &crate::Error) -> String {
     s
 }
 
-/// One delivery attempt; true when a message was handled (more may be due).
+/// When the next round runs.
+enum Next {
+    /// A message was handled: more may be due.
+    Now,
+    /// Nothing was due.
+    Poll,
+    /// The database is a standby: its active sends; look again later (the
+    /// wait is cut short by the stop flag like every other).
+    Passive,
+}
+
+/// One delivery attempt.
 fn round(
     s: &WorkerSettings,
     db: &mut Option<postgres::Client>,
@@ -95,10 +110,10 @@ fn round(
     key: &mut Option<SignedSecretKey>,
     last_prune: &mut Instant,
     log: Log,
-) -> Result<bool> {
+) -> Result<Next> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
         *db = Some(
-            s.db.connect(postgres::NoTls)
+            s.db.connect(s.db_tls.clone())
                 .map_err(|e| crate::Error::env("the mail queue's database does not answer").because_err(&e))?,
         );
     }
@@ -112,8 +127,7 @@ fn round(
     };
     if in_recovery {
         // A passive: its active sends.
-        std::thread::sleep(IDLE_RETRY.saturating_sub(POLL));
-        return Ok(false);
+        return Ok(Next::Passive);
     }
     if last_prune.elapsed() >= PRUNE_EVERY {
         *last_prune = Instant::now();
@@ -129,11 +143,11 @@ fn round(
     }
     let (sender, key) = (sender.as_ref().expect("set above"), key.as_ref().expect("set above"));
     if matches!(sender, Sender::Off) {
-        return Ok(false);
+        return Ok(Next::Poll);
     }
     let mut tx = client.transaction().map_err(|e| crate::Error::env("cannot start a transaction").because_err(&e))?;
     let Some(due) = outbox::claim(&mut tx, s.mail.give_up_hours)? else {
-        return Ok(false);
+        return Ok(Next::Poll);
     };
     let from = s.mail.from_address(&s.hostname);
     let mut note = String::new();
@@ -154,8 +168,8 @@ fn round(
         Err(e) => Err(e),
     };
     let outcome = match composed {
-        Ok(c) => sender.send(&c.message).map(|reply| (reply, c.encrypted)).map_err(|r| r.reason),
-        Err(e) => Err(describe(&e)),
+        Ok(c) => sender.send(&c.message).map(|reply| (reply, c.encrypted)),
+        Err(e) => Err(Refused { reason: describe(&e), permanent: false }),
     };
     match outcome {
         Ok((reply, encrypted)) => {
@@ -172,9 +186,12 @@ fn round(
                 ),
             );
         }
-        Err(reason) => {
-            outbox::mark_failed(&mut tx, &due.id, &reason, due.last_chance, s.mail.retry_seconds, due.attempts)?;
-            if due.last_chance {
+        Err(Refused { reason, permanent }) => {
+            // A permanent refusal (5xx: no such mailbox, relay denied) is
+            // the same on every retry: given up at once, not for days.
+            let give_up = due.last_chance || permanent;
+            outbox::mark_failed(&mut tx, &due.id, &reason, give_up, s.mail.retry_seconds, due.attempts)?;
+            if give_up {
                 log("ERROR", format_args!("mail: gave up {} to {} after {} attempts: {reason}", due.id, due.recipient, due.attempts + 1));
             } else {
                 log("WARN", format_args!("mail: attempt {} of {} to {} failed, will retry: {reason}", due.attempts + 1, due.id, due.recipient));
@@ -182,5 +199,5 @@ fn round(
         }
     }
     tx.commit().map_err(|e| crate::Error::env("cannot record the mail's outcome").because_err(&e))?;
-    Ok(true)
+    Ok(Next::Now)
 }

@@ -47,6 +47,8 @@ pub enum KeyProblem {
     NoUserId,
     Expired(String),
     Revoked,
+    /// No subkey mail can be encrypted to (the reason).
+    NoEncryption(String),
 }
 
 impl std::fmt::Display for KeyProblem {
@@ -69,6 +71,10 @@ impl std::fmt::Display for KeyProblem {
             KeyProblem::NoUserId => write!(f, "the key has no user ID signed by the key itself"),
             KeyProblem::Expired(when) => write!(f, "the key expired on {when}: extend it (gpg --quick-set-expire) and export it again"),
             KeyProblem::Revoked => write!(f, "the key is revoked"),
+            KeyProblem::NoEncryption(why) => write!(
+                f,
+                "mail to you is encrypted to your key, and this key cannot be encrypted to ({why}): add an encryption subkey (gpg --quick-add-key FINGERPRINT cv25519 encr) and export the key again"
+            ),
         }
     }
 }
@@ -144,6 +150,10 @@ pub fn check(text: &str, now: SystemTime) -> Result<CheckedKey, KeyProblem> {
             return Err(KeyProblem::Expired(utc(expires)));
         }
     }
+    // The page promises that mail will be encrypted to this key: refuse a
+    // key the outbox could not encrypt to (no encryption subkey, or only
+    // revoked or expired ones), rather than fall back to clear text later.
+    crate::mail::compose::encryptable(&key, now as i64).map_err(KeyProblem::NoEncryption)?;
     let armored = key
         .to_armored_string(Default::default())
         .map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
@@ -182,6 +192,41 @@ mod tests {
         assert_eq!(checked.fingerprint.len(), 40);
         assert!(checked.armored.starts_with(BEGIN) && checked.armored.trim_end().ends_with(END));
         assert_eq!(grouped("ABCD1234EF"), "ABCD 1234 EF");
+    }
+
+    /// A key mail cannot be encrypted to is refused at upload, not found
+    /// out at the first message (which would then leave in clear text).
+    #[test]
+    fn keys_without_a_usable_encryption_subkey_are_refused() {
+        use pgp::composed::SignedSecretKey;
+        use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
+        use pgp::types::{Password, Timestamp};
+        let now = SystemTime::now();
+        let generated = crate::pgp::generate_key(crate::pgp::KeySpec::Ed25519, "Ann <ann@example.com>").unwrap();
+        let secret = SignedSecretKey::from_bytes(&generated.secret[..]).unwrap();
+        let public = SignedPublicKey::from_bytes(&generated.public[..]).unwrap();
+        let armor = |k: &SignedPublicKey| k.to_armored_string(Default::default()).unwrap();
+        assert!(check(&armor(&public), now).is_ok(), "the generated key has an encryption subkey");
+
+        // Sign-only: no subkey at all.
+        let mut sign_only = public.clone();
+        sign_only.public_subkeys.clear();
+        assert!(matches!(check(&armor(&sign_only), now), Err(KeyProblem::NoEncryption(_))), "{:?}", check(&armor(&sign_only), now));
+
+        // The encryption subkey revoked by the key itself.
+        let mut revoked = public.clone();
+        let mut config = SignatureConfig::from_key(rand::thread_rng(), &secret.primary_key, SignatureType::SubkeyRevocation).unwrap();
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
+            Subpacket::regular(SubpacketData::IssuerFingerprint(secret.primary_key.fingerprint())).unwrap(),
+        ];
+        let revocation = config
+            .sign_subkey_binding(&secret.primary_key, secret.primary_key.public_key(), &Password::empty(), &revoked.public_subkeys[0].key)
+            .unwrap();
+        revoked.public_subkeys[0].signatures.push(revocation);
+        let problem = check(&armor(&revoked), now).unwrap_err();
+        assert!(matches!(problem, KeyProblem::NoEncryption(_)), "{problem:?}");
+        assert!(problem.to_string().contains("gpg --quick-add-key"), "{problem}");
     }
 
     #[test]

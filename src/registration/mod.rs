@@ -6,8 +6,8 @@
 //!
 //! This module is the page's logic, free of HTTP plumbing:
 //!
-//! - [`token`]: the token's form, its hash (only the SHA-256 is stored),
-//!   the lookup, and the single-use consumption that stores the key in the
+//! - [`token`]: the token itself (`LinkToken`, which the mail side
+//!   issues), its form, its hash (only the SHA-256 is stored), the lookup, and the single-use consumption that stores the key in the
 //!   same statement (one transaction, the token row locked);
 //! - [`key`]: the checks of an uploaded key (armored, whole, one primary
 //!   key, self-signatures, not expired, not revoked) and its user IDs;
@@ -17,7 +17,8 @@
 //! - [`page`]: the HTML pages and the headers every one of them carries.
 //!
 //! `server::contact_page` wires it to HTTP; the mail that carries the link
-//! is `mail`'s.
+//! is `mail`'s. This module imports neither (nor hyper): `mail` and
+//! `server` import it.
 
 pub mod form;
 pub mod key;

@@ -1,16 +1,55 @@
-//! Registration tokens: their form, their hash, their lookup and their
-//! single use (migration 4, `contact_tokens`).
+//! Registration tokens: their making, their form, their hash, their
+//! lookup and their single use (migration 4, `contact_tokens`). The mail
+//! side (`mail::outbox`) makes a [`LinkToken`] and stores its hash; the
+//! page (`server::contact_page`) checks a token's form and looks it up by
+//! the same [`hash`]: one module owns both ends, so they cannot drift.
 //!
-//! A token is base64url without padding of 32 random bytes (43
-//! characters); the database holds only the SHA-256 of its ASCII text, so
-//! a copy of the database (a backup) cannot register a key. A lookup goes
-//! by that hash through the primary key's index: its timing depends on
-//! the hash, which an attacker cannot steer towards a stored one, so it
-//! tells nothing useful about stored tokens.
+//! A token is base64url without padding of 32 random bytes from the
+//! operating system (43 characters); the database holds only the SHA-256
+//! of its ASCII text, so a copy of the database (a backup) cannot register
+//! a key. A lookup goes by that hash through the primary key's index: its
+//! timing depends on the hash, which an attacker cannot steer towards a
+//! stored one, so it tells nothing useful about stored tokens.
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::key::CheckedKey;
+
+/// A registration link's token. It is a secret until used: only its text
+/// goes into the mail body ([`LinkToken::expose`]); it is never logged,
+/// never in Debug output, and never stored (the database keeps [`hash`]).
+pub struct LinkToken(Zeroizing<String>);
+
+impl LinkToken {
+    /// A fresh token: the same generator as organization ids
+    /// ([`crate::org::new_token`], the OS random source).
+    pub fn new() -> LinkToken {
+        LinkToken(Zeroizing::new(crate::org::new_token()))
+    }
+
+    /// The token's text, for the message body only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores for this token ([`hash`]).
+    pub fn hash(&self) -> [u8; 32] {
+        hash(self.expose())
+    }
+}
+
+impl Default for LinkToken {
+    fn default() -> Self {
+        LinkToken::new()
+    }
+}
+
+impl std::fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkToken(***)")
+    }
+}
 
 /// The length of a token: base64url without padding of 32 bytes.
 pub const TOKEN_LEN: usize = 43;
@@ -51,11 +90,13 @@ const HOLDER_COLUMNS: &str = "o.name, t.contact, \
      to_char(t.expires AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), \
      t.used IS NOT NULL, t.expires <= now()";
 
-/// Reads where the token with this hash stands.
+/// Reads where the token with this hash stands. A token of an
+/// organization that is not active (disabled) reads as unknown: its
+/// contacts register no keys while it is disabled.
 pub async fn lookup(client: &tokio_postgres::Client, token_hash: &[u8; 32]) -> Result<Lookup, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {HOLDER_COLUMNS} FROM contact_tokens t JOIN organizations o ON o.uuid = t.organization \
-         WHERE t.token_sha256 = $1"
+         WHERE t.token_sha256 = $1 AND o.state = 'active'"
     );
     let row = client.query_opt(&sql, &[&&token_hash[..]]).await?;
     Ok(match row {
@@ -89,7 +130,9 @@ pub enum Consumed {
 pub const CONSUME_SQL: &str = "\
 WITH t AS (
     SELECT token_sha256, organization, contact, used, expires
-    FROM contact_tokens WHERE token_sha256 = $1 FOR UPDATE
+    FROM contact_tokens WHERE token_sha256 = $1
+        AND organization IN (SELECT uuid FROM organizations WHERE state = 'active')
+    FOR UPDATE
 ), consumed AS (
     UPDATE contact_tokens c SET used = now() FROM t
     WHERE c.token_sha256 = t.token_sha256 AND c.used IS NULL AND c.expires > now()
@@ -136,6 +179,15 @@ pub async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_tokens_are_well_formed_distinct_hidden_and_hashed_for_storage() {
+        let t = LinkToken::new();
+        assert!(well_formed(t.expose()), "{}", t.expose());
+        assert_ne!(t.expose(), LinkToken::new().expose());
+        assert_eq!(t.hash(), hash(t.expose()));
+        assert_eq!(format!("{t:?}"), "LinkToken(***)");
+    }
 
     #[test]
     fn token_form() {

@@ -151,6 +151,9 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     };
     let target = target_layout(options, &conf_member)?;
     let existing = target.clone().load().ok();
+    if let Some(inst) = existing.as_ref().filter(|i| i.settings.external_db.is_some()) {
+        return Err(external_not_supported(&crate::storage::endpoint::Endpoint::for_instance(inst).address()));
+    }
     let instance_key = existing.as_ref().and_then(|inst| crate::pgp::load_public_key(&inst.layout.pubring()).ok());
     let assessment = trust::assess(
         &contents,
@@ -166,6 +169,9 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let staged_confdir = root.join(&conf_member);
     let staged_config = crate::hostconf::load_merged(&staged_confdir)?;
     let hostname = staged_config.string(config::HOSTNAME)?.to_string();
+    if staged_config.optional_string(config::DB_MODE)? == Some("external") {
+        return Err(external_not_supported(staged_config.optional_string(config::DB_HOST)?.unwrap_or("?")));
+    }
 
     // Identity: the instance being replaced, or this host.
     let foreign = match (&assessment.identity, &existing) {
@@ -205,6 +211,20 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
         cluster,
         _staging: staging,
     })
+}
+
+/// A restore into an external database (the instance's, or the one the
+/// backup's configuration names) is refused before anything changes. kt's
+/// restore loads through a role it creates and swaps whole databases, which
+/// takes superuser rights an external role must not have (init refuses
+/// such a role); a restore within the role's own rights (a scratch schema
+/// and a swap, with the same rollback) is issue 18's open part, and a
+/// half-working restore is worse than none.
+fn external_not_supported(database: &str) -> Error {
+    Error::usage(format!(
+        "kt restore cannot restore into an external database ({database}): it needs superuser rights there, which kt's role does not have"
+    ))
+        .with_hint("load the backup's .sql member by hand (README, \"External database\"), or restore into a local instance")
 }
 
 /// The staging directory of the restore run by process `<pid>`.

@@ -5,7 +5,7 @@
 //! | `GET /?a=fingerprint` | `<bits><algo>/<FINGERPRINT>` of the server key (text) |
 //! | `GET /?a=pubkey` | the server's armored public key |
 //! | `GET /?q=TOKEN`, `POST /?q=TOKEN` | the contact key registration page: HTML, its own statuses ([`crate::server::contact_page`]) |
-//! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise |
+//! | `GET /health` | JSON role, database, replication, version; 200 when active and healthy, 503 otherwise (also `{"draining": true}` once the server was told to stop) |
 //! | `POST /register` | JSON `{organization, auth_secret, public_key, host?}`, signed with that key; 200 `{fingerprint, state, organization}` when admitted, 202 with `"status": "registration_pending"` and state `pending` when no secret was given to an organization that has one (an administrator approves it with `kt org enable-client`) |
 //! | `POST /deposits?name=NAME` | body stored as a new deposit; 201 `{uuid}` |
 //! | `GET /deposits` | JSON list of the client's deposits |
@@ -58,8 +58,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use pgp::composed::SignedPublicKey;
 
 use crate::{approval, auth};
-use crate::server::db::{DbError, Pool, RequestKey};
-use crate::server::log::{error, info};
+use crate::server::db::{DbError, NonceKey, Pool, RequestKey};
+use crate::server::log::{error, info, warn};
 use crate::server::replay::{ReplayGuard, Seen};
 
 /// Limits of what one request may cost.
@@ -85,6 +85,9 @@ pub struct AppState {
     pub limits: Limits,
     /// On a passive: the active's host, named when a write is refused.
     pub ha_active: Option<String>,
+    /// `HA_ROLE` passive: the database cannot take the shared replay
+    /// guard's nonces, and need not (a passive is one node).
+    pub passive: bool,
     /// `HA_WRITE_TIMEOUT_SECONDS`, named in the refusals it causes.
     pub ha_write_timeout: std::time::Duration,
     /// The last gate reading, for transitions in the log only.
@@ -93,6 +96,12 @@ pub struct AppState {
     pub hostname: String,
     /// The contact registration form's anti-forgery key and failure counts.
     pub registration: crate::registration::form::FormGuard,
+    /// Set on SIGTERM: `/health` answers 503 `draining`.
+    pub drain: crate::server::drain::Drain,
+    /// The shared replay guard's queue of nonces.
+    pub nonces: crate::server::nonces::SharedGuard,
+    /// Client notices queued per organization (anyone can ask to register).
+    pub notice_budget: crate::mail::budget::NoticeBudget,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -183,13 +192,19 @@ fn text(body: impl Into<Bytes>, content_type: &'static str) -> Resp {
     resp
 }
 
+/// The refusal code of an answer (a response extension), for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalCode(pub &'static str);
+
 impl Refusal {
     fn into_response(self) -> Resp {
         let mut body = serde_json::json!({"error": self.code, "message": self.message});
         if let Some(uuid) = self.uuid {
             body["uuid"] = uuid.into();
         }
-        json(self.status, body)
+        let mut resp = json(self.status, body);
+        resp.extensions_mut().insert(RefusalCode(self.code));
+        resp
     }
 }
 
@@ -314,6 +329,13 @@ fn public_query(state: &AppState, query: &str) -> Result<Resp, Refusal> {
 
 async fn health(state: &AppState) -> Resp {
     let version = env!("CARGO_PKG_VERSION");
+    if state.drain.is_draining() {
+        // Before anything else: a load balancer must stop sending here.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"draining": true, "version": version, "fingerprint": state.fingerprint}),
+        );
+    }
     match state.pool.health().await {
         Ok((in_recovery, schema)) => {
             use crate::storage::schema::{latest_version, standing_of, Standing};
@@ -420,7 +442,8 @@ async fn authenticate(state: &AppState, req: Request<Incoming>) -> Result<Signed
         }
         _ => return Err(refuse(StatusCode::LOCKED, "client_disabled", "this client is disabled")),
     }
-    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    let expires = check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    claim_shared(state, NonceKey { client: &fingerprint, nonce: signed.nonce, expires }).await?;
     let request = signed.request_id.map(|id| (id.to_string(), auth::request_digest(&method, &path_and_query, &body)));
     Ok(Signed { client: fingerprint, body, request })
 }
@@ -475,13 +498,45 @@ fn check_fresh(state: &AppState, timestamp: i64) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<(), Refusal> {
+/// The node's own replay guard: a replay to this node is refused here,
+/// without a round trip to the database. The shared guard (the
+/// `replay_nonces` table, [`claim_shared`]) is the authority across nodes.
+/// Answers until when the nonce must be remembered.
+fn check_nonce(state: &AppState, client: &str, nonce: &str, timestamp: i64) -> Result<i64, Refusal> {
     let now = crate::clock::unix_now();
     let expires = timestamp + state.limits.auth_window_seconds + 1;
     match state.replay.check(client, nonce, now, expires) {
-        Seen::First => Ok(()),
-        Seen::Replayed => Err(refuse(StatusCode::CONFLICT, "replayed", "this request was already received")),
+        Seen::First => Ok(expires),
+        Seen::Replayed => Err(replayed()),
         Seen::Full => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in the window")),
+    }
+}
+
+fn replayed() -> Refusal {
+    refuse(StatusCode::CONFLICT, "replayed", "this request was already received")
+}
+
+/// Takes an authenticated request's nonce in the shared replay guard
+/// (src/server/nonces.rs), before the request does anything. A passive
+/// (`HA_ROLE` passive) cannot write it: there the node's own guard is the
+/// only one (a passive is one node; README, "Running several servers").
+/// So is a passive's database whose schema lacks the table (a passive
+/// upgraded before its active). Any other node fails closed: a read-only
+/// database under it (DB_HOST naming a standby, a read-only default) is
+/// no reason to let through what another node, which never saw the
+/// nonce, would also let through.
+async fn claim_shared(state: &AppState, nonce: NonceKey<'_>) -> Result<(), Refusal> {
+    let passive = state.passive;
+    match state.nonces.claim(nonce).await {
+        Ok(true) => Ok(()),
+        Err(DbError::ReadOnly) | Err(DbError::SchemaBehind(_)) if passive => Ok(()),
+        Ok(false) => Err(replayed()),
+        Err(DbError::ReadOnly) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_only",
+            "the database is read-only and this server is no passive: it cannot record the request in the shared replay guard, so it takes no requests (is the database a standby?)",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -526,7 +581,8 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
     if !auth::verify(&key, &text, signed.signature) {
         return Err(refuse(StatusCode::FORBIDDEN, "forged", "the request signature does not verify"));
     }
-    check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    let expires = check_nonce(state, &fingerprint, signed.nonce, signed.timestamp)?;
+    claim_shared(state, NonceKey { client: &fingerprint, nonce: signed.nonce, expires }).await?;
     let refused = || refuse(StatusCode::FORBIDDEN, "registration_refused", "unknown organization or wrong auth secret");
     if let Some(host) = &request.host {
         crate::hostname::validate(host).map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad_request", "invalid host name"))?;
@@ -568,8 +624,20 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Result<Resp, Refu
         registered: crate::mail::messages::client_registered(&facts),
         pending: crate::mail::messages::client_pending(&facts),
     };
-    let (client_state, client_org) =
-        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, &notices).await?;
+    // Anyone can ask: the notices to the contacts are bounded per organization.
+    let now = crate::clock::unix_now().max(0) as u64;
+    let mail = state.notice_budget.available(&org.uuid, now);
+    let (client_state, client_org, queued) =
+        state.pool.register_client(&fingerprint, &org.uuid, &stored, wanted, host, mail.then_some(&notices)).await?;
+    if queued {
+        state.notice_budget.spend(&org.uuid, now);
+    } else if !mail {
+        warn!(
+            "mail: the contacts of organization {} were not told of client {fingerprint}: they were sent {} client notices within the hour, the most (kt org clients lists every client)",
+            request.organization,
+            crate::mail::budget::MAX_NOTICES
+        );
+    }
     if client_org != org.uuid {
         return Err(refuse(StatusCode::CONFLICT, "already_registered", "this key is registered with another organization"));
     }

@@ -192,7 +192,7 @@ async fn check_post(state: &AppState, token: &str, req: Request<Incoming>) -> Re
         return Err(failed(page::refused(415, "Unsupported form", "The form must be sent as application/x-www-form-urlencoded, as the page's own form does.")));
     }
     let body = read_form(req).await.map_err(&failed)?;
-    let posted = form::parse(&body).map_err(|why| failed(page::refused(400, "Malformed form", why)))?;
+    let mut posted = form::parse(&body).map_err(|why| failed(page::refused(400, "Malformed form", why)))?;
     if !guard.field_ok(token, &posted.form) {
         return Err(failed(page::refused(
             403,
@@ -200,8 +200,14 @@ async fn check_post(state: &AppState, token: &str, req: Request<Incoming>) -> Re
             "This form was not sent from this server's registration page (or the server's key changed since it was shown). Open the link from your mail again.",
         )));
     }
-    let key = key::check(&posted.key, std::time::SystemTime::now())
-        .map_err(|problem| failed(page::form(&holder, token, &guard.field(token), Some(&problem.to_string()))))?;
+    // Checking a pasted key verifies its signatures: CPU work whose cost
+    // the key's author chooses (large parameters), so it runs off the
+    // runtime's threads, where it cannot stall other requests.
+    let text = std::mem::take(&mut posted.key);
+    let checked = tokio::task::spawn_blocking(move || key::check(&text, std::time::SystemTime::now()))
+        .await
+        .map_err(|_| failed(page::refused(500, "Internal error", "The key could not be checked. Try again.")))?;
+    let key = checked.map_err(|problem| failed(page::form(&holder, token, &guard.field(token), Some(&problem.to_string()))))?;
     Ok((hash, holder, key))
 }
 

@@ -19,6 +19,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use crate::server::log::warn;
+use crate::storage::pgtls::MakeRustls;
 
 mod contacts;
 
@@ -63,6 +64,13 @@ impl From<tokio_postgres::Error> for DbError {
             if db.code() == &SqlState::UNDEFINED_TABLE || db.code() == &SqlState::UNDEFINED_COLUMN {
                 return DbError::SchemaBehind(db.message().to_string());
             }
+            // The database going away (shut down, crashed, starting, a
+            // failover) or the connection failing: 503, as a database that
+            // does not answer is, never 500. (Writes decide between this
+            // and an unknown outcome before they get here.)
+            if unavailable_code(db.code()) {
+                return DbError::Unavailable(format!("{}: {}", db.code().code(), db.message()));
+            }
             return DbError::Other(format!("{}: {}", db.code().code(), db.message()));
         }
         if e.is_closed() {
@@ -104,16 +112,26 @@ struct RequestStatements {
     lookup: Statement,
 }
 
+/// The statement on `replay_nonces` (schema version 6), prepared on first
+/// use like [`RequestStatements`]: a batch of nonces in one insert, those
+/// that were not taken yet come back.
+struct NonceStatements {
+    claim_batch: Statement,
+}
+
 struct Conn {
     client: Client,
     st: Statements,
     requests: tokio::sync::OnceCell<RequestStatements>,
+    nonces: tokio::sync::OnceCell<NonceStatements>,
     /// Set when PostgreSQL warned that a commit's wait for the synchronous
     /// standby was cancelled (committed here, not confirmed). Read by the
     /// write after its commit: whoever sent the cancel (this write at its
     /// deadline, a late cancel meant for the previous write on the
     /// connection, an administrator), the write is not confirmed.
     sync_wait_cancelled: Arc<AtomicBool>,
+    /// A cancel request goes over TLS like the session it cancels.
+    tls: MakeRustls,
 }
 
 /// The start of PostgreSQL's warning when a commit's wait for the
@@ -122,6 +140,23 @@ struct Conn {
 const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 impl Conn {
+    async fn nonces(&self) -> Result<&NonceStatements, tokio_postgres::Error> {
+        self.nonces
+            .get_or_try_init(|| async {
+                Ok(NonceStatements {
+                    claim_batch: self
+                        .client
+                        .prepare(
+                            "INSERT INTO replay_nonces (client, nonce, expires) \
+                             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) \
+                             ON CONFLICT DO NOTHING RETURNING client, nonce",
+                        )
+                        .await?,
+                })
+            })
+            .await
+    }
+
     async fn requests(&self) -> Result<&RequestStatements, tokio_postgres::Error> {
         self.requests
             .get_or_try_init(|| async {
@@ -163,6 +198,9 @@ impl Conn {
 /// that wait (after `write_timeout`) can only hit the write that timed out.
 pub struct Pool {
     config: tokio_postgres::Config,
+    /// TLS to an external database (src/storage/pgtls.rs); unused with
+    /// the local one (sslmode disable).
+    tls: MakeRustls,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     write_slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
@@ -238,6 +276,16 @@ pub struct RequestKey<'a> {
     pub digest: &'a [u8],
 }
 
+/// One authenticated request's nonce for the shared replay guard: taken
+/// once per client across every node over the database, until `expires`
+/// (Unix seconds: the request's timestamp plus the authentication window).
+#[derive(Debug, Clone, Copy)]
+pub struct NonceKey<'a> {
+    pub client: &'a str,
+    pub nonce: &'a str,
+    pub expires: i64,
+}
+
 /// How far a write got, read when it fails: it says whether a lost
 /// connection can have left the change stored.
 const NOT_SENT: u8 = 0;
@@ -301,9 +349,10 @@ impl Drop for InFlight<'_> {
         }
         *self.slot = None;
         let token = self.conn.client.cancel_token();
+        let tls = self.conn.tls.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                let _ = token.cancel_query(tls).await;
             });
         }
         match &self.purpose {
@@ -318,6 +367,14 @@ impl Drop for InFlight<'_> {
 /// (rolled back, nothing changed) rather than that the session was lost or
 /// ended under it (connection, operator intervention, crash), after which
 /// a commit already sent may or may not have happened.
+/// SQLSTATEs of a database that is not there to answer: class 08
+/// (connection exception), 57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now.
+fn unavailable_code(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code)
+}
+
 fn definite(e: &tokio_postgres::Error) -> bool {
     definite_code(e.code())
 }
@@ -336,6 +393,34 @@ fn definite_code(code: Option<&SqlState>) -> bool {
 pub struct ClientRow {
     pub state: String,
     pub public_key: Vec<u8>,
+}
+
+/// How many connections the pools hold, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolUsage {
+    pub read_open: usize,
+    pub write_open: usize,
+    /// Write connections running a write now.
+    pub write_busy: usize,
+}
+
+/// One standby as its primary sees it, for the metrics.
+pub struct StandbyLag {
+    pub name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub lag_bytes: i64,
+    pub lag_seconds: f64,
+}
+
+/// The replication state of this node's database, for the metrics.
+pub struct ReplicationMetrics {
+    pub in_recovery: bool,
+    /// On a standby: seconds since the last replayed change, 0 when it
+    /// has replayed all it received.
+    pub replay_delay_seconds: f64,
+    /// On a primary: its standbys.
+    pub standbys: Vec<StandbyLag>,
 }
 
 /// One line of a deposit listing.
@@ -363,19 +448,12 @@ pub struct OrgRow {
 }
 
 impl Pool {
-    pub fn new(port: u16, user: &str, password: &str, database: &str, size: usize, write_timeout: Duration) -> Pool {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(port)
-            .user(user)
-            .password(password)
-            .dbname(database)
-            .application_name("kt serve")
-            .connect_timeout(Duration::from_secs(5));
+    /// `config` and `tls` from [`crate::storage::endpoint::Endpoint`].
+    pub fn new(config: tokio_postgres::Config, tls: MakeRustls, size: usize, write_timeout: Duration) -> Pool {
         let slots = |n: usize| (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
         Pool {
             config,
+            tls,
             slots: slots(size),
             next: AtomicUsize::new(0),
             write_slots: slots(size),
@@ -464,7 +542,7 @@ impl Pool {
                 let grace = Instant::now() + CANCEL_GRACE;
                 let mut result = None;
                 while Instant::now() < grace {
-                    let _ = conn.client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                    let _ = conn.client.cancel_token().cancel_query(conn.tls.clone()).await;
                     let until = (Instant::now() + CANCEL_REPEAT).min(grace);
                     if let Ok(r) = tokio::time::timeout_at(until, &mut fut).await {
                         result = Some(r);
@@ -649,13 +727,22 @@ impl Pool {
                 return Ok(conn.clone());
             }
         }
-        let conn = self.connect().await?;
+        let conn = self.connect_for(true).await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, DbError> {
-        let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        self.connect_for(false).await
+    }
+
+    /// A connection; `reads` for the shared pool, whose only inserts are
+    /// the replay guard's nonces: committed without waiting for the disk
+    /// or the passive (`synchronous_commit` off). What a crash of the
+    /// database can lose is the last fraction of a second of nonces; a
+    /// failover, those the passive had not received.
+    async fn connect_for(&self, reads: bool) -> Result<Arc<Conn>, DbError> {
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let sync_wait_cancelled = Arc::new(AtomicBool::new(false));
         let flag = sync_wait_cancelled.clone();
         tokio::spawn(async move {
@@ -671,6 +758,9 @@ impl Pool {
                 }
             }
         });
+        if reads {
+            client.batch_execute("SET synchronous_commit TO off").await?;
+        }
         let st = Statements {
             client_auth: client.prepare("SELECT state, public_key FROM clients WHERE fingerprint = $1").await?,
             deposit_get: client
@@ -695,7 +785,38 @@ impl Pool {
                 )
                 .await?,
         };
-        Ok(Arc::new(Conn { client, st, requests: tokio::sync::OnceCell::new(), sync_wait_cancelled }))
+        Ok(Arc::new(Conn {
+            client,
+            st,
+            requests: tokio::sync::OnceCell::new(),
+            nonces: tokio::sync::OnceCell::new(),
+            sync_wait_cancelled,
+            tls: self.tls.clone(),
+        }))
+    }
+
+    /// Takes a batch of nonces in the shared replay guard, in one
+    /// statement (src/server/nonces.rs gathers them): for each, whether it
+    /// was free (a `false` is a replay; of two equal ones in the batch,
+    /// the second). A passive cannot insert: [`DbError::ReadOnly`].
+    pub async fn claim_nonces(&self, batch: &[NonceKey<'_>]) -> Result<Vec<bool>, DbError> {
+        let c = self.conn().await?;
+        let st = c.nonces().await?;
+        let clients: Vec<&str> = batch.iter().map(|n| n.client).collect();
+        let nonces: Vec<&str> = batch.iter().map(|n| n.nonce).collect();
+        let expires: Vec<i64> = batch.iter().map(|n| n.expires).collect();
+        let rows = c.client.query(&st.claim_batch, &[&clients, &nonces, &expires]).await?;
+        let mut free: std::collections::HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(batch.iter().map(|n| free.remove(&(n.client.to_string(), n.nonce.to_string()))).collect())
+    }
+
+    /// Deletes the nonces that expired before `before` (Unix seconds;
+    /// `nonces::prune_before`: a window after their requests turned stale,
+    /// so that other nodes' clocks may differ). Every node runs it; they do
+    /// not collide (a row deleted twice is deleted once).
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.execute("DELETE FROM replay_nonces WHERE expires < $1", &[&before]).await?)
     }
 
     pub async fn client(&self, fingerprint: &str) -> Result<Option<ClientRow>, DbError> {
@@ -766,7 +887,10 @@ impl Pool {
     /// queued by the same statement that stores the registration, so it
     /// exists exactly when the registration does. A repeated request of a
     /// pending key queues a reminder, at most one an hour per client, in a
-    /// statement of its own whose failure is logged, not answered.
+    /// statement of its own whose failure is logged, not answered. Without
+    /// `notices` (the organization's notice budget is spent,
+    /// [`crate::mail::budget`]) nothing is queued. The third value tells
+    /// whether a notice was queued.
     pub async fn register_client(
         &self,
         fingerprint: &str,
@@ -774,9 +898,11 @@ impl Pool {
         public_key: &[u8],
         state: &str,
         host: Option<&str>,
-        notices: &ClientNotices,
-    ) -> Result<(String, String), DbError> {
-        let (pending, active) = (&notices.pending, &notices.registered);
+        notices: Option<&ClientNotices>,
+    ) -> Result<(String, String, bool), DbError> {
+        let empty = crate::mail::messages::Text { subject: String::new(), body: String::new() };
+        let (pending, active) = notices.map_or((&empty, &empty), |n| (&n.pending, &n.registered));
+        let mail = notices.is_some();
         let inserted = self
             .write(None, |c| async move {
                 c.client
@@ -791,7 +917,8 @@ impl Pool {
                  o.uuid, contact, \
                  CASE WHEN reg.state = 'pending' THEN $6 ELSE $8 END, \
                  CASE WHEN reg.state = 'pending' THEN $7 ELSE $9 END, $1 \
-                 FROM reg JOIN organizations o ON o.uuid = reg.organization, unnest(o.contacts) AS contact) \
+                 FROM reg JOIN organizations o ON o.uuid = reg.organization, unnest(o.contacts) AS contact \
+                 WHERE $10) \
                  SELECT state, organization::text FROM reg",
                         &[
                             &fingerprint,
@@ -803,6 +930,7 @@ impl Pool {
                             &pending.body,
                             &active.subject,
                             &active.body,
+                            &mail,
                         ],
                     )
                     .await
@@ -810,7 +938,9 @@ impl Pool {
             })
             .await?;
         match inserted {
-            Some(pair) => Ok(pair),
+            // A row is stored (or a pending one admitted): its notice went
+            // to every contact.
+            Some((state, org)) => Ok((state, org, mail)),
             None => {
                 let c = self.conn().await?;
                 let row = c
@@ -818,12 +948,14 @@ impl Pool {
                     .query_one("SELECT state, organization::text FROM clients WHERE fingerprint = $1", &[&fingerprint])
                     .await?;
                 let (state, org): (String, String) = (row.get(0), row.get(1));
-                if state == "pending" && org == org_uuid {
-                    if let Err(e) = self.remind_pending(fingerprint, org_uuid, pending).await {
-                        crate::server::log::warn!("mail: the reminder about pending client {fingerprint} was not queued: {e:?}");
+                let mut queued = false;
+                if state == "pending" && org == org_uuid && mail {
+                    match self.remind_pending(fingerprint, org_uuid, pending).await {
+                        Ok(q) => queued = q,
+                        Err(e) => crate::server::log::warn!("mail: the reminder about pending client {fingerprint} was not queued: {e:?}"),
                     }
                 }
-                Ok((state, org))
+                Ok((state, org, queued))
             }
         }
     }
@@ -872,6 +1004,61 @@ impl Pool {
             .query_one("SELECT pg_is_in_recovery(), (SELECT max(version) FROM schema_version)", &[])
             .await?;
         Ok((row.get(0), row.get::<_, Option<i32>>(1).unwrap_or(0)))
+    }
+
+    /// The pools' connections now (a write slot that is locked runs a
+    /// write; a read slot is locked only while it connects).
+    pub fn usage(&self) -> PoolUsage {
+        let open = |conn: &Option<Arc<Conn>>| conn.as_ref().is_some_and(|c| !c.client.is_closed());
+        let mut usage = PoolUsage::default();
+        for slot in &self.slots {
+            if slot.try_lock().map(|g| open(&g)).unwrap_or(false) {
+                usage.read_open += 1;
+            }
+        }
+        for slot in &self.write_slots {
+            match slot.try_lock() {
+                Ok(g) => usage.write_open += usize::from(open(&g)),
+                Err(_) => {
+                    usage.write_open += 1;
+                    usage.write_busy += 1;
+                }
+            }
+        }
+        usage
+    }
+
+    /// Role, standbys and lag, read for `/metrics` (the queries of
+    /// `kt ha status`, src/ha/status.rs, from this node's pool).
+    pub async fn replication_metrics(&self) -> Result<ReplicationMetrics, DbError> {
+        let c = self.conn().await?;
+        let row = c
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() \
+                 OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                 ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.get(0);
+        let mut standbys = Vec::new();
+        if !in_recovery {
+            let rows = c
+                .client
+                .query(
+                    "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
+                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, \
+                     coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication",
+                    &[],
+                )
+                .await?;
+            standbys = rows
+                .iter()
+                .map(|r| StandbyLag { name: r.get(0), state: r.get(1), sync_state: r.get(2), lag_bytes: r.get(3), lag_seconds: r.get(4) })
+                .collect();
+        }
+        Ok(ReplicationMetrics { in_recovery, replay_delay_seconds: row.get(1), standbys })
     }
 
     /// The replication state seen from this database, as JSON-ready rows.
@@ -932,6 +1119,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_going_away_is_unavailable_not_internal() {
+        for code in [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW, SqlState::CONNECTION_FAILURE] {
+            assert!(unavailable_code(&code), "{}", code.code());
+        }
+        for code in [SqlState::UNIQUE_VIOLATION, SqlState::QUERY_CANCELED, SqlState::READ_ONLY_SQL_TRANSACTION] {
+            assert!(!unavailable_code(&code), "{}", code.code());
+        }
+    }
 
     #[test]
     fn answers_survive_their_record() {

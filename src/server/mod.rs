@@ -7,7 +7,10 @@
 pub mod api;
 pub mod contact_page;
 pub mod db;
+pub mod drain;
 pub mod log;
+pub mod metrics;
+pub mod nonces;
 pub mod replay;
 
 use std::net::SocketAddr;
@@ -22,8 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::error::{Context, Error, Result};
-use crate::instance::{Instance, DB_NAME, DB_USER};
-use crate::storage::pgpass::Password;
+use crate::instance::Instance;
 use crate::cert::material::KeyMaterial;
 use crate::tls::{self, ReloadableCert};
 use log::{error, info, warn};
@@ -37,6 +39,9 @@ const GATE_INTERVAL: Duration = Duration::from_millis(250);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often nonces past the authentication window are deleted from the
+/// shared replay guard.
+const NONCE_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything `serve` needs, read from the instance before any change.
 pub struct ServerSettings {
@@ -52,14 +57,21 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// `DRAIN_SECONDS`: /health at 503 before the listener closes on SIGTERM.
+    pub drain: Duration,
     pub limits: api::Limits,
-    pub db_port: u16,
+    /// The database (local or external) and how to reach it.
+    pub db: crate::storage::endpoint::Endpoint,
+    /// `METRICS_LISTEN`: where `/metrics` is served (None: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     pub db_pool_size: usize,
     /// `HA_WRITE_TIMEOUT_SECONDS`: how long a write waits for the passive.
     pub ha_write_timeout: Duration,
     pub pgpass: PathBuf,
     pub fingerprint: String,
     pub pubkey_armored: String,
+    /// `HA_ROLE` passive: the shared replay guard may be skipped.
+    pub passive: bool,
     /// On a passive (`HA_ROLE` passive): the active's host, named when a
     /// write is refused.
     pub ha_active: Option<String>,
@@ -96,18 +108,21 @@ impl ServerSettings {
             max_header_bytes: limits.max_header_bytes as usize,
             max_connections: limits.max_connections as usize,
             idle_timeout: limits.idle_timeout(),
+            drain: Duration::from_secs(limits.drain_seconds),
             limits: api::Limits {
                 max_body_bytes: limits.max_body_bytes as usize,
                 auth_window_seconds: limits.auth_window_seconds as i64,
                 request_timeout: limits.request_timeout(),
                 max_pending_clients: limits.max_pending_clients as i64,
             },
-            db_port: s.db_port,
+            db: crate::storage::endpoint::Endpoint::for_instance(instance),
+            metrics_listen: s.metrics_listen,
             db_pool_size: limits.db_pool_size as usize,
             ha_write_timeout: Duration::from_secs(limits.ha_write_timeout_seconds),
             pgpass: instance.layout.pgpass(),
             fingerprint: crate::pgp::wire_fingerprint(&public),
             pubkey_armored: crate::pgp::armored(&public)?,
+            passive: s.ha_role == Some(crate::settings::HaRole::Passive),
             ha_active: match s.ha_role {
                 Some(crate::settings::HaRole::Passive) => s.ha_peer.as_deref().map(peer_host),
                 _ => None,
@@ -153,23 +168,33 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
         warn!("{warning}");
     }
     let certified = settings.key_material.load(&settings.provider)?;
+    let metrics = Arc::new(metrics::Metrics::new(&settings.fingerprint));
+    if let Some(leaf) = certified.cert.first() {
+        metrics.certificate(leaf);
+    }
     let cert = ReloadableCert::new(certified);
     let tls_config = tls::server_config(settings.provider.clone(), &settings.versions, cert.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let password = Password::read(&settings.pgpass, DB_USER)?;
+    let password = settings.db.password(&settings.pgpass)?;
+    let db_tls = settings.db.tls()?;
     let state = Arc::new(api::AppState {
         fingerprint: settings.fingerprint.clone(),
         pubkey_armored: settings.pubkey_armored.clone(),
         ha_active: settings.ha_active.clone(),
+        passive: settings.passive,
         ha_write_timeout: settings.ha_write_timeout,
         writes_open: std::sync::atomic::AtomicBool::new(true),
-        pool: db::Pool::new(settings.db_port, DB_USER, password.expose(), DB_NAME, settings.db_pool_size, settings.ha_write_timeout),
+        pool: db::Pool::new(settings.db.async_config(&password, "kt serve"), db_tls, settings.db_pool_size, settings.ha_write_timeout),
         replay: replay::ReplayGuard::new(2_000_000),
         keys: Default::default(),
         limits: settings.limits.clone(),
         hostname: settings.hostname.clone(),
         registration: settings.registration,
+        drain: Default::default(),
+        nonces: Default::default(),
+        notice_budget: Default::default(),
     });
+    state.nonces.start(state.clone());
     if let Err(e) = state.pool.warm_up().await {
         warn!("the database does not answer yet ({e:?}); requests will get 503 until it does");
     }
@@ -178,26 +203,25 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             .because_err(&e)
             .with_hint("is another server running? see `kt server status`, or change LISTEN in keytrustee.conf")
     })?;
+    if let Some(addr) = settings.metrics_listen {
+        metrics::listen(addr, metrics.clone(), state.clone()).await?;
+        info!("metrics on http://{addr}/metrics");
+    }
     on_ready()?;
     // Contact mail leaves from its own thread: no request waits for an MTA.
     let mail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut db_config = postgres::Config::new();
-    db_config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve mail")
-        .connect_timeout(Duration::from_secs(5));
     let worker = crate::mail::worker::WorkerSettings {
-        db: db_config,
+        db: postgres::Config::from(settings.db.async_config(&password, "kt serve mail")),
+        db_tls: settings.db.tls()?,
         mail: settings.mail.clone(),
         hostname: settings.hostname.clone(),
         secring: settings.secring.clone(),
         // `kt serve` runs as the service account already.
         account: None,
     };
+    if let Some(warning) = crate::mail::transport::downgrade_warning(&settings.mail) {
+        warn!("{warning}");
+    }
     if let Err(e) = crate::mail::worker::spawn(worker, mail_stop.clone(), log::line) {
         error!("cannot start the mail worker: {e}; contact mail stays queued");
     }
@@ -215,6 +239,10 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut purge = tokio::time::interval(Duration::from_secs(10));
+    let mut prune_nonces = tokio::time::interval(NONCE_PRUNE_INTERVAL);
+    prune_nonces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Set by the first SIGTERM when DRAIN_SECONDS is not 0: the end of the drain.
+    let mut drained: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Whether writes may go ahead (synchronous replication with the
@@ -242,6 +270,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = state.clone();
+                let metrics = metrics.clone();
                 let mut stop = stop_rx.clone();
                 let idle = settings.idle_timeout;
                 let max_header = settings.max_header_bytes;
@@ -250,9 +279,12 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         // Failed handshakes (scanners, wrong versions or ciphers) are routine.
-                        Ok(Err(_)) | Err(_) => return,
+                        Ok(Err(_)) | Err(_) => {
+                            metrics.handshake_failed();
+                            return;
+                        }
                     };
-                    let service = service_fn(move |req| api::handle(state.clone(), req));
+                    let service = service_fn(move |req| measured(state.clone(), metrics.clone(), req));
                     let mut builder = http1::Builder::new();
                     builder
                         .timer(TokioTimer::new())
@@ -282,14 +314,36 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
                     .and_then(|instance| KeyMaterial::for_instance(&instance));
                 match fresh.and_then(|material| material.load(&settings.provider)) {
                     Ok(new) => {
+                        if let Some(leaf) = new.cert.first() {
+                            metrics.certificate(leaf);
+                        }
                         cert.replace(new);
                         info!("SIGHUP: reloaded the certificate, key and CA");
                     }
                     Err(e) => error!("SIGHUP: reload failed, still serving the old certificate: {}", describe(&e)),
                 }
             }
-            _ = sigterm.recv() => break,
+            _ = sigterm.recv() => {
+                if settings.drain.is_zero() || drained.is_some() {
+                    break;
+                }
+                state.drain.begin();
+                info!("SIGTERM: draining: /health answers 503 for {} s, then no new connections", settings.drain.as_secs());
+                drained = Some(Box::pin(tokio::time::sleep(settings.drain)));
+            }
+            _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
             _ = sigint.recv() => break,
+            _ = prune_nonces.tick() => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // A passive deletes nothing: it gets the active's deletes.
+                    let before = nonces::prune_before(crate::clock::unix_now(), state.limits.auth_window_seconds);
+                    match state.pool.prune_nonces(before).await {
+                        Ok(_) | Err(db::DbError::ReadOnly) | Err(db::DbError::SchemaBehind(_)) => {}
+                        Err(e) => warn!("pruning the shared replay guard failed: {e:?}"),
+                    }
+                });
+            }
             _ = purge.tick() => state.replay.purge(crate::clock::unix_now()),
             _ = prune.tick() => {
                 let state = state.clone();
@@ -321,6 +375,7 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
             }
         }
     }
+    state.drain.begin();
     info!("stopping: no new connections, letting open ones finish");
     mail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(listener);
@@ -331,6 +386,21 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
     }
     info!("stopped");
     Ok(())
+}
+
+/// [`api::handle`] with its answer counted and timed in [`metrics`].
+async fn measured(
+    state: Arc<api::AppState>,
+    metrics: Arc<metrics::Metrics>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let route = metrics::route_of(req.uri().path());
+    let method = req.method().clone();
+    let resp = api::handle(state, req).await?;
+    let code = resp.extensions().get::<api::RefusalCode>().map(|c| c.0);
+    metrics.request(route, &method, resp.status().as_u16(), code, started.elapsed());
+    Ok(resp)
 }
 
 /// An instance made by an older kt has an older schema: on an active it is
@@ -344,17 +414,9 @@ async fn run(settings: ServerSettings, on_ready: impl FnOnce() -> Result<()>) ->
 /// Runs before the async runtime exists (the sync client makes its own).
 fn check_schema(settings: &ServerSettings) -> Result<()> {
     use crate::storage::schema::{self, Standing};
-    let password = Password::read(&settings.pgpass, DB_USER)?;
-    let mut config = postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(settings.db_port)
-        .user(DB_USER)
-        .password(password.expose())
-        .dbname(DB_NAME)
-        .application_name("kt serve")
-        .connect_timeout(Duration::from_secs(5));
-    let mut client = match config.connect(postgres::NoTls) {
+    let password = settings.db.password(&settings.pgpass)?;
+    let config = postgres::Config::from(settings.db.async_config(&password, "kt serve"));
+    let mut client = match config.connect(settings.db.tls()?) {
         Ok(client) => client,
         Err(e) => {
             warn!("the schema was not checked for migrations: the database does not answer ({e})");

@@ -4,9 +4,14 @@
 //! memory is bounded by the request rate times the window, and a hard cap
 //! refuses new requests (503) rather than forgetting pairs early.
 //!
-//! Kept in memory: a restart forgets the pairs, so a request captured in
-//! the last window could be replayed once right after a restart. Requests
-//! travel only inside TLS, which makes such a capture impractical.
+//! This is the node's own guard, in memory: the fast first check, which
+//! refuses a replay to the same node without a database round trip. The
+//! authority across nodes and restarts is the shared guard, the
+//! `replay_nonces` table (`server::db`, `api::claim_shared`). On a
+//! passive, which cannot write that table, this guard is the only one: a
+//! restart of a passive forgets the pairs, so a request captured in the
+//! last window could be replayed to it once right after. Requests travel
+//! only inside TLS, which makes such a capture impractical.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

@@ -63,7 +63,14 @@ impl Cluster {
     /// recorded at init (as root; checked: never root, and the owner of the
     /// confdir, since `SERVICE_USER` sits in a file that account writes) or
     /// by the current user.
+    ///
+    /// An instance whose database is external has no cluster of its own:
+    /// refused (exit 2), so no command ever starts, stops, initdb's or
+    /// reconfigures a server kt does not own.
     pub fn for_instance(instance: &Instance) -> Result<Cluster> {
+        if instance.settings.external_db.is_some() {
+            return Err(external_refusal(instance));
+        }
         let account = match instance.service_account()? {
             Some(account) => account,
             None => Account::current()?,
@@ -311,6 +318,19 @@ impl Cluster {
                 .with_hint("is it running? try `kt db status` and `kt db start`")
         })
     }
+}
+
+/// What a command that runs the instance's own cluster says on an
+/// instance whose database is external. Exit 2: the command does not apply
+/// to this instance's configuration and nothing was changed; a script that
+/// runs it there is wrong, and a success would hide that.
+pub fn external_refusal(instance: &Instance) -> Error {
+    let endpoint = crate::storage::endpoint::Endpoint::for_instance(instance);
+    Error::usage(format!(
+        "the database is external ({}): kt does not start, stop or configure it",
+        endpoint.address()
+    ))
+    .with_hint("its server is run by whoever runs it; `kt db status` and `kt verify` check kt's connection to it")
 }
 
 /// Finds PostgreSQL's server programs: `KT_PG_BINDIR`, then

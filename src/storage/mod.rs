@@ -1,10 +1,14 @@
-//! The instance's own PostgreSQL: the cluster (initdb, start, stop,
-//! status), the connection, and the schema with its embedded migrations.
+//! The instance's PostgreSQL: its own cluster (initdb, start, stop,
+//! status) or an external server, the connection (endpoint, pgtls),
+//! and the schema with its embedded migrations.
 
 pub mod cluster;
 pub mod databases;
+pub mod endpoint;
+pub mod grants;
 pub mod load;
 pub mod pgpass;
+pub mod pgtls;
 pub mod roles;
 pub mod schema;
 pub mod shape;

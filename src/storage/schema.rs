@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the mail outbox",
         sql: include_str!("migrations/0005_mail_outbox.sql"),
     },
+    Migration {
+        version: 6,
+        description: "the shared replay guard's nonces",
+        sql: include_str!("migrations/0006_replay_nonces.sql"),
+    },
 ];
 
 /// The schema version this kt builds and expects.

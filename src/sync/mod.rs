@@ -13,7 +13,8 @@
 //! - [`wire`]: the messages and their framing (tag, u32 length, payload),
 //!   strict and bounded parsing.
 //! - [`send`]: the sending side. [`receive`]: the receiving side, which
-//!   holds every safety check.
+//!   holds every safety check; `land`: its durable landing (batches
+//!   flushed to disk on their own thread before their renames).
 //! - [`meter`]: files and bytes done, for a [`crate::progress::Progress`]:
 //!   reported by whichever side runs in the caller's thread.
 //! - [`sync_local`]: both sides in one process over two pipes; the same
@@ -94,13 +95,18 @@
 //! listed directory is made a real directory before anything below it is
 //! written, so nothing is written through a symlink; files land by temp
 //! file (named [`receive::TMP_PREFIX`]`...`, removed by the next run) +
-//! fsync + rename. The fsyncs are batched, not skipped: a verified temp
-//! file's writeback starts at once (`sync_file_range`), and every 256
-//! files or 64 MiB (and at the end of each phase, or of a failed session)
-//! the batch is fsynced file by file (the first fsync commits the journal
-//! for all of them, so the rest cost little), and only then is each file
-//! renamed into place; the directories are fsynced after their renames,
-//! at the end. A crash therefore leaves under each name the old file or the
+//! flush to disk + rename. The flushes are batched, not skipped: a
+//! verified temp file's writeback starts at once (`sync_file_range`), and
+//! the files gathered so far (at least 32 files or 8 MiB, handed over as
+//! soon as the landing thread is idle; the receiver waits for it at 256
+//! files or 64 MiB; and all of them at the end of each phase, or of a
+//! failed session) are made durable on a thread of its own (`land`:
+//! one `syncfs` per filesystem, the guarantee of an fsync of each file
+//! with one device cache flush instead of one per file, then each file's
+//! writeback checked for errors) while the next batch is received, and
+//! only then is each of its files renamed into place; the directories'
+//! entries are made durable the same way after their renames, at the end.
+//! A crash therefore leaves under each name the old file or the
 //! new one, whole and on disk, never a part: an unrenamed temp file is
 //! removed by the next run. The sender checks that the receiver asks only for files
 //! of the list and sends sane signatures. A refused list changes nothing;
@@ -163,6 +169,7 @@
 //!   skipped when any file failed, as rsync does on I/O errors.
 
 pub mod filter;
+mod land;
 pub mod list;
 pub mod meter;
 pub mod receive;

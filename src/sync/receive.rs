@@ -21,8 +21,9 @@
 //!    this thread takes the answers: each file is rebuilt into a temp file
 //!    in its own directory, never larger than the size the list declared
 //!    (`apply_limited`), compared with the sender's BLAKE3 hash, then, in
-//!    batches, fsynced, given its mode, owner and times, and renamed into
-//!    place (see the module doc of `sync`: the fsync precedes every
+//!    batches, flushed to disk on their own thread (`land`) while the next
+//!    batch is received, given its mode, owner and times, and renamed into
+//!    place (see the module doc of `sync`: the flush precedes every
 //!    rename). A hash mismatch
 //!    (MD4 is weak) asks for the whole file again in a second phase; a
 //!    second mismatch, more data than declared, or any malformed message
@@ -30,7 +31,7 @@
 //! 5. With `--delete`, entries of DEST that are not in the list and not
 //!    protected by the filter are removed, within the listed directories.
 //! 6. Directory modes and times are set last, deepest first, and the
-//!    directories that changed are fsynced.
+//!    entries of the directories that changed are flushed to disk.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
@@ -46,6 +47,7 @@ use std::sync::mpsc;
 use super::filter::Filter;
 use super::list::{display_name, Entry, FileKind};
 use super::wire::{self, Msg, Reader, Writer};
+use super::land::{self, Durable, PendingFile};
 use super::meter::Meter;
 use crate::error::{Context, Error, Result};
 use crate::progress::Progress;
@@ -388,9 +390,11 @@ struct Receiver<'a> {
     /// `-c` candidates whose DEST content is still to be hashed: index,
     /// attribute changes, DEST size and mtime.
     to_hash: Vec<(usize, AttrChanges, u64, i64)>,
-    /// Verified temp files not yet renamed, and their bytes.
+    /// Verified temp files not yet handed to `durable`, and their bytes.
     pending: Vec<PendingFile>,
     pending_bytes: u64,
+    /// The batch being flushed on its own thread, renamed once it is back.
+    durable: Durable,
     /// A local session: the sender's source of each entry.
     local: Option<&'a [PathBuf]>,
     /// Changed files are fetched whole (no basis signature).
@@ -473,6 +477,7 @@ impl<'a> Receiver<'a> {
             to_hash: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
+            durable: Durable::new(),
             local: None,
             whole: false,
             copy_buf: Vec::new(),
@@ -542,13 +547,8 @@ impl<'a> Receiver<'a> {
             }
         }
         self.finish_dirs()?;
-        for dir in std::mem::take(&mut self.touched_dirs) {
-            // A directory --delete removed after a change in it has nothing to sync.
-            if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                crate::fsutil::sync_dir(&dir)?;
-            }
-        }
-        Ok(())
+        let dirs = std::mem::take(&mut self.touched_dirs);
+        land::sync_dirs(dirs.iter().map(PathBuf::as_path))
     }
 
     /// Creates DEST when missing, looks at every entry's counterpart and
@@ -1023,8 +1023,18 @@ impl<'a> Receiver<'a> {
                     bases.release(cached);
                     match received? {
                         Landed::Pending => {
-                            if self.pending.len() >= LAND_FILES || self.pending_bytes >= LAND_BYTES {
-                                self.land_pending(itemize)?;
+                            if let Some(flushed) = self.durable.take(false) {
+                                self.rename_flushed(flushed, itemize)?;
+                            }
+                            // A batch goes as soon as the landing thread is
+                            // idle (a slow flush gathers a bigger one), and
+                            // the receiver waits only at the cap.
+                            let enough = self.pending.len() >= LAND_MIN_FILES || self.pending_bytes >= LAND_MIN_BYTES;
+                            if (enough && !self.durable.busy())
+                                || self.pending.len() >= LAND_FILES
+                                || self.pending_bytes >= LAND_BYTES
+                            {
+                                self.flush_batch(itemize)?;
                             }
                         }
                         Landed::Mismatch if phase == 1 => {
@@ -1223,19 +1233,46 @@ impl<'a> Receiver<'a> {
         }
     }
 
-    /// Lands the verified temp files: each fsynced first (their writeback
-    /// began when they were complete, and the first fsync commits the
-    /// journal for all of them), then attributes and rename one by one. A
-    /// file is renamed into place only once its data is on disk, so a crash
-    /// leaves the old file or the new one, whole.
-    fn land_pending(&mut self, itemize: &mut dyn FnMut(&Item)) -> Result<()> {
+    /// Starts flushing the batch gathered so far on the flushing thread,
+    /// after renaming the one in flight (waiting for it if need be), so
+    /// that the receiving thread keeps reading while a batch is flushed.
+    fn flush_batch(&mut self, itemize: &mut dyn FnMut(&Item)) -> Result<()> {
+        let renamed = match self.durable.take(true) {
+            Some(flushed) => self.rename_flushed(flushed, itemize),
+            None => Ok(()),
+        };
         self.pending_bytes = 0;
-        for p in std::mem::take(&mut self.pending) {
-            if let Err(err) = p.file.sync_all() {
-                drop(p.file);
-                let _ = fs::remove_file(&p.tmp);
-                return Err(Error::env(format!("cannot fsync the temp file of {}", p.path.display())).because_err(&err));
-            }
+        let batch = std::mem::take(&mut self.pending);
+        if let Err(err) = renamed {
+            remove_temps(batch);
+            return Err(err);
+        }
+        if !batch.is_empty() {
+            self.durable.submit(batch);
+        }
+        Ok(())
+    }
+
+    /// Lands every verified temp file: flushed (see [`land`]), then given
+    /// its attributes and renamed. A file is renamed into place only once
+    /// its data is on disk, so a crash leaves the old file or the new one,
+    /// whole.
+    fn land_pending(&mut self, itemize: &mut dyn FnMut(&Item)) -> Result<()> {
+        self.flush_batch(itemize)?;
+        match self.durable.take(true) {
+            Some(flushed) => self.rename_flushed(flushed, itemize),
+            None => Ok(()),
+        }
+    }
+
+    /// Renames a flushed batch into place; a batch that could not be
+    /// flushed is removed and its error returned.
+    fn rename_flushed(&mut self, (batch, flushed): land::Flushed, itemize: &mut dyn FnMut(&Item)) -> Result<()> {
+        if let Err(err) = flushed {
+            remove_temps(batch);
+            return Err(err);
+        }
+        for p in batch {
             drop(p.file);
             match self.land(p.index, &p.tmp, &p.path) {
                 Ok(()) => {
@@ -1307,22 +1344,27 @@ impl<'a> Receiver<'a> {
     }
 }
 
-/// A received and verified temp file waiting for its fsync and rename.
-struct PendingFile {
-    file: File,
-    tmp: PathBuf,
-    path: PathBuf,
-    index: usize,
+/// Removes temp files that will not be renamed.
+fn remove_temps(batch: Vec<PendingFile>) {
+    for p in batch {
+        drop(p.file);
+        let _ = fs::remove_file(&p.tmp);
+    }
 }
 
-/// Verified temp files are made durable and renamed in batches of this
-/// many files or bytes: one journal commit for the batch instead of one
-/// per file.
+/// Verified temp files are made durable and renamed in batches (see
+/// [`land`]): one flush for the batch instead of one per file. A batch is
+/// handed over once it holds this many files or bytes and the landing
+/// thread is idle...
+const LAND_MIN_FILES: usize = 32;
+const LAND_MIN_BYTES: u64 = 8 << 20;
+/// ...and the receiver waits for the landing thread when one holds this
+/// many (at most two batches of temp files are open).
 const LAND_FILES: usize = 256;
 const LAND_BYTES: u64 = 64 << 20;
 
 enum Landed {
-    /// Verified; waits in `pending` for its fsync and rename.
+    /// Verified; waits in `pending` for its flush and rename.
     Pending,
     Mismatch,
     Failed(String),

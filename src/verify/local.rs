@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::account::{self, Account};
 use crate::client::https::{HttpsClient, Trust};
 use crate::error::{Kind, Result};
-use crate::instance::{Instance, Layout, DB_NAME, DB_USER};
-use crate::storage::pgpass::Password;
-use crate::storage::{schema, Cluster};
+use crate::instance::{Instance, Layout};
+use crate::storage::endpoint::{connect_instance, Endpoint};
+use crate::storage::schema;
 use crate::verify::Report;
 
 #[derive(Debug, Clone)]
@@ -131,9 +131,11 @@ fn tls(instance: &Instance, warn_days: i64) -> std::result::Result<String, Strin
 }
 
 fn database(instance: &Instance) -> std::result::Result<String, String> {
-    let cluster = Cluster::for_instance(instance).map_err(|e| e.to_string())?;
-    let password = Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
-    let mut db = cluster.connect(&password, DB_NAME).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::for_instance(instance);
+    let mut db = connect_instance(instance, "kt verify").map_err(|e| format!("database: {}: {e}", endpoint.describe()))?;
+    if endpoint.external {
+        return external_database(&endpoint, &mut db);
+    }
     let version = schema::current_version(&mut db).map_err(|e| e.to_string())?;
     if version != schema::latest_version() {
         return Err(format!("schema version {version}, this kt expects {}", schema::latest_version()));
@@ -152,7 +154,29 @@ fn database(instance: &Instance) -> std::result::Result<String, String> {
             aside.join(", ")
         ));
     }
-    Ok(format!("answers on 127.0.0.1:{}, schema version {version}", cluster.port))
+    Ok(format!("answers on 127.0.0.1:{}, schema version {version}", endpoint.port))
+}
+
+/// An external database: it answers, over TLS when sslmode asks for it,
+/// with this kt's schema, owned by kt's role (so migrations can alter it),
+/// and the role is no superuser (a dump loaded by it could run programs).
+fn external_database(endpoint: &Endpoint, db: &mut postgres::Client) -> std::result::Result<String, String> {
+    let at = endpoint.describe();
+    let tls = crate::storage::endpoint::tls_in_use(db).map_err(|e| e.to_string())?;
+    if tls.is_none() && endpoint.sslmode != crate::settings::SslMode::Disable {
+        return Err(format!("database: {at}: the session is not encrypted (DB_SSLMODE {}): the server offers no TLS", endpoint.sslmode.name()));
+    }
+    let version = schema::current_version(db).map_err(|e| e.to_string())?;
+    if version != schema::latest_version() {
+        return Err(format!("database: {at}: schema version {version}, this kt expects {}", schema::latest_version()));
+    }
+    let grants = crate::storage::grants::read(db).map_err(|e| e.to_string())?;
+    grants.problem().map_or(Ok(()), |p| Err(format!("database: {at}: {p}")))?;
+    let tls = match tls {
+        Some(version) => format!("{version}, sslmode {}", endpoint.sslmode.name()),
+        None => "no TLS (DB_SSLMODE disable)".into(),
+    };
+    Ok(format!("database: {at} as {}, {tls}, schema version {version}, {}", endpoint.user, grants.summary()))
 }
 
 fn server(instance: &Instance, expected: &str) -> std::result::Result<String, String> {

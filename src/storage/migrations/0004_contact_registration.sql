@@ -6,7 +6,7 @@
 -- The token itself (base64url, no padding, of 32 bytes from the OS random
 -- source: 43 characters) is never stored: only the SHA-256 of its ASCII
 -- text, so a copy of the database (a backup) cannot be used to register a
--- key. A row is used at most once (`used_at`), and a new token for the same
+-- key. A row is used at most once (`used`), and a new token for the same
 -- contact does not revoke an older one that is still valid.
 CREATE TABLE contact_tokens (
     token_sha256 bytea PRIMARY KEY CHECK (length(token_sha256) = 32),
