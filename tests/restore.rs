@@ -469,3 +469,62 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
     let out = inst.kt(&["db", "status"]).expect(0);
     assert!(out.stdout.contains("running") || out.stderr.contains("running"), "{} {}", out.stdout, out.stderr);
 }
+
+#[test]
+fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(is_root(), "this test plants directories of other accounts: run it as root");
+    let inst = crate::backup::instance_with_data("fresh-plant", 50);
+    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
+    let before = tables_digest(&inst);
+    let out_dir = TestDir::new("fresh-plant-backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+    inst.kt(&["db", "stop"]).expect(0);
+    std::fs::remove_dir_all(&inst.home).unwrap();
+
+    // Directories named like a killed run's staged cluster (pids above
+    // pid_max: no such process), none of them made by kt: one of another
+    // account, one of the service account (which owns only what is inside
+    // kt's), and a link to a directory of root's.
+    let parent = inst.home.parent().unwrap().to_path_buf();
+    let _cleanup = TestDir::new("fresh-plant-elsewhere");
+    let elsewhere = _cleanup.path.join("roots");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep"), "root's file\n").unwrap();
+    let service = Command::new("id").args(["-u", "keytrustee"]).output().unwrap();
+    let service_uid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().expect("the service account keytrustee exists");
+    let mut planted = Vec::new();
+    for (pid, uid) in [(99001u32, 65534u32), (99002, service_uid)] {
+        let dir = parent.join(format!(".kt-restore-{pid}.db"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data").join("theirs"), "not kt's\n").unwrap();
+        for p in [dir.clone(), dir.join("data"), dir.join("data").join("theirs")] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+        }
+        planted.push(dir);
+    }
+    let link = parent.join(".kt-restore-99003.db");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+
+    let args = ["--yes", "--force-foreign", "--expect-fingerprint", &fingerprint];
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    let out = restore(&inst, &[&[file.as_str()][..], &args[..]].concat()).expect(0);
+    assert!(out.stderr.contains("new cluster"), "the restore did not stage a cluster: {}", out.stderr);
+    assert_eq!(tables_digest(&inst), before);
+    for dir in &planted {
+        let theirs = dir.join("data").join("theirs");
+        assert_eq!(std::fs::read_to_string(&theirs).ok().as_deref(), Some("not kt's\n"), "the restore's sweep removed {}", dir.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()), "the link went");
+    assert_eq!(std::fs::read_to_string(elsewhere.join("keep")).unwrap(), "root's file\n");
+    // What kt staged is kt's own directory; the service account's are
+    // only inside it.
+    let ours: Vec<String> = stagings(&inst).into_iter().filter(|n| n.ends_with(".db") && !["99001", "99002", "99003"].iter().any(|p| n.contains(p))).collect();
+    assert_eq!(ours, Vec::<String>::new(), "the restore left its staged cluster");
+    for dir in &planted {
+        assert!(std::fs::metadata(dir).map(|m| m.uid() != 0).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::remove_file(&link).unwrap();
+}

@@ -49,7 +49,7 @@ const LOAD_SETTINGS: &str = "\n# kt restore: loading in the staging area (remove
     fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nwal_level = minimal\nmax_wal_senders = 0\n\
     max_wal_size = '64GB'\ncheckpoint_timeout = '1d'\nwal_recycle = off\nautovacuum = off\n";
 
-/// A cluster made in the staging area (`<dir>/data`, its log beside it),
+/// A cluster made in the staging area (`<dir>/data`, its log in `<dir>/log`),
 /// owned by the service account, with a password of kt's own for the
 /// database user. Dropped before it was moved: stopped and removed.
 #[derive(Debug)]
@@ -69,10 +69,19 @@ impl StagedCluster {
     fn create(dir: PathBuf, account: Account) -> Result<StagedCluster> {
         let bindir = find_bindir()?;
         std::fs::create_dir(&dir).map_err(|e| Error::env(format!("cannot create {}", dir.display())).because_err(&e))?;
-        fsutil::set_mode(&dir, 0o700)?;
-        account.chown(&dir)?;
+        // kt's own directory (the sweep of killed runs removes only those:
+        // [`sweep`]), which the service account may only pass through to
+        // its data directory and log.
+        if account.is_other_than_current() {
+            std::os::unix::fs::lchown(&dir, None, Some(account.gid))
+                .map_err(|e| Error::env(format!("cannot give {} to the group of {}", dir.display(), account.name)).because_err(&e))?;
+            fsutil::set_mode(&dir, 0o710)?;
+        } else {
+            fsutil::set_mode(&dir, 0o700)?;
+        }
         let data_dir = dir.join("data");
-        let cluster = Cluster { data_dir: data_dir.clone(), port: 0, log_file: dir.join("postgres.log"), account: account.clone(), bindir };
+        let log_file = dir.join("log").join("postgres.log");
+        let cluster = Cluster { data_dir: data_dir.clone(), port: 0, log_file, account: account.clone(), bindir };
         let mut staged = StagedCluster { dir, cluster, password: Password::generate(), auto_conf: Vec::new(), started: false, running: false };
         std::fs::create_dir(&data_dir).map_err(|e| Error::env(format!("cannot create {}", data_dir.display())).because_err(&e))?;
         fsutil::set_mode(&data_dir, 0o700)?;
@@ -229,7 +238,9 @@ pub fn load(
 
 /// Stops and removes the staged cluster `dir` of a killed restore (its
 /// server may still run). `dir` is a real directory of the name kt gives,
-/// whose process is gone (checked by the caller).
+/// owned by this user (as kt makes it: the service account owns only what
+/// is inside), whose process is gone (checked by the caller): a directory
+/// of that name that anyone else made is never touched.
 pub fn sweep(dir: &Path) {
     let data_dir = dir.join("data");
     let Ok(meta) = std::fs::symlink_metadata(&data_dir) else {
@@ -239,7 +250,7 @@ pub fn sweep(dir: &Path) {
     // Only a real directory of an ordinary account is a cluster kt staged.
     let account = Account::lookup_uid(meta.uid()).filter(|a| a.uid != 0 && meta.is_dir());
     if let (Some(account), Ok(bindir)) = (account, find_bindir()) {
-        let mut cl = Cluster { data_dir, port: 0, log_file: dir.join("postgres.log"), account, bindir };
+        let mut cl = Cluster { data_dir, port: 0, log_file: dir.join("log").join("postgres.log"), account, bindir };
         if let Ok(State::Running { port, .. }) = cl.state() {
             cl.port = port.unwrap_or(0);
             if cl.stop().is_err() {

@@ -269,7 +269,9 @@ fn sweep_stagings(parent: &Path) {
             continue;
         };
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
-        if !meta.is_dir() || (meta.uid() != me && !cluster) || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        // A staged cluster's directory is kt's too (only what is inside is
+        // the service account's): one that is not was made by someone else.
+        if !meta.is_dir() || meta.uid() != me || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         if cluster {
