@@ -33,7 +33,7 @@ use crate::fsutil;
 use crate::instance::{DB_NAME, DB_USER};
 use crate::progress::Progress;
 use crate::storage::cluster::find_bindir;
-use crate::storage::load::LoadReport;
+use crate::storage::load::{LoadReport, Target};
 use crate::storage::pgpass::Password;
 use crate::storage::{roles, Cluster, State};
 
@@ -226,7 +226,7 @@ pub fn load(
 ) -> Result<()> {
     let cl = if staged.running { staged.cluster.clone() } else { staged.start(port)? };
     progress.step("loading the dump into a scratch database of the new cluster (in the staging area)");
-    let loaded = super::preload::load(&cl, &staged.password, dump, progress)?;
+    let loaded = super::preload::load(&cl, &staged.password, dump, Target::Private, progress)?;
     check(&loaded.report)?;
     let mut admin = cl.connect(&staged.password, "postgres")?;
     loaded.scratch.adopt_as(&mut admin, DB_NAME)?;

@@ -357,7 +357,7 @@ pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress
     let preloaded = match preload::live_cluster(&target, &plan.staged_confdir) {
         Some((cluster, password)) => {
             progress.step("loading the dump into a scratch database");
-            let loaded = preload::load(&cluster, &password, &plan.dump, progress)
+            let loaded = preload::load(&cluster, &password, &plan.dump, load::Target::Shared, progress)
                 .map_err(|e| {
                     let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
                     for cause in e.causes() {
@@ -658,6 +658,11 @@ fn put_in_place(
             account.chown(dir)?;
         }
         staged.move_to(&cl.data_dir)?;
+        // The directories made for it are durable too (the cluster is
+        // flushed already, and its own entry by the move).
+        for dir in &created {
+            fsutil::sync_dir(fsutil::parent_dir(dir))?;
+        }
         {
             let (cl, outermost) = (cl.clone(), created.first().cloned().unwrap_or_else(|| cl.data_dir.clone()));
             journal.record(format!("put the loaded database cluster in place at {}", cl.data_dir.display()), move || {
@@ -747,7 +752,7 @@ fn put_in_place(
         Loaded::Staged(_) => return finish_database(plan, &cl, &password, &inst, None),
         Loaded::Not => {
             progress.step("loading the dump");
-            let p = preload::load(&cl, &password, &plan.dump, progress)?;
+            let p = preload::load(&cl, &password, &plan.dump, load::Target::Shared, progress)?;
             check_rows(plan, &p.report)?;
             p
         }

@@ -18,7 +18,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::instance::{Instance, Layout, DB_USER};
 use crate::progress::Progress;
-use crate::storage::load::LoadReport;
+use crate::storage::load::{LoadReport, Target};
 use crate::storage::pgpass::Password;
 use crate::storage::scratch::ScratchDb;
 use crate::storage::{Cluster, State};
@@ -51,14 +51,16 @@ pub fn live_cluster(target: &Layout, staged_confdir: &Path) -> Option<(Cluster, 
 }
 
 /// Loads the staged `dump` into a new scratch database of `cluster` (first
-/// dropping those of killed restores).
+/// dropping those of killed restores); `target` says whether the cluster
+/// serves anyone else.
 pub fn load(
     cluster: &Cluster,
     password: &Password,
     dump: &Path,
+    target: Target,
     progress: &dyn Progress,
 ) -> Result<Preloaded> {
-    let (scratch, report) = ScratchDb::load_new(cluster, password, SCRATCH_PREFIX, dump, progress)?;
+    let (scratch, report) = ScratchDb::load_new(cluster, password, SCRATCH_PREFIX, dump, target, progress)?;
     Ok(Preloaded { scratch, report })
 }
 

@@ -166,7 +166,7 @@ fn restore_test(
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
     // Dropped (with its loading role) when `_scratch` goes.
     let (_scratch, loaded) =
-        ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
+        ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), crate::storage::load::Target::Shared, &crate::progress::Silent).map_err(|e| e.to_string())?;
     let expected = match &assessment.manifest {
         Some(m) => m.row_counts.clone(),
         None => facts.row_counts.clone(),

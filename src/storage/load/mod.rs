@@ -48,6 +48,23 @@ const SESSION: &str = "SET backend_flush_after = '2MB'";
 /// Rows go to the load connections in batches of about this size.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// Whom the cluster loaded into serves, which decides how rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A cluster that serves others too (the live instance's, perhaps an
+    /// HA primary streaming its WAL): rows are written as any client's,
+    /// over several connections at once.
+    Shared,
+    /// A cluster of this load alone, running with `wal_level = minimal`
+    /// (a fresh host's, in the staging area). Each table's rows go on one
+    /// connection, in the transaction that truncates the new, empty table,
+    /// frozen (`COPY ... FREEZE`): PostgreSQL then writes no WAL for them
+    /// (about as many bytes again as the rows themselves) and no later
+    /// pass sets their hint bits. One such connection does more than
+    /// several logging ones on this 2-core host (BENCHMARKS.md, issue 17).
+    Private,
+}
+
 /// What the load did, table by table.
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {
@@ -80,10 +97,10 @@ fn understood_meta(line: &str) -> bool {
 }
 
 /// Loads the staged dump `sql` into `database` (new and empty) as `login`.
-pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
+pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, target: Target, progress: &dyn Progress) -> Result<LoadReport> {
     let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let total = file.metadata().map(|m| m.len()).ok();
-    load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, progress)
+    load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, target, progress)
 }
 
 fn refused(n: usize, what: &str) -> Error {
@@ -99,9 +116,13 @@ pub fn load_from<R: BufRead>(
     database: &str,
     source: R,
     total: Option<u64>,
+    target: Target,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let parallel = match target {
+        Target::Shared => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4),
+        Target::Private => 1,
+    };
     let mut main = cl.connect_as(&login.user, &login.password, database)?;
     // Index builds after the data are most of the rest of a load.
     main.batch_execute(&format!("SET maintenance_work_mem = '256MB'; {SESSION}")).map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
@@ -113,6 +134,7 @@ pub fn load_from<R: BufRead>(
         script: Script::new(source),
         total,
         parallel,
+        target,
         pool: None,
         settings: Vec::new(),
         report: LoadReport::default(),
@@ -146,6 +168,7 @@ struct Loader<'a, R> {
     script: Script<R>,
     total: Option<u64>,
     parallel: usize,
+    target: Target,
     pool: Option<workers::Pool>,
     /// Session settings the dump made (`SET ...`), replayed on the load
     /// connections before their COPY.
@@ -245,7 +268,15 @@ impl<R: BufRead> Loader<'_, R> {
             self.pool = Some(workers::Pool::new(clients));
         }
         let pool = self.pool.as_mut().expect("made above");
-        pool.begin(&self.settings, &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        // A private cluster's table, empty still (no block of it loaded
+        // before): truncated in the COPY's transaction, rows frozen
+        // (`Target::Private`). `table` is `public.<plain name>`
+        // (`plain_copy`).
+        if self.target == Target::Private && !self.report.rows.contains_key(table.rsplit('.').next().unwrap_or(table).trim_matches('"')) {
+            pool.begin(&self.settings, Some(&format!("BEGIN; TRUNCATE {table}")), &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary, FREEZE)"))?;
+        } else {
+            pool.begin(&self.settings, None, &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        }
         let mut encoder = RowEncoder::new(kinds);
         let mut line = Vec::with_capacity(4096);
         let mut batch = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
