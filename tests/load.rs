@@ -105,11 +105,27 @@ fn kt_loads_what_psql_loads() {
         user: "keytrustee".into(),
         password: kt::storage::pgpass::Password::read(&layout.pgpass(), "keytrustee").unwrap(),
     };
-    let report = kt::storage::load::load(&cluster, &login, "loaded", &file, &kt::progress::Silent).unwrap();
+    let report = kt::storage::load::load(&cluster, &login, "loaded", &file, kt::storage::load::Sharing::Shared, &kt::progress::Silent).unwrap();
     assert!(report.binary.iter().any(|t| t == "odd"), "odd goes as binary COPY: {report:?}");
     for table in TABLES {
         assert_eq!(digest(&inst, "loaded", table), digest(&inst, "reference", table), "table {table}");
     }
+    // Into a cluster of the load alone (a fresh host's staged cluster):
+    // one connection, each table truncated in its COPY's transaction and
+    // its rows frozen; the same rows, the abandoned block's too.
+    inst.psql("postgres", "CREATE DATABASE loaded_private").expect(0);
+    let report = kt::storage::load::load(&cluster, &login, "loaded_private", &file, kt::storage::load::Sharing::Private, &kt::progress::Silent).unwrap();
+    assert!(report.binary.iter().any(|t| t == "odd"), "odd goes as binary COPY: {report:?}");
+    for table in TABLES {
+        assert_eq!(digest(&inst, "loaded_private", table), digest(&inst, "reference", table), "table {table} (private)");
+    }
+    // Frozen as loaded: every page all-visible (set by COPY FREEZE alone;
+    // nothing vacuumed these tables).
+    let all_visible = |db: &str| {
+        inst.psql(db, "ANALYZE odd; SELECT relallvisible = relpages AND relpages > 0 FROM pg_class WHERE relname = 'odd'").expect(0).stdout.lines().last().unwrap_or("").trim().to_string()
+    };
+    assert_eq!(all_visible("loaded_private"), "t", "the private load did not freeze its rows");
+    assert_eq!(all_visible("loaded"), "f", "the shared load froze its rows (the check proves nothing)");
     // The rows as they look in SQL, not only equal digests.
     let row = inst.psql("loaded", "SELECT t, tz AT TIME ZONE 'UTC', length(by) FROM odd WHERE id = 4").expect(0);
     assert_eq!(row.stdout.trim(), "\\N|0044-03-15 00:00:00 BC|5000");
@@ -148,12 +164,13 @@ fn kt_loads_what_psql_loads() {
     }
 
     // A fresh host (no cluster to load into before the swap): kt creates
-    // the cluster, then loads.
+    // the cluster in the staging area and loads it there (as a cluster of
+    // the load alone), then moves it into place.
     inst.kt(&["db", "stop"]).expect(0);
     let data = inst.pg_rootdir();
     std::fs::rename(&data, data.with_extension("moved")).unwrap();
     let out = inst.kt(&["restore", tarball.to_str().unwrap(), "--yes", "--allow-unsigned"]).expect(0);
-    assert!(!out.stderr.contains("scratch database"), "{}", out.stderr);
+    assert!(out.stderr.contains("scratch database of the new cluster (in the staging area)"), "{}", out.stderr);
     reference(&inst, &work, &plain, "reference3");
     for table in &TABLES[..3] {
         assert_eq!(digest(&inst, "keytrustee", table), digest(&inst, "reference3", table), "table {table} (fresh host)");

@@ -246,6 +246,10 @@ fn a_failure_after_the_drop_puts_everything_back() {
         std::fs::read(p.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&data_dir)).unwrap_or(false)
     });
     assert!(!still_running, "a postgres of the failed restore still runs");
+    // The cluster it made in the staging area, loaded and refused, is gone too.
+    assert!(out.stderr.contains("tried in the new cluster"), "{}", out.stderr);
+    assert_eq!(stagings(&inst), Vec::<String>::new(), "the failed restore left a staging area");
+    assert!(!runs_in(&inst.home.parent().unwrap().join(".kt-restore-")), "a staged cluster still runs");
 }
 
 #[test]
@@ -375,4 +379,152 @@ fn confdir_links_back_up_verify_and_restore() {
     assert!(std::fs::symlink_metadata(&extra).unwrap().file_type().is_file());
     assert_eq!(std::fs::read_to_string(&extra).unwrap(), "outside content\n");
     let _ = Command::new("gpgconf").arg("--homedir").arg(&keyring().home).args(["--kill", "all"]).status();
+}
+
+/// The staging leftovers (`.kt-restore-*`) beside where the instance home was.
+fn stagings(inst: &Instance) -> Vec<String> {
+    let parent = inst.home.parent().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kt-restore-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether a process runs whose command line names `path` (a postgres of it).
+fn runs_in(path: &Path) -> bool {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&path)).unwrap_or(false)
+    })
+}
+
+#[test]
+fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
+    use std::io::BufRead;
+    // Enough rows for the load to take a moment.
+    let inst = crate::backup::instance_with_data("fresh-kill", 150_000);
+    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
+    let before = tables_digest(&inst);
+    let out_dir = TestDir::new("fresh-kill-backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+    inst.kt(&["db", "stop"]).expect(0);
+    std::fs::remove_dir_all(&inst.home).unwrap();
+
+    // A forged backup (one bit flipped): refused, and the cluster made
+    // while decrypting is gone with everything else.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    let forged = out_dir.join("forged.tar.gpg");
+    std::fs::write(&forged, &bytes).unwrap();
+    let args = ["--yes", "--force-foreign", "--expect-fingerprint", &fingerprint];
+    let out = restore(&inst, &[&[forged.to_str().unwrap()][..], &args[..]].concat());
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be decrypted"), "{}", out.stderr);
+    assert!(!inst.home.exists(), "a forged backup put something in place");
+    assert_eq!(stagings(&inst), Vec::<String>::new(), "a forged backup left a staging area");
+    assert!(!runs_in(inst.home.parent().unwrap().join(".kt-restore-").as_path()), "a staged cluster still runs");
+
+    // kill -9 while the dump loads into the staged cluster.
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    let mut child = kt()
+        .env("GNUPGHOME", &keyring().home)
+        .arg("-c")
+        .arg(&inst.confdir)
+        .arg("restore")
+        .arg(&file)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let loading = line.contains("loading the dump into a scratch database of the new cluster");
+        said.push(line);
+        if loading {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(said.last().is_some_and(|l| l.contains("new cluster")), "the restore never loaded into a staged cluster: {said:?}");
+    assert!(!inst.confdir.exists(), "a killed restore left the confdir in place");
+    assert!(!inst.pg_rootdir().exists(), "a killed restore left a cluster in place");
+    let staged = format!(".kt-restore-{}.db", child.id());
+    assert!(stagings(&inst).contains(&staged), "the staged cluster of the killed run: {:?}", stagings(&inst));
+
+    // The re-run cleans up after it and restores.
+    let out = restore(&inst, &[&[file.as_str()][..], &args[..]].concat()).expect(0);
+    assert!(out.stderr.contains("new cluster"), "{}", out.stderr);
+    assert_eq!(stagings(&inst).iter().filter(|n| !n.starts_with(".kt-restore-safety-")).count(), 0, "{:?}", stagings(&inst));
+    assert!(!runs_in(&inst.home.parent().unwrap().join(&staged)), "the killed run's staged cluster still runs");
+    assert_eq!(tables_digest(&inst), before);
+    let out = inst.kt(&["db", "status"]).expect(0);
+    assert!(out.stdout.contains("running") || out.stderr.contains("running"), "{} {}", out.stdout, out.stderr);
+}
+
+#[test]
+fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(is_root(), "this test plants directories of other accounts: run it as root");
+    let inst = crate::backup::instance_with_data("fresh-plant", 50);
+    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
+    let before = tables_digest(&inst);
+    let out_dir = TestDir::new("fresh-plant-backups");
+    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
+    let file = made.stdout.trim().to_string();
+    inst.kt(&["db", "stop"]).expect(0);
+    std::fs::remove_dir_all(&inst.home).unwrap();
+
+    // Directories named like a killed run's staged cluster (pids above
+    // pid_max: no such process), none of them made by kt: one of another
+    // account, one of the service account (which owns only what is inside
+    // kt's), and a link to a directory of root's.
+    let parent = inst.home.parent().unwrap().to_path_buf();
+    let _cleanup = TestDir::new("fresh-plant-elsewhere");
+    let elsewhere = _cleanup.path.join("roots");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep"), "root's file\n").unwrap();
+    let service = Command::new("id").args(["-u", "keytrustee"]).output().unwrap();
+    let service_uid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().expect("the service account keytrustee exists");
+    let mut planted = Vec::new();
+    for (pid, uid) in [(99001u32, 65534u32), (99002, service_uid)] {
+        let dir = parent.join(format!(".kt-restore-{pid}.db"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data").join("theirs"), "not kt's\n").unwrap();
+        for p in [dir.clone(), dir.join("data"), dir.join("data").join("theirs")] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+        }
+        planted.push(dir);
+    }
+    let link = parent.join(".kt-restore-99003.db");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+
+    let args = ["--yes", "--force-foreign", "--expect-fingerprint", &fingerprint];
+    let _stop = StopDbOnDrop(inst.confdir.clone());
+    let out = restore(&inst, &[&[file.as_str()][..], &args[..]].concat()).expect(0);
+    assert!(out.stderr.contains("new cluster"), "the restore did not stage a cluster: {}", out.stderr);
+    assert_eq!(tables_digest(&inst), before);
+    for dir in &planted {
+        let theirs = dir.join("data").join("theirs");
+        assert_eq!(std::fs::read_to_string(&theirs).ok().as_deref(), Some("not kt's\n"), "the restore's sweep removed {}", dir.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()), "the link went");
+    assert_eq!(std::fs::read_to_string(elsewhere.join("keep")).unwrap(), "root's file\n");
+    // What kt staged is kt's own directory; the service account's are
+    // only inside it.
+    let ours: Vec<String> = stagings(&inst).into_iter().filter(|n| n.ends_with(".db") && !["99001", "99002", "99003"].iter().any(|p| n.contains(p))).collect();
+    assert_eq!(ours, Vec::<String>::new(), "the restore left its staged cluster");
+    for dir in &planted {
+        assert!(std::fs::metadata(dir).map(|m| m.uid() != 0).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::remove_file(&link).unwrap();
 }

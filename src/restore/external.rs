@@ -159,7 +159,7 @@ pub fn load(instance: &Instance, dump: &Path, progress: &dyn Progress) -> Result
     create_schema(&mut control, &name, SCRATCH_MARKER)?;
     let mut loaded = Loaded { endpoint, password, control, schema: name, report: LoadReport::default(), swapped: false };
     let connect = || loaded.endpoint.connect(&loaded.password, "kt restore");
-    let report = load::load_into(&load::Target { connect: &connect, owner: &loaded.endpoint.user, schema: Some(&loaded.schema) }, dump, progress)?;
+    let report = load::load_into(&load::Target { connect: &connect, owner: &loaded.endpoint.user, schema: Some(&loaded.schema), sharing: load::Sharing::Shared }, dump, progress)?;
     progress.step("checking that the loaded schema holds kt's schema and nothing else");
     let reference = format!("{REFERENCE_PREFIX}{}", std::process::id());
     create_schema(&mut loaded.control, &reference, SCRATCH_MARKER)?;

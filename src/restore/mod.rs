@@ -25,6 +25,7 @@
 //! swap moves kt's tables in one transaction: [`external`].
 
 pub mod external;
+pub mod fresh;
 pub mod preload;
 pub mod stage;
 
@@ -92,6 +93,8 @@ pub struct Plan {
     pub address_warning: Option<String>,
     /// Held for its Drop: the staging area goes when the plan does.
     _staging: StagingDir,
+    /// On what may be a fresh host: the cluster made while decrypting.
+    cluster: Option<fresh::Speculation>,
     staged_confdir: PathBuf,
     dump: PathBuf,
 }
@@ -124,6 +127,15 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
     let staging_parent = staging_parent(options)?;
     sweep_stagings(&staging_parent);
     let staging = StagingDir::create(staging_parent.join(format!("{STAGING_PREFIX}{}", std::process::id())))?;
+    // What may be a fresh host (no instance, or no cluster, where the
+    // restore goes, as far as known before the archive is read): the new
+    // cluster is made in the staging area meanwhile (`fresh`; nothing of
+    // the backup is involved).
+    let no_cluster = match Layout::new(options.confdir.as_deref()).and_then(|l| l.load()) {
+        Err(_) => true,
+        Ok(inst) => Cluster::for_instance(&inst).is_ok_and(|c| !c.exists()),
+    };
+    let cluster = if no_cluster { fresh::Speculation::start(&staging.0, options.service_user.as_deref()) } else { None };
     let gnupg_home = match &options.secret_key {
         Some(key) => Some(staging.import_secret_key(key)?),
         None => None,
@@ -203,6 +215,7 @@ pub fn prepare(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan
             .map(|i| crate::storage::endpoint::Endpoint::for_instance(i).address()),
         dump: root.join(dump_member),
         staged_confdir,
+        cluster,
         _staging: staging,
     })
 }
@@ -243,7 +256,13 @@ fn check_external(existing: Option<&Instance>, target: &Layout, staged_confdir: 
 
 /// A failed load, told as one that changed nothing.
 fn nothing_changed(e: Error) -> Error {
-    let mut told = Error::new(e.kind(), "the dump does not load (tried in a scratch database): nothing was changed").because(e.message());
+    did_not_load(e, "in a scratch database")
+}
+
+/// A load that failed `tried` somewhere private, told as such with every
+/// cause and the hint kept.
+fn did_not_load(e: Error, tried: &str) -> Error {
+    let mut told = Error::new(e.kind(), format!("the dump does not load (tried {tried}): nothing was changed")).because(e.message());
     for cause in e.causes() {
         told = told.because(cause);
     }
@@ -284,15 +303,28 @@ fn sweep_stagings(parent: &Path) {
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)).filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else { continue };
+        // `.kt-restore-<pid>.db`: the cluster a killed fresh-host restore
+        // was loading (`fresh`), its server perhaps still running.
+        let (digits, cluster) = match rest.strip_suffix(fresh::SUFFIX) {
+            Some(digits) => (digits, true),
+            None => (rest, false),
+        };
+        let Some(pid) = Some(digits).filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        // A staged cluster's directory is kt's too (only what is inside is
+        // the service account's): one that is not was made by someone else.
         if !meta.is_dir() || meta.uid() != me || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        // Its Drop stops a GnuPG agent left running there, then removes it.
-        drop(StagingDir(entry.path()));
+        if cluster {
+            fresh::sweep(&entry.path());
+        } else {
+            // Its Drop stops a GnuPG agent left running there, then removes it.
+            drop(StagingDir(entry.path()));
+        }
     }
 }
 
@@ -354,8 +386,9 @@ enum SetAside {
 /// reverse order, whatever fails on the way, and the error lists each
 /// step undone and each one that could not be (DESIGN.md, "Trust before
 /// action").
-pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
+pub fn execute(mut plan: Plan, options: &RestoreOptions, progress: &dyn Progress) -> Result<Outcome> {
     let target = plan.target.clone();
+    let speculation = plan.cluster.take();
     // On an HA active whose passive is gone, with synchronous replication
     // on, every write of the restore would wait without end: refused
     // before anything changes (exit 3).
@@ -388,7 +421,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
     let preloaded = match preload::live_cluster(&target, &plan.staged_confdir) {
         Some((cluster, password)) => {
             progress.step("loading the dump into a scratch database");
-            let loaded = preload::load(&cluster, &password, &plan.dump, progress).map_err(nothing_changed)?;
+            let loaded = preload::load(&cluster, &password, &plan.dump, load::Sharing::Shared, progress).map_err(nothing_changed)?;
             check_rows(&plan, &loaded.report)?;
             Some(loaded)
         }
@@ -400,6 +433,20 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         .clone()
         .or_else(|| staged_config.string(config::SERVICE_USER).ok().map(str::to_string))
         .unwrap_or_else(|| "keytrustee".into());
+    // On a fresh host, the cluster made while decrypting is loaded now, in
+    // the staging area: a dump that does not load leaves nothing in place.
+    let loaded = match (external_loaded, preloaded, speculation.and_then(|s| s.take())) {
+        (Some(e), _, _) => Loaded::External(e),
+        (None, Some(p), _) => Loaded::Scratch(p),
+        (None, None, Some(mut staged)) => match fresh_target(&plan, &target, &service_name, &staged)? {
+            Some((port, password)) => {
+                fresh::load(&mut staged, port, &password, &plan.dump, |report| check_rows(&plan, report), progress).map_err(|e| did_not_load(e, "in the new cluster, in the staging area"))?;
+                Loaded::Staged(staged)
+            }
+            None => Loaded::Not,
+        },
+        (None, None, None) => Loaded::Not,
+    };
 
     let mut journal = Journal::new();
     let created_home = fsutil::create_dirs(&target.home, 0o755)?;
@@ -419,7 +466,7 @@ pub fn execute(plan: Plan, options: &RestoreOptions, progress: &dyn Progress) ->
         if created_home.last() == Some(&target.home) {
             account.chown(&target.home)?;
         }
-        change(&plan, preloaded, external_loaded, &target, &account, &safety_dir, &mut journal, progress)
+        change(&plan, loaded, &target, &account, &safety_dir, &mut journal, progress)
     });
     match result {
         Ok(changed) => {
@@ -524,8 +571,7 @@ fn remove_dir_if_empty(dir: &Path) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn change(
     plan: &Plan,
-    preloaded: Option<preload::Preloaded>,
-    external_loaded: Option<external::Loaded>,
+    loaded: Loaded,
     target: &Layout,
     account: &Account,
     safety_dir: &Path,
@@ -549,7 +595,7 @@ fn change(
         if let Ok(cl) = Cluster::for_instance(inst) {
             if cl.exists() {
                 let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
-                if let Some(p) = &preloaded {
+                if let Loaded::Scratch(p) = &loaded {
                     // Dropped by the preload itself when the restore ends
                     // before the swap, unless the password was switched
                     // under it; this step drops it (and its loading role)
@@ -581,7 +627,7 @@ fn change(
     }
     let was_active = existing.as_ref().is_some_and(|i| i.settings.ha_role == Some(crate::settings::HaRole::Active));
     let old_peer = existing.as_ref().and_then(|i| i.settings.ha_peer.clone());
-    let renamed_db = put_in_place(plan, preloaded, external_loaded, target, account, old_password, journal, progress)?;
+    let renamed_db = put_in_place(plan, loaded, target, account, old_password, journal, progress)?;
     mark_reinit_needed(target, account, was_active, old_peer, journal)?;
     // The server's restart is part of the change: a restored instance whose
     // server does not start is a failed restore, not a success with a
@@ -620,8 +666,7 @@ fn mark_reinit_needed(target: &Layout, account: &Account, was_active: bool, old_
 #[allow(clippy::too_many_arguments)]
 fn put_in_place(
     plan: &Plan,
-    preloaded: Option<preload::Preloaded>,
-    external_loaded: Option<external::Loaded>,
+    loaded: Loaded,
     target: &Layout,
     account: &Account,
     old_password: Option<Password>,
@@ -655,16 +700,46 @@ fn put_in_place(
     fsutil::sync_dir(&target.home)?;
     let inst: Instance = target.clone().load()?;
     if inst.settings.external_db.is_some() {
-        let loaded = external_loaded.ok_or_else(|| Error::env("the restored configuration names an external database the dump was not loaded into"))?;
+        let Loaded::External(loaded) = loaded else {
+            return Err(Error::env("the restored configuration names an external database the dump was not loaded into"));
+        };
         let aside = external::swap_in(loaded, journal, progress)?;
         check_key(plan, &inst)?;
         return Ok(Some(SetAside::Schema(aside)));
     }
-    drop(external_loaded);
     let mut cl = Cluster::for_instance(&inst)?;
     cl.account = account.clone();
     let password = Password::read(&inst.layout.pgpass(), DB_USER)?;
-    if !cl.exists() {
+    if let Loaded::Staged(staged) = &loaded {
+        // The loaded cluster from the staging area, in one rename; undone
+        // like a cluster created here (stopped and removed).
+        progress.step(&format!("putting the loaded database cluster in place at {}", cl.data_dir.display()));
+        if cl.exists() || cl.data_dir.exists() {
+            return Err(Error::env(format!("{} exists: not touching it", cl.data_dir.display())));
+        }
+        let created = fsutil::create_dirs(fsutil::parent_dir(&cl.data_dir), 0o700)?;
+        for dir in &created {
+            account.chown(dir)?;
+        }
+        staged.move_to(&cl.data_dir)?;
+        // The directories made for it are durable too (the cluster is
+        // flushed already, and its own entry by the move).
+        for dir in &created {
+            fsutil::sync_dir(fsutil::parent_dir(dir))?;
+        }
+        {
+            let (cl, outermost) = (cl.clone(), created.first().cloned().unwrap_or_else(|| cl.data_dir.clone()));
+            journal.record(format!("put the loaded database cluster in place at {}", cl.data_dir.display()), move || {
+                if cl.exists() {
+                    cl.stop()?;
+                }
+                std::fs::remove_dir_all(&outermost).map_err(|e| Error::env(format!("cannot remove {}", outermost.display())).because_err(&e))
+            });
+        }
+        for dir in fsutil::create_dirs(&inst.layout.log_dir(), 0o700)? {
+            account.chown(&dir)?;
+        }
+    } else if !cl.exists() {
         progress.step(&format!("creating the database cluster in {}", cl.data_dir.display()));
         if cl.data_dir.exists() && std::fs::read_dir(&cl.data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
             return Err(Error::env(format!("{} exists but holds no cluster: not touching it", cl.data_dir.display())));
@@ -730,14 +805,21 @@ fn put_in_place(
     };
     // The preload checked that the restored configuration names this
     // cluster; should that have changed since, there is no dump to load.
-    if preloaded.as_ref().is_some_and(|p| p.scratch.cluster().data_dir != cl.data_dir || p.scratch.cluster().port != cl.port) {
-        return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
+    if let Loaded::Scratch(p) = &loaded {
+        if p.scratch.cluster().data_dir != cl.data_dir || p.scratch.cluster().port != cl.port {
+            return Err(Error::env("the database was loaded into another cluster than the restored configuration names"));
+        }
     }
-    let preloaded = match preloaded {
-        Some(p) => p,
-        None => {
+    let preloaded = match loaded {
+        Loaded::Scratch(p) => p,
+        // Loaded, checked and named in the staging area already.
+        Loaded::Staged(_) => return finish_database(plan, &cl, &password, &inst, None),
+        Loaded::External(_) => {
+            return Err(Error::env("the dump was loaded into an external database, but the restored configuration names a local cluster"))
+        }
+        Loaded::Not => {
             progress.step("loading the dump");
-            let p = preload::load(&cl, &password, &plan.dump, progress)?;
+            let p = preload::load(&cl, &password, &plan.dump, load::Sharing::Shared, progress)?;
             check_rows(plan, &p.report)?;
             p
         }
@@ -758,7 +840,19 @@ fn put_in_place(
     let scratch = preloaded.scratch.name.clone();
     preloaded.scratch.adopt_as(&mut admin, DB_NAME)?;
     journal.record(format!("renamed the loaded database {scratch} to {DB_NAME}"), drop_new);
-    let mut db = cl.connect(&password, DB_NAME)?;
+    finish_database(plan, &cl, &password, &inst, renamed_db)
+}
+
+/// The restored database in place: kt's migrations, and the restored key
+/// against the backup's.
+fn finish_database(
+    plan: &Plan,
+    cl: &Cluster,
+    password: &Password,
+    inst: &Instance,
+    renamed_db: Option<SetAside>,
+) -> Result<Option<SetAside>> {
+    let mut db = cl.connect(password, DB_NAME)?;
     schema::migrate(&mut db)?;
     check_key(plan, &inst)?;
     Ok(renamed_db)
@@ -771,6 +865,62 @@ fn check_key(plan: &Plan, inst: &Instance) -> Result<()> {
         return Err(Error::env("the restored key does not match the backup's"));
     }
     Ok(())
+}
+
+/// Where the dump is loaded.
+enum Loaded {
+    /// Into a scratch database of the live cluster, before anything changed.
+    Scratch(preload::Preloaded),
+    /// Into the new cluster in the staging area (a fresh host), which is
+    /// moved into place.
+    Staged(fresh::StagedCluster),
+    /// Into a scratch schema of the external database, before anything
+    /// changed.
+    External(external::Loaded),
+    /// Not yet: into the cluster in place, once it is there.
+    Not,
+}
+
+/// Whether the cluster staged while decrypting can become the restored
+/// instance's: a fresh host (no instance at the target, or one whose
+/// cluster is gone), the restored data
+/// directory absent, on the staging area's file system, run by the same
+/// account. Gives the restored database port and password then.
+fn fresh_target(plan: &Plan, target: &Layout, service_name: &str, staged: &fresh::StagedCluster) -> Result<Option<(u16, Password)>> {
+    if let Ok(inst) = target.clone().load() {
+        if Cluster::for_instance(&inst).map_or(true, |c| c.exists()) {
+            return Ok(None);
+        }
+    }
+    let restored = Instance::new(target.clone(), crate::hostconf::load_merged(&plan.staged_confdir)?)?;
+    let data_dir = restored.pg_rootdir()?;
+    if data_dir.exists() || std::fs::symlink_metadata(&data_dir).is_ok() {
+        return Ok(None);
+    }
+    let account_uid = if crate::account::is_root() {
+        match Account::lookup(service_name)? {
+            Some(a) => a.uid,
+            None => return Ok(None),
+        }
+    } else {
+        Account::current()?.uid
+    };
+    if account_uid != staged.account().uid {
+        return Ok(None);
+    }
+    let mut ancestor = fsutil::parent_dir(&data_dir);
+    while !ancestor.is_dir() {
+        match ancestor.parent() {
+            Some(p) => ancestor = p,
+            None => return Ok(None),
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(ancestor).map(|m| m.dev()).ok() != staged.device() {
+        return Ok(None);
+    }
+    let password = Password::read(&plan.staged_confdir.join(crate::instance::PGPASS), DB_USER)?;
+    Ok(Some((restored.db_port()?, password)))
 }
 
 /// The rows the load put into each table, as the server counted them

@@ -18,7 +18,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::instance::{Instance, Layout, DB_USER};
 use crate::progress::Progress;
-use crate::storage::load::LoadReport;
+use crate::storage::load::{LoadReport, Sharing};
 use crate::storage::pgpass::Password;
 use crate::storage::scratch::ScratchDb;
 use crate::storage::{Cluster, State};
@@ -51,14 +51,16 @@ pub fn live_cluster(target: &Layout, staged_confdir: &Path) -> Option<(Cluster, 
 }
 
 /// Loads the staged `dump` into a new scratch database of `cluster` (first
-/// dropping those of killed restores).
+/// dropping those of killed restores); `sharing` says whether the cluster
+/// serves anyone else.
 pub fn load(
     cluster: &Cluster,
     password: &Password,
     dump: &Path,
+    sharing: Sharing,
     progress: &dyn Progress,
 ) -> Result<Preloaded> {
-    let (scratch, report) = ScratchDb::load_new(cluster, password, SCRATCH_PREFIX, dump, progress)?;
+    let (scratch, report) = ScratchDb::load_new(cluster, password, SCRATCH_PREFIX, dump, sharing, progress)?;
     Ok(Preloaded { scratch, report })
 }
 

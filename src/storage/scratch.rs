@@ -64,12 +64,19 @@ impl ScratchDb {
     /// A new scratch database `<prefix><pid>` of `cluster` (after dropping
     /// those of killed runs with the same prefix), loaded with the staged
     /// dump `sql` and checked ([`ScratchDb::load`]).
-    pub fn load_new(cluster: &Cluster, admin_password: &Password, prefix: &str, sql: &Path, progress: &dyn Progress) -> Result<(ScratchDb, LoadReport)> {
+    pub fn load_new(
+        cluster: &Cluster,
+        admin_password: &Password,
+        prefix: &str,
+        sql: &Path,
+        sharing: load::Sharing,
+        progress: &dyn Progress,
+    ) -> Result<(ScratchDb, LoadReport)> {
         let mut admin = cluster.connect(admin_password, "postgres")?;
         drop_abandoned(&mut admin, prefix);
         let scratch = ScratchDb::create(cluster, admin_password, &mut admin, &format!("{prefix}{}", std::process::id()))?;
         drop(admin);
-        let report = scratch.load(sql, progress)?;
+        let report = scratch.load(sql, sharing, progress)?;
         Ok((scratch, report))
     }
 
@@ -116,8 +123,8 @@ impl ScratchDb {
     /// loader and its statement filter, then checks that the database holds
     /// exactly kt's schema (`super::shape`): nothing of the dump's may
     /// outlive the load unless it is what kt's own migrations make.
-    pub fn load(&self, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
-        let report = load::load(&self.cluster, &self.login, &self.name, sql, progress)?;
+    pub fn load(&self, sql: &Path, sharing: load::Sharing, progress: &dyn Progress) -> Result<LoadReport> {
+        let report = load::load(&self.cluster, &self.login, &self.name, sql, sharing, progress)?;
         progress.step("checking that the loaded database holds kt's schema and nothing else");
         super::shape::check(&self.cluster, &self.admin_password, &self.login, &self.name)?;
         Ok(report)

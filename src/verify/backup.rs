@@ -178,7 +178,7 @@ fn restore_test(
     let password = crate::storage::pgpass::Password::read(&instance.layout.pgpass(), DB_USER).map_err(|e| e.to_string())?;
     // Dropped (with its loading role) when `_scratch` goes.
     let (_scratch, loaded) =
-        ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), &crate::progress::Silent).map_err(|e| e.to_string())?;
+        ScratchDb::load_new(&cl, &password, SCRATCH_PREFIX, &root.join(dump_member), crate::storage::load::Sharing::Shared, &crate::progress::Silent).map_err(|e| e.to_string())?;
     // As the server counted them while loading (no superuser ever queries
     // the scratch database).
     let counted: BTreeMap<String, u64> = expected.keys().map(|t| (t.clone(), loaded.rows.get(t).copied().unwrap_or(0))).collect();

@@ -49,6 +49,23 @@ const SESSION: &str = "SET backend_flush_after = '2MB'";
 /// Rows go to the load connections in batches of about this size.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// Whom the cluster loaded into serves, which decides how rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// A cluster that serves others too (the live instance's, perhaps an
+    /// HA primary streaming its WAL): rows are written as any client's,
+    /// over several connections at once.
+    Shared,
+    /// A cluster of this load alone, running with `wal_level = minimal`
+    /// (a fresh host's, in the staging area). Each table's rows go on one
+    /// connection, in the transaction that truncates the new, empty table,
+    /// frozen (`COPY ... FREEZE`): PostgreSQL then writes no WAL for them
+    /// (about as many bytes again as the rows themselves) and no later
+    /// pass sets their hint bits. One such connection does more than
+    /// several logging ones on this 2-core host (BENCHMARKS.md, issue 17).
+    Private,
+}
+
 /// What the load did, table by table.
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {
@@ -81,19 +98,21 @@ fn understood_meta(line: &str) -> bool {
 }
 
 /// Loads the staged dump `sql` into `database` (new and empty) as `login`.
-pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, progress: &dyn Progress) -> Result<LoadReport> {
+pub fn load(cl: &Cluster, login: &Login, database: &str, sql: &Path, sharing: Sharing, progress: &dyn Progress) -> Result<LoadReport> {
     let file = std::fs::File::open(sql).map_err(|e| Error::env("cannot open the staged dump").because_err(&e))?;
     let total = file.metadata().map(|m| m.len()).ok();
-    load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, progress)
+    load_from(cl, login, database, BufReader::with_capacity(1 << 20, file), total, sharing, progress)
 }
 
 /// Where a load goes: how to open a connection to it, the owner a dump may
 /// name (`OWNER TO`), and the scratch schema to map `public` into
-/// ([`requalify`]; `None`: a scratch database of its own, as is).
+/// ([`requalify`]; `None`: a scratch database of its own, as is), and
+/// whom its cluster serves ([`Sharing`]).
 pub struct Target<'a> {
     pub connect: &'a dyn Fn() -> Result<postgres::Client>,
     pub owner: &'a str,
     pub schema: Option<&'a str>,
+    pub sharing: Sharing,
 }
 
 /// Loads the staged dump `sql` into `target`.
@@ -116,14 +135,18 @@ pub fn load_from<R: BufRead>(
     database: &str,
     source: R,
     total: Option<u64>,
+    sharing: Sharing,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
     let connect = || cl.connect_as(&login.user, &login.password, database);
-    load_source(&Target { connect: &connect, owner: DB_USER, schema: None }, source, total, progress)
+    load_source(&Target { connect: &connect, owner: DB_USER, schema: None, sharing }, source, total, progress)
 }
 
 fn load_source<R: BufRead>(target: &Target, source: R, total: Option<u64>, progress: &dyn Progress) -> Result<LoadReport> {
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let parallel = match target.sharing {
+        Sharing::Shared => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4),
+        Sharing::Private => 1,
+    };
     let mut main = (target.connect)()?;
     // Index builds after the data are most of the rest of a load.
     main.batch_execute(&format!("SET maintenance_work_mem = '256MB'; {SESSION}")).map_err(|e| Error::env("cannot prepare the load").because_err(&e))?;
@@ -296,7 +319,15 @@ impl<R: BufRead> Loader<'_, R> {
             self.pool = Some(workers::Pool::new(clients));
         }
         let pool = self.pool.as_mut().expect("made above");
-        pool.begin(&self.settings, &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        // A private cluster's table, empty still (no block of it loaded
+        // before): truncated in the COPY's transaction, rows frozen
+        // (`Sharing::Private`). `table` is `public.<plain name>`
+        // (`plain_copy`).
+        if self.target.sharing == Sharing::Private && !self.report.rows.contains_key(table.rsplit('.').next().unwrap_or(table).trim_matches('"')) {
+            pool.begin(&self.settings, Some(&format!("BEGIN; TRUNCATE {table}")), &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary, FREEZE)"))?;
+        } else {
+            pool.begin(&self.settings, None, &format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        }
         let mut encoder = RowEncoder::new(kinds);
         let mut line = Vec::with_capacity(4096);
         let mut batch = Vec::with_capacity(BATCH_BYTES + 64 * 1024);

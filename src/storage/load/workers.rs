@@ -11,8 +11,10 @@ use std::thread::JoinHandle;
 use crate::storage::db_error_text;
 
 enum Job {
-    /// Apply these session settings, then start `COPY ... (FORMAT binary)`.
-    Begin { settings: Vec<String>, copy: String },
+    /// Apply these session settings, run `open` (which opens a
+    /// transaction: `BEGIN; TRUNCATE ...`; committed at `Finish`), then
+    /// start `COPY ... (FORMAT binary)`.
+    Begin { settings: Vec<String>, open: Option<String>, copy: String },
     /// Encoded tuples (no header, no trailer).
     Data(Vec<u8>),
     Finish,
@@ -52,12 +54,15 @@ impl Pool {
     }
 
     /// Starts `copy` (a `COPY ... FROM STDIN (FORMAT binary)`) on every
-    /// connection, after the session `settings` each has not seen yet.
-    pub fn begin(&mut self, settings: &[String], copy: &str) -> Result<(), String> {
+    /// connection, after the session `settings` each has not seen yet and
+    /// `open`, when given: statements that open a transaction, committed
+    /// when the COPY finishes (rolled back when it does not).
+    pub fn begin(&mut self, settings: &[String], open: Option<&str>, copy: &str) -> Result<(), String> {
         for w in &mut self.workers {
             let new = settings[w.settings_applied.min(settings.len())..].to_vec();
             w.settings_applied = settings.len();
-            w.jobs.send(Job::Begin { settings: new, copy: copy.to_string() }).map_err(|_| "a load connection stopped".to_string())?;
+            let job = Job::Begin { settings: new, open: open.map(str::to_string), copy: copy.to_string() };
+            w.jobs.send(job).map_err(|_| "a load connection stopped".to_string())?;
         }
         Ok(())
     }
@@ -130,7 +135,7 @@ impl Drop for Pool {
 /// reports the error when the COPY ends.
 fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Result<u64, String>>) {
     while let Ok(job) = jobs.recv() {
-        let Job::Begin { settings, copy } = job else {
+        let Job::Begin { settings, open, copy } = job else {
             // A Data/Finish/Abort outside a COPY cannot happen; say so.
             let _ = done.send(Err("a load connection got data outside a COPY".into()));
             continue;
@@ -139,6 +144,12 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
         for s in &settings {
             if let Err(e) = client.batch_execute(s) {
                 error.get_or_insert_with(|| db_error_text(&e));
+            }
+        }
+        let in_transaction = open.is_some();
+        if let (None, Some(open)) = (&error, &open) {
+            if let Err(e) = client.batch_execute(open) {
+                error = Some(db_error_text(&e));
             }
         }
         let mut writer = match error {
@@ -157,7 +168,8 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
                 }
             },
         };
-        loop {
+        // The COPY's end: its result (`None`: abandoned).
+        let ended = loop {
             match jobs.recv() {
                 Ok(Job::Data(batch)) => {
                     if let Some(w) = writer.as_mut() {
@@ -168,24 +180,35 @@ fn work(mut client: postgres::Client, jobs: Receiver<Job>, done: mpsc::Sender<Re
                     }
                 }
                 Ok(Job::Finish) => {
-                    let result = match (writer.take(), error.take()) {
+                    break Some(match (writer.take(), error.take()) {
                         (_, Some(e)) => Err(e),
                         (Some(mut w), None) => match w.write_all(super::binary::TRAILER) {
                             Ok(()) => w.finish().map_err(|e| db_error_text(&e)),
                             Err(e) => Err(e.to_string()),
                         },
                         (None, None) => Err("the COPY did not start".into()),
-                    };
-                    let _ = done.send(result);
-                    break;
+                    });
                 }
                 Ok(Job::Abort) => {
                     drop(writer.take());
-                    let _ = done.send(Ok(0));
-                    break;
+                    break None;
                 }
                 Ok(Job::Begin { .. }) | Err(_) => return,
             }
+        };
+        drop(writer);
+        let (result, committed) = match (ended, in_transaction) {
+            (Some(Ok(n)), true) => match client.batch_execute("COMMIT") {
+                Ok(()) => (Ok(n), true),
+                Err(e) => (Err(db_error_text(&e)), false),
+            },
+            (Some(result), _) => (result, false),
+            (None, _) => (Ok(0), false),
+        };
+        // Rolled back on any failure (a warning only when none is open).
+        if in_transaction && !committed {
+            let _ = client.batch_execute("ROLLBACK");
         }
+        let _ = done.send(result);
     }
 }
