@@ -26,7 +26,11 @@
 //! Words are read outside quotes and comments, so a keyword inside a
 //! string or a function body neither allows nor refuses anything. Strings
 //! are read with `standard_conforming_strings` on (the only value the
-//! filter lets a dump set), as the server reads them.
+//! filter lets a dump set), as the server reads them. Where this reader
+//! and the server's could part (two string constants in a row, which the
+//! server may join under the first one's escaping rule; a control
+//! character between tokens, a blank to some server versions), the
+//! statement is refused: pg_dump writes neither.
 //!
 //! What the filter cannot judge (a function's body, the expression of a
 //! default, a check or an index) is judged after the load by the shape
