@@ -394,6 +394,19 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
         ("CREATE TABLE public.extra (a integer);\n", "not kt's schema"),
         ("SELECT pg_catalog.set_config('search_path', 'public', false);\nCREATE TABLE deposits2 (a integer);\n", "search_path"),
         ("ALTER TABLE deposits ADD CONSTRAINT c CHECK (false);\n", "names nothing in schema public"),
+        // The server joins `E'x'` and the next line's `'\' '` into one
+        // string; read as two, `INHERITS (public.deposits)` looked like a
+        // string and stayed unmapped: the scratch table would be a child
+        // of the live one. Refused by the filter, before the shape check.
+        (
+            "CREATE TABLE public.t (a text DEFAULT E'x'\n'\\' ') INHERITS (public.deposits) --');\n",
+            "a statement kt does not load: CREATE TABLE PUBLIC",
+        ),
+        // Moved into live `public`, a sequence outlived the scratch schema
+        // (and passed the shape check, which looks at the scratch schema).
+        ("CREATE SEQUENCE public.s;\nALTER SEQUENCE public.s SET SCHEMA public;\n", "a sequence"),
+        // A vertical tab is a blank to PostgreSQL 16 and later.
+        ("CREATE INDEX i ON public\x0b.deposits USING btree (name);\n", "a statement kt does not load: CREATE INDEX"),
     ]
     .iter()
     .enumerate()

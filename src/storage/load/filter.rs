@@ -26,7 +26,11 @@
 //! Words are read outside quotes and comments, so a keyword inside a
 //! string or a function body neither allows nor refuses anything. Strings
 //! are read with `standard_conforming_strings` on (the only value the
-//! filter lets a dump set), as the server reads them.
+//! filter lets a dump set), as the server reads them. Where this reader
+//! and the server's could part (two string constants in a row, which the
+//! server may join under the first one's escaping rule; a control
+//! character between tokens, a blank to some server versions), the
+//! statement is refused: pg_dump writes neither.
 //!
 //! What the filter cannot judge (a function's body, the expression of a
 //! default, a check or an index) is judged after the load by the shape
@@ -52,7 +56,7 @@ pub fn judge(sql: &str, owner: &str) -> Verdict {
     let refuse = || Verdict::Refuse(describe(&words));
     // One statement at a time: a `;` the script reader did not split at is
     // refused, whatever comes before it.
-    if words.contains(&";") || !schemas_allowed(&words) {
+    if words.contains(&";") || !schemas_allowed(&words) || !read_alike(&words) {
         return refuse();
     }
     let owner_upper = owner.to_ascii_uppercase();
@@ -136,6 +140,19 @@ fn top_level(tokens: &[&str], word: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether the server reads the statement as [`tokenize`] does, as far as
+/// a dump of kt's schema needs: no two string constants in a row (the
+/// server joins them across a newline, keeping the first one's escaping
+/// rule, so `E'x'` newline `'\' '...'` is one string to it and two here,
+/// and the text between would run unseen), and no control character
+/// between tokens (PostgreSQL 16 reads a vertical tab as a blank, so
+/// `public\v.t` is a qualified name the filter would not see). pg_dump
+/// writes neither.
+fn read_alike(tokens: &[&str]) -> bool {
+    let control = |t: &str| t.len() == 1 && t.as_bytes()[0].is_ascii_control();
+    !tokens.iter().any(|t| control(t)) && !tokens.windows(2).any(|w| w[0].starts_with('\'') && w[1].starts_with('\''))
 }
 
 /// Whether every schema-qualified name is in `public` or `pg_catalog`:
@@ -385,6 +402,41 @@ mod tests {
         }
         assert_eq!(judge("SET client_encoding = 'UTF8'", "keytrustee"), Verdict::Run);
         assert_eq!(judge("SELECT pg_catalog.set_config('search_path', '', false)", "keytrustee"), Verdict::Run);
+    }
+
+    /// The server joins string constants separated by whitespace with a
+    /// newline, under the first one's escaping rule: after `E'x'` a
+    /// continued `'\' '` is one string to the server (`\'` escapes the
+    /// quote) and two to a reader that does not join them, so text the
+    /// filter (and `requalify`) took for a string would run as SQL.
+    /// pg_dump never writes two constants in a row.
+    #[test]
+    fn continued_strings_are_refused() {
+        for sql in [
+            "CREATE TABLE public.t (a text DEFAULT E'x'\n'\\' ') INHERITS (public.deposits) --')",
+            "COMMENT ON TABLE public.deposits IS 'a'\n'b'",
+            "COMMENT ON TABLE public.deposits IS 'a' /* */ 'b'",
+        ] {
+            assert!(matches!(judge(sql, "keytrustee"), Verdict::Refuse(_)), "{sql:?} was not refused");
+        }
+    }
+
+    /// PostgreSQL 16 and later read a vertical tab as a blank
+    /// (`public\v.deposits` is `public.deposits`), 15 as a syntax error;
+    /// the filter's reader saw neither, so the qualifier went unseen (and
+    /// unmapped by `requalify`). pg_dump writes no control characters
+    /// outside constants: any such statement is refused.
+    #[test]
+    fn control_characters_between_tokens_are_refused() {
+        for sql in [
+            "CREATE INDEX i ON public\x0b.deposits USING btree (owner)",
+            "CREATE TABLE other\x0b.t (a int)",
+            "COMMENT ON TABLE public.deposits\x01 IS 'x'",
+        ] {
+            assert!(matches!(judge(sql, "keytrustee"), Verdict::Refuse(_)), "{sql:?} was not refused");
+        }
+        assert_eq!(judge("COMMENT ON TABLE public.deposits IS 'tab\there'\t", "keytrustee"), Verdict::Run);
+        assert_eq!(judge("COMMENT ON TABLE public.deposits IS 'bell \x07 inside'", "keytrustee"), Verdict::Run);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   (unqualified names would resolve to live tables);
 //! - `CREATE FUNCTION` and `setval` (kt's schema has neither; a function
 //!   called by a column default while loading would run as kt's role);
+//! - `CREATE SEQUENCE` and `ALTER SEQUENCE` (kt's schema has none, and
+//!   `ALTER SEQUENCE ... SET SCHEMA public` would move an object out of
+//!   the scratch schema into the live one, where it outlives a refusal);
 //! - `COMMENT ON SCHEMA public` is skipped (it would change the live
 //!   schema's comment; it says nothing about kt's data).
 
@@ -43,6 +46,9 @@ pub fn map(sql: &str, schema: &str) -> Mapped {
         ["SELECT", "PG_CATALOG", ".", "SETVAL", ..] => return Mapped::Refuse("setval (kt's schema has no sequences)".into()),
         ["CREATE", "FUNCTION", ..] | ["CREATE", "OR", "REPLACE", "FUNCTION", ..] => {
             return Mapped::Refuse("CREATE FUNCTION (kt's schema has no functions)".into())
+        }
+        ["CREATE", "SEQUENCE", ..] | ["ALTER", "SEQUENCE", ..] => {
+            return Mapped::Refuse("a sequence (kt's schema has none; `SET SCHEMA` would move it out of the scratch schema)".into())
         }
         ["COMMENT", "ON", "SCHEMA", "PUBLIC", "IS", _] => return Mapped::Skip,
         _ => {}
@@ -187,6 +193,11 @@ mod tests {
             "ALTER TABLE deposits ALTER COLUMN owner SET DEFAULT 'x'",
             "CREATE INDEX i ON public/**/.deposits (owner)",
             "COMMENT ON DATABASE ktdb IS 'x'",
+            // A sequence moved out of the scratch schema would outlive it
+            // (in live `public`, or in a safety copy): kt has none.
+            "CREATE SEQUENCE public.s START WITH 1",
+            "ALTER SEQUENCE public.s SET SCHEMA public",
+            "ALTER SEQUENCE public.s OWNED BY public.deposits.uuid",
         ] {
             let got = map(sql, S);
             assert!(matches!(got, Mapped::Refuse(_)), "{sql}: {got:?}");
