@@ -267,6 +267,14 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     let out = inst.kt(&["verify"]).expect(0);
     assert!(out.stdout.contains(&format!("database: external localhost:{}/{DATABASE} as {ROLE}, TLSv1.3", cluster.port)), "{}", out.stdout);
     assert!(out.stdout.contains("(no superuser)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("database grants"), "{}", out.stdout);
+    // Without CREATE on the database everything but a restore works:
+    // verify warns and stays sound.
+    cluster.admin("postgres", &format!("REVOKE CREATE ON DATABASE {DATABASE} FROM {ROLE}"));
+    let out = inst.kt(&["verify"]).expect(0);
+    let line = out.stdout.lines().find(|l| l.contains("database grants")).unwrap_or_else(|| panic!("{}", out.stdout)).to_string();
+    assert!(line.contains("warn") && line.contains(&format!("lacks CREATE on the database {DATABASE}")), "{line}");
+    cluster.admin("postgres", &format!("GRANT CREATE ON DATABASE {DATABASE} TO {ROLE}"));
 
     // backup: pg_dump over TLS with the same settings; the dump holds the deposit.
     let out_dir = TestDir::new("ext-backups");
