@@ -208,9 +208,20 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert!(!confdir.exists());
     assert_eq!(cluster.admin("viewdb", "SELECT one FROM public.report"), "1");
 
-    // The instance: verify-full against the test's CA.
-    let (dir, confdir, server_port, out) =
-        init(&cluster, "ext", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full"]);
+    // Channel binding cannot be required without TLS: refused (exit 2).
+    let (_, confdir, _, out) =
+        init(&cluster, "ext-cb", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslmode", "disable", "--db-channel-binding", "require"]);
+    let out = out.expect(2);
+    assert!(out.stderr.contains("DB_CHANNEL_BINDING"), "{}", out.stderr);
+    assert!(!confdir.exists());
+
+    // The instance: verify-full against the test's CA, SCRAM bound to the
+    // TLS session (kt's connections and pg_dump's alike).
+    let (dir, confdir, server_port, out) = init(
+        &cluster,
+        "ext",
+        &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full", "--db-channel-binding", "require"],
+    );
     let out = out.expect(0);
     assert!(out.stderr.contains(&format!("database external localhost:{}/{DATABASE}", cluster.port)), "{}", out.stderr);
     let home = dir.join("home");
@@ -223,6 +234,7 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert_eq!(config["DB_PORT"], cluster.port);
     assert_eq!((config["DB_NAME"].as_str(), config["DB_USER"].as_str()), (Some(DATABASE), Some(ROLE)));
     assert_eq!(config["DB_SSLMODE"], "verify-full");
+    assert_eq!(config["DB_CHANNEL_BINDING"], "require");
     assert_eq!(config["DB_SSLROOTCERT"], confdir.join("db-ca.pem").to_str().unwrap());
     assert!(config.get("PG_ROOTDIR").is_none());
     assert!(!conf.contains(PASSWORD), "the password is not in the configuration");

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::instance::{Instance, DB_NAME, DB_USER};
-use crate::settings::SslMode;
+use crate::settings::{ChannelBinding, SslMode};
 use crate::storage::pgpass::Password;
 use crate::storage::pgtls::MakeRustls;
 
@@ -34,6 +34,7 @@ pub struct Endpoint {
     pub user: String,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
+    pub channel_binding: ChannelBinding,
     /// An existing server kt neither starts nor stops.
     pub external: bool,
 }
@@ -51,6 +52,7 @@ impl Endpoint {
                 user: e.user.clone(),
                 sslmode: e.sslmode,
                 sslrootcert: e.sslrootcert.as_ref().map(|p| resolve(&instance.layout.confdir, p)),
+                channel_binding: e.channel_binding,
                 external: true,
             },
         }
@@ -65,6 +67,8 @@ impl Endpoint {
             user: DB_USER.into(),
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            // Loopback without TLS: nothing to bind to.
+            channel_binding: ChannelBinding::Prefer,
             external: false,
         }
     }
@@ -103,6 +107,15 @@ impl Endpoint {
         }
     }
 
+    fn driver_channel_binding(&self) -> tokio_postgres::config::ChannelBinding {
+        use tokio_postgres::config::ChannelBinding as Driver;
+        match self.channel_binding {
+            ChannelBinding::Prefer => Driver::Prefer,
+            ChannelBinding::Require => Driver::Require,
+            ChannelBinding::Disable => Driver::Disable,
+        }
+    }
+
     /// The async driver's configuration (`kt serve`'s pool).
     pub fn async_config(&self, password: &Password, application: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
@@ -113,6 +126,7 @@ impl Endpoint {
             .password(password.expose())
             .dbname(&self.dbname)
             .ssl_mode(self.driver_sslmode())
+            .channel_binding(self.driver_channel_binding())
             .application_name(application)
             .connect_timeout(CONNECT_TIMEOUT);
         config
@@ -132,7 +146,7 @@ impl Endpoint {
             let err = Error::env(format!("cannot connect to the database on {}:{}/{dbname}", self.host, self.port)).because_err(&e);
             if self.external {
                 err.with_hint(
-                    "is the database server up and reachable? check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_SSLMODE and DB_SSLROOTCERT in keytrustee.conf and the password in the confdir's .pgpass",
+                    "is the database server up and reachable? check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_SSLMODE, DB_SSLROOTCERT and DB_CHANNEL_BINDING in keytrustee.conf and the password in the confdir's .pgpass",
                 )
             } else {
                 err.with_hint("is it running? try `kt db status` and `kt db start`")
@@ -159,7 +173,8 @@ impl Endpoint {
             .env("PGSSLMODE", self.sslmode.name())
             .env("PGPASSFILE", pgpass)
             .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT.as_secs().to_string())
-            .env("PGAPPNAME", "kt");
+            .env("PGAPPNAME", "kt")
+            .env("PGCHANNELBINDING", self.channel_binding.name());
         if let Some(path) = &self.sslrootcert {
             command.env("PGSSLROOTCERT", path);
         }
@@ -204,6 +219,7 @@ mod tests {
             user: "ktapp".into(),
             sslmode: SslMode::VerifyFull,
             sslrootcert: Some("/etc/kt/db-ca.pem".into()),
+            channel_binding: ChannelBinding::Require,
             external: true,
         }
     }
@@ -236,6 +252,13 @@ mod tests {
         assert_eq!(get("PGPASSFILE").as_deref(), Some("/c/.pgpass"));
         assert_eq!(env.get("PGSERVICE"), Some(&None), "other PG variables are removed");
         assert_eq!(env.get("PGPASSWORD"), Some(&None));
+        assert_eq!(get("PGCHANNELBINDING").as_deref(), Some("require"));
+    }
+
+    #[test]
+    fn the_channel_binding_setting_reaches_the_driver() {
+        let config = external().async_config(&Password::new("x".into()), "t");
+        assert_eq!(config.get_channel_binding(), tokio_postgres::config::ChannelBinding::Require);
     }
 
     #[test]
