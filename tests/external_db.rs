@@ -522,3 +522,59 @@ impl TapMkdir for PathBuf {
         self
     }
 }
+
+/// Removes what [`a_wrong_root_crt`] put in the account's home.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// libpq's default CA file, `~/.postgresql/root.crt` of the account
+/// `kt backup` runs as, holding a CA that did not sign the server's
+/// certificate: libpq would then check the server against it even in
+/// sslmode `require`. Only this test's libpq connections (pg_dump as the
+/// service account over TCP) can see it; removed on drop.
+fn a_wrong_root_crt(account: &Account, other_ca: &Path) -> RemoveOnDrop {
+    let dir = account.home.join(".postgresql");
+    assert!(!dir.exists(), "{} exists already: this test would change someone's libpq settings", dir.display());
+    // A home this test makes goes again with the file.
+    let made = if account.home.exists() { dir.clone() } else { account.home.clone() };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(other_ca, dir.join("root.crt")).unwrap();
+    for path in [&account.home, &dir, &dir.join("root.crt")] {
+        account.chown(path).unwrap();
+    }
+    RemoveOnDrop(made)
+}
+
+#[test]
+fn pg_dump_checks_what_kt_checks_whatever_is_in_the_accounts_home() {
+    let cluster = ExternalCluster::start();
+    // sslmode require, no CA file: kt's connector checks no certificate.
+    let (dir, confdir, _, out) = init(&cluster, "ext-require", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslmode", "require"]);
+    out.expect(0);
+    let other_ca = make_certificates(&cluster.dir.join("tls-other").tap_mkdir());
+    let account = &cluster.account;
+    let _guard = a_wrong_root_crt(account, &other_ca);
+    let out_dir = dir.join("backups").tap_mkdir();
+    account.chown(&out_dir).unwrap();
+    let backup = || {
+        run(kt()
+            .uid(account.uid)
+            .gid(account.gid)
+            .env("HOME", &account.home)
+            .arg("-c")
+            .arg(&confdir)
+            .args(["backup", "--cleartext", "--quiet", "--output", out_dir.to_str().unwrap()]))
+    };
+    // kt's own check and pg_dump's agree: the backup is taken.
+    let out = backup().expect(0);
+    assert!(Path::new(out.stdout.trim()).is_file(), "{}", out.stdout);
+    // And kt's own connection (verify's database line; no server runs).
+    let out = run(kt().arg("-c").arg(&confdir).arg("verify"));
+    let line = out.stdout.lines().find(|l| l.contains("database:")).unwrap_or_else(|| panic!("{}", out.stdout)).to_string();
+    assert!(line.starts_with("ok") && line.contains("sslmode require"), "{line}");
+}
