@@ -182,6 +182,15 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE", requires = "external_db", help_heading = "External database")]
     pub db_sslrootcert: Option<PathBuf>,
 
+    /// Whether SCRAM login is bound to the TLS session, with libpq's
+    /// meanings.
+    ///
+    /// prefer binds when the server offers it; require refuses a server
+    /// that does not (and needs TLS: not with --db-sslmode disable);
+    /// disable never binds.
+    #[arg(long, value_name = "MODE", default_value = "prefer", value_parser = kt::settings::ChannelBinding::NAMES, help_heading = "External database")]
+    pub db_channel_binding: String,
+
     /// A file whose first line is the role's password; - reads standard
     /// input. Stored in the confdir's .pgpass (0600), never in argv or the
     /// configuration.

@@ -22,6 +22,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs, printer: &Printer) -> CommandRes
                 user: args.db_user,
                 sslmode: kt::settings::SslMode::parse(&args.db_sslmode).expect("clap checked the name"),
                 sslrootcert: args.db_sslrootcert.map(|p| kt::fsutil::absolute(&p)).transpose()?,
+                channel_binding: kt::settings::ChannelBinding::parse(&args.db_channel_binding).expect("clap checked the name"),
             },
             port: args.db_port,
             password: kt::init_external::read_password(args.db_password_file.as_deref().expect("clap requires it"))?,

@@ -2810,7 +2810,7 @@ _kt() {
             return 0
             ;;
         kt__subcmd__init)
-            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --external-db --db-host --db-port --db-name --db-user --db-sslmode --db-sslrootcert --db-password-file --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
+            opts="-c -q -v -h -V --hostname --listen --database-port --pg-rootdir --external-db --db-host --db-port --db-name --db-user --db-sslmode --db-sslrootcert --db-channel-binding --db-password-file --service-user --key-type --cert-days --san --confdir --quiet --verbose --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2854,6 +2854,10 @@ _kt() {
                     ;;
                 --db-sslrootcert)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-channel-binding)
+                    COMPREPLY=($(compgen -W "prefer require disable" -- "${cur}"))
                     return 0
                     ;;
                 --db-password-file)

@@ -59,6 +59,9 @@ require\t''
 verify-ca\t''
 verify-full\t''"
 complete -c kt -n "__fish_kt_using_subcommand init" -l db-sslrootcert -d 'The CA certificate(s) of the database server\'s certificate (PEM); copied into the confdir' -r -F
+complete -c kt -n "__fish_kt_using_subcommand init" -l db-channel-binding -d 'Whether SCRAM login is bound to the TLS session, with libpq\'s meanings' -r -f -a "prefer\t''
+require\t''
+disable\t''"
 complete -c kt -n "__fish_kt_using_subcommand init" -l db-password-file -d 'A file whose first line is the role\'s password; - reads standard input. Stored in the confdir\'s .pgpass (0600), never in argv or the configuration' -r -F
 complete -c kt -n "__fish_kt_using_subcommand init" -l service-user -d 'The account PostgreSQL runs as when kt runs as root' -r
 complete -c kt -n "__fish_kt_using_subcommand init" -l key-type -d 'The kind of server OpenPGP key to generate' -r -f -a "rsa4096\t'RSA 4096 with an RSA 4096 encryption subkey'

@@ -14,6 +14,9 @@ pub enum Status {
     Fail,
     /// Not applicable here (e.g. no HA peer configured).
     Skip,
+    /// Worth knowing, not a problem: the verdict stays sound (e.g. a right
+    /// only some commands need).
+    Warn,
 }
 
 impl Status {
@@ -23,6 +26,7 @@ impl Status {
             Status::Ok => "ok  ",
             Status::Fail => "FAIL",
             Status::Skip => "skip",
+            Status::Warn => "warn",
         }
     }
 }
@@ -49,6 +53,9 @@ impl Report {
     }
     pub fn skip(&mut self, name: &str, detail: impl Into<String>) {
         self.push(name, Status::Skip, detail);
+    }
+    pub fn warn(&mut self, name: &str, detail: impl Into<String>) {
+        self.push(name, Status::Warn, detail);
     }
     pub fn push(&mut self, name: &str, status: Status, detail: impl Into<String>) {
         self.checks.push(Check { name: name.to_string(), status, detail: detail.into() });

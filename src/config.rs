@@ -42,6 +42,8 @@ pub const DB_USER: &str = "DB_USER";
 pub const DB_SSLMODE: &str = "DB_SSLMODE";
 /// The CA certificate(s) that sign the external database's certificate.
 pub const DB_SSLROOTCERT: &str = "DB_SSLROOTCERT";
+/// libpq's channel_binding names: prefer (default), require, disable.
+pub const DB_CHANNEL_BINDING: &str = "DB_CHANNEL_BINDING";
 /// Server limits (optional; defaults below).
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// The highest MAX_BODY_BYTES a server accepts: no deposit is larger, so

@@ -66,6 +66,7 @@ fn endpoint_of(external: &ExternalInit, sslrootcert: Option<PathBuf>) -> Endpoin
         user: external.db.user.clone(),
         sslmode: external.db.sslmode,
         sslrootcert,
+        channel_binding: external.db.channel_binding,
         external: true,
     }
 }
@@ -79,6 +80,7 @@ fn set_database(config: &mut config::Config, external: &ExternalInit, sslrootcer
     config.set(config::DB_NAME, external.db.name.clone());
     config.set(config::DB_USER, external.db.user.clone());
     config.set(config::DB_SSLMODE, external.db.sslmode.name());
+    config.set(config::DB_CHANNEL_BINDING, external.db.channel_binding.name());
     if let Some(ca) = sslrootcert {
         config.set(config::DB_SSLROOTCERT, ca.to_string_lossy().into_owned());
     }

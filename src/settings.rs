@@ -376,6 +376,34 @@ pub struct ExternalDb {
     pub sslmode: SslMode,
     /// `DB_SSLROOTCERT`: the CA file; required by verify-ca and verify-full.
     pub sslrootcert: Option<PathBuf>,
+    /// `DB_CHANNEL_BINDING` (default prefer).
+    pub channel_binding: ChannelBinding,
+}
+
+/// libpq's `channel_binding`, with libpq's meaning: whether SCRAM ties
+/// the login to the TLS session (`tls-server-end-point`), so that a man
+/// in the middle holding a certificate the client accepts cannot relay
+/// it. `require` refuses a server that does not (no TLS, no SCRAM, or no
+/// channel binding offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelBinding {
+    Prefer,
+    Require,
+    Disable,
+}
+
+impl ChannelBinding {
+    pub const NAMES: [&'static str; 3] = ["prefer", "require", "disable"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(text: &str) -> Option<ChannelBinding> {
+        [ChannelBinding::Prefer, ChannelBinding::Require, ChannelBinding::Disable]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
 }
 
 /// libpq's `sslmode`, with libpq's meaning (what `psql` and `pg_dump`
@@ -583,6 +611,7 @@ impl Settings {
             (config::DB_USER, self.external_db.as_ref().map(|e| Value::from(e.user.clone()))),
             (config::DB_SSLMODE, self.external_db.as_ref().map(|e| Value::from(e.sslmode.name()))),
             (config::DB_SSLROOTCERT, self.external_db.as_ref().and_then(|e| path(&e.sslrootcert))),
+            (config::DB_CHANNEL_BINDING, self.external_db.as_ref().map(|e| Value::from(e.channel_binding.name()))),
             (config::METRICS_LISTEN, self.metrics_listen.map(|a| Value::from(a.to_string()))),
         ]
     }
@@ -601,7 +630,8 @@ fn known_keys() -> Vec<&'static str> {
 }
 
 /// The keys that describe an external database (besides DB_MODE, DB_PORT).
-const EXTERNAL_KEYS: [&str; 5] = [config::DB_HOST, config::DB_NAME, config::DB_USER, config::DB_SSLMODE, config::DB_SSLROOTCERT];
+const EXTERNAL_KEYS: [&str; 6] =
+    [config::DB_HOST, config::DB_NAME, config::DB_USER, config::DB_SSLMODE, config::DB_SSLROOTCERT, config::DB_CHANNEL_BINDING];
 
 /// `DB_MODE` and the external database's keys. In local mode those keys
 /// are refused rather than ignored: a half-edited file that names a
@@ -639,7 +669,17 @@ fn external_db(c: &Config) -> Result<Option<ExternalDb>> {
             if sslmode.verifies() && sslrootcert.is_none() {
                 return Err(bad(config::DB_SSLROOTCERT, &format!("is missing: DB_SSLMODE {} checks the server's certificate against it", sslmode.name())));
             }
-            Ok(Some(ExternalDb { host: host.to_string(), name: name.to_string(), user: user.to_string(), sslmode, sslrootcert }))
+            let channel_binding = match c.optional_string(config::DB_CHANNEL_BINDING)? {
+                None => ChannelBinding::Prefer,
+                Some(text) => ChannelBinding::parse(text).ok_or_else(|| {
+                    bad(config::DB_CHANNEL_BINDING, &format!("is {text:?}, not one of {}", ChannelBinding::NAMES.join(", ")))
+                })?,
+            };
+            // As libpq: binding to a TLS session needs one.
+            if channel_binding == ChannelBinding::Require && sslmode == SslMode::Disable {
+                return Err(bad(config::DB_CHANNEL_BINDING, "is \"require\" but DB_SSLMODE is \"disable\": channel binding needs TLS"));
+            }
+            Ok(Some(ExternalDb { host: host.to_string(), name: name.to_string(), user: user.to_string(), sslmode, sslrootcert, channel_binding }))
         }
         Some(other) => Err(bad(config::DB_MODE, &format!("is {other:?}, not \"local\" or \"external\""))),
     }
@@ -710,7 +750,14 @@ mod tests {
         let mut config = Config::new();
         s.store(&mut config);
         assert_eq!(config.get("DB_SSLMODE"), Some(&Value::from("verify-full")));
+        assert_eq!(e.channel_binding, ChannelBinding::Prefer, "libpq's default");
+        assert_eq!(config.get("DB_CHANNEL_BINDING"), Some(&Value::from("prefer")));
         assert_eq!(Settings::from_config(&config).unwrap(), s);
+        let required = parse(r#"{"HOSTNAME": "h", "DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_CHANNEL_BINDING": "require"}"#);
+        assert_eq!(required.unwrap().external_db.unwrap().channel_binding, ChannelBinding::Require);
+        for mode in ChannelBinding::NAMES {
+            assert_eq!(ChannelBinding::parse(mode).unwrap().name(), mode);
+        }
         // Local (the default) writes none of the keys.
         let local = parse(r#"{"HOSTNAME": "h"}"#).unwrap();
         let mut config = Config::new();
@@ -732,6 +779,9 @@ mod tests {
             (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_USER": "Kt""#, "DB_USER"),
             (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_NAME": "a;b""#, "DB_NAME"),
             (r#""DB_MODE": "external", "DB_HOST": "a b", "DB_SSLMODE": "require""#, "DB_HOST"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "require", "DB_CHANNEL_BINDING": "always""#, "DB_CHANNEL_BINDING"),
+            (r#""DB_MODE": "external", "DB_HOST": "db", "DB_SSLMODE": "disable", "DB_CHANNEL_BINDING": "require""#, "DB_CHANNEL_BINDING"),
+            (r#""DB_CHANNEL_BINDING": "require""#, "DB_CHANNEL_BINDING"),
         ] {
             let e = parse(&format!(r#"{{"HOSTNAME": "h", {text}}}"#)).unwrap_err();
             assert_eq!(e.kind(), crate::error::Kind::Usage, "{text}");

@@ -32,6 +32,12 @@ struct ExternalCluster {
 
 impl ExternalCluster {
     fn start() -> ExternalCluster {
+        Self::start_with(&["ec", "-pkeyopt", "ec_paramgen_curve:P-256"], &[])
+    }
+
+    /// A cluster whose server certificate has a key made by `req -newkey
+    /// KEY_ARGS` and is signed with `SIGN_ARGS` (`x509 -req` options).
+    fn start_with(key_args: &[&str], sign_args: &[&str]) -> ExternalCluster {
         assert!(is_root(), "the external-database test makes a cluster run by the service account: run the tests as root");
         let dir = TestDir::new("extdb");
         let account = Account::service("keytrustee", &dir.path).expect("the service account");
@@ -40,7 +46,7 @@ impl ExternalCluster {
         let data = dir.join("data");
         let tls = dir.join("tls");
         std::fs::create_dir(&tls).unwrap();
-        let ca = make_certificates(&tls);
+        let ca = make_certificates_with(&tls, key_args, sign_args);
         for path in [&dir.path, &tls, &tls.join("server.crt"), &tls.join("server.key")] {
             account.chown(path).unwrap();
         }
@@ -143,17 +149,26 @@ fn append(path: &Path, text: &str) {
 /// A CA and a server certificate it signs for localhost and 127.0.0.1;
 /// returns the CA's file.
 fn make_certificates(tls: &Path) -> PathBuf {
+    make_certificates_with(tls, &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"], &[])
+}
+
+fn make_certificates_with(tls: &Path, key_args: &[&str], sign_args: &[&str]) -> PathBuf {
     let p = |name: &str| tls.join(name).to_str().unwrap().to_string();
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-        "-subj", "/CN=kt test database CA", "-keyout", &p("ca.key"), "-out", &p("ca.crt")])
-    .expect(0);
-    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", &p("server.key"), "-out", &p("server.csr")])
-    .expect(0);
+    // The CA's key is of the same kind: it makes the server's signature.
+    let (ca_key_file, ca_file) = (p("ca.key"), p("ca.crt"));
+    let mut ca = vec!["req", "-x509", "-newkey"];
+    ca.extend(key_args);
+    ca.extend(["-nodes", "-days", "2", "-subj", "/CN=kt test database CA", "-keyout", &ca_key_file, "-out", &ca_file]);
+    openssl(&ca).expect(0);
+    let mut req = vec!["req", "-newkey"];
+    req.extend(key_args);
+    let (key, csr, crt, ca_crt, ca_key, ext) = (p("server.key"), p("server.csr"), p("server.crt"), p("ca.crt"), p("ca.key"), p("ext.cnf"));
+    req.extend(["-nodes", "-subj", "/CN=localhost", "-keyout", &key, "-out", &csr]);
+    openssl(&req).expect(0);
     std::fs::write(tls.join("ext.cnf"), "subjectAltName = DNS:localhost, IP:127.0.0.1\n").unwrap();
-    openssl(&["x509", "-req", "-in", &p("server.csr"), "-CA", &p("ca.crt"), "-CAkey", &p("ca.key"), "-CAcreateserial",
-        "-days", "2", "-extfile", &p("ext.cnf"), "-out", &p("server.crt")])
-    .expect(0);
+    let mut sign = vec!["x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-CAcreateserial", "-days", "2", "-extfile", &ext, "-out", &crt];
+    sign.extend(sign_args);
+    openssl(&sign).expect(0);
     std::fs::set_permissions(tls.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     tls.join("ca.crt")
 }
@@ -208,9 +223,20 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert!(!confdir.exists());
     assert_eq!(cluster.admin("viewdb", "SELECT one FROM public.report"), "1");
 
-    // The instance: verify-full against the test's CA.
-    let (dir, confdir, server_port, out) =
-        init(&cluster, "ext", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full"]);
+    // Channel binding cannot be required without TLS: refused (exit 2).
+    let (_, confdir, _, out) =
+        init(&cluster, "ext-cb", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslmode", "disable", "--db-channel-binding", "require"]);
+    let out = out.expect(2);
+    assert!(out.stderr.contains("DB_CHANNEL_BINDING"), "{}", out.stderr);
+    assert!(!confdir.exists());
+
+    // The instance: verify-full against the test's CA, SCRAM bound to the
+    // TLS session (kt's connections and pg_dump's alike).
+    let (dir, confdir, server_port, out) = init(
+        &cluster,
+        "ext",
+        &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full", "--db-channel-binding", "require"],
+    );
     let out = out.expect(0);
     assert!(out.stderr.contains(&format!("database external localhost:{}/{DATABASE}", cluster.port)), "{}", out.stderr);
     let home = dir.join("home");
@@ -223,6 +249,7 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     assert_eq!(config["DB_PORT"], cluster.port);
     assert_eq!((config["DB_NAME"].as_str(), config["DB_USER"].as_str()), (Some(DATABASE), Some(ROLE)));
     assert_eq!(config["DB_SSLMODE"], "verify-full");
+    assert_eq!(config["DB_CHANNEL_BINDING"], "require");
     assert_eq!(config["DB_SSLROOTCERT"], confdir.join("db-ca.pem").to_str().unwrap());
     assert!(config.get("PG_ROOTDIR").is_none());
     assert!(!conf.contains(PASSWORD), "the password is not in the configuration");
@@ -267,6 +294,14 @@ fn an_instance_on_an_external_database_works_end_to_end() {
     let out = inst.kt(&["verify"]).expect(0);
     assert!(out.stdout.contains(&format!("database: external localhost:{}/{DATABASE} as {ROLE}, TLSv1.3", cluster.port)), "{}", out.stdout);
     assert!(out.stdout.contains("(no superuser)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("database grants"), "{}", out.stdout);
+    // Without CREATE on the database everything but a restore works:
+    // verify warns and stays sound.
+    cluster.admin("postgres", &format!("REVOKE CREATE ON DATABASE {DATABASE} FROM {ROLE}"));
+    let out = inst.kt(&["verify"]).expect(0);
+    let line = out.stdout.lines().find(|l| l.contains("database grants")).unwrap_or_else(|| panic!("{}", out.stdout)).to_string();
+    assert!(line.contains("warn") && line.contains(&format!("lacks CREATE on the database {DATABASE}")), "{line}");
+    cluster.admin("postgres", &format!("GRANT CREATE ON DATABASE {DATABASE} TO {ROLE}"));
 
     // backup: pg_dump over TLS with the same settings; the dump holds the deposit.
     let out_dir = TestDir::new("ext-backups");
@@ -514,4 +549,81 @@ impl TapMkdir for PathBuf {
         std::fs::create_dir_all(&self).unwrap();
         self
     }
+}
+
+/// Removes what [`a_wrong_root_crt`] put in the account's home.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// libpq's default CA file, `~/.postgresql/root.crt` of the account
+/// `kt backup` runs as, holding a CA that did not sign the server's
+/// certificate: libpq would then check the server against it even in
+/// sslmode `require`. Only this test's libpq connections (pg_dump as the
+/// service account over TCP) can see it; removed on drop.
+fn a_wrong_root_crt(account: &Account, other_ca: &Path) -> RemoveOnDrop {
+    let dir = account.home.join(".postgresql");
+    assert!(!dir.exists(), "{} exists already: this test would change someone's libpq settings", dir.display());
+    // A home this test makes goes again with the file.
+    let made = if account.home.exists() { dir.clone() } else { account.home.clone() };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(other_ca, dir.join("root.crt")).unwrap();
+    for path in [&account.home, &dir, &dir.join("root.crt")] {
+        account.chown(path).unwrap();
+    }
+    RemoveOnDrop(made)
+}
+
+#[test]
+fn pg_dump_checks_what_kt_checks_whatever_is_in_the_accounts_home() {
+    let cluster = ExternalCluster::start();
+    // sslmode require, no CA file: kt's connector checks no certificate.
+    let (dir, confdir, _, out) = init(&cluster, "ext-require", &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslmode", "require"]);
+    out.expect(0);
+    let other_ca = make_certificates(&cluster.dir.join("tls-other").tap_mkdir());
+    let account = &cluster.account;
+    let _guard = a_wrong_root_crt(account, &other_ca);
+    let out_dir = dir.join("backups").tap_mkdir();
+    account.chown(&out_dir).unwrap();
+    let backup = || {
+        run(kt()
+            .uid(account.uid)
+            .gid(account.gid)
+            .env("HOME", &account.home)
+            .arg("-c")
+            .arg(&confdir)
+            .args(["backup", "--cleartext", "--quiet", "--output", out_dir.to_str().unwrap()]))
+    };
+    // kt's own check and pg_dump's agree: the backup is taken.
+    let out = backup().expect(0);
+    assert!(Path::new(out.stdout.trim()).is_file(), "{}", out.stdout);
+    // And kt's own connection (verify's database line; no server runs).
+    let out = run(kt().arg("-c").arg(&confdir).arg("verify"));
+    let line = out.stdout.lines().find(|l| l.contains("database:")).unwrap_or_else(|| panic!("{}", out.stdout)).to_string();
+    assert!(line.starts_with("ok") && line.contains("sslmode require"), "{line}");
+}
+
+#[test]
+fn channel_binding_works_with_a_certificate_signed_by_rsa_pss_sha384() {
+    // The end-point hash is the signature's hash (SHA-384 here, named in
+    // the PSS parameters), as the server computes it: with binding
+    // required, a wrong hash is a refused login.
+    let pss = ["-sha384", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"];
+    let cluster = ExternalCluster::start_with(&["rsa:2048"], &pss);
+    let text = run(Command::new("openssl").arg("x509").arg("-noout").arg("-text").arg("-in").arg(cluster.dir.join("tls/server.crt"))).expect(0).stdout;
+    assert!(text.contains("rsassaPss") && text.contains("sha384"), "{text}");
+    let ca = cluster.ca.to_str().unwrap().to_string();
+    let (_dir, confdir, _, out) = init(
+        &cluster,
+        "ext-pss",
+        &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca, "--db-sslmode", "verify-full", "--db-channel-binding", "require"],
+    );
+    out.expect(0);
+    // pg_dump (libpq) binds the same way.
+    let out_dir = TestDir::new("ext-pss-backups");
+    run(kt().arg("-c").arg(&confdir).args(["backup", "--cleartext", "--quiet", "--output", out_dir.path.to_str().unwrap()])).expect(0);
 }

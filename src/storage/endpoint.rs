@@ -11,6 +11,15 @@
 //!
 //! The password comes from the confdir's `.pgpass` in both modes: read
 //! here for kt's own connections, handed to libpq's tools as PGPASSFILE.
+//!
+//! What a connection trusts is what keytrustee.conf says and nothing
+//! else: libpq would otherwise read the running account's
+//! `~/.postgresql/` (`root.crt` turns `require` into `verify-ca`,
+//! `root.crl` adds revocation checks, `postgresql.crt`/`.key` send a
+//! client certificate) and try GSSAPI encryption ahead of TLS when a
+//! Kerberos ticket is at hand, none of which kt's own connector does.
+//! So every libpq tool gets each of those settings explicitly
+//! ([`Endpoint::libpq_env`]), and pg_dump checks exactly what kt checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,12 +27,18 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::instance::{Instance, DB_NAME, DB_USER};
-use crate::settings::SslMode;
+use crate::settings::{ChannelBinding, SslMode};
 use crate::storage::pgpass::Password;
 use crate::storage::pgtls::MakeRustls;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A path no file can have (a path below a device): what libpq's file
+/// settings get when kt uses no such file, so that libpq does not fall
+/// back to `~/.postgresql/` (an empty value means that default). libpq
+/// takes a file it cannot stat (ENOTDIR here) as absent.
+pub const NO_FILE: &str = "/dev/null/kt-none";
 
 /// The instance's database and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +49,7 @@ pub struct Endpoint {
     pub user: String,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
+    pub channel_binding: ChannelBinding,
     /// An existing server kt neither starts nor stops.
     pub external: bool,
 }
@@ -51,6 +67,7 @@ impl Endpoint {
                 user: e.user.clone(),
                 sslmode: e.sslmode,
                 sslrootcert: e.sslrootcert.as_ref().map(|p| resolve(&instance.layout.confdir, p)),
+                channel_binding: e.channel_binding,
                 external: true,
             },
         }
@@ -65,6 +82,8 @@ impl Endpoint {
             user: DB_USER.into(),
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            // Loopback without TLS: nothing to bind to.
+            channel_binding: ChannelBinding::Prefer,
             external: false,
         }
     }
@@ -103,6 +122,15 @@ impl Endpoint {
         }
     }
 
+    fn driver_channel_binding(&self) -> tokio_postgres::config::ChannelBinding {
+        use tokio_postgres::config::ChannelBinding as Driver;
+        match self.channel_binding {
+            ChannelBinding::Prefer => Driver::Prefer,
+            ChannelBinding::Require => Driver::Require,
+            ChannelBinding::Disable => Driver::Disable,
+        }
+    }
+
     /// The async driver's configuration (`kt serve`'s pool).
     pub fn async_config(&self, password: &Password, application: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
@@ -113,6 +141,7 @@ impl Endpoint {
             .password(password.expose())
             .dbname(&self.dbname)
             .ssl_mode(self.driver_sslmode())
+            .channel_binding(self.driver_channel_binding())
             .application_name(application)
             .connect_timeout(CONNECT_TIMEOUT);
         config
@@ -132,7 +161,7 @@ impl Endpoint {
             let err = Error::env(format!("cannot connect to the database on {}:{}/{dbname}", self.host, self.port)).because_err(&e);
             if self.external {
                 err.with_hint(
-                    "is the database server up and reachable? check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_SSLMODE and DB_SSLROOTCERT in keytrustee.conf and the password in the confdir's .pgpass",
+                    "is the database server up and reachable? check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_SSLMODE, DB_SSLROOTCERT and DB_CHANNEL_BINDING in keytrustee.conf and the password in the confdir's .pgpass",
                 )
             } else {
                 err.with_hint("is it running? try `kt db status` and `kt db start`")
@@ -142,7 +171,11 @@ impl Endpoint {
 
     /// Points a libpq tool (`pg_dump`, `psql`) at this database: every
     /// setting in its environment, the password by PGPASSFILE, none of the
-    /// caller's own PG* variables left to interfere.
+    /// caller's own PG* variables left to interfere, and every file libpq
+    /// would otherwise look for in `~/.postgresql/` named explicitly (the
+    /// module doc says why): the CA file or none, no CRL, no client
+    /// certificate, no GSSAPI encryption. Service files are read only for
+    /// a service name (PGSERVICE), which is removed with the rest.
     pub fn libpq_env(&self, command: &mut Command, pgpass: &Path) {
         let inherited = std::env::vars_os().map(|(k, _)| k);
         let given: Vec<_> = command.get_envs().map(|(k, _)| k.to_os_string()).collect();
@@ -159,10 +192,16 @@ impl Endpoint {
             .env("PGSSLMODE", self.sslmode.name())
             .env("PGPASSFILE", pgpass)
             .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT.as_secs().to_string())
-            .env("PGAPPNAME", "kt");
-        if let Some(path) = &self.sslrootcert {
-            command.env("PGSSLROOTCERT", path);
-        }
+            .env("PGAPPNAME", "kt")
+            .env("PGCHANNELBINDING", self.channel_binding.name())
+            .env("PGSSLROOTCERT", self.sslrootcert.as_deref().unwrap_or(Path::new(NO_FILE)))
+            .env("PGSSLCRL", NO_FILE)
+            .env("PGSSLCERT", NO_FILE)
+            .env("PGSSLKEY", NO_FILE)
+            // libpq 16 and later: no client certificate whatever the files
+            // say (older versions ignore the variable).
+            .env("PGSSLCERTMODE", "disable")
+            .env("PGGSSENCMODE", "disable");
     }
 }
 
@@ -204,6 +243,7 @@ mod tests {
             user: "ktapp".into(),
             sslmode: SslMode::VerifyFull,
             sslrootcert: Some("/etc/kt/db-ca.pem".into()),
+            channel_binding: ChannelBinding::Require,
             external: true,
         }
     }
@@ -236,6 +276,31 @@ mod tests {
         assert_eq!(get("PGPASSFILE").as_deref(), Some("/c/.pgpass"));
         assert_eq!(env.get("PGSERVICE"), Some(&None), "other PG variables are removed");
         assert_eq!(env.get("PGPASSWORD"), Some(&None));
+        assert_eq!(get("PGCHANNELBINDING").as_deref(), Some("require"));
+        // Nothing from ~/.postgresql: each file named, none of them there.
+        for key in ["PGSSLCRL", "PGSSLCERT", "PGSSLKEY"] {
+            assert_eq!(get(key).as_deref(), Some(NO_FILE), "{key}");
+        }
+        assert_eq!(get("PGSSLCERTMODE").as_deref(), Some("disable"));
+        assert_eq!(get("PGGSSENCMODE").as_deref(), Some("disable"));
+        assert!(std::fs::metadata(NO_FILE).is_err(), "{NO_FILE} cannot exist");
+    }
+
+    #[test]
+    fn without_a_ca_file_libpq_checks_nothing_either() {
+        // kt's connector checks no certificate in `require` without
+        // DB_SSLROOTCERT; libpq must not use ~/.postgresql/root.crt instead.
+        let endpoint = Endpoint { sslmode: SslMode::Require, sslrootcert: None, ..external() };
+        let mut command = Command::new("pg_dump");
+        endpoint.libpq_env(&mut command, Path::new("/c/.pgpass"));
+        let root = command.get_envs().find(|(k, _)| *k == "PGSSLROOTCERT").and_then(|(_, v)| v);
+        assert_eq!(root, Some(std::ffi::OsStr::new(NO_FILE)));
+    }
+
+    #[test]
+    fn the_channel_binding_setting_reaches_the_driver() {
+        let config = external().async_config(&Password::new("x".into()), "t");
+        assert_eq!(config.get_channel_binding(), tokio_postgres::config::ChannelBinding::Require);
     }
 
     #[test]

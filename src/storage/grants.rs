@@ -8,6 +8,8 @@
 //!   table owned by someone else is one kt cannot upgrade or restore.
 //! - No superuser: kt's loader runs dumps as this role (DESIGN.md, "Trust
 //!   before action"); a superuser could be made to run programs.
+//! - CREATE on the database: only `kt restore` needs it (it loads into
+//!   schemas of its own, then swaps), so its absence is a warning.
 
 use crate::error::{Error, Result};
 
@@ -20,6 +22,8 @@ pub struct Grants {
     pub create_in_public: bool,
     /// Tables in `public` owned by another role.
     pub foreign_tables: Vec<String>,
+    /// CREATE on the database (new schemas): what `kt restore` needs.
+    pub create_on_database: bool,
 }
 
 impl Grants {
@@ -41,6 +45,18 @@ impl Grants {
         (!problems.is_empty()).then(|| problems.join("; "))
     }
 
+    /// What only some commands miss (None: nothing): `kt verify` says it
+    /// without failing.
+    pub fn warning(&self, database: &str) -> Option<String> {
+        (!self.create_on_database).then(|| {
+            format!(
+                "the role {role} lacks CREATE on the database {database}: kt restore will refuse (it loads into a schema of its own); \
+                 as the database's administrator: GRANT CREATE ON DATABASE {database} TO {role}",
+                role = self.role
+            )
+        })
+    }
+
     pub fn summary(&self) -> String {
         format!("role {} (no superuser) has CONNECT, CREATE on public and owns kt's tables", self.role)
     }
@@ -60,7 +76,8 @@ pub fn read(db: &mut postgres::Client) -> Result<Grants> {
                     has_database_privilege(current_database(), 'CONNECT'), \
                     has_schema_privilege('public', 'CREATE'), \
                     ARRAY(SELECT tablename::text FROM pg_tables \
-                          WHERE schemaname = 'public' AND tableowner <> current_user ORDER BY 1) \
+                          WHERE schemaname = 'public' AND tableowner <> current_user ORDER BY 1), \
+                    has_database_privilege(current_database(), 'CREATE') \
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
@@ -71,6 +88,7 @@ pub fn read(db: &mut postgres::Client) -> Result<Grants> {
         connect: row.get(2),
         create_in_public: row.get(3),
         foreign_tables: row.get(4),
+        create_on_database: row.get(5),
     })
 }
 
@@ -80,8 +98,15 @@ mod tests {
 
     #[test]
     fn each_problem_is_named() {
-        let good = Grants { role: "kt".into(), superuser: false, connect: true, create_in_public: true, foreign_tables: vec![] };
+        let good =
+            Grants { role: "kt".into(), superuser: false, connect: true, create_in_public: true, foreign_tables: vec![], create_on_database: true };
         assert_eq!(good.problem(), None);
+        assert_eq!(good.warning("ktdb"), None);
+        // Without CREATE on the database: a warning, not a problem.
+        let no_restore = Grants { create_on_database: false, ..good.clone() };
+        assert_eq!(no_restore.problem(), None);
+        let warning = no_restore.warning("ktdb").unwrap();
+        assert!(warning.contains("CREATE on the database ktdb") && warning.contains("kt restore"), "{warning}");
         let bad = Grants { superuser: true, create_in_public: false, foreign_tables: vec!["deposits".into()], ..good };
         let text = bad.problem().unwrap();
         assert!(text.contains("superuser") && text.contains("CREATE") && text.contains("deposits"), "{text}");

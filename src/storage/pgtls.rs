@@ -186,23 +186,144 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
-    /// RFC 5929's `tls-server-end-point`: the server certificate's hash,
-    /// by its signature's hash (SHA-256 for MD5, SHA-1 and SHA-256).
+    /// RFC 5929's `tls-server-end-point`: the server certificate hashed
+    /// as [`end_point_hash`] says. None when that hash is undefined: the
+    /// login then goes without channel binding (or fails, with
+    /// DB_CHANNEL_BINDING `require`), rather than offering a value the
+    /// server cannot match.
     fn channel_binding(&self) -> ChannelBinding {
         let (_, session) = self.0.get_ref();
-        match session.peer_certificates().and_then(|c| c.first()) {
-            Some(cert) => ChannelBinding::tls_server_end_point(end_point_hash(cert)),
+        match session.peer_certificates().and_then(|c| c.first()).and_then(|cert| end_point_hash(cert)) {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
             None => ChannelBinding::none(),
         }
     }
 }
 
-fn end_point_hash(cert: &[u8]) -> Vec<u8> {
-    use x509_parser::oid_registry as oids;
-    let algorithm = x509_parser::parse_x509_certificate(cert).ok().map(|(_, c)| c.signature_algorithm.algorithm.clone());
-    match algorithm {
-        Some(a) if a == oids::OID_PKCS1_SHA384WITHRSA || a == oids::OID_SIG_ECDSA_WITH_SHA384 => sha2::Sha384::digest(cert).to_vec(),
-        Some(a) if a == oids::OID_PKCS1_SHA512WITHRSA || a == oids::OID_SIG_ECDSA_WITH_SHA512 => sha2::Sha512::digest(cert).to_vec(),
-        _ => sha2::Sha256::digest(cert).to_vec(),
+/// The hash functions a certificate's signature can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hash {
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// The certificate hashed as RFC 5929 (4.1) says, and as PostgreSQL's
+/// server computes it (`be_tls_get_certificate_hash`, OpenSSL's
+/// `X509_get_signature_info`): by the hash function of the certificate's
+/// signature, SHA-256 in place of MD5 and SHA-1. For RSASSA-PSS that
+/// hash is in the algorithm's parameters (SHA-1 when absent), not in the
+/// OID. None for a signature without a hash function of its own (Ed25519,
+/// Ed448) or one this does not know: PostgreSQL has no end-point hash for
+/// those either.
+fn end_point_hash(cert: &[u8]) -> Option<Vec<u8>> {
+    let hash = signature_hash(cert)?;
+    Some(match hash {
+        Hash::Sha224 => sha2::Sha224::digest(cert).to_vec(),
+        Hash::Sha256 => sha2::Sha256::digest(cert).to_vec(),
+        Hash::Sha384 => sha2::Sha384::digest(cert).to_vec(),
+        Hash::Sha512 => sha2::Sha512::digest(cert).to_vec(),
+    })
+}
+
+fn signature_hash(cert: &[u8]) -> Option<Hash> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let algorithm = &parsed.signature_algorithm;
+    let oid = algorithm.algorithm.to_id_string();
+    if oid == RSASSA_PSS {
+        let params = algorithm.parameters.as_ref()?;
+        let params = x509_parser::signature_algorithm::RsaSsaPssParams::try_from(params).ok()?;
+        return digest_hash(&params.hash_algorithm_oid().to_id_string());
+    }
+    signed_with(&oid)
+}
+
+/// id-RSASSA-PSS (RFC 4055): its hash is a parameter.
+const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+
+/// The hash of a signature algorithm that names one in its OID (RSA
+/// PKCS#1 v1.5, ECDSA, DSA), MD5 and SHA-1 mapped to SHA-256.
+fn signed_with(oid: &str) -> Option<Hash> {
+    Some(match oid {
+        // md5WithRSA, sha1WithRSA, ecdsa-with-SHA1, dsa-with-sha1
+        "1.2.840.113549.1.1.4" | "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" => Hash::Sha256,
+        "1.2.840.113549.1.1.14" | "1.2.840.10045.4.3.1" | "2.16.840.1.101.3.4.3.1" => Hash::Sha224,
+        "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" | "2.16.840.1.101.3.4.3.2" => Hash::Sha256,
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Hash::Sha384,
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => Hash::Sha512,
+        _ => return None,
+    })
+}
+
+/// A hash function's own OID (in RSASSA-PSS parameters), MD5 and SHA-1
+/// mapped to SHA-256.
+fn digest_hash(oid: &str) -> Option<Hash> {
+    Some(match oid {
+        "1.2.840.113549.2.5" | "1.3.14.3.2.26" => Hash::Sha256,
+        "2.16.840.1.101.3.4.2.4" => Hash::Sha224,
+        "2.16.840.1.101.3.4.2.1" => Hash::Sha256,
+        "2.16.840.1.101.3.4.2.2" => Hash::Sha384,
+        "2.16.840.1.101.3.4.2.3" => Hash::Sha512,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A self-signed certificate made by openssl with `key_args` (for
+    /// `req -newkey`) and `sign_args` (digest and signature options), DER.
+    fn openssl_cert(key_args: &[&str], sign_args: &[&str]) -> Vec<u8> {
+        // The key is thrown away; the certificate comes on stdout.
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=db", "-keyout", "/dev/null", "-outform", "DER", "-newkey"])
+            .args(key_args)
+            .args(sign_args)
+            .output()
+            .expect("openssl must be installed for this test");
+        assert!(out.status.success(), "openssl {key_args:?} {sign_args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_signature_hash() {
+        let rsa = ["rsa:2048"];
+        let p256 = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+        let pss = |md: &'static str| -> Vec<&'static str> {
+            vec![md, "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"]
+        };
+        let cases: Vec<(&[&str], Vec<&str>, Option<Hash>)> = vec![
+            (&rsa, vec!["-sha1"], Some(Hash::Sha256)),
+            (&rsa, vec!["-sha224"], Some(Hash::Sha224)),
+            (&rsa, vec!["-sha256"], Some(Hash::Sha256)),
+            (&rsa, vec!["-sha384"], Some(Hash::Sha384)),
+            (&rsa, vec!["-sha512"], Some(Hash::Sha512)),
+            (&p256, vec!["-sha384"], Some(Hash::Sha384)),
+            (&p256, vec!["-sha512"], Some(Hash::Sha512)),
+            // RSA-PSS: the hash is in the parameters, whatever the OID.
+            (&rsa, pss("-sha256"), Some(Hash::Sha256)),
+            (&rsa, pss("-sha384"), Some(Hash::Sha384)),
+            (&rsa, pss("-sha512"), Some(Hash::Sha512)),
+            // No hash of its own: no channel binding.
+            (&["ed25519"], vec![], None),
+        ];
+        for (key, sign, want) in cases {
+            let der = openssl_cert(key, &sign);
+            assert_eq!(signature_hash(&der), want, "{key:?} {sign:?}");
+            let expected = match want {
+                None => None,
+                Some(Hash::Sha224) => Some(sha2::Sha224::digest(&der).to_vec()),
+                Some(Hash::Sha256) => Some(sha2::Sha256::digest(&der).to_vec()),
+                Some(Hash::Sha384) => Some(sha2::Sha384::digest(&der).to_vec()),
+                Some(Hash::Sha512) => Some(sha2::Sha512::digest(&der).to_vec()),
+            };
+            assert_eq!(end_point_hash(&der), expected, "{key:?} {sign:?}");
+        }
+        // A PSS certificate's own parameters decide, not a default.
+        let der = openssl_cert(&rsa, &pss("-sha384"));
+        assert_eq!(end_point_hash(&der).unwrap().len(), 48);
     }
 }

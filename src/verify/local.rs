@@ -38,7 +38,11 @@ pub fn verify(layout: Layout, options: &LocalOptions) -> Result<Report> {
     let fingerprint = server_key(&instance);
     let key_ok = report.record("server key", fingerprint.clone());
     report.record("tls certificate", tls(&instance, options.warn_days));
-    report.record("database", database(&instance));
+    let mut warnings = Vec::new();
+    report.record("database", database(&instance, &mut warnings));
+    for warning in warnings {
+        report.warn("database grants", warning);
+    }
     match (key_ok, fingerprint) {
         (true, Ok(fpr)) => report.record("server", server(&instance, &fpr)),
         _ => {
@@ -130,11 +134,13 @@ fn tls(instance: &Instance, warn_days: i64) -> std::result::Result<String, Strin
     crate::cert::check::check_instance(instance, warn_days).map_err(|e| e.to_string())?.summary()
 }
 
-fn database(instance: &Instance) -> std::result::Result<String, String> {
+/// The database line; what is worth knowing but no failure goes to
+/// `warnings`.
+fn database(instance: &Instance, warnings: &mut Vec<String>) -> std::result::Result<String, String> {
     let endpoint = Endpoint::for_instance(instance);
     let mut db = connect_instance(instance, "kt verify").map_err(|e| format!("database: {}: {e}", endpoint.describe()))?;
     if endpoint.external {
-        return external_database(&endpoint, &mut db);
+        return external_database(&endpoint, &mut db, warnings);
     }
     let version = schema::current_version(&mut db).map_err(|e| e.to_string())?;
     if version != schema::latest_version() {
@@ -160,7 +166,9 @@ fn database(instance: &Instance) -> std::result::Result<String, String> {
 /// An external database: it answers, over TLS when sslmode asks for it,
 /// with this kt's schema, owned by kt's role (so migrations can alter it),
 /// and the role is no superuser (a dump loaded by it could run programs).
-fn external_database(endpoint: &Endpoint, db: &mut postgres::Client) -> std::result::Result<String, String> {
+/// A role without CREATE on the database runs everything but `kt
+/// restore`: a warning.
+fn external_database(endpoint: &Endpoint, db: &mut postgres::Client, warnings: &mut Vec<String>) -> std::result::Result<String, String> {
     let at = endpoint.describe();
     let tls = crate::storage::endpoint::tls_in_use(db).map_err(|e| e.to_string())?;
     if tls.is_none() && endpoint.sslmode != crate::settings::SslMode::Disable {
@@ -172,6 +180,7 @@ fn external_database(endpoint: &Endpoint, db: &mut postgres::Client) -> std::res
     }
     let grants = crate::storage::grants::read(db).map_err(|e| e.to_string())?;
     grants.problem().map_or(Ok(()), |p| Err(format!("database: {at}: {p}")))?;
+    warnings.extend(grants.warning(&endpoint.dbname));
     // A restore killed after its swap leaves kt's previous tables in a
     // schema of this name (`restore::external`): maybe the only copy.
     let aside: Vec<String> = db
