@@ -403,6 +403,15 @@ fn answer<W: Write>(
             }
         }
     }
+    // The receiver takes exactly the listed size, so a file that grew
+    // since it was listed (a log, a keyring being written) would land as
+    // its first bytes, a whole-looking torn file: one more byte says so
+    // (the local copy reads one byte past the size for the same reason).
+    match Read::by_ref(&mut file).take(1).read_to_end(&mut Vec::new()) {
+        Ok(0) => {}
+        Ok(_) => return fail(writer, stats, "changed size while being sent".into()),
+        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
+    }
     stats.files_sent += 1;
     let hash = known.unwrap_or_else(|| hasher.finalize().into());
     writer.send(&Msg::FileEnd { index, hash })?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -658,6 +659,72 @@ fn against_sender(src: &Path, request: Msg) -> Result<super::send::SendStats> {
         });
         super::send::send(&list, from_receiver, to_receiver, &Silent)
     })
+}
+
+/// What the real sender answers a scripted receiver that asks, in the
+/// first phase, for each of `wanted` whole (`WantSums` first when given),
+/// up to the sender's closing `EndOfPhase`. `change` runs once the list
+/// is sent (a source that changes after it was listed).
+fn sender_answers(src: &Path, sums: Option<Vec<u32>>, wanted: &[u32], change: &(dyn Fn() + Sync)) -> (Result<super::send::SendStats>, Vec<Msg>) {
+    let (list_opts, _) = archive();
+    let list = super::list::build(&[src.to_path_buf()], &list_opts, &super::filter::Filter::new()).unwrap();
+    let (from_sender, to_receiver) = std::io::pipe().unwrap();
+    let (from_receiver, to_sender) = std::io::pipe().unwrap();
+    std::thread::scope(|scope| {
+        let script = scope.spawn(move || -> Result<Vec<Msg>> {
+            let mut r = Reader::new(from_sender);
+            let mut w = Writer::new(to_sender);
+            w.send(&Msg::Hello { version: VERSION })?;
+            w.flush()?;
+            while !matches!(r.read()?, Msg::EndOfList) {}
+            change();
+            let mut got = Vec::new();
+            if let Some(indices) = sums {
+                w.send(&Msg::WantSums(indices))?;
+                w.flush()?;
+                got.push(r.read()?);
+            }
+            for &index in wanted {
+                w.send(&Msg::Request { index, signature: Vec::new(), chunks: Vec::new() })?;
+            }
+            w.send(&Msg::EndOfPhase)?;
+            w.flush()?;
+            loop {
+                match r.read()? {
+                    Msg::EndOfPhase => break,
+                    m => got.push(m),
+                }
+            }
+            w.send(&Msg::EndOfPhase)?;
+            w.flush()?;
+            r.read()?;
+            w.send(&Msg::Done)?;
+            w.flush()?;
+            Ok(got)
+        });
+        let sent = super::send::send(&list, from_receiver, to_receiver, &Silent);
+        (sent, script.join().unwrap().unwrap())
+    })
+}
+
+#[test]
+fn a_file_that_grew_since_it_was_listed_is_not_sent_as_its_first_bytes() {
+    // The receiver takes exactly the listed size: a prefix of a file that
+    // grew (a log, a keyring being written) must not land as the file.
+    let s = Scratch::new("grown");
+    write(&s.join("src/f"), b"abc");
+    let grow = || fs::OpenOptions::new().append(true).open(s.join("src/f")).unwrap().write_all(b"def").unwrap();
+    for sums in [None, Some(vec![1])] {
+        let (sent, got) = sender_answers(&s.join("src"), sums.clone(), &[1], &grow);
+        let sent = sent.unwrap();
+        assert!(
+            matches!(got.last(), Some(Msg::FileError { index: 1, message }) if message.contains("changed size")),
+            "with sums {sums:?}: {got:?}"
+        );
+        assert!(!got.iter().any(|m| matches!(m, Msg::FileEnd { .. })), "{got:?}");
+        assert_eq!(sent.files_sent, 0);
+        write(&s.join("src/f"), b"abc");
+    }
 }
 
 #[test]
