@@ -520,6 +520,39 @@ fn sums_that_do_not_answer_the_question_are_refused() {
 }
 
 #[test]
+fn sums_unasked_twice_or_asked_for_by_the_sender_are_refused() {
+    let s = Scratch::new("hostile-sums-order");
+    let dest = hostile_dest(&s);
+    let before = snapshot(&dest);
+    // A second answer to one question.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::Sums(vec![None]))?;
+        w.send(&Msg::Sums(vec![None]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, hash: strong(b"new") }])
+    });
+    assert_refused(result, "got sums");
+    // The sender asking the receiver for sums.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::WantSums(vec![1]))?;
+        w.flush()
+    });
+    assert_refused(result, "got a request for sums");
+    // Sums nobody asked for: DEST has no file of that size, so no question.
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 4)];
+    let recv = ReceiveOptions { checksum: true, ..archive().1 };
+    let result = hostile_with(&dest, entries, |r, w| {
+        w.send(&Msg::Sums(vec![None]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"news".to_vec()), Msg::FileEnd { index, hash: strong(b"news") }])
+    }, recv);
+    assert_refused(result, "got sums");
+    assert_eq!(snapshot(&dest), before);
+}
+
+#[test]
 fn under_checksum_data_that_does_not_match_its_trailer_hash_is_refused() {
     let s = Scratch::new("hostile-sums-hash");
     let dest = hostile_dest(&s);
