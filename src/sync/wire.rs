@@ -1051,6 +1051,28 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_buffer_never_shows_an_earlier_frame() {
+        // A long frame, then shorter and empty ones into its buffer: each
+        // reads back exactly its own bytes, and a frame cut short is an
+        // error, never the previous frame's tail.
+        let frames: Vec<Vec<u8>> = vec![vec![0xaa; 1000], vec![0x11; 10], vec![], vec![0x22; 1500], vec![0x33; 3]];
+        let mut wire: Vec<u8> = frames.iter().flat_map(|f| Msg::Literal(f.clone()).encode()).collect();
+        let cut = Msg::Literal(vec![0x44; 100]).encode();
+        wire.extend_from_slice(&cut[..cut.len() - 50]);
+        let mut r = Reader::new(&wire[..]);
+        for want in &frames {
+            match r.read().unwrap() {
+                Msg::Literal(got) => {
+                    assert_eq!(&got, want);
+                    r.recycle(got);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(r.read().unwrap_err().kind(), crate::error::Kind::Environment);
+    }
+
+    #[test]
     fn data_frames_are_bounded() {
         let big = Msg::Delta { len: SEGMENT as u32 + 1, delta: vec![] }.encode();
         assert!(refused(&big).contains("larger than a segment"));
