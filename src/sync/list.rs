@@ -130,9 +130,10 @@ pub struct ListOptions {
     pub links: bool,
     /// `-D`: list devices, fifos and sockets.
     pub devices: bool,
-    /// `-c`: compare by content. The list itself carries no hash (protocol
-    /// 6): the sender hashes the files the receiver asks sums for
-    /// ([`sums_of`]), and every other file once, as it sends it.
+    /// `-c`: compare by content. The walk does not read it (protocol 6:
+    /// the list carries no hash; the sender hashes whatever files the
+    /// receiver asks sums for, [`sums_of`], with or without it); it is
+    /// the `-c` forwarded to a remote receiver (`remote`), which decides.
     pub checksum: bool,
 }
 
