@@ -76,8 +76,9 @@ fn send_session<R: Read, W: Write>(
     let mut buf = Vec::with_capacity(wire::SEGMENT);
     // `-c` sums taken for `WantSums`, by list index: phase 1 reuses them
     // for `FileEnd`; the redo phase (a file whose data did not match)
-    // always hashes what it sends.
-    let mut sums: Vec<Option<([u8; 32], Stamp)>> = vec![None; list.entries.len()];
+    // always hashes what it sends. Made on the first `WantSums` (a run
+    // without `-c` has none; a slot is about 100 bytes a listed entry).
+    let mut sums: Vec<Option<([u8; 32], Stamp)>> = Vec::new();
     let mut phase = 1;
     let refuse = |writer: &mut Writer<W>, index: u32| -> Error {
         let err = Error::usage("sync protocol violation")
@@ -94,6 +95,9 @@ fn send_session<R: Read, W: Write>(
                     return Err(refuse(&mut writer, bad));
                 }
                 let hashed = super::list::sums_of(list, &indices);
+                if sums.is_empty() {
+                    sums = vec![None; list.entries.len()];
+                }
                 let mut answer: Vec<Option<[u8; LIST_SUM]>> = Vec::with_capacity(indices.len());
                 for (&i, h) in indices.iter().zip(hashed) {
                     answer.push(h.map(|(full, _)| full[..LIST_SUM].try_into().unwrap()));
