@@ -782,8 +782,12 @@ impl<'a> Receiver<'a> {
             let theirs = match reader.read()? {
                 Msg::Sums(sums) if sums.len() == batch.len() => sums,
                 Msg::Sums(sums) => {
-                    return Err(Error::usage("sync protocol violation")
-                        .because(format!("the sender answered {} sums for {} files", sums.len(), batch.len())))
+                    let first = self.entries[batch[0].0].display();
+                    return Err(Error::usage("sync protocol violation").because(format!(
+                        "the sender answered {} sums when asked for {} ({first} first)",
+                        sums.len(),
+                        batch.len()
+                    )));
                 }
                 other => return Err(unexpected(&other, "sums")),
             };

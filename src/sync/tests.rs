@@ -509,7 +509,7 @@ fn sums_that_do_not_answer_the_question_are_refused() {
         w.send(&Msg::Sums(vec![None, None]))?;
         w.flush()
     });
-    assert_refused(result, "answered 2 sums for 1 files");
+    assert_refused(result, "answered 2 sums when asked for 1 (d/f first)");
     let result = hostile_sums(&dest, |r, w| {
         want_sums(r)?;
         w.send(&Msg::FileStart { index: 1 })?;
