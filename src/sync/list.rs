@@ -340,11 +340,22 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
 
 const HASH_BUF: usize = 256 * 1024;
 
+/// Flags for opening a file that was listed (or lstat'ed) as a regular
+/// file: no symlink followed, and no wait should it have been replaced by
+/// a FIFO since (opening one for reading waits for a writer; on a
+/// regular file O_NONBLOCK changes nothing). The caller checks the opened
+/// file is still a regular file.
+pub const OPEN_LISTED: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
 /// The hash, and the file's stamp taken before it was read.
 fn hash_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    let stamp = Stamp::of(&file.metadata()?);
+    let mut file = fs::OpenOptions::new().read(true).custom_flags(OPEN_LISTED).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let stamp = Stamp::of(&meta);
     let mut hasher = blake3::Hasher::new();
     loop {
         let n = match file.read(buf) {

@@ -162,7 +162,7 @@ type Sums = [Option<([u8; 32], Stamp)>];
 fn open_listed(sums: &Sums, index: u32, source: &Path, reuse_sum: bool) -> std::result::Result<(File, Option<[u8; 32]>), String> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(super::list::OPEN_LISTED)
         .open(source)
         .map_err(|err| format!("cannot open: {err}"))?;
     let known = match file.metadata() {

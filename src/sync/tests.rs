@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -758,6 +758,24 @@ fn a_file_that_grew_since_it_was_listed_is_not_sent_as_its_first_bytes() {
         assert_eq!(sent.files_sent, 0);
         write(&s.join("src/f"), b"abc");
     }
+}
+
+#[test]
+fn a_file_replaced_by_a_fifo_after_listing_is_reported_not_waited_on() {
+    // Opening a FIFO for reading waits for a writer: the sender would
+    // hang for ever on its sum or its data.
+    let s = Scratch::new("fifo-swap");
+    write(&s.join("src/f"), b"abc");
+    let swap = || {
+        fs::remove_file(s.join("src/f")).unwrap();
+        let path = std::ffi::CString::new(s.join("src/f").into_os_string().into_vec()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    };
+    let (sent, got) = sender_answers(&s.join("src"), Some(vec![1]), &[1], &swap);
+    assert_eq!(got.first(), Some(&Msg::Sums(vec![None])), "{got:?}");
+    assert!(matches!(got.last(), Some(Msg::FileError { index: 1, message }) if message.contains("regular file")), "{got:?}");
+    assert_eq!(sent.unwrap().files_sent, 0);
 }
 
 #[test]
