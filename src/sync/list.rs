@@ -333,11 +333,6 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// BLAKE3 hash of a file's content, read without following a final symlink.
-pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    hash_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
-}
-
 const HASH_BUF: usize = 256 * 1024;
 
 /// Flags for opening a file that was listed (or lstat'ed) as a regular
