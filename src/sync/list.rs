@@ -130,9 +130,10 @@ pub struct ListOptions {
     pub links: bool,
     /// `-D`: list devices, fifos and sockets.
     pub devices: bool,
-    /// `-c`: compare by content. The list itself carries no hash (protocol
-    /// 6): the sender hashes the files the receiver asks sums for
-    /// ([`sums_of`]), and every other file once, as it sends it.
+    /// `-c`: compare by content. The walk does not read it (protocol 6:
+    /// the list carries no hash; the sender hashes whatever files the
+    /// receiver asks sums for, [`sums_of`], with or without it); it is
+    /// the `-c` forwarded to a remote receiver (`remote`), which decides.
     pub checksum: bool,
 }
 
@@ -332,18 +333,24 @@ fn truncate_name(name: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// BLAKE3 hash of a file's content, read without following a final symlink.
-pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    hash_with(path, &mut vec![0u8; HASH_BUF]).map(|(h, _)| h)
-}
-
 const HASH_BUF: usize = 256 * 1024;
+
+/// Flags for opening a file that was listed (or lstat'ed) as a regular
+/// file: no symlink followed, and no wait should it have been replaced by
+/// a FIFO since (opening one for reading waits for a writer; on a
+/// regular file O_NONBLOCK changes nothing). The caller checks the opened
+/// file is still a regular file.
+pub const OPEN_LISTED: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
 /// The hash, and the file's stamp taken before it was read.
 fn hash_with(path: &Path, buf: &mut [u8]) -> std::io::Result<([u8; 32], Stamp)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    let stamp = Stamp::of(&file.metadata()?);
+    let mut file = fs::OpenOptions::new().read(true).custom_flags(OPEN_LISTED).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let stamp = Stamp::of(&meta);
     let mut hasher = blake3::Hasher::new();
     loop {
         let n = match file.read(buf) {

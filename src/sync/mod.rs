@@ -29,8 +29,8 @@
 //!   Entries* EndOfList ------------------>  validate the whole list, plan
 //!              <------------------------- WantSums{i...}  (-c only, files
 //!   Sums{sum|none...} ------------------>   DEST has at the same size;
-//!     (hashed on every core while the       DEST's hashed meanwhile)
-//!      receiver hashes its own)
+//!     (hashed on every core while the       DEST's hashed meanwhile;
+//!      receiver hashes its own)             one pair per 65,536 files)
 //!              <------------- Request{i, signature, chunks}* EndOfPhase
 //!   per request: FileStart{i}             (a generator thread computes the
 //!     (Literal | Delta{len} | Copy{k,n})*  fast_rsync block signature and
@@ -59,7 +59,7 @@
 //! first, so a first copy read each source twice. A false sum can only
 //! make the receiver keep its own file or fetch one it did not need; it
 //! cannot make anything land unchecked. BLAKE3 is a cryptographic hash (rsync's xxh128 is not): a
-//! sender cannot make two contents collide in the list sum or in the
+//! sender cannot make two contents collide in a `-c` sum or in the
 //! whole-file check, so the receiver's check of what lands stays an
 //! integrity check against a hostile peer, not only against corruption;
 //! it replaced SHA-256 (protocol version 4) because it is about 3.5x
@@ -94,7 +94,8 @@
 //! hash and size like any other file; a file that changed during the copy
 //! fails the check and is sent again through the pipe in the redo phase.
 //! A remote sender's `LocalCopy` is refused. `--no-whole-file` runs the
-//! remote protocol over the pipes, deltas included. The sender never holds more than one segment; the
+//! remote protocol over the pipes, deltas included. The sender holds one
+//! segment (a few, one a thread, for a large file's delta search); the
 //! receiver holds the old file (up to [`receive::ReceiveOptions::max_basis`],
 //! larger old files are fetched whole) and one segment. Either side may
 //! send `Error` and stop; the other reports it.
@@ -103,7 +104,8 @@
 //!
 //! The receiver trusts nothing: list entries (relative, no `..`, no NUL,
 //! bounded, unique, parents listed first), sizes (never more than
-//! declared), every file's BLAKE3 hash before its rename, message order. Every
+//! declared), every file's BLAKE3 hash before its rename, message order
+//! (one `Sums` answer per `WantSums`, one sum per file asked). Every
 //! listed directory is made a real directory before anything below it is
 //! written, so nothing is written through a symlink; files land by temp
 //! file (named [`receive::TMP_PREFIX`]`...`, removed by the next run) +
@@ -120,8 +122,10 @@
 //! entries are made durable the same way after their renames, at the end.
 //! A crash therefore leaves under each name the old file or the
 //! new one, whole and on disk, never a part: an unrenamed temp file is
-//! removed by the next run. The sender checks that the receiver asks only for files
-//! of the list and sends sane signatures. A refused list changes nothing;
+//! removed by the next run. The sender checks that the receiver asks (data or sums)
+//! only for regular files of the list and sends sane signatures, and
+//! reports a file that changed size since it was listed instead of
+//! sending its first listed bytes. A refused list changes nothing;
 //! a lie found mid-transfer (size, hash twice, bad delta) ends the session
 //! leaving the file being received as it was, but files already landed
 //! stay (each whole and verified).
@@ -153,8 +157,9 @@
 //!   size, on both sides at once (`WantSums`), with BLAKE3 on every core;
 //!   the sender reuses such a hash for a file whose inode and ctime have
 //!   not changed and hashes every other file as it sends it, so each SRC
-//!   byte is read and hashed once, and the receiver hashes what it
-//!   receives once. BLAKE3 runs at about 4 GB/s a core
+//!   byte is hashed once (and read once, but for a file of the same size
+//!   whose sum differs: read for its sum, then to send it), and the
+//!   receiver hashes what it receives once. BLAKE3 runs at about 4 GB/s a core
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
 //!   receiver holds a whole old file (up to 512 MiB) as the basis (the
 //!   generator's read for the signature, handed over: read once); a large

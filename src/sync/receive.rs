@@ -782,8 +782,12 @@ impl<'a> Receiver<'a> {
             let theirs = match reader.read()? {
                 Msg::Sums(sums) if sums.len() == batch.len() => sums,
                 Msg::Sums(sums) => {
-                    return Err(Error::usage("sync protocol violation")
-                        .because(format!("the sender answered {} sums for {} files", sums.len(), batch.len())))
+                    let first = self.entries[batch[0].0].display();
+                    return Err(Error::usage("sync protocol violation").because(format!(
+                        "the sender answered {} sums when asked for {} ({first} first)",
+                        sums.len(),
+                        batch.len()
+                    )));
                 }
                 other => return Err(unexpected(&other, "sums")),
             };
@@ -1518,7 +1522,7 @@ pub fn block_size(len: u64) -> u32 {
 fn read_basis(path: &Path, max: u64) -> Result<Vec<u8>> {
     let mut file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(super::list::OPEN_LISTED)
         .open(path)
         .env_context(|| format!("cannot open {}", path.display()))?;
     let meta = file.metadata().env_context(|| format!("cannot read {}", path.display()))?;
@@ -1552,7 +1556,7 @@ fn copy_local(
     meter: &mut Meter,
 ) -> std::io::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let src = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(source)?;
+    let src = OpenOptions::new().read(true).custom_flags(super::list::OPEN_LISTED).open(source)?;
     if !src.metadata()?.is_file() {
         return Err(std::io::Error::other("no longer a regular file"));
     }

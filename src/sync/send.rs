@@ -76,8 +76,9 @@ fn send_session<R: Read, W: Write>(
     let mut buf = Vec::with_capacity(wire::SEGMENT);
     // `-c` sums taken for `WantSums`, by list index: phase 1 reuses them
     // for `FileEnd`; the redo phase (a file whose data did not match)
-    // always hashes what it sends.
-    let mut sums: Vec<Option<([u8; 32], Stamp)>> = vec![None; list.entries.len()];
+    // always hashes what it sends. Made on the first `WantSums` (a run
+    // without `-c` has none; a slot is about 100 bytes a listed entry).
+    let mut sums: Vec<Option<([u8; 32], Stamp)>> = Vec::new();
     let mut phase = 1;
     let refuse = |writer: &mut Writer<W>, index: u32| -> Error {
         let err = Error::usage("sync protocol violation")
@@ -94,6 +95,9 @@ fn send_session<R: Read, W: Write>(
                     return Err(refuse(&mut writer, bad));
                 }
                 let hashed = super::list::sums_of(list, &indices);
+                if sums.is_empty() {
+                    sums = vec![None; list.entries.len()];
+                }
                 let mut answer: Vec<Option<[u8; LIST_SUM]>> = Vec::with_capacity(indices.len());
                 for (&i, h) in indices.iter().zip(hashed) {
                     answer.push(h.map(|(full, _)| full[..LIST_SUM].try_into().unwrap()));
@@ -158,7 +162,7 @@ type Sums = [Option<([u8; 32], Stamp)>];
 fn open_listed(sums: &Sums, index: u32, source: &Path, reuse_sum: bool) -> std::result::Result<(File, Option<[u8; 32]>), String> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(super::list::OPEN_LISTED)
         .open(source)
         .map_err(|err| format!("cannot open: {err}"))?;
     let known = match file.metadata() {
@@ -402,6 +406,15 @@ fn answer<W: Write>(
                 }
             }
         }
+    }
+    // The receiver takes exactly the listed size, so a file that grew
+    // since it was listed (a log, a keyring being written) would land as
+    // its first bytes, a whole-looking torn file: one more byte says so
+    // (the local copy reads one byte past the size for the same reason).
+    match Read::by_ref(&mut file).take(1).read_to_end(&mut Vec::new()) {
+        Ok(0) => {}
+        Ok(_) => return fail(writer, stats, "changed size while being sent".into()),
+        Err(err) => return fail(writer, stats, format!("cannot read: {err}")),
     }
     stats.files_sent += 1;
     let hash = known.unwrap_or_else(|| hasher.finalize().into());

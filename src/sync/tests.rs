@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::io::Write as _;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -508,13 +509,46 @@ fn sums_that_do_not_answer_the_question_are_refused() {
         w.send(&Msg::Sums(vec![None, None]))?;
         w.flush()
     });
-    assert_refused(result, "answered 2 sums for 1 files");
+    assert_refused(result, "answered 2 sums when asked for 1 (d/f first)");
     let result = hostile_sums(&dest, |r, w| {
         want_sums(r)?;
         w.send(&Msg::FileStart { index: 1 })?;
         w.flush()
     });
     assert_refused(result, "expected sums, got file start");
+    assert_eq!(snapshot(&dest), before);
+}
+
+#[test]
+fn sums_unasked_twice_or_asked_for_by_the_sender_are_refused() {
+    let s = Scratch::new("hostile-sums-order");
+    let dest = hostile_dest(&s);
+    let before = snapshot(&dest);
+    // A second answer to one question.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::Sums(vec![None]))?;
+        w.send(&Msg::Sums(vec![None]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"new".to_vec()), Msg::FileEnd { index, hash: strong(b"new") }])
+    });
+    assert_refused(result, "got sums");
+    // The sender asking the receiver for sums.
+    let result = hostile_sums(&dest, |r, w| {
+        want_sums(r)?;
+        w.send(&Msg::WantSums(vec![1]))?;
+        w.flush()
+    });
+    assert_refused(result, "got a request for sums");
+    // Sums nobody asked for: DEST has no file of that size, so no question.
+    let entries = vec![entry(b"d", FileKind::Dir, 0), entry(b"d/f", FileKind::File, 4)];
+    let recv = ReceiveOptions { checksum: true, ..archive().1 };
+    let result = hostile_with(&dest, entries, |r, w| {
+        w.send(&Msg::Sums(vec![None]))?;
+        w.flush()?;
+        serve(r, w, &|index| vec![Msg::FileStart { index }, Msg::Literal(b"news".to_vec()), Msg::FileEnd { index, hash: strong(b"news") }])
+    }, recv);
+    assert_refused(result, "got sums");
     assert_eq!(snapshot(&dest), before);
 }
 
@@ -658,6 +692,90 @@ fn against_sender(src: &Path, request: Msg) -> Result<super::send::SendStats> {
         });
         super::send::send(&list, from_receiver, to_receiver, &Silent)
     })
+}
+
+/// What the real sender answers a scripted receiver that asks, in the
+/// first phase, for each of `wanted` whole (`WantSums` first when given),
+/// up to the sender's closing `EndOfPhase`. `change` runs once the list
+/// is sent (a source that changes after it was listed).
+fn sender_answers(src: &Path, sums: Option<Vec<u32>>, wanted: &[u32], change: &(dyn Fn() + Sync)) -> (Result<super::send::SendStats>, Vec<Msg>) {
+    let (list_opts, _) = archive();
+    let list = super::list::build(&[src.to_path_buf()], &list_opts, &super::filter::Filter::new()).unwrap();
+    let (from_sender, to_receiver) = std::io::pipe().unwrap();
+    let (from_receiver, to_sender) = std::io::pipe().unwrap();
+    std::thread::scope(|scope| {
+        let script = scope.spawn(move || -> Result<Vec<Msg>> {
+            let mut r = Reader::new(from_sender);
+            let mut w = Writer::new(to_sender);
+            w.send(&Msg::Hello { version: VERSION })?;
+            w.flush()?;
+            while !matches!(r.read()?, Msg::EndOfList) {}
+            change();
+            let mut got = Vec::new();
+            if let Some(indices) = sums {
+                w.send(&Msg::WantSums(indices))?;
+                w.flush()?;
+                got.push(r.read()?);
+            }
+            for &index in wanted {
+                w.send(&Msg::Request { index, signature: Vec::new(), chunks: Vec::new() })?;
+            }
+            w.send(&Msg::EndOfPhase)?;
+            w.flush()?;
+            loop {
+                match r.read()? {
+                    Msg::EndOfPhase => break,
+                    m => got.push(m),
+                }
+            }
+            w.send(&Msg::EndOfPhase)?;
+            w.flush()?;
+            r.read()?;
+            w.send(&Msg::Done)?;
+            w.flush()?;
+            Ok(got)
+        });
+        let sent = super::send::send(&list, from_receiver, to_receiver, &Silent);
+        (sent, script.join().unwrap().unwrap())
+    })
+}
+
+#[test]
+fn a_file_that_grew_since_it_was_listed_is_not_sent_as_its_first_bytes() {
+    // The receiver takes exactly the listed size: a prefix of a file that
+    // grew (a log, a keyring being written) must not land as the file.
+    let s = Scratch::new("grown");
+    write(&s.join("src/f"), b"abc");
+    let grow = || fs::OpenOptions::new().append(true).open(s.join("src/f")).unwrap().write_all(b"def").unwrap();
+    for sums in [None, Some(vec![1])] {
+        let (sent, got) = sender_answers(&s.join("src"), sums.clone(), &[1], &grow);
+        let sent = sent.unwrap();
+        assert!(
+            matches!(got.last(), Some(Msg::FileError { index: 1, message }) if message.contains("changed size")),
+            "with sums {sums:?}: {got:?}"
+        );
+        assert!(!got.iter().any(|m| matches!(m, Msg::FileEnd { .. })), "{got:?}");
+        assert_eq!(sent.files_sent, 0);
+        write(&s.join("src/f"), b"abc");
+    }
+}
+
+#[test]
+fn a_file_replaced_by_a_fifo_after_listing_is_reported_not_waited_on() {
+    // Opening a FIFO for reading waits for a writer: the sender would
+    // hang for ever on its sum or its data.
+    let s = Scratch::new("fifo-swap");
+    write(&s.join("src/f"), b"abc");
+    let swap = || {
+        fs::remove_file(s.join("src/f")).unwrap();
+        let path = std::ffi::CString::new(s.join("src/f").into_os_string().into_vec()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    };
+    let (sent, got) = sender_answers(&s.join("src"), Some(vec![1]), &[1], &swap);
+    assert_eq!(got.first(), Some(&Msg::Sums(vec![None])), "{got:?}");
+    assert!(matches!(got.last(), Some(Msg::FileError { index: 1, message }) if message.contains("regular file")), "{got:?}");
+    assert_eq!(sent.unwrap().files_sent, 0);
 }
 
 #[test]

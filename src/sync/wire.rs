@@ -276,7 +276,16 @@ impl Msg {
     }
 
     /// Parses one payload; strict: bounds, known codes, nothing left over.
-    pub fn decode(tag: u8, payload: &[u8]) -> Result<Msg> {
+    /// File data and list entries keep the buffer they were read into (no
+    /// second copy of every byte received).
+    pub fn decode(tag: u8, payload: Vec<u8>) -> Result<Msg> {
+        match tag {
+            T_LITERAL if payload.len() > SEGMENT => return Err(bad("literal data larger than a segment")),
+            T_LITERAL => return Ok(Msg::Literal(payload)),
+            T_ENTRIES => return Ok(Msg::Entries(payload)),
+            _ => {}
+        }
+        let payload = &payload[..];
         let mut r = Cursor { buf: payload, pos: 0 };
         let msg = match tag {
             T_HELLO => {
@@ -285,7 +294,6 @@ impl Msg {
                 }
                 Msg::Hello { version: r.u32()? }
             }
-            T_ENTRIES => Msg::Entries(r.rest().to_vec()),
             T_END_LIST => Msg::EndOfList,
             T_WANT_SUMS => {
                 let mut indices: Vec<u32> = Vec::new();
@@ -339,7 +347,6 @@ impl Msg {
             }
             T_END_PHASE => Msg::EndOfPhase,
             T_FILE_START => Msg::FileStart { index: r.u32()? },
-            T_LITERAL => Msg::Literal(r.rest().to_vec()),
             T_DELTA => {
                 let len = r.u32()?;
                 if len as usize > SEGMENT {
@@ -367,11 +374,6 @@ impl Msg {
         };
         if r.pos != payload.len() {
             return Err(bad("trailing bytes after a message"));
-        }
-        if let Msg::Literal(d) = &msg {
-            if d.len() > SEGMENT {
-                return Err(bad("literal data larger than a segment"));
-            }
         }
         Ok(msg)
     }
@@ -774,14 +776,7 @@ impl<R: Read> Reader<R> {
         };
         self.inner.read_exact(&mut payload).map_err(broken)?;
         self.bytes += 5 + len as u64;
-        // File data and list entries keep the buffer they were read into
-        // (no second copy of every byte received).
-        match head[0] {
-            T_LITERAL if len > SEGMENT => Err(bad("literal data larger than a segment")),
-            T_LITERAL => Ok(Msg::Literal(payload)),
-            T_ENTRIES => Ok(Msg::Entries(payload)),
-            tag => Msg::decode(tag, &payload),
-        }
+        Msg::decode(head[0], payload)
     }
 }
 
@@ -1051,8 +1046,34 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_buffer_never_shows_an_earlier_frame() {
+        // A long frame, then shorter and empty ones into its buffer: each
+        // reads back exactly its own bytes, and a frame cut short is an
+        // error, never the previous frame's tail.
+        let frames: Vec<Vec<u8>> = vec![vec![0xaa; 1000], vec![0x11; 10], vec![], vec![0x22; 1500], vec![0x33; 3]];
+        let mut wire: Vec<u8> = frames.iter().flat_map(|f| Msg::Literal(f.clone()).encode()).collect();
+        let cut = Msg::Literal(vec![0x44; 100]).encode();
+        wire.extend_from_slice(&cut[..cut.len() - 50]);
+        let mut r = Reader::new(&wire[..]);
+        for want in &frames {
+            match r.read().unwrap() {
+                Msg::Literal(got) => {
+                    assert_eq!(&got, want);
+                    r.recycle(got);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(r.read().unwrap_err().kind(), crate::error::Kind::Environment);
+    }
+
+    #[test]
     fn data_frames_are_bounded() {
         let big = Msg::Delta { len: SEGMENT as u32 + 1, delta: vec![] }.encode();
         assert!(refused(&big).contains("larger than a segment"));
+        // Literal data too, though its buffer is a recycled one.
+        let big = Msg::Literal(vec![7; SEGMENT + 1]).encode();
+        assert!(refused(&big).contains("literal data larger than a segment"));
+        assert_eq!(Reader::new(&Msg::Literal(vec![7; SEGMENT]).encode()[..]).read().unwrap(), Msg::Literal(vec![7; SEGMENT]));
     }
 }
