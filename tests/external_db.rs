@@ -496,6 +496,87 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     inst.kt(&["server", "stop"]).expect(0);
 }
 
+/// An instance on `cluster` with its server running, a deposit, and a
+/// backup made the documented way (pg_dump, tar of the confdir) in `work`.
+fn serving_instance(cluster: &ExternalCluster, name: &str, work: &TestDir) -> (Instance, PathBuf) {
+    let ca = cluster.ca.to_str().unwrap().to_string();
+    let (dir, confdir, server_port, out) = init(cluster, name, &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca]);
+    let out = out.expect(0);
+    let home = dir.join("home");
+    let inst = Instance { dir, confdir, home, db_port: cluster.port, server_port, init: out };
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let sql = work.join("kts_bak_localhost_2026-01-01_00-00-01.sql");
+    let mut pg_dump = cluster.tool("pg_dump");
+    pg_dump.args(["-U", "admin", "-h"]).arg(&cluster.dir.path).args(["-p", &cluster.port.to_string(), DATABASE]);
+    std::fs::write(&sql, run(&mut pg_dump).expect(0).stdout).unwrap();
+    let documented = work.join("documented.tar");
+    documented_tar(&inst, &sql, &documented);
+    (inst, documented)
+}
+
+/// `cmd`'s outcome, or None when it has not ended within `secs`
+/// (killed then).
+fn run_within(cmd: &mut Command, secs: u64) -> Option<Run> {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(Run::from(child.wait_with_output().unwrap()))
+}
+
+/// The restore lock is held from the load until the restore is over,
+/// undo included: a restore A that failed after its swap (a garbage
+/// certificate: the server does not start) and is undoing it (held there
+/// by a table lock of the test's) still locks out a restore B, which
+/// would otherwise swap in its tables for A's undo to drop.
+#[test]
+fn a_second_restore_is_refused_until_the_first_has_undone_its_swap() {
+    let cluster = ExternalCluster::start();
+    let work = TestDir::new("ext-lock-work");
+    let (inst, documented) = serving_instance(&cluster, "ext-lock", &work);
+    let bad_cert = work.join("bad-cert.tar");
+    let cert_member = inst.confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    replace_member(&documented, &bad_cert, cert_member.strip_prefix("/").unwrap().to_str().unwrap(), "not a certificate\n");
+    let before = dump_as_admin(&cluster, &[]);
+
+    // The test's session: as soon as A's swap committed, it takes a lock
+    // on the restored deposits table that A's undo (DROP TABLE) waits for.
+    let mut locker = cluster.psql(DATABASE).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lock_stdin = locker.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut lock_stdin,
+        b"BEGIN;\nDO $$ BEGIN LOOP EXIT WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_prev\\_%'); PERFORM pg_sleep(0.002); END LOOP; END $$;\n\
+          LOCK TABLE public.deposits IN ACCESS SHARE MODE;\n",
+    )
+    .unwrap();
+    let mut a = kt().arg("-c").arg(&inst.confdir).args(["restore", bad_cert.to_str().unwrap(), "--yes", "--allow-unsigned"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity s ON s.pid = l.pid \
+                WHERE c.relname = 'deposits' AND l.mode = 'AccessShareLock' AND l.granted AND s.usename = 'admin' AND l.pid <> pg_backend_pid()";
+    wait_until(|| cluster.admin(DATABASE, held) != "0", "the test's session locked the restored deposits table");
+    assert!(a.try_wait().unwrap().is_none(), "restore A ended before the test held it in its undo");
+    assert!(restore_schemas(&cluster).contains("kt_restore_prev_"), "restore A undid its swap before the test held it: {}", restore_schemas(&cluster));
+
+    let b = run_within(kt().arg("-c").arg(&inst.confdir).args(["restore", documented.to_str().unwrap(), "--yes", "--allow-unsigned"]), 30);
+    let b = b.expect("restore B was not refused on the restore lock while A undoes its swap (it went on, and waits for the tables)");
+    let b = b.expect(3);
+    assert!(b.stderr.contains("another kt restore is running"), "{}", b.stderr);
+
+    drop(lock_stdin);
+    locker.wait().unwrap();
+    let a = Run::from(a.wait_with_output().unwrap()).expect(3);
+    assert!(a.stderr.contains("rolled back") && a.stderr.contains("moved kt's tables into the schema"), "{}", a.stderr);
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
+    assert_eq!(restore_schemas(&cluster), "", "no scratch schema or safety copy stays");
+    inst.kt(&["server", "stop"]).expect(0);
+}
+
 #[track_caller]
 fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
