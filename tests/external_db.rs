@@ -389,6 +389,8 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     // tables while loading: refused, the scratch schema dropped, nothing
     // changed.
     let dump_text = std::fs::read_to_string(&sql).unwrap();
+    // A role kt's role may switch to (SET ROLE needs only membership).
+    cluster.admin(DATABASE, &format!("CREATE ROLE ktother NOLOGIN; GRANT ktother TO {ROLE}"));
     let before = dump_as_admin(&cluster, &[]);
     for (n, (extra, needle)) in [
         ("CREATE TABLE public.extra (a integer);\n", "not kt's schema"),
@@ -407,6 +409,12 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
         ("CREATE SEQUENCE public.s;\nALTER SEQUENCE public.s SET SCHEMA public;\n", "a sequence"),
         // A vertical tab is a blank to PostgreSQL 16 and later.
         ("CREATE INDEX i ON public\x0b.deposits USING btree (name);\n", "a statement kt does not load: CREATE INDEX"),
+        // A check run for every row loaded switches the session's role:
+        // the statements after it would run with that role's rights.
+        (
+            "ALTER TABLE ONLY public.organizations ADD CONSTRAINT c CHECK (pg_catalog.set_config('role', 'ktother', false) <> '');\n",
+            "the load's role changed from ktapp to ktother",
+        ),
     ]
     .iter()
     .enumerate()
