@@ -585,6 +585,47 @@ fn a_second_restore_is_refused_until_the_first_has_undone_its_swap() {
     inst.kt(&["server", "stop"]).expect(0);
 }
 
+/// A schema named after kt's role, made by another role, would come
+/// first in the default search_path (`"$user", public`): kt's sessions
+/// (kt's commands, kt serve, pg_dump) pin `public`, so the planted tables
+/// get nothing and kt's own get everything.
+#[test]
+fn a_schema_named_after_kts_role_takes_nothing_over() {
+    let cluster = ExternalCluster::start();
+    let work = TestDir::new("ext-user-schema-work");
+    let (inst, _) = serving_instance(&cluster, "ext-user-schema", &work);
+    inst.kt(&["server", "stop"]).expect(0);
+    cluster.admin(
+        DATABASE,
+        &format!(
+            "CREATE SCHEMA {ROLE} AUTHORIZATION admin; GRANT USAGE ON SCHEMA {ROLE} TO {ROLE};\
+             CREATE TABLE {ROLE}.deposits (LIKE public.deposits INCLUDING DEFAULTS);\
+             CREATE TABLE {ROLE}.organizations (LIKE public.organizations INCLUDING DEFAULTS);\
+             GRANT ALL ON ALL TABLES IN SCHEMA {ROLE} TO {ROLE}"
+        ),
+    );
+    // Without the pin, kt's role resolves unqualified names there.
+    let mut plain = cluster.tool("psql");
+    plain.args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM deposits; SELECT current_schemas(false)::text"]);
+    plain.env("PGPASSWORD", PASSWORD).env("PGSSLMODE", "require").args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", ROLE, "-d", DATABASE]);
+    let out = run(&mut plain).expect(0);
+    assert!(out.stdout.contains(&format!("{{{ROLE},public}}")), "the planted schema is on the default path: {}", out.stdout);
+
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "beta", "");
+    let (cdir, out) = register(&inst, "web02", "beta", "");
+    out.expect(0);
+    let data = inst.dir.join("data");
+    std::fs::write(&data, "the secret key").unwrap();
+    let uuid = client(&cdir, &["put", "k1", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "the secret key");
+    assert_eq!(cluster.admin(DATABASE, &format!("SELECT count(*) FROM {ROLE}.deposits")), "0", "the planted deposits table got a deposit");
+    assert_eq!(cluster.admin(DATABASE, &format!("SELECT count(*) FROM {ROLE}.organizations")), "0", "the planted organizations table got an organization");
+    assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM public.deposits"), "1");
+    assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM public.organizations WHERE name = 'beta'"), "1");
+    inst.kt(&["server", "stop"]).expect(0);
+}
+
 #[track_caller]
 fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -25,6 +25,13 @@ use crate::storage::pgtls::MakeRustls;
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every session's search_path is `public`, kt's schema, from the start:
+/// the default `"$user", public` would search a schema named after kt's
+/// role first, and on an external database another role may have made
+/// one (with a `deposits` table in it) to take kt's statements over.
+/// kt's own SQL names nothing outside `public` unqualified.
+const PINNED_OPTIONS: &str = "-c search_path=public";
+
 /// The instance's database and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -114,6 +121,7 @@ impl Endpoint {
             .dbname(&self.dbname)
             .ssl_mode(self.driver_sslmode())
             .application_name(application)
+            .options(PINNED_OPTIONS)
             .connect_timeout(CONNECT_TIMEOUT);
         config
     }
@@ -159,7 +167,8 @@ impl Endpoint {
             .env("PGSSLMODE", self.sslmode.name())
             .env("PGPASSFILE", pgpass)
             .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT.as_secs().to_string())
-            .env("PGAPPNAME", "kt");
+            .env("PGAPPNAME", "kt")
+            .env("PGOPTIONS", PINNED_OPTIONS);
         if let Some(path) = &self.sslrootcert {
             command.env("PGSSLROOTCERT", path);
         }
@@ -234,6 +243,7 @@ mod tests {
         assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-full"));
         assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/kt/db-ca.pem"));
         assert_eq!(get("PGPASSFILE").as_deref(), Some("/c/.pgpass"));
+        assert_eq!(get("PGOPTIONS").as_deref(), Some("-c search_path=public"));
         assert_eq!(env.get("PGSERVICE"), Some(&None), "other PG variables are removed");
         assert_eq!(env.get("PGPASSWORD"), Some(&None));
     }
