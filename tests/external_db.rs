@@ -626,6 +626,39 @@ fn a_schema_named_after_kts_role_takes_nothing_over() {
     inst.kt(&["server", "stop"]).expect(0);
 }
 
+/// The shape check compares inheritance and partitions: two schemas
+/// alike in every table, column and constraint, but in one a table is
+/// another's child (so a query of the parent reads its rows), or attached
+/// as its partition, are told apart.
+#[test]
+fn the_shape_check_sees_inheritance_and_partitions() {
+    let cluster = ExternalCluster::start();
+    let mut db = postgres::Config::new()
+        .host_path(&cluster.dir.path)
+        .port(cluster.port)
+        .user("admin")
+        .dbname(DATABASE)
+        .connect(postgres::NoTls)
+        .expect("the administrator by the socket");
+    let make = |db: &mut postgres::Client, ns: &str| {
+        db.batch_execute(&format!(
+            "CREATE SCHEMA {ns}; CREATE TABLE {ns}.parent (a integer); CREATE TABLE {ns}.child (a integer);\
+             CREATE TABLE {ns}.whole (a integer) PARTITION BY LIST (a); CREATE TABLE {ns}.part (a integer)"
+        ))
+        .unwrap();
+    };
+    for ns in ["shape_a", "shape_b", "shape_c"] {
+        make(&mut db, ns);
+    }
+    let describe = |db: &mut postgres::Client, ns: &str| kt::storage::shape::describe_schema(db, ns).unwrap();
+    let plain = describe(&mut db, "shape_a");
+    assert_eq!(describe(&mut db, "shape_b"), plain, "alike schemas compare equal");
+    db.batch_execute("ALTER TABLE shape_b.child INHERIT shape_b.parent").unwrap();
+    assert_ne!(describe(&mut db, "shape_b"), plain, "a table made another's child is not seen");
+    db.batch_execute("ALTER TABLE shape_c.whole ATTACH PARTITION shape_c.part FOR VALUES IN (1)").unwrap();
+    assert_ne!(describe(&mut db, "shape_c"), plain, "a table attached as a partition is not seen");
+}
+
 #[track_caller]
 fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
