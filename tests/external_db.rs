@@ -575,6 +575,7 @@ fn a_second_restore_is_refused_until_the_first_has_undone_its_swap() {
     let b = b.expect("restore B was not refused on the restore lock while A undoes its swap (it went on, and waits for the tables)");
     let b = b.expect(3);
     assert!(b.stderr.contains("another kt restore is running"), "{}", b.stderr);
+    assert!(b.stderr.contains(&format!("(role {ROLE}, application \"kt restore\", from 127.0.0.1")), "the holder is named: {}", b.stderr);
 
     drop(lock_stdin);
     locker.wait().unwrap();
@@ -582,6 +583,28 @@ fn a_second_restore_is_refused_until_the_first_has_undone_its_swap() {
     assert!(a.stderr.contains("rolled back") && a.stderr.contains("moved kt's tables into the schema"), "{}", a.stderr);
     assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
     assert_eq!(restore_schemas(&cluster), "", "no scratch schema or safety copy stays");
+
+    // A schema kt_restore_prev_<pid> that another role made, planted
+    // while restore C checks what it loaded (it waits for the migration
+    // lock, which this test holds): the swap is refused, naming the owner.
+    let mut locker = cluster.psql(DATABASE).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lock_stdin = locker.stdin.take().unwrap();
+    std::io::Write::write_all(&mut lock_stdin, b"SELECT pg_advisory_lock(7742940530147159393);\n").unwrap();
+    let granted = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND a.usename = 'admin'";
+    wait_until(|| cluster.admin(DATABASE, granted) != "0", "the test holds the migration lock");
+    let c = kt().arg("-c").arg(&inst.confdir).args(["restore", documented.to_str().unwrap(), "--yes", "--allow-unsigned"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until(|| restore_schemas(&cluster).contains("kt_restore_ref_"), "restore C loaded and checks");
+    let schemas = restore_schemas(&cluster);
+    let pid = schemas.split(',').find_map(|n| n.strip_prefix("kt_restore_load_")).expect("C's scratch schema").to_string();
+    cluster.admin(DATABASE, &format!("CREATE SCHEMA kt_restore_prev_{pid}"));
+    drop(lock_stdin);
+    locker.wait().unwrap();
+    let c = Run::from(c.wait_with_output().unwrap()).expect(3);
+    assert!(c.stderr.contains(&format!("the schema kt_restore_prev_{pid} exists already (owned by the role admin, not kt's)")), "{}", c.stderr);
+    assert!(c.stderr.contains("rolled back"), "{}", c.stderr);
+    assert_eq!(restore_schemas(&cluster), format!("kt_restore_prev_{pid}"), "the planted schema is left alone, C's scratch schema dropped");
+    cluster.admin(DATABASE, &format!("DROP SCHEMA kt_restore_prev_{pid}"));
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
     inst.kt(&["server", "stop"]).expect(0);
 }
 

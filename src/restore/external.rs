@@ -188,13 +188,38 @@ pub fn load(instance: &Instance, dump: &Path, progress: &dyn Progress) -> Result
     Ok(loaded)
 }
 
-/// Takes the restore lock on `db`'s session (held until the session ends).
+/// Takes the restore lock on `db`'s session (held until the session
+/// ends). Refused, the message names the session holding it, as far as
+/// kt's role may see it: any session of the database can take an
+/// advisory lock, not only a kt restore.
 fn lock(db: &mut postgres::Client, endpoint: &Endpoint) -> Result<()> {
     let locked: bool = db.query_one("SELECT pg_try_advisory_lock($1)", &[&RESTORE_LOCK]).map_err(sql_failed("take the restore lock"))?.get(0);
-    if !locked {
-        return Err(Error::env(format!("another kt restore is running on {}", endpoint.address())).with_hint("wait for it to finish, then try again"));
+    if locked {
+        return Ok(());
     }
-    Ok(())
+    let holder = db
+        .query_opt(
+            "SELECT l.pid, COALESCE(a.usename::text, ''), COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local') \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid::int8 = ($1::int8 >> 32) AND l.objid::int8 = ($1::int8 & 4294967295) LIMIT 1",
+            &[&RESTORE_LOCK],
+        )
+        .ok()
+        .flatten();
+    let (what, hint) = match holder {
+        Some(row) => {
+            let (pid, user, application, from): (i32, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+            let user = if user.is_empty() { "a role kt cannot see".to_string() } else { format!("role {user}") };
+            (
+                format!("the restore lock is held by the session {pid} ({user}, application {application:?}, from {from})"),
+                format!("wait for that restore to finish, then try again; if the session is no kt restore, its owner (or the database's administrator: SELECT pg_terminate_backend({pid})) ends it"),
+            )
+        }
+        None => ("the restore lock is held by a session kt's role cannot see".to_string(), "wait for it to finish, then try again".to_string()),
+    };
+    Err(Error::env(format!("another kt restore is running on {}", endpoint.address())).because(what).with_hint(hint))
 }
 
 fn create_schema(db: &mut postgres::Client, name: &str, marker: &str) -> Result<()> {
@@ -271,13 +296,14 @@ pub fn swap_in(mut loaded: Loaded, journal: &mut Journal, progress: &dyn Progres
     while serve_sessions(&mut *control)? > 0 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let exists = control
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&previous])
-        .map_err(sql_failed("list the schemas"))?
-        .is_some();
-    if exists {
-        return Err(Error::env(format!("the schema {previous} exists already (an earlier restore's safety copy): not touching it"))
-            .with_hint(format!("check what it holds, drop it (DROP SCHEMA {previous} CASCADE) when it is not needed, then restore again")));
+    let owner = control
+        .query_opt("SELECT pg_get_userbyid(nspowner)::text, pg_get_userbyid(nspowner) = current_user FROM pg_namespace WHERE nspname = $1", &[&previous])
+        .map_err(sql_failed("list the schemas"))?;
+    if let Some(row) = owner {
+        let (owner, ours): (String, bool) = (row.get(0), row.get(1));
+        let whose = if ours { format!("owned by kt's role {owner}: an earlier restore's safety copy") } else { format!("owned by the role {owner}, not kt's") };
+        return Err(Error::env(format!("the schema {previous} exists already ({whose}): not touching it"))
+            .with_hint(format!("check what it holds, drop it (DROP SCHEMA {previous} CASCADE, as {owner}) when it is not needed, then restore again")));
     }
     let scratch = loaded.schema.clone();
     {
