@@ -11,6 +11,8 @@
 //!
 //! The password comes from the confdir's `.pgpass` in both modes: read
 //! here for kt's own connections, handed to libpq's tools as PGPASSFILE.
+//! Every session's search_path is pinned to `public` (see
+//! [`PINNED_OPTIONS`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
