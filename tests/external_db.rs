@@ -424,6 +424,8 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     // tables while loading: refused, the scratch schema dropped, nothing
     // changed.
     let dump_text = std::fs::read_to_string(&sql).unwrap();
+    // A role kt's role may switch to (SET ROLE needs only membership).
+    cluster.admin(DATABASE, &format!("CREATE ROLE ktother NOLOGIN; GRANT ktother TO {ROLE}"));
     let before = dump_as_admin(&cluster, &[]);
     for (n, (extra, needle)) in [
         ("CREATE TABLE public.extra (a integer);\n", "not kt's schema"),
@@ -442,6 +444,12 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
         ("CREATE SEQUENCE public.s;\nALTER SEQUENCE public.s SET SCHEMA public;\n", "a sequence"),
         // A vertical tab is a blank to PostgreSQL 16 and later.
         ("CREATE INDEX i ON public\x0b.deposits USING btree (name);\n", "a statement kt does not load: CREATE INDEX"),
+        // A check run for every row loaded switches the session's role:
+        // the statements after it would run with that role's rights.
+        (
+            "ALTER TABLE ONLY public.organizations ADD CONSTRAINT c CHECK (pg_catalog.set_config('role', 'ktother', false) <> '');\n",
+            "the load's role changed from ktapp to ktother",
+        ),
     ]
     .iter()
     .enumerate()
@@ -529,6 +537,184 @@ fn a_restore_into_the_external_database_swaps_the_tables_or_changes_nothing() {
     assert!(out.stdout.contains("kt_restore_prev_999 holds tables set aside"), "{}", out.stdout);
     cluster.admin(DATABASE, "DROP SCHEMA kt_restore_prev_999");
     inst.kt(&["server", "stop"]).expect(0);
+}
+
+/// An instance on `cluster` with its server running, a deposit, and a
+/// backup made the documented way (pg_dump, tar of the confdir) in `work`.
+fn serving_instance(cluster: &ExternalCluster, name: &str, work: &TestDir) -> (Instance, PathBuf) {
+    let ca = cluster.ca.to_str().unwrap().to_string();
+    let (dir, confdir, server_port, out) = init(cluster, name, &["--db-name", DATABASE, "--db-user", ROLE, "--db-sslrootcert", &ca]);
+    let out = out.expect(0);
+    let home = dir.join("home");
+    let inst = Instance { dir, confdir, home, db_port: cluster.port, server_port, init: out };
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "acme", "");
+    let sql = work.join("kts_bak_localhost_2026-01-01_00-00-01.sql");
+    let mut pg_dump = cluster.tool("pg_dump");
+    pg_dump.args(["-U", "admin", "-h"]).arg(&cluster.dir.path).args(["-p", &cluster.port.to_string(), DATABASE]);
+    std::fs::write(&sql, run(&mut pg_dump).expect(0).stdout).unwrap();
+    let documented = work.join("documented.tar");
+    documented_tar(&inst, &sql, &documented);
+    (inst, documented)
+}
+
+/// `cmd`'s outcome, or None when it has not ended within `secs`
+/// (killed then).
+fn run_within(cmd: &mut Command, secs: u64) -> Option<Run> {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(Run::from(child.wait_with_output().unwrap()))
+}
+
+/// The restore lock is held from the load until the restore is over,
+/// undo included: a restore A that failed after its swap (a garbage
+/// certificate: the server does not start) and is undoing it (held there
+/// by a table lock of the test's) still locks out a restore B, which
+/// would otherwise swap in its tables for A's undo to drop.
+#[test]
+fn a_second_restore_is_refused_until_the_first_has_undone_its_swap() {
+    let cluster = ExternalCluster::start();
+    let work = TestDir::new("ext-lock-work");
+    let (inst, documented) = serving_instance(&cluster, "ext-lock", &work);
+    let bad_cert = work.join("bad-cert.tar");
+    let cert_member = inst.confdir.join(".ssl/ssl-cert-keytrustee.pem");
+    replace_member(&documented, &bad_cert, cert_member.strip_prefix("/").unwrap().to_str().unwrap(), "not a certificate\n");
+    let before = dump_as_admin(&cluster, &[]);
+
+    // The test's session: as soon as A's swap committed, it takes a lock
+    // on the restored deposits table that A's undo (DROP TABLE) waits for.
+    let mut locker = cluster.psql(DATABASE).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lock_stdin = locker.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut lock_stdin,
+        b"BEGIN;\nDO $$ BEGIN LOOP EXIT WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_prev\\_%'); PERFORM pg_sleep(0.002); END LOOP; END $$;\n\
+          LOCK TABLE public.deposits IN ACCESS SHARE MODE;\n",
+    )
+    .unwrap();
+    let mut a = kt().arg("-c").arg(&inst.confdir).args(["restore", bad_cert.to_str().unwrap(), "--yes", "--allow-unsigned"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity s ON s.pid = l.pid \
+                WHERE c.relname = 'deposits' AND l.mode = 'AccessShareLock' AND l.granted AND s.usename = 'admin' AND l.pid <> pg_backend_pid()";
+    wait_until(|| cluster.admin(DATABASE, held) != "0", "the test's session locked the restored deposits table");
+    assert!(a.try_wait().unwrap().is_none(), "restore A ended before the test held it in its undo");
+    assert!(restore_schemas(&cluster).contains("kt_restore_prev_"), "restore A undid its swap before the test held it: {}", restore_schemas(&cluster));
+
+    let b = run_within(kt().arg("-c").arg(&inst.confdir).args(["restore", documented.to_str().unwrap(), "--yes", "--allow-unsigned"]), 30);
+    let b = b.expect("restore B was not refused on the restore lock while A undoes its swap (it went on, and waits for the tables)");
+    let b = b.expect(3);
+    assert!(b.stderr.contains("another kt restore is running"), "{}", b.stderr);
+    assert!(b.stderr.contains(&format!("(role {ROLE}, application \"kt restore\", from 127.0.0.1")), "the holder is named: {}", b.stderr);
+
+    drop(lock_stdin);
+    locker.wait().unwrap();
+    let a = Run::from(a.wait_with_output().unwrap()).expect(3);
+    assert!(a.stderr.contains("rolled back") && a.stderr.contains("moved kt's tables into the schema"), "{}", a.stderr);
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
+    assert_eq!(restore_schemas(&cluster), "", "no scratch schema or safety copy stays");
+
+    // A schema kt_restore_prev_<pid> that another role made, planted
+    // while restore C checks what it loaded (it waits for the migration
+    // lock, which this test holds): the swap is refused, naming the owner.
+    let mut locker = cluster.psql(DATABASE).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lock_stdin = locker.stdin.take().unwrap();
+    std::io::Write::write_all(&mut lock_stdin, b"SELECT pg_advisory_lock(7742940530147159393);\n").unwrap();
+    let granted = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND a.usename = 'admin'";
+    wait_until(|| cluster.admin(DATABASE, granted) != "0", "the test holds the migration lock");
+    let c = kt().arg("-c").arg(&inst.confdir).args(["restore", documented.to_str().unwrap(), "--yes", "--allow-unsigned"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until(|| restore_schemas(&cluster).contains("kt_restore_ref_"), "restore C loaded and checks");
+    let schemas = restore_schemas(&cluster);
+    let pid = schemas.split(',').find_map(|n| n.strip_prefix("kt_restore_load_")).expect("C's scratch schema").to_string();
+    cluster.admin(DATABASE, &format!("CREATE SCHEMA kt_restore_prev_{pid}"));
+    drop(lock_stdin);
+    locker.wait().unwrap();
+    let c = Run::from(c.wait_with_output().unwrap()).expect(3);
+    assert!(c.stderr.contains(&format!("the schema kt_restore_prev_{pid} exists already (owned by the role admin, not kt's)")), "{}", c.stderr);
+    assert!(c.stderr.contains("rolled back"), "{}", c.stderr);
+    assert_eq!(restore_schemas(&cluster), format!("kt_restore_prev_{pid}"), "the planted schema is left alone, C's scratch schema dropped");
+    cluster.admin(DATABASE, &format!("DROP SCHEMA kt_restore_prev_{pid}"));
+    assert_eq!(dump_as_admin(&cluster, &[]), before, "the database is as before");
+    inst.kt(&["server", "stop"]).expect(0);
+}
+
+/// A schema named after kt's role, made by another role, would come
+/// first in the default search_path (`"$user", public`): kt's sessions
+/// (kt's commands, kt serve, pg_dump) pin `public`, so the planted tables
+/// get nothing and kt's own get everything.
+#[test]
+fn a_schema_named_after_kts_role_takes_nothing_over() {
+    let cluster = ExternalCluster::start();
+    let work = TestDir::new("ext-user-schema-work");
+    let (inst, _) = serving_instance(&cluster, "ext-user-schema", &work);
+    inst.kt(&["server", "stop"]).expect(0);
+    cluster.admin(
+        DATABASE,
+        &format!(
+            "CREATE SCHEMA {ROLE} AUTHORIZATION admin; GRANT USAGE ON SCHEMA {ROLE} TO {ROLE};\
+             CREATE TABLE {ROLE}.deposits (LIKE public.deposits INCLUDING DEFAULTS);\
+             CREATE TABLE {ROLE}.organizations (LIKE public.organizations INCLUDING DEFAULTS);\
+             GRANT ALL ON ALL TABLES IN SCHEMA {ROLE} TO {ROLE}"
+        ),
+    );
+    // Without the pin, kt's role resolves unqualified names there.
+    let mut plain = cluster.tool("psql");
+    plain.args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM deposits; SELECT current_schemas(false)::text"]);
+    plain.env("PGPASSWORD", PASSWORD).env("PGSSLMODE", "require").args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", ROLE, "-d", DATABASE]);
+    let out = run(&mut plain).expect(0);
+    assert!(out.stdout.contains(&format!("{{{ROLE},public}}")), "the planted schema is on the default path: {}", out.stdout);
+
+    inst.kt(&["server", "start"]).expect(0);
+    org_with_secret(&inst, "beta", "");
+    let (cdir, out) = register(&inst, "web02", "beta", "");
+    out.expect(0);
+    let data = inst.dir.join("data");
+    std::fs::write(&data, "the secret key").unwrap();
+    let uuid = client(&cdir, &["put", "k1", data.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    assert_eq!(client(&cdir, &["get", &uuid]).expect(0).stdout, "the secret key");
+    assert_eq!(cluster.admin(DATABASE, &format!("SELECT count(*) FROM {ROLE}.deposits")), "0", "the planted deposits table got a deposit");
+    assert_eq!(cluster.admin(DATABASE, &format!("SELECT count(*) FROM {ROLE}.organizations")), "0", "the planted organizations table got an organization");
+    assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM public.deposits"), "1");
+    assert_eq!(cluster.admin(DATABASE, "SELECT count(*) FROM public.organizations WHERE name = 'beta'"), "1");
+    inst.kt(&["server", "stop"]).expect(0);
+}
+
+/// The shape check compares inheritance and partitions: two schemas
+/// alike in every table, column and constraint, but in one a table is
+/// another's child (so a query of the parent reads its rows), or attached
+/// as its partition, are told apart.
+#[test]
+fn the_shape_check_sees_inheritance_and_partitions() {
+    let cluster = ExternalCluster::start();
+    let mut db = postgres::Config::new()
+        .host_path(&cluster.dir.path)
+        .port(cluster.port)
+        .user("admin")
+        .dbname(DATABASE)
+        .connect(postgres::NoTls)
+        .expect("the administrator by the socket");
+    let make = |db: &mut postgres::Client, ns: &str| {
+        db.batch_execute(&format!(
+            "CREATE SCHEMA {ns}; CREATE TABLE {ns}.parent (a integer); CREATE TABLE {ns}.child (a integer);\
+             CREATE TABLE {ns}.whole (a integer) PARTITION BY LIST (a); CREATE TABLE {ns}.part (a integer)"
+        ))
+        .unwrap();
+    };
+    for ns in ["shape_a", "shape_b", "shape_c"] {
+        make(&mut db, ns);
+    }
+    let describe = |db: &mut postgres::Client, ns: &str| kt::storage::shape::describe_schema(db, ns).unwrap();
+    let plain = describe(&mut db, "shape_a");
+    assert_eq!(describe(&mut db, "shape_b"), plain, "alike schemas compare equal");
+    db.batch_execute("ALTER TABLE shape_b.child INHERIT shape_b.parent").unwrap();
+    assert_ne!(describe(&mut db, "shape_b"), plain, "a table made another's child is not seen");
+    db.batch_execute("ALTER TABLE shape_c.whole ATTACH PARTITION shape_c.part FOR VALUES IN (1)").unwrap();
+    assert_ne!(describe(&mut db, "shape_c"), plain, "a table attached as a partition is not seen");
 }
 
 #[track_caller]

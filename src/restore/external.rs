@@ -27,11 +27,20 @@
 //!    are dropped and the previous ones moved back.
 //! 3. After the whole restore succeeded, the previous tables (the safety
 //!    copy, like the local path's database set aside) are dropped: the
-//!    backup is the copy of record then. A schema `kt_restore_prev_*`
+//!    backup is the copy of record then.
+//!
+//! The restore lock is a session lock of the control session [`load`]
+//! opens, and that session lives until the restore is over: the swap's
+//! undo runs on it and [`Aside`] drops the safety copy on it, so the lock
+//! goes only when the journal has committed (and the copy is dropped) or
+//! undone the swap. Released any earlier, a second restore could swap in
+//! between, and this one's undo would drop the tables it put in place. A schema `kt_restore_prev_*`
 //!    that a killed restore left is never dropped by kt: it may hold the
 //!    only copy of the data.
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::instance::Instance;
@@ -59,13 +68,18 @@ const SERVE_APPLICATION: &str = "kt serve";
 /// How long the swap waits for the local server's sessions to end.
 const NODES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The control session, which holds the restore lock: shared by
+/// [`Loaded`], the swap's undo and [`Aside`]; the lock goes with the last
+/// of them.
+type Session = Rc<RefCell<postgres::Client>>;
+
 /// A dump loaded into a scratch schema, not yet in place. Dropped before
 /// the swap, the scratch schema goes (and the restore lock with its
 /// session).
 pub struct Loaded {
     endpoint: Endpoint,
     password: Password,
-    control: postgres::Client,
+    control: Session,
     pub schema: String,
     pub report: LoadReport,
     swapped: bool,
@@ -80,24 +94,29 @@ impl std::fmt::Debug for Loaded {
 impl Drop for Loaded {
     fn drop(&mut self) {
         if !self.swapped {
-            let _ = drop_schema(&mut self.control, &self.schema);
+            let _ = drop_schema(&mut self.control.borrow_mut(), &self.schema);
         }
     }
 }
 
-/// The previous tables, set aside in a schema by [`swap_in`].
-#[derive(Debug)]
+/// The previous tables, set aside in a schema by [`swap_in`]; holds the
+/// restore lock (with its session) until dropped.
 pub struct Aside {
-    endpoint: Endpoint,
-    password: Password,
+    control: Session,
     pub schema: String,
 }
 
+impl std::fmt::Debug for Aside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Aside({})", self.schema)
+    }
+}
+
 impl Aside {
-    /// Drops the previous tables (after the restore succeeded).
+    /// Drops the previous tables (after the restore succeeded), still
+    /// under the restore lock.
     pub fn drop_copy(&self) -> Result<()> {
-        let mut db = self.endpoint.connect(&self.password, "kt restore")?;
-        drop_schema(&mut db, &self.schema)
+        drop_schema(&mut self.control.borrow_mut(), &self.schema)
     }
 }
 
@@ -150,25 +169,57 @@ pub fn load(instance: &Instance, dump: &Path, progress: &dyn Progress) -> Result
     let password = endpoint.password(&instance.layout.pgpass())?;
     let mut control = endpoint.connect(&password, "kt restore")?;
     check_rights(&mut control, &endpoint)?;
-    let locked: bool = control.query_one("SELECT pg_try_advisory_lock($1)", &[&RESTORE_LOCK]).map_err(sql_failed("take the restore lock"))?.get(0);
-    if !locked {
-        return Err(Error::env(format!("another kt restore is running on {}", endpoint.address())).with_hint("wait for it to finish, then try again"));
-    }
+    lock(&mut control, &endpoint)?;
     sweep(&mut control)?;
     let name = format!("{LOAD_PREFIX}{}", std::process::id());
     create_schema(&mut control, &name, SCRATCH_MARKER)?;
+    let control = Rc::new(RefCell::new(control));
     let mut loaded = Loaded { endpoint, password, control, schema: name, report: LoadReport::default(), swapped: false };
     let connect = || loaded.endpoint.connect(&loaded.password, "kt restore");
     let report = load::load_into(&load::Target { connect: &connect, owner: &loaded.endpoint.user, schema: Some(&loaded.schema), sharing: load::Sharing::Shared }, dump, progress)?;
     progress.step("checking that the loaded schema holds kt's schema and nothing else");
     let reference = format!("{REFERENCE_PREFIX}{}", std::process::id());
-    create_schema(&mut loaded.control, &reference, SCRATCH_MARKER)?;
+    create_schema(&mut loaded.control.borrow_mut(), &reference, SCRATCH_MARKER)?;
     let checked = shape::check_schema(&connect, &loaded.schema, &reference);
-    let dropped = drop_schema(&mut loaded.control, &reference);
+    let dropped = drop_schema(&mut loaded.control.borrow_mut(), &reference);
     checked?;
     dropped?;
     loaded.report = report;
     Ok(loaded)
+}
+
+/// Takes the restore lock on `db`'s session (held until the session
+/// ends). Refused, the message names the session holding it, as far as
+/// kt's role may see it: any session of the database can take an
+/// advisory lock, not only a kt restore.
+fn lock(db: &mut postgres::Client, endpoint: &Endpoint) -> Result<()> {
+    let locked: bool = db.query_one("SELECT pg_try_advisory_lock($1)", &[&RESTORE_LOCK]).map_err(sql_failed("take the restore lock"))?.get(0);
+    if locked {
+        return Ok(());
+    }
+    let holder = db
+        .query_opt(
+            "SELECT l.pid, COALESCE(a.usename::text, ''), COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local') \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid::int8 = ($1::int8 >> 32) AND l.objid::int8 = ($1::int8 & 4294967295) LIMIT 1",
+            &[&RESTORE_LOCK],
+        )
+        .ok()
+        .flatten();
+    let (what, hint) = match holder {
+        Some(row) => {
+            let (pid, user, application, from): (i32, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+            let user = if user.is_empty() { "a role kt cannot see".to_string() } else { format!("role {user}") };
+            (
+                format!("the restore lock is held by the session {pid} ({user}, application {application:?}, from {from})"),
+                format!("wait for that restore to finish, then try again; if the session is no kt restore, its owner (or the database's administrator: SELECT pg_terminate_backend({pid})) ends it"),
+            )
+        }
+        None => ("the restore lock is held by a session kt's role cannot see".to_string(), "wait for it to finish, then try again".to_string()),
+    };
+    Err(Error::env(format!("another kt restore is running on {}", endpoint.address())).because(what).with_hint(hint))
 }
 
 fn create_schema(db: &mut postgres::Client, name: &str, marker: &str) -> Result<()> {
@@ -238,23 +289,25 @@ pub fn swap_in(mut loaded: Loaded, journal: &mut Journal, progress: &dyn Progres
     progress.step("putting the loaded tables in place of kt's tables");
     let previous = format!("{PREVIOUS_PREFIX}{}", std::process::id());
     plain(&previous)?;
+    let session = loaded.control.clone();
+    let mut control = session.borrow_mut();
     // The local server was stopped; its sessions end a moment later.
     let until = std::time::Instant::now() + NODES_WAIT;
-    while serve_sessions(&mut loaded.control)? > 0 && std::time::Instant::now() < until {
+    while serve_sessions(&mut *control)? > 0 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let exists = loaded
-        .control
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&previous])
-        .map_err(sql_failed("list the schemas"))?
-        .is_some();
-    if exists {
-        return Err(Error::env(format!("the schema {previous} exists already (an earlier restore's safety copy): not touching it"))
-            .with_hint(format!("check what it holds, drop it (DROP SCHEMA {previous} CASCADE) when it is not needed, then restore again")));
+    let owner = control
+        .query_opt("SELECT pg_get_userbyid(nspowner)::text, pg_get_userbyid(nspowner) = current_user FROM pg_namespace WHERE nspname = $1", &[&previous])
+        .map_err(sql_failed("list the schemas"))?;
+    if let Some(row) = owner {
+        let (owner, ours): (String, bool) = (row.get(0), row.get(1));
+        let whose = if ours { format!("owned by kt's role {owner}: an earlier restore's safety copy") } else { format!("owned by the role {owner}, not kt's") };
+        return Err(Error::env(format!("the schema {previous} exists already ({whose}): not touching it"))
+            .with_hint(format!("check what it holds, drop it (DROP SCHEMA {previous} CASCADE, as {owner}) when it is not needed, then restore again")));
     }
     let scratch = loaded.schema.clone();
     {
-        let mut tx = loaded.control.transaction().map_err(sql_failed("start the swap"))?;
+        let mut tx = control.transaction().map_err(sql_failed("start the swap"))?;
         let nodes = serve_sessions(&mut tx)?;
         if nodes > 0 {
             return Err(Error::env(format!("{nodes} session(s) of kt serve on other nodes use the database: the tables cannot be swapped under them"))
@@ -275,22 +328,31 @@ pub fn swap_in(mut loaded: Loaded, journal: &mut Journal, progress: &dyn Progres
     }
     loaded.swapped = true;
     {
-        let (endpoint, password, previous) = (loaded.endpoint.clone(), loaded.password.clone(), previous.clone());
+        // The undo runs on the locked session: no other restore can have
+        // swapped in since (its tables are not the ones it drops).
+        let (session, endpoint, password, previous) = (session.clone(), loaded.endpoint.clone(), loaded.password.clone(), previous.clone());
         journal.record(format!("moved kt's tables into the schema {previous} and the restored ones into public"), move || {
-            let mut db = endpoint.connect(&password, "kt restore")?;
+            let mut db = session.borrow_mut();
+            if db.is_closed() {
+                // The session broke, and the lock went with it: a new
+                // one, if no other restore took the lock meanwhile.
+                *db = endpoint.connect(&password, "kt restore")?;
+                lock(&mut db, &endpoint).map_err(|e| e.with_hint(format!("the tables before this restore are in the schema {previous}")))?;
+            }
             swap_back(&mut db, &previous)
         });
     }
     // A node that connected after the check would keep statements
     // prepared against the previous tables: its sessions end, and it
     // reconnects to the restored ones.
-    let _ = loaded.control.execute(
+    let _ = control.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND usename = current_user \
          AND application_name = $1 AND pid <> pg_backend_pid()",
         &[&SERVE_APPLICATION],
     );
-    schema::migrate(&mut loaded.control)?;
-    Ok(Aside { endpoint: loaded.endpoint.clone(), password: loaded.password.clone(), schema: previous })
+    schema::migrate(&mut control)?;
+    drop(control);
+    Ok(Aside { control: session, schema: previous })
 }
 
 /// The undo of [`swap_in`], in one transaction: the tables in `public`

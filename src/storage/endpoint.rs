@@ -20,6 +20,8 @@
 //! Kerberos ticket is at hand, none of which kt's own connector does.
 //! So every libpq tool gets each of those settings explicitly
 //! ([`Endpoint::libpq_env`]), and pg_dump checks exactly what kt checks.
+//! Every session's search_path is pinned to `public` (see
+//! [`PINNED_OPTIONS`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,6 +41,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// back to `~/.postgresql/` (an empty value means that default). libpq
 /// takes a file it cannot stat (ENOTDIR here) as absent.
 pub const NO_FILE: &str = "/dev/null/kt-none";
+/// Every session's search_path is `public`, kt's schema, from the start:
+/// the default `"$user", public` would search a schema named after kt's
+/// role first, and on an external database another role may have made
+/// one (with a `deposits` table in it) to take kt's statements over.
+/// kt's own SQL names nothing outside `public` unqualified.
+const PINNED_OPTIONS: &str = "-c search_path=public";
 
 /// The instance's database and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +151,7 @@ impl Endpoint {
             .ssl_mode(self.driver_sslmode())
             .channel_binding(self.driver_channel_binding())
             .application_name(application)
+            .options(PINNED_OPTIONS)
             .connect_timeout(CONNECT_TIMEOUT);
         config
     }
@@ -201,7 +210,8 @@ impl Endpoint {
             // libpq 16 and later: no client certificate whatever the files
             // say (older versions ignore the variable).
             .env("PGSSLCERTMODE", "disable")
-            .env("PGGSSENCMODE", "disable");
+            .env("PGGSSENCMODE", "disable")
+            .env("PGOPTIONS", PINNED_OPTIONS);
     }
 }
 
@@ -274,6 +284,7 @@ mod tests {
         assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-full"));
         assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/kt/db-ca.pem"));
         assert_eq!(get("PGPASSFILE").as_deref(), Some("/c/.pgpass"));
+        assert_eq!(get("PGOPTIONS").as_deref(), Some("-c search_path=public"));
         assert_eq!(env.get("PGSERVICE"), Some(&None), "other PG variables are removed");
         assert_eq!(env.get("PGPASSWORD"), Some(&None));
         assert_eq!(get("PGCHANNELBINDING").as_deref(), Some("require"));

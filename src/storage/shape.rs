@@ -10,6 +10,9 @@
 //! owner (the cluster's superuser) whenever the server inserts a row. So
 //! the loaded catalog is described object by object (schemas, relations
 //! and their privileges, persistence, replica identity and tablespace,
+//! inheritance and partitions (each `pg_inherits` link with its partition
+//! bound, each partition key: a loaded table made a child of another
+//! would have the server's queries of the parent read its rows too),
 //! columns with types, defaults, storage and collation, constraints,
 //! indexes, functions, triggers, rules, policies, types, operators,
 //! extensions, per-database settings, large objects, publications) and
@@ -64,6 +67,17 @@ fn queries(user: &str) -> Vec<String> {
             "SELECT 'index ' || pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i \
              JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace IN ({user})"
         ),
+        format!(
+            "SELECT 'inherits ' || i.inhrelid::pg_catalog.regclass::pg_catalog.text || ' from ' \
+             || i.inhparent::pg_catalog.regclass::pg_catalog.text || ' seq ' || i.inhseqno::pg_catalog.text \
+             || ' bound ' || COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '') \
+             FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_catalog.pg_class p ON p.oid = i.inhparent WHERE c.relnamespace IN ({user}) OR p.relnamespace IN ({user})"
+        ),
+        format!(
+            "SELECT 'partitioned ' || c.oid::pg_catalog.regclass::pg_catalog.text || ' ' || pg_catalog.pg_get_partkeydef(c.oid) \
+             FROM pg_catalog.pg_partitioned_table t JOIN pg_catalog.pg_class c ON c.oid = t.partrelid WHERE c.relnamespace IN ({user})"
+        ),
         format!("SELECT 'function ' || oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc WHERE pronamespace IN ({user})"),
         "SELECT 'trigger ' || tgrelid::pg_catalog.regclass::pg_catalog.text || ' ' || tgname FROM pg_catalog.pg_trigger WHERE NOT tgisinternal".into(),
         "SELECT 'event trigger ' || evtname FROM pg_catalog.pg_event_trigger".into(),
@@ -110,6 +124,12 @@ fn describe(client: &mut postgres::Client, schema: Option<&str>) -> Result<BTree
         }
     }
     Ok(lines)
+}
+
+/// The description [`check_schema`] compares of the schema `schema` (its
+/// name replaced by `<scratch>`), as `client`'s role sees it.
+pub fn describe_schema(client: &mut postgres::Client, schema: &str) -> Result<BTreeSet<String>> {
+    describe(client, Some(schema))
 }
 
 /// The schema version the loaded data claims, read as the loading role.

@@ -169,6 +169,8 @@ fn load_source<R: BufRead>(target: &Target, source: R, total: Option<u64>, progr
     progress.finish();
     result.map_err(|e| match e {
         Failure::Refused(n, what) => refused(n, &what),
+        Failure::Subverted(what) => Error::usage(format!("the dump changes the session that loads it: {what}"))
+            .with_hint("kt loads only what pg_dump writes for kt's schema; a backup with anything else was not made by kt"),
         Failure::Other(why) => Error::env("loading the dump failed").because(why),
     })
 }
@@ -177,6 +179,9 @@ fn load_source<R: BufRead>(target: &Target, source: R, total: Option<u64>, progr
 /// anything else.
 enum Failure {
     Refused(usize, String),
+    /// The dump changed the session's search_path or role while it
+    /// loaded (bad input, like a refused statement).
+    Subverted(String),
     Other(String),
 }
 
@@ -250,20 +255,33 @@ impl<R: BufRead> Loader<'_, R> {
             }
             progress.bytes("loading the dump", self.script.offset(), self.total);
         }
+        // The last COPY's rows ran defaults and checks too.
+        if let Some(schema) = self.target.schema {
+            self.check_search_path(schema)?;
+        }
         Ok(self.report)
     }
 
     /// In a scratch schema: the session's search_path is still the scratch
     /// schema or empty (the dump's own setting), so that no unqualified
-    /// name can resolve to a live table (a column default that called
-    /// set_config while rows loaded would show here).
-    fn check_search_path(&mut self, schema: &str) -> std::result::Result<(), String> {
-        let row = self.main.query_one("SELECT pg_catalog.current_setting('search_path')", &[]).map_err(|e| db_error_text(&e))?;
-        let path: String = row.get(0);
+    /// name can resolve to a live table, and the session still runs as
+    /// kt's role (`current_user = session_user`): a column default or a
+    /// check that called `set_config('search_path' | 'role', ...)` while
+    /// rows loaded would show here, and the load stops before the next
+    /// statement runs with the other path or role's rights.
+    fn check_search_path(&mut self, schema: &str) -> std::result::Result<(), Failure> {
+        let row = self
+            .main
+            .query_one("SELECT pg_catalog.current_setting('search_path'), current_user::text, session_user::text", &[])
+            .map_err(|e| db_error_text(&e))?;
+        let (path, current, session): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        if current != session {
+            return Err(Failure::Subverted(format!("the load's role changed from {session} to {current}")));
+        }
         if path.is_empty() || path == "\"\"" || path == format!("\"{schema}\"") || path == schema {
             Ok(())
         } else {
-            Err(format!("the load's search_path changed to {path}: refused"))
+            Err(Failure::Subverted(format!("the load's search_path changed to {path}")))
         }
     }
 
