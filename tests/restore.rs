@@ -528,3 +528,47 @@ fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
     }
     std::fs::remove_file(&link).unwrap();
 }
+
+#[test]
+fn the_sweep_stops_no_other_server_that_reuses_a_killed_staged_clusters_pid() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(is_root(), "this test plants a staged cluster of the service account: run it as root");
+    // Another cluster of the service account, running: its postmaster's pid
+    // is what a killed run's stale postmaster.pid names after a reboot.
+    let other = Instance::new("sweep-pid-other");
+    other.kt(&["db", "start"]).expect(0);
+    let other_pidfile = std::fs::read_to_string(other.pg_rootdir().join("postmaster.pid")).unwrap();
+    let other_pid: i32 = other_pidfile.lines().next().unwrap().trim().parse().unwrap();
+
+    // A killed fresh-host run's staged cluster, as kt makes it (root's
+    // directory, the service account's data directory), its server gone.
+    let dir = TestDir::new("sweep-pid");
+    let planted = dir.path.join(".kt-restore-99004.db");
+    let data = planted.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(other.pg_rootdir().join("PG_VERSION"), data.join("PG_VERSION")).unwrap();
+    std::fs::write(data.join("postmaster.pid"), other_pidfile.replace(other.pg_rootdir().to_str().unwrap(), data.to_str().unwrap())).unwrap();
+    let service = Command::new("id").args(["-g", "keytrustee"]).output().unwrap();
+    let service_gid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().expect("the service account keytrustee exists");
+    let service = Command::new("id").args(["-u", "keytrustee"]).output().unwrap();
+    let service_uid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().unwrap();
+    std::os::unix::fs::chown(&planted, None, Some(service_gid)).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o710)).unwrap();
+    for p in [data.clone(), data.join("PG_VERSION"), data.join("postmaster.pid")] {
+        std::os::unix::fs::chown(&p, Some(service_uid), Some(service_gid)).unwrap();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Any restore beside it sweeps it (this one then fails on its input).
+    let junk = dir.join("junk.tar");
+    std::fs::write(&junk, "not a backup\n").unwrap();
+    let confdir = dir.join("home").join(".keytrustee");
+    let out = run(kt().arg("-c").arg(&confdir).arg("restore").arg(&junk).arg("--yes"));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(unsafe { libc::kill(other_pid, 0) }, 0, "the sweep stopped another cluster's server (pid {other_pid})");
+    let status = other.kt(&["db", "status"]);
+    assert!(status.stdout.contains("running") || status.stderr.contains("running"), "{} {}", status.stdout, status.stderr);
+    assert!(!planted.exists(), "the dead staged cluster was not swept");
+}
