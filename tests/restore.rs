@@ -402,18 +402,36 @@ fn runs_in(path: &Path) -> bool {
     })
 }
 
-#[test]
-fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
-    use std::io::BufRead;
-    // Enough rows for the load to take a moment.
-    let inst = crate::backup::instance_with_data("fresh-kill", 150_000);
+/// An instance with `rows` deposits, backed up (encrypted to the test
+/// keyring), then gone: its database stopped and its home removed, as on
+/// a fresh host that restores it.
+struct FreshHost {
+    inst: Instance,
+    fingerprint: String,
+    /// Its tables before the backup ([`tables_digest`]).
+    before: String,
+    out_dir: TestDir,
+    /// The backup file (in `out_dir`).
+    file: String,
+}
+
+fn fresh_host(name: &str, rows: u32) -> FreshHost {
+    let inst = crate::backup::instance_with_data(name, rows);
     let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
     let before = tables_digest(&inst);
-    let out_dir = TestDir::new("fresh-kill-backups");
+    let out_dir = TestDir::new(&format!("{name}-backups"));
     let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
     let file = made.stdout.trim().to_string();
     inst.kt(&["db", "stop"]).expect(0);
     std::fs::remove_dir_all(&inst.home).unwrap();
+    FreshHost { inst, fingerprint, before, out_dir, file }
+}
+
+#[test]
+fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
+    use std::io::BufRead;
+    // Enough rows for the load to take a moment.
+    let FreshHost { inst, fingerprint, before, out_dir, file } = fresh_host("fresh-kill", 150_000);
 
     // A forged backup (one bit flipped): refused, and the cluster made
     // while decrypting is gone with everything else.
@@ -474,14 +492,7 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
 fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
     use std::os::unix::fs::MetadataExt;
     assert!(is_root(), "this test plants directories of other accounts: run it as root");
-    let inst = crate::backup::instance_with_data("fresh-plant", 50);
-    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
-    let before = tables_digest(&inst);
-    let out_dir = TestDir::new("fresh-plant-backups");
-    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
-    let file = made.stdout.trim().to_string();
-    inst.kt(&["db", "stop"]).expect(0);
-    std::fs::remove_dir_all(&inst.home).unwrap();
+    let FreshHost { inst, fingerprint, before, out_dir: _out_dir, file } = fresh_host("fresh-plant", 50);
 
     // Directories named like a killed run's staged cluster (pids above
     // pid_max: no such process), none of them made by kt: one of another
