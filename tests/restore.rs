@@ -410,6 +410,8 @@ struct FreshHost {
     fingerprint: String,
     /// Its tables before the backup ([`tables_digest`]).
     before: String,
+    /// Its cluster's durability settings ([`durability_settings`]).
+    settings: String,
     out_dir: TestDir,
     /// The backup file (in `out_dir`).
     file: String,
@@ -419,19 +421,37 @@ fn fresh_host(name: &str, rows: u32) -> FreshHost {
     let inst = crate::backup::instance_with_data(name, rows);
     let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
     let before = tables_digest(&inst);
+    let settings = durability_settings(&inst);
     let out_dir = TestDir::new(&format!("{name}-backups"));
     let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
     let file = made.stdout.trim().to_string();
     inst.kt(&["db", "stop"]).expect(0);
     std::fs::remove_dir_all(&inst.home).unwrap();
-    FreshHost { inst, fingerprint, before, out_dir, file }
+    FreshHost { inst, fingerprint, before, settings, out_dir, file }
+}
+
+/// The settings a fresh host's staged cluster loads with (`restore::fresh`,
+/// none of which may survive the move), as the running cluster has them,
+/// and the files any setting comes from.
+fn durability_settings(inst: &Instance) -> String {
+    inst.psql(
+        "postgres",
+        "SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE name IN \
+         ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'max_wal_senders', 'max_wal_size', \
+          'checkpoint_timeout', 'wal_recycle', 'autovacuum') \
+         UNION ALL SELECT string_agg(DISTINCT sourcefile, ',') FROM pg_file_settings",
+    )
+    .expect(0)
+    .stdout
+    .trim()
+    .to_string()
 }
 
 #[test]
 fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
     use std::io::BufRead;
     // Enough rows for the load to take a moment.
-    let FreshHost { inst, fingerprint, before, out_dir, file } = fresh_host("fresh-kill", 150_000);
+    let FreshHost { inst, fingerprint, before, settings, out_dir, file } = fresh_host("fresh-kill", 150_000);
 
     // A forged backup (one bit flipped): refused, and the cluster made
     // while decrypting is gone with everything else.
@@ -484,6 +504,9 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
     assert_eq!(stagings(&inst).iter().filter(|n| !n.starts_with(".kt-restore-safety-")).count(), 0, "{:?}", stagings(&inst));
     assert!(!runs_in(&inst.home.parent().unwrap().join(&staged)), "the killed run's staged cluster still runs");
     assert_eq!(tables_digest(&inst), before);
+    // Durable again: the settings it loaded with (no fsync, minimal WAL)
+    // are gone, the instance's back.
+    assert_eq!(durability_settings(&inst), settings, "the restored cluster runs with the staged load's settings");
     let out = inst.kt(&["db", "status"]).expect(0);
     assert!(out.stdout.contains("running") || out.stderr.contains("running"), "{} {}", out.stdout, out.stderr);
 }
@@ -492,7 +515,7 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
 fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
     use std::os::unix::fs::MetadataExt;
     assert!(is_root(), "this test plants directories of other accounts: run it as root");
-    let FreshHost { inst, fingerprint, before, out_dir: _out_dir, file } = fresh_host("fresh-plant", 50);
+    let FreshHost { inst, fingerprint, before, out_dir: _out_dir, file, .. } = fresh_host("fresh-plant", 50);
 
     // Directories named like a killed run's staged cluster (pids above
     // pid_max: no such process), none of them made by kt: one of another
