@@ -126,6 +126,21 @@ fn kt_loads_what_psql_loads() {
     };
     assert_eq!(all_visible("loaded_private"), "t", "the private load did not freeze its rows");
     assert_eq!(all_visible("loaded"), "f", "the shared load froze its rows (the check proves nothing)");
+    // A table whose rows come in two blocks: only the first block's
+    // transaction truncates it (a second TRUNCATE would drop the first
+    // block's rows, and the server's COPY counts would still add up).
+    let two = work.join("two.sql");
+    std::fs::write(
+        &two,
+        "SET standard_conforming_strings = on;\nCREATE TABLE public.two (id integer NOT NULL, t text);\n\
+         COPY public.two (id, t) FROM stdin;\n1\ta\n2\tb\n\\.\n\nCOPY public.two (id, t) FROM stdin;\n3\tc\n\\.\n",
+    )
+    .unwrap();
+    inst.psql("postgres", "CREATE DATABASE loaded_two").expect(0);
+    let report = kt::storage::load::load(&cluster, &login, "loaded_two", &two, kt::storage::load::Sharing::Private, &kt::progress::Silent).unwrap();
+    assert_eq!(report.rows.get("two"), Some(&3), "{report:?}");
+    assert!(report.binary.iter().any(|t| t == "two"), "two goes as binary COPY (FREEZE): {report:?}");
+    assert_eq!(inst.psql("loaded_two", "SELECT string_agg(id::text || t, ',' ORDER BY id) FROM two").expect(0).stdout.trim(), "1a,2b,3c");
     // The rows as they look in SQL, not only equal digests.
     let row = inst.psql("loaded", "SELECT t, tz AT TIME ZONE 'UTC', length(by) FROM odd WHERE id = 4").expect(0);
     assert_eq!(row.stdout.trim(), "\\N|0044-03-15 00:00:00 BC|5000");

@@ -402,18 +402,56 @@ fn runs_in(path: &Path) -> bool {
     })
 }
 
-#[test]
-fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
-    use std::io::BufRead;
-    // Enough rows for the load to take a moment.
-    let inst = crate::backup::instance_with_data("fresh-kill", 150_000);
+/// An instance with `rows` deposits, backed up (encrypted to the test
+/// keyring), then gone: its database stopped and its home removed, as on
+/// a fresh host that restores it.
+struct FreshHost {
+    inst: Instance,
+    fingerprint: String,
+    /// Its tables before the backup ([`tables_digest`]).
+    before: String,
+    /// Its cluster's durability settings ([`durability_settings`]).
+    settings: String,
+    out_dir: TestDir,
+    /// The backup file (in `out_dir`).
+    file: String,
+}
+
+fn fresh_host(name: &str, rows: u32) -> FreshHost {
+    let inst = crate::backup::instance_with_data(name, rows);
     let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
     let before = tables_digest(&inst);
-    let out_dir = TestDir::new("fresh-kill-backups");
+    let settings = durability_settings(&inst);
+    let out_dir = TestDir::new(&format!("{name}-backups"));
     let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
     let file = made.stdout.trim().to_string();
     inst.kt(&["db", "stop"]).expect(0);
     std::fs::remove_dir_all(&inst.home).unwrap();
+    FreshHost { inst, fingerprint, before, settings, out_dir, file }
+}
+
+/// The settings a fresh host's staged cluster loads with (`restore::fresh`,
+/// none of which may survive the move), as the running cluster has them,
+/// and the files any setting comes from.
+fn durability_settings(inst: &Instance) -> String {
+    inst.psql(
+        "postgres",
+        "SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE name IN \
+         ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'max_wal_senders', 'max_wal_size', \
+          'checkpoint_timeout', 'wal_recycle', 'autovacuum') \
+         UNION ALL SELECT string_agg(DISTINCT sourcefile, ',') FROM pg_file_settings",
+    )
+    .expect(0)
+    .stdout
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_again() {
+    use std::io::BufRead;
+    // Enough rows for the load to take a moment.
+    let FreshHost { inst, fingerprint, before, settings, out_dir, file } = fresh_host("fresh-kill", 150_000);
 
     // A forged backup (one bit flipped): refused, and the cluster made
     // while decrypting is gone with everything else.
@@ -466,6 +504,9 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
     assert_eq!(stagings(&inst).iter().filter(|n| !n.starts_with(".kt-restore-safety-")).count(), 0, "{:?}", stagings(&inst));
     assert!(!runs_in(&inst.home.parent().unwrap().join(&staged)), "the killed run's staged cluster still runs");
     assert_eq!(tables_digest(&inst), before);
+    // Durable again: the settings it loaded with (no fsync, minimal WAL)
+    // are gone, the instance's back.
+    assert_eq!(durability_settings(&inst), settings, "the restored cluster runs with the staged load's settings");
     let out = inst.kt(&["db", "status"]).expect(0);
     assert!(out.stdout.contains("running") || out.stderr.contains("running"), "{} {}", out.stdout, out.stderr);
 }
@@ -474,14 +515,7 @@ fn a_fresh_host_restore_killed_while_loading_leaves_nothing_in_place_and_runs_ag
 fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
     use std::os::unix::fs::MetadataExt;
     assert!(is_root(), "this test plants directories of other accounts: run it as root");
-    let inst = crate::backup::instance_with_data("fresh-plant", 50);
-    let fingerprint = inst.kt(&["fingerprint"]).expect(0).stdout.trim().to_string();
-    let before = tables_digest(&inst);
-    let out_dir = TestDir::new("fresh-plant-backups");
-    let made = backup(&inst, &["--output", out_dir.path.to_str().unwrap(), "--gpg-recipient", "John Doe", "-q"]).expect(0);
-    let file = made.stdout.trim().to_string();
-    inst.kt(&["db", "stop"]).expect(0);
-    std::fs::remove_dir_all(&inst.home).unwrap();
+    let FreshHost { inst, fingerprint, before, out_dir: _out_dir, file, .. } = fresh_host("fresh-plant", 50);
 
     // Directories named like a killed run's staged cluster (pids above
     // pid_max: no such process), none of them made by kt: one of another
@@ -527,4 +561,48 @@ fn the_sweep_of_killed_stagings_leaves_what_kt_did_not_make() {
         std::fs::remove_dir_all(dir).unwrap();
     }
     std::fs::remove_file(&link).unwrap();
+}
+
+#[test]
+fn the_sweep_stops_no_other_server_that_reuses_a_killed_staged_clusters_pid() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(is_root(), "this test plants a staged cluster of the service account: run it as root");
+    // Another cluster of the service account, running: its postmaster's pid
+    // is what a killed run's stale postmaster.pid names after a reboot.
+    let other = Instance::new("sweep-pid-other");
+    other.kt(&["db", "start"]).expect(0);
+    let other_pidfile = std::fs::read_to_string(other.pg_rootdir().join("postmaster.pid")).unwrap();
+    let other_pid: i32 = other_pidfile.lines().next().unwrap().trim().parse().unwrap();
+
+    // A killed fresh-host run's staged cluster, as kt makes it (root's
+    // directory, the service account's data directory), its server gone.
+    let dir = TestDir::new("sweep-pid");
+    let planted = dir.path.join(".kt-restore-99004.db");
+    let data = planted.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(other.pg_rootdir().join("PG_VERSION"), data.join("PG_VERSION")).unwrap();
+    std::fs::write(data.join("postmaster.pid"), other_pidfile.replace(other.pg_rootdir().to_str().unwrap(), data.to_str().unwrap())).unwrap();
+    let service = Command::new("id").args(["-g", "keytrustee"]).output().unwrap();
+    let service_gid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().expect("the service account keytrustee exists");
+    let service = Command::new("id").args(["-u", "keytrustee"]).output().unwrap();
+    let service_uid: u32 = String::from_utf8_lossy(&service.stdout).trim().parse().unwrap();
+    std::os::unix::fs::chown(&planted, None, Some(service_gid)).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o710)).unwrap();
+    for p in [data.clone(), data.join("PG_VERSION"), data.join("postmaster.pid")] {
+        std::os::unix::fs::chown(&p, Some(service_uid), Some(service_gid)).unwrap();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Any restore beside it sweeps it (this one then fails on its input).
+    let junk = dir.join("junk.tar");
+    std::fs::write(&junk, "not a backup\n").unwrap();
+    let confdir = dir.join("home").join(".keytrustee");
+    let out = run(kt().arg("-c").arg(&confdir).arg("restore").arg(&junk).arg("--yes"));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(unsafe { libc::kill(other_pid, 0) }, 0, "the sweep stopped another cluster's server (pid {other_pid})");
+    let status = other.kt(&["db", "status"]);
+    assert!(status.stdout.contains("running") || status.stderr.contains("running"), "{} {}", status.stdout, status.stderr);
+    assert!(!planted.exists(), "the dead staged cluster was not swept");
 }

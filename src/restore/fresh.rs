@@ -240,7 +240,9 @@ pub fn load(
 /// server may still run). `dir` is a real directory of the name kt gives,
 /// owned by this user (as kt makes it: the service account owns only what
 /// is inside), whose process is gone (checked by the caller): a directory
-/// of that name that anyone else made is never touched.
+/// of that name that anyone else made is never touched. The server named
+/// in its `postmaster.pid` is stopped only when it runs in that data
+/// directory: after a reboot the pid may be any other server's.
 pub fn sweep(dir: &Path) {
     let data_dir = dir.join("data");
     let Ok(meta) = std::fs::symlink_metadata(&data_dir) else {
@@ -251,13 +253,31 @@ pub fn sweep(dir: &Path) {
     let account = Account::lookup_uid(meta.uid()).filter(|a| a.uid != 0 && meta.is_dir());
     if let (Some(account), Ok(bindir)) = (account, find_bindir()) {
         let mut cl = Cluster { data_dir, port: 0, log_file: dir.join("log").join("postgres.log"), account, bindir };
-        if let Ok(State::Running { port, .. }) = cl.state() {
-            cl.port = port.unwrap_or(0);
-            if cl.stop().is_err() {
-                // Still running: removing its files under it helps no one.
-                return;
+        if let Ok(State::Running { pid, port }) = cl.state() {
+            match runs_in(pid, &cl.data_dir) {
+                // The staged server died (a reboot, say) and its pid is
+                // another process's now, perhaps the live instance's
+                // postmaster: `pg_ctl stop` would signal that one.
+                Some(false) => {}
+                Some(true) => {
+                    cl.port = port.unwrap_or(0);
+                    if cl.stop().is_err() {
+                        // Still running: removing its files under it helps no one.
+                        return;
+                    }
+                }
+                // Cannot tell: left alone.
+                None => return,
             }
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Whether process `pid` runs in `data_dir` (a PostgreSQL server's working
+/// directory is its data directory); `None` when that cannot be read.
+fn runs_in(pid: u32, data_dir: &Path) -> Option<bool> {
+    let cwd = std::fs::metadata(format!("/proc/{pid}/cwd")).ok()?;
+    let dir = std::fs::metadata(data_dir).ok()?;
+    Some((cwd.dev(), cwd.ino()) == (dir.dev(), dir.ino()))
 }
