@@ -73,9 +73,11 @@
 //! The delta search (fast_rsync's scalar MD4 of every matching block) was
 //! the sender's cost for a large file with a small change, so a fast path
 //! runs in front of it (protocol 5): with the signature the generator
-//! sends a 16-byte BLAKE3 sum of each aligned chunk of the old file
+//! sends a 16-byte sum of each aligned chunk of the old file
 //! ([`wire::chunk_size`]: about 256 KiB, whole blocks), from the same
-//! read. The sender sums its own file's aligned chunks; a chunk whose sum
+//! read: xxh3-128 since protocol 7 (BLAKE3 before; nothing rests on a
+//! chunk sum, see [`wire::CHUNK_SUM`], and BLAKE3 there was two of the
+//! five hash passes over a large file with a small change). The sender sums its own file's aligned chunks; a chunk whose sum
 //! equals the old file's chunk at the same index goes as `Copy{k, n}`
 //! (chunks `k..k+n` of the basis, a range the receiver checks against its
 //! basis), and only the runs of chunks that differ are diffed, still
@@ -163,12 +165,12 @@
 //!   here (SHA-256 with SHA-NI: about 1.2 GB/s). Known costs left: the
 //!   receiver holds a whole old file (up to 512 MiB) as the basis (the
 //!   generator's read for the signature, handed over: read once); a large
-//!   file with a small change over rsh is hashed five times (SRC and DEST
-//!   under -c, the chunk sums on both sides, the rebuilt file), where
-//!   BLAKE3's tree (`blake3::hazmat` chaining values of aligned chunks)
-//!   would let the -c hashes yield the chunk sums and the rebuilt file's
-//!   hash be composed from the basis' values for copied chunks; the
-//!   signature is sent whole, so the sender waits for it.
+//!   file with a small change over rsh is hashed with BLAKE3 three times
+//!   (SRC and DEST under -c, the rebuilt file) and with xxh3 twice (the
+//!   chunk sums on both sides), where BLAKE3's tree (`blake3::hazmat`
+//!   chaining values of aligned power-of-two chunks) would let the
+//!   rebuilt file's hash be composed from the basis' values for copied
+//!   chunks; the signature is sent whole, so the sender waits for it.
 //! - `-i`/`-v` lines come in the order changes happen (directories and
 //!   links first, then files as they land); rsync prints in its list
 //!   order (a directory's files before its subdirectories' contents).
