@@ -148,12 +148,7 @@ fn database(instance: &Instance, warnings: &mut Vec<String>) -> std::result::Res
     }
     // A restore killed after it set the previous database aside leaves it
     // under this name: it may hold data the operator wants back.
-    let aside: Vec<String> = db
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_safety\\_%' ORDER BY 1", &[])
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let aside = leftovers(&mut db, "SELECT datname FROM pg_database WHERE datname LIKE 'kt\\_restore\\_safety\\_%' ORDER BY 1")?;
     if !aside.is_empty() {
         return Err(format!(
             "{} set aside by a restore that did not finish: check it, then drop it (DROP DATABASE) once keytrustee is right",
@@ -161,6 +156,12 @@ fn database(instance: &Instance, warnings: &mut Vec<String>) -> std::result::Res
         ));
     }
     Ok(format!("answers on 127.0.0.1:{}, schema version {version}", endpoint.port))
+}
+
+/// The names `query` lists: what a restore that did not finish left set
+/// aside (databases locally, schemas on an external database).
+fn leftovers(db: &mut postgres::Client, query: &str) -> std::result::Result<Vec<String>, String> {
+    Ok(db.query(query, &[]).map_err(|e| e.to_string())?.iter().map(|row| row.get(0)).collect())
 }
 
 /// An external database: it answers, over TLS when sslmode asks for it,
@@ -183,12 +184,7 @@ fn external_database(endpoint: &Endpoint, db: &mut postgres::Client, warnings: &
     warnings.extend(grants.warning(&endpoint.dbname));
     // A restore killed after its swap leaves kt's previous tables in a
     // schema of this name (`restore::external`): maybe the only copy.
-    let aside: Vec<String> = db
-        .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_prev\\_%' ORDER BY 1", &[])
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let aside = leftovers(db, "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'kt\\_restore\\_prev\\_%' ORDER BY 1")?;
     if !aside.is_empty() {
         return Err(format!(
             "database: {at}: the schema {} holds tables set aside by a restore that did not finish: check them, then drop it (DROP SCHEMA ... CASCADE) once kt's tables are right",
